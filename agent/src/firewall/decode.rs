@@ -1,0 +1,98 @@
+//! Reading rules back from the kernel: the counter and comment of each.
+
+use super::wire::{attr, parse_attrs};
+use super::RuleCounter;
+
+/// Parses one NEWRULE message's attributes into its chain, comment and counter.
+pub fn rule_counter(attrs: &[u8]) -> Option<RuleCounter> {
+    let mut chain = None;
+    let mut comment = String::new();
+    let mut counts = None;
+    for (kind, value) in parse_attrs(attrs) {
+        match kind {
+            attr::RULE_CHAIN => chain = Some(c_string(value)),
+            attr::RULE_USERDATA => comment = udata_comment(value).unwrap_or_default(),
+            attr::RULE_EXPRESSIONS => counts = find_counter(value),
+            _ => {}
+        }
+    }
+    let (packets, bytes) = counts?;
+    Some(RuleCounter { chain: chain?, comment, packets, bytes })
+}
+
+fn c_string(v: &[u8]) -> String {
+    let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+    String::from_utf8_lossy(&v[..end]).into_owned()
+}
+
+fn udata_comment(v: &[u8]) -> Option<String> {
+    let mut at = 0;
+    while at + 2 <= v.len() {
+        let (ty, len) = (v[at], v[at + 1] as usize);
+        let value = v.get(at + 2..at + 2 + len)?;
+        if ty == 0 {
+            return Some(c_string(value));
+        }
+        at += 2 + len;
+    }
+    None
+}
+
+fn find_counter(list: &[u8]) -> Option<(u64, u64)> {
+    for (_, elem) in parse_attrs(list) {
+        let attrs = parse_attrs(elem);
+        let name = attrs.iter().find(|(k, _)| *k == attr::EXPR_NAME).map(|(_, v)| c_string(v));
+        if name.as_deref() != Some("counter") {
+            continue;
+        }
+        let data = attrs.iter().find(|(k, _)| *k == attr::EXPR_DATA)?.1;
+        let mut packets = 0;
+        let mut bytes = 0;
+        for (k, v) in parse_attrs(data) {
+            let n = v.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap())).unwrap_or(0);
+            match k {
+                attr::COUNTER_PACKETS => packets = n,
+                attr::COUNTER_BYTES => bytes = n,
+                _ => {}
+            }
+        }
+        return Some((packets, bytes));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::encode;
+    use super::super::ruleset::{FirewallInput, Interfaces, Ruleset};
+    use super::*;
+    use crate::policy::Mode;
+
+    #[test]
+    fn encoded_rules_decode_to_their_comments() {
+        let rs = Ruleset::build(&FirewallInput {
+            access: Mode::Allowlist,
+            cidrs: vec![],
+            upstream_dns: vec![],
+            bottle_ip: "10.242.0.3".parse().unwrap(),
+            entries: vec![],
+            interfaces: Interfaces { enclave: "eth1".into(), uplink: "eth0".into() },
+        });
+        let decoded: Vec<RuleCounter> = encode::ruleset(&rs)
+            .iter()
+            .filter(|r| r.cmd == super::super::wire::Cmd::NewRule)
+            .filter_map(|r| rule_counter(&r.attrs))
+            .collect();
+        let expected: usize = rs.chains.iter().map(|c| c.rules.len()).sum();
+        assert_eq!(decoded.len(), expected);
+        assert_eq!(decoded[0].chain, "forward");
+        assert_eq!(decoded[0].comment, "accept:established");
+        assert_eq!(decoded[0].packets, 0);
+    }
+
+    #[test]
+    fn garbage_decodes_to_nothing() {
+        assert!(rule_counter(&[1, 2, 3, 4, 5]).is_none());
+        assert!(udata_comment(&[0, 200]).is_none());
+    }
+}

@@ -1,0 +1,128 @@
+//! The real transport: one NETLINK_NETFILTER socket, batches with ACKs, and
+//! rule dumps for the counters.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+use super::wire::{self, attr, Cmd, Request, NFPROTO_INET, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP};
+use super::{FirewallError, RuleCounter, Transport};
+
+/// Socket buffers large enough for a 10,000-address batch and its answers.
+const BUF_BYTES: libc::c_int = 8 << 20;
+
+pub struct NetlinkTransport {
+    socket: Socket,
+    seq: u32,
+}
+
+impl NetlinkTransport {
+    pub fn open() -> Result<NetlinkTransport, FirewallError> {
+        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(FirewallError::Socket)?;
+        socket.bind_auto().map_err(FirewallError::Socket)?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(FirewallError::Socket)?;
+        // Best effort: FORCE needs CAP_NET_ADMIN, which the agent has anyway.
+        for opt in [libc::SO_SNDBUFFORCE, libc::SO_RCVBUFFORCE] {
+            set_int_opt(&socket, opt, BUF_BYTES);
+        }
+        let _ = socket.set_cap_ack(true);
+        Ok(NetlinkTransport { socket, seq: std::process::id().wrapping_mul(1 << 12) })
+    }
+
+    fn next_seq(&mut self, n: usize) -> u32 {
+        let s = self.seq;
+        self.seq = self.seq.wrapping_add(n as u32 + 2);
+        s
+    }
+
+    /// Receives every message already queued (the kernel answers a batch
+    /// while we are still inside send()), or blocks for one if `wait`.
+    fn recv_queued(&self, wait: bool) -> Result<Option<Vec<u8>>, FirewallError> {
+        let mut buf = vec![0u8; 1 << 20];
+        let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
+        // SAFETY: buf is valid for writes of its length.
+        let n = unsafe { libc::recv(self.socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                return Ok(None);
+            }
+            return Err(FirewallError::Io(e));
+        }
+        buf.truncate(n as usize);
+        Ok(Some(buf))
+    }
+}
+
+fn set_int_opt(socket: &Socket, opt: libc::c_int, value: libc::c_int) {
+    // SAFETY: plain setsockopt with a c_int value on a valid fd.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+impl Transport for NetlinkTransport {
+    fn apply(&mut self, reqs: &[Request]) -> Result<(), FirewallError> {
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        let seq = self.next_seq(reqs.len());
+        let (bytes, acks) = wire::batch(reqs, seq);
+        self.socket.send(&bytes, 0).map_err(FirewallError::Io)?;
+        let mut pending: std::collections::HashSet<u32> = acks.into_iter().collect();
+        let mut first_error = None;
+        while let Some(buf) = self.recv_queued(false)? {
+            for m in wire::messages(&buf) {
+                if m.msg_type != NLMSG_ERROR || !pending.remove(&m.seq) {
+                    continue;
+                }
+                let code = wire::error_code(m.payload).unwrap_or(-libc::EIO);
+                if code != 0 && first_error.is_none() {
+                    let idx = m.seq.wrapping_sub(seq + 1) as usize;
+                    let what = reqs.get(idx).map(|r| format!("{:?}", r.cmd)).unwrap_or_default();
+                    first_error = Some(FirewallError::Rejected { what, source: io::Error::from_raw_os_error(-code) });
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None if !pending.is_empty() => Err(FirewallError::Unanswered(pending.len())),
+            None => Ok(()),
+        }
+    }
+
+    fn dump_rules(&mut self, table: &str) -> Result<Vec<RuleCounter>, FirewallError> {
+        let mut a = wire::Attrs::new();
+        a.str(attr::RULE_TABLE, table);
+        let req = Request { cmd: Cmd::GetRule, flags: NLM_F_DUMP, family: NFPROTO_INET, attrs: a.0 };
+        let seq = self.next_seq(0);
+        self.socket.send(&wire::single(&req, seq), 0).map_err(FirewallError::Io)?;
+        let mut out = Vec::new();
+        loop {
+            let Some(buf) = self.recv_queued(true)? else { continue };
+            for m in wire::messages(&buf) {
+                if m.seq != seq {
+                    continue;
+                }
+                match m.msg_type {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        let code = wire::error_code(m.payload).unwrap_or(-libc::EIO);
+                        if code == -libc::ENOENT {
+                            return Ok(out);
+                        }
+                        return Err(FirewallError::Rejected { what: "rule dump".into(), source: io::Error::from_raw_os_error(-code) });
+                    }
+                    _ => out.extend(super::decode::rule_counter(m.payload.get(4..).unwrap_or_default())),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The nftables ruleset as typed values, built from the policy. Nothing here
+//! talks to the kernel; `encode` turns it into netlink requests.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use crate::policy::{Mode, Policy};
+use crate::profile::Protocol;
+
+pub const TABLE: &str = "rbm";
+
+/// The two interfaces of the sentry, as found over rtnetlink.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Interfaces {
+    pub enclave: String,
+    pub uplink: String,
+}
+
+/// What the firewall needs to know, and nothing more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewallInput {
+    pub access: Mode,
+    pub cidrs: Vec<IpNet>,
+    pub upstream_dns: Vec<IpAddr>,
+    pub bottle_ip: Ipv4Addr,
+    pub entries: Vec<crate::profile::Entry>,
+    pub interfaces: Interfaces,
+}
+
+impl FirewallInput {
+    pub fn new(policy: &Policy, upstream_dns: Vec<IpAddr>, interfaces: Interfaces) -> FirewallInput {
+        FirewallInput {
+            access: policy.access,
+            cidrs: policy.cidrs.clone(),
+            upstream_dns,
+            bottle_ip: policy.enclave.bottle_ip,
+            entries: policy.entries.clone(),
+            interfaces,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKey {
+    Addr4,
+    Addr6,
+    /// ipv4_addr . inet_proto . inet_service
+    Addr4ProtoPort,
+    Addr6ProtoPort,
+}
+
+impl SetKey {
+    /// Key length in bytes as the kernel stores it (concat fields padded to 4).
+    pub fn len(self) -> u32 {
+        match self {
+            SetKey::Addr4 => 4,
+            SetKey::Addr6 => 16,
+            SetKey::Addr4ProtoPort => 12,
+            SetKey::Addr6ProtoPort => 24,
+        }
+    }
+
+    /// nft's datatype id, so that `nft list` shows the set's type.
+    pub fn type_id(self) -> u32 {
+        const IPV4: u32 = 7;
+        const IPV6: u32 = 8;
+        const PROTO: u32 = 12;
+        const SERVICE: u32 = 13;
+        let concat = |a: u32| (((a << 6) | PROTO) << 6) | SERVICE;
+        match self {
+            SetKey::Addr4 => IPV4,
+            SetKey::Addr6 => IPV6,
+            SetKey::Addr4ProtoPort => concat(IPV4),
+            SetKey::Addr6ProtoPort => concat(IPV6),
+        }
+    }
+}
+
+/// Named sets of the rbm table.
+pub mod sets {
+    pub const ALLOW4: &str = "allow4";
+    pub const ALLOW6: &str = "allow6";
+    pub const LEARNED4: &str = "learned4";
+    pub const LEARNED6: &str = "learned6";
+    pub const LEARNED4_PORTS: &str = "learned4_ports";
+    pub const LEARNED6_PORTS: &str = "learned6_ports";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetDef {
+    pub name: &'static str,
+    pub key: SetKey,
+    pub interval: bool,
+    pub timeout: bool,
+    pub elements: Vec<SetElem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetElem {
+    pub key: Vec<u8>,
+    pub interval_end: bool,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainType {
+    Filter,
+    Nat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainDef {
+    pub name: &'static str,
+    pub hook: Hook,
+    pub kind: ChainType,
+    pub priority: i32,
+    /// true: accept by default; false: drop.
+    pub policy_accept: bool,
+    pub rules: Vec<Rule>,
+}
+
+/// conntrack state bits (NF_CT_STATE_*).
+pub const CT_INVALID: u32 = 1;
+pub const CT_ESTABLISHED: u32 = 2;
+pub const CT_RELATED: u32 = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    IifName(String),
+    OifName(String),
+    /// Any of these conntrack state bits.
+    CtState(u32),
+    /// The connection was destination-NATed (an entry port).
+    CtStatusDnat,
+    /// Layer-4 protocol (6 tcp, 17 udp), then `th dport`.
+    ProtoPort(u8, u16),
+    Daddr(IpAddr),
+    /// Destination (and for port sets, protocol and port) in a named set.
+    InSet(&'static str, SetKey),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Accept,
+    Drop,
+    Masquerade,
+    Dnat { addr: Ipv4Addr, port: u16 },
+}
+
+/// A rule always counts what it sees; its comment names it for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub action: Action,
+    pub comment: String,
+}
+
+fn rule(matches: Vec<Match>, action: Action, comment: &str) -> Rule {
+    Rule { matches, action, comment: comment.to_string() }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    pub table: &'static str,
+    pub sets: Vec<SetDef>,
+    pub chains: Vec<ChainDef>,
+}
+
+impl Ruleset {
+    pub fn build(input: &FirewallInput) -> Ruleset {
+        Ruleset {
+            table: TABLE,
+            sets: build_sets(&input.cidrs),
+            chains: vec![
+                forward_chain(input),
+                input_chain(&input.interfaces),
+                output_chain(input),
+                prerouting_chain(input),
+                postrouting_chain(input),
+            ],
+        }
+    }
+}
+
+fn build_sets(cidrs: &[IpNet]) -> Vec<SetDef> {
+    let set = |name, key, interval, timeout, elements| SetDef { name, key, interval, timeout, elements };
+    let v4: Vec<IpNet> = cidrs.iter().filter(|n| n.addr().is_ipv4()).copied().collect();
+    let v6: Vec<IpNet> = cidrs.iter().filter(|n| n.addr().is_ipv6()).copied().collect();
+    vec![
+        set(sets::ALLOW4, SetKey::Addr4, true, false, interval_elements(&v4)),
+        set(sets::ALLOW6, SetKey::Addr6, true, false, interval_elements(&v6)),
+        set(sets::LEARNED4, SetKey::Addr4, false, true, vec![]),
+        set(sets::LEARNED6, SetKey::Addr6, false, true, vec![]),
+        set(sets::LEARNED4_PORTS, SetKey::Addr4ProtoPort, false, true, vec![]),
+        set(sets::LEARNED6_PORTS, SetKey::Addr6ProtoPort, false, true, vec![]),
+    ]
+}
+
+/// Interval-set elements for CIDRs: merged, each a start key and an
+/// end key (first address past the range) flagged as interval end.
+pub fn interval_elements(nets: &[IpNet]) -> Vec<SetElem> {
+    let mut out = Vec::new();
+    for net in IpNet::aggregate(&nets.to_vec()) {
+        let start = addr_bytes(net.network());
+        out.push(SetElem { key: start, interval_end: false, timeout_ms: None });
+        if let Some(end) = next_addr(net.broadcast()) {
+            out.push(SetElem { key: addr_bytes(end), interval_end: true, timeout_ms: None });
+        }
+    }
+    out
+}
+
+fn next_addr(ip: IpAddr) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V4(a) => u32::from(a).checked_add(1).map(|n| IpAddr::V4(Ipv4Addr::from(n))),
+        IpAddr::V6(a) => u128::from(a).checked_add(1).map(|n| IpAddr::V6(Ipv6Addr::from(n))),
+    }
+}
+
+pub fn addr_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn forward_chain(input: &FirewallInput) -> ChainDef {
+    let Interfaces { enclave, uplink } = &input.interfaces;
+    let out_of_enclave = || vec![Match::IifName(enclave.clone()), Match::OifName(uplink.clone())];
+    let mut rules = vec![
+        rule(vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)], Action::Accept, "accept:established"),
+        rule(vec![Match::CtState(CT_INVALID)], Action::Drop, "drop:invalid"),
+    ];
+    if !input.entries.is_empty() {
+        let m = vec![Match::OifName(enclave.clone()), Match::Daddr(IpAddr::V4(input.bottle_ip)), Match::CtStatusDnat];
+        rules.push(rule(m, Action::Accept, "accept:entry"));
+    }
+    match input.access {
+        Mode::Global => rules.push(rule(out_of_enclave(), Action::Accept, "accept:global")),
+        Mode::Allowlist => {
+            let allow = [
+                (sets::ALLOW4, SetKey::Addr4, "accept:cidr4"),
+                (sets::ALLOW6, SetKey::Addr6, "accept:cidr6"),
+                (sets::LEARNED4, SetKey::Addr4, "accept:learned4"),
+                (sets::LEARNED6, SetKey::Addr6, "accept:learned6"),
+                (sets::LEARNED4_PORTS, SetKey::Addr4ProtoPort, "accept:learned4-ports"),
+                (sets::LEARNED6_PORTS, SetKey::Addr6ProtoPort, "accept:learned6-ports"),
+            ];
+            for (set, key, comment) in allow {
+                let mut m = out_of_enclave();
+                m.push(Match::InSet(set, key));
+                rules.push(rule(m, Action::Accept, comment));
+            }
+        }
+        Mode::Disabled => {}
+    }
+    rules.push(rule(vec![], Action::Drop, "drop:forward"));
+    ChainDef { name: "forward", hook: Hook::Forward, kind: ChainType::Filter, priority: 0, policy_accept: false, rules }
+}
+
+fn input_chain(ifs: &Interfaces) -> ChainDef {
+    let dns = |proto| vec![Match::IifName(ifs.enclave.clone()), Match::ProtoPort(proto, 53)];
+    let rules = vec![
+        rule(vec![Match::IifName("lo".into())], Action::Accept, "accept:loopback"),
+        rule(vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)], Action::Accept, "accept:established"),
+        rule(dns(Protocol::Udp.number()), Action::Accept, "accept:dns-udp"),
+        rule(dns(Protocol::Tcp.number()), Action::Accept, "accept:dns-tcp"),
+        rule(vec![], Action::Drop, "drop:input"),
+    ];
+    ChainDef { name: "input", hook: Hook::Input, kind: ChainType::Filter, priority: 0, policy_accept: false, rules }
+}
+
+fn output_chain(input: &FirewallInput) -> ChainDef {
+    let mut rules = vec![
+        rule(vec![Match::OifName("lo".into())], Action::Accept, "accept:loopback"),
+        rule(vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)], Action::Accept, "accept:established"),
+    ];
+    for ip in &input.upstream_dns {
+        for proto in [Protocol::Udp, Protocol::Tcp] {
+            let m = vec![Match::OifName(input.interfaces.uplink.clone()), Match::Daddr(*ip), Match::ProtoPort(proto.number(), 53)];
+            rules.push(rule(m, Action::Accept, "accept:upstream-dns"));
+        }
+    }
+    rules.push(rule(vec![], Action::Drop, "drop:output"));
+    ChainDef { name: "output", hook: Hook::Output, kind: ChainType::Filter, priority: 0, policy_accept: false, rules }
+}
+
+fn prerouting_chain(input: &FirewallInput) -> ChainDef {
+    let rules = input
+        .entries
+        .iter()
+        .map(|e| {
+            let m = vec![Match::IifName(input.interfaces.uplink.clone()), Match::ProtoPort(e.protocol.number(), e.host_port)];
+            rule(m, Action::Dnat { addr: input.bottle_ip, port: e.bottle_port }, "nat:entry")
+        })
+        .collect();
+    ChainDef { name: "prerouting", hook: Hook::Prerouting, kind: ChainType::Nat, priority: -100, policy_accept: true, rules }
+}
+
+fn postrouting_chain(input: &FirewallInput) -> ChainDef {
+    let ifs = &input.interfaces;
+    let mut rules = vec![rule(vec![Match::OifName(ifs.uplink.clone())], Action::Masquerade, "nat:masquerade")];
+    if !input.entries.is_empty() {
+        // Without this the bottle answers the host's bridge address directly
+        // and the reply never comes back (see shared/PODMAN5.md).
+        let m = vec![Match::OifName(ifs.enclave.clone()), Match::Daddr(IpAddr::V4(input.bottle_ip)), Match::CtStatusDnat];
+        rules.push(rule(m, Action::Masquerade, "nat:entry-masquerade"));
+    }
+    ChainDef { name: "postrouting", hook: Hook::Postrouting, kind: ChainType::Nat, priority: 100, policy_accept: true, rules }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{Entry, Protocol};
+
+    fn input(access: Mode) -> FirewallInput {
+        FirewallInput {
+            access,
+            cidrs: vec!["203.0.113.0/28".parse().unwrap(), "203.0.113.16/28".parse().unwrap(), "2001:db8::/64".parse().unwrap()],
+            upstream_dns: vec!["192.0.2.53".parse().unwrap()],
+            bottle_ip: "10.242.0.3".parse().unwrap(),
+            entries: vec![Entry { host_port: 8890, bottle_port: 8888, protocol: Protocol::Tcp }],
+            interfaces: Interfaces { enclave: "eth1".into(), uplink: "eth0".into() },
+        }
+    }
+
+    fn chain<'a>(r: &'a Ruleset, name: &str) -> &'a ChainDef {
+        r.chains.iter().find(|c| c.name == name).unwrap()
+    }
+
+    fn comments(c: &ChainDef) -> Vec<&str> {
+        c.rules.iter().map(|r| r.comment.as_str()).collect()
+    }
+
+    #[test]
+    fn forward_is_default_deny_and_ends_in_counted_drop() {
+        for access in [Mode::Allowlist, Mode::Global, Mode::Disabled] {
+            let r = Ruleset::build(&input(access));
+            let f = chain(&r, "forward");
+            assert!(!f.policy_accept);
+            assert_eq!(f.rules.last().unwrap().action, Action::Drop);
+            assert_eq!(f.rules[0].comment, "accept:established");
+        }
+    }
+
+    #[test]
+    fn allowlist_accepts_only_through_sets_from_enclave_to_uplink() {
+        let r = Ruleset::build(&input(Mode::Allowlist));
+        let f = chain(&r, "forward");
+        for rule in f.rules.iter().filter(|r| r.comment.starts_with("accept:cidr") || r.comment.starts_with("accept:learned")) {
+            assert_eq!(rule.matches[0], Match::IifName("eth1".into()));
+            assert_eq!(rule.matches[1], Match::OifName("eth0".into()));
+            assert!(matches!(rule.matches[2], Match::InSet(..)));
+        }
+        assert!(!comments(f).contains(&"accept:global"));
+        let d = Ruleset::build(&input(Mode::Disabled));
+        assert_eq!(comments(chain(&d, "forward")), vec!["accept:established", "drop:invalid", "accept:entry", "drop:forward"]);
+        let g = Ruleset::build(&input(Mode::Global));
+        assert!(comments(chain(&g, "forward")).contains(&"accept:global"));
+    }
+
+    #[test]
+    fn sentry_accepts_only_dns_from_enclave_and_talks_only_to_upstreams() {
+        let r = Ruleset::build(&input(Mode::Allowlist));
+        let i = chain(&r, "input");
+        assert!(!i.policy_accept);
+        assert_eq!(i.rules[2].matches, vec![Match::IifName("eth1".into()), Match::ProtoPort(17, 53)]);
+        assert_eq!(i.rules[3].matches, vec![Match::IifName("eth1".into()), Match::ProtoPort(6, 53)]);
+        let o = chain(&r, "output");
+        assert!(!o.policy_accept);
+        let ups: Vec<_> = o.rules.iter().filter(|r| r.comment == "accept:upstream-dns").collect();
+        assert_eq!(ups.len(), 2);
+        assert!(ups.iter().all(|r| r.matches.contains(&Match::Daddr("192.0.2.53".parse().unwrap()))));
+    }
+
+    #[test]
+    fn entries_are_dnatted_and_masqueraded_toward_the_bottle() {
+        let r = Ruleset::build(&input(Mode::Allowlist));
+        let p = chain(&r, "prerouting");
+        assert_eq!(p.rules[0].action, Action::Dnat { addr: "10.242.0.3".parse().unwrap(), port: 8888 });
+        assert_eq!(p.rules[0].matches[1], Match::ProtoPort(6, 8890));
+        let post = chain(&r, "postrouting");
+        assert_eq!(comments(post), vec!["nat:masquerade", "nat:entry-masquerade"]);
+        let mut no_entry = input(Mode::Allowlist);
+        no_entry.entries.clear();
+        let r = Ruleset::build(&no_entry);
+        assert!(chain(&r, "prerouting").rules.is_empty());
+        assert_eq!(comments(chain(&r, "postrouting")), vec!["nat:masquerade"]);
+    }
+
+    #[test]
+    fn cidrs_become_merged_intervals() {
+        let r = Ruleset::build(&input(Mode::Allowlist));
+        let allow4 = r.sets.iter().find(|s| s.name == sets::ALLOW4).unwrap();
+        assert!(allow4.interval);
+        // 203.0.113.0/28 and .16/28 merge into 203.0.113.0/27: [.0, .32)
+        assert_eq!(allow4.elements.len(), 2);
+        assert_eq!(allow4.elements[0].key, vec![203, 0, 113, 0]);
+        assert_eq!(allow4.elements[1].key, vec![203, 0, 113, 32]);
+        assert!(allow4.elements[1].interval_end);
+        let allow6 = r.sets.iter().find(|s| s.name == sets::ALLOW6).unwrap();
+        assert_eq!(allow6.elements.len(), 2);
+        let top: IpNet = "255.255.255.0/24".parse().unwrap();
+        assert_eq!(interval_elements(&[top]).len(), 1, "no end element past the last address");
+    }
+
+    #[test]
+    fn learned_sets_time_out() {
+        let r = Ruleset::build(&input(Mode::Allowlist));
+        for s in r.sets.iter().filter(|s| s.name.starts_with("learned")) {
+            assert!(s.timeout && !s.interval && s.elements.is_empty());
+        }
+        assert_eq!(SetKey::Addr4ProtoPort.len(), 12);
+        assert_eq!(SetKey::Addr6ProtoPort.len(), 24);
+        assert_eq!(SetKey::Addr4ProtoPort.type_id(), 29453);
+    }
+}

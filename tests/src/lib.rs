@@ -1,1 +1,18 @@
-pub mod _placeholder {}
+//! rbm's test support: the skip policy, commands with timeouts, throwaway
+//! network namespaces, the static test binaries, and the code of rbm-world
+//! (the tests' internet) and rbm-probe (what runs inside a bottle).
+
+pub mod bins;
+pub mod cmd;
+pub mod files;
+pub mod json;
+pub mod netns;
+pub mod probe;
+pub mod skip;
+pub mod world;
+
+pub use bins::static_bin;
+pub use cmd::{run, run_ok, Output, Spawned};
+pub use json::{parse_json, probe_json};
+pub use netns::{Ns, Topology};
+pub use skip::{require_netns, require_root, require_tools, Skipped};

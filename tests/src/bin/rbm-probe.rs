@@ -1,0 +1,180 @@
+//! rbm-probe: runs inside a bottle and reports, as one JSON object on
+//! stdout, what it could reach. Exit 0 on success, 1 on failure, 2 on a
+//! usage error. Numeric addresses only (static binary, no NSS).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+use hickory_proto::rr::RecordType;
+use rbm_tests::probe::{conn, dns, net, raw, reach, resolv, Report};
+
+#[derive(Parser)]
+#[command(name = "rbm-probe", about = "Reports what a bottle can reach, as JSON")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One DNS query; exit 0 if any response arrived (whatever the rcode).
+    Dns {
+        name: String,
+        /// A, AAAA, CNAME, TXT, ANY, AXFR, MX, ...
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
+        /// IP or IP:PORT; default: first nameserver of /etc/resolv.conf.
+        #[arg(long)]
+        server: Option<String>,
+        /// Query over TCP instead of UDP.
+        #[arg(long)]
+        tcp: bool,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Connect over TCP and read the server's line.
+    Tcp {
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Send one datagram (no retry) and wait for one reply.
+    Udp {
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Resolve each name and reach it at once over UDP, then TCP.
+    Reach {
+        /// Name with `{i}` replaced by 1..=count.
+        #[arg(long)]
+        name_template: String,
+        #[arg(long)]
+        count: u32,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Listen forever; tell each client `bottle LOCAL sees PEER`.
+    ServeTcp { addr: SocketAddr },
+    /// Send arbitrary bytes as a DNS query and print the reply as hex.
+    RawDns {
+        addr: SocketAddr,
+        #[arg(long)]
+        hex: String,
+        /// Over TCP (a 2-byte length prefix is added).
+        #[arg(long)]
+        tcp: bool,
+        /// With --tcp: send the bytes exactly as given, no length prefix.
+        #[arg(long, requires = "tcp")]
+        no_prefix: bool,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => {
+            return emit(
+                Report::usage_error(&format!(
+                    "usage: {}",
+                    e.to_string().trim().trim_start_matches("error: ")
+                )),
+                2,
+            )
+        }
+    };
+    match dispatch(cli.command) {
+        Ok(report) => {
+            let status = if report.ok { 0 } else { 1 };
+            emit(report, status)
+        }
+        Err(message) => emit(Report::usage_error(&message), 2),
+    }
+}
+
+fn emit(report: Report, status: u8) -> ExitCode {
+    println!("{}", report.json);
+    ExitCode::from(status)
+}
+
+/// Runs a command; `Err` is a usage error (bad type, bad server, bad hex).
+fn dispatch(command: Command) -> Result<Report, String> {
+    let ms = Duration::from_millis;
+    Ok(match command {
+        Command::Dns {
+            name,
+            qtype,
+            server,
+            tcp,
+            timeout_ms,
+        } => {
+            let qtype = RecordType::from_str(&qtype.to_ascii_uppercase())
+                .map_err(|_| format!("usage: unknown record type {qtype:?}"))?;
+            let server = server_or_default(server.as_deref())?;
+            dns::run(&dns::DnsRequest {
+                name,
+                qtype,
+                server,
+                tcp,
+                timeout: ms(timeout_ms),
+            })
+        }
+        Command::Tcp { addr, timeout_ms } => conn::run_tcp(addr, ms(timeout_ms)),
+        Command::Udp { addr, timeout_ms } => conn::run_udp(addr, ms(timeout_ms)),
+        Command::Reach {
+            name_template,
+            count,
+            port,
+            server,
+            timeout_ms,
+        } => {
+            let server = server_or_default(server.as_deref())?;
+            let template = name_template;
+            reach::run(&reach::ReachRequest {
+                template,
+                count,
+                port,
+                server,
+                timeout: ms(timeout_ms),
+            })
+        }
+        Command::ServeTcp { addr } => conn::serve_tcp(addr),
+        Command::RawDns {
+            addr,
+            hex,
+            tcp,
+            no_prefix,
+            timeout_ms,
+        } => {
+            let bytes = raw::from_hex(&hex)?;
+            let transport = match (tcp, no_prefix) {
+                (false, _) => raw::Transport::Udp,
+                (true, false) => raw::Transport::Tcp,
+                (true, true) => raw::Transport::TcpUnframed,
+            };
+            raw::run(addr, &bytes, transport, ms(timeout_ms))
+        }
+    })
+}
+
+/// `--server IP[:PORT]`, or the first nameserver of /etc/resolv.conf.
+fn server_or_default(server: Option<&str>) -> Result<SocketAddr, String> {
+    match server {
+        Some(text) => net::parse_addr(text, 53).map_err(|e| format!("usage: --server: {e}")),
+        None => resolv::default_server(Path::new(resolv::RESOLV_CONF)),
+    }
+}

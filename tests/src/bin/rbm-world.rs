@@ -1,0 +1,51 @@
+//! rbm-world: the tests' "internet" in one process. Authoritative DNS for a
+//! zone file (UDP and TCP on each --dns address, every query logged), and
+//! TCP/UDP servers that answer `world LOCAL sees PEER`. Prints `ready` once
+//! every socket is bound; exits on SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use rbm_tests::world::log::QueryLogWriter;
+use rbm_tests::world::server::{raise_nofile_limit, serve, WorldConfig};
+use rbm_tests::world::zone::Zone;
+
+#[derive(Parser)]
+#[command(name = "rbm-world", about = "A small internet for rbm's tests")]
+struct Cli {
+    /// Zone file: one `NAME TYPE TTL VALUE` record per line (A, AAAA, CNAME, TXT).
+    #[arg(long)]
+    zone: PathBuf,
+    /// Serve DNS on this address, UDP and TCP (repeatable).
+    #[arg(long)]
+    dns: Vec<SocketAddr>,
+    /// Serve `world LOCAL sees PEER` over TCP on this address (repeatable).
+    #[arg(long)]
+    tcp: Vec<SocketAddr>,
+    /// Serve `world LOCAL sees PEER` over UDP on this address (repeatable).
+    #[arg(long)]
+    udp: Vec<SocketAddr>,
+    /// Append one line `PROTO QNAME QTYPE` per DNS query received.
+    #[arg(long)]
+    query_log: PathBuf,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let config = WorldConfig {
+        zone: Zone::load(&cli.zone)?,
+        log: QueryLogWriter::create(&cli.query_log)?,
+        dns: cli.dns,
+        tcp: cli.tcp,
+        udp: cli.udp,
+    };
+    raise_nofile_limit();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(config))
+}

@@ -1,0 +1,88 @@
+//! `rbm-probe tcp`, `udp` and `serve-tcp`: plain connectivity.
+//!
+//! Report of `tcp`/`udp`: `{"ok":bool,"reply":"world ... sees ..."|null,"error":null|"KIND: ..."}`.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::net::{connect, describe, error_kind, read_to_eof_by, timed_out, unspecified_for};
+use super::Report;
+
+/// What a datagram probe sends.
+const UDP_PAYLOAD: &[u8] = b"rbm-probe\n";
+
+#[derive(Debug, Serialize)]
+pub struct ConnReport {
+    pub ok: bool,
+    pub reply: Option<String>,
+    pub error: Option<String>,
+}
+
+fn report(result: Result<String, String>) -> Report {
+    let ok = result.is_ok();
+    let (reply, error) = match result {
+        Ok(reply) => (Some(reply), None),
+        Err(error) => (None, Some(error)),
+    };
+    Report::new(&ConnReport { ok, reply, error }, ok)
+}
+
+/// `tcp`: connect, read the server's line until it closes.
+pub fn run_tcp(addr: SocketAddr, timeout: Duration) -> Report {
+    report(tcp_line(addr, timeout))
+}
+
+/// `udp`: one datagram, no retry, one reply.
+pub fn run_udp(addr: SocketAddr, timeout: Duration) -> Report {
+    report(
+        UdpSocket::bind(unspecified_for(&addr))
+            .map_err(|e| describe("bind", &e))
+            .and_then(|socket| udp_line(&socket, addr, timeout)),
+    )
+}
+
+/// Connects to `addr` and returns what it writes before closing (trimmed).
+pub fn tcp_line(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    let mut stream =
+        connect(addr, timeout).map_err(|e| describe(&format!("connect {addr}"), &e))?;
+    let data = read_to_eof_by(&mut stream, deadline, timeout)
+        .map_err(|e| describe(&format!("read from {addr}"), &e))?;
+    Ok(String::from_utf8_lossy(&data).trim().to_string())
+}
+
+/// Sends one datagram to `addr` from `socket` and waits for one reply from it.
+pub fn udp_line(socket: &UdpSocket, addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    let what = format!("udp {addr}");
+    let fail = |e: io::Error| describe(&what, &e);
+    socket.connect(addr).map_err(fail)?;
+    socket.send(UDP_PAYLOAD).map_err(fail)?;
+    socket.set_read_timeout(Some(timeout)).map_err(fail)?;
+    let mut buf = vec![0u8; 65535];
+    match socket.recv(&mut buf) {
+        Ok(len) => Ok(String::from_utf8_lossy(&buf[..len]).trim().to_string()),
+        Err(e) if error_kind(&e) == "timeout" => Err(fail(timed_out("recv", timeout))),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// `serve-tcp`: listens on `addr`, prints `ready`, and to each connection
+/// writes `bottle LOCAL sees PEER\n` and closes. Returns only on error.
+pub fn serve_tcp(addr: SocketAddr) -> Report {
+    let listener = match TcpListener::bind(addr) {
+        Ok(listener) => listener,
+        Err(e) => return report(Err(describe(&format!("bind {addr}"), &e))),
+    };
+    println!("ready");
+    let _ = io::stdout().flush();
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) {
+            let _ = stream.write_all(format!("bottle {local} sees {peer}\n").as_bytes());
+        }
+    }
+    report(Err("io: listener closed".into()))
+}

@@ -1,0 +1,106 @@
+//! The world's query log: one line `PROTO QNAME QTYPE` per DNS query
+//! received (e.g. `udp api.example.test. A`), written before the answer is
+//! sent, so a test can prove a name was asked upstream, or never was.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, Context, Result};
+
+/// Appends lines to the log file, each with a single unbuffered write.
+pub struct QueryLogWriter {
+    file: Mutex<File>,
+}
+
+impl QueryLogWriter {
+    pub fn create(path: &Path) -> Result<QueryLogWriter> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open query log {}", path.display()))?;
+        Ok(QueryLogWriter {
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn record(&self, line: &str) {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
+            eprintln!("rbm-world: cannot write the query log: {e}");
+        }
+    }
+}
+
+/// One logged query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedQuery {
+    pub proto: String,
+    /// As received (case preserved), with its trailing dot.
+    pub name: String,
+    pub qtype: String,
+}
+
+impl LoggedQuery {
+    /// Whether this query asked for `name` (case-insensitive, trailing dot optional).
+    pub fn is_for(&self, name: &str) -> bool {
+        self.name
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(name.trim_end_matches('.'))
+    }
+}
+
+/// Reads a query log (a missing file is an empty log: nothing asked yet).
+pub fn read_query_log(path: &Path) -> Result<Vec<LoggedQuery>> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse_line)
+        .collect()
+}
+
+fn parse_line(line: &str) -> Result<LoggedQuery> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [proto, name, qtype] = fields[..] else {
+        return Err(anyhow!(
+            "query log line is not `PROTO QNAME QTYPE`: {line:?}"
+        ));
+    };
+    Ok(LoggedQuery {
+        proto: proto.into(),
+        name: name.into(),
+        qtype: qtype.into(),
+    })
+}
+
+/// Whether any logged query asked for `name`.
+pub fn was_asked(log: &[LoggedQuery], name: &str) -> bool {
+    log.iter().any(|q| q.is_for(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_reads_back() {
+        let dir = crate::files::temp_dir().unwrap();
+        let path = dir.path().join("queries.log");
+        assert!(read_query_log(&path).unwrap().is_empty());
+        let log = QueryLogWriter::create(&path).unwrap();
+        log.record("udp Api.Example.test. A");
+        log.record("tcp big.example.test. AAAA");
+        let read = read_query_log(&path).unwrap();
+        assert_eq!(read.len(), 2);
+        assert!(was_asked(&read, "api.example.test"));
+        assert!(!was_asked(&read, "example.test"));
+        assert_eq!(read[1].proto, "tcp");
+        assert_eq!(read[1].qtype, "AAAA");
+    }
+}

@@ -1,0 +1,104 @@
+//! Starting rbm-world from a test: what it serves, and its query log.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::log::{read_query_log, was_asked, LoggedQuery};
+use crate::bins::static_bin;
+use crate::cmd::Spawned;
+use crate::netns::{Ns, Topology};
+
+/// How long rbm-world may take to bind everything and print `ready`.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+static WORLDS: AtomicUsize = AtomicUsize::new(0);
+
+/// What a world serves: the zone text and the addresses of each server.
+#[derive(Debug, Clone, Default)]
+pub struct WorldSetup {
+    pub zone: String,
+    pub dns: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub udp: Vec<SocketAddr>,
+}
+
+impl WorldSetup {
+    pub fn new(zone: &str) -> WorldSetup {
+        WorldSetup {
+            zone: zone.to_string(),
+            ..WorldSetup::default()
+        }
+    }
+
+    pub fn dns(mut self, addr: SocketAddr) -> Self {
+        self.dns.push(addr);
+        self
+    }
+
+    pub fn tcp(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.tcp.extend(addrs);
+        self
+    }
+
+    pub fn udp(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.udp.extend(addrs);
+        self
+    }
+
+    /// The rbm-world command line arguments (zone and log paths given).
+    pub fn args(&self, zone_file: &Path, query_log: &Path) -> Vec<String> {
+        let mut args = vec![
+            "--zone".into(),
+            zone_file.display().to_string(),
+            "--query-log".into(),
+            query_log.display().to_string(),
+        ];
+        for (flag, addrs) in [
+            ("--dns", &self.dns),
+            ("--tcp", &self.tcp),
+            ("--udp", &self.udp),
+        ] {
+            for addr in addrs {
+                args.push(flag.into());
+                args.push(addr.to_string());
+            }
+        }
+        args
+    }
+
+    /// Writes the zone file and starts the static rbm-world in the world
+    /// namespace of `topo`, waiting until it is ready.
+    pub fn start(&self, topo: &Topology) -> Result<RunningWorld> {
+        let n = WORLDS.fetch_add(1, Ordering::Relaxed);
+        let zone = topo.write_file(&format!("world-{n}.zone"), &self.zone)?;
+        let log = topo.dir().join(format!("world-{n}.queries"));
+        let bin = static_bin("rbm-world")?;
+        let mut process = topo.spawn(Ns::World, &bin.to_string_lossy(), &self.args(&zone, &log))?;
+        process
+            .wait_for_line("ready", READY_TIMEOUT)
+            .context("starting rbm-world")?;
+        Ok(RunningWorld { process, log })
+    }
+}
+
+/// A running rbm-world (stopped on drop) and its query log.
+pub struct RunningWorld {
+    pub process: Spawned,
+    pub log: PathBuf,
+}
+
+impl RunningWorld {
+    /// Every query received so far.
+    pub fn queries(&self) -> Result<Vec<LoggedQuery>> {
+        read_query_log(&self.log)
+    }
+
+    /// Whether `name` was ever asked (case-insensitive).
+    pub fn was_asked(&self, name: &str) -> Result<bool> {
+        Ok(was_asked(&self.queries()?, name))
+    }
+}

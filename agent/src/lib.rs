@@ -3,8 +3,14 @@
 //! `profile` reads the user's TOML, `policy` decides per DNS name,
 //! `firewall` turns the policy into one nftables table and sends it over
 //! netlink, `links` fixes interfaces and routes over rtnetlink, `dns` is the
-//! allowlisting proxy and `status` the control socket.
+//! allowlisting proxy, `state` what the running agent knows, `status` the
+//! control socket and `run` the agent's startup sequence.
 
+pub mod dns;
+pub mod firewall;
+pub mod links;
 pub mod policy;
 pub mod profile;
-pub mod firewall;
+pub mod run;
+pub mod state;
+pub mod status;

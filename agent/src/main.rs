@@ -1,1 +1,116 @@
-fn main() {}
+//! `rbm-agent`: runs in the sentry (as PID 1 of a `FROM scratch` image).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rbm_agent::profile::Profile;
+use rbm_agent::run::{run, RunOptions};
+use rbm_agent::status;
+
+#[derive(Parser)]
+#[command(name = "rbm-agent", version, about = "The rbm sentry's filtering agent: nftables over netlink and a DNS allowlist proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Program the filter, serve DNS and the control socket until SIGTERM (the default).
+    Run {
+        /// Profile file; without it the profile's TOML text is read from $RBM_PROFILE.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Control socket path.
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control: PathBuf,
+        /// Where to find upstream resolvers when the profile names none.
+        #[arg(long, default_value = "/etc/resolv.conf")]
+        resolv_conf: PathBuf,
+    },
+    /// Tell what is allowed, learned and denied. Exit 0 only when the agent is ready.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control: PathBuf,
+    },
+    /// Validate a profile and exit.
+    Check { profile: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Run {
+        profile: None,
+        control: status::DEFAULT_SOCKET.into(),
+        resolv_conf: "/etc/resolv.conf".into(),
+    });
+    match command {
+        Command::Run { profile, control, resolv_conf } => start(profile, control, resolv_conf),
+        Command::Status { json, control } => show_status(json, &control),
+        Command::Check { profile } => match Profile::load(&profile) {
+            Ok(p) => {
+                println!("ok: {}: moniker {}", profile.display(), p.moniker);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn start(profile: Option<PathBuf>, control: PathBuf, resolv_conf: PathBuf) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RBM_LOG").unwrap_or_else(|_| "info,hickory_server=warn".into()))
+        .init();
+    let result = read_profile(profile).and_then(|(text, origin)| {
+        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        runtime.block_on(run(RunOptions { profile_text: text, profile_origin: origin, control, resolv_conf }))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("rbm-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_profile(path: Option<PathBuf>) -> anyhow::Result<(String, PathBuf)> {
+    match path {
+        Some(p) => Ok((std::fs::read_to_string(&p).with_context(|| format!("cannot read profile {}", p.display()))?, p)),
+        None => {
+            let text = std::env::var("RBM_PROFILE").context("no profile: pass --profile FILE or set RBM_PROFILE to the profile's TOML text")?;
+            Ok((text, PathBuf::from("$RBM_PROFILE")))
+        }
+    }
+}
+
+fn show_status(json: bool, control: &std::path::Path) -> ExitCode {
+    match status::query(control) {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print!("{}", status::render(&report));
+            }
+            if report.ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("rbm-agent status: {e}");
+            ExitCode::from(3)
+        }
+    }
+}

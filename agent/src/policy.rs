@@ -97,6 +97,20 @@ impl DomainRule {
     }
 }
 
+impl std::fmt::Display for DomainRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.wildcard {
+            f.write_str("*.")?;
+        }
+        f.write_str(&self.name)?;
+        if let Ports::Only(ports) = &self.ports {
+            let list: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+            write!(f, ":{}", list.join(","))?;
+        }
+        Ok(())
+    }
+}
+
 /// Lowercase and drop one trailing dot.
 pub fn normalize(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
@@ -250,6 +264,7 @@ mod tests {
     fn ports_parse_and_union() {
         assert_eq!(rule("github.com:22,443").ports, Ports::Only([22, 443].into()));
         assert_eq!(rule("github.com").ports, Ports::All);
+        assert_eq!(rule("*.GitHub.com:443,22").to_string(), "*.github.com:22,443");
         let p = policy_with(&["github.com:22", "github.com:443"]);
         assert_eq!(p.grant_for("github.com"), Some(Ports::Only([22, 443].into())));
         let p = policy_with(&["*.example.org:443", "a.example.org"]);

@@ -192,6 +192,15 @@ impl Ruleset {
     }
 }
 
+impl Ruleset {
+    /// The first thing the agent installs, before it knows its interfaces:
+    /// nothing is forwarded and the sentry takes nothing in.
+    pub fn lockdown() -> Ruleset {
+        let chain = |name, hook| ChainDef { name, hook, kind: ChainType::Filter, priority: 0, policy_accept: false, rules: vec![] };
+        Ruleset { table: TABLE, sets: vec![], chains: vec![chain("forward", Hook::Forward), chain("input", Hook::Input)] }
+    }
+}
+
 fn build_sets(cidrs: &[IpNet]) -> Vec<SetDef> {
     let set = |name, key, interval, timeout, elements| SetDef { name, key, interval, timeout, elements };
     let v4: Vec<IpNet> = cidrs.iter().filter(|n| n.addr().is_ipv4()).copied().collect();

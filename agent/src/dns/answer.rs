@@ -1,0 +1,155 @@
+//! What of an upstream answer reaches the bottle, and what the firewall
+//! learns from it. Pure logic.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+use crate::firewall::Learn;
+use crate::policy::{Policy, Ports};
+
+/// Longest CNAME chain followed; real chains have a handful of links.
+const MAX_CHAIN: usize = 16;
+
+/// Keeps only the answer records that answer `qname`/`qtype`: the CNAME
+/// chain starting at `qname` and the `qtype` records at its end, in chain
+/// order. Everything else (records for other names, which an upstream could
+/// inject) is dropped. Names compare case-insensitively; a CNAME loop or an
+/// over-long chain ends the walk.
+pub(crate) fn cname_chain(qname: &Name, qtype: RecordType, records: &[Record]) -> Vec<Record> {
+    let mut kept = Vec::new();
+    let mut seen: Vec<Name> = Vec::new();
+    let mut current = qname.clone();
+    while !seen.contains(&current) && seen.len() < MAX_CHAIN {
+        seen.push(current.clone());
+        match cname_of(&current, qtype, records) {
+            Some((record, target)) => {
+                kept.push(record.clone());
+                current = target;
+            }
+            None => {
+                kept.extend(records.iter().filter(|r| owned_by(r, &current) && r.record_type() == qtype).cloned());
+                break;
+            }
+        }
+    }
+    kept
+}
+
+/// The CNAME record at `name` and its target, unless CNAMEs are the
+/// question itself (then they are the answer, not a link to follow).
+fn cname_of<'r>(name: &Name, qtype: RecordType, records: &'r [Record]) -> Option<(&'r Record, Name)> {
+    if qtype == RecordType::CNAME {
+        return None;
+    }
+    records.iter().filter(|r| owned_by(r, name)).find_map(|r| match &r.data {
+        RData::CNAME(target) => Some((r, target.0.clone())),
+        _ => None,
+    })
+}
+
+/// `Name` equality ignores case.
+fn owned_by(record: &Record, name: &Name) -> bool {
+    record.dns_class == DNSClass::IN && &record.name == name
+}
+
+/// One `Learn` per A/AAAA record, open for the record's TTL raised to the
+/// policy's floor.
+pub(crate) fn learn_items(records: &[Record], ports: &Ports, policy: &Policy) -> Vec<Learn> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let addr = match &r.data {
+                RData::A(a) => IpAddr::V4(a.0),
+                RData::AAAA(a) => IpAddr::V6(a.0),
+                _ => return None,
+            };
+            let timeout = Duration::from_secs(u64::from(policy.learn_timeout(r.ttl)));
+            Some(Learn { addr, ports: ports.clone(), timeout })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::tests::{a, aaaa, cname, name, policy};
+    use crate::policy::Mode;
+    use hickory_proto::rr::rdata::TXT;
+
+    fn names(records: &[Record]) -> Vec<String> {
+        records.iter().map(|r| format!("{} {}", r.name, r.record_type())).collect()
+    }
+
+    #[test]
+    fn direct_answer_is_kept_and_injected_records_are_dropped() {
+        let records = [a("evil.test", "203.0.113.66", 60), a("www.a.test", "192.0.2.1", 60), aaaa("www.a.test", "2001:db8::1", 60)];
+        let kept = cname_chain(&name("www.a.test"), RecordType::A, &records);
+        assert_eq!(names(&kept), ["www.a.test. A"]);
+    }
+
+    #[test]
+    fn cname_chain_is_followed_to_the_addresses_at_its_end() {
+        let records = [
+            a("edge.cdn.test", "192.0.2.10", 60),
+            cname("www.a.test", "alias.a.test"),
+            a("alias.a.test", "203.0.113.9", 60),
+            cname("alias.a.test", "edge.cdn.test"),
+            a("other.cdn.test", "203.0.113.7", 60),
+        ];
+        let kept = cname_chain(&name("www.a.test"), RecordType::A, &records);
+        assert_eq!(names(&kept), ["www.a.test. CNAME", "alias.a.test. CNAME", "edge.cdn.test. A"]);
+    }
+
+    #[test]
+    fn names_compare_without_case() {
+        let records = [cname("WWW.A.Test", "Edge.CDN.test"), a("edge.cdn.TEST", "192.0.2.10", 60)];
+        let kept = cname_chain(&name("www.a.test"), RecordType::A, &records);
+        assert_eq!(kept.len(), 2);
+    }
+
+    #[test]
+    fn cname_loops_end_the_walk() {
+        let records = [cname("a.test", "b.test"), cname("b.test", "A.test"), a("a.test", "192.0.2.1", 60)];
+        let kept = cname_chain(&name("a.test"), RecordType::A, &records);
+        assert_eq!(names(&kept), ["a.test. CNAME", "b.test. CNAME"]);
+        let self_loop = [cname("a.test", "a.test")];
+        assert_eq!(cname_chain(&name("a.test"), RecordType::A, &self_loop).len(), 1);
+    }
+
+    #[test]
+    fn long_chains_are_cut() {
+        let records: Vec<Record> = (0..40).map(|i| cname(&format!("n{i}.test"), &format!("n{}.test", i + 1))).collect();
+        assert_eq!(cname_chain(&name("n0.test"), RecordType::A, &records).len(), MAX_CHAIN);
+    }
+
+    #[test]
+    fn a_cname_question_keeps_only_the_first_link() {
+        let records = [cname("a.test", "b.test"), cname("b.test", "c.test")];
+        assert_eq!(names(&cname_chain(&name("a.test"), RecordType::CNAME, &records)), ["a.test. CNAME"]);
+    }
+
+    #[test]
+    fn other_classes_and_types_are_dropped() {
+        let mut chaos = a("a.test", "192.0.2.1", 60);
+        chaos.dns_class = DNSClass::CH;
+        let txt = Record::from_rdata(name("a.test"), 60, RData::TXT(TXT::new(vec!["x".into()])));
+        assert!(cname_chain(&name("a.test"), RecordType::A, &[chaos, txt]).is_empty());
+    }
+
+    #[test]
+    fn learn_items_take_every_address_with_the_ttl_floor() {
+        let p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test"]);
+        let records = [cname("a.test", "b.test"), a("b.test", "192.0.2.1", 5), aaaa("b.test", "2001:db8::1", 300)];
+        let ports = Ports::Only([443].into());
+        let items = learn_items(&records, &ports, &p);
+        assert_eq!(
+            items,
+            [
+                Learn { addr: "192.0.2.1".parse().unwrap(), ports: ports.clone(), timeout: Duration::from_secs(30) },
+                Learn { addr: "2001:db8::1".parse().unwrap(), ports: ports.clone(), timeout: Duration::from_secs(300) },
+            ]
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The proxy behind hickory-server: decide, forward, filter, learn, answer.
+
+use std::iter;
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, Query, ResponseCode};
+use hickory_proto::rr::Record;
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+
+use super::answer::{cname_chain, learn_items};
+use super::decide::{check_request, decide, Decision};
+use super::upstream::Upstream;
+use super::Learner;
+use crate::policy::{normalize, Policy, Ports};
+use crate::state::Shared;
+
+pub(crate) struct Proxy {
+    policy: Arc<Policy>,
+    learner: Arc<dyn Learner>,
+    shared: Arc<Shared>,
+    upstream: Upstream,
+}
+
+/// What goes back to the client besides the echoed question.
+struct Reply {
+    rcode: ResponseCode,
+    answers: Vec<Record>,
+}
+
+impl Reply {
+    fn error(rcode: ResponseCode) -> Reply {
+        Reply { rcode, answers: Vec::new() }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Proxy {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response_handle: R) -> ResponseInfo {
+        let reply = self.reply(request).await;
+        send(request, reply, response_handle).await
+    }
+}
+
+impl Proxy {
+    pub(crate) fn new(policy: Arc<Policy>, learner: Arc<dyn Learner>, shared: Arc<Shared>, upstream: Upstream) -> Proxy {
+        Proxy { policy, learner, shared, upstream }
+    }
+
+    async fn reply(&self, request: &Request) -> Reply {
+        let questions = request.queries.queries();
+        if let Some(rcode) = check_request(request.metadata.op_code, questions.len()) {
+            tracing::debug!(op = %request.metadata.op_code, questions = questions.len(), %rcode, "unsupported request");
+            return Reply::error(rcode);
+        }
+        let query = questions[0].original();
+        let name = normalize(&query.name.to_ascii());
+        let decision = decide(&self.policy, &name, query.query_type, query.query_class);
+        tracing::debug!(%name, qtype = %query.query_type, ?decision, "query");
+        match decision {
+            Decision::Refuse(_) => {
+                self.shared.record_refused(&name);
+                Reply::error(ResponseCode::Refused)
+            }
+            Decision::Forward { grant } => self.forward(query, &name, grant).await,
+        }
+    }
+
+    /// Asks upstream, keeps the CNAME chain, learns its addresses if
+    /// granted. Any failure is SERVFAIL: no answer whose addresses are not
+    /// open gets through.
+    async fn forward(&self, query: &Query, name: &str, grant: Option<Ports>) -> Reply {
+        let upstream_answer = match self.upstream.resolve(query).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::warn!(%name, %error, "no upstream DNS server answered; answering SERVFAIL");
+                self.shared.count_failed();
+                return Reply::error(ResponseCode::ServFail);
+            }
+        };
+        let rcode = upstream_answer.metadata.response_code;
+        let answers = cname_chain(&query.name, query.query_type, &upstream_answer.answers);
+        if let (ResponseCode::NoError, Some(ports)) = (rcode, grant) {
+            if let Err(error) = self.learn(name, &answers, &ports).await {
+                tracing::error!(%name, %error, "cannot open the answered addresses; answering SERVFAIL");
+                self.shared.count_failed();
+                return Reply::error(ResponseCode::ServFail);
+            }
+        }
+        self.shared.count_allowed();
+        Reply { rcode, answers }
+    }
+
+    /// Opens every address in `answers` in one batch and records it. The
+    /// learner talks to the kernel, so it runs off the async workers.
+    async fn learn(&self, name: &str, answers: &[Record], ports: &Ports) -> Result<(), String> {
+        let items = learn_items(answers, ports, &self.policy);
+        if items.is_empty() {
+            return Ok(());
+        }
+        let learner = self.learner.clone();
+        let (owned_name, owned_items) = (name.to_string(), items.clone());
+        let result = tokio::task::spawn_blocking(move || learner.learn(&owned_name, &owned_items)).await;
+        match result {
+            Ok(Ok(())) => {
+                self.shared.record_learned(name, &items);
+                tracing::debug!(%name, addresses = items.len(), "learned");
+                Ok(())
+            }
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(join_error) => Err(format!("the learner crashed: {join_error}")),
+        }
+    }
+}
+
+/// Answers with the request's ID, RD and CD copied, RA set, the question
+/// echoed and `reply`'s records; hickory-server sets TC when they do not fit
+/// the client's UDP size (512, or its EDNS size).
+async fn send<R: ResponseHandler>(request: &Request, reply: Reply, mut response_handle: R) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.recursion_available = true;
+    metadata.response_code = reply.rcode;
+    let edns = response_edns(request);
+    let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+    let response = builder.build(metadata, reply.answers.iter(), iter::empty(), iter::empty(), iter::empty());
+    match response_handle.send_response(response).await {
+        Ok(info) => info,
+        Err(error) => {
+            tracing::warn!(%error, "cannot send the answer to the client");
+            ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+        }
+    }
+}
+
+/// An OPT record when the client sent one, announcing the client's own size.
+fn response_edns(request: &Request) -> Option<Edns> {
+    request.edns.as_ref().map(|_| {
+        let mut edns = Edns::new();
+        edns.set_max_payload(request.max_payload());
+        edns
+    })
+}

@@ -1,0 +1,125 @@
+//! The agent's life: lock down, discover, install the filter, serve DNS and
+//! status, then say ready. Any error before ready ends the agent with the
+//! lockdown (or the full filter) left in force: fail closed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::dns::{self, DnsConfig, Learner};
+use crate::firewall::netlink::NetlinkTransport;
+use crate::firewall::ruleset::{FirewallInput, Ruleset};
+use crate::firewall::{Firewall, FirewallError, Learn};
+use crate::links;
+use crate::policy::{Mode, Policy};
+use crate::profile::Profile;
+use crate::state::Shared;
+use crate::status::{self, StatusSource};
+
+pub struct RunOptions {
+    /// The profile's TOML text and where it came from (for messages).
+    pub profile_text: String,
+    pub profile_origin: PathBuf,
+    pub control: PathBuf,
+    pub resolv_conf: PathBuf,
+}
+
+struct FirewallLearner(Arc<Mutex<Firewall>>);
+
+impl Learner for FirewallLearner {
+    fn learn(&self, _qname: &str, items: &[Learn]) -> Result<(), FirewallError> {
+        self.0.lock().unwrap().learn(items)
+    }
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let profile = Profile::parse(&opts.profile_text, &opts.profile_origin)?;
+    let policy = Arc::new(Policy::from_profile(&profile));
+    let mut firewall = Firewall::new(Box::new(NetlinkTransport::open()?));
+    firewall.install(&Ruleset::lockdown()).context("installing the lockdown ruleset")?;
+    tracing::info!("lockdown in force: nothing is forwarded");
+
+    let upstreams = upstreams(&policy, &opts)?;
+    let report = links::setup(policy.enclave.sentry_ip).await?;
+    let interfaces = report.interfaces.clone();
+    tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, removed_routes = report.removed_routes, "interfaces");
+
+    let input = FirewallInput::new(&policy, upstreams.clone(), interfaces.clone());
+    firewall.install(&Ruleset::build(&input)).context("installing the rbm ruleset")?;
+    tracing::info!(access = policy.access.as_str(), "filter in force");
+
+    let firewall = Arc::new(Mutex::new(firewall));
+    let shared = Arc::new(Shared::default());
+    let config = DnsConfig {
+        listen: SocketAddr::new(IpAddr::V4(policy.enclave.sentry_ip), 53),
+        upstreams: upstreams.iter().map(|ip| SocketAddr::new(*ip, 53)).collect(),
+        upstream_timeout: Duration::from_secs(2),
+    };
+    let learner = Arc::new(FirewallLearner(firewall.clone()));
+    let _dns = dns::serve(config, policy.clone(), learner, shared.clone()).await.context("starting the DNS proxy")?;
+
+    let source = Arc::new(StatusSource { shared: shared.clone(), policy: policy.clone(), firewall, interfaces, upstream_dns: upstreams });
+    let _control = status::serve(&opts.control, source).with_context(|| format!("binding the control socket {}", opts.control.display()))?;
+    shared.set_ready(true);
+    tracing::info!(dns = %policy.enclave.sentry_ip, control = %opts.control.display(), "ready");
+
+    wait_for_stop().await;
+    tracing::info!("stopping; the filter stays in force");
+    let _ = std::fs::remove_file(&opts.control);
+    Ok(())
+}
+
+/// The profile's resolvers, or the sentry's own resolv.conf.
+fn upstreams(policy: &Policy, opts: &RunOptions) -> anyhow::Result<Vec<IpAddr>> {
+    if !policy.upstream_dns.is_empty() || policy.dns == Mode::Disabled {
+        return Ok(policy.upstream_dns.clone());
+    }
+    let text = std::fs::read_to_string(&opts.resolv_conf).unwrap_or_default();
+    let found = resolvers(&text, policy);
+    if found.is_empty() {
+        bail!(
+            "no upstream DNS: uplink.upstream_dns is empty and {} names no usable nameserver; set uplink.upstream_dns in the profile",
+            opts.resolv_conf.display()
+        );
+    }
+    Ok(found)
+}
+
+/// `nameserver` lines, leaving out loopback and the enclave (that is us).
+pub fn resolvers(resolv_conf: &str, policy: &Policy) -> Vec<IpAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().split('%').next()?.parse::<IpAddr>().ok())
+        .filter(|ip| !ip.is_loopback())
+        .filter(|ip| !matches!(ip, IpAddr::V4(v4) if policy.enclave.subnet.contains(v4)))
+        .collect()
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn resolv_conf_skips_loopback_and_enclave() {
+        let text = "moniker = \"tt\"\n[bottle]\nimage = \"i\"\n[enclave]\nsubnet = \"10.242.0.0/24\"\nsentry_ip = \"10.242.0.2\"\nbottle_ip = \"10.242.0.3\"\n[uplink]\ndns = \"allowlist\"\naccess = \"allowlist\"\ndomains = [\"a.test\"]\n";
+        let policy = Policy::from_profile(&Profile::parse(text, Path::new("t")).unwrap());
+        let conf = "# comment\nsearch dns.podman\nnameserver 10.89.0.1\nnameserver 127.0.0.53\nnameserver 10.242.0.2\nnameserver fe80::1%eth0\n";
+        let got = resolvers(conf, &policy);
+        assert_eq!(got, vec!["10.89.0.1".parse::<IpAddr>().unwrap(), "fe80::1".parse().unwrap()]);
+    }
+}

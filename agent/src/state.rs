@@ -1,0 +1,152 @@
+//! What the running agent knows about itself, shared between the DNS proxy,
+//! the control socket and main: readiness, DNS counts, learned addresses,
+//! recently refused names.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::firewall::Learn;
+use crate::policy::Ports;
+
+/// How many refused names status remembers.
+const RECENT_REFUSED: usize = 32;
+
+#[derive(Debug)]
+struct LearnedEntry {
+    name: String,
+    ports: Ports,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Shared {
+    ready: AtomicBool,
+    pub dns_allowed: AtomicU64,
+    pub dns_refused: AtomicU64,
+    pub dns_failed: AtomicU64,
+    refused: Mutex<VecDeque<String>>,
+    learned: Mutex<BTreeMap<IpAddr, LearnedEntry>>,
+}
+
+/// One learned address as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedView {
+    pub addr: IpAddr,
+    pub name: String,
+    /// `null` for all ports.
+    pub ports: Option<Vec<u16>>,
+    pub expires_in_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsCounts {
+    pub allowed: u64,
+    pub refused: u64,
+    pub failed: u64,
+}
+
+impl Shared {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn count_allowed(&self) {
+        self.dns_allowed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_failed(&self) {
+        self.dns_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refused query and remembers its name (most recent last).
+    pub fn record_refused(&self, name: &str) {
+        self.dns_refused.fetch_add(1, Ordering::Relaxed);
+        let mut r = self.refused.lock().unwrap();
+        r.retain(|n| n != name);
+        r.push_back(name.to_string());
+        while r.len() > RECENT_REFUSED {
+            r.pop_front();
+        }
+    }
+
+    /// Remembers addresses that `name` taught, after the kernel took them.
+    pub fn record_learned(&self, name: &str, items: &[Learn]) {
+        let now = Instant::now();
+        let mut l = self.learned.lock().unwrap();
+        l.retain(|_, e| e.expires > now);
+        for item in items {
+            l.insert(item.addr, LearnedEntry { name: name.to_string(), ports: item.ports.clone(), expires: now + item.timeout });
+        }
+    }
+
+    pub fn dns_counts(&self) -> DnsCounts {
+        DnsCounts {
+            allowed: self.dns_allowed.load(Ordering::Relaxed),
+            refused: self.dns_refused.load(Ordering::Relaxed),
+            failed: self.dns_failed.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn refused_names(&self) -> Vec<String> {
+        self.refused.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// Learned addresses that have not expired, soonest to expire first.
+    pub fn learned(&self) -> Vec<LearnedView> {
+        let now = Instant::now();
+        let l = self.learned.lock().unwrap();
+        let mut v: Vec<LearnedView> = l
+            .iter()
+            .filter(|(_, e)| e.expires > now)
+            .map(|(addr, e)| LearnedView {
+                addr: *addr,
+                name: e.name.clone(),
+                ports: match &e.ports {
+                    Ports::All => None,
+                    Ports::Only(p) => Some(p.iter().copied().collect()),
+                },
+                expires_in_secs: e.expires.saturating_duration_since(now).as_secs_f64().ceil() as u64,
+            })
+            .collect();
+        v.sort_by_key(|e| e.expires_in_secs);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_names_are_recent_and_unique() {
+        let s = Shared::default();
+        for i in 0..40 {
+            s.record_refused(&format!("n{i}.test"));
+        }
+        s.record_refused("n39.test");
+        let names = s.refused_names();
+        assert_eq!(names.len(), RECENT_REFUSED);
+        assert_eq!(names.last().unwrap(), "n39.test");
+        assert_eq!(s.dns_counts().refused, 41);
+    }
+
+    #[test]
+    fn learned_entries_expire() {
+        let s = Shared::default();
+        let learn = |addr: &str, secs| Learn { addr: addr.parse().unwrap(), ports: Ports::All, timeout: Duration::from_millis(secs) };
+        s.record_learned("a.test", &[learn("192.0.2.1", 60_000), learn("192.0.2.2", 0)]);
+        let l = s.learned();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].name, "a.test");
+        assert_eq!(l[0].expires_in_secs, 60);
+    }
+}

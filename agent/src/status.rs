@@ -1,0 +1,230 @@
+//! The control socket: the running agent answers each connection with one
+//! JSON status report; `rbm-agent status` reads it and prints it for a human
+//! (or as JSON).
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+
+use crate::firewall::ruleset::Interfaces;
+use crate::firewall::{Firewall, RuleCounter};
+use crate::policy::{Mode, Policy};
+use crate::state::{DnsCounts, LearnedView, Shared};
+
+pub const DEFAULT_SOCKET: &str = "/run/rbm/agent.sock";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Packets the forward chain let out of the enclave (or in, for entries).
+    pub accepted: u64,
+    /// Packets dropped by any rbm chain.
+    pub dropped: u64,
+    pub rules: Vec<RuleCounter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub ready: bool,
+    pub dns_mode: Mode,
+    pub access_mode: Mode,
+    pub interfaces: Option<Interfaces>,
+    pub sentry_ip: Ipv4Addr,
+    pub bottle_ip: Ipv4Addr,
+    pub upstream_dns: Vec<IpAddr>,
+    pub domains: Vec<String>,
+    pub cidrs: Vec<String>,
+    pub counters: Option<Counters>,
+    pub dns: DnsCounts,
+    pub learned: Vec<LearnedView>,
+    pub refused_names: Vec<String>,
+}
+
+/// Everything the control socket reports from.
+pub struct StatusSource {
+    pub shared: Arc<Shared>,
+    pub policy: Arc<Policy>,
+    pub firewall: Arc<Mutex<Firewall>>,
+    pub interfaces: Interfaces,
+    pub upstream_dns: Vec<IpAddr>,
+}
+
+impl StatusSource {
+    pub fn report(&self) -> StatusReport {
+        let counters = match self.firewall.lock().unwrap().counters() {
+            Ok(rules) => Some(summarize(rules)),
+            Err(e) => {
+                tracing::warn!("cannot read rule counters: {e}");
+                None
+            }
+        };
+        StatusReport {
+            ready: self.shared.is_ready(),
+            dns_mode: self.policy.dns,
+            access_mode: self.policy.access,
+            interfaces: Some(self.interfaces.clone()),
+            sentry_ip: self.policy.enclave.sentry_ip,
+            bottle_ip: self.policy.enclave.bottle_ip,
+            upstream_dns: self.upstream_dns.clone(),
+            domains: self.policy.domains.iter().map(|d| d.to_string()).collect(),
+            cidrs: self.policy.cidrs.iter().map(|c| c.to_string()).collect(),
+            counters,
+            dns: self.shared.dns_counts(),
+            learned: self.shared.learned(),
+            refused_names: self.shared.refused_names(),
+        }
+    }
+}
+
+fn summarize(rules: Vec<RuleCounter>) -> Counters {
+    let sum = |f: &dyn Fn(&RuleCounter) -> bool| rules.iter().filter(|r| f(r)).map(|r| r.packets).sum();
+    Counters {
+        accepted: sum(&|r| r.chain == "forward" && r.comment.starts_with("accept:")),
+        dropped: sum(&|r| r.comment.starts_with("drop:")),
+        rules: rules.clone(),
+    }
+}
+
+/// Binds the control socket (replacing a stale one) and serves reports.
+pub fn serve(path: &Path, source: Arc<StatusSource>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let source = source.clone();
+            tokio::spawn(async move {
+                let report = tokio::task::spawn_blocking(move || source.report()).await;
+                if let Ok(report) = report {
+                    let body = serde_json::to_vec(&report).unwrap_or_default();
+                    let _ = stream.write_all(&body).await;
+                }
+            });
+        }
+    }))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("rbm-agent is not running here (no control socket at {path}: {source})")]
+    NotRunning {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the agent's answer on {path} was not a status report: {message}")]
+    BadReply { path: PathBuf, message: String },
+}
+
+/// Asks the running agent for its report.
+pub fn query(path: &Path) -> Result<StatusReport, StatusError> {
+    let not_running = |source| StatusError::NotRunning { path: path.to_path_buf(), source };
+    let mut stream = UnixStream::connect(path).map_err(not_running)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(not_running)?;
+    let _ = stream.flush();
+    let mut body = Vec::new();
+    stream.read_to_end(&mut body).map_err(not_running)?;
+    serde_json::from_slice(&body).map_err(|e| StatusError::BadReply { path: path.to_path_buf(), message: e.to_string() })
+}
+
+/// The human summary.
+pub fn render(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!("rbm sentry: {}", if r.ready { "READY (filter in force)" } else { "NOT READY" }));
+    line(format!("  mode:        dns={} access={}", r.dns_mode.as_str(), r.access_mode.as_str()));
+    if let Some(i) = &r.interfaces {
+        line(format!("  interfaces:  enclave {} ({}), uplink {}", i.enclave, r.sentry_ip, i.uplink));
+    }
+    line(format!("  bottle:      {}", r.bottle_ip));
+    line(format!("  upstream:    {}", join(r.upstream_dns.iter())));
+    line(format!("  domains:     {}", join(r.domains.iter())));
+    line(format!("  cidrs:       {}", join(r.cidrs.iter())));
+    match &r.counters {
+        Some(c) => line(format!("  packets:     {} accepted, {} dropped", c.accepted, c.dropped)),
+        None => line("  packets:     (counters unavailable)".to_string()),
+    }
+    line(format!("  dns queries: {} allowed, {} refused, {} failed", r.dns.allowed, r.dns.refused, r.dns.failed));
+    line(format!("  learned:     {}", r.learned.len()));
+    for l in &r.learned {
+        let ports = match &l.ports {
+            None => "all ports".to_string(),
+            Some(p) => format!("ports {}", join(p.iter())),
+        };
+        line(format!("    {:<40} {:<30} {:<14} {}s left", l.addr, l.name, ports, l.expires_in_secs));
+    }
+    line(format!("  refused:     {}", join(r.refused_names.iter().rev())));
+    out
+}
+
+fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let v: Vec<String> = items.map(|i| i.to_string()).collect();
+    if v.is_empty() {
+        "-".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rc(chain: &str, comment: &str, packets: u64) -> RuleCounter {
+        RuleCounter { chain: chain.into(), comment: comment.into(), packets, bytes: 0 }
+    }
+
+    #[test]
+    fn counters_sum_forward_accepts_and_all_drops() {
+        let c = summarize(vec![
+            rc("forward", "accept:learned4", 5),
+            rc("forward", "drop:forward", 2),
+            rc("input", "accept:dns-udp", 7),
+            rc("input", "drop:input", 1),
+        ]);
+        assert_eq!((c.accepted, c.dropped), (5, 3));
+    }
+
+    #[test]
+    fn render_shows_learned_and_refused() {
+        let r = StatusReport {
+            ready: true,
+            dns_mode: Mode::Allowlist,
+            access_mode: Mode::Allowlist,
+            interfaces: Some(Interfaces { enclave: "eth1".into(), uplink: "eth0".into() }),
+            sentry_ip: "10.242.0.2".parse().unwrap(),
+            bottle_ip: "10.242.0.3".parse().unwrap(),
+            upstream_dns: vec![],
+            domains: vec!["a.test".into()],
+            cidrs: vec![],
+            counters: None,
+            dns: DnsCounts { allowed: 1, refused: 1, failed: 0 },
+            learned: vec![LearnedView { addr: "198.51.100.10".parse().unwrap(), name: "a.test".into(), ports: None, expires_in_secs: 29 }],
+            refused_names: vec!["evil.test".into()],
+        };
+        let text = render(&r);
+        assert!(text.contains("READY"));
+        assert!(text.contains("198.51.100.10") && text.contains("a.test") && text.contains("29s left"));
+        assert!(text.contains("refused:     evil.test"));
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn query_without_agent_says_not_running() {
+        let err = query(Path::new("/nonexistent/rbm.sock")).unwrap_err().to_string();
+        assert!(err.contains("not running"), "{err}");
+    }
+}

@@ -73,11 +73,17 @@ impl WorldSetup {
     /// Writes the zone file and starts the static rbm-world in the world
     /// namespace of `topo`, waiting until it is ready.
     pub fn start(&self, topo: &Topology) -> Result<RunningWorld> {
+        self.start_in(topo, Ns::World)
+    }
+
+    /// Like [`WorldSetup::start`], in namespace `ns` of `topo` (e.g. servers
+    /// inside the sentry, to show a filter, not a closed port, stops a client).
+    pub fn start_in(&self, topo: &Topology, ns: Ns) -> Result<RunningWorld> {
         let n = WORLDS.fetch_add(1, Ordering::Relaxed);
         let zone = topo.write_file(&format!("world-{n}.zone"), &self.zone)?;
         let log = topo.dir().join(format!("world-{n}.queries"));
         let bin = static_bin("rbm-world")?;
-        let mut process = topo.spawn(Ns::World, &bin.to_string_lossy(), &self.args(&zone, &log))?;
+        let mut process = topo.spawn(ns, &bin.to_string_lossy(), &self.args(&zone, &log))?;
         process
             .wait_for_line("ready", READY_TIMEOUT)
             .context("starting rbm-world")?;

@@ -1,0 +1,855 @@
+//! rbm-agent in the kernel: real nftables in throwaway network namespaces,
+//! the real static agent in the sentry, real DNS on the wire. Each test
+//! builds its own bottle/sentry/world (so tests run in parallel) and proves
+//! one property from inside the bottle.
+//!
+//! Network safety: every packet goes to an address that lives in a namespace
+//! the test created (the world's 192.0.2.53, 198.51.100.x, 203.0.113.5,
+//! 10.99.1.x, fd00:243::1, or the sentry itself).
+//!
+//! Needs root, `ip`, `nft`, `sysctl` and the static binaries
+//! (`scripts/build-static`, or set RBM_STATIC_DIR).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use rbm_tests::cmd::Spawned;
+use rbm_tests::json::{str_field, str_list};
+use rbm_tests::netns::{
+    ipv4_range, ProbeRun, BOTTLE_V4, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4, WORLD_V6,
+};
+use rbm_tests::world::setup::{RunningWorld, WorldSetup};
+use rbm_tests::{parse_json, require_netns, run_ok, static_bin, Ns, Topology};
+use serde_json::Value;
+
+/// The world's authoritative DNS server, the agent's upstream.
+const DNS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
+/// `a.example.test` (allowed, TTL 60).
+const ALLOWED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+/// Served, but no allowed name resolves to it.
+const NEVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+/// `short.example.test` (allowed, TTL 1).
+const SHORT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 30);
+/// `ports.example.test` (allowed on port 443 only).
+const PORTS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 40);
+/// `target.other.test`, the end of `alias.example.test`'s CNAME chain.
+const TARGET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 50);
+/// `evil.example.test` (not allowed).
+const EVIL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 66);
+/// A world address where no DNS server listens (a dead upstream).
+const NO_DNS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
+/// Inside the profile's CIDR.
+const IN_CIDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+const CIDR: &str = "203.0.113.0/28";
+const RACE_FIRST: Ipv4Addr = Ipv4Addr::new(10, 99, 1, 1);
+const RACE_COUNT: u32 = 200;
+const RACE_PORT: u16 = 7;
+const MIN_TTL: u32 = 1;
+
+/// How long the agent may take to say ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Timeout of every command the tests run (probes, status, nft, ip).
+const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a probe waits for something the filter should let through.
+const OPEN_MS: &str = "3000";
+/// How long a probe waits for something the filter should drop. Local
+/// traffic answers in milliseconds; silence this long is a drop.
+const BLOCKED_MS: &str = "800";
+/// Long enough for a dead upstream to become SERVFAIL (agent: 5 s at most).
+const SERVFAIL_MS: &str = "7000";
+
+fn sock(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+fn zone(race: u32) -> String {
+    let mut zone = String::from(
+        "a.example.test.       A     60 198.51.100.10\n\
+         short.example.test.   A     1  198.51.100.30\n\
+         ports.example.test.   A     60 198.51.100.40\n\
+         alias.example.test.   CNAME 60 target.other.test.\n\
+         target.other.test.    A     60 198.51.100.50\n\
+         never.other.test.     A     60 198.51.100.20\n\
+         evil.example.test.    A     60 198.51.100.66\n",
+    );
+    for (i, addr) in ipv4_range(RACE_FIRST, race).iter().enumerate() {
+        zone.push_str(&format!("h{}.race.example.test. A 5 {addr}\n", i + 1));
+    }
+    zone
+}
+
+fn profile(upstream: Ipv4Addr) -> String {
+    format!(
+        r#"moniker = "kernel"
+
+[bottle]
+image = "localhost/rbm-unused:latest"
+
+[enclave]
+subnet = "10.242.0.0/24"
+sentry_ip = "{SENTRY_ENCLAVE_V4}"
+bottle_ip = "{BOTTLE_V4}"
+
+[uplink]
+dns = "allowlist"
+access = "allowlist"
+domains = ["a.example.test", "short.example.test", "alias.example.test", "ports.example.test:443", "*.race.example.test"]
+cidrs = ["{CIDR}"]
+upstream_dns = ["{upstream}"]
+min_ttl = {MIN_TTL}
+"#
+    )
+}
+
+/// What differs between the tests' setups.
+#[derive(Clone, Copy)]
+struct Options {
+    /// The profile's upstream resolver.
+    upstream: Ipv4Addr,
+    /// How many `h{i}.race.example.test` names (and servers) the world has.
+    race: u32,
+}
+
+const STANDARD: Options = Options {
+    upstream: DNS,
+    race: 0,
+};
+
+/// The namespaces and a running world: DNS on DNS:53, a TCP server on
+/// DNS:853, TCP and UDP "who do you see" servers on every test address.
+/// The bottle's resolv.conf names the sentry.
+fn world(race: u32) -> Result<Option<(Topology, RunningWorld)>> {
+    if require_netns("creates network namespaces and nftables tables").is_err() {
+        return Ok(None);
+    }
+    let fixed = [
+        DNS, ALLOWED, NEVER, SHORT, PORTS, TARGET, EVIL, NO_DNS, IN_CIDR,
+    ];
+    let race_addrs = ipv4_range(RACE_FIRST, race);
+    let topo = Topology::builder()
+        .world_addrs(fixed.map(IpAddr::V4))
+        .world_addrs(race_addrs.clone())
+        .build()?;
+    let mut servers = vec![
+        sock(ALLOWED, 80),
+        sock(NEVER, 80),
+        sock(SHORT, 80),
+        sock(PORTS, 80),
+        sock(PORTS, 443),
+        sock(TARGET, 80),
+        sock(EVIL, 80),
+        sock(IN_CIDR, 80),
+        sock(IN_CIDR, 8080),
+        sock(WORLD_V6, 80),
+    ];
+    servers.extend(race_addrs.iter().map(|ip| sock(*ip, RACE_PORT)));
+    let world = WorldSetup::new(&zone(race))
+        .dns(sock(DNS, 53))
+        .tcp(servers.iter().copied().chain([sock(DNS, 853)]))
+        .udp(servers)
+        .start(&topo)?;
+    topo.set_resolv_conf(Ns::Bottle, &format!("nameserver {SENTRY_ENCLAVE_V4}\n"))?;
+    Ok(Some((topo, world)))
+}
+
+/// A topology, a world and a ready rbm-agent in the sentry. Fields drop in
+/// order: the agent, then the world, then the namespaces.
+struct Lab {
+    agent: Spawned,
+    control: PathBuf,
+    world: RunningWorld,
+    topo: Topology,
+}
+
+/// Starts everything and waits until `rbm-agent status` exits 0.
+fn lab(options: Options) -> Result<Option<Lab>> {
+    let Some((topo, world)) = world(options.race)? else {
+        return Ok(None);
+    };
+    let profile = topo.write_file("profile.toml", &profile(options.upstream))?;
+    let control = topo.dir().join("agent.sock");
+    let agent = topo.spawn(
+        Ns::Sentry,
+        &bin("rbm-agent")?,
+        &[
+            "run",
+            "--profile",
+            &profile.to_string_lossy(),
+            "--control",
+            &control.to_string_lossy(),
+        ],
+    )?;
+    let mut lab = Lab {
+        agent,
+        control,
+        world,
+        topo,
+    };
+    lab.wait_ready()?;
+    Ok(Some(lab))
+}
+
+fn bin(name: &str) -> Result<String> {
+    Ok(static_bin(name)?.to_string_lossy().into_owned())
+}
+
+impl Lab {
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if !self.agent.is_running() {
+                thread::sleep(Duration::from_millis(100)); // let stderr drain
+                bail!(
+                    "`{}` exited before it was ready\nstderr: {}",
+                    self.agent.command(),
+                    self.agent.stderr()
+                );
+            }
+            if self.status_output()?.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "rbm-agent not ready after {READY_TIMEOUT:?}\nstderr: {}",
+                    self.agent.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn status_output(&self) -> Result<rbm_tests::Output> {
+        let control = self.control.to_string_lossy();
+        let args = ["status", "--json", "--control", &control];
+        self.topo
+            .exec(Ns::Sentry, &bin("rbm-agent")?, &args, CMD_TIMEOUT)
+    }
+
+    /// `rbm-agent status --json`, run in the sentry; fails unless it exits 0.
+    fn status(&self) -> Result<Value> {
+        let out = self.status_output()?.check()?;
+        parse_json(&out.stdout)
+    }
+
+    /// rbm-probe in the bottle.
+    fn probe(&self, args: &[&str]) -> Result<ProbeRun> {
+        probe(&self.topo, Ns::Bottle, args)
+    }
+
+    /// One query to the sentry over UDP (`extra`: e.g. `--tcp`, `--type`);
+    /// fails unless an answer arrived.
+    fn dns(&self, name: &str, extra: &[&str]) -> Result<Value> {
+        let server = SENTRY_ENCLAVE_V4.to_string();
+        let mut args = vec!["dns", name, "--server", &server];
+        args.extend_from_slice(extra);
+        let run = self.probe(&args)?;
+        ensure!(run.ok(), "no DNS answer for {name}: {}", run.json);
+        Ok(run.json)
+    }
+
+    /// Resolves `name` through the sentry and checks it answers `want`.
+    fn resolve(&self, name: &str, want: Ipv4Addr) -> Result<()> {
+        let answer = self.dns(name, &[])?;
+        assert_eq!(str_field(&answer, "rcode")?, "NoError", "{answer}");
+        assert!(
+            str_list(&answer, "addrs")?.contains(&want.to_string()),
+            "{name} should answer {want}: {answer}"
+        );
+        Ok(())
+    }
+
+    /// TCP, then UDP, to `addr`; both must get the server's line. Returns
+    /// the TCP reply (`world LOCAL sees PEER`).
+    fn reaches(&self, addr: SocketAddr) -> Result<String> {
+        let target = addr.to_string();
+        let mut replies = Vec::new();
+        for proto in ["tcp", "udp"] {
+            let run = self.probe(&[proto, &target, "--timeout-ms", OPEN_MS])?;
+            ensure!(run.ok(), "{proto} {addr} should be open: {}", run.json);
+            replies.push(str_field(&run.json, "reply")?.to_string());
+        }
+        Ok(replies.swap_remove(0))
+    }
+
+    fn blocked(&self, targets: &[(&str, SocketAddr)]) -> Result<()> {
+        blocked(&self.topo, targets)
+    }
+}
+
+/// rbm-probe in `ns`, its report echoed to stderr for the test log.
+fn probe(topo: &Topology, ns: Ns, args: &[&str]) -> Result<ProbeRun> {
+    let run = topo.probe(ns, args, CMD_TIMEOUT)?;
+    let json = run.json.to_string();
+    let shown = json
+        .char_indices()
+        .nth(400)
+        .map_or(json.as_str(), |(i, _)| &json[..i]);
+    eprintln!("rbm-probe {}: {shown}", args.join(" "));
+    Ok(run)
+}
+
+/// TCP and UDP to `addr`.
+fn both(addr: SocketAddr) -> [(&'static str, SocketAddr); 2] {
+    [("tcp", addr), ("udp", addr)]
+}
+
+/// Every `(proto, addr)` probed from the bottle at once (in parallel);
+/// each must end in silence: a drop by the filter, not a closed port.
+fn blocked(topo: &Topology, targets: &[(&str, SocketAddr)]) -> Result<()> {
+    let runs: Vec<Result<ProbeRun>> = thread::scope(|s| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|(proto, addr)| {
+                s.spawn(move || {
+                    let target = addr.to_string();
+                    probe(
+                        topo,
+                        Ns::Bottle,
+                        &[*proto, &target, "--timeout-ms", BLOCKED_MS],
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("probe thread panicked"))
+            .collect()
+    });
+    for ((proto, addr), run) in targets.iter().zip(runs) {
+        let run = run?;
+        ensure!(!run.ok(), "{proto} {addr} should be blocked: {}", run.json);
+        let error = str_field(&run.json, "error")?;
+        ensure!(
+            error.starts_with("timeout"),
+            "{proto} {addr}: expected silence (a drop), got {error}"
+        );
+    }
+    Ok(())
+}
+
+/// The packet counter of the rule `comment` in `chain`, from a status report.
+fn rule_packets(status: &Value, chain: &str, comment: &str) -> Result<u64> {
+    let rules = status["counters"]["rules"]
+        .as_array()
+        .with_context(|| format!("no counters in status: {status}"))?;
+    rules
+        .iter()
+        .find(|r| r["chain"] == chain && r["comment"] == comment)
+        .and_then(|r| r["packets"].as_u64())
+        .with_context(|| format!("no rule {chain}/{comment} in {rules:?}"))
+}
+
+/// The learned entry for `addr`, if status lists it.
+fn learned(status: &Value, addr: Ipv4Addr) -> Option<&Value> {
+    status["learned"]
+        .as_array()?
+        .iter()
+        .find(|l| l["addr"] == addr.to_string())
+}
+
+/// `nft -j list ruleset` in the sentry: the `nftables` array.
+fn nft_ruleset(topo: &Topology) -> Result<Vec<Value>> {
+    let out = topo.exec_ok(Ns::Sentry, "nft", &["-j", "list", "ruleset"], CMD_TIMEOUT)?;
+    let json: Value = serde_json::from_str(&out.stdout)
+        .with_context(|| format!("nft -j printed no JSON: {}", out.stdout))?;
+    json["nftables"]
+        .as_array()
+        .cloned()
+        .with_context(|| format!("no nftables array in {json}"))
+}
+
+/// The objects of kind `kind` (`table`, `chain`, `rule`, `set`) in a ruleset.
+fn objects<'a>(ruleset: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    ruleset.iter().filter_map(|o| o.get(kind)).collect()
+}
+
+/// Exactly one table, `inet rbm`, whose forward and input chains drop by default.
+fn assert_only_rbm_table(ruleset: &[Value]) {
+    let tables: Vec<(&Value, &Value)> = objects(ruleset, "table")
+        .iter()
+        .map(|t| (&t["family"], &t["name"]))
+        .collect();
+    assert_eq!(tables, [(&Value::from("inet"), &Value::from("rbm"))]);
+    for hook in ["forward", "input"] {
+        let chain = objects(ruleset, "chain")
+            .into_iter()
+            .find(|c| c["hook"] == hook)
+            .unwrap_or_else(|| panic!("no {hook} chain in {ruleset:?}"));
+        assert_eq!(chain["table"], "rbm");
+        assert_eq!(chain["policy"], "drop", "{chain}");
+    }
+}
+
+#[test]
+fn allowed_names_are_open_the_moment_they_are_answered() -> Result<()> {
+    let Some(lab) = lab(Options {
+        race: RACE_COUNT,
+        ..STANDARD
+    })?
+    else {
+        return Ok(());
+    };
+    // No --server: the bottle's resolv.conf names the sentry.
+    let run = lab.probe(&["dns", "a.example.test"])?;
+    assert!(run.ok(), "{}", run.json);
+    assert_eq!(str_list(&run.json, "addrs")?, [ALLOWED.to_string()]);
+    assert!(lab.world.was_asked("a.example.test")?);
+    lab.reaches(sock(ALLOWED, 80))?;
+
+    // 200 fresh names, each resolved and then at once reached over UDP
+    // (one datagram, no retry) and TCP: no first packet may be lost.
+    let count = RACE_COUNT.to_string();
+    let port = RACE_PORT.to_string();
+    let server = SENTRY_ENCLAVE_V4.to_string();
+    let race = lab.probe(&[
+        "reach",
+        "--name-template",
+        "h{i}.race.example.test",
+        "--count",
+        &count,
+        "--port",
+        &port,
+        "--server",
+        &server,
+    ])?;
+    assert!(race.ok(), "{}", race.json);
+    assert_eq!(race.json["ok"], RACE_COUNT);
+    assert_eq!(race.json["failures"], Value::Array(vec![]));
+
+    let status = lab.status()?;
+    assert_eq!(
+        rule_packets(&status, "forward", "drop:forward")?,
+        0,
+        "{status}"
+    );
+    let learned_packets = rule_packets(&status, "forward", "accept:learned4")?;
+    assert!(
+        learned_packets >= u64::from(2 * RACE_COUNT),
+        "every race flow's first packet should pass accept:learned4: {learned_packets}"
+    );
+    assert!(status["dns"]["allowed"].as_u64() >= Some(u64::from(RACE_COUNT) + 1));
+    Ok(())
+}
+
+#[test]
+fn refused_names_never_go_upstream() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    let answer = lab.dns("evil.example.test", &[])?;
+    assert_eq!(str_field(&answer, "rcode")?, "Refused", "{answer}");
+    assert_eq!(answer["addrs"], Value::Array(vec![]));
+    let tcp = lab.dns("Evil.Example.Test", &["--tcp"])?;
+    assert_eq!(str_field(&tcp, "rcode")?, "Refused", "{tcp}");
+    assert!(
+        !lab.world.was_asked("evil.example.test")?,
+        "a refused name reached upstream: {:?}",
+        lab.world.queries()?
+    );
+    let status = lab.status()?;
+    assert!(
+        str_list(&status, "refused_names")?.contains(&"evil.example.test".to_string()),
+        "{status}"
+    );
+    assert!(learned(&status, EVIL).is_none(), "{status}");
+    lab.blocked(&both(sock(EVIL, 80)))
+}
+
+#[test]
+fn unlearned_addresses_are_dropped() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    // An allowed name was learned, but NEVER stays shut.
+    lab.resolve("a.example.test", ALLOWED)?;
+    lab.blocked(&both(sock(NEVER, 80)))?;
+    let status = lab.status()?;
+    assert!(
+        rule_packets(&status, "forward", "drop:forward")? >= 2,
+        "{status}"
+    );
+    Ok(())
+}
+
+#[test]
+fn learned_addresses_close_after_their_ttl() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    let answered = Instant::now();
+    lab.resolve("short.example.test", SHORT)?;
+    lab.reaches(sock(SHORT, 80))?;
+    let entry = learned(&lab.status()?, SHORT).cloned();
+    let entry = entry.context("short.example.test's address is not listed as learned")?;
+    assert!(
+        entry["expires_in_secs"].as_u64() <= Some(u64::from(MIN_TTL)),
+        "{entry}"
+    );
+    // TTL 1 and min_ttl 1: closed 1 s after the answer; wait 2.5 s.
+    thread::sleep(Duration::from_millis(2500).saturating_sub(answered.elapsed()));
+    lab.blocked(&both(sock(SHORT, 80)))?;
+    assert!(learned(&lab.status()?, SHORT).is_none());
+    Ok(())
+}
+
+#[test]
+fn cidrs_open_every_port_and_port_rules_only_theirs() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    lab.reaches(sock(IN_CIDR, 80))?;
+    lab.reaches(sock(IN_CIDR, 8080))?;
+
+    lab.resolve("ports.example.test", PORTS)?;
+    lab.reaches(sock(PORTS, 443))?;
+    lab.blocked(&both(sock(PORTS, 80)))?;
+    let status = lab.status()?;
+    let entry = learned(&status, PORTS).context("ports.example.test not learned")?;
+    assert_eq!(entry["ports"], serde_json::json!([443]), "{entry}");
+    assert_eq!(entry["name"], "ports.example.test");
+    assert!(rule_packets(&status, "forward", "accept:cidr4")? >= 2);
+    assert!(rule_packets(&status, "forward", "accept:learned4-ports")? >= 2);
+    Ok(())
+}
+
+#[test]
+fn dns_over_tcp_works_through_the_sentry() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    let answer = lab.dns("a.example.test", &["--tcp"])?;
+    assert_eq!(str_field(&answer, "rcode")?, "NoError", "{answer}");
+    assert_eq!(str_list(&answer, "addrs")?, [ALLOWED.to_string()]);
+    lab.reaches(sock(ALLOWED, 80))?;
+    Ok(())
+}
+
+#[test]
+fn cname_chains_open_the_final_address() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    // The target alone is not allowed...
+    let direct = lab.dns("target.other.test", &[])?;
+    assert_eq!(str_field(&direct, "rcode")?, "Refused", "{direct}");
+    // ...but as the end of an allowed name's chain it is opened.
+    let answer = lab.dns("alias.example.test", &[])?;
+    let types: Vec<&Value> = answer["answers"]
+        .as_array()
+        .context("no answers")?
+        .iter()
+        .map(|a| &a["type"])
+        .collect();
+    assert_eq!(types, ["CNAME", "A"], "{answer}");
+    assert_eq!(str_list(&answer, "addrs")?, [TARGET.to_string()]);
+    lab.reaches(sock(TARGET, 80))?;
+    let status = lab.status()?;
+    let entry = learned(&status, TARGET).context("the chain's end is not learned")?;
+    assert_eq!(entry["name"], "alias.example.test", "{entry}");
+    Ok(())
+}
+
+#[test]
+fn the_worlds_resolver_is_unreachable_from_the_bottle() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    // The world does serve DNS on 53 and TCP on 853 (checked from inside it).
+    let dns = sock(DNS, 53).to_string();
+    let local = probe(
+        &lab.topo,
+        Ns::World,
+        &["dns", "a.example.test", "--server", &dns],
+    )?;
+    assert!(local.ok(), "{}", local.json);
+    let local = probe(&lab.topo, Ns::World, &["tcp", "192.0.2.53:853"])?;
+    assert!(local.ok(), "{}", local.json);
+
+    lab.blocked(&[
+        ("udp", sock(DNS, 53)),
+        ("tcp", sock(DNS, 53)),
+        ("tcp", sock(DNS, 853)),
+    ])?;
+    // And as a resolver, too: a real query straight to it gets no answer.
+    let direct = lab.probe(&[
+        "dns",
+        "a.example.test",
+        "--server",
+        &dns,
+        "--timeout-ms",
+        BLOCKED_MS,
+    ])?;
+    assert!(!direct.ok(), "{}", direct.json);
+    Ok(())
+}
+
+#[test]
+fn the_sentry_answers_nothing_but_dns() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    let targets = [
+        ("tcp", sock(SENTRY_ENCLAVE_V4, 22)),
+        ("tcp", sock(SENTRY_ENCLAVE_V4, 80)),
+        ("udp", sock(SENTRY_ENCLAVE_V4, 123)),
+    ];
+    let _listeners = WorldSetup::new("")
+        .tcp(targets[..2].iter().map(|t| t.1))
+        .udp([targets[2].1])
+        .start_in(&lab.topo, Ns::Sentry)?;
+    // The listeners answer inside the sentry (loopback is allowed)...
+    for (proto, addr) in targets {
+        let local = probe(&lab.topo, Ns::Sentry, &[proto, &addr.to_string()])?;
+        assert!(local.ok(), "{}", local.json);
+    }
+    // ...and the bottle cannot reach them.
+    lab.blocked(&targets)?;
+    let status = lab.status()?;
+    assert!(
+        rule_packets(&status, "input", "drop:input")? >= 3,
+        "{status}"
+    );
+    Ok(())
+}
+
+#[test]
+fn ipv6_from_the_bottle_goes_nowhere() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    // The world serves on fd00:243::1 (checked from inside it).
+    let v6 = sock(WORLD_V6, 80);
+    let local = probe(&lab.topo, Ns::World, &["tcp", &v6.to_string()])?;
+    assert!(local.ok(), "{}", local.json);
+    lab.blocked(&both(v6))
+}
+
+#[test]
+fn masquerade_hides_the_bottle() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    lab.resolve("a.example.test", ALLOWED)?;
+    let reply = lab.reaches(sock(ALLOWED, 80))?;
+    let want = format!("world {ALLOWED}:80 sees {SENTRY_UPLINK_V4}:");
+    assert!(reply.starts_with(&want), "want {want:?}..., got {reply:?}");
+    assert!(!reply.contains(&BOTTLE_V4.to_string()), "{reply}");
+    Ok(())
+}
+
+#[test]
+fn status_reports_what_was_learned_and_refused() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    lab.resolve("A.Example.Test", ALLOWED)?;
+    lab.dns("evil.example.test", &[])?;
+    let status = lab.status()?;
+    assert_eq!(status["ready"], true);
+    assert_eq!(status["dns_mode"], "allowlist");
+    assert_eq!(status["access_mode"], "allowlist");
+    assert_eq!(status["interfaces"]["enclave"], "eth1", "{status}");
+    assert_eq!(status["interfaces"]["uplink"], "eth0", "{status}");
+    assert_eq!(status["sentry_ip"], SENTRY_ENCLAVE_V4.to_string());
+    assert_eq!(status["bottle_ip"], BOTTLE_V4.to_string());
+    assert_eq!(str_list(&status, "upstream_dns")?, [DNS.to_string()]);
+    assert_eq!(str_list(&status, "cidrs")?, [CIDR]);
+    assert!(str_list(&status, "domains")?.contains(&"ports.example.test:443".into()));
+    let entry = learned(&status, ALLOWED).context("a.example.test not learned")?;
+    assert_eq!(entry["name"], "a.example.test", "{entry}");
+    assert!(entry["ports"].is_null(), "{entry}");
+    let left = entry["expires_in_secs"]
+        .as_u64()
+        .context("expires_in_secs")?;
+    assert!((55..=60).contains(&left), "TTL 60, yet {left} s left");
+    assert_eq!(
+        str_list(&status, "refused_names")?,
+        ["evil.example.test"],
+        "{status}"
+    );
+    assert_eq!(status["dns"]["allowed"], 1, "{status}");
+    assert_eq!(status["dns"]["refused"], 1, "{status}");
+    assert_eq!(status["dns"]["failed"], 0, "{status}");
+    Ok(())
+}
+
+#[test]
+fn any_axfr_and_garbage_are_refused_and_the_proxy_keeps_serving() -> Result<()> {
+    let Some(mut lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    for extra in [
+        &["--type", "ANY"][..],
+        &["--type", "AXFR", "--tcp"][..],
+        &["--type", "AXFR"][..],
+    ] {
+        let answer = lab.dns("a.example.test", extra)?;
+        assert_eq!(
+            str_field(&answer, "rcode")?,
+            "Refused",
+            "{extra:?}: {answer}"
+        );
+    }
+    assert!(
+        !lab.world.was_asked("a.example.test")?,
+        "ANY/AXFR went upstream"
+    );
+
+    let sentry = sock(SENTRY_ENCLAVE_V4, 53).to_string();
+    let garbage = [
+        "beef0100000100000000000003ab", // one question, truncated name
+        "0102",                         // not even a header
+        "beef8180000100000000000000",   // a "response", cut short
+        "ffffffffffffffffffffffffffffffffffffffff",
+    ];
+    for hex in garbage {
+        for transport in [&[][..], &["--tcp"][..]] {
+            let mut args = vec!["raw-dns", &sentry, "--hex", hex, "--timeout-ms", BLOCKED_MS];
+            args.extend_from_slice(transport);
+            let run = lab.probe(&args)?;
+            assert!(run.ok(), "an answer or nothing, not an error: {}", run.json);
+            if let Some(reply) = run.json["reply_hex"].as_str() {
+                assert!(reply.len() >= 24, "a reply shorter than a header: {reply}");
+                assert!(
+                    u8::from_str_radix(&reply[4..5], 16)? & 0x8 != 0,
+                    "QR unset: {reply}"
+                );
+            }
+        }
+    }
+    assert!(lab.agent.is_running(), "agent died: {}", lab.agent.stderr());
+    lab.resolve("a.example.test", ALLOWED)?;
+    lab.reaches(sock(ALLOWED, 80))?;
+    assert_eq!(lab.status()?["ready"], true);
+    Ok(())
+}
+
+#[test]
+fn a_dead_upstream_gives_servfail_and_opens_nothing() -> Result<()> {
+    let Some(lab) = lab(Options {
+        upstream: NO_DNS,
+        ..STANDARD
+    })?
+    else {
+        return Ok(());
+    };
+    let answer = lab.dns("a.example.test", &["--timeout-ms", SERVFAIL_MS])?;
+    assert_eq!(str_field(&answer, "rcode")?, "ServFail", "{answer}");
+    assert_eq!(answer["addrs"], Value::Array(vec![]));
+    lab.blocked(&both(sock(ALLOWED, 80)))?;
+    let status = lab.status()?;
+    assert_eq!(status["learned"], Value::Array(vec![]), "{status}");
+    assert_eq!(status["dns"]["failed"], 1, "{status}");
+    Ok(())
+}
+
+#[test]
+fn the_kernel_holds_one_rbm_table_and_no_enclave_default_route() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    let ruleset = nft_ruleset(&lab.topo)?;
+    assert_only_rbm_table(&ruleset);
+    let sets: Vec<&Value> = objects(&ruleset, "set")
+        .iter()
+        .map(|s| &s["name"])
+        .collect();
+    for name in [
+        "allow4",
+        "allow6",
+        "learned4",
+        "learned6",
+        "learned4_ports",
+        "learned6_ports",
+    ] {
+        assert!(
+            sets.contains(&&Value::from(name)),
+            "no set {name}: {sets:?}"
+        );
+    }
+    let comments: Vec<&Value> = objects(&ruleset, "rule")
+        .iter()
+        .map(|r| &r["comment"])
+        .collect();
+    for comment in [
+        "accept:established",
+        "accept:learned4",
+        "drop:forward",
+        "nat:masquerade",
+    ] {
+        assert!(
+            comments.contains(&&Value::from(comment)),
+            "no rule {comment}: {comments:?}"
+        );
+    }
+
+    let sentry = lab.topo.name(Ns::Sentry);
+    let out = run_ok(
+        "ip",
+        &["-n", sentry, "-j", "route", "show", "default"],
+        CMD_TIMEOUT,
+    )?;
+    let routes: Value = serde_json::from_str(&out.stdout)?;
+    let defaults: Vec<(&Value, &Value)> = routes
+        .as_array()
+        .context("ip -j route: not a list")?
+        .iter()
+        .map(|r| (&r["gateway"], &r["dev"]))
+        .collect();
+    assert_eq!(
+        defaults,
+        [(&Value::from("10.243.0.1"), &Value::from("eth0"))]
+    );
+    Ok(())
+}
+
+#[test]
+fn forwarding_off_makes_the_agent_fail_closed() -> Result<()> {
+    let Some((topo, _world)) = world(0)? else {
+        return Ok(());
+    };
+    // Without the agent the sentry forwards plainly: the world is reachable.
+    let open = probe(&topo, Ns::Bottle, &["tcp", &sock(ALLOWED, 80).to_string()])?;
+    assert!(open.ok(), "{}", open.json);
+
+    let sysctl = |value: &str| {
+        let setting = format!("net.ipv4.ip_forward={value}");
+        topo.exec_ok(Ns::Sentry, "sysctl", &["-qw", &setting], CMD_TIMEOUT)
+    };
+    sysctl("0")?;
+    let profile = topo.write_file("profile.toml", &profile(DNS))?;
+    let control = topo.dir().join("agent.sock");
+    let args = [
+        "run",
+        "--profile",
+        &profile.to_string_lossy(),
+        "--control",
+        &control.to_string_lossy(),
+    ];
+    let out = topo.exec(Ns::Sentry, &bin("rbm-agent")?, &args, CMD_TIMEOUT)?;
+    assert!(
+        !out.success(),
+        "the agent ran with forwarding off:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("--sysctl net.ipv4.ip_forward=1"),
+        "the error should say how to fix it:\n{}",
+        out.stderr
+    );
+
+    // Forwarding back on: the lockdown the agent left behind still holds.
+    sysctl("1")?;
+    assert_only_rbm_table(&nft_ruleset(&topo)?);
+    blocked(
+        &topo,
+        &[
+            ("tcp", sock(ALLOWED, 80)),
+            ("udp", sock(ALLOWED, 80)),
+            ("udp", sock(DNS, 53)),
+        ],
+    )
+}

@@ -10,7 +10,7 @@
 //! Needs root, `ip`, `nft`, `sysctl` and the static binaries
 //! (`scripts/build-static`, or set RBM_STATIC_DIR).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -41,6 +41,8 @@ const TARGET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 50);
 const EVIL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 66);
 /// A world address where no DNS server listens (a dead upstream).
 const NO_DNS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
+/// `six.example.test` (allowed, AAAA only).
+const SIX: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0x10);
 /// Inside the profile's CIDR.
 const IN_CIDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
 const CIDR: &str = "203.0.113.0/28";
@@ -73,7 +75,8 @@ fn zone(race: u32) -> String {
          alias.example.test.   CNAME 60 target.other.test.\n\
          target.other.test.    A     60 198.51.100.50\n\
          never.other.test.     A     60 198.51.100.20\n\
-         evil.example.test.    A     60 198.51.100.66\n",
+         evil.example.test.    A     60 198.51.100.66\n\
+         six.example.test.     AAAA  60 fd00:99::10\n",
     );
     for (i, addr) in ipv4_range(RACE_FIRST, race).iter().enumerate() {
         zone.push_str(&format!("h{}.race.example.test. A 5 {addr}\n", i + 1));
@@ -96,7 +99,7 @@ bottle_ip = "{BOTTLE_V4}"
 [uplink]
 dns = "allowlist"
 access = "allowlist"
-domains = ["a.example.test", "short.example.test", "alias.example.test", "ports.example.test:443", "*.race.example.test"]
+domains = ["a.example.test", "short.example.test", "alias.example.test", "ports.example.test:443", "*.race.example.test", "six.example.test"]
 cidrs = ["{CIDR}"]
 upstream_dns = ["{upstream}"]
 min_ttl = {MIN_TTL}
@@ -131,6 +134,7 @@ fn world(race: u32) -> Result<Option<(Topology, RunningWorld)>> {
     let race_addrs = ipv4_range(RACE_FIRST, race);
     let topo = Topology::builder()
         .world_addrs(fixed.map(IpAddr::V4))
+        .world_addr(IpAddr::V6(SIX))
         .world_addrs(race_addrs.clone())
         .build()?;
     let mut servers = vec![
@@ -144,6 +148,7 @@ fn world(race: u32) -> Result<Option<(Topology, RunningWorld)>> {
         sock(IN_CIDR, 80),
         sock(IN_CIDR, 8080),
         sock(WORLD_V6, 80),
+        sock(SIX, 80),
     ];
     servers.extend(race_addrs.iter().map(|ip| sock(*ip, RACE_PORT)));
     let world = WorldSetup::new(&zone(race))
@@ -625,6 +630,18 @@ fn ipv6_from_the_bottle_goes_nowhere() -> Result<()> {
     let local = probe(&lab.topo, Ns::World, &["tcp", &v6.to_string()])?;
     assert!(local.ok(), "{}", local.json);
     lab.blocked(&both(v6))
+}
+
+#[test]
+fn learned_ipv6_addresses_open_too() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    let answer = lab.dns("six.example.test", &["--type", "AAAA"])?;
+    assert_eq!(str_list(&answer, "addrs")?, [SIX.to_string()], "{answer}");
+    lab.reaches(sock(SIX, 80))?;
+    // Learning one IPv6 address opens that one only.
+    lab.blocked(&both(sock(WORLD_V6, 80)))
 }
 
 #[test]

@@ -29,6 +29,7 @@ const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 const NAT_DNAT: u32 = 1;
 const IFNAMSIZ: usize = 16;
+const ICMPV6: u8 = 58;
 /// Elements per set-element message; keeps each message well below limits.
 const ELEMS_PER_MSG: usize = 512;
 
@@ -235,6 +236,13 @@ impl Exprs<'_> {
             Match::Daddr(ip) => {
                 self.daddr(ip.is_ipv6(), REG_1);
                 self.cmp(CMP_EQ, &addr_bytes(*ip));
+            }
+            Match::Icmpv6Type(t) => {
+                self.nfproto(NFPROTO_IPV6);
+                self.meta(META_L4PROTO, REG_1);
+                self.cmp(CMP_EQ, &[ICMPV6]);
+                self.payload(PAYLOAD_TRANSPORT, 0, 1, REG_1);
+                self.cmp(CMP_EQ, &[*t]);
             }
             Match::InSet(set, key) => self.lookup(set, *key),
         }

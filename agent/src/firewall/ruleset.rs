@@ -145,6 +145,8 @@ pub enum Match {
     /// Layer-4 protocol (6 tcp, 17 udp), then `th dport`.
     ProtoPort(u8, u16),
     Daddr(IpAddr),
+    /// An ICMPv6 message of this type (IPv6 neighbour discovery needs them).
+    Icmpv6Type(u8),
     /// Destination (and for port sets, protocol and port) in a named set.
     InSet(&'static str, SetKey),
 }
@@ -277,15 +279,27 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
     ChainDef { name: "forward", hook: Hook::Forward, kind: ChainType::Filter, priority: 0, policy_accept: false, rules }
 }
 
+/// ICMPv6 neighbour solicitation and advertisement: without them the
+/// bottle cannot find the sentry over IPv6, and learned IPv6 addresses would
+/// be unreachable (they are the IPv6 ARP, not traffic to the world).
+const NEIGHBOUR_DISCOVERY: [u8; 2] = [135, 136];
+
+fn neighbour_discovery() -> impl Iterator<Item = Rule> {
+    NEIGHBOUR_DISCOVERY.into_iter().map(|t| rule(vec![Match::Icmpv6Type(t)], Action::Accept, "accept:neighbour-discovery"))
+}
+
 fn input_chain(ifs: &Interfaces) -> ChainDef {
     let dns = |proto| vec![Match::IifName(ifs.enclave.clone()), Match::ProtoPort(proto, 53)];
-    let rules = vec![
+    let mut rules = vec![
         rule(vec![Match::IifName("lo".into())], Action::Accept, "accept:loopback"),
         rule(vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)], Action::Accept, "accept:established"),
+    ];
+    rules.extend(neighbour_discovery());
+    rules.extend([
         rule(dns(Protocol::Udp.number()), Action::Accept, "accept:dns-udp"),
         rule(dns(Protocol::Tcp.number()), Action::Accept, "accept:dns-tcp"),
         rule(vec![], Action::Drop, "drop:input"),
-    ];
+    ]);
     ChainDef { name: "input", hook: Hook::Input, kind: ChainType::Filter, priority: 0, policy_accept: false, rules }
 }
 
@@ -294,6 +308,7 @@ fn output_chain(input: &FirewallInput) -> ChainDef {
         rule(vec![Match::OifName("lo".into())], Action::Accept, "accept:loopback"),
         rule(vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)], Action::Accept, "accept:established"),
     ];
+    rules.extend(neighbour_discovery());
     for ip in &input.upstream_dns {
         for proto in [Protocol::Udp, Protocol::Tcp] {
             let m = vec![Match::OifName(input.interfaces.uplink.clone()), Match::Daddr(*ip), Match::ProtoPort(proto.number(), 53)];
@@ -384,8 +399,10 @@ mod tests {
         let r = Ruleset::build(&input(Mode::Allowlist));
         let i = chain(&r, "input");
         assert!(!i.policy_accept);
-        assert_eq!(i.rules[2].matches, vec![Match::IifName("eth1".into()), Match::ProtoPort(17, 53)]);
-        assert_eq!(i.rules[3].matches, vec![Match::IifName("eth1".into()), Match::ProtoPort(6, 53)]);
+        assert_eq!(i.rules[4].matches, vec![Match::IifName("eth1".into()), Match::ProtoPort(17, 53)]);
+        assert_eq!(i.rules[5].matches, vec![Match::IifName("eth1".into()), Match::ProtoPort(6, 53)]);
+        let nd: Vec<_> = i.rules.iter().filter(|r| r.comment == "accept:neighbour-discovery").map(|r| r.matches.clone()).collect();
+        assert_eq!(nd, vec![vec![Match::Icmpv6Type(135)], vec![Match::Icmpv6Type(136)]], "only neighbour discovery, no other ICMPv6");
         let o = chain(&r, "output");
         assert!(!o.policy_accept);
         let ups: Vec<_> = o.rules.iter().filter(|r| r.comment == "accept:upstream-dns").collect();

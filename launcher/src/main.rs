@@ -1,1 +1,293 @@
-fn main() {}
+//! rbm-launch's command line: parse, then dispatch to the library.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use rbm_launch::images::AGENT_IN_REPO;
+use rbm_launch::launch::{self, UpOptions};
+use rbm_launch::lookup::{self, Loaded, Places};
+use rbm_launch::podman::Podman;
+use rbm_launch::{exec, Error};
+
+const AFTER_HELP: &str = "\
+PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
+profiles/NAME.toml, looked up in the current directory, then in the rbm
+repository that holds the rbm-launch binary.
+
+`rbm-launch PROFILE` is `rbm-launch up PROFILE`. Examples:
+  rbm-launch demo                      start profiles/demo.toml
+  rbm-launch status demo --json        the sentry agent's state
+  rbm-launch shell demo -- rbm-probe dns example.com
+  rbm-launch stop demo                 remove bottle, sentry and networks
+
+Podman 5 or newer is required (older podman lacks `network create --route`).
+On a machine with an older podman, run `scripts/podman5 up` as root and use the
+path it prints: RBM_PODMAN=$(scripts/podman5 up) rbm-launch demo
+With that wrapper, host paths (volumes, the repository) must lie under the
+repository directory.
+
+Exit codes: 0 ok, 2 bad profile or usage, 1 other errors; status and shell
+pass through the exit code of the command they run.";
+
+/// Runs an untrusted container (the bottle) behind a trusted one (the sentry)
+/// whose filter is its only way to the network.
+#[derive(Parser)]
+#[command(name = "rbm-launch", version, after_help = AFTER_HELP, arg_required_else_help = true)]
+#[command(
+    override_usage = "rbm-launch [OPTIONS] [up] <PROFILE>\n       rbm-launch [OPTIONS] <COMMAND> <PROFILE>"
+)]
+struct Cli {
+    /// The podman program to run; must be Podman 5 or newer
+    #[arg(
+        long,
+        env = "RBM_PODMAN",
+        default_value = "podman",
+        value_name = "PATH",
+        global = true
+    )]
+    podman: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the sentry, wait until its filter is in force, then start the bottle (the default)
+    Up(UpArgs),
+    /// Remove the bottle, then the sentry, then the profile's networks
+    Stop(ProfileArg),
+    /// Show the sentry agent's state (`rbm-agent status` in the sentry)
+    Status {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the profile only; touch nothing
+    Check(ProfileArg),
+    /// Run a command in the bottle (default /bin/sh), e.g. `shell demo -- rbm-probe dns example.com`
+    Shell {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// The command and its arguments (after `--`)
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct ProfileArg {
+    /// Profile name (profiles/NAME.toml) or path to a .toml file
+    #[arg(value_name = "PROFILE")]
+    profile: String,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Profile name (profiles/NAME.toml) or path to a .toml file
+    #[arg(value_name = "PROFILE")]
+    profile: String,
+
+    /// The static rbm-agent binary for the sentry image [default: REPO/target/x86_64-unknown-linux-gnu/release/rbm-agent,
+    /// as built by scripts/build-static; REPO is the rbm checkout holding the launcher binary, else the current directory's]
+    #[arg(long, env = "RBM_AGENT_BIN", value_name = "PATH")]
+    agent: Option<PathBuf>,
+
+    /// How long to wait for the sentry's filter before giving up
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    ready_timeout: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(default_to_up(std::env::args_os().collect()));
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.downcast_ref::<Error>().map_or(1, Error::exit_code))
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let places = Places::from_env()?;
+    let podman = Podman::new(cli.podman);
+    match cli.command {
+        Command::Up(a) => up(&podman, &places, a),
+        Command::Check(p) => {
+            println!("{}", lookup::load(&p.profile, &places)?.summary());
+            Ok(0)
+        }
+        Command::Stop(p) => {
+            let l = ready(&podman, &places, &p.profile)?;
+            launch::stop(&podman, &l.profile.names(), &p.profile)?;
+            println!(
+                "rbm: {} stopped; nothing of moniker {} remains",
+                p.profile, l.profile.moniker
+            );
+            Ok(0)
+        }
+        Command::Status { profile: p, json } => {
+            let l = ready(&podman, &places, &p.profile)?;
+            Ok(exec::status(&podman, &l.profile.names(), json, &p.profile)?)
+        }
+        Command::Shell {
+            profile: p,
+            command,
+        } => {
+            let l = ready(&podman, &places, &p.profile)?;
+            Ok(exec::shell(
+                &podman,
+                &l.profile.names(),
+                &command,
+                &p.profile,
+            )?)
+        }
+    }
+}
+
+/// Loads the profile (first: a bad one touches nothing), then checks podman.
+fn ready(podman: &Podman, places: &Places, arg: &str) -> Result<Loaded, Error> {
+    let loaded = lookup::load(arg, places)?;
+    podman.check_version()?;
+    Ok(loaded)
+}
+
+fn up(podman: &Podman, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
+    let arg = a.profile;
+    let loaded = ready(podman, places, &arg)?;
+    let repo = places.repo().ok_or_else(|| Error::NoRepo {
+        cwd: places.cwd.clone(),
+    })?;
+    let opts = UpOptions {
+        agent: a.agent.unwrap_or_else(|| repo.join(AGENT_IN_REPO)),
+        repo,
+        ready_timeout: Duration::from_secs(a.ready_timeout),
+        profile_arg: arg,
+    };
+    launch::up(podman, &loaded, &opts)?;
+    Ok(0)
+}
+
+/// `rbm-launch [OPTIONS] PROFILE` means `rbm-launch up [OPTIONS] PROFILE`:
+/// if the first word that is not an option (or an option's value) is not a
+/// command, insert `up` in front of the arguments.
+fn default_to_up(args: Vec<OsString>) -> Vec<OsString> {
+    let cli = Cli::command();
+    let up = cli.find_subcommand("up").expect("up is a command");
+    let takes_value = |long: &str| {
+        cli.get_arguments()
+            .chain(up.get_arguments())
+            .any(|a| a.get_long() == Some(long) && a.get_action().takes_values())
+    };
+    let mut i = 1;
+    while let Some(word) = args.get(i).map(|a| a.to_string_lossy()) {
+        if word == "--" {
+            i += 1;
+            break;
+        }
+        match word.strip_prefix("--") {
+            Some(long) if !long.contains('=') && takes_value(long) => i += 2,
+            _ if word.starts_with('-') && word.len() > 1 => i += 1,
+            _ => break,
+        }
+    }
+    let Some(first) = args.get(i).map(|a| a.to_string_lossy()) else {
+        return args;
+    };
+    if first == "help" || cli.find_subcommand(first.as_ref()).is_some() {
+        return args;
+    }
+    let mut out = args;
+    out.insert(1, "up".into());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(line: &str) -> String {
+        let args = line.split_whitespace().map(OsString::from).collect();
+        default_to_up(args)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn a_bare_profile_means_up() {
+        assert_eq!(norm("rbm-launch demo"), "rbm-launch up demo");
+        assert_eq!(
+            norm("rbm-launch --podman /p demo"),
+            "rbm-launch up --podman /p demo"
+        );
+        assert_eq!(
+            norm("rbm-launch --ready-timeout=5 --agent a ./x.toml"),
+            "rbm-launch up --ready-timeout=5 --agent a ./x.toml"
+        );
+    }
+
+    #[test]
+    fn commands_help_and_nothing_are_left_alone() {
+        for line in [
+            "rbm-launch",
+            "rbm-launch --help",
+            "rbm-launch -V",
+            "rbm-launch up demo",
+            "rbm-launch --podman p stop demo",
+            "rbm-launch help shell",
+            "rbm-launch shell demo -- ls",
+        ] {
+            assert_eq!(norm(line), line);
+        }
+    }
+
+    #[test]
+    fn every_form_parses() {
+        let parse = |line: &str| {
+            Cli::try_parse_from(default_to_up(
+                line.split_whitespace().map(OsString::from).collect(),
+            ))
+        };
+        assert!(
+            matches!(parse("rbm-launch demo").unwrap().command, Command::Up(ref a) if a.profile == "demo" && a.ready_timeout == 30)
+        );
+        assert!(matches!(
+            parse("rbm-launch --podman /p stop demo").unwrap().command,
+            Command::Stop(_)
+        ));
+        assert!(matches!(
+            parse("rbm-launch status demo --json").unwrap().command,
+            Command::Status { json: true, .. }
+        ));
+        assert!(matches!(
+            parse("rbm-launch check demo").unwrap().command,
+            Command::Check(_)
+        ));
+        match parse("rbm-launch shell demo -- rbm-probe dns -x example.com")
+            .unwrap()
+            .command
+        {
+            Command::Shell { profile, command } => {
+                assert_eq!(profile.profile, "demo");
+                assert_eq!(command, ["rbm-probe", "dns", "-x", "example.com"]);
+            }
+            _ => panic!("not shell"),
+        }
+        assert_eq!(
+            parse("rbm-launch --podman /x demo").unwrap().podman,
+            PathBuf::from("/x")
+        );
+    }
+}

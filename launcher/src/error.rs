@@ -1,0 +1,199 @@
+//! The launcher's one error type. Every variant reads as one line that says
+//! what went wrong and ends with `fix: ...`, except where it wraps a profile
+//! error (which already names file, field and fix) or lists cleanup failures.
+
+use std::path::PathBuf;
+
+use rbm_agent::profile::ProfileError;
+
+/// How to get a Podman 5 on a machine that has an older one.
+pub const PODMAN5_FIX: &str =
+    "run `scripts/podman5 up` (as root) and use the path it prints as RBM_PODMAN, \
+     e.g. RBM_PODMAN=$(scripts/podman5 up) rbm-launch demo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+
+    #[error(
+        "no profile named {name:?}: looked for {}; available: {}; fix: pass one of those names, or a path to a .toml file",
+        paths(.looked), names(.available)
+    )]
+    UnknownProfile {
+        name: String,
+        looked: Vec<PathBuf>,
+        available: Vec<String>,
+    },
+
+    #[error("cannot run podman program {program:?}: {source}; fix: Podman 5 is needed (older podman lacks `network create --route`): {PODMAN5_FIX}")]
+    PodmanMissing {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{program:?} is Podman {found}, but rbm needs Podman 5 or newer (older podman lacks `network create --route`); fix: {PODMAN5_FIX}")]
+    PodmanTooOld { program: PathBuf, found: String },
+
+    #[error("`{command}` failed ({status}): {stderr}; fix: {fix}")]
+    Podman {
+        command: String,
+        status: String,
+        stderr: String,
+        fix: String,
+    },
+
+    #[error("agent binary {} not found; fix: build it with `scripts/build-static`, or pass --agent PATH (or RBM_AGENT_BIN)", .path.display())]
+    AgentMissing { path: PathBuf },
+
+    #[error("bottle image {image} is not in podman's local store (no registry is reachable); fix: build it first (for the demo: scripts/demo)")]
+    BottleImageMissing { image: String },
+
+    #[error("volume host path {} does not exist; fix: create it, or change bottle.volumes in {}", .path.display(), .profile.display())]
+    VolumeMissing { path: PathBuf, profile: PathBuf },
+
+    #[error("{what} {}: {source}; fix: {fix}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        fix: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("sentry {name} did not become ready within {secs}s (last `rbm-agent status`: {last}); fix: read the sentry's log above; check the agent with `rbm-launch status {profile}` after fixing, or raise --ready-timeout")]
+    SentryNotReady {
+        name: String,
+        secs: u64,
+        last: String,
+        profile: String,
+    },
+
+    #[error("sentry {name} exited before it was ready; fix: read the sentry's log above (the agent needs NET_ADMIN and a valid RBM_PROFILE)")]
+    SentryExited { name: String },
+
+    #[error("cannot find the rbm repository (a directory holding images/sentry/Containerfile) above {} or the rbm-launch binary; fix: run rbm-launch from inside the rbm checkout", .cwd.display())]
+    NoRepo { cwd: PathBuf },
+
+    #[error("{what} {name} is not running; fix: start the profile with `rbm-launch up {profile}`")]
+    NotRunning {
+        what: &'static str,
+        name: String,
+        profile: String,
+    },
+
+    #[error("{cause}\n{}fix: after fixing the cause, run `rbm-launch stop {profile}` to remove the leftovers", cleanup_list(.failures))]
+    CleanupFailed {
+        cause: Box<Error>,
+        failures: Vec<Error>,
+        profile: String,
+    },
+
+    #[error("could not remove everything of profile {profile}:\n{}fix: read the messages above, then run `rbm-launch stop {profile}` again", cleanup_list(.failures))]
+    StopFailed {
+        profile: String,
+        failures: Vec<Error>,
+    },
+}
+
+impl Error {
+    /// Process exit code: 2 for a bad profile or profile name (nothing was
+    /// touched), 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Profile(_) | Error::UnknownProfile { .. } | Error::VolumeMissing { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn paths(list: &[PathBuf]) -> String {
+    list.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn names(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn cleanup_list(failures: &[Error]) -> String {
+    failures
+        .iter()
+        .map(|e| format!("  cleanup also failed: {e}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_profile_says_where_and_what_exists() {
+        let e = Error::UnknownProfile {
+            name: "dmo".into(),
+            looked: vec![
+                "./profiles/dmo.toml".into(),
+                "/repo/profiles/dmo.toml".into(),
+            ],
+            available: vec!["demo".into(), "work".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "no profile named \"dmo\": looked for ./profiles/dmo.toml, /repo/profiles/dmo.toml; \
+             available: demo, work; fix: pass one of those names, or a path to a .toml file"
+        );
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn too_old_names_the_fix() {
+        let e = Error::PodmanTooOld {
+            program: "podman".into(),
+            found: "4.3.1".into(),
+        };
+        let s = e.to_string();
+        assert!(
+            s.contains("Podman 4.3.1") && s.contains("network create --route"),
+            "{s}"
+        );
+        assert!(s.contains("RBM_PODMAN=$(scripts/podman5 up)"), "{s}");
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn cleanup_failures_are_all_listed() {
+        let one = |n: &str| Error::Podman {
+            command: format!("podman rm {n}"),
+            status: "exit status 125".into(),
+            stderr: "boom".into(),
+            fix: "f".into(),
+        };
+        let e = Error::CleanupFailed {
+            cause: Box::new(Error::SentryExited {
+                name: "rbm-demo-sentry".into(),
+            }),
+            failures: vec![one("a"), one("b")],
+            profile: "demo".into(),
+        };
+        let s = e.to_string();
+        assert!(
+            s.starts_with("sentry rbm-demo-sentry exited before it was ready"),
+            "{s}"
+        );
+        assert!(
+            s.contains("cleanup also failed: `podman rm a`") && s.contains("`podman rm b`"),
+            "{s}"
+        );
+        assert!(
+            s.ends_with("run `rbm-launch stop demo` to remove the leftovers"),
+            "{s}"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! `up` and `stop`: the order that keeps rbm fail-closed. The bottle starts
+//! only after its sentry's agent reports ready; removal goes bottle first,
+//! and a bottle that cannot be removed keeps its sentry.
+
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use rbm_agent::profile::{Names, Profile};
+
+use crate::error::Error;
+use crate::images::{self, SENTRY_IMAGE};
+use crate::lookup::Loaded;
+use crate::podman::{args, Podman};
+
+const POLL: Duration = Duration::from_millis(200);
+
+/// What `up` needs besides the profile.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The repository: holds images/sentry/Containerfile and target/.
+    pub repo: PathBuf,
+    /// The static rbm-agent binary put into the sentry image.
+    pub agent: PathBuf,
+    pub ready_timeout: Duration,
+    /// The profile as the user named it, for the hints we print.
+    pub profile_arg: String,
+}
+
+/// Starts the sentry, waits for its filter, then starts the bottle.
+/// On failure everything of the profile is removed again.
+pub fn up(podman: &Podman, loaded: &Loaded, opts: &UpOptions) -> Result<(), Error> {
+    let volumes = preflight(podman, loaded, opts)?;
+    if let Some(stamp) = images::stale_sentry_image(podman, &opts.agent)? {
+        progress(&format!(
+            "building {SENTRY_IMAGE} from {}",
+            opts.agent.display()
+        ));
+        images::build_sentry_image(podman, &opts.repo, &opts.agent, &stamp)?;
+    }
+    stop(podman, &loaded.profile.names(), &opts.profile_arg)?;
+    if let Err(cause) = start(podman, loaded, &volumes, opts) {
+        progress("start failed; removing what was created");
+        return Err(cleanup_after(
+            cause,
+            podman,
+            &loaded.profile.names(),
+            &opts.profile_arg,
+        ));
+    }
+    println!("{}", summary(&loaded.profile, &opts.profile_arg));
+    Ok(())
+}
+
+/// Removes everything of the profile after `cause`; the error to report.
+fn cleanup_after(cause: Error, podman: &Podman, names: &Names, profile_arg: &str) -> Error {
+    let failures = match stop(podman, names, profile_arg) {
+        Ok(()) => return cause,
+        Err(Error::StopFailed { failures, .. }) => failures,
+        Err(other) => vec![other],
+    };
+    Error::CleanupFailed {
+        cause: Box::new(cause),
+        failures,
+        profile: profile_arg.to_string(),
+    }
+}
+
+/// Checks that touch nothing, then makes missing relative volume directories.
+/// Returns the volumes with resolved host paths.
+fn preflight(podman: &Podman, loaded: &Loaded, opts: &UpOptions) -> Result<Vec<String>, Error> {
+    images::agent_stamp(&opts.agent)?;
+    let image = &loaded.profile.bottle.image;
+    if podman.output(&args::image_exists(image))?.status.code() != Some(0) {
+        return Err(Error::BottleImageMissing {
+            image: image.clone(),
+        });
+    }
+    prepare_volumes(&loaded.profile, &loaded.dir, &loaded.path)
+}
+
+/// A relative host path (e.g. "./work", relative to the profile's directory)
+/// that does not exist yet is created as an empty directory: it is the
+/// bottle's workspace. A missing absolute host path is an error.
+pub fn prepare_volumes(profile: &Profile, dir: &Path, file: &Path) -> Result<Vec<String>, Error> {
+    for vol in &profile.bottle.volumes {
+        let host = vol.split(':').next().unwrap_or_default();
+        let path = dir.join(host);
+        if path.exists() {
+            continue;
+        }
+        if Path::new(host).is_absolute() {
+            return Err(Error::VolumeMissing {
+                path,
+                profile: file.to_path_buf(),
+            });
+        }
+        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+            what: "cannot create volume directory",
+            path: path.clone(),
+            fix: "create it yourself, or change bottle.volumes",
+            source,
+        })?;
+        progress(&format!("created volume directory {}", path.display()));
+    }
+    Ok(profile.volumes_resolved(dir))
+}
+
+fn start(
+    podman: &Podman,
+    loaded: &Loaded,
+    volumes: &[String],
+    opts: &UpOptions,
+) -> Result<(), Error> {
+    let p = &loaded.profile;
+    let n = p.names();
+    progress(&format!("creating networks {} and {}", n.enclave, n.uplink));
+    podman.run(&args::network_create_enclave(p))?;
+    podman.run(&args::network_create_uplink(p))?;
+    progress(&format!("starting sentry {}", n.sentry));
+    podman.run(&args::sentry_run(p, &loaded.text, SENTRY_IMAGE))?;
+    wait_ready(podman, &n.sentry, opts)?;
+    progress(&format!("sentry ready; starting bottle {}", n.bottle));
+    podman.run(&args::bottle_run(p, volumes))?;
+    Ok(())
+}
+
+/// Polls `rbm-agent status --json` until it says ready, the sentry dies, or
+/// the timeout passes. On failure the sentry's log is printed first.
+fn wait_ready(podman: &Podman, sentry: &str, opts: &UpOptions) -> Result<(), Error> {
+    let deadline = Instant::now() + opts.ready_timeout;
+    loop {
+        let out = podman.output(&args::agent_status(sentry, true))?;
+        if out.status.success() && is_ready(&String::from_utf8_lossy(&out.stdout)) {
+            return Ok(());
+        }
+        if !is_running(podman, sentry) {
+            print_logs(podman, sentry);
+            return Err(Error::SentryExited {
+                name: sentry.to_string(),
+            });
+        }
+        if Instant::now() >= deadline {
+            print_logs(podman, sentry);
+            return Err(Error::SentryNotReady {
+                name: sentry.to_string(),
+                secs: opts.ready_timeout.as_secs(),
+                last: last_status(&out),
+                profile: opts.profile_arg.clone(),
+            });
+        }
+        sleep(POLL);
+    }
+}
+
+/// The agent's JSON must say `"ready": true`; its exit code alone is not enough.
+pub fn is_ready(json: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(json)
+        .map(|v| v.get("ready") == Some(&serde_json::Value::Bool(true)))
+        .unwrap_or(false)
+}
+
+fn last_status(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    match (out.status.code(), line) {
+        (Some(c), "") => format!("exit code {c}"),
+        (Some(c), l) => format!("exit code {c}: {l}"),
+        (None, l) => format!("killed: {l}"),
+    }
+}
+
+pub fn is_running(podman: &Podman, container: &str) -> bool {
+    matches!(podman.run(&args::is_running(container)), Ok(s) if s.trim() == "true")
+}
+
+fn print_logs(podman: &Podman, container: &str) {
+    eprintln!("----- podman logs {container} -----");
+    match podman.output(&args::logs(container)) {
+        Ok(out) => {
+            eprint!("{}", String::from_utf8_lossy(&out.stdout));
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        Err(e) => eprintln!("(cannot read logs: {e})"),
+    }
+    eprintln!("----- end of log -----");
+}
+
+/// Removes bottle, sentry and networks; missing ones are fine. Keeps going
+/// after a failure and reports all, except that a bottle that could not be
+/// removed stops everything: its sentry must keep filtering.
+pub fn stop(podman: &Podman, names: &Names, profile_arg: &str) -> Result<(), Error> {
+    let mut failures = Vec::new();
+    for (i, cmd) in args::stop(names).iter().enumerate() {
+        if let Err(e) = podman.remove(cmd) {
+            failures.push(e);
+            if i == 0 {
+                break; // the bottle is still there: leave its sentry in force
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::StopFailed {
+            profile: profile_arg.to_string(),
+            failures,
+        })
+    }
+}
+
+/// What `up` prints once both containers run.
+pub fn summary(p: &Profile, profile_arg: &str) -> String {
+    let n = p.names();
+    let e = &p.enclave;
+    let mut s = format!("rbm: {profile_arg} is up (moniker {})\n", p.moniker);
+    s += &format!(
+        "  sentry  {}  {} on {}, uplink {}; filter ready\n",
+        n.sentry, e.sentry_ip, n.enclave, n.uplink
+    );
+    s += &format!(
+        "  bottle  {}  {} ({}), DNS and route via the sentry\n",
+        n.bottle, e.bottle_ip, p.bottle.image
+    );
+    for en in &p.entries {
+        let proto = en.protocol.as_str();
+        let url = match proto {
+            "tcp" => format!("http://127.0.0.1:{}", en.host_port),
+            _ => format!("udp 127.0.0.1:{}", en.host_port),
+        };
+        s += &format!(
+            "  entry   {url} -> bottle port {}/{proto}\n",
+            en.bottle_port
+        );
+    }
+    s += &format!("  status: rbm-launch status {profile_arg}\n");
+    s += &format!("  shell:  rbm-launch shell {profile_arg}\n");
+    s += &format!("  stop:   rbm-launch stop {profile_arg}");
+    s
+}
+
+fn progress(msg: &str) {
+    eprintln!("rbm-launch: {msg}");
+}
+
+#[cfg(test)]
+mod tests;

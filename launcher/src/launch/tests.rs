@@ -1,0 +1,279 @@
+//! The up/stop sequence against a fake podman (a shell script that logs its
+//! arguments and answers as told).
+
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+const PROFILE: &str = r#"
+moniker = "demo"
+[bottle]
+image = "localhost/rbm-demo-bottle:latest"
+command = ["sleep", "infinity"]
+volumes = ["./work:/workspace"]
+[enclave]
+subnet = "10.242.0.0/24"
+sentry_ip = "10.242.0.2"
+bottle_ip = "10.242.0.3"
+[uplink]
+dns = "allowlist"
+access = "allowlist"
+domains = ["pypi.org"]
+[[entry]]
+host_port = 8890
+bottle_port = 8888
+"#;
+
+struct Fake {
+    dir: tempfile::TempDir,
+    podman: Podman,
+    loaded: Loaded,
+    opts: UpOptions,
+}
+
+/// `status` is what `podman exec ... status --json` prints (exit 0),
+/// `running` what `container inspect` prints, `fail` a shell case pattern
+/// for commands that fail.
+fn fake(status: &str, running: &str, fail: &str) -> Fake {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" | tr '\\n' ' ' >> {log}; echo >> {log}\n\
+         case \"$*\" in {fail}) echo 'Error: simulated' >&2; exit 1;; esac\n\
+         case \"$1 $2\" in\n  'exec '*) printf '%s' '{status}';;\n  'container inspect') echo {running};;\n  'image inspect') exit 125;;\nesac\nexit 0\n",
+        log = d.join("log").display()
+    );
+    std::fs::write(d.join("podman"), script).unwrap();
+    std::fs::set_permissions(d.join("podman"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(d.join("repo/images/sentry")).unwrap();
+    std::fs::write(d.join("repo/images/sentry/Containerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(d.join("agent"), "bin").unwrap();
+    let path = d.join("demo.toml");
+    let profile = Profile::parse(PROFILE, &path).unwrap();
+    let loaded = Loaded {
+        path,
+        dir: d.to_path_buf(),
+        text: PROFILE.into(),
+        profile,
+    };
+    let opts = UpOptions {
+        repo: d.join("repo"),
+        agent: d.join("agent"),
+        ready_timeout: Duration::from_millis(300),
+        profile_arg: "demo".into(),
+    };
+    Fake {
+        podman: Podman::new(d.join("podman")),
+        loaded,
+        opts,
+        dir,
+    }
+}
+
+impl Fake {
+    fn up(&self) -> Result<(), Error> {
+        up(&self.podman, &self.loaded, &self.opts)
+    }
+    /// The calls made, first three words each.
+    fn calls(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        log.lines()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+    fn bottle_started(&self) -> bool {
+        let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        log.lines()
+            .any(|l| l.starts_with("run ") && l.contains("--name rbm-demo-bottle"))
+    }
+}
+
+const REMOVE_ALL: [&str; 4] = [
+    "rm --force --ignore",
+    "rm --force --ignore",
+    "network rm rbm-demo-enclave",
+    "network rm rbm-demo-uplink",
+];
+
+#[test]
+fn up_builds_clears_creates_waits_then_starts_the_bottle() {
+    let f = fake(r#"{"ready":true}"#, "true", "__never__");
+    f.up().unwrap();
+    let mut want = vec![
+        "image exists localhost/rbm-demo-bottle:latest",
+        "image inspect --format",
+        "build --tag localhost/rbm-sentry:latest",
+    ];
+    want.extend(REMOVE_ALL);
+    want.extend([
+        "network create --internal",
+        "network create --label",
+        "run -d --pull=never",
+    ]);
+    want.extend(["exec rbm-demo-sentry /rbm-agent", "run -d --pull=never"]);
+    assert_eq!(f.calls(), want);
+    assert!(f.bottle_started());
+    assert!(
+        f.dir.path().join("work").is_dir(),
+        "relative volume directory is created"
+    );
+}
+
+#[test]
+fn sentry_that_exits_means_no_bottle_and_full_cleanup() {
+    let f = fake("", "false", "exec*");
+    let err = f.up().unwrap_err();
+    assert!(matches!(err, Error::SentryExited { .. }), "{err}");
+    assert!(!f.bottle_started());
+    let calls = f.calls();
+    assert_eq!(calls[calls.len() - 4..], REMOVE_ALL);
+    assert_eq!(
+        calls[calls.len() - 5],
+        "logs rbm-demo-sentry",
+        "log is printed before cleanup"
+    );
+}
+
+#[test]
+fn not_ready_json_times_out_without_a_bottle() {
+    let f = fake(r#"{"ready":false}"#, "true", "__never__");
+    let err = f.up().unwrap_err().to_string();
+    assert!(
+        err.starts_with("sentry rbm-demo-sentry did not become ready within 0s"),
+        "{err}"
+    );
+    assert!(err.contains("fix:"), "{err}");
+    assert!(!f.bottle_started());
+    assert!(
+        f.calls().iter().filter(|c| c.starts_with("exec")).count() >= 2,
+        "polled more than once"
+    );
+}
+
+#[test]
+fn failed_step_is_reported_with_all_cleanup_failures() {
+    let f = fake(
+        r#"{"ready":true}"#,
+        "true",
+        "*'run -d'*rbm-demo-sentry*|'network rm rbm-demo-uplink'",
+    );
+    // The first clearing `network rm` fails too, so up stops before creating anything.
+    let err = f.up().unwrap_err();
+    assert!(matches!(err, Error::StopFailed { .. }), "{err}");
+    assert!(!f.calls().iter().any(|c| c.starts_with("network create")));
+
+    let f = fake(r#"{"ready":true}"#, "true", "*'run -d'*rbm-demo-sentry*");
+    let err = f.up().unwrap_err().to_string();
+    assert!(
+        err.contains("rbm-demo-sentry") && err.contains("Error: simulated"),
+        "{err}"
+    );
+    assert!(!f.bottle_started());
+    let calls = f.calls();
+    assert_eq!(calls[calls.len() - 4..], REMOVE_ALL);
+}
+
+#[test]
+fn cleanup_failures_are_collected() {
+    let f = fake("", "false", "exec*");
+    let err = up_with_failing_network_rm(&f);
+    let s = err.to_string();
+    assert!(s.starts_with("sentry rbm-demo-sentry exited"), "{s}");
+    assert!(
+        s.contains("cleanup also failed: `") && s.contains("network rm rbm-demo-enclave"),
+        "{s}"
+    );
+    assert!(s.contains("rbm-launch stop demo"), "{s}");
+}
+
+/// Makes `network rm rbm-demo-enclave` fail only after the first clearing pass.
+fn up_with_failing_network_rm(f: &Fake) -> Error {
+    let marker = f.dir.path().join("cleared");
+    let script = std::fs::read_to_string(f.dir.path().join("podman")).unwrap().replacen(
+        "case \"$1 $2\" in",
+        &format!(
+            "if [ \"$*\" = 'network rm rbm-demo-enclave' ]; then if [ -e {m} ]; then echo 'Error: busy' >&2; exit 2; fi; touch {m}; fi\ncase \"$1 $2\" in",
+            m = marker.display()
+        ),
+        1,
+    );
+    std::fs::write(f.dir.path().join("podman"), script).unwrap();
+    f.up().unwrap_err()
+}
+
+#[test]
+fn stop_keeps_the_sentry_when_the_bottle_cannot_be_removed() {
+    let f = fake("", "true", "*rbm-demo-bottle");
+    let err = stop(&f.podman, &f.loaded.profile.names(), "demo").unwrap_err();
+    assert!(
+        matches!(&err, Error::StopFailed { failures, .. } if failures.len() == 1),
+        "{err}"
+    );
+    assert_eq!(f.calls(), vec!["rm --force --ignore"]);
+}
+
+#[test]
+fn stop_keeps_going_after_network_failures() {
+    let f = fake("", "true", "'network rm rbm-demo-enclave'");
+    let err = stop(&f.podman, &f.loaded.profile.names(), "demo")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(f.calls(), REMOVE_ALL);
+    assert!(
+        err.starts_with("could not remove everything of profile demo:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_bottle_image_or_agent_touches_nothing() {
+    let f = fake("", "true", "'image exists'*");
+    assert!(matches!(
+        f.up().unwrap_err(),
+        Error::BottleImageMissing { .. }
+    ));
+    assert_eq!(
+        f.calls(),
+        vec!["image exists localhost/rbm-demo-bottle:latest"]
+    );
+    let mut f = fake("", "true", "__never__");
+    f.opts.agent = f.dir.path().join("none");
+    assert!(matches!(f.up().unwrap_err(), Error::AgentMissing { .. }));
+    assert!(f.calls().is_empty());
+}
+
+#[test]
+fn missing_absolute_volume_is_an_error() {
+    let f = fake("", "true", "__never__");
+    let mut p = f.loaded.profile.clone();
+    p.bottle.volumes = vec!["/nonexistent/rbm/x:/x".into()];
+    let err = prepare_volumes(&p, f.dir.path(), Path::new("demo.toml")).unwrap_err();
+    assert!(
+        matches!(err, Error::VolumeMissing { .. }) && err.exit_code() == 2,
+        "{err}"
+    );
+}
+
+#[test]
+fn ready_needs_json_saying_so() {
+    assert!(is_ready(r#"{"ready":true,"learned":[]}"#));
+    assert!(!is_ready(r#"{"ready":false}"#));
+    assert!(!is_ready(r#"{"ready":"true"}"#));
+    assert!(!is_ready("ready"));
+    assert!(!is_ready(""));
+}
+
+#[test]
+fn summary_says_how_to_reach_it() {
+    let f = fake("", "true", "__never__");
+    let s = summary(&f.loaded.profile, "demo");
+    assert!(s.contains("rbm-demo-sentry  10.242.0.2"), "{s}");
+    assert!(s.contains("rbm-demo-bottle  10.242.0.3"), "{s}");
+    assert!(
+        s.contains("http://127.0.0.1:8890 -> bottle port 8888/tcp"),
+        "{s}"
+    );
+    assert!(
+        s.contains("rbm-launch status demo") && s.contains("rbm-launch shell demo"),
+        "{s}"
+    );
+}

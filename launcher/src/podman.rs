@@ -1,0 +1,294 @@
+//! The Podman CLI driver. `args` builds argument vectors (pure, unit-tested);
+//! `Podman` runs them and turns failures into errors that show the full
+//! command and podman's stderr.
+
+pub mod args;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::error::Error;
+
+/// The podman program to run (`podman`, or the wrapper `scripts/podman5 up` prints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Podman {
+    program: PathBuf,
+}
+
+impl Podman {
+    pub fn new(program: impl Into<PathBuf>) -> Podman {
+        Podman {
+            program: program.into(),
+        }
+    }
+
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// Runs podman with captured output; fails only if it cannot be started.
+    pub fn output(&self, args: &[String]) -> Result<Output, Error> {
+        Command::new(&self.program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::PodmanMissing {
+                program: self.program.clone(),
+                source,
+            })
+    }
+
+    /// Runs podman and returns its stdout; a non-zero exit is an error.
+    pub fn run(&self, args: &[String]) -> Result<String, Error> {
+        let out = self.output(args)?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(self.failure(args, &out))
+        }
+    }
+
+    /// Like `run`, but "no such container/network" counts as success: for removals.
+    pub fn remove(&self, args: &[String]) -> Result<(), Error> {
+        let out = self.output(args)?;
+        if out.status.success() || is_missing(&String::from_utf8_lossy(&out.stderr)) {
+            Ok(())
+        } else {
+            Err(self.failure(args, &out))
+        }
+    }
+
+    /// Runs podman attached to our terminal; returns its exit code
+    /// (128 + signal number if it was killed).
+    pub fn passthrough(&self, args: &[String]) -> Result<u8, Error> {
+        let status = Command::new(&self.program)
+            .args(args)
+            .status()
+            .map_err(|source| Error::PodmanMissing {
+                program: self.program.clone(),
+                source,
+            })?;
+        Ok(exit_code(status))
+    }
+
+    /// Fails unless the program is Podman 5 or newer; returns its version.
+    pub fn check_version(&self) -> Result<String, Error> {
+        let out = self.run(&args::version())?;
+        let version = out.trim().to_string();
+        check_version(&self.program, &version)?;
+        Ok(version)
+    }
+
+    /// The error for a command that exited non-zero.
+    pub fn failure(&self, args: &[String], out: &Output) -> Error {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Error::Podman {
+            command: display_command(&self.program, args),
+            status: out.status.to_string(),
+            fix: fix_for(&stderr).to_string(),
+            stderr: if stderr.is_empty() {
+                "(no message)".to_string()
+            } else {
+                stderr
+            },
+        }
+    }
+}
+
+/// Podman >= 5 is required: 4.x has no `network create --route`.
+pub fn check_version(program: &Path, version: &str) -> Result<(), Error> {
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|m| m.trim().parse::<u32>().ok());
+    match major {
+        Some(m) if m >= 5 => Ok(()),
+        _ => Err(Error::PodmanTooOld {
+            program: program.to_path_buf(),
+            found: version.to_string(),
+        }),
+    }
+}
+
+/// Podman's wording for an object that does not exist (4.x and 5.x).
+pub fn is_missing(stderr: &str) -> bool {
+    [
+        "no such container",
+        "no such network",
+        "network not found",
+        "no such object",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m))
+}
+
+/// A best guess at what to do, from podman's message.
+pub fn fix_for(stderr: &str) -> &'static str {
+    if stderr.contains("already used") || stderr.contains("already in use") {
+        "something else holds that subnet, port or name: pick another in the profile, or find it with `podman network ls` / `podman ps -a`"
+    } else if stderr.contains("statfs") || stderr.contains("no such file or directory") {
+        "a host path does not exist for podman; with the scripts/podman5 wrapper, host paths (volumes, build contexts) must lie under the repository"
+    } else if stderr.contains("image not known") || stderr.contains("pull") {
+        "build the image locally first; no registry is reachable"
+    } else {
+        "read podman's message; `rbm-launch stop <profile>` removes leftovers of a failed start"
+    }
+}
+
+/// The command as a shell-like line. Long or multi-line arguments (the
+/// profile text in RBM_PROFILE) are elided so the line stays readable.
+pub fn display_command(program: &Path, args: &[String]) -> String {
+    let mut words = vec![program.display().to_string()];
+    words.extend(args.iter().map(|a| display_arg(a)));
+    words.join(" ")
+}
+
+fn display_arg(arg: &str) -> String {
+    if arg.contains('\n') || arg.len() > 120 {
+        let head = arg
+            .split('=')
+            .next()
+            .filter(|h| h.len() < arg.len() && h.len() < 40);
+        return match head {
+            Some(h) => format!("{h}=<{} bytes>", arg.len() - h.len() - 1),
+            None => format!("<{} bytes>", arg.len()),
+        };
+    }
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => u8::try_from(c).unwrap_or(1),
+        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(1),
+        (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn version_5_is_accepted_4_is_rejected_with_the_fix() {
+        assert!(check_version(Path::new("podman"), "5.4.2").is_ok());
+        assert!(check_version(Path::new("podman"), "6.0.0-dev").is_ok());
+        let err = check_version(Path::new("podman"), "4.3.1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Podman 4.3.1"), "{err}");
+        assert!(err.contains("lacks `network create --route`"), "{err}");
+        assert!(err.contains("scripts/podman5 up"), "{err}");
+        assert!(check_version(Path::new("podman"), "garbage").is_err());
+        assert!(check_version(Path::new("podman"), "").is_err());
+    }
+
+    #[test]
+    fn missing_program_says_podman5_is_needed() {
+        let p = Podman::new("/nonexistent/podman");
+        let err = p.check_version().unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot run podman program \"/nonexistent/podman\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("Podman 5 is needed") && err.contains("RBM_PODMAN"),
+            "{err}"
+        );
+    }
+
+    /// A fake podman: a shell script printing `out` to stdout and `err` to stderr.
+    fn fake(dir: &Path, out: &str, err: &str, code: i32) -> Podman {
+        let path = dir.join("podman");
+        let script =
+            format!("#!/bin/sh\nprintf '%s' '{out}'\nprintf '%s' '{err}' >&2\nexit {code}\n");
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Podman::new(path)
+    }
+
+    #[test]
+    fn version_check_runs_the_program() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            fake(dir.path(), "5.4.2\n", "", 0).check_version().unwrap(),
+            "5.4.2"
+        );
+        let err = fake(dir.path(), "4.3.1\n", "", 0)
+            .check_version()
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::PodmanTooOld { ref found, .. } if found == "4.3.1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn failure_shows_full_command_and_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = fake(
+            dir.path(),
+            "",
+            "Error: subnet 10.242.0.0/24 is already used",
+            125,
+        );
+        let args = args::network_rm("rbm-demo-enclave");
+        let err = p.run(&args).unwrap_err().to_string();
+        let prog = dir.path().join("podman");
+        assert!(
+            err.starts_with(&format!(
+                "`{} network rm rbm-demo-enclave` failed (exit status: 125)",
+                prog.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("Error: subnet 10.242.0.0/24 is already used; fix: something else holds"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn remove_ignores_missing_objects_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = fake(
+            dir.path(),
+            "",
+            "Error: unable to find network with name or ID x: network not found",
+            1,
+        );
+        assert!(missing.remove(&args::network_rm("x")).is_ok());
+        let busy = fake(dir.path(), "", "Error: network is being used", 2);
+        assert!(busy.remove(&args::network_rm("x")).is_err());
+    }
+
+    #[test]
+    fn passthrough_returns_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(fake(dir.path(), "", "", 3).passthrough(&[]).unwrap(), 3);
+    }
+
+    #[test]
+    fn long_arguments_are_elided_and_odd_ones_quoted() {
+        let text = format!("RBM_PROFILE=moniker = \"demo\"\n{}", "x".repeat(200));
+        let line = display_command(
+            Path::new("podman"),
+            &["-e".into(), text.clone(), "a b".into()],
+        );
+        assert_eq!(
+            line,
+            format!("podman -e RBM_PROFILE=<{} bytes> 'a b'", text.len() - 12)
+        );
+        assert_eq!(display_arg("{{.Client.Version}}"), "'{{.Client.Version}}'");
+    }
+}

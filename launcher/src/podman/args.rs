@@ -1,0 +1,206 @@
+//! Argument vectors for every podman command rbm runs. Pure functions, so the
+//! exact commands are unit-tested. The network design is the one in
+//! PODMAN5.md: an internal enclave whose default route is the sentry, and an
+//! uplink network for the sentry alone.
+
+use std::path::Path;
+
+use rbm_agent::profile::{Names, Profile};
+
+/// Label put on every container and network rbm creates for a profile.
+pub const MONIKER_LABEL: &str = "rbm.moniker";
+
+fn v(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+fn label(p: &Profile) -> String {
+    format!("{MONIKER_LABEL}={}", p.moniker)
+}
+
+pub fn version() -> Vec<String> {
+    v(&["version", "--format", "{{.Client.Version}}"])
+}
+
+/// The bottle's network: no gateway, no podman DNS, default route via the sentry.
+pub fn network_create_enclave(p: &Profile) -> Vec<String> {
+    let e = &p.enclave;
+    let mut a = v(&["network", "create", "--internal", "--disable-dns"]);
+    a.extend([
+        "--subnet".into(),
+        e.subnet.to_string(),
+        "--route".into(),
+        format!("0.0.0.0/0,{}", e.sentry_ip),
+        "--label".into(),
+        label(p),
+        p.names().enclave,
+    ]);
+    a
+}
+
+/// The sentry's way out: an ordinary podman network.
+pub fn network_create_uplink(p: &Profile) -> Vec<String> {
+    let mut a = v(&["network", "create"]);
+    if let Some(subnet) = p.uplink.subnet {
+        a.extend(["--subnet".into(), subnet.to_string()]);
+    }
+    a.extend(["--label".into(), label(p), p.names().uplink]);
+    a
+}
+
+/// The sentry: on both networks, only the capabilities the agent needs,
+/// forwarding on, the profile text in RBM_PROFILE, entry ports on loopback.
+pub fn sentry_run(p: &Profile, profile_text: &str, image: &str) -> Vec<String> {
+    let n = p.names();
+    let mut a = v(&["run", "-d", "--pull=never"]);
+    a.extend([
+        "--name".into(),
+        n.sentry.clone(),
+        "--label".into(),
+        label(p),
+    ]);
+    a.extend(["--network".into(), n.uplink.clone()]);
+    a.extend([
+        "--network".into(),
+        format!("{}:ip={}", n.enclave, p.enclave.sentry_ip),
+    ]);
+    a.extend(v(&[
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "NET_BIND_SERVICE",
+    ]));
+    a.extend(v(&["--sysctl", "net.ipv4.ip_forward=1"]));
+    a.extend(["-e".into(), format!("RBM_PROFILE={profile_text}")]);
+    for e in &p.entries {
+        let proto = e.protocol.as_str();
+        a.extend([
+            "-p".into(),
+            format!("127.0.0.1:{0}:{0}/{proto}", e.host_port),
+        ]);
+    }
+    a.extend([image.to_string(), "run".to_string()]);
+    a
+}
+
+/// The bottle: only on the enclave, resolver = sentry, no NET_ADMIN/NET_RAW.
+/// `volumes` are the profile's volumes with host paths already resolved.
+pub fn bottle_run(p: &Profile, volumes: &[String]) -> Vec<String> {
+    let n = p.names();
+    let b = &p.bottle;
+    let mut a = v(&["run", "-d", "--pull=never"]);
+    a.extend([
+        "--name".into(),
+        n.bottle.clone(),
+        "--label".into(),
+        label(p),
+    ]);
+    a.extend([
+        "--network".into(),
+        format!("{}:ip={}", n.enclave, p.enclave.bottle_ip),
+    ]);
+    a.extend(["--dns".into(), p.enclave.sentry_ip.to_string()]);
+    a.extend(v(&["--cap-drop", "NET_ADMIN", "--cap-drop", "NET_RAW"]));
+    for (k, val) in &b.env {
+        a.extend(["-e".into(), format!("{k}={val}")]);
+    }
+    for vol in volumes {
+        a.extend(["-v".into(), vol.clone()]);
+    }
+    if let Some(w) = &b.workdir {
+        a.extend(["-w".into(), w.clone()]);
+    }
+    a.push(b.image.clone());
+    a.extend(b.command.iter().flatten().cloned());
+    a
+}
+
+/// Force-removes a container at once; a missing one is not an error.
+pub fn rm_container(name: &str) -> Vec<String> {
+    v(&["rm", "--force", "--ignore", "--time", "0", name])
+}
+
+pub fn network_rm(name: &str) -> Vec<String> {
+    v(&["network", "rm", name])
+}
+
+/// Everything `stop` removes, in order: bottle first, then its sentry, then networks.
+pub fn stop(names: &Names) -> Vec<Vec<String>> {
+    vec![
+        rm_container(&names.bottle),
+        rm_container(&names.sentry),
+        network_rm(&names.enclave),
+        network_rm(&names.uplink),
+    ]
+}
+
+pub fn agent_status(sentry: &str, json: bool) -> Vec<String> {
+    let mut a = v(&["exec", sentry, "/rbm-agent", "status"]);
+    if json {
+        a.push("--json".into());
+    }
+    a
+}
+
+/// `podman exec` into the bottle; `-i -t` only for a terminal.
+pub fn shell(bottle: &str, terminal: bool, command: &[String]) -> Vec<String> {
+    let mut a = v(&["exec"]);
+    if terminal {
+        a.extend(v(&["-i", "-t"]));
+    }
+    a.push(bottle.to_string());
+    if command.is_empty() {
+        a.push("/bin/sh".into());
+    } else {
+        a.extend(command.iter().cloned());
+    }
+    a
+}
+
+pub fn logs(container: &str) -> Vec<String> {
+    v(&["logs", container])
+}
+
+pub fn is_running(container: &str) -> Vec<String> {
+    v(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        container,
+    ])
+}
+
+pub fn image_exists(image: &str) -> Vec<String> {
+    v(&["image", "exists", image])
+}
+
+pub fn image_label(image: &str, key: &str) -> Vec<String> {
+    v(&[
+        "image",
+        "inspect",
+        "--format",
+        &format!("{{{{index .Labels \"{key}\"}}}}"),
+        image,
+    ])
+}
+
+pub fn build(
+    image: &str,
+    labels: &[(&str, &str)],
+    containerfile: &Path,
+    context: &Path,
+) -> Vec<String> {
+    let mut a = v(&["build", "--tag", image]);
+    for (k, val) in labels {
+        a.extend(["--label".into(), format!("{k}={val}")]);
+    }
+    a.extend(["--file".into(), containerfile.display().to_string()]);
+    a.push(context.display().to_string());
+    a
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,7 @@
 //! network namespaces, the static test binaries, and the code of rbm-world
 //! (the tests' internet) and rbm-probe (what runs inside a bottle).
 
+pub mod agent;
 pub mod bins;
 pub mod cmd;
 pub mod files;

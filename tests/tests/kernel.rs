@@ -11,18 +11,17 @@
 //! (`scripts/build-static`, or set RBM_STATIC_DIR).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
-use rbm_tests::cmd::Spawned;
+use anyhow::{ensure, Context, Result};
+use rbm_tests::agent::Agent;
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::{
     ipv4_range, ProbeRun, BOTTLE_V4, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4, WORLD_V6,
 };
 use rbm_tests::world::setup::{RunningWorld, WorldSetup};
-use rbm_tests::{parse_json, require_netns, run_ok, static_bin, Ns, Topology};
+use rbm_tests::{require_netns, run_ok, static_bin, Ns, Topology};
 use serde_json::Value;
 
 /// The world's authoritative DNS server, the agent's upstream.
@@ -51,8 +50,6 @@ const RACE_COUNT: u32 = 200;
 const RACE_PORT: u16 = 7;
 const MIN_TTL: u32 = 1;
 
-/// How long the agent may take to say ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout of every command the tests run (probes, status, nft, ip).
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a probe waits for something the filter should let through.
@@ -163,8 +160,7 @@ fn world(race: u32) -> Result<Option<(Topology, RunningWorld)>> {
 /// A topology, a world and a ready rbm-agent in the sentry. Fields drop in
 /// order: the agent, then the world, then the namespaces.
 struct Lab {
-    agent: Spawned,
-    control: PathBuf,
+    agent: Agent,
     world: RunningWorld,
     topo: Topology,
 }
@@ -174,27 +170,8 @@ fn lab(options: Options) -> Result<Option<Lab>> {
     let Some((topo, world)) = world(options.race)? else {
         return Ok(None);
     };
-    let profile = topo.write_file("profile.toml", &profile(options.upstream))?;
-    let control = topo.dir().join("agent.sock");
-    let agent = topo.spawn(
-        Ns::Sentry,
-        &bin("rbm-agent")?,
-        &[
-            "run",
-            "--profile",
-            &profile.to_string_lossy(),
-            "--control",
-            &control.to_string_lossy(),
-        ],
-    )?;
-    let mut lab = Lab {
-        agent,
-        control,
-        world,
-        topo,
-    };
-    lab.wait_ready()?;
-    Ok(Some(lab))
+    let agent = Agent::start(&topo, &profile(options.upstream))?;
+    Ok(Some(Lab { agent, world, topo }))
 }
 
 fn bin(name: &str) -> Result<String> {
@@ -202,41 +179,9 @@ fn bin(name: &str) -> Result<String> {
 }
 
 impl Lab {
-    fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if !self.agent.is_running() {
-                thread::sleep(Duration::from_millis(100)); // let stderr drain
-                bail!(
-                    "`{}` exited before it was ready\nstderr: {}",
-                    self.agent.command(),
-                    self.agent.stderr()
-                );
-            }
-            if self.status_output()?.success() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "rbm-agent not ready after {READY_TIMEOUT:?}\nstderr: {}",
-                    self.agent.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn status_output(&self) -> Result<rbm_tests::Output> {
-        let control = self.control.to_string_lossy();
-        let args = ["status", "--json", "--control", &control];
-        self.topo
-            .exec(Ns::Sentry, &bin("rbm-agent")?, &args, CMD_TIMEOUT)
-    }
-
     /// `rbm-agent status --json`, run in the sentry; fails unless it exits 0.
     fn status(&self) -> Result<Value> {
-        let out = self.status_output()?.check()?;
-        parse_json(&out.stdout)
+        self.agent.status(&self.topo)
     }
 
     /// rbm-probe in the bottle.
@@ -737,7 +682,7 @@ fn any_axfr_and_garbage_are_refused_and_the_proxy_keeps_serving() -> Result<()> 
             }
         }
     }
-    assert!(lab.agent.is_running(), "agent died: {}", lab.agent.stderr());
+    assert!(lab.agent.process.is_running(), "agent died: {}", lab.agent.process.stderr());
     lab.resolve("a.example.test", ALLOWED)?;
     lab.reaches(sock(ALLOWED, 80))?;
     assert_eq!(lab.status()?["ready"], true);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use hickory_proto::rr::RecordType;
-use rbm_tests::probe::{conn, dns, net, raw, reach, resolv, Report};
+use rbm_tests::probe::{conn, dns, latency, net, raw, reach, resolv, Report};
 
 #[derive(Parser)]
 #[command(name = "rbm-probe", about = "Reports what a bottle can reach, as JSON")]
@@ -32,6 +32,18 @@ enum Command {
         #[arg(long)]
         server: Option<String>,
         /// Query over TCP instead of UDP.
+        #[arg(long)]
+        tcp: bool,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// The same query `count` times in a row; report latency percentiles.
+    DnsBench {
+        name: String,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
         #[arg(long)]
         tcp: bool,
         #[arg(long, default_value_t = 3000)]
@@ -132,6 +144,23 @@ fn dispatch(command: Command) -> Result<Report, String> {
                 tcp,
                 timeout: ms(timeout_ms),
             })
+        }
+        Command::DnsBench {
+            name,
+            server,
+            count,
+            tcp,
+            timeout_ms,
+        } => {
+            let server = server_or_default(server.as_deref())?;
+            let request = dns::DnsRequest {
+                name,
+                qtype: RecordType::A,
+                server,
+                tcp,
+                timeout: ms(timeout_ms),
+            };
+            latency::run(&request, count)
         }
         Command::Tcp { addr, timeout_ms } => conn::run_tcp(addr, ms(timeout_ms)),
         Command::Udp { addr, timeout_ms } => conn::run_udp(addr, ms(timeout_ms)),

@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod dns;
+pub mod latency;
 pub mod net;
 pub mod raw;
 pub mod reach;

@@ -1,0 +1,71 @@
+//! The real static rbm-agent running in a topology's sentry namespace:
+//! started with a profile file, waited for until `status` says ready.
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use serde_json::Value;
+
+use crate::bins::static_bin;
+use crate::cmd::{Output, Spawned};
+use crate::json::parse_json;
+use crate::netns::{Ns, Topology};
+
+/// How long the agent may take to say ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Timeout of one `rbm-agent status` call.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Agent {
+    pub process: Spawned,
+    pub control: PathBuf,
+}
+
+fn agent_bin() -> Result<String> {
+    Ok(static_bin("rbm-agent")?.to_string_lossy().into_owned())
+}
+
+impl Agent {
+    /// Writes `profile` into the topology's directory, starts
+    /// `rbm-agent run` in the sentry and waits until it is ready.
+    pub fn start(topo: &Topology, profile: &str) -> Result<Agent> {
+        let profile = topo.write_file("profile.toml", profile)?;
+        let control = topo.dir().join("agent.sock");
+        let args = ["run", "--profile", &profile.to_string_lossy(), "--control", &control.to_string_lossy()];
+        let process = topo.spawn(Ns::Sentry, &agent_bin()?, &args)?;
+        let mut agent = Agent { process, control };
+        agent.wait_ready(topo)?;
+        Ok(agent)
+    }
+
+    fn wait_ready(&mut self, topo: &Topology) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if !self.process.is_running() {
+                thread::sleep(Duration::from_millis(100)); // let stderr drain
+                bail!("`{}` exited before it was ready\nstderr: {}", self.process.command(), self.process.stderr());
+            }
+            if self.status_output(topo)?.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("rbm-agent not ready after {READY_TIMEOUT:?}\nstderr: {}", self.process.stderr());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `rbm-agent status --json` in the sentry, whatever its exit code.
+    pub fn status_output(&self, topo: &Topology) -> Result<Output> {
+        let control = self.control.to_string_lossy();
+        topo.exec(Ns::Sentry, &agent_bin()?, &["status", "--json", "--control", &control], STATUS_TIMEOUT)
+    }
+
+    /// The status report; fails unless the agent is ready.
+    pub fn status(&self, topo: &Topology) -> Result<Value> {
+        let out = self.status_output(topo)?.check()?;
+        parse_json(&out.stdout)
+    }
+}

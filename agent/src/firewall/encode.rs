@@ -74,7 +74,7 @@ fn new_set(table: &str, set: &SetDef, id: u32) -> Request {
         .str(attr::SET_NAME, set.name)
         .u32be(attr::SET_FLAGS, flags)
         .u32be(attr::SET_KEY_TYPE, set.key.type_id())
-        .u32be(attr::SET_KEY_LEN, set.key.len())
+        .u32be(attr::SET_KEY_LEN, set.key.key_len())
         .u32be(attr::SET_ID, id);
     req(Cmd::NewSet, NLM_F_CREATE, a)
 }

@@ -52,7 +52,7 @@ pub enum SetKey {
 
 impl SetKey {
     /// Key length in bytes as the kernel stores it (concat fields padded to 4).
-    pub fn len(self) -> u32 {
+    pub fn key_len(self) -> u32 {
         match self {
             SetKey::Addr4 => 4,
             SetKey::Addr6 => 16,
@@ -447,8 +447,8 @@ mod tests {
         for s in r.sets.iter().filter(|s| s.name.starts_with("learned")) {
             assert!(s.timeout && !s.interval && s.elements.is_empty());
         }
-        assert_eq!(SetKey::Addr4ProtoPort.len(), 12);
-        assert_eq!(SetKey::Addr6ProtoPort.len(), 24);
+        assert_eq!(SetKey::Addr4ProtoPort.key_len(), 12);
+        assert_eq!(SetKey::Addr6ProtoPort.key_len(), 24);
         assert_eq!(SetKey::Addr4ProtoPort.type_id(), 29453);
     }
 }

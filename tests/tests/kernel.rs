@@ -815,3 +815,16 @@ fn forwarding_off_makes_the_agent_fail_closed() -> Result<()> {
         ],
     )
 }
+
+#[test]
+fn sigterm_stops_the_agent_cleanly_and_the_filter_stays() -> Result<()> {
+    let Some(mut lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    let status = lab.agent.process.stop(Duration::from_secs(5))?;
+    assert!(status.success(), "rbm-agent exit on SIGTERM: {status}\n{}", lab.agent.process.stderr());
+    assert!(!lab.agent.control.exists(), "the control socket is removed");
+    // The default-deny table outlives the agent: nothing new gets out.
+    assert_only_rbm_table(&nft_ruleset(&lab.topo)?);
+    lab.blocked(&both(sock(NEVER, 80)))
+}

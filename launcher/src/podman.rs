@@ -48,13 +48,23 @@ impl Podman {
         }
     }
 
-    /// Like `run`, but "no such container/network" counts as success: for removals.
-    pub fn remove(&self, args: &[String]) -> Result<(), Error> {
-        let out = self.output(args)?;
+    /// Removes a container or network. Success means the object is gone:
+    /// "no such ..." counts, and so does an error after which the object no
+    /// longer exists. netavark (1.14) fails the sentry's teardown with "No
+    /// such process" because the agent deleted the enclave default route
+    /// netavark had put there, yet the container is removed all the same.
+    pub fn remove(&self, removal: &args::Removal) -> Result<(), Error> {
+        let out = self.output(&removal.rm)?;
         if out.status.success() || is_missing(&String::from_utf8_lossy(&out.stderr)) {
+            return Ok(());
+        }
+        let failure = self.failure(&removal.rm, &out);
+        let exists = self.output(&removal.exists)?;
+        if exists.status.code() == Some(1) {
+            eprintln!("rbm-launch: note: removed, although podman reported: {failure}");
             Ok(())
         } else {
-            Err(self.failure(args, &out))
+            Err(failure)
         }
     }
 
@@ -267,9 +277,21 @@ mod tests {
             "Error: unable to find network with name or ID x: network not found",
             1,
         );
-        assert!(missing.remove(&args::network_rm("x")).is_ok());
+        assert!(missing.remove(&args::remove_network("x")).is_ok());
         let busy = fake(dir.path(), "", "Error: network is being used", 2);
-        assert!(busy.remove(&args::network_rm("x")).is_err());
+        assert!(busy.remove(&args::remove_network("x")).is_err());
+    }
+
+    #[test]
+    fn remove_counts_an_error_as_success_when_the_object_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("podman");
+        let script = "#!/bin/sh\ncase \"$1 $2\" in\n  'container exists') exit 1;;\nesac\necho 'Error: netavark: Netlink error: No such process (os error 3)' >&2\nexit 125\n";
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(Podman::new(path).remove(&args::remove_container("c")).is_ok());
+        let still_there = fake(dir.path(), "", "Error: netavark: No such process", 125);
+        assert!(still_there.remove(&args::remove_container("c")).is_err());
     }
 
     #[test]

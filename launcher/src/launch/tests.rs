@@ -202,13 +202,14 @@ fn up_with_failing_network_rm(f: &Fake) -> Error {
 
 #[test]
 fn stop_keeps_the_sentry_when_the_bottle_cannot_be_removed() {
-    let f = fake("", "true", "*rbm-demo-bottle");
+    let f = fake("", "true", "'rm '*rbm-demo-bottle");
     let err = stop(&f.podman, &f.loaded.profile.names(), "demo").unwrap_err();
     assert!(
         matches!(&err, Error::StopFailed { failures, .. } if failures.len() == 1),
         "{err}"
     );
-    assert_eq!(f.calls(), vec!["rm --force --ignore"]);
+    // The failed removal is checked (the bottle still exists), then nothing more.
+    assert_eq!(f.calls(), vec!["rm --force --ignore", "container exists rbm-demo-bottle"]);
 }
 
 #[test]
@@ -217,7 +218,9 @@ fn stop_keeps_going_after_network_failures() {
     let err = stop(&f.podman, &f.loaded.profile.names(), "demo")
         .unwrap_err()
         .to_string();
-    assert_eq!(f.calls(), REMOVE_ALL);
+    let mut want = REMOVE_ALL.to_vec();
+    want.insert(3, "network exists rbm-demo-enclave");
+    assert_eq!(f.calls(), want);
     assert!(
         err.starts_with("could not remove everything of profile demo:"),
         "{err}"

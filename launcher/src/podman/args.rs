@@ -126,13 +126,35 @@ pub fn network_rm(name: &str) -> Vec<String> {
     v(&["network", "rm", name])
 }
 
+/// A removal, and the command that tells whether the object is still there
+/// (exit 0: it exists, 1: it does not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub rm: Vec<String>,
+    pub exists: Vec<String>,
+}
+
+pub fn remove_container(name: &str) -> Removal {
+    Removal {
+        rm: rm_container(name),
+        exists: v(&["container", "exists", name]),
+    }
+}
+
+pub fn remove_network(name: &str) -> Removal {
+    Removal {
+        rm: network_rm(name),
+        exists: v(&["network", "exists", name]),
+    }
+}
+
 /// Everything `stop` removes, in order: bottle first, then its sentry, then networks.
-pub fn stop(names: &Names) -> Vec<Vec<String>> {
+pub fn stop(names: &Names) -> Vec<Removal> {
     vec![
-        rm_container(&names.bottle),
-        rm_container(&names.sentry),
-        network_rm(&names.enclave),
-        network_rm(&names.uplink),
+        remove_container(&names.bottle),
+        remove_container(&names.sentry),
+        remove_network(&names.enclave),
+        remove_network(&names.uplink),
     ]
 }
 

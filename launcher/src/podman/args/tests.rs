@@ -113,7 +113,7 @@ fn bottle_never_joins_the_uplink_and_never_publishes() {
 
 #[test]
 fn stop_removes_bottle_then_sentry_then_networks() {
-    let cmds = stop(&profile().names());
+    let cmds: Vec<Vec<String>> = stop(&profile().names()).into_iter().map(|r| r.rm).collect();
     assert_eq!(
         cmds,
         vec![

@@ -1,6 +1,7 @@
 //! rbm's test support: the skip policy, commands with timeouts, throwaway
-//! network namespaces, the static test binaries, and the code of rbm-world
-//! (the tests' internet) and rbm-probe (what runs inside a bottle).
+//! network namespaces, Podman for the end-to-end tests, the static test
+//! binaries, and the code of rbm-world (the tests' internet) and rbm-probe
+//! (what runs inside a bottle).
 
 pub mod agent;
 pub mod bins;
@@ -8,6 +9,7 @@ pub mod cmd;
 pub mod files;
 pub mod json;
 pub mod netns;
+pub mod podman;
 pub mod probe;
 pub mod skip;
 pub mod world;

@@ -1,0 +1,295 @@
+//! Podman for the end-to-end tests: the Podman 5 that rbm-launch drives
+//! (`RBM_PODMAN`, e.g. the wrapper `scripts/podman5 up` prints), a timeout
+//! on every call, the test images built once per process, and world
+//! containers (rbm-world at a fixed address on a Podman network).
+//!
+//! Host paths handed to Podman (build contexts, volumes) live under
+//! `<workspace>/target/e2e/`: the Podman 5 wrapper sees the checkout, not
+//! the host's /tmp.
+
+use std::env;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use crate::bins::{static_bin, workspace_root};
+use crate::cmd::{self, Output};
+use crate::files::write_file;
+use crate::skip::{require_root, skip, Skipped};
+use crate::world::log::{read_query_log, was_asked, LoggedQuery};
+use crate::world::setup::WorldSetup;
+
+/// The environment variable naming the podman program (as for rbm-launch).
+pub const PODMAN_ENV: &str = "RBM_PODMAN";
+
+/// `FROM scratch` + static rbm-world (images/test-world).
+pub const WORLD_IMAGE: &str = "localhost/rbm-test-world:latest";
+
+/// `FROM scratch` + static rbm-probe, serving TCP on 8888 by default (images/test-bottle).
+pub const BOTTLE_IMAGE: &str = "localhost/rbm-test-bottle:latest";
+
+/// Timeout of every podman call.
+pub const PODMAN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a world container may take to print `ready`.
+const WORLD_READY: Duration = Duration::from_secs(30);
+
+/// Where a world container sees its volume (zone file and query log).
+const WORLD_DATA: &str = "/data";
+
+/// Label on every world container (value: the container's name).
+const WORLD_LABEL: &str = "rbm.e2e.world";
+
+/// `<workspace>/target/e2e`: build contexts and volume directories.
+pub fn e2e_dir() -> PathBuf {
+    workspace_root().join("target").join("e2e")
+}
+
+/// An empty directory `<workspace>/target/e2e/<name>` (emptied if it existed).
+pub fn fresh_dir(name: &str) -> Result<PathBuf> {
+    let dir = e2e_dir().join(name);
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The podman program; every call has a timeout.
+#[derive(Debug, Clone)]
+pub struct Podman {
+    program: String,
+}
+
+/// Requires root and `RBM_PODMAN`; `reason` says what the test needs them for.
+pub fn require_podman(reason: &str) -> Result<Podman, Skipped> {
+    require_root(reason)?;
+    match env::var(PODMAN_ENV) {
+        Ok(program) if !program.is_empty() => Ok(Podman { program }),
+        _ => Err(skip(format!(
+            "{PODMAN_ENV} is not set ({reason}); run scripts/test, or set \
+             {PODMAN_ENV}=$(scripts/podman5 up)"
+        ))),
+    }
+}
+
+impl Podman {
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// Runs podman; the output whatever the exit status.
+    pub fn run<S: AsRef<str>>(&self, args: &[S]) -> Result<Output> {
+        cmd::run(&self.program, args, PODMAN_TIMEOUT)
+    }
+
+    /// Runs podman; fails unless it exits 0.
+    pub fn run_ok<S: AsRef<str>>(&self, args: &[S]) -> Result<Output> {
+        self.run(args)?.check()
+    }
+
+    /// Runs podman (which must exit 0) and parses its stdout as JSON.
+    pub fn json<S: AsRef<str>>(&self, args: &[S]) -> Result<Value> {
+        let out = self.run_ok(args)?;
+        serde_json::from_str(&out.stdout)
+            .with_context(|| format!("`{}` printed no JSON: {:?}", out.command, out.stdout))
+    }
+
+    /// Every container (running or not) with label `key=value`, as `ps --format json`.
+    pub fn containers_labelled(&self, key: &str, value: &str) -> Result<Vec<Value>> {
+        let filter = format!("label={key}={value}");
+        as_list(self.json(&["ps", "--all", "--filter", &filter, "--format", "json"])?)
+    }
+
+    /// The names of all networks.
+    pub fn network_names(&self) -> Result<Vec<String>> {
+        let networks = as_list(self.json(&["network", "ls", "--format", "json"])?)?;
+        networks
+            .iter()
+            .map(|n| n["name"].as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| anyhow!("a network without a name in {networks:?}"))
+    }
+
+    /// Whether container `name` exists and runs.
+    pub fn is_running(&self, name: &str) -> Result<bool> {
+        let out = self.run(&[
+            "container",
+            "inspect",
+            "--format",
+            "{{.State.Running}}",
+            name,
+        ])?;
+        Ok(out.success() && out.stdout.trim() == "true")
+    }
+
+    /// Removes container `name` at once; a missing one is fine.
+    pub fn remove_container(&self, name: &str) -> Result<()> {
+        self.run_ok(&["rm", "--force", "--ignore", "--time", "0", name])
+            .map(drop)
+    }
+}
+
+fn as_list(value: Value) -> Result<Vec<Value>> {
+    match value {
+        Value::Array(list) => Ok(list),
+        Value::Null => Ok(Vec::new()),
+        other => bail!("expected a JSON list, got {other}"),
+    }
+}
+
+/// Builds the test images from the static binaries, once per process (the
+/// first caller builds, parallel callers wait for it). Always rebuilt then:
+/// a `FROM scratch` build takes a fraction of a second, and an unchanged
+/// binary gives the same image.
+pub fn test_images(podman: &Podman) -> Result<()> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_test_images(podman).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!("building the test images failed: {e}"))
+}
+
+fn build_test_images(podman: &Podman) -> Result<()> {
+    for (image, dir, binary) in [
+        (WORLD_IMAGE, "test-world", "rbm-world"),
+        (BOTTLE_IMAGE, "test-bottle", "rbm-probe"),
+    ] {
+        let containerfile = workspace_root()
+            .join("images")
+            .join(dir)
+            .join("Containerfile");
+        build_image(podman, image, &containerfile, &static_bin(binary)?)?;
+    }
+    Ok(())
+}
+
+/// `podman build` of `containerfile` with a context holding only `binary`.
+fn build_image(podman: &Podman, image: &str, containerfile: &Path, binary: &Path) -> Result<()> {
+    let name = binary.file_name().context("binary path has no file name")?;
+    let context = e2e_dir().join(format!(
+        "context-{}-{}",
+        std::process::id(),
+        name.to_string_lossy()
+    ));
+    fs::create_dir_all(&context)
+        .with_context(|| format!("cannot create build context {}", context.display()))?;
+    let built = fs::copy(binary, context.join(name))
+        .with_context(|| format!("cannot copy {} into the build context", binary.display()))
+        .and_then(|_| {
+            podman.run_ok(&[
+                "build",
+                "--pull=never",
+                "--quiet",
+                "--tag",
+                image,
+                "--file",
+                &containerfile.to_string_lossy(),
+                &context.to_string_lossy(),
+            ])
+        });
+    let _ = fs::remove_dir_all(&context);
+    built.map(drop)
+}
+
+/// rbm-world in a container at a fixed address on a Podman network, its
+/// zone file and query log in a host directory. Removed on drop.
+pub struct WorldContainer {
+    podman: Podman,
+    pub name: String,
+    pub ip: Ipv4Addr,
+    log: PathBuf,
+}
+
+impl WorldContainer {
+    /// Starts `setup` (whose server addresses must be `ip`'s) as container
+    /// `name` on `network` at `ip`, with zone file and query log in `dir`
+    /// (under the workspace, so Podman sees it). Waits for `ready`.
+    pub fn start(
+        podman: &Podman,
+        name: &str,
+        network: &str,
+        ip: Ipv4Addr,
+        setup: &WorldSetup,
+        dir: &Path,
+    ) -> Result<WorldContainer> {
+        podman.remove_container(name)?; // a leftover of an aborted run
+        let zone = format!("{name}.zone");
+        write_file(dir, &zone, &setup.zone)?;
+        let queries = format!("{name}.queries");
+        let data = Path::new(WORLD_DATA);
+        let label = format!("{WORLD_LABEL}={name}");
+        let attach = format!("{network}:ip={ip}");
+        let volume = format!("{}:{WORLD_DATA}", dir.display());
+        let mut args: Vec<String> = [
+            "run",
+            "-d",
+            "--pull=never",
+            "--name",
+            name,
+            "--label",
+            &label,
+            "--network",
+            &attach,
+            "-v",
+            &volume,
+            WORLD_IMAGE,
+        ]
+        .map(String::from)
+        .into();
+        args.extend(setup.args(&data.join(&zone), &data.join(&queries)));
+        let world = WorldContainer {
+            podman: podman.clone(),
+            name: name.to_string(),
+            ip,
+            log: dir.join(queries),
+        };
+        podman.run_ok(&args)?;
+        world.wait_ready()?;
+        Ok(world)
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + WORLD_READY;
+        loop {
+            let logs = self.podman.run(&["logs", &self.name])?;
+            if logs.stdout.lines().any(|l| l.trim() == "ready") {
+                return Ok(());
+            }
+            let running = self.podman.is_running(&self.name)?;
+            if !running || Instant::now() >= deadline {
+                bail!(
+                    "world container {} did not print ready (running: {running})\nstdout: {}\nstderr: {}",
+                    self.name,
+                    logs.stdout.trim(),
+                    logs.stderr.trim()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every DNS query this world received so far.
+    pub fn queries(&self) -> Result<Vec<LoggedQuery>> {
+        read_query_log(&self.log)
+    }
+
+    /// Whether `name` was ever asked here (case-insensitive).
+    pub fn was_asked(&self, name: &str) -> Result<bool> {
+        Ok(was_asked(&self.queries()?, name))
+    }
+}
+
+impl Drop for WorldContainer {
+    fn drop(&mut self) {
+        if let Err(e) = self.podman.remove_container(&self.name) {
+            eprintln!("cleanup: world container {}: {e:#}", self.name);
+        }
+    }
+}

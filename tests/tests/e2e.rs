@@ -1,0 +1,725 @@
+//! rbm end to end through a real Podman 5: `rbm-launch` starts sentry and
+//! bottle from a profile, rbm-world containers on the profile's uplink are
+//! the internet, and rbm-probe in the bottle (`rbm-launch shell`) reports
+//! what it can reach. Each test has its own profile, moniker and subnets,
+//! so tests run in parallel.
+//!
+//! Network safety: every packet goes to loopback or to a container the
+//! test created: 10.250.N.0/24 (enclave) and 10.251.N.0/24 (uplink), with
+//! N distinct per test; the worlds sit at 10.251.N.10, .20 and .30.
+//!
+//! Needs root, RBM_PODMAN (Podman 5: `scripts/podman5 up`), the static
+//! binaries (`scripts/build-static`, or RBM_STATIC_DIR) and rbm-launch
+//! (RBM_LAUNCH, else `<workspace>/target/debug/rbm-launch`).
+
+use std::env;
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use rbm_tests::bins::workspace_root;
+use rbm_tests::files::write_file;
+use rbm_tests::json::{str_field, str_list};
+use rbm_tests::netns::ProbeRun;
+use rbm_tests::podman::{
+    fresh_dir, require_podman, test_images, Podman, WorldContainer, BOTTLE_IMAGE,
+};
+use rbm_tests::world::setup::WorldSetup;
+use rbm_tests::{cmd, parse_json, probe_json, run_ok, static_bin, Output};
+use serde_json::Value;
+
+/// Environment variable naming the rbm-launch binary under test.
+const LAUNCH_ENV: &str = "RBM_LAUNCH";
+/// The image rbm-launch builds for every sentry.
+const SENTRY_IMAGE: &str = "localhost/rbm-sentry:latest";
+/// Allowed by every profile here; answers the world at .10.
+const API_NAME: &str = "api.e2e.test";
+/// Not allowed; answers the world at .20.
+const OTHER_NAME: &str = "other.e2e.test";
+/// Uplink hosts: the allowed name's world (also the upstream DNS), a world
+/// no allowed name points at, and the world in the profile's CIDR.
+const API_HOST: u8 = 10;
+const OTHER_HOST: u8 = 20;
+const CIDR_HOST: u8 = 30;
+/// Where every world serves TCP and UDP.
+const WORLD_PORT: u16 = 80;
+/// The bottle's server (the test image's default command).
+const BOTTLE_PORT: u16 = 8888;
+
+/// `rbm-launch up` (may build the sentry image first).
+const UP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Every other command.
+const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a probe waits for something that should be open.
+const OPEN_MS: &str = "3000";
+/// How long a probe waits for something that should be shut. Local
+/// traffic answers in milliseconds; silence this long is a drop.
+const SHUT_MS: &str = "1000";
+/// How long the bottle's server may take to listen after `up`.
+const SERVER_START: Duration = Duration::from_secs(15);
+
+/// One test's profile: its moniker, its N (enclave 10.250.N.0/24, uplink
+/// 10.251.N.0/24), and an optional entry port on the workstation.
+#[derive(Clone, Copy)]
+struct Spec {
+    moniker: &'static str,
+    n: u8,
+    entry: Option<u16>,
+}
+
+impl Spec {
+    const fn new(moniker: &'static str, n: u8) -> Spec {
+        Spec {
+            moniker,
+            n,
+            entry: None,
+        }
+    }
+
+    fn enclave(self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 250, self.n, host)
+    }
+
+    fn uplink(self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 251, self.n, host)
+    }
+
+    fn world(self, host: u8) -> SocketAddr {
+        SocketAddr::from((self.uplink(host), WORLD_PORT))
+    }
+
+    /// `rbm-<moniker>-<what>`: the launcher's container and network names.
+    fn name(self, what: &str) -> String {
+        format!("rbm-{}-{what}", self.moniker)
+    }
+
+    fn profile(self) -> String {
+        let entry = self.entry.map_or(String::new(), |port| {
+            format!("\n[[entry]]\nhost_port = {port}\nbottle_port = {BOTTLE_PORT}\n")
+        });
+        format!(
+            r#"moniker = "{moniker}"
+description = "rbm end-to-end test"
+
+[bottle]
+image = "{BOTTLE_IMAGE}"
+command = ["/rbm-probe", "serve-tcp", "0.0.0.0:{BOTTLE_PORT}"]
+
+[enclave]
+subnet = "{subnet}/24"
+sentry_ip = "{sentry}"
+bottle_ip = "{bottle}"
+
+[uplink]
+dns = "allowlist"
+access = "allowlist"
+domains = ["{API_NAME}"]
+cidrs = ["{cidr}/32"]
+upstream_dns = ["{dns}"]
+subnet = "{uplink}/24"
+{entry}"#,
+            moniker = self.moniker,
+            subnet = self.enclave(0),
+            sentry = self.enclave(2),
+            bottle = self.enclave(3),
+            cidr = self.uplink(CIDR_HOST),
+            dns = self.uplink(API_HOST),
+            uplink = self.uplink(0),
+        )
+    }
+
+    /// What the world at `host` serves: DNS for the zone (the API host
+    /// only: it is the upstream) and `world ... sees ...` over TCP and UDP.
+    fn world_setup(self, host: u8) -> WorldSetup {
+        let zone = format!(
+            "{API_NAME}. A 60 {}\n{OTHER_NAME}. A 60 {}\n",
+            self.uplink(API_HOST),
+            self.uplink(OTHER_HOST)
+        );
+        let ip = self.uplink(host);
+        let setup = WorldSetup::new(&zone)
+            .tcp([self.world(host)])
+            .udp([self.world(host)]);
+        if host == API_HOST {
+            setup.dns(SocketAddr::from((ip, 53)))
+        } else {
+            setup
+        }
+    }
+}
+
+/// The rbm-launch binary, always run with `--podman`.
+struct Launcher {
+    program: String,
+    podman: Podman,
+}
+
+impl Launcher {
+    fn find(podman: Podman) -> Result<Launcher> {
+        let path = match env::var_os(LAUNCH_ENV) {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => workspace_root().join("target/debug/rbm-launch"),
+        };
+        ensure!(
+            path.is_file(),
+            "rbm-launch not found at {}: run `cargo build -p rbm-launch`, or set {LAUNCH_ENV}",
+            path.display()
+        );
+        Ok(Launcher {
+            program: path.to_string_lossy().into_owned(),
+            podman,
+        })
+    }
+
+    fn run(&self, args: &[&str], timeout: Duration) -> Result<Output> {
+        let mut all = vec!["--podman", self.podman.program()];
+        all.extend_from_slice(args);
+        cmd::run(&self.program, &all, timeout)
+    }
+}
+
+/// A profile started with `rbm-launch up`, and its world containers.
+/// Fields drop in order: the worlds leave the uplink first (a network with
+/// a foreign container cannot be removed), then `rbm-launch stop`.
+struct Lab {
+    spec: Spec,
+    worlds: Vec<WorldContainer>,
+    launched: Launched,
+    podman: Podman,
+}
+
+/// Runs `rbm-launch stop` on drop, even after a panic.
+struct Launched {
+    launcher: Launcher,
+    profile: String,
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        match self.launcher.run(&["stop", &self.profile], CMD_TIMEOUT) {
+            Ok(out) if out.success() => {}
+            Ok(out) => eprintln!("cleanup: {}", out.stderr.trim()),
+            Err(e) => eprintln!("cleanup: {e:#}"),
+        }
+    }
+}
+
+impl Lab {
+    /// Writes `spec`'s profile, runs `rbm-launch up`, then starts a world
+    /// container at 10.251.N.H for each H in `worlds` (after `up`, which
+    /// creates the uplink). None if the test must be skipped.
+    fn start(spec: Spec, worlds: &[u8]) -> Result<Option<Lab>> {
+        let Ok(podman) = require_podman("starts containers and networks") else {
+            return Ok(None);
+        };
+        test_images(&podman)?;
+        let launcher = Launcher::find(podman.clone())?;
+        let dir = fresh_dir(spec.moniker)?;
+        let profile = write_file(&dir, "profile.toml", &spec.profile())?;
+        for host in [API_HOST, OTHER_HOST, CIDR_HOST] {
+            // A world left by an aborted run would keep `up` from clearing the uplink.
+            podman.remove_container(&world_name(spec, host))?;
+        }
+        let mut lab = Lab {
+            spec,
+            worlds: Vec::new(),
+            launched: Launched {
+                launcher,
+                profile: profile.to_string_lossy().into_owned(),
+            },
+            podman,
+        };
+        lab.up()?.check().context("rbm-launch up")?;
+        for &host in worlds {
+            let world = WorldContainer::start(
+                &lab.podman,
+                &world_name(spec, host),
+                &spec.name("uplink"),
+                spec.uplink(host),
+                &spec.world_setup(host),
+                &dir,
+            )?;
+            lab.worlds.push(world);
+        }
+        Ok(Some(lab))
+    }
+
+    /// `rbm-launch COMMAND PROFILE EXTRA...`
+    fn launch(&self, command: &str, extra: &[&str], timeout: Duration) -> Result<Output> {
+        let mut args = vec![command, self.launched.profile.as_str()];
+        args.extend_from_slice(extra);
+        self.launched.launcher.run(&args, timeout)
+    }
+
+    /// `rbm-launch up PROFILE`, with the agent the test images come from.
+    fn up(&self) -> Result<Output> {
+        let agent = static_bin("rbm-agent")?;
+        self.launch("up", &["--agent", &agent.to_string_lossy()], UP_TIMEOUT)
+    }
+
+    /// `rbm-launch status PROFILE --json`.
+    fn status(&self) -> Result<Value> {
+        let out = self.launch("status", &["--json"], CMD_TIMEOUT)?.check()?;
+        parse_json(&out.stdout)
+    }
+
+    /// rbm-probe in the bottle (`rbm-launch shell`), its report echoed.
+    fn probe(&self, args: &[&str]) -> Result<ProbeRun> {
+        let mut extra = vec!["--", "/rbm-probe"];
+        extra.extend_from_slice(args);
+        let output = self.launch("shell", &extra, CMD_TIMEOUT)?;
+        let json = probe_json(&output)?;
+        eprintln!("{} rbm-probe {}: {json}", self.spec.moniker, args.join(" "));
+        Ok(ProbeRun { json, output })
+    }
+
+    /// Resolves `name` with the bottle's resolver (the sentry); must answer `want`.
+    fn resolves(&self, name: &str, want: Ipv4Addr) -> Result<()> {
+        let run = self.probe(&["dns", name, "--timeout-ms", OPEN_MS])?;
+        ensure!(run.ok(), "no DNS answer for {name}: {}", run.json);
+        ensure!(
+            str_field(&run.json, "rcode")? == "NoError",
+            "{name}: {}",
+            run.json
+        );
+        ensure!(
+            str_list(&run.json, "addrs")? == [want.to_string()],
+            "{name} should answer {want}: {}",
+            run.json
+        );
+        Ok(())
+    }
+
+    /// TCP, then UDP, to `addr` from the bottle; both must get the world's
+    /// line. Returns the TCP reply (`world LOCAL sees PEER`).
+    fn reaches(&self, addr: SocketAddr) -> Result<String> {
+        let target = addr.to_string();
+        let mut replies = Vec::new();
+        for proto in ["tcp", "udp"] {
+            let run = self.probe(&[proto, &target, "--timeout-ms", OPEN_MS])?;
+            ensure!(run.ok(), "{proto} {addr} should be open: {}", run.json);
+            replies.push(str_field(&run.json, "reply")?.to_string());
+        }
+        Ok(replies.swap_remove(0))
+    }
+
+    /// Runs every probe at once (in parallel); each must fail. Returns their reports.
+    fn all_fail(&self, probes: &[&[&str]]) -> Result<Vec<Value>> {
+        let runs: Vec<Result<ProbeRun>> = thread::scope(|s| {
+            let handles: Vec<_> = probes
+                .iter()
+                .map(|args| s.spawn(move || self.probe(args)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("probe thread panicked"))
+                .collect()
+        });
+        let mut reports = Vec::new();
+        for (args, run) in probes.iter().zip(runs) {
+            let run = run?;
+            ensure!(!run.ok(), "`{}` should fail: {}", args.join(" "), run.json);
+            reports.push(run.json);
+        }
+        Ok(reports)
+    }
+
+    fn world(&self, host: u8) -> &WorldContainer {
+        let ip = self.spec.uplink(host);
+        self.worlds
+            .iter()
+            .find(|w| w.ip == ip)
+            .unwrap_or_else(|| panic!("no world at {ip}"))
+    }
+}
+
+/// The containers carrying `spec`'s moniker label.
+fn containers(podman: &Podman, spec: Spec) -> Result<Vec<Value>> {
+    podman.containers_labelled("rbm.moniker", spec.moniker)
+}
+
+/// The names of `spec`'s networks (`rbm-<moniker>-*`), sorted.
+fn networks(podman: &Podman, spec: Spec) -> Result<Vec<String>> {
+    let prefix = format!("rbm-{}-", spec.moniker);
+    let mut names = podman.network_names()?;
+    names.retain(|n| n.starts_with(&prefix));
+    names.sort();
+    Ok(names)
+}
+
+fn world_name(spec: Spec, host: u8) -> String {
+    format!("{}-world{host}", spec.moniker)
+}
+
+/// Probe arguments for TCP and UDP to `addr`, waiting `SHUT_MS`.
+fn tcp_udp(addr: &str) -> [[&str; 4]; 2] {
+    [
+        ["tcp", addr, "--timeout-ms", SHUT_MS],
+        ["udp", addr, "--timeout-ms", SHUT_MS],
+    ]
+}
+
+/// Connects from the workstation and reads the server's line.
+fn read_line_from(addr: SocketAddr) -> Result<String> {
+    let timeout = Duration::from_secs(3);
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    let mut line = String::new();
+    stream
+        .read_to_string(&mut line)
+        .with_context(|| format!("read from {addr}"))?;
+    Ok(line.trim().to_string())
+}
+
+/// `name state` of each `ps --format json` entry, sorted.
+fn names_and_states(containers: &[Value]) -> Vec<String> {
+    let mut list: Vec<String> = containers
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["Names"][0].as_str().unwrap_or("?"),
+                c["State"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+/// Exactly the profile's bottle and sentry, running, and its two networks.
+fn assert_one_of_each(podman: &Podman, spec: Spec) -> Result<()> {
+    let running = [
+        format!("{} running", spec.name("bottle")),
+        format!("{} running", spec.name("sentry")),
+    ];
+    assert_eq!(names_and_states(&containers(podman, spec)?), running);
+    assert_eq!(
+        networks(podman, spec)?,
+        [spec.name("enclave"), spec.name("uplink")]
+    );
+    Ok(())
+}
+
+const ALLOW: Spec = Spec::new("e2eallow", 1);
+
+#[test]
+fn bottle_reaches_the_allowed_name_and_cidr_and_nothing_else() -> Result<()> {
+    let Some(lab) = Lab::start(ALLOW, &[API_HOST, OTHER_HOST, CIDR_HOST])? else {
+        return Ok(());
+    };
+    let (api, other, cidr) = (
+        ALLOW.world(API_HOST),
+        ALLOW.world(OTHER_HOST),
+        ALLOW.world(CIDR_HOST),
+    );
+
+    // The allowed name resolves with the bottle's resolver (the sentry),
+    // which asked the world, and its address opens over TCP and UDP.
+    lab.resolves(API_NAME, ALLOW.uplink(API_HOST))?;
+    assert!(lab.world(API_HOST).was_asked(API_NAME)?);
+    let reply = lab.reaches(api)?;
+    let masqueraded = format!("world {api} sees 10.251.{}.", ALLOW.n);
+    assert!(
+        reply.starts_with(&masqueraded),
+        "the world should see the sentry's uplink address, not the bottle: {reply}"
+    );
+    // The CIDR's address is open without any name.
+    lab.reaches(cidr)?;
+
+    // A name outside the allowlist is refused, over UDP and TCP, and never
+    // leaves the sentry.
+    for extra in [&[][..], &["--tcp"]] {
+        let mut args = vec!["dns", OTHER_NAME, "--timeout-ms", OPEN_MS];
+        args.extend_from_slice(extra);
+        let run = lab.probe(&args)?;
+        assert_eq!(str_field(&run.json, "rcode")?, "Refused", "{}", run.json);
+        assert!(str_list(&run.json, "addrs")?.is_empty(), "{}", run.json);
+    }
+    assert!(
+        !lab.world(API_HOST).was_asked(OTHER_NAME)?,
+        "{:?}",
+        lab.world(API_HOST).queries()?
+    );
+
+    // The unlearned world serves (seen from the workstation), yet from the
+    // bottle it is silence: the sentry drops it.
+    let direct = read_line_from(other)?;
+    assert!(
+        direct.starts_with(&format!("world {other} sees ")),
+        "{direct}"
+    );
+    let target = other.to_string();
+    let shut = tcp_udp(&target);
+    for report in lab.all_fail(&[&shut[0], &shut[1]])? {
+        let error = str_field(&report, "error")?;
+        assert!(
+            error.starts_with("timeout"),
+            "expected a drop (silence), got {report}"
+        );
+    }
+
+    // Status tells the learned address with its name, and the refused name.
+    let status = lab.status()?;
+    assert_eq!(status["ready"], true, "{status}");
+    let learned = status["learned"].as_array().context("no learned list")?;
+    let entry = learned
+        .iter()
+        .find(|l| l["addr"] == api.ip().to_string())
+        .with_context(|| format!("{api} not learned: {status}"))?;
+    assert_eq!(entry["name"], API_NAME, "{entry}");
+    assert!(
+        learned.iter().all(|l| l["addr"] != other.ip().to_string()),
+        "{status}"
+    );
+    assert!(
+        str_list(&status, "refused_names")?
+            .iter()
+            .any(|n| n == OTHER_NAME),
+        "{status}"
+    );
+    assert!(status["dns"]["allowed"].as_u64() >= Some(1), "{status}");
+    assert!(status["dns"]["refused"].as_u64() >= Some(2), "{status}");
+    Ok(())
+}
+
+const ENTRY: Spec = Spec {
+    entry: Some(18892),
+    ..Spec::new("e2eentry", 2)
+};
+
+#[test]
+fn entry_port_reaches_the_bottle_from_the_workstation() -> Result<()> {
+    let Some(_lab) = Lab::start(ENTRY, &[])? else {
+        return Ok(());
+    };
+    let port = ENTRY.entry.expect("ENTRY has an entry port");
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    // The bottle's server may still be starting: retry until it answers.
+    let deadline = Instant::now() + SERVER_START;
+    let reply = loop {
+        let attempt = read_line_from(addr);
+        match attempt {
+            Ok(line) if !line.is_empty() => break line,
+            _ if Instant::now() < deadline => thread::sleep(Duration::from_millis(200)),
+            _ => bail!("nothing from {addr} within {SERVER_START:?}: {attempt:?}"),
+        }
+    };
+    let bottle = format!("bottle {}:{BOTTLE_PORT} sees ", ENTRY.enclave(3));
+    assert!(reply.starts_with(&bottle), "{reply}");
+    Ok(())
+}
+
+const KILL: Spec = Spec::new("e2ekill", 3);
+
+#[test]
+fn killed_sentry_leaves_the_bottle_no_way_out() -> Result<()> {
+    let Some(lab) = Lab::start(KILL, &[API_HOST, CIDR_HOST])? else {
+        return Ok(());
+    };
+    let (api, cidr) = (KILL.world(API_HOST), KILL.world(CIDR_HOST));
+    lab.resolves(API_NAME, KILL.uplink(API_HOST))?;
+    lab.reaches(api)?;
+    lab.reaches(cidr)?;
+    let asked = lab.world(API_HOST).queries()?.len();
+
+    let sentry = KILL.name("sentry");
+    lab.podman.run_ok(&["kill", &sentry])?;
+    let deadline = Instant::now() + CMD_TIMEOUT;
+    while lab.podman.is_running(&sentry)? {
+        ensure!(Instant::now() < deadline, "{sentry} still runs after kill");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        lab.podman.is_running(&KILL.name("bottle"))?,
+        "the bottle should outlive its sentry"
+    );
+
+    let (api_target, cidr_target) = (api.to_string(), cidr.to_string());
+    let to_api = tcp_udp(&api_target);
+    let to_cidr = tcp_udp(&cidr_target);
+    let dns = ["dns", API_NAME, "--timeout-ms", SHUT_MS];
+    let reports = lab.all_fail(&[&dns, &to_api[0], &to_api[1], &to_cidr[0], &to_cidr[1]])?;
+    for report in &reports {
+        assert!(report["error"].is_string(), "{report}");
+    }
+    assert_eq!(
+        lab.world(API_HOST).queries()?.len(),
+        asked,
+        "no query may reach the world once the sentry is dead"
+    );
+    Ok(())
+}
+
+const STOP: Spec = Spec::new("e2estop", 5);
+
+#[test]
+fn stop_leaves_no_container_or_network_behind() -> Result<()> {
+    let Some(lab) = Lab::start(STOP, &[])? else {
+        return Ok(());
+    };
+    assert_one_of_each(&lab.podman, STOP)?;
+    let stop = lab.launch("stop", &[], CMD_TIMEOUT)?;
+    let left = (containers(&lab.podman, STOP)?, networks(&lab.podman, STOP)?);
+    assert!(
+        left.0.is_empty() && left.1.is_empty(),
+        "left behind: containers {:?}, networks {:?}",
+        names_and_states(&left.0),
+        left.1
+    );
+    assert!(
+        stop.success(),
+        "`{}` removed everything but failed ({}):\n{}",
+        stop.command,
+        stop.status,
+        stop.stderr.trim()
+    );
+    Ok(())
+}
+
+const TWICE: Spec = Spec::new("e2etwice", 4);
+
+#[test]
+fn up_twice_leaves_one_sentry_and_one_bottle() -> Result<()> {
+    let Some(lab) = Lab::start(TWICE, &[])? else {
+        return Ok(());
+    };
+    let again = lab.up()?;
+    assert!(
+        again.success(),
+        "second `{}` failed ({}):\n{}",
+        again.command,
+        again.status,
+        again.stderr.trim()
+    );
+    assert_one_of_each(&lab.podman, TWICE)?;
+    assert_eq!(lab.status()?["ready"], true);
+    Ok(())
+}
+
+const BAD: Spec = Spec::new("e2ebad", 6);
+
+#[test]
+fn invalid_profile_is_rejected_naming_file_and_field_and_starts_nothing() -> Result<()> {
+    let Ok(podman) = require_podman("checks that no container or network was created") else {
+        return Ok(());
+    };
+    let launcher = Launcher::find(podman.clone())?;
+    // bottle_ip outside enclave.subnet.
+    let text = BAD.profile().replace(
+        &format!("bottle_ip = \"{}\"", BAD.enclave(3)),
+        "bottle_ip = \"10.250.66.3\"",
+    );
+    let profile = write_file(&fresh_dir(BAD.moniker)?, "profile.toml", &text)?;
+    let profile = profile.to_string_lossy();
+    let agent = static_bin("rbm-agent")?;
+    let agent = agent.to_string_lossy();
+    for args in [
+        vec!["check", &*profile],
+        vec!["up", &*profile, "--agent", &*agent],
+    ] {
+        let out = launcher.run(&args, UP_TIMEOUT)?;
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "`{}`: {}",
+            out.command,
+            out.stderr
+        );
+        for needle in [&*profile, "enclave.bottle_ip", "outside enclave.subnet"] {
+            assert!(
+                out.stderr.contains(needle),
+                "`{}` should name {needle:?}: {}",
+                out.command,
+                out.stderr
+            );
+        }
+    }
+    let left = (containers(&podman, BAD)?, networks(&podman, BAD)?);
+    assert!(left.0.is_empty() && left.1.is_empty(), "{left:?}");
+    Ok(())
+}
+
+const IMAGE: Spec = Spec::new("e2eimage", 7);
+
+#[test]
+fn sentry_image_is_scratch_with_only_the_agent() -> Result<()> {
+    let Some(lab) = Lab::start(IMAGE, &[])? else {
+        return Ok(());
+    };
+    let image = &lab.podman.json(&["image", "inspect", SENTRY_IMAGE])?[0];
+    let sentry = &lab
+        .podman
+        .json(&["container", "inspect", &IMAGE.name("sentry")])?[0];
+    assert_eq!(
+        sentry["Image"], image["Id"],
+        "the sentry runs {SENTRY_IMAGE}"
+    );
+    assert_eq!(
+        image["RootFS"]["Layers"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        image["RootFS"]
+    );
+    assert_eq!(
+        image["Config"]["Entrypoint"],
+        serde_json::json!(["/rbm-agent"])
+    );
+    let size = image["Size"].as_u64().context("no image size")?;
+    assert!(size < 10_000_000, "{SENTRY_IMAGE} is {size} bytes");
+
+    // Its file system: exactly one file, the agent we built.
+    let dir = fresh_dir(&format!("{}/export", IMAGE.moniker))?;
+    let tar = dir.join("sentry.tar");
+    let copy = format!("{}-export", IMAGE.moniker);
+    lab.podman.remove_container(&copy)?;
+    lab.podman.run_ok(&[
+        "create",
+        "--pull=never",
+        "--network",
+        "none",
+        "--name",
+        &copy,
+        SENTRY_IMAGE,
+    ])?;
+    let exported = lab
+        .podman
+        .run_ok(&["export", "--output", &tar.to_string_lossy(), &copy]);
+    lab.podman.remove_container(&copy)?;
+    exported?;
+    let listing = run_ok(
+        "tar",
+        &["--list", "--file", &tar.to_string_lossy()],
+        CMD_TIMEOUT,
+    )?;
+    let files: Vec<&str> = listing
+        .stdout
+        .lines()
+        .map(|l| l.trim_start_matches("./").trim_start_matches('/'))
+        .filter(|l| !l.is_empty() && !l.ends_with('/'))
+        .collect();
+    assert_eq!(files, ["rbm-agent"], "{}", listing.stdout);
+    let out = dir.join("files");
+    std::fs::create_dir_all(&out)?;
+    run_ok(
+        "tar",
+        &[
+            "--extract",
+            "--file",
+            &tar.to_string_lossy(),
+            "--directory",
+            &out.to_string_lossy(),
+        ],
+        CMD_TIMEOUT,
+    )?;
+    let agent = std::fs::read(static_bin("rbm-agent")?)?;
+    assert!(
+        std::fs::read(out.join("rbm-agent"))? == agent,
+        "/rbm-agent is not the static agent"
+    );
+    Ok(())
+}

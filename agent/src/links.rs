@@ -34,6 +34,9 @@ fn nl<E: std::fmt::Display>(e: E) -> LinksError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkReport {
     pub interfaces: Interfaces,
+    /// Gateways of the uplink's default routes: the machine the sentry runs
+    /// on, which no DNS answer may open.
+    pub uplink_gateways: Vec<IpAddr>,
     /// Default routes deleted from the enclave interface.
     pub removed_routes: usize,
 }
@@ -77,8 +80,9 @@ async fn setup_with(handle: &Handle, sentry_ip: Ipv4Addr) -> Result<LinkReport, 
     }
     let uplink_index = uplink.ok_or_else(|| LinksError::NoUplink(enclave.clone()))?;
     let uplink = names.get(&uplink_index).cloned().unwrap_or_default();
+    let uplink_gateways = summary.iter().filter(|r| r.oif == uplink_index).filter_map(|r| r.gateway).collect();
     check_forwarding(Path::new("/proc/sys/net/ipv4/ip_forward"))?;
-    Ok(LinkReport { interfaces: Interfaces { enclave, uplink }, removed_routes: delete.len() })
+    Ok(LinkReport { interfaces: Interfaces { enclave, uplink }, uplink_gateways, removed_routes: delete.len() })
 }
 
 async fn link_names(handle: &Handle) -> Result<HashMap<u32, String>, LinksError> {

@@ -176,6 +176,30 @@ pub struct Policy {
     pub min_ttl: u32,
     pub enclave: Enclave,
     pub entries: Vec<Entry>,
+    /// Addresses no DNS answer may open: the machine itself, the enclave,
+    /// link-local (cloud metadata), multicast. Only `cidrs` can open them.
+    pub protected: Vec<IpNet>,
+}
+
+/// Ranges a DNS answer must never open, whatever the name (DNS rebinding:
+/// an allowed name that resolves to 127.0.0.1 or 169.254.169.254).
+const ALWAYS_PROTECTED: [&str; 9] = [
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "224.0.0.0/3",
+    "::/128",
+    "::1/128",
+    "::ffff:0:0/96",
+    "fe80::/10",
+    "ff00::/8",
+];
+
+/// The always-protected ranges plus the enclave itself.
+pub fn protected_ranges(enclave: &Enclave) -> Vec<IpNet> {
+    let mut v: Vec<IpNet> = ALWAYS_PROTECTED.iter().map(|n| n.parse().expect("valid constant")).collect();
+    v.push(IpNet::V4(enclave.subnet));
+    v
 }
 
 impl Policy {
@@ -189,7 +213,13 @@ impl Policy {
             min_ttl: p.uplink.min_ttl,
             enclave: p.enclave,
             entries: p.entries.clone(),
+            protected: protected_ranges(&p.enclave),
         }
+    }
+
+    /// Whether a DNS answer may open `ip` (see `protected`).
+    pub fn may_learn(&self, ip: IpAddr) -> bool {
+        !self.protected.iter().any(|net| net.contains(&ip))
     }
 
     /// The ports the domain rules give `qname`, if any rule matches.
@@ -307,6 +337,17 @@ mod tests {
         assert_eq!(p.verdict("a.test"), Verdict::Forward { grant: None });
         let p = policy_modes("allowlist", "disabled", "\"a.test\"");
         assert_eq!(p.verdict("a.test"), Verdict::Forward { grant: None });
+    }
+
+    #[test]
+    fn answers_may_not_open_the_machine_the_enclave_or_metadata() {
+        let p = policy_with(&["a.test"]);
+        for ip in ["127.0.0.1", "169.254.169.254", "10.242.0.2", "10.242.0.3", "0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "fe80::1", "::ffff:127.0.0.1"] {
+            assert!(!p.may_learn(ip.parse().unwrap()), "{ip} must be protected");
+        }
+        for ip in ["198.51.100.10", "10.243.0.9", "2001:db8::1"] {
+            assert!(p.may_learn(ip.parse().unwrap()), "{ip} may be learned");
+        }
     }
 
     #[test]

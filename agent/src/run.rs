@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use ipnet::IpNet;
 
 use crate::dns::{self, DnsConfig, Learner};
 use crate::firewall::netlink::NetlinkTransport;
@@ -37,7 +38,7 @@ impl Learner for FirewallLearner {
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let profile = Profile::parse(&opts.profile_text, &opts.profile_origin)?;
-    let policy = Arc::new(Policy::from_profile(&profile));
+    let mut policy = Policy::from_profile(&profile);
     let mut firewall = Firewall::new(Box::new(NetlinkTransport::open()?));
     firewall.install(&Ruleset::lockdown()).context("installing the lockdown ruleset")?;
     tracing::info!("lockdown in force: nothing is forwarded");
@@ -45,7 +46,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let upstreams = upstreams(&policy, &opts)?;
     let report = links::setup(policy.enclave.sentry_ip).await?;
     let interfaces = report.interfaces.clone();
-    tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, removed_routes = report.removed_routes, "interfaces");
+    tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, gateways = ?report.uplink_gateways, removed_routes = report.removed_routes, "interfaces");
+    policy.protected.extend(report.uplink_gateways.iter().map(|gw| IpNet::from(*gw)));
+    let policy = Arc::new(policy);
 
     let input = FirewallInput::new(&policy, upstreams.clone(), interfaces.clone());
     firewall.install(&Ruleset::build(&input)).context("installing the rbm ruleset")?;

@@ -18,7 +18,7 @@ use anyhow::{ensure, Context, Result};
 use rbm_tests::agent::Agent;
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::{
-    ipv4_range, ProbeRun, BOTTLE_V4, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4, WORLD_V6,
+    ipv4_range, ProbeRun, BOTTLE_V4, WORLD_V4, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4, WORLD_V6,
 };
 use rbm_tests::world::setup::{RunningWorld, WorldSetup};
 use rbm_tests::{require_netns, run_ok, static_bin, Ns, Topology};
@@ -73,7 +73,11 @@ fn zone(race: u32) -> String {
          target.other.test.    A     60 198.51.100.50\n\
          never.other.test.     A     60 198.51.100.20\n\
          evil.example.test.    A     60 198.51.100.66\n\
-         six.example.test.     AAAA  60 fd00:99::10\n",
+         six.example.test.     AAAA  60 fd00:99::10\n\
+         rebind.example.test.  A     60 10.243.0.1\n\
+         rebind.example.test.  A     60 127.0.0.1\n\
+         rebind.example.test.  A     60 169.254.169.254\n\
+         rebind.example.test.  A     60 198.51.100.10\n",
     );
     for (i, addr) in ipv4_range(RACE_FIRST, race).iter().enumerate() {
         zone.push_str(&format!("h{}.race.example.test. A 5 {addr}\n", i + 1));
@@ -96,7 +100,7 @@ bottle_ip = "{BOTTLE_V4}"
 [uplink]
 dns = "allowlist"
 access = "allowlist"
-domains = ["a.example.test", "short.example.test", "alias.example.test", "ports.example.test:443", "*.race.example.test", "six.example.test"]
+domains = ["a.example.test", "short.example.test", "alias.example.test", "ports.example.test:443", "*.race.example.test", "six.example.test", "rebind.example.test"]
 cidrs = ["{CIDR}"]
 upstream_dns = ["{upstream}"]
 min_ttl = {MIN_TTL}
@@ -146,6 +150,7 @@ fn world(race: u32) -> Result<Option<(Topology, RunningWorld)>> {
         sock(IN_CIDR, 8080),
         sock(WORLD_V6, 80),
         sock(SIX, 80),
+        sock(WORLD_V4, 80),
     ];
     servers.extend(race_addrs.iter().map(|ip| sock(*ip, RACE_PORT)));
     let world = WorldSetup::new(&zone(race))
@@ -587,6 +592,22 @@ fn learned_ipv6_addresses_open_too() -> Result<()> {
     lab.reaches(sock(SIX, 80))?;
     // Learning one IPv6 address opens that one only.
     lab.blocked(&both(sock(WORLD_V6, 80)))
+}
+
+#[test]
+fn an_allowed_name_cannot_open_the_sentrys_gateway_or_loopback() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    // DNS rebinding: the name is allowed, but three of its addresses are the
+    // machine the sentry runs on (its uplink gateway), loopback and the
+    // cloud metadata address. Only the ordinary address reaches the bottle.
+    let answer = lab.dns("rebind.example.test", &[])?;
+    assert_eq!(str_list(&answer, "addrs")?, [ALLOWED.to_string()], "{answer}");
+    let learned: Vec<String> = lab.status()?["learned"].as_array().unwrap().iter().map(|l| l["addr"].as_str().unwrap_or_default().to_string()).collect();
+    assert_eq!(learned, [ALLOWED.to_string()]);
+    lab.reaches(sock(ALLOWED, 80))?;
+    lab.blocked(&both(sock(WORLD_V4, 80)))
 }
 
 #[test]

@@ -54,17 +54,39 @@ fn owned_by(record: &Record, name: &Name) -> bool {
     record.dns_class == DNSClass::IN && &record.name == name
 }
 
+fn address_of(record: &Record) -> Option<IpAddr> {
+    match &record.data {
+        RData::A(a) => Some(IpAddr::V4(a.0)),
+        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+        _ => None,
+    }
+}
+
+/// Drops the A/AAAA records whose address the policy protects (loopback,
+/// link-local, the enclave...): an allowed name must not open the machine
+/// itself. Returns the records kept and the addresses withheld.
+pub(crate) fn withhold_protected(records: Vec<Record>, policy: &Policy) -> (Vec<Record>, Vec<IpAddr>) {
+    let mut withheld = Vec::new();
+    let kept = records
+        .into_iter()
+        .filter(|r| match address_of(r) {
+            Some(ip) if !policy.may_learn(ip) => {
+                withheld.push(ip);
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    (kept, withheld)
+}
+
 /// One `Learn` per A/AAAA record, open for the record's TTL raised to the
 /// policy's floor.
 pub(crate) fn learn_items(records: &[Record], ports: &Ports, policy: &Policy) -> Vec<Learn> {
     records
         .iter()
         .filter_map(|r| {
-            let addr = match &r.data {
-                RData::A(a) => IpAddr::V4(a.0),
-                RData::AAAA(a) => IpAddr::V6(a.0),
-                _ => return None,
-            };
+            let addr = address_of(r)?;
             let timeout = Duration::from_secs(u64::from(policy.learn_timeout(r.ttl)));
             Some(Learn { addr, ports: ports.clone(), timeout })
         })
@@ -151,5 +173,22 @@ mod tests {
                 Learn { addr: "2001:db8::1".parse().unwrap(), ports: ports.clone(), timeout: Duration::from_secs(300) },
             ]
         );
+    }
+
+    #[test]
+    fn protected_addresses_are_withheld_and_the_rest_kept() {
+        let p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test"]);
+        let records = vec![
+            cname("a.test", "b.test"),
+            a("b.test", "127.0.0.1", 60),
+            a("b.test", "169.254.169.254", 60),
+            a("b.test", "10.242.0.3", 60),
+            a("b.test", "192.0.2.1", 60),
+            aaaa("b.test", "::1", 60),
+        ];
+        let (kept, withheld) = withhold_protected(records, &p);
+        assert_eq!(kept.len(), 2, "the CNAME and 192.0.2.1: {kept:?}");
+        assert_eq!(withheld.len(), 4);
+        assert!(learn_items(&kept, &Ports::All, &p).iter().all(|l| l.addr == "192.0.2.1".parse::<IpAddr>().unwrap()));
     }
 }

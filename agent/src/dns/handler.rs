@@ -9,7 +9,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use super::answer::{cname_chain, learn_items};
+use super::answer::{cname_chain, learn_items, withhold_protected};
 use super::decide::{check_request, decide, Decision};
 use super::upstream::Upstream;
 use super::Learner;
@@ -80,8 +80,13 @@ impl Proxy {
             }
         };
         let rcode = upstream_answer.metadata.response_code;
-        let answers = cname_chain(&query.name, query.query_type, &upstream_answer.answers);
+        let mut answers = cname_chain(&query.name, query.query_type, &upstream_answer.answers);
         if let (ResponseCode::NoError, Some(ports)) = (rcode, grant) {
+            let (kept, withheld) = withhold_protected(answers, &self.policy);
+            if !withheld.is_empty() {
+                tracing::warn!(%name, ?withheld, "the answer names protected addresses; withheld from the bottle");
+            }
+            answers = kept;
             if let Err(error) = self.learn(name, &answers, &ports).await {
                 tracing::error!(%name, %error, "cannot open the answered addresses; answering SERVFAIL");
                 self.shared.count_failed();

@@ -14,6 +14,12 @@ use crate::policy::{DomainRule, Mode, Policy};
 use crate::profile::Enclave;
 
 /// A policy with the given modes and uplink.domains, min_ttl 30.
+const ENCLAVE: Enclave = Enclave {
+    subnet: ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(10, 242, 0, 0), 24),
+    sentry_ip: std::net::Ipv4Addr::new(10, 242, 0, 2),
+    bottle_ip: std::net::Ipv4Addr::new(10, 242, 0, 3),
+};
+
 pub(super) fn policy(dns: Mode, access: Mode, domains: &[&str]) -> Policy {
     Policy {
         dns,
@@ -22,8 +28,9 @@ pub(super) fn policy(dns: Mode, access: Mode, domains: &[&str]) -> Policy {
         cidrs: vec![],
         upstream_dns: vec![],
         min_ttl: 30,
-        enclave: Enclave { subnet: "10.242.0.0/24".parse().unwrap(), sentry_ip: [10, 242, 0, 2].into(), bottle_ip: [10, 242, 0, 3].into() },
+        enclave: ENCLAVE,
         entries: vec![],
+        protected: crate::policy::protected_ranges(&ENCLAVE),
     }
 }
 

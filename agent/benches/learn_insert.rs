@@ -17,7 +17,9 @@ const COUNT: u32 = 10_000;
 const ROUNDS: usize = 7;
 
 fn addrs() -> Vec<IpAddr> {
-    (0..COUNT).map(|i| IpAddr::V4(Ipv4Addr::from(0x0a63_0000 + i))).collect()
+    (0..COUNT)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a63_0000 + i)))
+        .collect()
 }
 
 fn ruleset() -> Ruleset {
@@ -27,7 +29,10 @@ fn ruleset() -> Ruleset {
         upstream_dns: vec![],
         bottle_ip: "10.242.0.3".parse().unwrap(),
         entries: vec![],
-        interfaces: Interfaces { enclave: "eth1".into(), uplink: "eth0".into() },
+        interfaces: Interfaces {
+            enclave: "eth1".into(),
+            uplink: "eth0".into(),
+        },
     })
 }
 
@@ -41,8 +46,17 @@ fn rbm_round(fw: &mut Firewall, items: &[Learn]) -> Duration {
 fn nft_round(fw: &mut Firewall, script: &str) -> Duration {
     fw.install(&ruleset()).unwrap();
     let t = Instant::now();
-    let mut child = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().expect("nft (package nftables)");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft (package nftables)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success(), "nft -f failed");
     t.elapsed()
 }
@@ -60,7 +74,14 @@ fn main() {
     let report = std::thread::spawn(|| {
         // SAFETY: affects only this thread.
         assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
-        let items: Vec<Learn> = addrs().into_iter().map(|addr| Learn { addr, ports: Ports::All, timeout: Duration::from_secs(60) }).collect();
+        let items: Vec<Learn> = addrs()
+            .into_iter()
+            .map(|addr| Learn {
+                addr,
+                ports: Ports::All,
+                timeout: Duration::from_secs(60),
+            })
+            .collect();
         let elems: Vec<String> = addrs().iter().map(|a| format!("{a} timeout 60s")).collect();
         let script = format!("add element inet rbm learned4 {{ {} }}\n", elems.join(", "));
         let mut fw = Firewall::new(Box::new(NetlinkTransport::open().unwrap()));
@@ -76,7 +97,16 @@ fn main() {
     .unwrap();
     let (rbm, nft) = report;
     println!("learn_insert: {COUNT} addresses, median of {ROUNDS} rounds each, interleaved");
-    println!("  rbm netlink batch (add+delete+add, refreshes timeouts): {:>8.2} ms", rbm.as_secs_f64() * 1e3);
-    println!("  nft -f (add only):                                      {:>8.2} ms", nft.as_secs_f64() * 1e3);
-    println!("  ratio rbm / nft: {:.2}", rbm.as_secs_f64() / nft.as_secs_f64());
+    println!(
+        "  rbm netlink batch (add+delete+add, refreshes timeouts): {:>8.2} ms",
+        rbm.as_secs_f64() * 1e3
+    );
+    println!(
+        "  nft -f (add only):                                      {:>8.2} ms",
+        nft.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio rbm / nft: {:.2}",
+        rbm.as_secs_f64() / nft.as_secs_f64()
+    );
 }

@@ -51,8 +51,16 @@ pub struct DefaultRoute {
 /// Pure decision: which default routes to delete and which interface is the
 /// uplink.
 pub fn plan(enclave_index: u32, defaults: &[DefaultRoute]) -> (Vec<usize>, Option<u32>) {
-    let delete = defaults.iter().enumerate().filter(|(_, r)| r.oif == enclave_index).map(|(i, _)| i).collect();
-    let uplink = defaults.iter().find(|r| r.oif != enclave_index).map(|r| r.oif);
+    let delete = defaults
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.oif == enclave_index)
+        .map(|(i, _)| i)
+        .collect();
+    let uplink = defaults
+        .iter()
+        .find(|r| r.oif != enclave_index)
+        .map(|r| r.oif);
     (delete, uplink)
 }
 
@@ -67,7 +75,9 @@ pub async fn setup(sentry_ip: Ipv4Addr) -> Result<LinkReport, LinksError> {
 
 async fn setup_with(handle: &Handle, sentry_ip: Ipv4Addr) -> Result<LinkReport, LinksError> {
     let names = link_names(handle).await?;
-    let enclave_index = index_of_address(handle, IpAddr::V4(sentry_ip)).await?.ok_or(LinksError::NoEnclave(sentry_ip))?;
+    let enclave_index = index_of_address(handle, IpAddr::V4(sentry_ip))
+        .await?
+        .ok_or(LinksError::NoEnclave(sentry_ip))?;
     let enclave = names.get(&enclave_index).cloned().unwrap_or_default();
     let mut routes = default_routes(handle, RouteMessageBuilder::<Ipv4Addr>::new().build()).await?;
     routes.extend(default_routes(handle, RouteMessageBuilder::<Ipv6Addr>::new().build()).await?);
@@ -76,13 +86,26 @@ async fn setup_with(handle: &Handle, sentry_ip: Ipv4Addr) -> Result<LinkReport, 
     for &i in &delete {
         let (route, msg) = &routes[i];
         tracing::info!(dev = %enclave, gateway = ?route.gateway, "deleting the enclave's default route");
-        handle.route().del(msg.clone()).execute().await.map_err(nl)?;
+        handle
+            .route()
+            .del(msg.clone())
+            .execute()
+            .await
+            .map_err(nl)?;
     }
     let uplink_index = uplink.ok_or_else(|| LinksError::NoUplink(enclave.clone()))?;
     let uplink = names.get(&uplink_index).cloned().unwrap_or_default();
-    let uplink_gateways = summary.iter().filter(|r| r.oif == uplink_index).filter_map(|r| r.gateway).collect();
+    let uplink_gateways = summary
+        .iter()
+        .filter(|r| r.oif == uplink_index)
+        .filter_map(|r| r.gateway)
+        .collect();
     check_forwarding(Path::new("/proc/sys/net/ipv4/ip_forward"))?;
-    Ok(LinkReport { interfaces: Interfaces { enclave, uplink }, uplink_gateways, removed_routes: delete.len() })
+    Ok(LinkReport {
+        interfaces: Interfaces { enclave, uplink },
+        uplink_gateways,
+        removed_routes: delete.len(),
+    })
 }
 
 async fn link_names(handle: &Handle) -> Result<HashMap<u32, String>, LinksError> {
@@ -101,7 +124,9 @@ async fn link_names(handle: &Handle) -> Result<HashMap<u32, String>, LinksError>
 async fn index_of_address(handle: &Handle, ip: IpAddr) -> Result<Option<u32>, LinksError> {
     let mut addrs = handle.address().get().execute();
     while let Some(msg) = addrs.try_next().await.map_err(nl)? {
-        let holds = msg.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(x) | AddressAttribute::Local(x) if *x == ip));
+        let holds = msg.attributes.iter().any(
+            |a| matches!(a, AddressAttribute::Address(x) | AddressAttribute::Local(x) if *x == ip),
+        );
         if holds {
             return Ok(Some(msg.header.index));
         }
@@ -109,7 +134,10 @@ async fn index_of_address(handle: &Handle, ip: IpAddr) -> Result<Option<u32>, Li
     Ok(None)
 }
 
-async fn default_routes(handle: &Handle, filter: RouteMessage) -> Result<Vec<(DefaultRoute, RouteMessage)>, LinksError> {
+async fn default_routes(
+    handle: &Handle,
+    filter: RouteMessage,
+) -> Result<Vec<(DefaultRoute, RouteMessage)>, LinksError> {
     let mut routes = handle.route().get(filter).execute();
     let mut out = Vec::new();
     while let Some(msg) = routes.try_next().await.map_err(nl)? {
@@ -121,8 +149,12 @@ async fn default_routes(handle: &Handle, filter: RouteMessage) -> Result<Vec<(De
             _ => None,
         });
         let gateway = msg.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Gateway(rtnetlink::packet_route::route::RouteAddress::Inet(g)) => Some(IpAddr::V4(*g)),
-            RouteAttribute::Gateway(rtnetlink::packet_route::route::RouteAddress::Inet6(g)) => Some(IpAddr::V6(*g)),
+            RouteAttribute::Gateway(rtnetlink::packet_route::route::RouteAddress::Inet(g)) => {
+                Some(IpAddr::V4(*g))
+            }
+            RouteAttribute::Gateway(rtnetlink::packet_route::route::RouteAddress::Inet6(g)) => {
+                Some(IpAddr::V6(*g))
+            }
             _ => None,
         });
         if let Some(oif) = oif {
@@ -133,11 +165,16 @@ async fn default_routes(handle: &Handle, filter: RouteMessage) -> Result<Vec<(De
 }
 
 fn check_forwarding(path: &Path) -> Result<(), LinksError> {
-    let value = std::fs::read_to_string(path).map_err(|e| LinksError::ForwardingOff(format!("cannot read {}: {e}", path.display())))?;
+    let value = std::fs::read_to_string(path)
+        .map_err(|e| LinksError::ForwardingOff(format!("cannot read {}: {e}", path.display())))?;
     if value.trim() == "1" {
         Ok(())
     } else {
-        Err(LinksError::ForwardingOff(format!("{} is {}", path.display(), value.trim())))
+        Err(LinksError::ForwardingOff(format!(
+            "{} is {}",
+            path.display(),
+            value.trim()
+        )))
     }
 }
 

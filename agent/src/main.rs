@@ -10,7 +10,11 @@ use rbm_agent::run::{run, RunOptions};
 use rbm_agent::status;
 
 #[derive(Parser)]
-#[command(name = "rbm-agent", version, about = "The rbm sentry's filtering agent: nftables over netlink and a DNS allowlist proxy")]
+#[command(
+    name = "rbm-agent",
+    version,
+    about = "The rbm sentry's filtering agent: nftables over netlink and a DNS allowlist proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -49,7 +53,11 @@ fn main() -> ExitCode {
         resolv_conf: "/etc/resolv.conf".into(),
     });
     match command {
-        Command::Run { profile, control, resolv_conf } => start(profile, control, resolv_conf),
+        Command::Run {
+            profile,
+            control,
+            resolv_conf,
+        } => start(profile, control, resolv_conf),
         Command::Status { json, control } => show_status(json, &control),
         Command::Check { profile } => match Profile::load(&profile) {
             Ok(p) => {
@@ -68,11 +76,19 @@ fn start(profile: Option<PathBuf>, control: PathBuf, resolv_conf: PathBuf) -> Ex
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RBM_LOG").unwrap_or_else(|_| "info,hickory_server=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RBM_LOG")
+                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
+        )
         .init();
     let result = read_profile(profile).and_then(|(text, origin)| {
         let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-        runtime.block_on(run(RunOptions { profile_text: text, profile_origin: origin, control, resolv_conf }))
+        runtime.block_on(run(RunOptions {
+            profile_text: text,
+            profile_origin: origin,
+            control,
+            resolv_conf,
+        }))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,9 +102,15 @@ fn start(profile: Option<PathBuf>, control: PathBuf, resolv_conf: PathBuf) -> Ex
 
 fn read_profile(path: Option<PathBuf>) -> anyhow::Result<(String, PathBuf)> {
     match path {
-        Some(p) => Ok((std::fs::read_to_string(&p).with_context(|| format!("cannot read profile {}", p.display()))?, p)),
+        Some(p) => Ok((
+            std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read profile {}", p.display()))?,
+            p,
+        )),
         None => {
-            let text = std::env::var("RBM_PROFILE").context("no profile: pass --profile FILE or set RBM_PROFILE to the profile's TOML text")?;
+            let text = std::env::var("RBM_PROFILE").context(
+                "no profile: pass --profile FILE or set RBM_PROFILE to the profile's TOML text",
+            )?;
             Ok((text, PathBuf::from("$RBM_PROFILE")))
         }
     }
@@ -98,7 +120,10 @@ fn show_status(json: bool, control: &std::path::Path) -> ExitCode {
     match status::query(control) {
         Ok(report) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             } else {
                 print!("{}", status::render(&report));
             }

@@ -65,7 +65,10 @@ pub struct RuleError {
 }
 
 fn rule_err(message: impl Into<String>, fix: &str) -> RuleError {
-    RuleError { message: message.into(), fix: fix.to_string() }
+    RuleError {
+        message: message.into(),
+        fix: fix.to_string(),
+    }
 }
 
 const NAME_FIX: &str = "write a DNS name like \"pypi.org\" or \"*.pythonhosted.org\", optionally with \":443\" or \":22,443\"";
@@ -82,7 +85,11 @@ impl DomainRule {
         };
         let name = normalize(bare);
         check_name(&name)?;
-        Ok(DomainRule { name, wildcard, ports })
+        Ok(DomainRule {
+            name,
+            wildcard,
+            ports,
+        })
     }
 
     /// Does this rule cover `qname` (already normalized)?
@@ -135,21 +142,38 @@ fn check_name(name: &str) -> Result<(), RuleError> {
         return Err(rule_err("the name is empty", NAME_FIX));
     }
     if name.len() > 253 {
-        return Err(rule_err(format!("the name is {} characters long, more than 253", name.len()), NAME_FIX));
+        return Err(rule_err(
+            format!("the name is {} characters long, more than 253", name.len()),
+            NAME_FIX,
+        ));
     }
     for label in name.split('.') {
         if label.is_empty() {
-            return Err(rule_err("has an empty label (two dots in a row, or a leading dot)", NAME_FIX));
+            return Err(rule_err(
+                "has an empty label (two dots in a row, or a leading dot)",
+                NAME_FIX,
+            ));
         }
         if label.contains('*') {
-            return Err(rule_err("a wildcard is only allowed as the whole first label, as in \"*.example.org\"", NAME_FIX));
+            return Err(rule_err(
+                "a wildcard is only allowed as the whole first label, as in \"*.example.org\"",
+                NAME_FIX,
+            ));
         }
         if label.len() > 63 {
-            return Err(rule_err(format!("label {label:?} is longer than 63 characters"), NAME_FIX));
+            return Err(rule_err(
+                format!("label {label:?} is longer than 63 characters"),
+                NAME_FIX,
+            ));
         }
-        let ok_chars = label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let ok_chars = label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok_chars || label.starts_with('-') || label.ends_with('-') {
-            return Err(rule_err(format!("label {label:?} has characters a DNS name cannot have"), NAME_FIX));
+            return Err(rule_err(
+                format!("label {label:?} has characters a DNS name cannot have"),
+                NAME_FIX,
+            ));
         }
     }
     Ok(())
@@ -197,7 +221,10 @@ const ALWAYS_PROTECTED: [&str; 9] = [
 
 /// The always-protected ranges plus the enclave itself.
 pub fn protected_ranges(enclave: &Enclave) -> Vec<IpNet> {
-    let mut v: Vec<IpNet> = ALWAYS_PROTECTED.iter().map(|n| n.parse().expect("valid constant")).collect();
+    let mut v: Vec<IpNet> = ALWAYS_PROTECTED
+        .iter()
+        .map(|n| n.parse().expect("valid constant"))
+        .collect();
     v.push(IpNet::V4(enclave.subnet));
     v
 }
@@ -238,11 +265,19 @@ impl Policy {
 
     pub fn verdict(&self, qname: &str) -> Verdict {
         let grant = self.grant_for(qname);
-        let learn = |g: Option<Ports>| if self.access == Mode::Allowlist { g } else { None };
+        let learn = |g: Option<Ports>| {
+            if self.access == Mode::Allowlist {
+                g
+            } else {
+                None
+            }
+        };
         match (self.dns, grant) {
             (Mode::Disabled, _) => Verdict::Refuse,
             (Mode::Allowlist, None) => Verdict::Refuse,
-            (Mode::Allowlist, Some(g)) => Verdict::Forward { grant: learn(Some(g)) },
+            (Mode::Allowlist, Some(g)) => Verdict::Forward {
+                grant: learn(Some(g)),
+            },
             (Mode::Global, g) => Verdict::Forward { grant: learn(g) },
         }
     }
@@ -292,27 +327,63 @@ mod tests {
 
     #[test]
     fn ports_parse_and_union() {
-        assert_eq!(rule("github.com:22,443").ports, Ports::Only([22, 443].into()));
+        assert_eq!(
+            rule("github.com:22,443").ports,
+            Ports::Only([22, 443].into())
+        );
         assert_eq!(rule("github.com").ports, Ports::All);
-        assert_eq!(rule("*.GitHub.com:443,22").to_string(), "*.github.com:22,443");
+        assert_eq!(
+            rule("*.GitHub.com:443,22").to_string(),
+            "*.github.com:22,443"
+        );
         let p = policy_with(&["github.com:22", "github.com:443"]);
-        assert_eq!(p.grant_for("github.com"), Some(Ports::Only([22, 443].into())));
+        assert_eq!(
+            p.grant_for("github.com"),
+            Some(Ports::Only([22, 443].into()))
+        );
         let p = policy_with(&["*.example.org:443", "a.example.org"]);
         assert_eq!(p.grant_for("a.example.org"), Some(Ports::All));
-        assert_eq!(p.grant_for("b.example.org"), Some(Ports::Only([443].into())));
+        assert_eq!(
+            p.grant_for("b.example.org"),
+            Some(Ports::Only([443].into()))
+        );
     }
 
     #[test]
     fn bad_names_are_rejected() {
-        for bad in ["", "a..b", ".a.b", "a.*.b", "*", "**.a", "a*.b", "-a.b", "a b.c", "x.org:0", "x.org:", "x.org:65536", "x.org:a"] {
-            assert!(DomainRule::parse(bad).is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "a..b",
+            ".a.b",
+            "a.*.b",
+            "*",
+            "**.a",
+            "a*.b",
+            "-a.b",
+            "a b.c",
+            "x.org:0",
+            "x.org:",
+            "x.org:65536",
+            "x.org:a",
+        ] {
+            assert!(
+                DomainRule::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         let long = format!("{}.org", ["abcdefghij"; 25].join("."));
-        assert!(DomainRule::parse(&long).unwrap_err().message.contains("253"));
+        assert!(DomainRule::parse(&long)
+            .unwrap_err()
+            .message
+            .contains("253"));
     }
 
     fn policy_with(domains: &[&str]) -> Policy {
-        let list = domains.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(", ");
+        let list = domains
+            .iter()
+            .map(|d| format!("{d:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         policy_modes("allowlist", "allowlist", &list)
     }
 
@@ -326,10 +397,20 @@ mod tests {
     #[test]
     fn verdicts_follow_modes() {
         let p = policy_modes("allowlist", "allowlist", "\"a.test\"");
-        assert_eq!(p.verdict("a.test"), Verdict::Forward { grant: Some(Ports::All) });
+        assert_eq!(
+            p.verdict("a.test"),
+            Verdict::Forward {
+                grant: Some(Ports::All)
+            }
+        );
         assert_eq!(p.verdict("b.test"), Verdict::Refuse);
         let p = policy_modes("global", "allowlist", "\"a.test\"");
-        assert_eq!(p.verdict("a.test"), Verdict::Forward { grant: Some(Ports::All) });
+        assert_eq!(
+            p.verdict("a.test"),
+            Verdict::Forward {
+                grant: Some(Ports::All)
+            }
+        );
         assert_eq!(p.verdict("b.test"), Verdict::Forward { grant: None });
         let p = policy_modes("disabled", "allowlist", "\"a.test\"");
         assert_eq!(p.verdict("a.test"), Verdict::Refuse);
@@ -342,7 +423,18 @@ mod tests {
     #[test]
     fn answers_may_not_open_the_machine_the_enclave_or_metadata() {
         let p = policy_with(&["a.test"]);
-        for ip in ["127.0.0.1", "169.254.169.254", "10.242.0.2", "10.242.0.3", "0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "10.242.0.2",
+            "10.242.0.3",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!p.may_learn(ip.parse().unwrap()), "{ip} must be protected");
         }
         for ip in ["198.51.100.10", "10.243.0.9", "2001:db8::1"] {
@@ -357,6 +449,10 @@ mod tests {
         assert_eq!(p.learn_timeout(300), 300);
         let mut p0 = p.clone();
         p0.min_ttl = 0;
-        assert_eq!(p0.learn_timeout(0), 1, "a zero timeout would mean 'never expires' to the kernel");
+        assert_eq!(
+            p0.learn_timeout(0),
+            1,
+            "a zero timeout would mean 'never expires' to the kernel"
+        );
     }
 }

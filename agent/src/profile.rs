@@ -22,7 +22,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "field `{}`: {}; fix: {}", self.field, self.message, self.fix)
+        write!(
+            f,
+            "field `{}`: {}; fix: {}",
+            self.field, self.message, self.fix
+        )
     }
 }
 
@@ -37,7 +41,10 @@ pub enum ProfileError {
     #[error("profile {file} is not valid TOML for rbm: {message}")]
     Syntax { file: PathBuf, message: String },
     #[error("profile {file} is invalid:\n{}", list(.problems))]
-    Invalid { file: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 fn list(problems: &[Problem]) -> String {
@@ -307,7 +314,8 @@ impl Validator {
     fn moniker(&mut self, m: &str) {
         let ok = (2..=12).contains(&m.len())
             && m.starts_with(|c: char| c.is_ascii_lowercase())
-            && m.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            && m.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !ok {
             self.fail(
                 "moniker",
@@ -319,18 +327,30 @@ impl Validator {
 
     fn bottle(&mut self, raw: RawBottle) -> Bottle {
         if raw.image.trim().is_empty() {
-            self.fail("bottle.image", "is empty", "name a local image, e.g. \"localhost/rbm-demo-bottle:latest\"");
+            self.fail(
+                "bottle.image",
+                "is empty",
+                "name a local image, e.g. \"localhost/rbm-demo-bottle:latest\"",
+            );
         }
         if let Some(cmd) = &raw.command {
             if cmd.is_empty() {
-                self.fail("bottle.command", "is an empty list", "remove it to use the image's command, or give the program and its arguments");
+                self.fail(
+                    "bottle.command",
+                    "is an empty list",
+                    "remove it to use the image's command, or give the program and its arguments",
+                );
             }
         }
         for key in raw.env.keys() {
             let ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
-                self.fail(&format!("bottle.env.{key}"), "is not a valid environment variable name", "use letters, digits and _ only, not starting with a digit");
+                self.fail(
+                    &format!("bottle.env.{key}"),
+                    "is not a valid environment variable name",
+                    "use letters, digits and _ only, not starting with a digit",
+                );
             }
         }
         for (i, vol) in raw.volumes.iter().enumerate() {
@@ -338,7 +358,11 @@ impl Validator {
         }
         if let Some(w) = &raw.workdir {
             if !w.starts_with('/') {
-                self.fail("bottle.workdir", format!("{w:?} is not an absolute path"), "write the path inside the bottle starting with /");
+                self.fail(
+                    "bottle.workdir",
+                    format!("{w:?} is not an absolute path"),
+                    "write the path inside the bottle starting with /",
+                );
             }
         }
         Bottle {
@@ -357,7 +381,11 @@ impl Validator {
         if !(2..=3).contains(&parts.len()) || parts[0].is_empty() {
             self.fail(&field, format!("{vol:?} is not in podman -v form"), fix);
         } else if !parts[1].starts_with('/') {
-            self.fail(&field, format!("bottle path {:?} is not absolute", parts[1]), fix);
+            self.fail(
+                &field,
+                format!("bottle path {:?} is not absolute", parts[1]),
+                fix,
+            );
         }
     }
 
@@ -367,22 +395,49 @@ impl Validator {
         let bottle_ip = self.ipv4("enclave.bottle_ip", &raw.bottle_ip);
         let (subnet, sentry_ip, bottle_ip) = (subnet?, sentry_ip?, bottle_ip?);
         if subnet.prefix_len() > 29 {
-            self.fail("enclave.subnet", format!("{subnet} is too small"), "use a /29 or larger, e.g. /24");
+            self.fail(
+                "enclave.subnet",
+                format!("{subnet} is too small"),
+                "use a /29 or larger, e.g. /24",
+            );
             return None;
         }
-        for (field, ip) in [("enclave.sentry_ip", sentry_ip), ("enclave.bottle_ip", bottle_ip)] {
+        for (field, ip) in [
+            ("enclave.sentry_ip", sentry_ip),
+            ("enclave.bottle_ip", bottle_ip),
+        ] {
             if !subnet.contains(&ip) {
-                self.fail(field, format!("{ip} is outside enclave.subnet {subnet}"), format!("pick an address inside {subnet}"));
+                self.fail(
+                    field,
+                    format!("{ip} is outside enclave.subnet {subnet}"),
+                    format!("pick an address inside {subnet}"),
+                );
             } else if ip == subnet.network() || ip == subnet.broadcast() {
-                self.fail(field, format!("{ip} is the network or broadcast address of {subnet}"), format!("pick a host address between {} and {}", subnet.hosts().next().unwrap_or(ip), subnet.hosts().last().unwrap_or(ip)));
+                self.fail(
+                    field,
+                    format!("{ip} is the network or broadcast address of {subnet}"),
+                    format!(
+                        "pick a host address between {} and {}",
+                        subnet.hosts().next().unwrap_or(ip),
+                        subnet.hosts().last().unwrap_or(ip)
+                    ),
+                );
             } else if ip == first_host(subnet) {
                 self.fail(field, format!("{ip} is the first host of {subnet}, which Podman keeps for the network's gateway"), "use .2 for the sentry and .3 for the bottle");
             }
         }
         if sentry_ip == bottle_ip {
-            self.fail("enclave.bottle_ip", format!("is the same address as enclave.sentry_ip ({sentry_ip})"), "give the bottle its own address");
+            self.fail(
+                "enclave.bottle_ip",
+                format!("is the same address as enclave.sentry_ip ({sentry_ip})"),
+                "give the bottle its own address",
+            );
         }
-        Some(Enclave { subnet, sentry_ip, bottle_ip })
+        Some(Enclave {
+            subnet,
+            sentry_ip,
+            bottle_ip,
+        })
     }
 
     fn uplink(&mut self, raw: RawUplink, enclave: Option<&Enclave>) -> Uplink {
@@ -393,7 +448,11 @@ impl Validator {
             .filter_map(|(i, d)| match DomainRule::parse(d) {
                 Ok(rule) => Some(rule),
                 Err(e) => {
-                    self.fail(&format!("uplink.domains[{i}]"), format!("{d:?}: {}", e.message), e.fix);
+                    self.fail(
+                        &format!("uplink.domains[{i}]"),
+                        format!("{d:?}: {}", e.message),
+                        e.fix,
+                    );
                     None
                 }
             })
@@ -421,7 +480,11 @@ impl Validator {
             None => DEFAULT_MIN_TTL,
             Some(t) if (0..=MAX_MIN_TTL).contains(&t) => t as u32,
             Some(t) => {
-                self.fail("uplink.min_ttl", format!("{t} is out of range"), format!("use 0 to {MAX_MIN_TTL} seconds"));
+                self.fail(
+                    "uplink.min_ttl",
+                    format!("{t} is out of range"),
+                    format!("use 0 to {MAX_MIN_TTL} seconds"),
+                );
                 DEFAULT_MIN_TTL
             }
         };
@@ -429,28 +492,52 @@ impl Validator {
             let net = self.ipv4_net("uplink.subnet", s, "\"10.243.0.0/24\"")?;
             if let Some(e) = enclave {
                 if net.contains(&e.subnet.network()) || e.subnet.contains(&net.network()) {
-                    self.fail("uplink.subnet", format!("{net} overlaps enclave.subnet {}", e.subnet), "use a separate range");
+                    self.fail(
+                        "uplink.subnet",
+                        format!("{net} overlaps enclave.subnet {}", e.subnet),
+                        "use a separate range",
+                    );
                 }
             }
             Some(net)
         });
-        Uplink { dns: raw.dns, access: raw.access, domains, cidrs, upstream_dns, min_ttl, subnet }
+        Uplink {
+            dns: raw.dns,
+            access: raw.access,
+            domains,
+            cidrs,
+            upstream_dns,
+            min_ttl,
+            subnet,
+        }
     }
 
     fn cidr(&mut self, field: &str, s: &str) -> Option<IpNet> {
         let net: IpNet = match s.parse() {
             Ok(n) => n,
             Err(_) => {
-                self.fail(field, format!("{s:?} is not a CIDR"), "write ADDRESS/PREFIX, e.g. \"160.79.104.0/23\" or \"2001:db8::/32\"");
+                self.fail(
+                    field,
+                    format!("{s:?} is not a CIDR"),
+                    "write ADDRESS/PREFIX, e.g. \"160.79.104.0/23\" or \"2001:db8::/32\"",
+                );
                 return None;
             }
         };
         if net.trunc() != net {
-            self.fail(field, format!("{s} has host bits set"), format!("write {}", net.trunc()));
+            self.fail(
+                field,
+                format!("{s} has host bits set"),
+                format!("write {}", net.trunc()),
+            );
             return None;
         }
         if net.prefix_len() == 0 {
-            self.fail(field, format!("{s} would allow every address"), "set uplink.access = \"global\" if that is what you mean");
+            self.fail(
+                field,
+                format!("{s} would allow every address"),
+                "set uplink.access = \"global\" if that is what you mean",
+            );
             return None;
         }
         Some(net)
@@ -458,12 +545,20 @@ impl Validator {
 
     fn upstream(&mut self, field: &str, s: &str, enclave: Option<&Enclave>) -> Option<IpAddr> {
         let Ok(ip) = s.parse::<IpAddr>() else {
-            self.fail(field, format!("{s:?} is not an IP address"), "write a resolver address such as \"192.0.2.53\"");
+            self.fail(
+                field,
+                format!("{s:?} is not an IP address"),
+                "write a resolver address such as \"192.0.2.53\"",
+            );
             return None;
         };
         if let (IpAddr::V4(v4), Some(e)) = (ip, enclave) {
             if e.subnet.contains(&v4) {
-                self.fail(field, format!("{ip} is inside the enclave"), "name a resolver on the uplink side");
+                self.fail(
+                    field,
+                    format!("{ip} is inside the enclave"),
+                    "name a resolver on the uplink side",
+                );
             }
         }
         Some(ip)
@@ -475,12 +570,22 @@ impl Validator {
         for (i, e) in raw.iter().enumerate() {
             let host = self.port(&format!("entry[{i}].host_port"), e.host_port);
             let bottle = self.port(&format!("entry[{i}].bottle_port"), e.bottle_port);
-            let (Some(host_port), Some(bottle_port)) = (host, bottle) else { continue };
+            let (Some(host_port), Some(bottle_port)) = (host, bottle) else {
+                continue;
+            };
             if !seen.insert((host_port, e.protocol)) {
-                self.fail(&format!("entry[{i}].host_port"), format!("{host_port}/{} is published twice", e.protocol.as_str()), "give each entry its own host_port");
+                self.fail(
+                    &format!("entry[{i}].host_port"),
+                    format!("{host_port}/{} is published twice", e.protocol.as_str()),
+                    "give each entry its own host_port",
+                );
                 continue;
             }
-            out.push(Entry { host_port, bottle_port, protocol: e.protocol });
+            out.push(Entry {
+                host_port,
+                bottle_port,
+                protocol: e.protocol,
+            });
         }
         out
     }
@@ -499,7 +604,11 @@ impl Validator {
         match s.parse() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                self.fail(field, format!("{s:?} is not an IPv4 address"), "write it like \"10.242.0.2\"");
+                self.fail(
+                    field,
+                    format!("{s:?} is not an IPv4 address"),
+                    "write it like \"10.242.0.2\"",
+                );
                 None
             }
         }
@@ -509,12 +618,20 @@ impl Validator {
         let net: Ipv4Net = match s.parse() {
             Ok(n) => n,
             Err(_) => {
-                self.fail(field, format!("{s:?} is not an IPv4 CIDR"), format!("write it like {example}"));
+                self.fail(
+                    field,
+                    format!("{s:?} is not an IPv4 CIDR"),
+                    format!("write it like {example}"),
+                );
                 return None;
             }
         };
         if net.trunc() != net {
-            self.fail(field, format!("{s} has host bits set"), format!("write {}", net.trunc()));
+            self.fail(
+                field,
+                format!("{s} has host bits set"),
+                format!("write {}", net.trunc()),
+            );
             return None;
         }
         Some(net)
@@ -577,7 +694,9 @@ protocol = "tcp"
     }
 
     fn has(problems: &[Problem], field: &str, needle: &str) -> bool {
-        problems.iter().any(|p| p.field == field && p.to_string().contains(needle))
+        problems
+            .iter()
+            .any(|p| p.field == field && p.to_string().contains(needle))
     }
 
     #[test]
@@ -585,14 +704,26 @@ protocol = "tcp"
         let p = parse(GOOD).unwrap();
         assert_eq!(p.moniker, "demo");
         assert_eq!(p.uplink.domains.len(), 3);
-        assert_eq!(p.entries, vec![Entry { host_port: 8890, bottle_port: 8888, protocol: Protocol::Tcp }]);
+        assert_eq!(
+            p.entries,
+            vec![Entry {
+                host_port: 8890,
+                bottle_port: 8888,
+                protocol: Protocol::Tcp
+            }]
+        );
         assert_eq!(p.names().sentry, "rbm-demo-sentry");
-        assert_eq!(p.volumes_resolved(Path::new("/p")), vec!["/p/./work:/workspace".to_string()]);
+        assert_eq!(
+            p.volumes_resolved(Path::new("/p")),
+            vec!["/p/./work:/workspace".to_string()]
+        );
     }
 
     #[test]
     fn unknown_field_names_file_and_field() {
-        let err = parse(&with("workdir =", "wrkdir =")).unwrap_err().to_string();
+        let err = parse(&with("workdir =", "wrkdir ="))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("profiles/x.toml"), "{err}");
         assert!(err.contains("wrkdir"), "{err}");
         assert!(err.contains("remove it or check its spelling"), "{err}");
@@ -600,41 +731,86 @@ protocol = "tcp"
 
     #[test]
     fn bad_mode_is_syntax_error() {
-        let err = parse(&with("dns = \"allowlist\"", "dns = \"some\"")).unwrap_err().to_string();
+        let err = parse(&with("dns = \"allowlist\"", "dns = \"some\""))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("some") && err.contains("allowlist"), "{err}");
     }
 
     #[test]
     fn moniker_rules() {
-        assert!(has(&problems(&with("\"demo\"", "\"Demo\"")), "moniker", "lowercase"));
-        assert!(has(&problems(&with("\"demo\"", "\"d\"")), "moniker", "2 to 12"));
-        assert!(has(&problems(&with("\"demo\"", "\"abcdefghijklm\"")), "moniker", "2 to 12"));
-        assert!(has(&problems(&with("\"demo\"", "\"1demo\"")), "moniker", "lowercase letter"));
+        assert!(has(
+            &problems(&with("\"demo\"", "\"Demo\"")),
+            "moniker",
+            "lowercase"
+        ));
+        assert!(has(
+            &problems(&with("\"demo\"", "\"d\"")),
+            "moniker",
+            "2 to 12"
+        ));
+        assert!(has(
+            &problems(&with("\"demo\"", "\"abcdefghijklm\"")),
+            "moniker",
+            "2 to 12"
+        ));
+        assert!(has(
+            &problems(&with("\"demo\"", "\"1demo\"")),
+            "moniker",
+            "lowercase letter"
+        ));
     }
 
     #[test]
     fn enclave_rules() {
-        let p = problems(&with("bottle_ip = \"10.242.0.3\"", "bottle_ip = \"10.242.1.3\""));
+        let p = problems(&with(
+            "bottle_ip = \"10.242.0.3\"",
+            "bottle_ip = \"10.242.1.3\"",
+        ));
         assert!(has(&p, "enclave.bottle_ip", "outside enclave.subnet"));
-        let p = problems(&with("bottle_ip = \"10.242.0.3\"", "bottle_ip = \"10.242.0.2\""));
+        let p = problems(&with(
+            "bottle_ip = \"10.242.0.3\"",
+            "bottle_ip = \"10.242.0.2\"",
+        ));
         assert!(has(&p, "enclave.bottle_ip", "same address"));
-        let p = problems(&with("bottle_ip = \"10.242.0.3\"", "bottle_ip = \"10.242.0.255\""));
+        let p = problems(&with(
+            "bottle_ip = \"10.242.0.3\"",
+            "bottle_ip = \"10.242.0.255\"",
+        ));
         assert!(has(&p, "enclave.bottle_ip", "broadcast"));
-        let p = problems(&with("sentry_ip = \"10.242.0.2\"", "sentry_ip = \"10.242.0.0\""));
+        let p = problems(&with(
+            "sentry_ip = \"10.242.0.2\"",
+            "sentry_ip = \"10.242.0.0\"",
+        ));
         assert!(has(&p, "enclave.sentry_ip", "network or broadcast"));
-        let p = problems(&with("sentry_ip = \"10.242.0.2\"", "sentry_ip = \"10.242.0.1\""));
+        let p = problems(&with(
+            "sentry_ip = \"10.242.0.2\"",
+            "sentry_ip = \"10.242.0.1\"",
+        ));
         assert!(has(&p, "enclave.sentry_ip", "gateway"));
-        let p = problems(&with("subnet = \"10.242.0.0/24\"", "subnet = \"10.242.0.0/33\""));
+        let p = problems(&with(
+            "subnet = \"10.242.0.0/24\"",
+            "subnet = \"10.242.0.0/33\"",
+        ));
         assert!(has(&p, "enclave.subnet", "not an IPv4 CIDR"));
-        let p = problems(&with("subnet = \"10.242.0.0/24\"", "subnet = \"10.242.0.7/24\""));
+        let p = problems(&with(
+            "subnet = \"10.242.0.0/24\"",
+            "subnet = \"10.242.0.7/24\"",
+        ));
         assert!(has(&p, "enclave.subnet", "write 10.242.0.0/24"));
-        let p = problems(&with("subnet = \"10.243.0.0/24\"", "subnet = \"10.242.0.0/16\""));
+        let p = problems(&with(
+            "subnet = \"10.243.0.0/24\"",
+            "subnet = \"10.242.0.0/16\"",
+        ));
         assert!(has(&p, "uplink.subnet", "overlaps"));
     }
 
     #[test]
     fn domain_rules_are_checked_with_index() {
-        let p = problems(&with("\"pypi.org\",", "\"pypi..org\", \"a.*.org\", \"x.org:0\", \"y.org:70000\","));
+        let p = problems(&with(
+            "\"pypi.org\",",
+            "\"pypi..org\", \"a.*.org\", \"x.org:0\", \"y.org:70000\",",
+        ));
         assert!(has(&p, "uplink.domains[0]", "empty label"));
         assert!(has(&p, "uplink.domains[1]", "wildcard"));
         assert!(has(&p, "uplink.domains[2]", "port"));
@@ -646,7 +822,10 @@ protocol = "tcp"
 
     #[test]
     fn empty_domains_with_allowlist_dns_is_explained() {
-        let text = with("domains = [\"pypi.org\", \"*.pythonhosted.org\", \"github.com:22,443\"]", "domains = []");
+        let text = with(
+            "domains = [\"pypi.org\", \"*.pythonhosted.org\", \"github.com:22,443\"]",
+            "domains = []",
+        );
         let p = problems(&text);
         assert!(has(&p, "uplink.domains", "could resolve no name"));
         let text = text.replace("dns = \"allowlist\"", "dns = \"disabled\"");
@@ -655,7 +834,10 @@ protocol = "tcp"
 
     #[test]
     fn cidr_rules() {
-        let p = problems(&with("\"160.79.104.0/23\"", "\"160.79.105.0/23\", \"nope\", \"0.0.0.0/0\""));
+        let p = problems(&with(
+            "\"160.79.104.0/23\"",
+            "\"160.79.105.0/23\", \"nope\", \"0.0.0.0/0\"",
+        ));
         assert!(has(&p, "uplink.cidrs[0]", "write 160.79.104.0/23"));
         assert!(has(&p, "uplink.cidrs[1]", "not a CIDR"));
         assert!(has(&p, "uplink.cidrs[2]", "access = \"global\""));
@@ -676,13 +858,41 @@ protocol = "tcp"
 
     #[test]
     fn other_rules() {
-        assert!(has(&problems(&with("min_ttl = 30", "min_ttl = -1")), "uplink.min_ttl", "out of range"));
-        assert!(has(&problems(&with("\"192.0.2.53\"", "\"10.242.0.9\"")), "uplink.upstream_dns[0]", "inside the enclave"));
-        assert!(has(&problems(&with("\"192.0.2.53\"", "\"dns.google\"")), "uplink.upstream_dns[0]", "not an IP"));
-        assert!(has(&problems(&with("\"./work:/workspace\"", "\"./work\"")), "bottle.volumes[0]", "podman -v"));
-        assert!(has(&problems(&with("\"./work:/workspace\"", "\"./work:workspace\"")), "bottle.volumes[0]", "not absolute"));
-        assert!(has(&problems(&with("workdir = \"/workspace\"", "workdir = \"w\"")), "bottle.workdir", "absolute"));
-        assert!(has(&problems(&with("KEY =", "\"1KEY\" =")), "bottle.env.1KEY", "environment variable"));
+        assert!(has(
+            &problems(&with("min_ttl = 30", "min_ttl = -1")),
+            "uplink.min_ttl",
+            "out of range"
+        ));
+        assert!(has(
+            &problems(&with("\"192.0.2.53\"", "\"10.242.0.9\"")),
+            "uplink.upstream_dns[0]",
+            "inside the enclave"
+        ));
+        assert!(has(
+            &problems(&with("\"192.0.2.53\"", "\"dns.google\"")),
+            "uplink.upstream_dns[0]",
+            "not an IP"
+        ));
+        assert!(has(
+            &problems(&with("\"./work:/workspace\"", "\"./work\"")),
+            "bottle.volumes[0]",
+            "podman -v"
+        ));
+        assert!(has(
+            &problems(&with("\"./work:/workspace\"", "\"./work:workspace\"")),
+            "bottle.volumes[0]",
+            "not absolute"
+        ));
+        assert!(has(
+            &problems(&with("workdir = \"/workspace\"", "workdir = \"w\"")),
+            "bottle.workdir",
+            "absolute"
+        ));
+        assert!(has(
+            &problems(&with("KEY =", "\"1KEY\" =")),
+            "bottle.env.1KEY",
+            "environment variable"
+        ));
     }
 
     #[test]

@@ -40,32 +40,50 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let profile = Profile::parse(&opts.profile_text, &opts.profile_origin)?;
     let mut policy = Policy::from_profile(&profile);
     let mut firewall = Firewall::new(Box::new(NetlinkTransport::open()?));
-    firewall.install(&Ruleset::lockdown()).context("installing the lockdown ruleset")?;
+    firewall
+        .install(&Ruleset::lockdown())
+        .context("installing the lockdown ruleset")?;
     tracing::info!("lockdown in force: nothing is forwarded");
 
     let upstreams = upstreams(&policy, &opts)?;
     let report = links::setup(policy.enclave.sentry_ip).await?;
     let interfaces = report.interfaces.clone();
     tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, gateways = ?report.uplink_gateways, removed_routes = report.removed_routes, "interfaces");
-    policy.protected.extend(report.uplink_gateways.iter().map(|gw| IpNet::from(*gw)));
+    policy
+        .protected
+        .extend(report.uplink_gateways.iter().map(|gw| IpNet::from(*gw)));
     let policy = Arc::new(policy);
 
     let input = FirewallInput::new(&policy, upstreams.clone(), interfaces.clone());
-    firewall.install(&Ruleset::build(&input)).context("installing the rbm ruleset")?;
+    firewall
+        .install(&Ruleset::build(&input))
+        .context("installing the rbm ruleset")?;
     tracing::info!(access = policy.access.as_str(), "filter in force");
 
     let firewall = Arc::new(Mutex::new(firewall));
     let shared = Arc::new(Shared::default());
     let config = DnsConfig {
         listen: SocketAddr::new(IpAddr::V4(policy.enclave.sentry_ip), 53),
-        upstreams: upstreams.iter().map(|ip| SocketAddr::new(*ip, 53)).collect(),
+        upstreams: upstreams
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, 53))
+            .collect(),
         upstream_timeout: Duration::from_secs(2),
     };
     let learner = Arc::new(FirewallLearner(firewall.clone()));
-    let _dns = dns::serve(config, policy.clone(), learner, shared.clone()).await.context("starting the DNS proxy")?;
+    let _dns = dns::serve(config, policy.clone(), learner, shared.clone())
+        .await
+        .context("starting the DNS proxy")?;
 
-    let source = Arc::new(StatusSource { shared: shared.clone(), policy: policy.clone(), firewall, interfaces, upstream_dns: upstreams });
-    let _control = status::serve(&opts.control, source).with_context(|| format!("binding the control socket {}", opts.control.display()))?;
+    let source = Arc::new(StatusSource {
+        shared: shared.clone(),
+        policy: policy.clone(),
+        firewall,
+        interfaces,
+        upstream_dns: upstreams,
+    });
+    let _control = status::serve(&opts.control, source)
+        .with_context(|| format!("binding the control socket {}", opts.control.display()))?;
     shared.set_ready(true);
     tracing::info!(dns = %policy.enclave.sentry_ip, control = %opts.control.display(), "ready");
 
@@ -123,6 +141,12 @@ mod tests {
         let policy = Policy::from_profile(&Profile::parse(text, Path::new("t")).unwrap());
         let conf = "# comment\nsearch dns.podman\nnameserver 10.89.0.1\nnameserver 127.0.0.53\nnameserver 10.242.0.2\nnameserver fe80::1%eth0\n";
         let got = resolvers(conf, &policy);
-        assert_eq!(got, vec!["10.89.0.1".parse::<IpAddr>().unwrap(), "fe80::1".parse().unwrap()]);
+        assert_eq!(
+            got,
+            vec![
+                "10.89.0.1".parse::<IpAddr>().unwrap(),
+                "fe80::1".parse().unwrap()
+            ]
+        );
     }
 }

@@ -84,7 +84,14 @@ impl Shared {
         let mut l = self.learned.lock().unwrap();
         l.retain(|_, e| e.expires > now);
         for item in items {
-            l.insert(item.addr, LearnedEntry { name: name.to_string(), ports: item.ports.clone(), expires: now + item.timeout });
+            l.insert(
+                item.addr,
+                LearnedEntry {
+                    name: name.to_string(),
+                    ports: item.ports.clone(),
+                    expires: now + item.timeout,
+                },
+            );
         }
     }
 
@@ -114,7 +121,11 @@ impl Shared {
                     Ports::All => None,
                     Ports::Only(p) => Some(p.iter().copied().collect()),
                 },
-                expires_in_secs: e.expires.saturating_duration_since(now).as_secs_f64().ceil() as u64,
+                expires_in_secs: e
+                    .expires
+                    .saturating_duration_since(now)
+                    .as_secs_f64()
+                    .ceil() as u64,
             })
             .collect();
         v.sort_by_key(|e| e.expires_in_secs);
@@ -143,8 +154,15 @@ mod tests {
     #[test]
     fn learned_entries_expire() {
         let s = Shared::default();
-        let learn = |addr: &str, secs| Learn { addr: addr.parse().unwrap(), ports: Ports::All, timeout: Duration::from_millis(secs) };
-        s.record_learned("a.test", &[learn("192.0.2.1", 60_000), learn("192.0.2.2", 0)]);
+        let learn = |addr: &str, secs| Learn {
+            addr: addr.parse().unwrap(),
+            ports: Ports::All,
+            timeout: Duration::from_millis(secs),
+        };
+        s.record_learned(
+            "a.test",
+            &[learn("192.0.2.1", 60_000), learn("192.0.2.2", 0)],
+        );
         let l = s.learned();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].name, "a.test");

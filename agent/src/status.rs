@@ -83,7 +83,8 @@ impl StatusSource {
 }
 
 fn summarize(rules: Vec<RuleCounter>) -> Counters {
-    let sum = |f: &dyn Fn(&RuleCounter) -> bool| rules.iter().filter(|r| f(r)).map(|r| r.packets).sum();
+    let sum =
+        |f: &dyn Fn(&RuleCounter) -> bool| rules.iter().filter(|r| f(r)).map(|r| r.packets).sum();
     Counters {
         accepted: sum(&|r| r.chain == "forward" && r.comment.starts_with("accept:")),
         dropped: sum(&|r| r.comment.starts_with("drop:")),
@@ -92,7 +93,10 @@ fn summarize(rules: Vec<RuleCounter>) -> Counters {
 }
 
 /// Binds the control socket (replacing a stale one) and serves reports.
-pub fn serve(path: &Path, source: Arc<StatusSource>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub fn serve(
+    path: &Path,
+    source: Arc<StatusSource>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -100,7 +104,9 @@ pub fn serve(path: &Path, source: Arc<StatusSource>) -> std::io::Result<tokio::t
     let listener = UnixListener::bind(path)?;
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
             let source = source.clone();
             tokio::spawn(async move {
                 let report = tokio::task::spawn_blocking(move || source.report()).await;
@@ -127,13 +133,21 @@ pub enum StatusError {
 
 /// Asks the running agent for its report.
 pub fn query(path: &Path) -> Result<StatusReport, StatusError> {
-    let not_running = |source| StatusError::NotRunning { path: path.to_path_buf(), source };
+    let not_running = |source| StatusError::NotRunning {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut stream = UnixStream::connect(path).map_err(not_running)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(not_running)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(not_running)?;
     let _ = stream.flush();
     let mut body = Vec::new();
     stream.read_to_end(&mut body).map_err(not_running)?;
-    serde_json::from_slice(&body).map_err(|e| StatusError::BadReply { path: path.to_path_buf(), message: e.to_string() })
+    serde_json::from_slice(&body).map_err(|e| StatusError::BadReply {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// The human summary.
@@ -143,29 +157,55 @@ pub fn render(r: &StatusReport) -> String {
         out.push_str(&s);
         out.push('\n');
     };
-    line(format!("rbm sentry: {}", if r.ready { "READY (filter in force)" } else { "NOT READY" }));
-    line(format!("  mode:        dns={} access={}", r.dns_mode.as_str(), r.access_mode.as_str()));
+    line(format!(
+        "rbm sentry: {}",
+        if r.ready {
+            "READY (filter in force)"
+        } else {
+            "NOT READY"
+        }
+    ));
+    line(format!(
+        "  mode:        dns={} access={}",
+        r.dns_mode.as_str(),
+        r.access_mode.as_str()
+    ));
     if let Some(i) = &r.interfaces {
-        line(format!("  interfaces:  enclave {} ({}), uplink {}", i.enclave, r.sentry_ip, i.uplink));
+        line(format!(
+            "  interfaces:  enclave {} ({}), uplink {}",
+            i.enclave, r.sentry_ip, i.uplink
+        ));
     }
     line(format!("  bottle:      {}", r.bottle_ip));
     line(format!("  upstream:    {}", join(r.upstream_dns.iter())));
     line(format!("  domains:     {}", join(r.domains.iter())));
     line(format!("  cidrs:       {}", join(r.cidrs.iter())));
     match &r.counters {
-        Some(c) => line(format!("  packets:     {} accepted, {} dropped", c.accepted, c.dropped)),
+        Some(c) => line(format!(
+            "  packets:     {} accepted, {} dropped",
+            c.accepted, c.dropped
+        )),
         None => line("  packets:     (counters unavailable)".to_string()),
     }
-    line(format!("  dns queries: {} allowed, {} refused, {} failed", r.dns.allowed, r.dns.refused, r.dns.failed));
+    line(format!(
+        "  dns queries: {} allowed, {} refused, {} failed",
+        r.dns.allowed, r.dns.refused, r.dns.failed
+    ));
     line(format!("  learned:     {}", r.learned.len()));
     for l in &r.learned {
         let ports = match &l.ports {
             None => "all ports".to_string(),
             Some(p) => format!("ports {}", join(p.iter())),
         };
-        line(format!("    {:<40} {:<30} {:<14} {}s left", l.addr, l.name, ports, l.expires_in_secs));
+        line(format!(
+            "    {:<40} {:<30} {:<14} {}s left",
+            l.addr, l.name, ports, l.expires_in_secs
+        ));
     }
-    line(format!("  refused:     {}", join(r.refused_names.iter().rev())));
+    line(format!(
+        "  refused:     {}",
+        join(r.refused_names.iter().rev())
+    ));
     out
 }
 
@@ -183,7 +223,12 @@ mod tests {
     use super::*;
 
     fn rc(chain: &str, comment: &str, packets: u64) -> RuleCounter {
-        RuleCounter { chain: chain.into(), comment: comment.into(), packets, bytes: 0 }
+        RuleCounter {
+            chain: chain.into(),
+            comment: comment.into(),
+            packets,
+            bytes: 0,
+        }
     }
 
     #[test]
@@ -203,20 +248,34 @@ mod tests {
             ready: true,
             dns_mode: Mode::Allowlist,
             access_mode: Mode::Allowlist,
-            interfaces: Some(Interfaces { enclave: "eth1".into(), uplink: "eth0".into() }),
+            interfaces: Some(Interfaces {
+                enclave: "eth1".into(),
+                uplink: "eth0".into(),
+            }),
             sentry_ip: "10.242.0.2".parse().unwrap(),
             bottle_ip: "10.242.0.3".parse().unwrap(),
             upstream_dns: vec![],
             domains: vec!["a.test".into()],
             cidrs: vec![],
             counters: None,
-            dns: DnsCounts { allowed: 1, refused: 1, failed: 0 },
-            learned: vec![LearnedView { addr: "198.51.100.10".parse().unwrap(), name: "a.test".into(), ports: None, expires_in_secs: 29 }],
+            dns: DnsCounts {
+                allowed: 1,
+                refused: 1,
+                failed: 0,
+            },
+            learned: vec![LearnedView {
+                addr: "198.51.100.10".parse().unwrap(),
+                name: "a.test".into(),
+                ports: None,
+                expires_in_secs: 29,
+            }],
             refused_names: vec!["evil.test".into()],
         };
         let text = render(&r);
         assert!(text.contains("READY"));
-        assert!(text.contains("198.51.100.10") && text.contains("a.test") && text.contains("29s left"));
+        assert!(
+            text.contains("198.51.100.10") && text.contains("a.test") && text.contains("29s left")
+        );
         assert!(text.contains("refused:     evil.test"));
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
@@ -224,7 +283,9 @@ mod tests {
 
     #[test]
     fn query_without_agent_says_not_running() {
-        let err = query(Path::new("/nonexistent/rbm.sock")).unwrap_err().to_string();
+        let err = query(Path::new("/nonexistent/rbm.sock"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not running"), "{err}");
     }
 }

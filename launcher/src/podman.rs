@@ -289,7 +289,9 @@ mod tests {
         let script = "#!/bin/sh\ncase \"$1 $2\" in\n  'container exists') exit 1;;\nesac\necho 'Error: netavark: Netlink error: No such process (os error 3)' >&2\nexit 125\n";
         std::fs::write(&path, script).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(Podman::new(path).remove(&args::remove_container("c")).is_ok());
+        assert!(Podman::new(path)
+            .remove(&args::remove_container("c"))
+            .is_ok());
         let still_there = fake(dir.path(), "", "Error: netavark: No such process", 125);
         assert!(still_there.remove(&args::remove_container("c")).is_err());
     }

@@ -34,7 +34,10 @@ fn bench(topo: &Topology, ns: Ns, server: Ipv4Addr) -> Result<Value> {
     let args = ["dns-bench", NAME, "--server", &server, "--count", QUERIES];
     let out = topo.exec(ns, &probe, &args, Duration::from_secs(120))?;
     let json: Value = serde_json::from_str(&out.stdout)?;
-    ensure!(out.success(), "dns-bench from {ns:?} to {server} failed: {json}");
+    ensure!(
+        out.success(),
+        "dns-bench from {ns:?} to {server} failed: {json}"
+    );
     Ok(json)
 }
 
@@ -46,7 +49,9 @@ fn main() -> Result<()> {
     if require_netns("the DNS latency benchmark runs in network namespaces").is_err() {
         return Ok(());
     }
-    let topo = Topology::builder().world_addrs([IpAddr::V4(DNS), IpAddr::V4(TARGET)]).build()?;
+    let topo = Topology::builder()
+        .world_addrs([IpAddr::V4(DNS), IpAddr::V4(TARGET)])
+        .build()?;
     let _world = WorldSetup::new(&format!("{NAME}. A 60 {TARGET}\n"))
         .dns(SocketAddr::new(IpAddr::V4(DNS), 53))
         .start(&topo)?;

@@ -33,7 +33,13 @@ impl Agent {
     pub fn start(topo: &Topology, profile: &str) -> Result<Agent> {
         let profile = topo.write_file("profile.toml", profile)?;
         let control = topo.dir().join("agent.sock");
-        let args = ["run", "--profile", &profile.to_string_lossy(), "--control", &control.to_string_lossy()];
+        let args = [
+            "run",
+            "--profile",
+            &profile.to_string_lossy(),
+            "--control",
+            &control.to_string_lossy(),
+        ];
         let process = topo.spawn(Ns::Sentry, &agent_bin()?, &args)?;
         let mut agent = Agent { process, control };
         agent.wait_ready(topo)?;
@@ -45,13 +51,20 @@ impl Agent {
         loop {
             if !self.process.is_running() {
                 thread::sleep(Duration::from_millis(100)); // let stderr drain
-                bail!("`{}` exited before it was ready\nstderr: {}", self.process.command(), self.process.stderr());
+                bail!(
+                    "`{}` exited before it was ready\nstderr: {}",
+                    self.process.command(),
+                    self.process.stderr()
+                );
             }
             if self.status_output(topo)?.success() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("rbm-agent not ready after {READY_TIMEOUT:?}\nstderr: {}", self.process.stderr());
+                bail!(
+                    "rbm-agent not ready after {READY_TIMEOUT:?}\nstderr: {}",
+                    self.process.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -60,7 +73,12 @@ impl Agent {
     /// `rbm-agent status --json` in the sentry, whatever its exit code.
     pub fn status_output(&self, topo: &Topology) -> Result<Output> {
         let control = self.control.to_string_lossy();
-        topo.exec(Ns::Sentry, &agent_bin()?, &["status", "--json", "--control", &control], STATUS_TIMEOUT)
+        topo.exec(
+            Ns::Sentry,
+            &agent_bin()?,
+            &["status", "--json", "--control", &control],
+            STATUS_TIMEOUT,
+        )
     }
 
     /// The status report; fails unless the agent is ready.

@@ -18,7 +18,7 @@ use anyhow::{ensure, Context, Result};
 use rbm_tests::agent::Agent;
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::{
-    ipv4_range, ProbeRun, BOTTLE_V4, WORLD_V4, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4, WORLD_V6,
+    ipv4_range, ProbeRun, BOTTLE_V4, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4, WORLD_V4, WORLD_V6,
 };
 use rbm_tests::world::setup::{RunningWorld, WorldSetup};
 use rbm_tests::{require_netns, run_ok, static_bin, Ns, Topology};
@@ -603,8 +603,17 @@ fn an_allowed_name_cannot_open_the_sentrys_gateway_or_loopback() -> Result<()> {
     // machine the sentry runs on (its uplink gateway), loopback and the
     // cloud metadata address. Only the ordinary address reaches the bottle.
     let answer = lab.dns("rebind.example.test", &[])?;
-    assert_eq!(str_list(&answer, "addrs")?, [ALLOWED.to_string()], "{answer}");
-    let learned: Vec<String> = lab.status()?["learned"].as_array().unwrap().iter().map(|l| l["addr"].as_str().unwrap_or_default().to_string()).collect();
+    assert_eq!(
+        str_list(&answer, "addrs")?,
+        [ALLOWED.to_string()],
+        "{answer}"
+    );
+    let learned: Vec<String> = lab.status()?["learned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["addr"].as_str().unwrap_or_default().to_string())
+        .collect();
     assert_eq!(learned, [ALLOWED.to_string()]);
     lab.reaches(sock(ALLOWED, 80))?;
     lab.blocked(&both(sock(WORLD_V4, 80)))
@@ -703,7 +712,11 @@ fn any_axfr_and_garbage_are_refused_and_the_proxy_keeps_serving() -> Result<()> 
             }
         }
     }
-    assert!(lab.agent.process.is_running(), "agent died: {}", lab.agent.process.stderr());
+    assert!(
+        lab.agent.process.is_running(),
+        "agent died: {}",
+        lab.agent.process.stderr()
+    );
     lab.resolve("a.example.test", ALLOWED)?;
     lab.reaches(sock(ALLOWED, 80))?;
     assert_eq!(lab.status()?["ready"], true);
@@ -843,7 +856,11 @@ fn sigterm_stops_the_agent_cleanly_and_the_filter_stays() -> Result<()> {
         return Ok(());
     };
     let status = lab.agent.process.stop(Duration::from_secs(5))?;
-    assert!(status.success(), "rbm-agent exit on SIGTERM: {status}\n{}", lab.agent.process.stderr());
+    assert!(
+        status.success(),
+        "rbm-agent exit on SIGTERM: {status}\n{}",
+        lab.agent.process.stderr()
+    );
     assert!(!lab.agent.control.exists(), "the control socket is removed");
     // The default-deny table outlives the agent: nothing new gets out.
     assert_only_rbm_table(&nft_ruleset(&lab.topo)?);

@@ -11,15 +11,28 @@ const ET_DYN: u16 = 3;
 
 /// (ELF type, program header types) of a 64-bit little-endian ELF file.
 fn elf_summary(bytes: &[u8]) -> Result<(u16, Vec<u32>)> {
-    ensure!(bytes.len() > 64 && &bytes[..4] == b"\x7fELF", "not an ELF file");
-    ensure!(bytes[4] == 2 && bytes[5] == 1, "not a 64-bit little-endian ELF");
+    ensure!(
+        bytes.len() > 64 && &bytes[..4] == b"\x7fELF",
+        "not an ELF file"
+    );
+    ensure!(
+        bytes[4] == 2 && bytes[5] == 1,
+        "not a 64-bit little-endian ELF"
+    );
     let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
     let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
-    let (phoff, phentsize, phnum) = (u64_at(0x20) as usize, u16_at(0x36) as usize, u16_at(0x38) as usize);
+    let (phoff, phentsize, phnum) = (
+        u64_at(0x20) as usize,
+        u16_at(0x36) as usize,
+        u16_at(0x38) as usize,
+    );
     let types = (0..phnum)
         .map(|i| {
             let o = phoff + i * phentsize;
-            bytes.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).context("program header past the end")
+            bytes
+                .get(o..o + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+                .context("program header past the end")
         })
         .collect::<Result<Vec<u32>>>()?;
     Ok((u16_at(0x10), types))
@@ -30,9 +43,13 @@ fn scratch_image_binaries_are_static_pie() -> Result<()> {
     for name in ["rbm-agent", "rbm-probe", "rbm-world"] {
         let path = static_bin(name)?;
         let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-        let (elf_type, headers) = elf_summary(&bytes).with_context(|| path.display().to_string())?;
+        let (elf_type, headers) =
+            elf_summary(&bytes).with_context(|| path.display().to_string())?;
         assert_eq!(elf_type, ET_DYN, "{name} is not position independent");
-        assert!(!headers.contains(&PT_INTERP), "{name} needs a dynamic loader, so it cannot run FROM scratch");
+        assert!(
+            !headers.contains(&PT_INTERP),
+            "{name} needs a dynamic loader, so it cannot run FROM scratch"
+        );
     }
     Ok(())
 }

@@ -29,7 +29,12 @@ pub(crate) fn cname_chain(qname: &Name, qtype: RecordType, records: &[Record]) -
                 current = target;
             }
             None => {
-                kept.extend(records.iter().filter(|r| owned_by(r, &current) && r.record_type() == qtype).cloned());
+                kept.extend(
+                    records
+                        .iter()
+                        .filter(|r| owned_by(r, &current) && r.record_type() == qtype)
+                        .cloned(),
+                );
                 break;
             }
         }
@@ -39,14 +44,21 @@ pub(crate) fn cname_chain(qname: &Name, qtype: RecordType, records: &[Record]) -
 
 /// The CNAME record at `name` and its target, unless CNAMEs are the
 /// question itself (then they are the answer, not a link to follow).
-fn cname_of<'r>(name: &Name, qtype: RecordType, records: &'r [Record]) -> Option<(&'r Record, Name)> {
+fn cname_of<'r>(
+    name: &Name,
+    qtype: RecordType,
+    records: &'r [Record],
+) -> Option<(&'r Record, Name)> {
     if qtype == RecordType::CNAME {
         return None;
     }
-    records.iter().filter(|r| owned_by(r, name)).find_map(|r| match &r.data {
-        RData::CNAME(target) => Some((r, target.0.clone())),
-        _ => None,
-    })
+    records
+        .iter()
+        .filter(|r| owned_by(r, name))
+        .find_map(|r| match &r.data {
+            RData::CNAME(target) => Some((r, target.0.clone())),
+            _ => None,
+        })
 }
 
 /// `Name` equality ignores case.
@@ -65,7 +77,10 @@ fn address_of(record: &Record) -> Option<IpAddr> {
 /// Drops the A/AAAA records whose address the policy protects (loopback,
 /// link-local, the enclave...): an allowed name must not open the machine
 /// itself. Returns the records kept and the addresses withheld.
-pub(crate) fn withhold_protected(records: Vec<Record>, policy: &Policy) -> (Vec<Record>, Vec<IpAddr>) {
+pub(crate) fn withhold_protected(
+    records: Vec<Record>,
+    policy: &Policy,
+) -> (Vec<Record>, Vec<IpAddr>) {
     let mut withheld = Vec::new();
     let kept = records
         .into_iter()
@@ -88,7 +103,11 @@ pub(crate) fn learn_items(records: &[Record], ports: &Ports, policy: &Policy) ->
         .filter_map(|r| {
             let addr = address_of(r)?;
             let timeout = Duration::from_secs(u64::from(policy.learn_timeout(r.ttl)));
-            Some(Learn { addr, ports: ports.clone(), timeout })
+            Some(Learn {
+                addr,
+                ports: ports.clone(),
+                timeout,
+            })
         })
         .collect()
 }
@@ -101,12 +120,19 @@ mod tests {
     use hickory_proto::rr::rdata::TXT;
 
     fn names(records: &[Record]) -> Vec<String> {
-        records.iter().map(|r| format!("{} {}", r.name, r.record_type())).collect()
+        records
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.record_type()))
+            .collect()
     }
 
     #[test]
     fn direct_answer_is_kept_and_injected_records_are_dropped() {
-        let records = [a("evil.test", "203.0.113.66", 60), a("www.a.test", "192.0.2.1", 60), aaaa("www.a.test", "2001:db8::1", 60)];
+        let records = [
+            a("evil.test", "203.0.113.66", 60),
+            a("www.a.test", "192.0.2.1", 60),
+            aaaa("www.a.test", "2001:db8::1", 60),
+        ];
         let kept = cname_chain(&name("www.a.test"), RecordType::A, &records);
         assert_eq!(names(&kept), ["www.a.test. A"]);
     }
@@ -121,35 +147,60 @@ mod tests {
             a("other.cdn.test", "203.0.113.7", 60),
         ];
         let kept = cname_chain(&name("www.a.test"), RecordType::A, &records);
-        assert_eq!(names(&kept), ["www.a.test. CNAME", "alias.a.test. CNAME", "edge.cdn.test. A"]);
+        assert_eq!(
+            names(&kept),
+            [
+                "www.a.test. CNAME",
+                "alias.a.test. CNAME",
+                "edge.cdn.test. A"
+            ]
+        );
     }
 
     #[test]
     fn names_compare_without_case() {
-        let records = [cname("WWW.A.Test", "Edge.CDN.test"), a("edge.cdn.TEST", "192.0.2.10", 60)];
+        let records = [
+            cname("WWW.A.Test", "Edge.CDN.test"),
+            a("edge.cdn.TEST", "192.0.2.10", 60),
+        ];
         let kept = cname_chain(&name("www.a.test"), RecordType::A, &records);
         assert_eq!(kept.len(), 2);
     }
 
     #[test]
     fn cname_loops_end_the_walk() {
-        let records = [cname("a.test", "b.test"), cname("b.test", "A.test"), a("a.test", "192.0.2.1", 60)];
+        let records = [
+            cname("a.test", "b.test"),
+            cname("b.test", "A.test"),
+            a("a.test", "192.0.2.1", 60),
+        ];
         let kept = cname_chain(&name("a.test"), RecordType::A, &records);
         assert_eq!(names(&kept), ["a.test. CNAME", "b.test. CNAME"]);
         let self_loop = [cname("a.test", "a.test")];
-        assert_eq!(cname_chain(&name("a.test"), RecordType::A, &self_loop).len(), 1);
+        assert_eq!(
+            cname_chain(&name("a.test"), RecordType::A, &self_loop).len(),
+            1
+        );
     }
 
     #[test]
     fn long_chains_are_cut() {
-        let records: Vec<Record> = (0..40).map(|i| cname(&format!("n{i}.test"), &format!("n{}.test", i + 1))).collect();
-        assert_eq!(cname_chain(&name("n0.test"), RecordType::A, &records).len(), MAX_CHAIN);
+        let records: Vec<Record> = (0..40)
+            .map(|i| cname(&format!("n{i}.test"), &format!("n{}.test", i + 1)))
+            .collect();
+        assert_eq!(
+            cname_chain(&name("n0.test"), RecordType::A, &records).len(),
+            MAX_CHAIN
+        );
     }
 
     #[test]
     fn a_cname_question_keeps_only_the_first_link() {
         let records = [cname("a.test", "b.test"), cname("b.test", "c.test")];
-        assert_eq!(names(&cname_chain(&name("a.test"), RecordType::CNAME, &records)), ["a.test. CNAME"]);
+        assert_eq!(
+            names(&cname_chain(&name("a.test"), RecordType::CNAME, &records)),
+            ["a.test. CNAME"]
+        );
     }
 
     #[test]
@@ -163,14 +214,26 @@ mod tests {
     #[test]
     fn learn_items_take_every_address_with_the_ttl_floor() {
         let p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test"]);
-        let records = [cname("a.test", "b.test"), a("b.test", "192.0.2.1", 5), aaaa("b.test", "2001:db8::1", 300)];
+        let records = [
+            cname("a.test", "b.test"),
+            a("b.test", "192.0.2.1", 5),
+            aaaa("b.test", "2001:db8::1", 300),
+        ];
         let ports = Ports::Only([443].into());
         let items = learn_items(&records, &ports, &p);
         assert_eq!(
             items,
             [
-                Learn { addr: "192.0.2.1".parse().unwrap(), ports: ports.clone(), timeout: Duration::from_secs(30) },
-                Learn { addr: "2001:db8::1".parse().unwrap(), ports: ports.clone(), timeout: Duration::from_secs(300) },
+                Learn {
+                    addr: "192.0.2.1".parse().unwrap(),
+                    ports: ports.clone(),
+                    timeout: Duration::from_secs(30)
+                },
+                Learn {
+                    addr: "2001:db8::1".parse().unwrap(),
+                    ports: ports.clone(),
+                    timeout: Duration::from_secs(300)
+                },
             ]
         );
     }
@@ -189,6 +252,8 @@ mod tests {
         let (kept, withheld) = withhold_protected(records, &p);
         assert_eq!(kept.len(), 2, "the CNAME and 192.0.2.1: {kept:?}");
         assert_eq!(withheld.len(), 4);
-        assert!(learn_items(&kept, &Ports::All, &p).iter().all(|l| l.addr == "192.0.2.1".parse::<IpAddr>().unwrap()));
+        assert!(learn_items(&kept, &Ports::All, &p)
+            .iter()
+            .all(|l| l.addr == "192.0.2.1".parse::<IpAddr>().unwrap()));
     }
 }

@@ -65,32 +65,53 @@ mod tests {
         assert_eq!(check_request(OpCode::Query, 2), Some(ResponseCode::FormErr));
         assert_eq!(check_request(OpCode::Update, 1), Some(ResponseCode::NotImp));
         assert_eq!(check_request(OpCode::Status, 1), Some(ResponseCode::NotImp));
-        assert_eq!(check_request(OpCode::Unknown(9), 1), Some(ResponseCode::NotImp));
+        assert_eq!(
+            check_request(OpCode::Unknown(9), 1),
+            Some(ResponseCode::NotImp)
+        );
     }
 
     #[test]
     fn any_and_zone_transfers_are_refused_even_for_allowed_names() {
         let p = policy(Mode::Global, Mode::Global, &["a.test"]);
         for qtype in [RecordType::ANY, RecordType::AXFR, RecordType::IXFR] {
-            assert_eq!(decide(&p, "a.test", qtype, DNSClass::IN), Decision::Refuse(RefuseReason::QueryType));
+            assert_eq!(
+                decide(&p, "a.test", qtype, DNSClass::IN),
+                Decision::Refuse(RefuseReason::QueryType)
+            );
         }
     }
 
     #[test]
     fn only_class_in_is_forwarded() {
         let p = policy(Mode::Global, Mode::Global, &[]);
-        assert_eq!(decide(&p, "version.bind", RecordType::TXT, DNSClass::CH), Decision::Refuse(RefuseReason::Class));
+        assert_eq!(
+            decide(&p, "version.bind", RecordType::TXT, DNSClass::CH),
+            Decision::Refuse(RefuseReason::Class)
+        );
     }
 
     #[test]
     fn the_policy_verdict_maps_to_refuse_or_forward_with_its_grant() {
         let p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test:443"]);
         let ports = Ports::Only([443].into());
-        assert_eq!(decide(&p, "a.test", RecordType::A, DNSClass::IN), Decision::Forward { grant: Some(ports) });
-        assert_eq!(decide(&p, "b.test", RecordType::A, DNSClass::IN), Decision::Refuse(RefuseReason::Policy));
+        assert_eq!(
+            decide(&p, "a.test", RecordType::A, DNSClass::IN),
+            Decision::Forward { grant: Some(ports) }
+        );
+        assert_eq!(
+            decide(&p, "b.test", RecordType::A, DNSClass::IN),
+            Decision::Refuse(RefuseReason::Policy)
+        );
         let p = policy(Mode::Global, Mode::Allowlist, &["a.test"]);
-        assert_eq!(decide(&p, "b.test", RecordType::AAAA, DNSClass::IN), Decision::Forward { grant: None });
+        assert_eq!(
+            decide(&p, "b.test", RecordType::AAAA, DNSClass::IN),
+            Decision::Forward { grant: None }
+        );
         let p = policy(Mode::Disabled, Mode::Allowlist, &["a.test"]);
-        assert_eq!(decide(&p, "a.test", RecordType::A, DNSClass::IN), Decision::Refuse(RefuseReason::Policy));
+        assert_eq!(
+            decide(&p, "a.test", RecordType::A, DNSClass::IN),
+            Decision::Refuse(RefuseReason::Policy)
+        );
     }
 }

@@ -31,21 +31,38 @@ struct Reply {
 
 impl Reply {
     fn error(rcode: ResponseCode) -> Reply {
-        Reply { rcode, answers: Vec::new() }
+        Reply {
+            rcode,
+            answers: Vec::new(),
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl RequestHandler for Proxy {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response_handle: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
         let reply = self.reply(request).await;
         send(request, reply, response_handle).await
     }
 }
 
 impl Proxy {
-    pub(crate) fn new(policy: Arc<Policy>, learner: Arc<dyn Learner>, shared: Arc<Shared>, upstream: Upstream) -> Proxy {
-        Proxy { policy, learner, shared, upstream }
+    pub(crate) fn new(
+        policy: Arc<Policy>,
+        learner: Arc<dyn Learner>,
+        shared: Arc<Shared>,
+        upstream: Upstream,
+    ) -> Proxy {
+        Proxy {
+            policy,
+            learner,
+            shared,
+            upstream,
+        }
     }
 
     async fn reply(&self, request: &Request) -> Reply {
@@ -106,7 +123,8 @@ impl Proxy {
         }
         let learner = self.learner.clone();
         let (owned_name, owned_items) = (name.to_string(), items.clone());
-        let result = tokio::task::spawn_blocking(move || learner.learn(&owned_name, &owned_items)).await;
+        let result =
+            tokio::task::spawn_blocking(move || learner.learn(&owned_name, &owned_items)).await;
         match result {
             Ok(Ok(())) => {
                 self.shared.record_learned(name, &items);
@@ -122,18 +140,31 @@ impl Proxy {
 /// Answers with the request's ID, RD and CD copied, RA set, the question
 /// echoed and `reply`'s records; hickory-server sets TC when they do not fit
 /// the client's UDP size (512, or its EDNS size).
-async fn send<R: ResponseHandler>(request: &Request, reply: Reply, mut response_handle: R) -> ResponseInfo {
+async fn send<R: ResponseHandler>(
+    request: &Request,
+    reply: Reply,
+    mut response_handle: R,
+) -> ResponseInfo {
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.recursion_available = true;
     metadata.response_code = reply.rcode;
     let edns = response_edns(request);
     let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-    let response = builder.build(metadata, reply.answers.iter(), iter::empty(), iter::empty(), iter::empty());
+    let response = builder.build(
+        metadata,
+        reply.answers.iter(),
+        iter::empty(),
+        iter::empty(),
+        iter::empty(),
+    );
     match response_handle.send_response(response).await {
         Ok(info) => info,
         Err(error) => {
             tracing::warn!(%error, "cannot send the answer to the client");
-            ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+            ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            })
         }
     }
 }

@@ -89,7 +89,9 @@ pub struct DnsServerHandle {
 
 impl std::fmt::Debug for DnsServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DnsServerHandle").field("local_addr", &self.local_addr).finish_non_exhaustive()
+        f.debug_struct("DnsServerHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,12 +104,18 @@ impl DnsServerHandle {
     /// Resolves only when the server stopped by itself, i.e. its sockets
     /// failed. Cancel-safe: usable in `tokio::select!` next to a signal.
     pub async fn wait(&mut self) -> Result<(), DnsError> {
-        self.server.block_until_done().await.map_err(|e| DnsError::Stopped(e.to_string()))
+        self.server
+            .block_until_done()
+            .await
+            .map_err(|e| DnsError::Stopped(e.to_string()))
     }
 
     /// Stops accepting queries and waits until the listeners have ended.
     pub async fn shutdown(mut self) -> Result<(), DnsError> {
-        self.server.shutdown_gracefully().await.map_err(|e| DnsError::Stopped(e.to_string()))
+        self.server
+            .shutdown_gracefully()
+            .await
+            .map_err(|e| DnsError::Stopped(e.to_string()))
     }
 }
 
@@ -132,9 +140,19 @@ pub async fn serve(
 /// Binds UDP first, then TCP on the very address UDP got (same port when
 /// `listen` asked for port 0).
 async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), DnsError> {
-    let bind_err = |proto, addr| move |source| DnsError::Bind { proto, addr, source };
-    let udp = UdpSocket::bind(listen).await.map_err(bind_err("UDP", listen))?;
+    let bind_err = |proto, addr| {
+        move |source| DnsError::Bind {
+            proto,
+            addr,
+            source,
+        }
+    };
+    let udp = UdpSocket::bind(listen)
+        .await
+        .map_err(bind_err("UDP", listen))?;
     let addr = udp.local_addr().map_err(bind_err("UDP", listen))?;
-    let tcp = TcpListener::bind(addr).await.map_err(bind_err("TCP", addr))?;
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(bind_err("TCP", addr))?;
     Ok((udp, tcp, addr))
 }

@@ -31,7 +31,11 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     pub(crate) fn new(servers: Vec<SocketAddr>, try_timeout: Duration) -> Upstream {
-        Upstream { servers, try_timeout, in_flight: Semaphore::new(MAX_IN_FLIGHT) }
+        Upstream {
+            servers,
+            try_timeout,
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+        }
     }
 
     /// The first answer any server gives to `query`, whatever its rcode.
@@ -58,15 +62,25 @@ impl Upstream {
     }
 
     /// One server: UDP, then TCP if the UDP answer was truncated.
-    async fn ask(&self, server: SocketAddr, query: &Query, deadline: Instant) -> Result<Message, DnsError> {
+    async fn ask(
+        &self,
+        server: SocketAddr,
+        query: &Query,
+        deadline: Instant,
+    ) -> Result<Message, DnsError> {
         let request = build_request(query);
-        let bytes = request.to_vec().map_err(|e| DnsError::Message(e.to_string()))?;
-        let answer = self.bounded(server, deadline, ask_udp(server, &request, &bytes)).await?;
+        let bytes = request
+            .to_vec()
+            .map_err(|e| DnsError::Message(e.to_string()))?;
+        let answer = self
+            .bounded(server, deadline, ask_udp(server, &request, &bytes))
+            .await?;
         if !answer.metadata.truncation {
             return Ok(answer);
         }
         tracing::debug!(%server, name = %query.name, "truncated over UDP, asking again over TCP");
-        self.bounded(server, deadline, ask_tcp(server, &request, &bytes)).await
+        self.bounded(server, deadline, ask_tcp(server, &request, &bytes))
+            .await
     }
 
     /// Runs one try within the per-try timeout and what is left of the budget.
@@ -76,8 +90,12 @@ impl Upstream {
         deadline: Instant,
         attempt: impl std::future::Future<Output = Result<Message, DnsError>>,
     ) -> Result<Message, DnsError> {
-        let after = self.try_timeout.min(deadline.saturating_duration_since(Instant::now()));
-        timeout(after, attempt).await.map_err(|_| DnsError::UpstreamTimeout { server, after })?
+        let after = self
+            .try_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        timeout(after, attempt)
+            .await
+            .map_err(|_| DnsError::UpstreamTimeout { server, after })?
     }
 }
 
@@ -97,7 +115,10 @@ fn answers(request: &Message, answer: &Message) -> bool {
     answer.metadata.message_type == MessageType::Response
         && answer.metadata.id == request.metadata.id
         && answer.queries.len() == 1
-        && request.queries.first().is_some_and(|q| same_question(q, &answer.queries[0]))
+        && request
+            .queries
+            .first()
+            .is_some_and(|q| same_question(q, &answer.queries[0]))
 }
 
 /// `Name` equality ignores case, as DNS does.
@@ -110,7 +131,11 @@ fn same_question(a: &Query, b: &Query) -> bool {
 /// spoofing attempts) and the wait goes on until the caller's timeout.
 async fn ask_udp(server: SocketAddr, request: &Message, bytes: &[u8]) -> Result<Message, DnsError> {
     let io_err = |source| DnsError::UpstreamIo { server, source };
-    let local: SocketAddr = if server.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+    let local: SocketAddr = if server.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
     let socket = UdpSocket::bind(local).await.map_err(io_err)?;
     // connect(): the kernel drops datagrams from any other address.
     socket.connect(server).await.map_err(io_err)?;
@@ -129,7 +154,8 @@ async fn ask_udp(server: SocketAddr, request: &Message, bytes: &[u8]) -> Result<
 /// One query on a fresh TCP connection (2-byte length prefix, RFC 1035 4.2.2).
 async fn ask_tcp(server: SocketAddr, request: &Message, bytes: &[u8]) -> Result<Message, DnsError> {
     let io_err = |source| DnsError::UpstreamIo { server, source };
-    let len = u16::try_from(bytes.len()).map_err(|_| DnsError::Message("query longer than 65535 bytes".into()))?;
+    let len = u16::try_from(bytes.len())
+        .map_err(|_| DnsError::Message("query longer than 65535 bytes".into()))?;
     let mut stream = TcpStream::connect(server).await.map_err(io_err)?;
     let mut framed = Vec::with_capacity(bytes.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
@@ -138,7 +164,8 @@ async fn ask_tcp(server: SocketAddr, request: &Message, bytes: &[u8]) -> Result<
     let len = stream.read_u16().await.map_err(io_err)?;
     let mut buf = vec![0u8; usize::from(len)];
     stream.read_exact(&mut buf).await.map_err(io_err)?;
-    let answer = Message::from_vec(&buf).map_err(|e| DnsError::Message(format!("from {server} over TCP: {e}")))?;
+    let answer = Message::from_vec(&buf)
+        .map_err(|e| DnsError::Message(format!("from {server} over TCP: {e}")))?;
     if !answers(request, &answer) {
         return Err(DnsError::UpstreamMismatch { server });
     }
@@ -160,7 +187,8 @@ mod tests {
     #[test]
     fn requests_carry_one_question_rd_edns_and_fresh_ids() {
         let q = Query::query(name("a.test"), RecordType::AAAA);
-        let ids: std::collections::BTreeSet<u16> = (0..20).map(|_| build_request(&q).metadata.id).collect();
+        let ids: std::collections::BTreeSet<u16> =
+            (0..20).map(|_| build_request(&q).metadata.id).collect();
         assert!(ids.len() > 1, "IDs must be random");
         let r = build_request(&q);
         assert!(r.metadata.recursion_desired);

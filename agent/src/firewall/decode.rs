@@ -17,7 +17,12 @@ pub fn rule_counter(attrs: &[u8]) -> Option<RuleCounter> {
         }
     }
     let (packets, bytes) = counts?;
-    Some(RuleCounter { chain: chain?, comment, packets, bytes })
+    Some(RuleCounter {
+        chain: chain?,
+        comment,
+        packets,
+        bytes,
+    })
 }
 
 fn c_string(v: &[u8]) -> String {
@@ -41,7 +46,10 @@ fn udata_comment(v: &[u8]) -> Option<String> {
 fn find_counter(list: &[u8]) -> Option<(u64, u64)> {
     for (_, elem) in parse_attrs(list) {
         let attrs = parse_attrs(elem);
-        let name = attrs.iter().find(|(k, _)| *k == attr::EXPR_NAME).map(|(_, v)| c_string(v));
+        let name = attrs
+            .iter()
+            .find(|(k, _)| *k == attr::EXPR_NAME)
+            .map(|(_, v)| c_string(v));
         if name.as_deref() != Some("counter") {
             continue;
         }
@@ -49,7 +57,10 @@ fn find_counter(list: &[u8]) -> Option<(u64, u64)> {
         let mut packets = 0;
         let mut bytes = 0;
         for (k, v) in parse_attrs(data) {
-            let n = v.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap())).unwrap_or(0);
+            let n = v
+                .get(..8)
+                .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
+                .unwrap_or(0);
             match k {
                 attr::COUNTER_PACKETS => packets = n,
                 attr::COUNTER_BYTES => bytes = n,
@@ -76,7 +87,10 @@ mod tests {
             upstream_dns: vec![],
             bottle_ip: "10.242.0.3".parse().unwrap(),
             entries: vec![],
-            interfaces: Interfaces { enclave: "eth1".into(), uplink: "eth0".into() },
+            interfaces: Interfaces {
+                enclave: "eth1".into(),
+                uplink: "eth0".into(),
+            },
         });
         let decoded: Vec<RuleCounter> = encode::ruleset(&rs)
             .iter()

@@ -5,7 +5,10 @@ use std::net::IpAddr;
 use super::ruleset::{
     addr_bytes, Action, ChainDef, ChainType, Hook, Match, Rule, Ruleset, SetDef, SetElem, SetKey,
 };
-use super::wire::{attr, Attrs, Cmd, Request, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_CREATE, NFT_SET_ELEM_INTERVAL_END, NFT_SET_INTERVAL, NFT_SET_TIMEOUT};
+use super::wire::{
+    attr, Attrs, Cmd, Request, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFT_SET_ELEM_INTERVAL_END,
+    NFT_SET_INTERVAL, NFT_SET_TIMEOUT, NLM_F_CREATE,
+};
 
 const NLM_F_APPEND: u16 = 0x800;
 const REG_VERDICT: u32 = 0;
@@ -34,7 +37,12 @@ const ICMPV6: u8 = 58;
 const ELEMS_PER_MSG: usize = 512;
 
 fn req(cmd: Cmd, flags: u16, attrs: Attrs) -> Request {
-    Request { cmd, flags, family: NFPROTO_INET, attrs: attrs.0 }
+    Request {
+        cmd,
+        flags,
+        family: NFPROTO_INET,
+        attrs: attrs.0,
+    }
 }
 
 /// The whole table, replaced atomically: create (so delete cannot fail),
@@ -42,7 +50,8 @@ fn req(cmd: Cmd, flags: u16, attrs: Attrs) -> Request {
 pub fn ruleset(rs: &Ruleset) -> Vec<Request> {
     let table = || {
         let mut a = Attrs::new();
-        a.str(attr::TABLE_NAME, rs.table).u32be(attr::TABLE_FLAGS, 0);
+        a.str(attr::TABLE_NAME, rs.table)
+            .u32be(attr::TABLE_FLAGS, 0);
         a
     };
     let mut out = vec![
@@ -52,11 +61,21 @@ pub fn ruleset(rs: &Ruleset) -> Vec<Request> {
     ];
     for (i, set) in rs.sets.iter().enumerate() {
         out.push(new_set(rs.table, set, i as u32 + 1));
-        out.extend(set_elems(Cmd::NewSetElem, rs.table, set.name, &set.elements));
+        out.extend(set_elems(
+            Cmd::NewSetElem,
+            rs.table,
+            set.name,
+            &set.elements,
+        ));
     }
     for chain in &rs.chains {
         out.push(new_chain(rs.table, chain));
-        out.extend(chain.rules.iter().map(|r| new_rule(rs.table, chain.name, r)));
+        out.extend(
+            chain
+                .rules
+                .iter()
+                .map(|r| new_rule(rs.table, chain.name, r)),
+        );
     }
     out
 }
@@ -81,12 +100,17 @@ fn new_set(table: &str, set: &SetDef, id: u32) -> Request {
 
 /// Set-element requests (add or delete), split into bounded messages.
 pub fn set_elems(cmd: Cmd, table: &str, set: &str, elems: &[SetElem]) -> Vec<Request> {
-    let flags = if cmd == Cmd::NewSetElem { NLM_F_CREATE } else { 0 };
+    let flags = if cmd == Cmd::NewSetElem {
+        NLM_F_CREATE
+    } else {
+        0
+    };
     elems
         .chunks(ELEMS_PER_MSG)
         .map(|chunk| {
             let mut a = Attrs::new();
-            a.str(attr::SET_ELEM_LIST_TABLE, table).str(attr::SET_ELEM_LIST_SET, set);
+            a.str(attr::SET_ELEM_LIST_TABLE, table)
+                .str(attr::SET_ELEM_LIST_SET, set);
             a.nested(attr::SET_ELEM_LIST_ELEMENTS, |list| {
                 for e in chunk {
                     list.nested(attr::LIST_ELEM, |el| elem(el, cmd, e));
@@ -122,12 +146,17 @@ fn new_chain(table: &str, c: &ChainDef) -> Request {
         ChainType::Nat => "nat",
     };
     let mut a = Attrs::new();
-    a.str(attr::CHAIN_TABLE, table).str(attr::CHAIN_NAME, c.name);
+    a.str(attr::CHAIN_TABLE, table)
+        .str(attr::CHAIN_NAME, c.name);
     a.nested(attr::CHAIN_HOOK, |h| {
-        h.u32be(attr::HOOK_HOOKNUM, hooknum).u32be(attr::HOOK_PRIORITY, c.priority as u32);
+        h.u32be(attr::HOOK_HOOKNUM, hooknum)
+            .u32be(attr::HOOK_PRIORITY, c.priority as u32);
     });
-    a.u32be(attr::CHAIN_POLICY, if c.policy_accept { NF_ACCEPT } else { NF_DROP })
-        .str(attr::CHAIN_TYPE, kind);
+    a.u32be(
+        attr::CHAIN_POLICY,
+        if c.policy_accept { NF_ACCEPT } else { NF_DROP },
+    )
+    .str(attr::CHAIN_TYPE, kind);
     req(Cmd::NewChain, NLM_F_CREATE, a)
 }
 
@@ -173,7 +202,10 @@ impl Exprs<'_> {
 
     fn payload(&mut self, base: u32, offset: u32, len: u32, dreg: u32) {
         self.expr("payload", |d| {
-            d.u32be(1, dreg).u32be(2, base).u32be(3, offset).u32be(4, len);
+            d.u32be(1, dreg)
+                .u32be(2, base)
+                .u32be(3, offset)
+                .u32be(4, len);
         });
     }
 
@@ -270,7 +302,8 @@ impl Exprs<'_> {
 
     fn counter(&mut self) {
         self.expr("counter", |d| {
-            d.u64be(attr::COUNTER_BYTES, 0).u64be(attr::COUNTER_PACKETS, 0);
+            d.u64be(attr::COUNTER_BYTES, 0)
+                .u64be(attr::COUNTER_PACKETS, 0);
         });
     }
 
@@ -301,7 +334,10 @@ impl Exprs<'_> {
                 self.immediate(REG_1, &addr.octets());
                 self.immediate(REG_2, &port.to_be_bytes());
                 self.expr("nat", |d| {
-                    d.u32be(1, NAT_DNAT).u32be(2, NFPROTO_IPV4 as u32).u32be(3, REG_1).u32be(5, REG_2);
+                    d.u32be(1, NAT_DNAT)
+                        .u32be(2, NFPROTO_IPV4 as u32)
+                        .u32be(3, REG_1)
+                        .u32be(5, REG_2);
                 });
             }
         }
@@ -332,7 +368,10 @@ mod tests {
             upstream_dns: vec!["192.0.2.53".parse().unwrap()],
             bottle_ip: "10.242.0.3".parse().unwrap(),
             entries: vec![],
-            interfaces: Interfaces { enclave: "eth1".into(), uplink: "eth0".into() },
+            interfaces: Interfaces {
+                enclave: "eth1".into(),
+                uplink: "eth0".into(),
+            },
         })
     }
 
@@ -354,9 +393,17 @@ mod tests {
         let reqs = ruleset(&rs());
         let rule = reqs.iter().find(|r| r.cmd == Cmd::NewRule).unwrap();
         let attrs = parse_attrs(&rule.attrs);
-        let udata = attrs.iter().find(|(k, _)| *k == attr::RULE_USERDATA).unwrap().1;
+        let udata = attrs
+            .iter()
+            .find(|(k, _)| *k == attr::RULE_USERDATA)
+            .unwrap()
+            .1;
         assert_eq!(udata, &comment_udata("accept:established")[..]);
-        let exprs = attrs.iter().find(|(k, _)| *k == attr::RULE_EXPRESSIONS).unwrap().1;
+        let exprs = attrs
+            .iter()
+            .find(|(k, _)| *k == attr::RULE_EXPRESSIONS)
+            .unwrap()
+            .1;
         let names: Vec<String> = parse_attrs(exprs)
             .iter()
             .map(|(_, e)| {
@@ -370,9 +417,16 @@ mod tests {
     #[test]
     fn element_messages_are_chunked_and_deletes_have_no_timeout() {
         let elems: Vec<SetElem> = (0..1100u32)
-            .map(|i| SetElem { key: i.to_be_bytes().to_vec(), interval_end: false, timeout_ms: Some(1000) })
+            .map(|i| SetElem {
+                key: i.to_be_bytes().to_vec(),
+                interval_end: false,
+                timeout_ms: Some(1000),
+            })
             .collect();
-        assert_eq!(set_elems(Cmd::NewSetElem, "rbm", "learned4", &elems).len(), 3);
+        assert_eq!(
+            set_elems(Cmd::NewSetElem, "rbm", "learned4", &elems).len(),
+            3
+        );
         let del = set_elems(Cmd::DelSetElem, "rbm", "learned4", &elems[..1]);
         assert!(!del[0].attrs.windows(8).any(|w| w == 1000u64.to_be_bytes()));
     }

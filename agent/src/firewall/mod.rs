@@ -95,14 +95,26 @@ pub fn learn_requests(items: &[Learn]) -> Vec<Request> {
         match &item.ports {
             Ports::All => {
                 let set = if v6 { sets::LEARNED6 } else { sets::LEARNED4 };
-                by_set.entry(set).or_default().push(SetElem { key: addr_bytes(item.addr), interval_end: false, timeout_ms });
+                by_set.entry(set).or_default().push(SetElem {
+                    key: addr_bytes(item.addr),
+                    interval_end: false,
+                    timeout_ms,
+                });
             }
             Ports::Only(ports) => {
-                let set = if v6 { sets::LEARNED6_PORTS } else { sets::LEARNED4_PORTS };
+                let set = if v6 {
+                    sets::LEARNED6_PORTS
+                } else {
+                    sets::LEARNED4_PORTS
+                };
                 for port in ports {
                     for proto in [Protocol::Tcp, Protocol::Udp] {
                         let key = encode::proto_port_key(item.addr, proto.number(), *port);
-                        by_set.entry(set).or_default().push(SetElem { key, interval_end: false, timeout_ms });
+                        by_set.entry(set).or_default().push(SetElem {
+                            key,
+                            interval_end: false,
+                            timeout_ms,
+                        });
                     }
                 }
             }
@@ -143,18 +155,36 @@ mod tests {
     }
 
     fn learn(addr: &str, ports: Ports) -> Learn {
-        Learn { addr: addr.parse().unwrap(), ports, timeout: Duration::from_secs(30) }
+        Learn {
+            addr: addr.parse().unwrap(),
+            ports,
+            timeout: Duration::from_secs(30),
+        }
     }
 
     #[test]
     fn learning_is_one_batch_of_add_delete_add() {
         let fake = Fake::default();
         let mut fw = Firewall::new(Box::new(fake.clone()));
-        fw.learn(&[learn("198.51.100.10", Ports::All), learn("2001:db8::1", Ports::All)]).unwrap();
+        fw.learn(&[
+            learn("198.51.100.10", Ports::All),
+            learn("2001:db8::1", Ports::All),
+        ])
+        .unwrap();
         let sent = fake.sent.lock().unwrap();
         assert_eq!(sent.len(), 1, "one batch");
         let cmds: Vec<Cmd> = sent[0].iter().map(|r| r.cmd).collect();
-        assert_eq!(cmds, vec![Cmd::NewSetElem, Cmd::NewSetElem, Cmd::DelSetElem, Cmd::DelSetElem, Cmd::NewSetElem, Cmd::NewSetElem]);
+        assert_eq!(
+            cmds,
+            vec![
+                Cmd::NewSetElem,
+                Cmd::NewSetElem,
+                Cmd::DelSetElem,
+                Cmd::DelSetElem,
+                Cmd::NewSetElem,
+                Cmd::NewSetElem
+            ]
+        );
     }
 
     #[test]
@@ -169,7 +199,10 @@ mod tests {
 
     #[test]
     fn a_failed_insert_is_an_error() {
-        let mut fw = Firewall::new(Box::new(Fake { fail: true, ..Fake::default() }));
+        let mut fw = Firewall::new(Box::new(Fake {
+            fail: true,
+            ..Fake::default()
+        }));
         assert!(fw.learn(&[learn("198.51.100.10", Ports::All)]).is_err());
     }
 }

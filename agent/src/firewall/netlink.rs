@@ -21,13 +21,18 @@ impl NetlinkTransport {
     pub fn open() -> Result<NetlinkTransport, FirewallError> {
         let mut socket = Socket::new(NETLINK_NETFILTER).map_err(FirewallError::Socket)?;
         socket.bind_auto().map_err(FirewallError::Socket)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(FirewallError::Socket)?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(FirewallError::Socket)?;
         // Best effort: FORCE needs CAP_NET_ADMIN, which the agent has anyway.
         for opt in [libc::SO_SNDBUFFORCE, libc::SO_RCVBUFFORCE] {
             set_int_opt(&socket, opt, BUF_BYTES);
         }
         let _ = socket.set_cap_ack(true);
-        Ok(NetlinkTransport { socket, seq: std::process::id().wrapping_mul(1 << 12) })
+        Ok(NetlinkTransport {
+            socket,
+            seq: std::process::id().wrapping_mul(1 << 12),
+        })
     }
 
     fn next_seq(&mut self, n: usize) -> u32 {
@@ -42,7 +47,14 @@ impl NetlinkTransport {
         let mut buf = vec![0u8; 1 << 20];
         let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
         // SAFETY: buf is valid for writes of its length.
-        let n = unsafe { libc::recv(self.socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+        let n = unsafe {
+            libc::recv(
+                self.socket.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                flags,
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::WouldBlock {
@@ -86,8 +98,14 @@ impl Transport for NetlinkTransport {
                 let code = wire::error_code(m.payload).unwrap_or(-libc::EIO);
                 if code != 0 && first_error.is_none() {
                     let idx = m.seq.wrapping_sub(seq + 1) as usize;
-                    let what = reqs.get(idx).map(|r| format!("{:?}", r.cmd)).unwrap_or_default();
-                    first_error = Some(FirewallError::Rejected { what, source: io::Error::from_raw_os_error(-code) });
+                    let what = reqs
+                        .get(idx)
+                        .map(|r| format!("{:?}", r.cmd))
+                        .unwrap_or_default();
+                    first_error = Some(FirewallError::Rejected {
+                        what,
+                        source: io::Error::from_raw_os_error(-code),
+                    });
                 }
             }
         }
@@ -101,12 +119,21 @@ impl Transport for NetlinkTransport {
     fn dump_rules(&mut self, table: &str) -> Result<Vec<RuleCounter>, FirewallError> {
         let mut a = wire::Attrs::new();
         a.str(attr::RULE_TABLE, table);
-        let req = Request { cmd: Cmd::GetRule, flags: NLM_F_DUMP, family: NFPROTO_INET, attrs: a.0 };
+        let req = Request {
+            cmd: Cmd::GetRule,
+            flags: NLM_F_DUMP,
+            family: NFPROTO_INET,
+            attrs: a.0,
+        };
         let seq = self.next_seq(0);
-        self.socket.send(&wire::single(&req, seq), 0).map_err(FirewallError::Io)?;
+        self.socket
+            .send(&wire::single(&req, seq), 0)
+            .map_err(FirewallError::Io)?;
         let mut out = Vec::new();
         loop {
-            let Some(buf) = self.recv_queued(true)? else { continue };
+            let Some(buf) = self.recv_queued(true)? else {
+                continue;
+            };
             for m in wire::messages(&buf) {
                 if m.seq != seq {
                     continue;
@@ -118,9 +145,14 @@ impl Transport for NetlinkTransport {
                         if code == -libc::ENOENT {
                             return Ok(out);
                         }
-                        return Err(FirewallError::Rejected { what: "rule dump".into(), source: io::Error::from_raw_os_error(-code) });
+                        return Err(FirewallError::Rejected {
+                            what: "rule dump".into(),
+                            source: io::Error::from_raw_os_error(-code),
+                        });
                     }
-                    _ => out.extend(super::decode::rule_counter(m.payload.get(4..).unwrap_or_default())),
+                    _ => out.extend(super::decode::rule_counter(
+                        m.payload.get(4..).unwrap_or_default(),
+                    )),
                 }
             }
         }

@@ -29,7 +29,11 @@ pub struct FirewallInput {
 }
 
 impl FirewallInput {
-    pub fn new(policy: &Policy, upstream_dns: Vec<IpAddr>, interfaces: Interfaces) -> FirewallInput {
+    pub fn new(
+        policy: &Policy,
+        upstream_dns: Vec<IpAddr>,
+        interfaces: Interfaces,
+    ) -> FirewallInput {
         FirewallInput {
             access: policy.access,
             cidrs: policy.cidrs.clone(),
@@ -168,7 +172,11 @@ pub struct Rule {
 }
 
 fn rule(matches: Vec<Match>, action: Action, comment: &str) -> Rule {
-    Rule { matches, action, comment: comment.to_string() }
+    Rule {
+        matches,
+        action,
+        comment: comment.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,22 +206,71 @@ impl Ruleset {
     /// The first thing the agent installs, before it knows its interfaces:
     /// nothing is forwarded and the sentry takes nothing in.
     pub fn lockdown() -> Ruleset {
-        let chain = |name, hook| ChainDef { name, hook, kind: ChainType::Filter, priority: 0, policy_accept: false, rules: vec![] };
-        Ruleset { table: TABLE, sets: vec![], chains: vec![chain("forward", Hook::Forward), chain("input", Hook::Input)] }
+        let chain = |name, hook| ChainDef {
+            name,
+            hook,
+            kind: ChainType::Filter,
+            priority: 0,
+            policy_accept: false,
+            rules: vec![],
+        };
+        Ruleset {
+            table: TABLE,
+            sets: vec![],
+            chains: vec![chain("forward", Hook::Forward), chain("input", Hook::Input)],
+        }
     }
 }
 
 fn build_sets(cidrs: &[IpNet]) -> Vec<SetDef> {
-    let set = |name, key, interval, timeout, elements| SetDef { name, key, interval, timeout, elements };
-    let v4: Vec<IpNet> = cidrs.iter().filter(|n| n.addr().is_ipv4()).copied().collect();
-    let v6: Vec<IpNet> = cidrs.iter().filter(|n| n.addr().is_ipv6()).copied().collect();
+    let set = |name, key, interval, timeout, elements| SetDef {
+        name,
+        key,
+        interval,
+        timeout,
+        elements,
+    };
+    let v4: Vec<IpNet> = cidrs
+        .iter()
+        .filter(|n| n.addr().is_ipv4())
+        .copied()
+        .collect();
+    let v6: Vec<IpNet> = cidrs
+        .iter()
+        .filter(|n| n.addr().is_ipv6())
+        .copied()
+        .collect();
     vec![
-        set(sets::ALLOW4, SetKey::Addr4, true, false, interval_elements(&v4)),
-        set(sets::ALLOW6, SetKey::Addr6, true, false, interval_elements(&v6)),
+        set(
+            sets::ALLOW4,
+            SetKey::Addr4,
+            true,
+            false,
+            interval_elements(&v4),
+        ),
+        set(
+            sets::ALLOW6,
+            SetKey::Addr6,
+            true,
+            false,
+            interval_elements(&v6),
+        ),
         set(sets::LEARNED4, SetKey::Addr4, false, true, vec![]),
         set(sets::LEARNED6, SetKey::Addr6, false, true, vec![]),
-        set(sets::LEARNED4_PORTS, SetKey::Addr4ProtoPort, false, true, vec![]),
-        set(sets::LEARNED6_PORTS, SetKey::Addr6ProtoPort, false, true, vec![]),
+        set(
+            sets::LEARNED4_PORTS,
+            SetKey::Addr4ProtoPort,
+            false,
+            true,
+            vec![],
+        ),
+        set(
+            sets::LEARNED6_PORTS,
+            SetKey::Addr6ProtoPort,
+            false,
+            true,
+            vec![],
+        ),
     ]
 }
 
@@ -223,9 +280,17 @@ pub fn interval_elements(nets: &[IpNet]) -> Vec<SetElem> {
     let mut out = Vec::new();
     for net in IpNet::aggregate(&nets.to_vec()) {
         let start = addr_bytes(net.network());
-        out.push(SetElem { key: start, interval_end: false, timeout_ms: None });
+        out.push(SetElem {
+            key: start,
+            interval_end: false,
+            timeout_ms: None,
+        });
         if let Some(end) = next_addr(net.broadcast()) {
-            out.push(SetElem { key: addr_bytes(end), interval_end: true, timeout_ms: None });
+            out.push(SetElem {
+                key: addr_bytes(end),
+                interval_end: true,
+                timeout_ms: None,
+            });
         }
     }
     out
@@ -233,8 +298,12 @@ pub fn interval_elements(nets: &[IpNet]) -> Vec<SetElem> {
 
 fn next_addr(ip: IpAddr) -> Option<IpAddr> {
     match ip {
-        IpAddr::V4(a) => u32::from(a).checked_add(1).map(|n| IpAddr::V4(Ipv4Addr::from(n))),
-        IpAddr::V6(a) => u128::from(a).checked_add(1).map(|n| IpAddr::V6(Ipv6Addr::from(n))),
+        IpAddr::V4(a) => u32::from(a)
+            .checked_add(1)
+            .map(|n| IpAddr::V4(Ipv4Addr::from(n))),
+        IpAddr::V6(a) => u128::from(a)
+            .checked_add(1)
+            .map(|n| IpAddr::V6(Ipv6Addr::from(n))),
     }
 }
 
@@ -247,13 +316,30 @@ pub fn addr_bytes(ip: IpAddr) -> Vec<u8> {
 
 fn forward_chain(input: &FirewallInput) -> ChainDef {
     let Interfaces { enclave, uplink } = &input.interfaces;
-    let out_of_enclave = || vec![Match::IifName(enclave.clone()), Match::OifName(uplink.clone())];
+    let out_of_enclave = || {
+        vec![
+            Match::IifName(enclave.clone()),
+            Match::OifName(uplink.clone()),
+        ]
+    };
     let mut rules = vec![
-        rule(vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)], Action::Accept, "accept:established"),
-        rule(vec![Match::CtState(CT_INVALID)], Action::Drop, "drop:invalid"),
+        rule(
+            vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
+            Action::Accept,
+            "accept:established",
+        ),
+        rule(
+            vec![Match::CtState(CT_INVALID)],
+            Action::Drop,
+            "drop:invalid",
+        ),
     ];
     if !input.entries.is_empty() {
-        let m = vec![Match::OifName(enclave.clone()), Match::Daddr(IpAddr::V4(input.bottle_ip)), Match::CtStatusDnat];
+        let m = vec![
+            Match::OifName(enclave.clone()),
+            Match::Daddr(IpAddr::V4(input.bottle_ip)),
+            Match::CtStatusDnat,
+        ];
         rules.push(rule(m, Action::Accept, "accept:entry"));
     }
     match input.access {
@@ -264,8 +350,16 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
                 (sets::ALLOW6, SetKey::Addr6, "accept:cidr6"),
                 (sets::LEARNED4, SetKey::Addr4, "accept:learned4"),
                 (sets::LEARNED6, SetKey::Addr6, "accept:learned6"),
-                (sets::LEARNED4_PORTS, SetKey::Addr4ProtoPort, "accept:learned4-ports"),
-                (sets::LEARNED6_PORTS, SetKey::Addr6ProtoPort, "accept:learned6-ports"),
+                (
+                    sets::LEARNED4_PORTS,
+                    SetKey::Addr4ProtoPort,
+                    "accept:learned4-ports",
+                ),
+                (
+                    sets::LEARNED6_PORTS,
+                    SetKey::Addr6ProtoPort,
+                    "accept:learned6-ports",
+                ),
             ];
             for (set, key, comment) in allow {
                 let mut m = out_of_enclave();
@@ -276,7 +370,14 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
         Mode::Disabled => {}
     }
     rules.push(rule(vec![], Action::Drop, "drop:forward"));
-    ChainDef { name: "forward", hook: Hook::Forward, kind: ChainType::Filter, priority: 0, policy_accept: false, rules }
+    ChainDef {
+        name: "forward",
+        hook: Hook::Forward,
+        kind: ChainType::Filter,
+        priority: 0,
+        policy_accept: false,
+        rules,
+    }
 }
 
 /// ICMPv6 neighbour solicitation and advertisement: without them the
@@ -285,38 +386,91 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
 const NEIGHBOUR_DISCOVERY: [u8; 2] = [135, 136];
 
 fn neighbour_discovery() -> impl Iterator<Item = Rule> {
-    NEIGHBOUR_DISCOVERY.into_iter().map(|t| rule(vec![Match::Icmpv6Type(t)], Action::Accept, "accept:neighbour-discovery"))
+    NEIGHBOUR_DISCOVERY.into_iter().map(|t| {
+        rule(
+            vec![Match::Icmpv6Type(t)],
+            Action::Accept,
+            "accept:neighbour-discovery",
+        )
+    })
 }
 
 fn input_chain(ifs: &Interfaces) -> ChainDef {
-    let dns = |proto| vec![Match::IifName(ifs.enclave.clone()), Match::ProtoPort(proto, 53)];
+    let dns = |proto| {
+        vec![
+            Match::IifName(ifs.enclave.clone()),
+            Match::ProtoPort(proto, 53),
+        ]
+    };
     let mut rules = vec![
-        rule(vec![Match::IifName("lo".into())], Action::Accept, "accept:loopback"),
-        rule(vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)], Action::Accept, "accept:established"),
+        rule(
+            vec![Match::IifName("lo".into())],
+            Action::Accept,
+            "accept:loopback",
+        ),
+        rule(
+            vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
+            Action::Accept,
+            "accept:established",
+        ),
     ];
     rules.extend(neighbour_discovery());
     rules.extend([
-        rule(dns(Protocol::Udp.number()), Action::Accept, "accept:dns-udp"),
-        rule(dns(Protocol::Tcp.number()), Action::Accept, "accept:dns-tcp"),
+        rule(
+            dns(Protocol::Udp.number()),
+            Action::Accept,
+            "accept:dns-udp",
+        ),
+        rule(
+            dns(Protocol::Tcp.number()),
+            Action::Accept,
+            "accept:dns-tcp",
+        ),
         rule(vec![], Action::Drop, "drop:input"),
     ]);
-    ChainDef { name: "input", hook: Hook::Input, kind: ChainType::Filter, priority: 0, policy_accept: false, rules }
+    ChainDef {
+        name: "input",
+        hook: Hook::Input,
+        kind: ChainType::Filter,
+        priority: 0,
+        policy_accept: false,
+        rules,
+    }
 }
 
 fn output_chain(input: &FirewallInput) -> ChainDef {
     let mut rules = vec![
-        rule(vec![Match::OifName("lo".into())], Action::Accept, "accept:loopback"),
-        rule(vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)], Action::Accept, "accept:established"),
+        rule(
+            vec![Match::OifName("lo".into())],
+            Action::Accept,
+            "accept:loopback",
+        ),
+        rule(
+            vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
+            Action::Accept,
+            "accept:established",
+        ),
     ];
     rules.extend(neighbour_discovery());
     for ip in &input.upstream_dns {
         for proto in [Protocol::Udp, Protocol::Tcp] {
-            let m = vec![Match::OifName(input.interfaces.uplink.clone()), Match::Daddr(*ip), Match::ProtoPort(proto.number(), 53)];
+            let m = vec![
+                Match::OifName(input.interfaces.uplink.clone()),
+                Match::Daddr(*ip),
+                Match::ProtoPort(proto.number(), 53),
+            ];
             rules.push(rule(m, Action::Accept, "accept:upstream-dns"));
         }
     }
     rules.push(rule(vec![], Action::Drop, "drop:output"));
-    ChainDef { name: "output", hook: Hook::Output, kind: ChainType::Filter, priority: 0, policy_accept: false, rules }
+    ChainDef {
+        name: "output",
+        hook: Hook::Output,
+        kind: ChainType::Filter,
+        priority: 0,
+        policy_accept: false,
+        rules,
+    }
 }
 
 fn prerouting_chain(input: &FirewallInput) -> ChainDef {
@@ -324,23 +478,55 @@ fn prerouting_chain(input: &FirewallInput) -> ChainDef {
         .entries
         .iter()
         .map(|e| {
-            let m = vec![Match::IifName(input.interfaces.uplink.clone()), Match::ProtoPort(e.protocol.number(), e.host_port)];
-            rule(m, Action::Dnat { addr: input.bottle_ip, port: e.bottle_port }, "nat:entry")
+            let m = vec![
+                Match::IifName(input.interfaces.uplink.clone()),
+                Match::ProtoPort(e.protocol.number(), e.host_port),
+            ];
+            rule(
+                m,
+                Action::Dnat {
+                    addr: input.bottle_ip,
+                    port: e.bottle_port,
+                },
+                "nat:entry",
+            )
         })
         .collect();
-    ChainDef { name: "prerouting", hook: Hook::Prerouting, kind: ChainType::Nat, priority: -100, policy_accept: true, rules }
+    ChainDef {
+        name: "prerouting",
+        hook: Hook::Prerouting,
+        kind: ChainType::Nat,
+        priority: -100,
+        policy_accept: true,
+        rules,
+    }
 }
 
 fn postrouting_chain(input: &FirewallInput) -> ChainDef {
     let ifs = &input.interfaces;
-    let mut rules = vec![rule(vec![Match::OifName(ifs.uplink.clone())], Action::Masquerade, "nat:masquerade")];
+    let mut rules = vec![rule(
+        vec![Match::OifName(ifs.uplink.clone())],
+        Action::Masquerade,
+        "nat:masquerade",
+    )];
     if !input.entries.is_empty() {
         // Without this the bottle answers the host's bridge address directly
         // and the reply never comes back (see shared/PODMAN5.md).
-        let m = vec![Match::OifName(ifs.enclave.clone()), Match::Daddr(IpAddr::V4(input.bottle_ip)), Match::CtStatusDnat];
+        let m = vec![
+            Match::OifName(ifs.enclave.clone()),
+            Match::Daddr(IpAddr::V4(input.bottle_ip)),
+            Match::CtStatusDnat,
+        ];
         rules.push(rule(m, Action::Masquerade, "nat:entry-masquerade"));
     }
-    ChainDef { name: "postrouting", hook: Hook::Postrouting, kind: ChainType::Nat, priority: 100, policy_accept: true, rules }
+    ChainDef {
+        name: "postrouting",
+        hook: Hook::Postrouting,
+        kind: ChainType::Nat,
+        priority: 100,
+        policy_accept: true,
+        rules,
+    }
 }
 
 #[cfg(test)]
@@ -351,11 +537,22 @@ mod tests {
     fn input(access: Mode) -> FirewallInput {
         FirewallInput {
             access,
-            cidrs: vec!["203.0.113.0/28".parse().unwrap(), "203.0.113.16/28".parse().unwrap(), "2001:db8::/64".parse().unwrap()],
+            cidrs: vec![
+                "203.0.113.0/28".parse().unwrap(),
+                "203.0.113.16/28".parse().unwrap(),
+                "2001:db8::/64".parse().unwrap(),
+            ],
             upstream_dns: vec!["192.0.2.53".parse().unwrap()],
             bottle_ip: "10.242.0.3".parse().unwrap(),
-            entries: vec![Entry { host_port: 8890, bottle_port: 8888, protocol: Protocol::Tcp }],
-            interfaces: Interfaces { enclave: "eth1".into(), uplink: "eth0".into() },
+            entries: vec![Entry {
+                host_port: 8890,
+                bottle_port: 8888,
+                protocol: Protocol::Tcp,
+            }],
+            interfaces: Interfaces {
+                enclave: "eth1".into(),
+                uplink: "eth0".into(),
+            },
         }
     }
 
@@ -382,14 +579,24 @@ mod tests {
     fn allowlist_accepts_only_through_sets_from_enclave_to_uplink() {
         let r = Ruleset::build(&input(Mode::Allowlist));
         let f = chain(&r, "forward");
-        for rule in f.rules.iter().filter(|r| r.comment.starts_with("accept:cidr") || r.comment.starts_with("accept:learned")) {
+        for rule in f.rules.iter().filter(|r| {
+            r.comment.starts_with("accept:cidr") || r.comment.starts_with("accept:learned")
+        }) {
             assert_eq!(rule.matches[0], Match::IifName("eth1".into()));
             assert_eq!(rule.matches[1], Match::OifName("eth0".into()));
             assert!(matches!(rule.matches[2], Match::InSet(..)));
         }
         assert!(!comments(f).contains(&"accept:global"));
         let d = Ruleset::build(&input(Mode::Disabled));
-        assert_eq!(comments(chain(&d, "forward")), vec!["accept:established", "drop:invalid", "accept:entry", "drop:forward"]);
+        assert_eq!(
+            comments(chain(&d, "forward")),
+            vec![
+                "accept:established",
+                "drop:invalid",
+                "accept:entry",
+                "drop:forward"
+            ]
+        );
         let g = Ruleset::build(&input(Mode::Global));
         assert!(comments(chain(&g, "forward")).contains(&"accept:global"));
     }
@@ -399,25 +606,55 @@ mod tests {
         let r = Ruleset::build(&input(Mode::Allowlist));
         let i = chain(&r, "input");
         assert!(!i.policy_accept);
-        assert_eq!(i.rules[4].matches, vec![Match::IifName("eth1".into()), Match::ProtoPort(17, 53)]);
-        assert_eq!(i.rules[5].matches, vec![Match::IifName("eth1".into()), Match::ProtoPort(6, 53)]);
-        let nd: Vec<_> = i.rules.iter().filter(|r| r.comment == "accept:neighbour-discovery").map(|r| r.matches.clone()).collect();
-        assert_eq!(nd, vec![vec![Match::Icmpv6Type(135)], vec![Match::Icmpv6Type(136)]], "only neighbour discovery, no other ICMPv6");
+        assert_eq!(
+            i.rules[4].matches,
+            vec![Match::IifName("eth1".into()), Match::ProtoPort(17, 53)]
+        );
+        assert_eq!(
+            i.rules[5].matches,
+            vec![Match::IifName("eth1".into()), Match::ProtoPort(6, 53)]
+        );
+        let nd: Vec<_> = i
+            .rules
+            .iter()
+            .filter(|r| r.comment == "accept:neighbour-discovery")
+            .map(|r| r.matches.clone())
+            .collect();
+        assert_eq!(
+            nd,
+            vec![vec![Match::Icmpv6Type(135)], vec![Match::Icmpv6Type(136)]],
+            "only neighbour discovery, no other ICMPv6"
+        );
         let o = chain(&r, "output");
         assert!(!o.policy_accept);
-        let ups: Vec<_> = o.rules.iter().filter(|r| r.comment == "accept:upstream-dns").collect();
+        let ups: Vec<_> = o
+            .rules
+            .iter()
+            .filter(|r| r.comment == "accept:upstream-dns")
+            .collect();
         assert_eq!(ups.len(), 2);
-        assert!(ups.iter().all(|r| r.matches.contains(&Match::Daddr("192.0.2.53".parse().unwrap()))));
+        assert!(ups.iter().all(|r| r
+            .matches
+            .contains(&Match::Daddr("192.0.2.53".parse().unwrap()))));
     }
 
     #[test]
     fn entries_are_dnatted_and_masqueraded_toward_the_bottle() {
         let r = Ruleset::build(&input(Mode::Allowlist));
         let p = chain(&r, "prerouting");
-        assert_eq!(p.rules[0].action, Action::Dnat { addr: "10.242.0.3".parse().unwrap(), port: 8888 });
+        assert_eq!(
+            p.rules[0].action,
+            Action::Dnat {
+                addr: "10.242.0.3".parse().unwrap(),
+                port: 8888
+            }
+        );
         assert_eq!(p.rules[0].matches[1], Match::ProtoPort(6, 8890));
         let post = chain(&r, "postrouting");
-        assert_eq!(comments(post), vec!["nat:masquerade", "nat:entry-masquerade"]);
+        assert_eq!(
+            comments(post),
+            vec!["nat:masquerade", "nat:entry-masquerade"]
+        );
         let mut no_entry = input(Mode::Allowlist);
         no_entry.entries.clear();
         let r = Ruleset::build(&no_entry);
@@ -438,7 +675,11 @@ mod tests {
         let allow6 = r.sets.iter().find(|s| s.name == sets::ALLOW6).unwrap();
         assert_eq!(allow6.elements.len(), 2);
         let top: IpNet = "255.255.255.0/24".parse().unwrap();
-        assert_eq!(interval_elements(&[top]).len(), 1, "no end element past the last address");
+        assert_eq!(
+            interval_elements(&[top]).len(),
+            1,
+            "no end element past the last address"
+        );
     }
 
     #[test]

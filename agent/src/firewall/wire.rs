@@ -135,7 +135,15 @@ pub struct Request {
     pub attrs: Vec<u8>,
 }
 
-fn frame(out: &mut Vec<u8>, msg_type: u16, flags: u16, seq: u32, family: u8, res_id: u16, attrs: &[u8]) {
+fn frame(
+    out: &mut Vec<u8>,
+    msg_type: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    attrs: &[u8],
+) {
     let len = 16 + 4 + attrs.len();
     out.extend_from_slice(&(len as u32).to_ne_bytes());
     out.extend_from_slice(&msg_type.to_ne_bytes());
@@ -153,16 +161,40 @@ fn frame(out: &mut Vec<u8>, msg_type: u16, flags: u16, seq: u32, family: u8, res
 /// and the sequence numbers that expect an answer.
 pub fn batch(reqs: &[Request], seq: u32) -> (Vec<u8>, Vec<u32>) {
     let mut out = Vec::new();
-    frame(&mut out, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, &[]);
+    frame(
+        &mut out,
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
     let mut acks = Vec::with_capacity(reqs.len());
     for (i, r) in reqs.iter().enumerate() {
         let s = seq.wrapping_add(1 + i as u32);
         let ty = (NFNL_SUBSYS_NFTABLES << 8) | r.cmd as u16;
-        frame(&mut out, ty, NLM_F_REQUEST | NLM_F_ACK | r.flags, s, r.family, 0, &r.attrs);
+        frame(
+            &mut out,
+            ty,
+            NLM_F_REQUEST | NLM_F_ACK | r.flags,
+            s,
+            r.family,
+            0,
+            &r.attrs,
+        );
         acks.push(s);
     }
     let end = seq.wrapping_add(1 + reqs.len() as u32);
-    frame(&mut out, NFNL_MSG_BATCH_END, NLM_F_REQUEST, end, 0, NFNL_SUBSYS_NFTABLES, &[]);
+    frame(
+        &mut out,
+        NFNL_MSG_BATCH_END,
+        NLM_F_REQUEST,
+        end,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
     (out, acks)
 }
 
@@ -170,7 +202,15 @@ pub fn batch(reqs: &[Request], seq: u32) -> (Vec<u8>, Vec<u32>) {
 pub fn single(req: &Request, seq: u32) -> Vec<u8> {
     let mut out = Vec::new();
     let ty = (NFNL_SUBSYS_NFTABLES << 8) | req.cmd as u16;
-    frame(&mut out, ty, NLM_F_REQUEST | req.flags, seq, req.family, 0, &req.attrs);
+    frame(
+        &mut out,
+        ty,
+        NLM_F_REQUEST | req.flags,
+        seq,
+        req.family,
+        0,
+        &req.attrs,
+    );
     out
 }
 
@@ -220,7 +260,9 @@ pub fn parse_attrs(buf: &[u8]) -> Vec<(u16, &[u8])> {
 
 /// The errno of an NLMSG_ERROR payload (0 is an ACK).
 pub fn error_code(payload: &[u8]) -> Option<i32> {
-    payload.get(0..4).map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
+    payload
+        .get(0..4)
+        .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
 }
 
 #[cfg(test)]
@@ -243,7 +285,12 @@ mod tests {
 
     #[test]
     fn batch_is_framed_with_begin_and_end() {
-        let r = Request { cmd: Cmd::NewTable, flags: NLM_F_CREATE, family: NFPROTO_INET, attrs: vec![] };
+        let r = Request {
+            cmd: Cmd::NewTable,
+            flags: NLM_F_CREATE,
+            family: NFPROTO_INET,
+            attrs: vec![],
+        };
         let (bytes, acks) = batch(&[r.clone(), r], 100);
         let msgs = messages(&bytes);
         assert_eq!(msgs.len(), 4);

@@ -209,7 +209,10 @@ fn stop_keeps_the_sentry_when_the_bottle_cannot_be_removed() {
         "{err}"
     );
     // The failed removal is checked (the bottle still exists), then nothing more.
-    assert_eq!(f.calls(), vec!["rm --force --ignore", "container exists rbm-demo-bottle"]);
+    assert_eq!(
+        f.calls(),
+        vec!["rm --force --ignore", "container exists rbm-demo-bottle"]
+    );
 }
 
 #[test]

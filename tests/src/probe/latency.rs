@@ -24,7 +24,10 @@ pub struct LatencyReport {
 
 pub fn run(request: &DnsRequest, count: u32) -> Report {
     let mut samples = Vec::with_capacity(count as usize);
-    let mut report = LatencyReport { count, ..LatencyReport::default() };
+    let mut report = LatencyReport {
+        count,
+        ..LatencyReport::default()
+    };
     for _ in 0..count {
         let start = Instant::now();
         let answer = resolve(request);

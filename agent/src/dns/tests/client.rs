@@ -33,7 +33,9 @@ pub(super) fn query_edns(qname: &str, qtype: RecordType, size: u16) -> Message {
 }
 
 pub(super) async fn udp(server: SocketAddr, request: &Message) -> Message {
-    let reply = udp_raw(server, &request.to_vec().unwrap(), WAIT).await.expect("no UDP answer from the proxy");
+    let reply = udp_raw(server, &request.to_vec().unwrap(), WAIT)
+        .await
+        .expect("no UDP answer from the proxy");
     Message::from_vec(&reply).unwrap()
 }
 
@@ -43,19 +45,27 @@ pub(super) async fn udp_raw(server: SocketAddr, bytes: &[u8], wait: Duration) ->
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.send_to(bytes, server).await.unwrap();
     let mut buf = vec![0u8; 65535];
-    let (len, _) = timeout(wait, socket.recv_from(&mut buf)).await.ok()?.unwrap();
+    let (len, _) = timeout(wait, socket.recv_from(&mut buf))
+        .await
+        .ok()?
+        .unwrap();
     buf.truncate(len);
     Some(buf)
 }
 
 pub(super) async fn tcp(server: SocketAddr, request: &Message) -> Message {
-    timeout(WAIT, tcp_exchange(server, request)).await.expect("no TCP answer from the proxy")
+    timeout(WAIT, tcp_exchange(server, request))
+        .await
+        .expect("no TCP answer from the proxy")
 }
 
 async fn tcp_exchange(server: SocketAddr, request: &Message) -> Message {
     let bytes = request.to_vec().unwrap();
     let mut stream = TcpStream::connect(server).await.unwrap();
-    stream.write_all(&(bytes.len() as u16).to_be_bytes()).await.unwrap();
+    stream
+        .write_all(&(bytes.len() as u16).to_be_bytes())
+        .await
+        .unwrap();
     stream.write_all(&bytes).await.unwrap();
     let len = stream.read_u16().await.unwrap();
     let mut buf = vec![0u8; usize::from(len)];

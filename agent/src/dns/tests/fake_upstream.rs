@@ -31,7 +31,10 @@ impl FakeUpstream {
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = udp.local_addr().unwrap();
         let tcp = TcpListener::bind(addr).await.unwrap();
-        let fake = FakeUpstream { addr, seen: Arc::default() };
+        let fake = FakeUpstream {
+            addr,
+            seen: Arc::default(),
+        };
         tokio::spawn(fake.clone().serve_udp(udp));
         tokio::spawn(fake.clone().serve_tcp(tcp));
         fake
@@ -48,7 +51,10 @@ impl FakeUpstream {
 
     fn record(&self, request: &Message) {
         for q in &request.queries {
-            self.seen.lock().unwrap().push(normalize(&q.name.to_ascii()));
+            self.seen
+                .lock()
+                .unwrap()
+                .push(normalize(&q.name.to_ascii()));
         }
     }
 
@@ -56,10 +62,15 @@ impl FakeUpstream {
         let mut buf = vec![0u8; 4096];
         loop {
             let (len, from) = socket.recv_from(&mut buf).await.unwrap();
-            let Ok(request) = Message::from_vec(&buf[..len]) else { continue };
+            let Ok(request) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
             self.record(&request);
             for reply in replies(&request, false) {
-                socket.send_to(&reply.to_vec().unwrap(), from).await.unwrap();
+                socket
+                    .send_to(&reply.to_vec().unwrap(), from)
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -72,12 +83,16 @@ impl FakeUpstream {
     }
 
     async fn serve_tcp_conn(self, mut stream: TcpStream) {
-        let Ok(len) = stream.read_u16().await else { return };
+        let Ok(len) = stream.read_u16().await else {
+            return;
+        };
         let mut buf = vec![0u8; usize::from(len)];
         if stream.read_exact(&mut buf).await.is_err() {
             return;
         }
-        let Ok(request) = Message::from_vec(&buf) else { return };
+        let Ok(request) = Message::from_vec(&buf) else {
+            return;
+        };
         self.record(&request);
         for reply in replies(&request, true) {
             let bytes = reply.to_vec().unwrap();
@@ -98,7 +113,11 @@ fn replies(request: &Message, over_tcp: bool) -> Vec<Message> {
         "www.allowed.test" => {
             reply.add_answer(a("evil.test", "203.0.113.66", 3600));
             reply.add_answer(cname("www.allowed.test", "edge.cdn.test"));
-            reply.add_answer(if is_a { a("edge.cdn.test", "192.0.2.10", 5) } else { aaaa("edge.cdn.test", "2001:db8::10", 5) });
+            reply.add_answer(if is_a {
+                a("edge.cdn.test", "192.0.2.10", 5)
+            } else {
+                aaaa("edge.cdn.test", "2001:db8::10", 5)
+            });
             reply.add_authority(a("ns.evil.test", "203.0.113.67", 3600));
             reply.add_additional(a("ns.evil.test", "203.0.113.68", 3600));
         }

@@ -29,7 +29,10 @@ impl Learner for RecordingLearner {
             return Err(FirewallError::Unanswered(1));
         }
         self.events.lock().unwrap().push(format!("learned {qname}"));
-        self.batches.lock().unwrap().push((qname.to_string(), items.to_vec()));
+        self.batches
+            .lock()
+            .unwrap()
+            .push((qname.to_string(), items.to_vec()));
         Ok(())
     }
 }
@@ -55,12 +58,27 @@ pub(super) struct Proxy {
     pub learner: Arc<RecordingLearner>,
 }
 
-pub(super) async fn start(policy: Policy, upstreams: Vec<SocketAddr>, learner: RecordingLearner) -> Proxy {
-    let config = DnsConfig { listen: "127.0.0.1:0".parse().unwrap(), upstreams, upstream_timeout: TRY_TIMEOUT };
+pub(super) async fn start(
+    policy: Policy,
+    upstreams: Vec<SocketAddr>,
+    learner: RecordingLearner,
+) -> Proxy {
+    let config = DnsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstreams,
+        upstream_timeout: TRY_TIMEOUT,
+    };
     let shared = Arc::new(Shared::default());
     let learner = Arc::new(learner);
-    let handle = serve(config, Arc::new(policy), learner.clone(), shared.clone()).await.unwrap();
+    let handle = serve(config, Arc::new(policy), learner.clone(), shared.clone())
+        .await
+        .unwrap();
     let addr = handle.local_addr();
     assert!(addr.ip().is_loopback() && addr.port() != 0);
-    Proxy { handle, addr, shared, learner }
+    Proxy {
+        handle,
+        addr,
+        shared,
+        learner,
+    }
 }

@@ -24,7 +24,10 @@ pub(super) fn policy(dns: Mode, access: Mode, domains: &[&str]) -> Policy {
     Policy {
         dns,
         access,
-        domains: domains.iter().map(|d| DomainRule::parse(d).unwrap()).collect(),
+        domains: domains
+            .iter()
+            .map(|d| DomainRule::parse(d).unwrap())
+            .collect(),
         cidrs: vec![],
         upstream_dns: vec![],
         min_ttl: 30,
@@ -36,7 +39,11 @@ pub(super) fn policy(dns: Mode, access: Mode, domains: &[&str]) -> Policy {
 
 /// A fully qualified name from "a.test" or "a.test.".
 pub(super) fn name(text: &str) -> Name {
-    let fqdn = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
+    let fqdn = if text.ends_with('.') {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    };
     Name::from_ascii(fqdn).unwrap()
 }
 

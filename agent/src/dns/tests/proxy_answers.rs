@@ -13,11 +13,22 @@ use super::policy;
 use crate::firewall::Learn;
 use crate::policy::{Mode, Ports};
 
-const DOMAINS: &[&str] = &["www.allowed.test:443", "big.test", "stray.test", "many.test", "nx.test"];
+const DOMAINS: &[&str] = &[
+    "www.allowed.test:443",
+    "big.test",
+    "stray.test",
+    "many.test",
+    "nx.test",
+];
 
 async fn allowlist_proxy() -> (Proxy, FakeUpstream) {
     let upstream = FakeUpstream::start().await;
-    let proxy = start(policy(Mode::Allowlist, Mode::Allowlist, DOMAINS), vec![upstream.addr], RecordingLearner::default()).await;
+    let proxy = start(
+        policy(Mode::Allowlist, Mode::Allowlist, DOMAINS),
+        vec![upstream.addr],
+        RecordingLearner::default(),
+    )
+    .await;
     (proxy, upstream)
 }
 
@@ -42,15 +53,36 @@ async fn allowed_name_is_answered_after_its_addresses_are_learned() {
     assert_eq!(reply.metadata.id, request.metadata.id);
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
     assert!(reply.metadata.recursion_desired && reply.metadata.recursion_available);
-    assert_eq!(reply.queries, request.queries, "the question is echoed as asked");
-    let owners: Vec<String> = reply.answers.iter().map(|r| format!("{} {}", r.name, r.record_type())).collect();
-    assert_eq!(owners, ["www.allowed.test. CNAME", "edge.cdn.test. A"], "injected records are dropped");
+    assert_eq!(
+        reply.queries, request.queries,
+        "the question is echoed as asked"
+    );
+    let owners: Vec<String> = reply
+        .answers
+        .iter()
+        .map(|r| format!("{} {}", r.name, r.record_type()))
+        .collect();
+    assert_eq!(
+        owners,
+        ["www.allowed.test. CNAME", "edge.cdn.test. A"],
+        "injected records are dropped"
+    );
     assert!(reply.authorities.is_empty() && reply.additionals.is_empty());
     assert!(upstream.saw("www.allowed.test"));
 
-    assert_eq!(proxy.learner.events(), ["learned www.allowed.test", "answer www.allowed.test"]);
-    let learned = Learn { addr: "192.0.2.10".parse().unwrap(), ports: Ports::Only([443].into()), timeout: Duration::from_secs(30) };
-    assert_eq!(proxy.learner.batches(), [("www.allowed.test".to_string(), vec![learned])]);
+    assert_eq!(
+        proxy.learner.events(),
+        ["learned www.allowed.test", "answer www.allowed.test"]
+    );
+    let learned = Learn {
+        addr: "192.0.2.10".parse().unwrap(),
+        ports: Ports::Only([443].into()),
+        timeout: Duration::from_secs(30),
+    };
+    assert_eq!(
+        proxy.learner.batches(),
+        [("www.allowed.test".to_string(), vec![learned])]
+    );
     assert_eq!(proxy.shared.learned()[0].name, "www.allowed.test");
     assert_eq!(proxy.shared.dns_counts().allowed, 1);
 }
@@ -60,7 +92,10 @@ async fn aaaa_over_tcp_is_learned_too() {
     let (proxy, _upstream) = allowlist_proxy().await;
     let reply = tcp(proxy.addr, &query("www.allowed.test", RecordType::AAAA)).await;
     assert_eq!(addrs(&reply), ["2001:db8::10"]);
-    assert_eq!(proxy.learner.batches()[0].1[0].addr, "2001:db8::10".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(
+        proxy.learner.batches()[0].1[0].addr,
+        "2001:db8::10".parse::<std::net::IpAddr>().unwrap()
+    );
 }
 
 #[tokio::test]
@@ -91,14 +126,24 @@ async fn nxdomain_is_passed_through_and_nothing_is_learned() {
 async fn an_answer_too_big_for_the_client_is_truncated_over_udp() {
     let (proxy, _upstream) = allowlist_proxy().await;
     let plain = udp(proxy.addr, &query("many.test", RecordType::A)).await;
-    assert!(plain.metadata.truncation, "40 A records do not fit 512 bytes");
+    assert!(
+        plain.metadata.truncation,
+        "40 A records do not fit 512 bytes"
+    );
     let big = udp(proxy.addr, &query_edns("many.test", RecordType::A, 4096)).await;
     assert!(!big.metadata.truncation);
     assert_eq!(addrs(&big).len(), 40);
     assert_eq!(big.edns.map(|e| e.max_payload()), Some(4096));
     let over_tcp = tcp(proxy.addr, &query("many.test", RecordType::A)).await;
     assert_eq!(addrs(&over_tcp).len(), 40);
-    assert!(proxy.learner.batches().iter().all(|(_, items)| items.len() == 40), "all addresses are learned in one batch");
+    assert!(
+        proxy
+            .learner
+            .batches()
+            .iter()
+            .all(|(_, items)| items.len() == 40),
+        "all addresses are learned in one batch"
+    );
 }
 
 #[tokio::test]
@@ -117,7 +162,12 @@ async fn a_dead_first_upstream_is_skipped() {
     let upstream = FakeUpstream::start().await;
     let blackhole = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let upstreams = vec![blackhole.local_addr().unwrap(), upstream.addr];
-    let proxy = start(policy(Mode::Allowlist, Mode::Allowlist, DOMAINS), upstreams, RecordingLearner::default()).await;
+    let proxy = start(
+        policy(Mode::Allowlist, Mode::Allowlist, DOMAINS),
+        upstreams,
+        RecordingLearner::default(),
+    )
+    .await;
     let reply = udp(proxy.addr, &query("big.test", RecordType::A)).await;
     assert_eq!(addrs(&reply), ["192.0.2.20"]);
     proxy.handle.shutdown().await.unwrap();

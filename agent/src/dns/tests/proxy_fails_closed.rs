@@ -19,7 +19,12 @@ const DOMAINS: &[&str] = &["www.allowed.test:443", "silent.test"];
 
 async fn proxy_with(learner: RecordingLearner) -> (Proxy, FakeUpstream) {
     let upstream = FakeUpstream::start().await;
-    let proxy = start(policy(Mode::Allowlist, Mode::Allowlist, DOMAINS), vec![upstream.addr], learner).await;
+    let proxy = start(
+        policy(Mode::Allowlist, Mode::Allowlist, DOMAINS),
+        vec![upstream.addr],
+        learner,
+    )
+    .await;
     (proxy, upstream)
 }
 
@@ -29,7 +34,11 @@ async fn refused_name_is_answered_refused_and_never_sent_upstream() {
     let reply = udp(proxy.addr, &query("SeCrEt-Data.Exfil.Test", RecordType::A)).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
     assert!(reply.answers.is_empty());
-    assert_eq!(upstream.questions(), 0, "nothing may leave through a refused name");
+    assert_eq!(
+        upstream.questions(),
+        0,
+        "nothing may leave through a refused name"
+    );
     assert_eq!(proxy.shared.refused_names(), ["secret-data.exfil.test"]);
     assert_eq!(proxy.shared.dns_counts().refused, 1);
 }
@@ -51,24 +60,40 @@ async fn a_silent_upstream_gives_servfail_in_bounded_time() {
     let started = Instant::now();
     let reply = udp(proxy.addr, &query("silent.test", RecordType::A)).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
-    assert!(started.elapsed() >= TRY_TIMEOUT && started.elapsed() < TRY_TIMEOUT * 4, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= TRY_TIMEOUT && started.elapsed() < TRY_TIMEOUT * 4,
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(upstream.saw("silent.test"));
     assert_eq!(proxy.shared.dns_counts().failed, 1);
 }
 
 #[tokio::test]
 async fn no_upstream_at_all_gives_servfail() {
-    let proxy = start(policy(Mode::Allowlist, Mode::Allowlist, DOMAINS), vec![], RecordingLearner::default()).await;
+    let proxy = start(
+        policy(Mode::Allowlist, Mode::Allowlist, DOMAINS),
+        vec![],
+        RecordingLearner::default(),
+    )
+    .await;
     let reply = udp(proxy.addr, &query("www.allowed.test", RecordType::A)).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
 }
 
 #[tokio::test]
 async fn a_failing_learner_gives_servfail_and_no_addresses() {
-    let (proxy, _upstream) = proxy_with(RecordingLearner { fail: true, ..RecordingLearner::default() }).await;
+    let (proxy, _upstream) = proxy_with(RecordingLearner {
+        fail: true,
+        ..RecordingLearner::default()
+    })
+    .await;
     let reply = udp(proxy.addr, &query("www.allowed.test", RecordType::A)).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
-    assert!(reply.answers.is_empty(), "no address may reach the bottle unopened");
+    assert!(
+        reply.answers.is_empty(),
+        "no address may reach the bottle unopened"
+    );
     assert!(proxy.shared.learned().is_empty());
     assert_eq!(proxy.shared.dns_counts().failed, 1);
     assert_eq!(proxy.shared.dns_counts().allowed, 0);
@@ -82,17 +107,28 @@ async fn garbage_and_unsupported_requests_do_not_stop_the_server() {
 
     // A valid header announcing one question, then a cut-off name.
     let bad_body = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05ab";
-    let reply = udp_raw(proxy.addr, bad_body, Duration::from_secs(2)).await.expect("FORMERR expected");
+    let reply = udp_raw(proxy.addr, bad_body, Duration::from_secs(2))
+        .await
+        .expect("FORMERR expected");
     let reply = hickory_proto::op::Message::from_vec(&reply).unwrap();
-    assert_eq!((reply.metadata.id, reply.metadata.response_code), (0x1234, ResponseCode::FormErr));
+    assert_eq!(
+        (reply.metadata.id, reply.metadata.response_code),
+        (0x1234, ResponseCode::FormErr)
+    );
 
     let mut two = query("www.allowed.test", RecordType::A);
     two.add_query(Query::query(name("silent.test"), RecordType::A));
-    assert_eq!(udp(proxy.addr, &two).await.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(
+        udp(proxy.addr, &two).await.metadata.response_code,
+        ResponseCode::FormErr
+    );
 
     let mut status = query("www.allowed.test", RecordType::A);
     status.metadata.op_code = OpCode::Status;
-    assert_eq!(udp(proxy.addr, &status).await.metadata.response_code, ResponseCode::NotImp);
+    assert_eq!(
+        udp(proxy.addr, &status).await.metadata.response_code,
+        ResponseCode::NotImp
+    );
 
     let reply = udp(proxy.addr, &query("www.allowed.test", RecordType::A)).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
@@ -103,11 +139,23 @@ async fn garbage_and_unsupported_requests_do_not_stop_the_server() {
 async fn a_busy_address_fails_serve_before_anything_is_served() {
     let taken = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let listen = taken.local_addr().unwrap();
-    let config = DnsConfig { listen, upstreams: vec![], upstream_timeout: TRY_TIMEOUT };
+    let config = DnsConfig {
+        listen,
+        upstreams: vec![],
+        upstream_timeout: TRY_TIMEOUT,
+    };
     let policy = Arc::new(policy(Mode::Allowlist, Mode::Allowlist, DOMAINS));
-    let result = serve(config, policy, Arc::new(RecordingLearner::default()), Arc::new(Shared::default())).await;
+    let result = serve(
+        config,
+        policy,
+        Arc::new(RecordingLearner::default()),
+        Arc::new(Shared::default()),
+    )
+    .await;
     match result {
-        Err(DnsError::Bind { proto: "UDP", addr, .. }) => assert_eq!(addr, listen),
+        Err(DnsError::Bind {
+            proto: "UDP", addr, ..
+        }) => assert_eq!(addr, listen),
         Err(other) => panic!("expected a UDP bind error, got {other}"),
         Ok(_) => panic!("serve bound an address that is in use"),
     }

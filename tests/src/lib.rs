@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod bins;
+pub mod bottle;
 pub mod cmd;
 pub mod files;
 pub mod json;

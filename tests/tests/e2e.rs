@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use rbm_tests::bins::workspace_root;
+use rbm_tests::bottle::{shown, Bottle, OPEN_MS};
 use rbm_tests::files::write_file;
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::ProbeRun;
@@ -54,7 +55,6 @@ const UP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Every other command.
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a probe waits for something that should be open.
-const OPEN_MS: &str = "3000";
 /// How long a probe waits for something that should be shut. Local
 /// traffic answers in milliseconds; silence this long is a drop.
 const SHUT_MS: &str = "1000";
@@ -266,16 +266,6 @@ impl Lab {
         parse_json(&out.stdout)
     }
 
-    /// rbm-probe in the bottle (`rbm-launch shell`), its report echoed.
-    fn probe(&self, args: &[&str]) -> Result<ProbeRun> {
-        let mut extra = vec!["--", "/rbm-probe"];
-        extra.extend_from_slice(args);
-        let output = self.launch("shell", &extra, CMD_TIMEOUT)?;
-        let json = probe_json(&output)?;
-        eprintln!("{} rbm-probe {}: {json}", self.spec.moniker, args.join(" "));
-        Ok(ProbeRun { json, output })
-    }
-
     /// Resolves `name` with the bottle's resolver (the sentry); must answer `want`.
     fn resolves(&self, name: &str, want: Ipv4Addr) -> Result<()> {
         let run = self.probe(&["dns", name, "--timeout-ms", OPEN_MS])?;
@@ -293,40 +283,6 @@ impl Lab {
         Ok(())
     }
 
-    /// TCP, then UDP, to `addr` from the bottle; both must get the world's
-    /// line. Returns the TCP reply (`world LOCAL sees PEER`).
-    fn reaches(&self, addr: SocketAddr) -> Result<String> {
-        let target = addr.to_string();
-        let mut replies = Vec::new();
-        for proto in ["tcp", "udp"] {
-            let run = self.probe(&[proto, &target, "--timeout-ms", OPEN_MS])?;
-            ensure!(run.ok(), "{proto} {addr} should be open: {}", run.json);
-            replies.push(str_field(&run.json, "reply")?.to_string());
-        }
-        Ok(replies.swap_remove(0))
-    }
-
-    /// Runs every probe at once (in parallel); each must fail. Returns their reports.
-    fn all_fail(&self, probes: &[&[&str]]) -> Result<Vec<Value>> {
-        let runs: Vec<Result<ProbeRun>> = thread::scope(|s| {
-            let handles: Vec<_> = probes
-                .iter()
-                .map(|args| s.spawn(move || self.probe(args)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("probe thread panicked"))
-                .collect()
-        });
-        let mut reports = Vec::new();
-        for (args, run) in probes.iter().zip(runs) {
-            let run = run?;
-            ensure!(!run.ok(), "`{}` should fail: {}", args.join(" "), run.json);
-            reports.push(run.json);
-        }
-        Ok(reports)
-    }
-
     fn world(&self, host: u8) -> &WorldContainer {
         let ip = self.spec.uplink(host);
         self.worlds
@@ -337,6 +293,23 @@ impl Lab {
 }
 
 /// The containers carrying `spec`'s moniker label.
+impl Bottle for Lab {
+    /// rbm-probe in the bottle (`rbm-launch shell`), its report echoed.
+    fn probe(&self, args: &[&str]) -> Result<ProbeRun> {
+        let mut extra = vec!["--", "/rbm-probe"];
+        extra.extend_from_slice(args);
+        let output = self.launch("shell", &extra, CMD_TIMEOUT)?;
+        let json = probe_json(&output)?;
+        eprintln!(
+            "{} rbm-probe {}: {}",
+            self.spec.moniker,
+            args.join(" "),
+            shown(&json, 400)
+        );
+        Ok(ProbeRun { json, output })
+    }
+}
+
 fn containers(podman: &Podman, spec: Spec) -> Result<Vec<Value>> {
     podman.containers_labelled("rbm.moniker", spec.moniker)
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use rbm_tests::agent::Agent;
+use rbm_tests::bottle::{shown, Bottle};
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::{
     ipv4_range, ProbeRun, BOTTLE_V4, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4, WORLD_V4, WORLD_V6,
@@ -52,8 +53,6 @@ const MIN_TTL: u32 = 1;
 
 /// Timeout of every command the tests run (probes, status, nft, ip).
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a probe waits for something the filter should let through.
-const OPEN_MS: &str = "3000";
 /// How long a probe waits for something the filter should drop. Local
 /// traffic answers in milliseconds; silence this long is a drop.
 const BLOCKED_MS: &str = "800";
@@ -189,11 +188,6 @@ impl Lab {
         self.agent.status(&self.topo)
     }
 
-    /// rbm-probe in the bottle.
-    fn probe(&self, args: &[&str]) -> Result<ProbeRun> {
-        probe(&self.topo, Ns::Bottle, args)
-    }
-
     /// One query to the sentry over UDP (`extra`: e.g. `--tcp`, `--type`);
     /// fails unless an answer arrived.
     fn dns(&self, name: &str, extra: &[&str]) -> Result<Value> {
@@ -216,73 +210,41 @@ impl Lab {
         Ok(())
     }
 
-    /// TCP, then UDP, to `addr`; both must get the server's line. Returns
-    /// the TCP reply (`world LOCAL sees PEER`).
-    fn reaches(&self, addr: SocketAddr) -> Result<String> {
-        let target = addr.to_string();
-        let mut replies = Vec::new();
-        for proto in ["tcp", "udp"] {
-            let run = self.probe(&[proto, &target, "--timeout-ms", OPEN_MS])?;
-            ensure!(run.ok(), "{proto} {addr} should be open: {}", run.json);
-            replies.push(str_field(&run.json, "reply")?.to_string());
-        }
-        Ok(replies.swap_remove(0))
+    /// rbm-probe in the bottle.
+    fn probe(&self, args: &[&str]) -> Result<ProbeRun> {
+        NsBottle(&self.topo).probe(args)
     }
 
+    /// TCP and UDP to `addr` from the bottle both get the server's line.
+    fn reaches(&self, addr: SocketAddr) -> Result<String> {
+        NsBottle(&self.topo).reaches(addr)
+    }
+
+    /// Every `(proto, addr)` from the bottle; each must be dropped.
     fn blocked(&self, targets: &[(&str, SocketAddr)]) -> Result<()> {
-        blocked(&self.topo, targets)
+        NsBottle(&self.topo).blocked(targets, BLOCKED_MS)
+    }
+}
+
+/// The bottle namespace of a topology, without an agent.
+struct NsBottle<'a>(&'a Topology);
+
+impl Bottle for NsBottle<'_> {
+    fn probe(&self, args: &[&str]) -> Result<ProbeRun> {
+        probe(self.0, Ns::Bottle, args)
     }
 }
 
 /// rbm-probe in `ns`, its report echoed to stderr for the test log.
 fn probe(topo: &Topology, ns: Ns, args: &[&str]) -> Result<ProbeRun> {
     let run = topo.probe(ns, args, CMD_TIMEOUT)?;
-    let json = run.json.to_string();
-    let shown = json
-        .char_indices()
-        .nth(400)
-        .map_or(json.as_str(), |(i, _)| &json[..i]);
-    eprintln!("rbm-probe {}: {shown}", args.join(" "));
+    eprintln!("rbm-probe {}: {}", args.join(" "), shown(&run.json, 400));
     Ok(run)
 }
 
 /// TCP and UDP to `addr`.
 fn both(addr: SocketAddr) -> [(&'static str, SocketAddr); 2] {
     [("tcp", addr), ("udp", addr)]
-}
-
-/// Every `(proto, addr)` probed from the bottle at once (in parallel);
-/// each must end in silence: a drop by the filter, not a closed port.
-fn blocked(topo: &Topology, targets: &[(&str, SocketAddr)]) -> Result<()> {
-    let runs: Vec<Result<ProbeRun>> = thread::scope(|s| {
-        let handles: Vec<_> = targets
-            .iter()
-            .map(|(proto, addr)| {
-                s.spawn(move || {
-                    let target = addr.to_string();
-                    probe(
-                        topo,
-                        Ns::Bottle,
-                        &[*proto, &target, "--timeout-ms", BLOCKED_MS],
-                    )
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("probe thread panicked"))
-            .collect()
-    });
-    for ((proto, addr), run) in targets.iter().zip(runs) {
-        let run = run?;
-        ensure!(!run.ok(), "{proto} {addr} should be blocked: {}", run.json);
-        let error = str_field(&run.json, "error")?;
-        ensure!(
-            error.starts_with("timeout"),
-            "{proto} {addr}: expected silence (a drop), got {error}"
-        );
-    }
-    Ok(())
 }
 
 /// The packet counter of the rule `comment` in `chain`, from a status report.
@@ -840,13 +802,13 @@ fn forwarding_off_makes_the_agent_fail_closed() -> Result<()> {
     // Forwarding back on: the lockdown the agent left behind still holds.
     sysctl("1")?;
     assert_only_rbm_table(&nft_ruleset(&topo)?);
-    blocked(
-        &topo,
+    NsBottle(&topo).blocked(
         &[
             ("tcp", sock(ALLOWED, 80)),
             ("udp", sock(ALLOWED, 80)),
             ("udp", sock(DNS, 53)),
         ],
+        BLOCKED_MS,
     )
 }
 

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use rbm_tests::bottle::shown;
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::{ipv4_range, ProbeRun, BOTTLE_V4, BOTTLE_V6, PODMAN_GATEWAY_V4, WORLD_V6};
 use rbm_tests::world::setup::{RunningWorld, WorldSetup};
@@ -83,12 +84,7 @@ fn fixture_with(race_count: u32) -> Result<Option<Fixture>> {
 
 fn probe(f: &Fixture, args: &[&str]) -> Result<ProbeRun> {
     let run = f.topo.probe(Ns::Bottle, args, PROBE_TIMEOUT)?;
-    let json = run.json.to_string();
-    let shown = json
-        .char_indices()
-        .nth(300)
-        .map_or(json.as_str(), |(i, _)| &json[..i]);
-    eprintln!("rbm-probe {}: {shown}", args.join(" "));
+    eprintln!("rbm-probe {}: {}", args.join(" "), shown(&run.json, 300));
     Ok(run)
 }
 

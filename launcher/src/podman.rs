@@ -58,13 +58,17 @@ impl Podman {
         if out.status.success() || is_missing(&String::from_utf8_lossy(&out.stderr)) {
             return Ok(());
         }
-        let failure = self.failure(&removal.rm, &out);
         let exists = self.output(&removal.exists)?;
         if exists.status.code() == Some(1) {
-            eprintln!("rbm-launch: note: removed, although podman reported: {failure}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let first = stderr.lines().next().unwrap_or("").trim();
+            eprintln!(
+                "rbm-launch: note: {} is removed; podman's teardown complained: {first}",
+                removal.what
+            );
             Ok(())
         } else {
-            Err(failure)
+            Err(self.failure(&removal.rm, &out))
         }
     }
 

@@ -130,12 +130,15 @@ pub fn network_rm(name: &str) -> Vec<String> {
 /// (exit 0: it exists, 1: it does not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removal {
+    /// What is removed, for messages.
+    pub what: String,
     pub rm: Vec<String>,
     pub exists: Vec<String>,
 }
 
 pub fn remove_container(name: &str) -> Removal {
     Removal {
+        what: format!("container {name}"),
         rm: rm_container(name),
         exists: v(&["container", "exists", name]),
     }
@@ -143,6 +146,7 @@ pub fn remove_container(name: &str) -> Removal {
 
 pub fn remove_network(name: &str) -> Removal {
     Removal {
+        what: format!("network {name}"),
         rm: network_rm(name),
         exists: v(&["network", "exists", name]),
     }

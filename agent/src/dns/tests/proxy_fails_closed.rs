@@ -62,7 +62,11 @@ async fn a_silent_upstream_gives_servfail_in_bounded_time() {
     // only after the proxy waited out its upstream. No speed is asserted.
     let reply = udp(proxy.addr, &query("silent.test", RecordType::A)).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
-    assert!(started.elapsed() >= TRY_TIMEOUT, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= TRY_TIMEOUT,
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(upstream.saw("silent.test"));
     assert_eq!(proxy.shared.dns_counts().failed, 1);
 }

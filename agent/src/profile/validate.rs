@@ -1,0 +1,379 @@
+//! Checks a raw profile field by field and collects every problem, each
+//! with the field and the fix.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net};
+
+use super::{
+    Bottle, Enclave, Entry, Problem, Profile, RawBottle, RawEnclave, RawEntry, RawProfile,
+    RawUplink, Uplink, DEFAULT_MIN_TTL, MAX_MIN_TTL,
+};
+use crate::policy::{DomainRule, Mode};
+
+#[derive(Default)]
+pub(super) struct Validator {
+    pub(super) problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn fail(&mut self, field: &str, message: impl Into<String>, fix: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.to_string(),
+            message: message.into(),
+            fix: fix.into(),
+        });
+    }
+
+    pub(super) fn profile(&mut self, raw: RawProfile) -> Profile {
+        self.moniker(&raw.moniker);
+        let bottle = self.bottle(raw.bottle);
+        let enclave = self.enclave(&raw.enclave);
+        let uplink = self.uplink(raw.uplink, enclave.as_ref());
+        let entries = self.entries(&raw.entry);
+        let enclave = enclave.unwrap_or(Enclave {
+            subnet: Ipv4Net::default(),
+            sentry_ip: Ipv4Addr::UNSPECIFIED,
+            bottle_ip: Ipv4Addr::UNSPECIFIED,
+        });
+        Profile {
+            moniker: raw.moniker,
+            description: raw.description,
+            bottle,
+            enclave,
+            uplink,
+            entries,
+        }
+    }
+
+    fn moniker(&mut self, m: &str) {
+        let ok = (2..=12).contains(&m.len())
+            && m.starts_with(|c: char| c.is_ascii_lowercase())
+            && m.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !ok {
+            self.fail(
+                "moniker",
+                format!("{m:?} must be 2 to 12 characters: a lowercase letter, then lowercase letters or digits"),
+                "use a short name such as \"demo\" or \"agent1\"",
+            );
+        }
+    }
+
+    fn bottle(&mut self, raw: RawBottle) -> Bottle {
+        if raw.image.trim().is_empty() {
+            self.fail(
+                "bottle.image",
+                "is empty",
+                "name a local image, e.g. \"localhost/rbm-demo-bottle:latest\"",
+            );
+        }
+        if let Some(cmd) = &raw.command {
+            if cmd.is_empty() {
+                self.fail(
+                    "bottle.command",
+                    "is an empty list",
+                    "remove it to use the image's command, or give the program and its arguments",
+                );
+            }
+        }
+        for key in raw.env.keys() {
+            let ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                self.fail(
+                    &format!("bottle.env.{key}"),
+                    "is not a valid environment variable name",
+                    "use letters, digits and _ only, not starting with a digit",
+                );
+            }
+        }
+        for (i, vol) in raw.volumes.iter().enumerate() {
+            self.volume(i, vol);
+        }
+        if let Some(w) = &raw.workdir {
+            if !w.starts_with('/') {
+                self.fail(
+                    "bottle.workdir",
+                    format!("{w:?} is not an absolute path"),
+                    "write the path inside the bottle starting with /",
+                );
+            }
+        }
+        Bottle {
+            image: raw.image,
+            command: raw.command,
+            env: raw.env,
+            volumes: raw.volumes,
+            workdir: raw.workdir,
+        }
+    }
+
+    fn volume(&mut self, i: usize, vol: &str) {
+        let field = format!("bottle.volumes[{i}]");
+        let parts: Vec<&str> = vol.split(':').collect();
+        let fix = "write HOST_PATH:BOTTLE_PATH[:OPTIONS], e.g. \"./work:/workspace\" or \"/data:/data:ro\"";
+        if !(2..=3).contains(&parts.len()) || parts[0].is_empty() {
+            self.fail(&field, format!("{vol:?} is not in podman -v form"), fix);
+        } else if !parts[1].starts_with('/') {
+            self.fail(
+                &field,
+                format!("bottle path {:?} is not absolute", parts[1]),
+                fix,
+            );
+        }
+    }
+
+    fn enclave(&mut self, raw: &RawEnclave) -> Option<Enclave> {
+        let subnet = self.ipv4_net("enclave.subnet", &raw.subnet, "\"10.242.0.0/24\"");
+        let sentry_ip = self.ipv4("enclave.sentry_ip", &raw.sentry_ip);
+        let bottle_ip = self.ipv4("enclave.bottle_ip", &raw.bottle_ip);
+        let (subnet, sentry_ip, bottle_ip) = (subnet?, sentry_ip?, bottle_ip?);
+        if subnet.prefix_len() > 29 {
+            self.fail(
+                "enclave.subnet",
+                format!("{subnet} is too small"),
+                "use a /29 or larger, e.g. /24",
+            );
+            return None;
+        }
+        for (field, ip) in [
+            ("enclave.sentry_ip", sentry_ip),
+            ("enclave.bottle_ip", bottle_ip),
+        ] {
+            if !subnet.contains(&ip) {
+                self.fail(
+                    field,
+                    format!("{ip} is outside enclave.subnet {subnet}"),
+                    format!("pick an address inside {subnet}"),
+                );
+            } else if ip == subnet.network() || ip == subnet.broadcast() {
+                self.fail(
+                    field,
+                    format!("{ip} is the network or broadcast address of {subnet}"),
+                    format!(
+                        "pick a host address between {} and {}",
+                        subnet.hosts().next().unwrap_or(ip),
+                        subnet.hosts().last().unwrap_or(ip)
+                    ),
+                );
+            } else if ip == first_host(subnet) {
+                self.fail(field, format!("{ip} is the first host of {subnet}, which Podman keeps for the network's gateway"), "use .2 for the sentry and .3 for the bottle");
+            }
+        }
+        if sentry_ip == bottle_ip {
+            self.fail(
+                "enclave.bottle_ip",
+                format!("is the same address as enclave.sentry_ip ({sentry_ip})"),
+                "give the bottle its own address",
+            );
+        }
+        Some(Enclave {
+            subnet,
+            sentry_ip,
+            bottle_ip,
+        })
+    }
+
+    fn uplink(&mut self, raw: RawUplink, enclave: Option<&Enclave>) -> Uplink {
+        let domains = raw
+            .domains
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match DomainRule::parse(d) {
+                Ok(rule) => Some(rule),
+                Err(e) => {
+                    self.fail(
+                        &format!("uplink.domains[{i}]"),
+                        format!("{d:?}: {}", e.message),
+                        e.fix,
+                    );
+                    None
+                }
+            })
+            .collect();
+        if raw.domains.is_empty() && raw.dns == Mode::Allowlist {
+            self.fail(
+                "uplink.domains",
+                "is empty while uplink.dns = \"allowlist\": the bottle could resolve no name at all",
+                "list the names the bottle may reach, or say so with uplink.dns = \"disabled\"",
+            );
+        }
+        let cidrs = raw
+            .cidrs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| self.cidr(&format!("uplink.cidrs[{i}]"), c))
+            .collect();
+        let upstream_dns = raw
+            .upstream_dns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.upstream(&format!("uplink.upstream_dns[{i}]"), s, enclave))
+            .collect();
+        let min_ttl = match raw.min_ttl {
+            None => DEFAULT_MIN_TTL,
+            Some(t) if (0..=MAX_MIN_TTL).contains(&t) => t as u32,
+            Some(t) => {
+                self.fail(
+                    "uplink.min_ttl",
+                    format!("{t} is out of range"),
+                    format!("use 0 to {MAX_MIN_TTL} seconds"),
+                );
+                DEFAULT_MIN_TTL
+            }
+        };
+        let subnet = raw.subnet.as_deref().and_then(|s| {
+            let net = self.ipv4_net("uplink.subnet", s, "\"10.243.0.0/24\"")?;
+            if let Some(e) = enclave {
+                if net.contains(&e.subnet.network()) || e.subnet.contains(&net.network()) {
+                    self.fail(
+                        "uplink.subnet",
+                        format!("{net} overlaps enclave.subnet {}", e.subnet),
+                        "use a separate range",
+                    );
+                }
+            }
+            Some(net)
+        });
+        Uplink {
+            dns: raw.dns,
+            access: raw.access,
+            domains,
+            cidrs,
+            upstream_dns,
+            min_ttl,
+            subnet,
+        }
+    }
+
+    fn cidr(&mut self, field: &str, s: &str) -> Option<IpNet> {
+        let net: IpNet = match s.parse() {
+            Ok(n) => n,
+            Err(_) => {
+                self.fail(
+                    field,
+                    format!("{s:?} is not a CIDR"),
+                    "write ADDRESS/PREFIX, e.g. \"160.79.104.0/23\" or \"2001:db8::/32\"",
+                );
+                return None;
+            }
+        };
+        if net.trunc() != net {
+            self.fail(
+                field,
+                format!("{s} has host bits set"),
+                format!("write {}", net.trunc()),
+            );
+            return None;
+        }
+        if net.prefix_len() == 0 {
+            self.fail(
+                field,
+                format!("{s} would allow every address"),
+                "set uplink.access = \"global\" if that is what you mean",
+            );
+            return None;
+        }
+        Some(net)
+    }
+
+    fn upstream(&mut self, field: &str, s: &str, enclave: Option<&Enclave>) -> Option<IpAddr> {
+        let Ok(ip) = s.parse::<IpAddr>() else {
+            self.fail(
+                field,
+                format!("{s:?} is not an IP address"),
+                "write a resolver address such as \"192.0.2.53\"",
+            );
+            return None;
+        };
+        if let (IpAddr::V4(v4), Some(e)) = (ip, enclave) {
+            if e.subnet.contains(&v4) {
+                self.fail(
+                    field,
+                    format!("{ip} is inside the enclave"),
+                    "name a resolver on the uplink side",
+                );
+            }
+        }
+        Some(ip)
+    }
+
+    fn entries(&mut self, raw: &[RawEntry]) -> Vec<Entry> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, e) in raw.iter().enumerate() {
+            let host = self.port(&format!("entry[{i}].host_port"), e.host_port);
+            let bottle = self.port(&format!("entry[{i}].bottle_port"), e.bottle_port);
+            let (Some(host_port), Some(bottle_port)) = (host, bottle) else {
+                continue;
+            };
+            if !seen.insert((host_port, e.protocol)) {
+                self.fail(
+                    &format!("entry[{i}].host_port"),
+                    format!("{host_port}/{} is published twice", e.protocol.as_str()),
+                    "give each entry its own host_port",
+                );
+                continue;
+            }
+            out.push(Entry {
+                host_port,
+                bottle_port,
+                protocol: e.protocol,
+            });
+        }
+        out
+    }
+
+    fn port(&mut self, field: &str, p: i64) -> Option<u16> {
+        match u16::try_from(p) {
+            Ok(p) if p != 0 => Some(p),
+            _ => {
+                self.fail(field, format!("{p} is not a port"), "use 1 to 65535");
+                None
+            }
+        }
+    }
+
+    fn ipv4(&mut self, field: &str, s: &str) -> Option<Ipv4Addr> {
+        match s.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.fail(
+                    field,
+                    format!("{s:?} is not an IPv4 address"),
+                    "write it like \"10.242.0.2\"",
+                );
+                None
+            }
+        }
+    }
+
+    fn ipv4_net(&mut self, field: &str, s: &str, example: &str) -> Option<Ipv4Net> {
+        let net: Ipv4Net = match s.parse() {
+            Ok(n) => n,
+            Err(_) => {
+                self.fail(
+                    field,
+                    format!("{s:?} is not an IPv4 CIDR"),
+                    format!("write it like {example}"),
+                );
+                return None;
+            }
+        };
+        if net.trunc() != net {
+            self.fail(
+                field,
+                format!("{s} has host bits set"),
+                format!("write {}", net.trunc()),
+            );
+            return None;
+        }
+        Some(net)
+    }
+}
+
+fn first_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()) + 1)
+}

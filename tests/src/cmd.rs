@@ -59,12 +59,11 @@ pub fn command_line<S: AsRef<str>>(program: &str, args: &[S]) -> String {
     line
 }
 
-/// Runs `program args`, waits at most `timeout`, and returns its output
-/// whatever the exit status. Fails if it cannot start or runs too long
-/// (then its whole process group is killed).
-pub fn run<S: AsRef<str>>(program: &str, args: &[S], timeout: Duration) -> Result<Output> {
+/// Starts `program args` in its own process group with stdout and stderr
+/// piped; returns the command line (for messages) and the child.
+fn start<S: AsRef<str>>(program: &str, args: &[S]) -> Result<(String, Child)> {
     let command = command_line(program, args);
-    let mut child = Command::new(program)
+    let child = Command::new(program)
         .args(args.iter().map(AsRef::as_ref))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -72,6 +71,14 @@ pub fn run<S: AsRef<str>>(program: &str, args: &[S], timeout: Duration) -> Resul
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start `{command}`"))?;
+    Ok((command, child))
+}
+
+/// Runs `program args`, waits at most `timeout`, and returns its output
+/// whatever the exit status. Fails if it cannot start or runs too long
+/// (then its whole process group is killed).
+pub fn run<S: AsRef<str>>(program: &str, args: &[S], timeout: Duration) -> Result<Output> {
+    let (command, mut child) = start(program, args)?;
     let stdout = read_all(child.stdout.take());
     let stderr = read_all(child.stderr.take());
     let status = wait_until(&mut child, Instant::now() + timeout);
@@ -154,15 +161,7 @@ pub struct Spawned {
 
 /// Starts `program args` in the background with stdout and stderr captured.
 pub fn spawn<S: AsRef<str>>(program: &str, args: &[S]) -> Result<Spawned> {
-    let command = command_line(program, args);
-    let mut child = Command::new(program)
-        .args(args.iter().map(AsRef::as_ref))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot start `{command}`"))?;
+    let (command, mut child) = start(program, args)?;
     let (tx, lines) = mpsc::channel();
     let stdout = child.stdout.take().expect("stdout is piped");
     thread::spawn(move || {

@@ -198,25 +198,31 @@ fn tcp_and_udp_servers_see_the_bottle() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn reach_resolves_and_connects_every_name() -> Result<()> {
-    let Some(f) = fixture()? else { return Ok(()) };
-    let count = RACE_COUNT.to_string();
+/// `rbm-probe reach` over `count` race names, asking the world directly.
+fn reach(f: &Fixture, count: &str) -> Result<ProbeRun> {
     let server = DNS.to_string();
-    let run = probe(
-        &f,
+    let template = "h{i}.race.example.test";
+    probe(
+        f,
         &[
             "reach",
             "--name-template",
-            "h{i}.race.example.test",
+            template,
             "--count",
-            &count,
+            count,
             "--port",
             "7",
             "--server",
             &server,
         ],
-    )?;
+    )
+}
+
+#[test]
+fn reach_resolves_and_connects_every_name() -> Result<()> {
+    let Some(f) = fixture()? else { return Ok(()) };
+    let count = RACE_COUNT.to_string();
+    let run = reach(&f, &count)?;
     assert!(run.ok(), "{}", run.json);
     assert_eq!(run.json["count"], RACE_COUNT);
     assert_eq!(run.json["ok"], RACE_COUNT);
@@ -230,21 +236,7 @@ fn one_world_serves_hundreds_of_sockets() -> Result<()> {
         return Ok(());
     };
     let count = BIG_RACE_COUNT.to_string();
-    let server = DNS.to_string();
-    let run = probe(
-        &f,
-        &[
-            "reach",
-            "--name-template",
-            "h{i}.race.example.test",
-            "--count",
-            &count,
-            "--port",
-            "7",
-            "--server",
-            &server,
-        ],
-    )?;
+    let run = reach(&f, &count)?;
     assert!(run.ok(), "{}", run.json);
     assert_eq!(run.json["ok"], BIG_RACE_COUNT);
     let status = f.world.process.stop(Duration::from_secs(5))?;

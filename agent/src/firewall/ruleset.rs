@@ -385,14 +385,25 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
 /// be unreachable (they are the IPv6 ARP, not traffic to the world).
 const NEIGHBOUR_DISCOVERY: [u8; 2] = [135, 136];
 
-fn neighbour_discovery() -> impl Iterator<Item = Rule> {
-    NEIGHBOUR_DISCOVERY.into_iter().map(|t| {
+/// What the sentry's own input and output always accept: loopback (`lo`
+/// matched on the chain's side), replies, and neighbour discovery.
+fn sentry_own(lo: Match) -> Vec<Rule> {
+    let mut rules = vec![
+        rule(vec![lo], Action::Accept, "accept:loopback"),
+        rule(
+            vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
+            Action::Accept,
+            "accept:established",
+        ),
+    ];
+    rules.extend(NEIGHBOUR_DISCOVERY.into_iter().map(|t| {
         rule(
             vec![Match::Icmpv6Type(t)],
             Action::Accept,
             "accept:neighbour-discovery",
         )
-    })
+    }));
+    rules
 }
 
 fn input_chain(ifs: &Interfaces) -> ChainDef {
@@ -402,19 +413,7 @@ fn input_chain(ifs: &Interfaces) -> ChainDef {
             Match::ProtoPort(proto, 53),
         ]
     };
-    let mut rules = vec![
-        rule(
-            vec![Match::IifName("lo".into())],
-            Action::Accept,
-            "accept:loopback",
-        ),
-        rule(
-            vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
-            Action::Accept,
-            "accept:established",
-        ),
-    ];
-    rules.extend(neighbour_discovery());
+    let mut rules = sentry_own(Match::IifName("lo".into()));
     rules.extend([
         rule(
             dns(Protocol::Udp.number()),
@@ -439,19 +438,7 @@ fn input_chain(ifs: &Interfaces) -> ChainDef {
 }
 
 fn output_chain(input: &FirewallInput) -> ChainDef {
-    let mut rules = vec![
-        rule(
-            vec![Match::OifName("lo".into())],
-            Action::Accept,
-            "accept:loopback",
-        ),
-        rule(
-            vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
-            Action::Accept,
-            "accept:established",
-        ),
-    ];
-    rules.extend(neighbour_discovery());
+    let mut rules = sentry_own(Match::OifName("lo".into()));
     for ip in &input.upstream_dns {
         for proto in [Protocol::Udp, Protocol::Tcp] {
             let m = vec![

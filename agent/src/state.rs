@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -79,20 +79,32 @@ impl Shared {
     }
 
     /// Remembers addresses that `name` taught, after the kernel took them.
-    pub fn record_learned(&self, name: &str, items: &[Learn]) {
-        let now = Instant::now();
+    /// `sent` is when they were sent to the kernel, so that what is
+    /// remembered never outlives the kernel's element.
+    pub fn record_learned(&self, name: &str, items: &[Learn], sent: Instant) {
         let mut l = self.learned.lock().unwrap();
-        l.retain(|_, e| e.expires > now);
+        l.retain(|_, e| e.expires > Instant::now());
         for item in items {
             l.insert(
                 item.addr,
                 LearnedEntry {
                     name: name.to_string(),
                     ports: item.ports.clone(),
-                    expires: now + item.timeout,
+                    expires: sent + item.timeout,
                 },
             );
         }
+    }
+
+    /// How long `item`'s address stays open anyway, when its last learning
+    /// had the same ports and keeps it open for at least half of
+    /// `item.timeout`: then the kernel need not be asked again, and the
+    /// answer's TTL must not exceed what is left.
+    pub fn still_open(&self, item: &Learn) -> Option<Duration> {
+        let l = self.learned.lock().unwrap();
+        let entry = l.get(&item.addr).filter(|e| e.ports == item.ports)?;
+        let left = entry.expires.saturating_duration_since(Instant::now());
+        (left >= item.timeout / 2).then_some(left)
     }
 
     pub fn dns_counts(&self) -> DnsCounts {
@@ -136,7 +148,6 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn refused_names_are_recent_and_unique() {
@@ -162,10 +173,35 @@ mod tests {
         s.record_learned(
             "a.test",
             &[learn("192.0.2.1", 60_000), learn("192.0.2.2", 0)],
+            Instant::now(),
         );
         let l = s.learned();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].name, "a.test");
         assert_eq!(l[0].expires_in_secs, 60);
+    }
+
+    #[test]
+    fn a_fresh_learning_with_the_same_ports_needs_no_kernel_call() {
+        let s = Shared::default();
+        let item = |ports, secs| Learn {
+            addr: "192.0.2.1".parse().unwrap(),
+            ports,
+            timeout: Duration::from_secs(secs),
+        };
+        assert_eq!(s.still_open(&item(Ports::All, 60)), None, "never learned");
+        s.record_learned("a.test", &[item(Ports::All, 60)], Instant::now());
+        let left = s.still_open(&item(Ports::All, 60)).expect("just learned");
+        assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(30));
+        assert_eq!(
+            s.still_open(&item(Ports::Only([443].into()), 60)),
+            None,
+            "other ports"
+        );
+        assert_eq!(
+            s.still_open(&item(Ports::All, 200)),
+            None,
+            "less than half of a longer timeout left"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Benchmark (not a test): DNS answer latency through rbm-agent's proxy
-//! (bottle -> sentry proxy -> world, learning the address on every answer)
-//! side by side with asking the world's server directly from the sentry,
-//! in one run, interleaved. Reported as ratios.
+//! (bottle -> sentry proxy -> world) side by side with asking the world's
+//! server directly from the sentry, in one run, interleaved, reported as
+//! ratios. Two cases: the same name again and again (its address stays
+//! open, so the proxy skips the kernel), and a fresh name every time (each
+//! answer opens a new address in the kernel before it is sent).
 //! Run as root after scripts/build-static: `cargo bench -p rbm-tests --bench dns_latency`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,6 +19,8 @@ use serde_json::Value;
 const DNS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 const TARGET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const NAME: &str = "bench.example.test";
+/// `n1.fresh.example.test` ... each with its own address.
+const FRESH: &str = "n{i}.fresh.example.test";
 const QUERIES: &str = "2000";
 const ROUNDS: usize = 3;
 
@@ -24,14 +28,26 @@ fn profile() -> String {
     format!(
         "moniker = \"bench\"\n[bottle]\nimage = \"unused\"\n[enclave]\nsubnet = \"10.242.0.0/24\"\n\
          sentry_ip = \"{SENTRY_ENCLAVE_V4}\"\nbottle_ip = \"{BOTTLE_V4}\"\n[uplink]\ndns = \"allowlist\"\n\
-         access = \"allowlist\"\ndomains = [\"{NAME}\"]\nupstream_dns = [\"{DNS}\"]\n"
+         access = \"allowlist\"\ndomains = [\"{NAME}\", \"*.fresh.example.test\"]\nupstream_dns = [\"{DNS}\"]\n"
     )
 }
 
-fn bench(topo: &Topology, ns: Ns, server: Ipv4Addr) -> Result<Value> {
+fn zone() -> String {
+    let mut zone = format!("{NAME}. A 60 {TARGET}\n");
+    for i in 1..=QUERIES.parse::<u32>().unwrap() {
+        let addr = Ipv4Addr::from(0x0a62_0000 + i);
+        zone.push_str(&format!(
+            "{}. A 60 {addr}\n",
+            FRESH.replace("{i}", &i.to_string())
+        ));
+    }
+    zone
+}
+
+fn bench(topo: &Topology, ns: Ns, server: Ipv4Addr, name: &str) -> Result<Value> {
     let probe = static_bin("rbm-probe")?.to_string_lossy().into_owned();
     let server = server.to_string();
-    let args = ["dns-bench", NAME, "--server", &server, "--count", QUERIES];
+    let args = ["dns-bench", name, "--server", &server, "--count", QUERIES];
     let out = topo.exec(ns, &probe, &args, Duration::from_secs(120))?;
     let json: Value = serde_json::from_str(&out.stdout)?;
     ensure!(
@@ -52,17 +68,24 @@ fn main() -> Result<()> {
     let topo = Topology::builder()
         .world_addrs([IpAddr::V4(DNS), IpAddr::V4(TARGET)])
         .build()?;
-    let _world = WorldSetup::new(&format!("{NAME}. A 60 {TARGET}\n"))
+    let _world = WorldSetup::new(&zone())
         .dns(SocketAddr::new(IpAddr::V4(DNS), 53))
         .start(&topo)?;
-    let _agent = Agent::start(&topo, &profile())?;
-    println!("dns_latency: {QUERIES} sequential UDP queries per side per round, {ROUNDS} rounds, interleaved");
-    for round in 1..=ROUNDS {
-        let proxied = bench(&topo, Ns::Bottle, SENTRY_ENCLAVE_V4)?;
-        let direct = bench(&topo, Ns::Sentry, DNS)?;
-        for pct in ["p50_us", "p99_us", "mean_us"] {
-            let (p, d) = (us(&proxied, pct), us(&direct, pct));
-            println!("  round {round} {pct:<7} via rbm proxy {p:>7.0} us   direct {d:>7.0} us   ratio {:.2}", p / d);
+    println!("dns_latency: {QUERIES} sequential UDP queries per side per round, interleaved");
+    for (case, name) in [("same name", NAME), ("fresh names", FRESH)] {
+        for round in 1..=ROUNDS {
+            // A new agent per round: fresh names must really be new to it.
+            let agent = Agent::start(&topo, &profile())?;
+            let proxied = bench(&topo, Ns::Bottle, SENTRY_ENCLAVE_V4, name)?;
+            let direct = bench(&topo, Ns::Sentry, DNS, name)?;
+            drop(agent);
+            for pct in ["p50_us", "p99_us", "mean_us"] {
+                let (p, d) = (us(&proxied, pct), us(&direct, pct));
+                println!(
+                    "  {case:<11} round {round} {pct:<7} via rbm proxy {p:>7.0} us   direct {d:>7.0} us   ratio {:.2}",
+                    p / d
+                );
+            }
         }
     }
     Ok(())

@@ -95,6 +95,15 @@ pub(crate) fn withhold_protected(
     (kept, withheld)
 }
 
+/// Lowers the TTL of `addr`'s records to `left` (whole seconds, rounded
+/// down): the bottle must not cache an address longer than it stays open.
+pub(crate) fn cap_ttl(records: &mut [Record], addr: IpAddr, left: Duration) {
+    let left = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
+    for r in records.iter_mut().filter(|r| address_of(r) == Some(addr)) {
+        r.ttl = r.ttl.min(left);
+    }
+}
+
 /// One `Learn` per A/AAAA record, open for the record's TTL raised to the
 /// policy's floor.
 pub(crate) fn learn_items(records: &[Record], ports: &Ports, policy: &Policy) -> Vec<Learn> {
@@ -255,5 +264,22 @@ mod tests {
         assert!(learn_items(&kept, &Ports::All, &p)
             .iter()
             .all(|l| l.addr == "192.0.2.1".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn ttl_is_capped_for_that_address_only() {
+        let mut records = vec![a("b.test", "192.0.2.1", 300), a("b.test", "192.0.2.2", 300)];
+        cap_ttl(
+            &mut records,
+            "192.0.2.1".parse().unwrap(),
+            Duration::from_millis(41_900),
+        );
+        assert_eq!((records[0].ttl, records[1].ttl), (41, 300));
+        cap_ttl(
+            &mut records,
+            "192.0.2.2".parse().unwrap(),
+            Duration::from_secs(900),
+        );
+        assert_eq!(records[1].ttl, 300, "never raised");
     }
 }

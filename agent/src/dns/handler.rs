@@ -2,6 +2,7 @@
 
 use std::iter;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, Query, ResponseCode};
 use hickory_proto::rr::Record;
@@ -9,7 +10,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use super::answer::{cname_chain, learn_items, withhold_protected};
+use super::answer::{cap_ttl, cname_chain, learn_items, withhold_protected};
 use super::decide::{check_request, decide, Decision};
 use super::upstream::Upstream;
 use super::Learner;
@@ -104,7 +105,7 @@ impl Proxy {
                 tracing::warn!(%name, ?withheld, "the answer names protected addresses; withheld from the bottle");
             }
             answers = kept;
-            if let Err(error) = self.learn(name, &answers, &ports).await {
+            if let Err(error) = self.learn(name, &mut answers, &ports).await {
                 tracing::error!(%name, %error, "cannot open the answered addresses; answering SERVFAIL");
                 self.shared.count_failed();
                 return Reply::error(ResponseCode::ServFail);
@@ -114,20 +115,30 @@ impl Proxy {
         Reply { rcode, answers }
     }
 
-    /// Opens every address in `answers` in one batch and records it. The
+    /// Opens every address in `answers` in one batch and records it. An
+    /// address a recent answer already keeps open is not sent to the kernel
+    /// again; its TTL is lowered to the time it stays open instead. The
     /// learner talks to the kernel, so it runs off the async workers.
-    async fn learn(&self, name: &str, answers: &[Record], ports: &Ports) -> Result<(), String> {
-        let items = learn_items(answers, ports, &self.policy);
+    async fn learn(&self, name: &str, answers: &mut [Record], ports: &Ports) -> Result<(), String> {
+        let mut items = learn_items(answers, ports, &self.policy);
+        items.retain(|item| match self.shared.still_open(item) {
+            Some(left) => {
+                cap_ttl(answers, item.addr, left);
+                false
+            }
+            None => true,
+        });
         if items.is_empty() {
             return Ok(());
         }
         let learner = self.learner.clone();
         let (owned_name, owned_items) = (name.to_string(), items.clone());
+        let sent = Instant::now();
         let result =
             tokio::task::spawn_blocking(move || learner.learn(&owned_name, &owned_items)).await;
         match result {
             Ok(Ok(())) => {
-                self.shared.record_learned(name, &items);
+                self.shared.record_learned(name, &items, sent);
                 tracing::debug!(%name, addresses = items.len(), "learned");
                 Ok(())
             }

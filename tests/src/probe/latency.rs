@@ -1,5 +1,6 @@
-//! `rbm-probe dns-bench`: the same query `count` times in a row, for the
-//! DNS latency benchmark (a measurement, never an assertion).
+//! `rbm-probe dns-bench`: `count` queries in a row, for the DNS latency
+//! benchmark (a measurement, never an assertion). A `{i}` in the name is
+//! replaced by 1..=count, so that every query asks a fresh name.
 //!
 //! Report: `{"count","answered","mean_us","p50_us","p90_us","p99_us","error"}`.
 
@@ -28,9 +29,11 @@ pub fn run(request: &DnsRequest, count: u32) -> Report {
         count,
         ..LatencyReport::default()
     };
-    for _ in 0..count {
+    for i in 1..=count {
+        let mut query = request.clone();
+        query.name = request.name.replace("{i}", &i.to_string());
         let start = Instant::now();
-        let answer = resolve(request);
+        let answer = resolve(&query);
         let us = start.elapsed().as_micros() as u64;
         match answer.error {
             Some(e) => {

@@ -172,3 +172,18 @@ async fn a_dead_first_upstream_is_skipped() {
     assert_eq!(addrs(&reply), ["192.0.2.20"]);
     proxy.handle.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_address_still_open_is_not_sent_to_the_kernel_again() {
+    let (proxy, _upstream) = allowlist_proxy().await;
+    let first = udp(proxy.addr, &query("www.allowed.test", RecordType::A)).await;
+    let second = udp(proxy.addr, &query("www.allowed.test", RecordType::A)).await;
+    assert_eq!(addrs(&first), addrs(&second));
+    assert_eq!(
+        proxy.learner.batches().len(),
+        1,
+        "the first answer keeps 192.0.2.10 open for 30 s; the second needs no kernel call"
+    );
+    let ttl = second.answers.last().unwrap().ttl;
+    assert!(ttl <= 30, "never longer than the address stays open: {ttl}");
+}

@@ -27,19 +27,33 @@ fn agent_bin() -> Result<String> {
     Ok(static_bin("rbm-agent")?.to_string_lossy().into_owned())
 }
 
+/// Writes `profile` into the topology's directory; returns the arguments of
+/// `rbm-agent run` for it and the control socket path.
+fn run_args(topo: &Topology, profile: &str) -> Result<(Vec<String>, PathBuf)> {
+    let profile = topo.write_file("profile.toml", profile)?;
+    let control = topo.dir().join("agent.sock");
+    let args = vec![
+        "run".to_string(),
+        "--profile".to_string(),
+        profile.to_string_lossy().into_owned(),
+        "--control".to_string(),
+        control.to_string_lossy().into_owned(),
+    ];
+    Ok((args, control))
+}
+
+/// Runs `rbm-agent run` with `profile` in the sentry until it exits (for an
+/// agent that must refuse to start); `timeout` bounds it.
+pub fn run_to_exit(topo: &Topology, profile: &str, timeout: Duration) -> Result<Output> {
+    let (args, _) = run_args(topo, profile)?;
+    topo.exec(Ns::Sentry, &agent_bin()?, &args, timeout)
+}
+
 impl Agent {
     /// Writes `profile` into the topology's directory, starts
     /// `rbm-agent run` in the sentry and waits until it is ready.
     pub fn start(topo: &Topology, profile: &str) -> Result<Agent> {
-        let profile = topo.write_file("profile.toml", profile)?;
-        let control = topo.dir().join("agent.sock");
-        let args = [
-            "run",
-            "--profile",
-            &profile.to_string_lossy(),
-            "--control",
-            &control.to_string_lossy(),
-        ];
+        let (args, control) = run_args(topo, profile)?;
         let process = topo.spawn(Ns::Sentry, &agent_bin()?, &args)?;
         let mut agent = Agent { process, control };
         agent.wait_ready(topo)?;

@@ -15,14 +15,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use rbm_tests::agent::Agent;
+use rbm_tests::agent::{self, Agent};
 use rbm_tests::bottle::{shown, Bottle};
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::{
     ipv4_range, ProbeRun, BOTTLE_V4, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4, WORLD_V4, WORLD_V6,
 };
 use rbm_tests::world::setup::{RunningWorld, WorldSetup};
-use rbm_tests::{require_netns, run_ok, static_bin, Ns, Topology};
+use rbm_tests::{require_netns, run_ok, Ns, Topology};
 use serde_json::Value;
 
 /// The world's authoritative DNS server, the agent's upstream.
@@ -176,10 +176,6 @@ fn lab(options: Options) -> Result<Option<Lab>> {
     };
     let agent = Agent::start(&topo, &profile(options.upstream))?;
     Ok(Some(Lab { agent, world, topo }))
-}
-
-fn bin(name: &str) -> Result<String> {
-    Ok(static_bin(name)?.to_string_lossy().into_owned())
 }
 
 impl Lab {
@@ -778,16 +774,7 @@ fn forwarding_off_makes_the_agent_fail_closed() -> Result<()> {
         topo.exec_ok(Ns::Sentry, "sysctl", &["-qw", &setting], CMD_TIMEOUT)
     };
     sysctl("0")?;
-    let profile = topo.write_file("profile.toml", &profile(DNS))?;
-    let control = topo.dir().join("agent.sock");
-    let args = [
-        "run",
-        "--profile",
-        &profile.to_string_lossy(),
-        "--control",
-        &control.to_string_lossy(),
-    ];
-    let out = topo.exec(Ns::Sentry, &bin("rbm-agent")?, &args, CMD_TIMEOUT)?;
+    let out = agent::run_to_exit(&topo, &profile(DNS), CMD_TIMEOUT)?;
     assert!(
         !out.success(),
         "the agent ran with forwarding off:\n{}",

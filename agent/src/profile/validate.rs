@@ -248,6 +248,14 @@ impl Validator {
         }
     }
 
+    fn host_bits_set(&mut self, field: &str, s: &str, network: &dyn std::fmt::Display) {
+        self.fail(
+            field,
+            format!("{s} has host bits set"),
+            format!("write {network}"),
+        );
+    }
+
     fn cidr(&mut self, field: &str, s: &str) -> Option<IpNet> {
         let net: IpNet = match s.parse() {
             Ok(n) => n,
@@ -261,11 +269,7 @@ impl Validator {
             }
         };
         if net.trunc() != net {
-            self.fail(
-                field,
-                format!("{s} has host bits set"),
-                format!("write {}", net.trunc()),
-            );
+            self.host_bits_set(field, s, &net.trunc());
             return None;
         }
         if net.prefix_len() == 0 {
@@ -363,11 +367,7 @@ impl Validator {
             }
         };
         if net.trunc() != net {
-            self.fail(
-                field,
-                format!("{s} has host bits set"),
-                format!("write {}", net.trunc()),
-            );
+            self.host_bits_set(field, s, &net.trunc());
             return None;
         }
         Some(net)

@@ -1,6 +1,12 @@
 //! Interfaces and routes over rtnetlink: find the enclave interface (the one
 //! holding sentry_ip) and the uplink (the other one with a default route),
-//! and delete the default route Podman gives the sentry on the enclave.
+//! and make sure the sentry's own default route is the uplink's.
+//!
+//! Podman gives the sentry the enclave's default route too (via itself).
+//! The launcher creates it with a higher metric than the uplink's, so it
+//! never wins and stays where netavark put it (netavark's teardown fails on
+//! a route that vanished). Only an enclave default route that would win or
+//! tie is deleted.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -10,6 +16,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage};
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use crate::firewall::ruleset::Interfaces;
@@ -37,8 +44,11 @@ pub struct LinkReport {
     /// Gateways of the uplink's default routes: the machine the sentry runs
     /// on, which no DNS answer may open.
     pub uplink_gateways: Vec<IpAddr>,
-    /// Default routes deleted from the enclave interface.
+    /// Default routes deleted from the enclave interface (they would have
+    /// beaten the uplink's).
     pub removed_routes: usize,
+    /// Enclave default routes left in place (the uplink's beat them).
+    pub kept_routes: usize,
 }
 
 /// A default route, reduced to what the decision needs.
@@ -46,22 +56,48 @@ pub struct LinkReport {
 pub struct DefaultRoute {
     pub oif: u32,
     pub gateway: Option<IpAddr>,
+    pub v6: bool,
+    /// The route's metric (priority); the lowest wins.
+    pub metric: u32,
 }
 
-/// Pure decision: which default routes to delete and which interface is the
-/// uplink.
-pub fn plan(enclave_index: u32, defaults: &[DefaultRoute]) -> (Vec<usize>, Option<u32>) {
-    let delete = defaults
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.oif == enclave_index)
-        .map(|(i, _)| i)
-        .collect();
-    let uplink = defaults
-        .iter()
-        .find(|r| r.oif != enclave_index)
-        .map(|r| r.oif);
-    (delete, uplink)
+/// What to do with the default routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Indexes of enclave default routes that would win or tie: delete them.
+    pub delete: Vec<usize>,
+    /// Indexes of enclave default routes that the uplink's beat: leave them.
+    pub keep: Vec<usize>,
+    /// The uplink: the interface of the best default route that does not
+    /// leave through the enclave (IPv4 first).
+    pub uplink: Option<u32>,
+}
+
+/// Pure decision: which enclave default routes must go, and which
+/// interface is the uplink.
+pub fn plan(enclave_index: u32, defaults: &[DefaultRoute]) -> Plan {
+    let outside = |v6: bool| {
+        defaults
+            .iter()
+            .filter(move |r| r.oif != enclave_index && r.v6 == v6)
+    };
+    let best = |v6: bool| outside(v6).min_by_key(|r| r.metric);
+    let (mut delete, mut keep) = (Vec::new(), Vec::new());
+    for (i, r) in defaults.iter().enumerate() {
+        if r.oif != enclave_index {
+            continue;
+        }
+        match best(r.v6) {
+            Some(up) if up.metric < r.metric => keep.push(i),
+            _ => delete.push(i),
+        }
+    }
+    let uplink = best(false).or_else(|| best(true)).map(|r| r.oif);
+    Plan {
+        delete,
+        keep,
+        uplink,
+    }
 }
 
 /// Finds the interfaces, removes the enclave default routes, checks forwarding.
@@ -82,10 +118,14 @@ async fn setup_with(handle: &Handle, sentry_ip: Ipv4Addr) -> Result<LinkReport, 
     let mut routes = default_routes(handle, RouteMessageBuilder::<Ipv4Addr>::new().build()).await?;
     routes.extend(default_routes(handle, RouteMessageBuilder::<Ipv6Addr>::new().build()).await?);
     let summary: Vec<DefaultRoute> = routes.iter().map(|(r, _)| r.clone()).collect();
-    let (delete, uplink) = plan(enclave_index, &summary);
+    let Plan {
+        delete,
+        keep,
+        uplink,
+    } = plan(enclave_index, &summary);
     for &i in &delete {
         let (route, msg) = &routes[i];
-        tracing::info!(dev = %enclave, gateway = ?route.gateway, "deleting the enclave's default route");
+        tracing::warn!(dev = %enclave, gateway = ?route.gateway, metric = route.metric, "the enclave's default route would beat the uplink's: deleting it");
         handle
             .route()
             .del(msg.clone())
@@ -105,6 +145,7 @@ async fn setup_with(handle: &Handle, sentry_ip: Ipv4Addr) -> Result<LinkReport, 
         interfaces: Interfaces { enclave, uplink },
         uplink_gateways,
         removed_routes: delete.len(),
+        kept_routes: keep.len(),
     })
 }
 
@@ -157,8 +198,25 @@ async fn default_routes(
             }
             _ => None,
         });
+        let metric = msg
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Priority(m) => Some(*m),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let v6 = msg.header.address_family == AddressFamily::Inet6;
         if let Some(oif) = oif {
-            out.push((DefaultRoute { oif, gateway }, msg));
+            out.push((
+                DefaultRoute {
+                    oif,
+                    gateway,
+                    v6,
+                    metric,
+                },
+                msg,
+            ));
         }
     }
     Ok(out)
@@ -182,15 +240,47 @@ fn check_forwarding(path: &Path) -> Result<(), LinksError> {
 mod tests {
     use super::*;
 
-    fn r(oif: u32) -> DefaultRoute {
-        DefaultRoute { oif, gateway: None }
+    fn r(oif: u32, metric: u32) -> DefaultRoute {
+        DefaultRoute {
+            oif,
+            gateway: None,
+            v6: false,
+            metric,
+        }
+    }
+
+    fn p(delete: &[usize], keep: &[usize], uplink: Option<u32>) -> Plan {
+        Plan {
+            delete: delete.to_vec(),
+            keep: keep.to_vec(),
+            uplink,
+        }
     }
 
     #[test]
-    fn enclave_defaults_are_deleted_and_the_other_is_the_uplink() {
-        assert_eq!(plan(3, &[r(2), r(3)]), (vec![1], Some(2)));
-        assert_eq!(plan(3, &[r(3)]), (vec![0], None));
-        assert_eq!(plan(3, &[r(2)]), (vec![], Some(2)));
+    fn an_enclave_default_that_loses_to_the_uplink_stays() {
+        assert_eq!(plan(3, &[r(2, 100), r(3, 1000)]), p(&[], &[1], Some(2)));
+    }
+
+    #[test]
+    fn an_enclave_default_that_would_win_or_tie_is_deleted() {
+        assert_eq!(plan(3, &[r(2, 100), r(3, 100)]), p(&[1], &[], Some(2)));
+        assert_eq!(plan(3, &[r(3, 50), r(2, 100)]), p(&[0], &[], Some(2)));
+        assert_eq!(plan(3, &[r(3, 1000)]), p(&[0], &[], None));
+        assert_eq!(plan(3, &[r(2, 100)]), p(&[], &[], Some(2)));
+    }
+
+    #[test]
+    fn families_are_compared_apart_and_the_best_uplink_is_taken() {
+        let v6 = DefaultRoute {
+            v6: true,
+            ..r(3, 1000)
+        };
+        assert_eq!(plan(3, &[r(2, 100), v6]), p(&[1], &[], Some(2)));
+        assert_eq!(
+            plan(3, &[r(4, 600), r(2, 100), r(3, 500)]),
+            p(&[], &[2], Some(2))
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let upstreams = upstreams(&policy, &opts)?;
     let report = links::setup(policy.enclave.sentry_ip).await?;
     let interfaces = report.interfaces.clone();
-    tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, gateways = ?report.uplink_gateways, removed_routes = report.removed_routes, "interfaces");
+    tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, gateways = ?report.uplink_gateways, removed_routes = report.removed_routes, kept_routes = report.kept_routes, "interfaces");
     policy
         .protected
         .extend(report.uplink_gateways.iter().map(|gw| IpNet::from(*gw)));

@@ -19,7 +19,8 @@ use rbm_tests::agent::{self, Agent};
 use rbm_tests::bottle::{shown, Bottle};
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::{
-    ipv4_range, ProbeRun, BOTTLE_V4, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4, WORLD_V4, WORLD_V6,
+    ipv4_range, ProbeRun, BOTTLE_V4, ENCLAVE_ROUTE_METRIC, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4,
+    UPLINK_ROUTE_METRIC, WORLD_V4, WORLD_V6,
 };
 use rbm_tests::world::setup::{RunningWorld, WorldSetup};
 use rbm_tests::{require_netns, run_ok, Ns, Topology};
@@ -50,6 +51,9 @@ const RACE_FIRST: Ipv4Addr = Ipv4Addr::new(10, 99, 1, 1);
 const RACE_COUNT: u32 = 200;
 const RACE_PORT: u16 = 7;
 const MIN_TTL: u32 = 1;
+/// The profile's entry port on the sentry, and the bottle's port behind it.
+const ENTRY_PORT: u16 = 8890;
+const BOTTLE_PORT: u16 = 8888;
 
 /// Timeout of every command the tests run (probes, status, nft, ip).
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,6 +107,10 @@ domains = ["a.example.test", "short.example.test", "alias.example.test", "ports.
 cidrs = ["{CIDR}"]
 upstream_dns = ["{upstream}"]
 min_ttl = {MIN_TTL}
+
+[[entry]]
+host_port = {ENTRY_PORT}
+bottle_port = {BOTTLE_PORT}
 "#
     )
 }
@@ -114,25 +122,30 @@ struct Options {
     upstream: Ipv4Addr,
     /// How many `h{i}.race.example.test` names (and servers) the world has.
     race: u32,
+    /// The metric of the enclave default route Podman gives the sentry.
+    enclave_route_metric: u32,
 }
 
 const STANDARD: Options = Options {
     upstream: DNS,
     race: 0,
+    enclave_route_metric: ENCLAVE_ROUTE_METRIC,
 };
 
 /// The namespaces and a running world: DNS on DNS:53, a TCP server on
 /// DNS:853, TCP and UDP "who do you see" servers on every test address.
 /// The bottle's resolv.conf names the sentry.
-fn world(race: u32) -> Result<Option<(Topology, RunningWorld)>> {
+fn world(options: Options) -> Result<Option<(Topology, RunningWorld)>> {
     if require_netns("creates network namespaces and nftables tables").is_err() {
         return Ok(None);
     }
     let fixed = [
         DNS, ALLOWED, NEVER, SHORT, PORTS, TARGET, EVIL, NO_DNS, IN_CIDR,
     ];
+    let race = options.race;
     let race_addrs = ipv4_range(RACE_FIRST, race);
     let topo = Topology::builder()
+        .enclave_route_metric(options.enclave_route_metric)
         .world_addrs(fixed.map(IpAddr::V4))
         .world_addr(IpAddr::V6(SIX))
         .world_addrs(race_addrs.clone())
@@ -171,7 +184,7 @@ struct Lab {
 
 /// Starts everything and waits until `rbm-agent status` exits 0.
 fn lab(options: Options) -> Result<Option<Lab>> {
-    let Some((topo, world)) = world(options.race)? else {
+    let Some((topo, world)) = world(options)? else {
         return Ok(None);
     };
     let agent = Agent::start(&topo, &profile(options.upstream))?;
@@ -701,7 +714,7 @@ fn a_dead_upstream_gives_servfail_and_opens_nothing() -> Result<()> {
 }
 
 #[test]
-fn the_kernel_holds_one_rbm_table_and_no_enclave_default_route() -> Result<()> {
+fn the_kernel_holds_one_rbm_table() -> Result<()> {
     let Some(lab) = lab(STANDARD)? else {
         return Ok(());
     };
@@ -740,29 +753,127 @@ fn the_kernel_holds_one_rbm_table_and_no_enclave_default_route() -> Result<()> {
         );
     }
 
-    let sentry = lab.topo.name(Ns::Sentry);
-    let out = run_ok(
-        "ip",
-        &["-n", sentry, "-j", "route", "show", "default"],
-        CMD_TIMEOUT,
-    )?;
-    let routes: Value = serde_json::from_str(&out.stdout)?;
-    let defaults: Vec<(&Value, &Value)> = routes
-        .as_array()
-        .context("ip -j route: not a list")?
-        .iter()
-        .map(|r| (&r["gateway"], &r["dev"]))
-        .collect();
-    assert_eq!(
-        defaults,
-        [(&Value::from("10.243.0.1"), &Value::from("eth0"))]
-    );
     Ok(())
 }
 
 #[test]
+fn entry_ports_reach_the_bottle_the_rootful_and_the_rootless_way_but_not_from_the_bottle(
+) -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    let program = rbm_tests::static_bin("rbm-probe")?;
+    let listen = sock(Ipv4Addr::UNSPECIFIED, BOTTLE_PORT).to_string();
+    let mut server = lab.topo.spawn(
+        Ns::Bottle,
+        &program.to_string_lossy(),
+        &["serve-tcp", &listen],
+    )?;
+    server.wait_for_line("ready", CMD_TIMEOUT)?;
+    let entry = sock(SENTRY_UPLINK_V4, ENTRY_PORT).to_string();
+    let seen_by_bottle = format!(
+        "bottle {}:{BOTTLE_PORT} sees {SENTRY_ENCLAVE_V4}:",
+        BOTTLE_V4
+    );
+    // Rootful Podman: netavark forwards the workstation's port to the
+    // sentry's uplink address, so it arrives on the uplink. Rootless
+    // Podman: rootlessport connects from inside the sentry itself.
+    for from in [Ns::World, Ns::Sentry] {
+        let run = probe(&lab.topo, from, &["tcp", &entry])?;
+        assert!(run.ok(), "from {from:?}: {}", run.json);
+        let line = str_field(&run.json, "reply")?;
+        assert!(line.starts_with(&seen_by_bottle), "from {from:?}: {line}");
+    }
+    // The bottle cannot loop through the entry, on either sentry address.
+    let via_enclave = sock(SENTRY_ENCLAVE_V4, ENTRY_PORT);
+    lab.blocked(&[
+        ("tcp", sock(SENTRY_UPLINK_V4, ENTRY_PORT)),
+        ("tcp", via_enclave),
+    ])
+}
+
+/// The sentry's IPv4 default routes as (gateway, dev, metric), sorted by metric.
+fn default_routes(topo: &Topology) -> Result<Vec<(String, String, u64)>> {
+    let sentry = topo.name(Ns::Sentry);
+    let out = run_ok(
+        "ip",
+        &["-n", sentry, "-4", "-j", "route", "show", "default"],
+        CMD_TIMEOUT,
+    )?;
+    let routes: Value = serde_json::from_str(&out.stdout)?;
+    let mut list: Vec<(String, String, u64)> = routes
+        .as_array()
+        .context("ip -j route: not a list")?
+        .iter()
+        .map(|r| {
+            (
+                r["gateway"].as_str().unwrap_or("").to_string(),
+                r["dev"].as_str().unwrap_or("").to_string(),
+                r["metric"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    list.sort_by_key(|r| r.2);
+    Ok(list)
+}
+
+#[test]
+fn the_enclave_default_route_stays_where_podman_put_it_and_the_uplink_wins() -> Result<()> {
+    let Some(lab) = lab(STANDARD)? else {
+        return Ok(());
+    };
+    // Left alone, so netavark can tear down what it set up, and beaten by
+    // the uplink's route: the sentry's own traffic leaves through the uplink.
+    assert_eq!(
+        default_routes(&lab.topo)?,
+        [
+            (
+                "10.243.0.1".into(),
+                "eth0".into(),
+                u64::from(UPLINK_ROUTE_METRIC)
+            ),
+            (
+                "10.242.0.1".into(),
+                "eth1".into(),
+                u64::from(ENCLAVE_ROUTE_METRIC)
+            ),
+        ]
+    );
+    let sentry = lab.topo.name(Ns::Sentry);
+    let get = run_ok(
+        "ip",
+        &["-n", sentry, "-j", "route", "get", &NEVER.to_string()],
+        CMD_TIMEOUT,
+    )?;
+    let chosen: Value = serde_json::from_str(&get.stdout)?;
+    assert_eq!(chosen[0]["dev"], "eth0", "{chosen}");
+    Ok(())
+}
+
+#[test]
+fn an_enclave_default_route_that_would_win_is_deleted() -> Result<()> {
+    let Some(lab) = lab(Options {
+        enclave_route_metric: UPLINK_ROUTE_METRIC - 1,
+        ..STANDARD
+    })?
+    else {
+        return Ok(());
+    };
+    assert_eq!(
+        default_routes(&lab.topo)?,
+        [(
+            "10.243.0.1".into(),
+            "eth0".into(),
+            u64::from(UPLINK_ROUTE_METRIC)
+        )]
+    );
+    lab.resolve("a.example.test", ALLOWED)?;
+    lab.reaches(sock(ALLOWED, 80)).map(drop)
+}
+
+#[test]
 fn forwarding_off_makes_the_agent_fail_closed() -> Result<()> {
-    let Some((topo, _world)) = world(0)? else {
+    let Some((topo, _world)) = world(STANDARD)? else {
         return Ok(());
     };
     // Without the agent the sentry forwards plainly: the world is reachable.

@@ -196,6 +196,7 @@ impl Ruleset {
                 input_chain(&input.interfaces),
                 output_chain(input),
                 prerouting_chain(input),
+                local_entry_chain(input),
                 postrouting_chain(input),
             ],
         }
@@ -460,13 +461,15 @@ fn output_chain(input: &FirewallInput) -> ChainDef {
     }
 }
 
-fn prerouting_chain(input: &FirewallInput) -> ChainDef {
-    let rules = input
+/// One DNAT rule per entry port, matching `matches` plus the entry's
+/// protocol and host port.
+fn entry_dnat(input: &FirewallInput, matches: Match) -> Vec<Rule> {
+    input
         .entries
         .iter()
         .map(|e| {
             let m = vec![
-                Match::IifName(input.interfaces.uplink.clone()),
+                matches.clone(),
                 Match::ProtoPort(e.protocol.number(), e.host_port),
             ];
             rule(
@@ -478,14 +481,37 @@ fn prerouting_chain(input: &FirewallInput) -> ChainDef {
                 "nat:entry",
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Entry ports as rootful Podman delivers them: netavark DNATs the
+/// workstation's port to the sentry's uplink address, so the connection
+/// arrives on the uplink.
+fn prerouting_chain(input: &FirewallInput) -> ChainDef {
     ChainDef {
         name: "prerouting",
         hook: Hook::Prerouting,
         kind: ChainType::Nat,
         priority: -100,
         policy_accept: true,
-        rules,
+        rules: entry_dnat(input, Match::IifName(input.interfaces.uplink.clone())),
+    }
+}
+
+/// Entry ports as rootless Podman delivers them: `rootlessport` accepts on
+/// the workstation and connects from inside the sentry's own network
+/// namespace to the sentry's uplink address, so the connection is the
+/// sentry's own and leaves through loopback. Its DNAT sends it to the
+/// bottle instead (the filter's output hook still sees `lo`; postrouting
+/// masquerades it toward the enclave like the rootful path).
+fn local_entry_chain(input: &FirewallInput) -> ChainDef {
+    ChainDef {
+        name: "entry-local",
+        hook: Hook::Output,
+        kind: ChainType::Nat,
+        priority: -100,
+        policy_accept: true,
+        rules: entry_dnat(input, Match::OifName("lo".into())),
     }
 }
 
@@ -626,7 +652,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_are_dnatted_and_masqueraded_toward_the_bottle() {
+    fn entries_are_dnatted_from_the_uplink_and_from_the_sentry_itself() {
         let r = Ruleset::build(&input(Mode::Allowlist));
         let p = chain(&r, "prerouting");
         assert_eq!(
@@ -642,10 +668,18 @@ mod tests {
             comments(post),
             vec!["nat:masquerade", "nat:entry-masquerade"]
         );
+        let local = chain(&r, "entry-local");
+        assert_eq!((local.hook, local.kind), (Hook::Output, ChainType::Nat));
+        assert_eq!(
+            local.rules[0].matches,
+            vec![Match::OifName("lo".into()), Match::ProtoPort(6, 8890)]
+        );
+        assert_eq!(local.rules[0].action, p.rules[0].action);
         let mut no_entry = input(Mode::Allowlist);
         no_entry.entries.clear();
         let r = Ruleset::build(&no_entry);
         assert!(chain(&r, "prerouting").rules.is_empty());
+        assert!(chain(&r, "entry-local").rules.is_empty());
         assert_eq!(comments(chain(&r, "postrouting")), vec!["nat:masquerade"]);
     }
 

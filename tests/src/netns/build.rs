@@ -10,10 +10,13 @@
 //! ```
 //!
 //! - bottle: default via 10.242.0.2 and fd00:242::2.
-//! - sentry: forwarding on (IPv4 and IPv6); default via 10.243.0.1 and
-//!   fd00:243::1; plus, like Podman, a second default route on the enclave
-//!   (`default via 10.242.0.1 dev eth1 metric 200 onlink`) that the agent
-//!   must delete. `onlink` because nothing answers at 10.242.0.1.
+//! - sentry: forwarding on (IPv4 and IPv6); default via 10.243.0.1 (metric
+//!   100, netavark's) and fd00:243::1; plus, as Podman adds it for the
+//!   enclave's `--route`, a second default route on the enclave
+//!   (`default via 10.242.0.1 dev eth1 metric 1000 onlink`: the metric
+//!   rbm-launch asks for, which the uplink's beats; see
+//!   [`TopologyBuilder::enclave_route_metric`]). `onlink` because nothing
+//!   answers at 10.242.0.1.
 //! - world: the extra addresses on `lo`, and routes back to the enclave
 //!   (10.242.0.0/24, fd00:242::/64 via the sentry), so anything the sentry
 //!   forwards without masquerading gets a reply showing the bottle's address
@@ -49,13 +52,37 @@ pub fn ipv4_range(first: Ipv4Addr, count: u32) -> Vec<IpAddr> {
         .collect()
 }
 
+/// The metric of the sentry's default route on the uplink: netavark's.
+pub const UPLINK_ROUTE_METRIC: u32 = 100;
+
+/// The metric of the enclave's default route as rbm-launch creates it
+/// (`--route 0.0.0.0/0,SENTRY,1000`), unless a test says otherwise.
+pub const ENCLAVE_ROUTE_METRIC: u32 = 1000;
+
 /// Describes a [`Topology`]; [`TopologyBuilder::build`] creates it.
-#[derive(Default)]
 pub struct TopologyBuilder {
     world_addrs: Vec<IpAddr>,
+    enclave_route_metric: u32,
+}
+
+impl Default for TopologyBuilder {
+    fn default() -> Self {
+        TopologyBuilder {
+            world_addrs: Vec::new(),
+            enclave_route_metric: ENCLAVE_ROUTE_METRIC,
+        }
+    }
 }
 
 impl TopologyBuilder {
+    /// The metric of the enclave default route Podman would give the
+    /// sentry. Below [`UPLINK_ROUTE_METRIC`] it beats the uplink's, as a
+    /// network created without rbm-launch's metric would.
+    pub fn enclave_route_metric(mut self, metric: u32) -> Self {
+        self.enclave_route_metric = metric;
+        self
+    }
+
     /// Adds one extra local address to the world (a /32 or /128 on `lo`).
     pub fn world_addr(mut self, addr: IpAddr) -> Self {
         self.world_addrs.push(addr);
@@ -81,6 +108,7 @@ impl TopologyBuilder {
             names: Ns::ALL.map(|ns| format!("{id}{}", ns.suffix())),
             created: Vec::new(),
             world_addrs: self.world_addrs,
+            enclave_route_metric: self.enclave_route_metric,
             dir: temp_dir()?,
         };
         for ns in Ns::ALL {
@@ -133,7 +161,7 @@ fn create_veths(topo: &Topology) -> Result<()> {
 fn configure(topo: &Topology, ns: Ns) -> Result<()> {
     let batch = match ns {
         Ns::Bottle => bottle_batch(),
-        Ns::Sentry => sentry_batch(),
+        Ns::Sentry => sentry_batch(topo.enclave_route_metric),
         Ns::World => world_batch(&topo.world_addrs),
     };
     let file = topo.write_file(&format!("{}.ip-batch", ns.suffix()), &batch.join("\n"))?;
@@ -154,7 +182,7 @@ fn bottle_batch() -> Vec<String> {
     ]
 }
 
-fn sentry_batch() -> Vec<String> {
+fn sentry_batch(enclave_route_metric: u32) -> Vec<String> {
     vec![
         "link set lo up".into(),
         "link set eth0 up".into(),
@@ -163,10 +191,12 @@ fn sentry_batch() -> Vec<String> {
         format!("addr add {SENTRY_ENCLAVE_V6}/64 dev eth1 nodad"),
         format!("addr add {SENTRY_UPLINK_V4}/24 dev eth0"),
         format!("addr add {SENTRY_UPLINK_V6}/64 dev eth0 nodad"),
-        format!("route add default via {WORLD_V4} dev eth0"),
+        format!("route add default via {WORLD_V4} dev eth0 metric {UPLINK_ROUTE_METRIC}"),
         format!("route add ::/0 via {WORLD_V6} dev eth0"),
-        // What Podman adds for the enclave network; the agent must remove it.
-        format!("route add default via {PODMAN_GATEWAY_V4} dev eth1 metric 200 onlink"),
+        // What Podman adds for the enclave network's --route.
+        format!(
+            "route add default via {PODMAN_GATEWAY_V4} dev eth1 metric {enclave_route_metric} onlink"
+        ),
     ]
 }
 

@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub use build::{ipv4_range, TopologyBuilder};
+pub use build::{ipv4_range, TopologyBuilder, ENCLAVE_ROUTE_METRIC, UPLINK_ROUTE_METRIC};
 
 use crate::bins::static_bin;
 use crate::cmd::{self, Output, Spawned};
@@ -77,6 +77,7 @@ pub struct Topology {
     /// The namespaces created so far (teardown deletes exactly these).
     created: Vec<String>,
     world_addrs: Vec<IpAddr>,
+    enclave_route_metric: u32,
     dir: TempDir,
 }
 

@@ -47,14 +47,12 @@ fn require_running(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::testing::fake_program;
 
     #[test]
     fn not_running_says_how_to_start() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("podman");
-        std::fs::write(&path, "#!/bin/sh\necho false\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = fake_program(dir.path(), "podman", "#!/bin/sh\necho false\n");
         let err = status(&Podman::new(path), &Names::new("demo"), true, "demo").unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -1,9 +1,10 @@
 //! rbm-launch: starts a bottle behind its sentry on Podman 5, from a profile.
 //!
-//! `lookup` finds the repository and the profile, `podman` drives the podman
-//! CLI (argument vectors in `podman::args`), `images` keeps the sentry image
-//! in step with the agent binary, `launch` runs the fail-closed up/stop
-//! sequence, and `exec` attaches to running containers.
+//! `lookup` finds rbm's own files and the profile, `podman` finds and drives
+//! the podman CLI (argument vectors in `podman::args`; rootful or rootless in
+//! `podman::host`), `images` keeps the sentry image in step with the agent
+//! binary, `launch` runs the fail-closed up/stop sequence, and `exec`
+//! attaches to running containers.
 
 pub mod error;
 pub mod exec;
@@ -13,3 +14,6 @@ pub mod lookup;
 pub mod podman;
 
 pub use error::Error;
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use rbm_agent::profile::ProfileError;
 
+use crate::podman::find::Candidate;
+
 /// How to get a Podman 5 on a machine that has an older one.
 pub const PODMAN5_FIX: &str =
-    "run `scripts/podman5 up` (as root) and use the path it prints as RBM_PODMAN, \
-     e.g. RBM_PODMAN=$(scripts/podman5 up) rbm-launch demo";
+    "install Podman 5 or newer and put it on PATH, or run `scripts/podman5 up` of the rbm \
+     checkout as root (it provisions a private Podman 5, which rbm-launch then finds by itself)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -26,7 +28,7 @@ pub enum Error {
         available: Vec<String>,
     },
 
-    #[error("cannot run podman program {program:?}: {source}; fix: Podman 5 is needed (older podman lacks `network create --route`): {PODMAN5_FIX}")]
+    #[error("cannot run podman program {program:?}: {source}; fix: correct --podman (or RBM_PODMAN), or leave both unset and rbm-launch finds a Podman 5 by itself; Podman 5 is needed (older podman lacks `network create --route`): {PODMAN5_FIX}")]
     PodmanMissing {
         program: PathBuf,
         #[source]
@@ -44,8 +46,14 @@ pub enum Error {
         fix: String,
     },
 
-    #[error("agent binary {} not found; fix: build it with `scripts/build-static`, or pass --agent PATH (or RBM_AGENT_BIN)", .path.display())]
-    AgentMissing { path: PathBuf },
+    #[error("no Podman 5 found{}; fix: {}", passed_over_list(.passed_over), podman5_fix(.script.as_deref()))]
+    NoPodman5 {
+        passed_over: Vec<Candidate>,
+        script: Option<PathBuf>,
+    },
+
+    #[error("the rbm-agent binary for the sentry image was not found{}; fix: in a checkout, build it with `scripts/build-static` (and install rbm with `scripts/install`), or pass --agent PATH (or RBM_AGENT_BIN)", looked_list(.looked))]
+    AgentMissing { looked: Vec<PathBuf> },
 
     #[error("bottle image {image} is not in podman's local store (no registry is reachable); fix: build it first (for the demo: scripts/demo)")]
     BottleImageMissing { image: String },
@@ -72,9 +80,6 @@ pub enum Error {
 
     #[error("sentry {name} exited before it was ready; fix: read the sentry's log above (the agent needs NET_ADMIN and a valid RBM_PROFILE)")]
     SentryExited { name: String },
-
-    #[error("cannot find the rbm repository (a directory holding images/sentry/Containerfile) above {} or the rbm-launch binary; fix: run rbm-launch from inside the rbm checkout", .cwd.display())]
-    NoRepo { cwd: PathBuf },
 
     #[error("{what} {name} is not running; fix: start the profile with `rbm-launch up {profile}`")]
     NotRunning {
@@ -113,6 +118,36 @@ fn paths(list: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn passed_over_list(list: &[Candidate]) -> String {
+    if list.is_empty() {
+        return " (no podman on PATH)".into();
+    }
+    let each: Vec<String> = list
+        .iter()
+        .map(|c| format!("{} ({})", c.path.display(), c.found))
+        .collect();
+    format!(" (passed over: {})", each.join(", "))
+}
+
+fn podman5_fix(script: Option<&std::path::Path>) -> String {
+    match script {
+        Some(s) => format!(
+            "install Podman 5 or newer and put it on PATH, or run `sudo {} up` once (it provisions \
+             a private Podman 5, which rbm-launch then finds by itself), or pass --podman PATH",
+            s.display()
+        ),
+        None => format!("{PODMAN5_FIX}, or pass --podman PATH"),
+    }
+}
+
+fn looked_list(list: &[PathBuf]) -> String {
+    if list.is_empty() {
+        " (rbm-launch is neither installed with rbm's files nor in a checkout)".into()
+    } else {
+        format!(" at {}", paths(list))
+    }
 }
 
 fn names(list: &[String]) -> String {
@@ -163,7 +198,7 @@ mod tests {
             s.contains("Podman 4.3.1") && s.contains("network create --route"),
             "{s}"
         );
-        assert!(s.contains("RBM_PODMAN=$(scripts/podman5 up)"), "{s}");
+        assert!(s.contains("scripts/podman5 up"), "{s}");
         assert_eq!(e.exit_code(), 1);
     }
 

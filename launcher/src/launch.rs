@@ -11,6 +11,7 @@ use rbm_agent::profile::{Names, Profile};
 use crate::error::Error;
 use crate::images::{self, SENTRY_IMAGE};
 use crate::lookup::Loaded;
+use crate::podman::host::Host;
 use crate::podman::{args, Podman};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -18,8 +19,6 @@ const POLL: Duration = Duration::from_millis(200);
 /// What `up` needs besides the profile.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
-    /// The repository: holds images/sentry/Containerfile and target/.
-    pub repo: PathBuf,
     /// The static rbm-agent binary put into the sentry image.
     pub agent: PathBuf,
     pub ready_timeout: Duration,
@@ -29,14 +28,14 @@ pub struct UpOptions {
 
 /// Starts the sentry, waits for its filter, then starts the bottle.
 /// On failure everything of the profile is removed again.
-pub fn up(podman: &Podman, loaded: &Loaded, opts: &UpOptions) -> Result<(), Error> {
+pub fn up(podman: &Podman, host: &Host, loaded: &Loaded, opts: &UpOptions) -> Result<(), Error> {
     let volumes = preflight(podman, loaded, opts)?;
     if let Some(stamp) = images::stale_sentry_image(podman, &opts.agent)? {
         progress(&format!(
-            "building {SENTRY_IMAGE} from {}",
+            "making {SENTRY_IMAGE} from {}",
             opts.agent.display()
         ));
-        images::build_sentry_image(podman, &opts.repo, &opts.agent, &stamp)?;
+        images::build_sentry_image(podman, &opts.agent, &stamp)?;
     }
     stop(podman, &loaded.profile.names(), &opts.profile_arg)?;
     if let Err(cause) = start(podman, loaded, &volumes, opts) {
@@ -48,7 +47,7 @@ pub fn up(podman: &Podman, loaded: &Loaded, opts: &UpOptions) -> Result<(), Erro
             &opts.profile_arg,
         ));
     }
-    println!("{}", summary(&loaded.profile, &opts.profile_arg));
+    println!("{}", summary(&loaded.profile, host, &opts.profile_arg));
     Ok(())
 }
 
@@ -215,10 +214,14 @@ pub fn stop(podman: &Podman, names: &Names, profile_arg: &str) -> Result<(), Err
 }
 
 /// What `up` prints once both containers run.
-pub fn summary(p: &Profile, profile_arg: &str) -> String {
+pub fn summary(p: &Profile, host: &Host, profile_arg: &str) -> String {
     let n = p.names();
     let e = &p.enclave;
-    let mut s = format!("rbm: {profile_arg} is up (moniker {})\n", p.moniker);
+    let mut s = format!(
+        "rbm: {profile_arg} is up (moniker {}) on {}\n",
+        p.moniker,
+        host.describe()
+    );
     s += &format!(
         "  sentry  {}  {} on {}, uplink {}; filter ready\n",
         n.sentry, e.sentry_ip, n.enclave, n.uplink

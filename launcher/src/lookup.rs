@@ -1,5 +1,12 @@
-//! Where things are: the rbm repository (for profiles, the sentry's
-//! Containerfile and the agent binary) and the profile a command names.
+//! Where things are: rbm's own files (the profiles it ships, the agent for
+//! the sentry image, scripts/podman5) and the profile a command names.
+//!
+//! rbm's files are found next to the launcher, whatever the current
+//! directory: in an install (`PREFIX/bin/rbm-launch` with
+//! `PREFIX/lib/rbm/`, as `scripts/install` lays it out) or in the checkout
+//! the launcher was built in (`REPO/target/.../rbm-launch`). A launcher
+//! found in neither (e.g. copied elsewhere) falls back to a checkout at or
+//! above the current directory.
 
 use std::path::{Path, PathBuf};
 
@@ -7,12 +14,67 @@ use rbm_agent::profile::{Profile, ProfileError};
 
 use crate::error::Error;
 
-/// The two places rbm looks: the current directory, and the repository the
-/// launcher executable was built in (found by walking up to `profiles/`).
+/// Where `scripts/build-static` leaves the agent, relative to a checkout.
+pub const AGENT_IN_CHECKOUT: &str = "target/x86_64-unknown-linux-gnu/release/rbm-agent";
+/// rbm's files in an install, relative to PREFIX.
+pub const LIB_IN_PREFIX: &str = "lib/rbm";
+
+/// rbm's own files, in an install or a checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipped {
+    /// The install's `PREFIX/lib/rbm`, or the checkout.
+    pub root: PathBuf,
+    /// The built-in profiles (`demo`, ...).
+    pub profiles: PathBuf,
+    /// The static agent put into the sentry image.
+    pub agent: PathBuf,
+    /// scripts/podman5, which provisions a Podman 5 where none is installed.
+    pub podman5: PathBuf,
+}
+
+impl Shipped {
+    /// An install's `PREFIX/lib/rbm`.
+    pub fn install(lib: &Path) -> Shipped {
+        Shipped {
+            root: lib.to_path_buf(),
+            profiles: lib.join("profiles"),
+            agent: lib.join("rbm-agent"),
+            podman5: lib.join("scripts/podman5"),
+        }
+    }
+
+    /// A checkout of the rbm repository.
+    pub fn checkout(repo: &Path) -> Shipped {
+        Shipped {
+            root: repo.to_path_buf(),
+            profiles: repo.join("profiles"),
+            agent: repo.join(AGENT_IN_CHECKOUT),
+            podman5: repo.join("scripts/podman5"),
+        }
+    }
+
+    /// rbm's files for a launcher at `exe`: its install, or the checkout it
+    /// lies in.
+    pub fn beside(exe: &Path) -> Option<Shipped> {
+        let prefix = exe.parent()?.parent()?;
+        let lib = prefix.join(LIB_IN_PREFIX);
+        if lib.join("profiles").is_dir() {
+            return Some(Shipped::install(&lib));
+        }
+        dir_above(exe, is_checkout).map(|repo| Shipped::checkout(&repo))
+    }
+}
+
+/// A directory holding the rbm repository.
+fn is_checkout(dir: &Path) -> bool {
+    dir.join("profiles").is_dir() && dir.join("scripts/podman5").is_file()
+}
+
+/// The places rbm looks: the current directory, and rbm's own files.
 #[derive(Debug, Clone)]
 pub struct Places {
     pub cwd: PathBuf,
-    pub exe_repo: Option<PathBuf>,
+    pub shipped: Option<Shipped>,
 }
 
 impl Places {
@@ -23,32 +85,43 @@ impl Places {
             fix: "run rbm-launch from an existing directory",
             source,
         })?;
-        let exe_repo = std::env::current_exe()
-            .ok()
-            .and_then(|exe| dir_above(&exe, |d| d.join("profiles").is_dir()));
-        Ok(Places { cwd, exe_repo })
+        let exe = std::env::current_exe().ok();
+        Ok(Places::new(cwd, exe.as_deref()))
     }
 
-    /// The rbm repository: the executable's, else the nearest directory at or
-    /// above the current one that holds `images/sentry/Containerfile`.
-    pub fn repo(&self) -> Option<PathBuf> {
-        let has_images = |d: &Path| d.join("images/sentry/Containerfile").is_file();
-        match &self.exe_repo {
-            Some(r) if has_images(r) => Some(r.clone()),
-            _ => dir_above(&self.cwd, has_images),
-        }
+    /// The places for a launcher at `exe` run in `cwd`.
+    pub fn new(cwd: PathBuf, exe: Option<&Path>) -> Places {
+        let shipped = exe
+            .and_then(|e| e.canonicalize().ok())
+            .and_then(|e| Shipped::beside(&e))
+            .or_else(|| dir_above(&cwd, is_checkout).map(|r| Shipped::checkout(&r)));
+        Places { cwd, shipped }
     }
 
     /// Directories searched for `<name>.toml`, without duplicates.
     pub fn profile_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.cwd.join("profiles")];
-        if let Some(r) = &self.exe_repo {
-            let d = r.join("profiles");
-            if !same_dir(&d, &dirs[0]) {
-                dirs.push(d);
+        if let Some(s) = &self.shipped {
+            if !same_dir(&s.profiles, &dirs[0]) {
+                dirs.push(s.profiles.clone());
             }
         }
         dirs
+    }
+
+    /// The agent binary: `explicit` (--agent or RBM_AGENT_BIN), else the one
+    /// shipped with rbm.
+    pub fn agent(&self, explicit: Option<PathBuf>) -> Result<PathBuf, Error> {
+        if let Some(a) = explicit {
+            return Ok(a);
+        }
+        match &self.shipped {
+            Some(s) if s.agent.is_file() => Ok(s.agent.clone()),
+            Some(s) => Err(Error::AgentMissing {
+                looked: vec![s.agent.clone()],
+            }),
+            None => Err(Error::AgentMissing { looked: vec![] }),
+        }
     }
 }
 
@@ -167,7 +240,8 @@ mod tests {
 
     const GOOD: &str = "moniker = \"demo\"\n[bottle]\nimage = \"i\"\n[enclave]\nsubnet = \"10.242.0.0/24\"\nsentry_ip = \"10.242.0.2\"\nbottle_ip = \"10.242.0.3\"\n[uplink]\ndns = \"allowlist\"\naccess = \"allowlist\"\ndomains = [\"pypi.org\", \"*.pythonhosted.org\"]\n";
 
-    /// cwd with profiles/{demo,work}.toml, and a repo with profiles/{demo,other}.toml.
+    /// cwd with profiles/{demo,work}.toml, and a checkout with
+    /// profiles/{demo,other}.toml whose launcher is at target/debug.
     fn setup() -> (tempfile::TempDir, Places) {
         let t = tempfile::tempdir().unwrap();
         for f in [
@@ -175,15 +249,15 @@ mod tests {
             "cwd/profiles/work.toml",
             "repo/profiles/demo.toml",
             "repo/profiles/other.toml",
+            "repo/scripts/podman5",
+            "repo/target/debug/rbm-launch",
         ] {
             let p = t.path().join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, GOOD).unwrap();
         }
-        let places = Places {
-            cwd: t.path().join("cwd"),
-            exe_repo: Some(t.path().join("repo")),
-        };
+        let exe = t.path().join("repo/target/debug/rbm-launch");
+        let places = Places::new(t.path().join("cwd"), Some(&exe));
         (t, places)
     }
 
@@ -243,15 +317,44 @@ mod tests {
     }
 
     #[test]
-    fn repo_is_found_above_the_cwd_when_the_exe_is_elsewhere() {
-        let (t, mut places) = setup();
-        let cf = t.path().join("cwd/images/sentry/Containerfile");
-        std::fs::create_dir_all(cf.parent().unwrap()).unwrap();
-        std::fs::write(&cf, "FROM scratch\n").unwrap();
-        places.cwd = t.path().join("cwd/profiles");
-        assert_eq!(places.repo(), Some(t.path().join("cwd")));
-        places.cwd = t.path().to_path_buf();
-        assert_eq!(places.repo(), None);
+    fn an_install_is_found_beside_the_launcher_whatever_the_cwd() {
+        let t = tempfile::tempdir().unwrap();
+        let prefix = t.path().join("usr/local");
+        std::fs::create_dir_all(prefix.join("bin")).unwrap();
+        std::fs::create_dir_all(prefix.join("lib/rbm/profiles")).unwrap();
+        std::fs::write(prefix.join("lib/rbm/profiles/demo.toml"), GOOD).unwrap();
+        std::fs::write(prefix.join("lib/rbm/rbm-agent"), "bin").unwrap();
+        let exe = prefix.join("bin/rbm-launch");
+        std::fs::write(&exe, "").unwrap();
+        let places = Places::new(PathBuf::from("/"), Some(&exe));
+        let lib = prefix.canonicalize().unwrap().join("lib/rbm");
+        assert_eq!(places.shipped, Some(Shipped::install(&lib)));
+        assert_eq!(
+            find_profile("demo", &places).unwrap(),
+            lib.join("profiles/demo.toml")
+        );
+        assert_eq!(places.agent(None).unwrap(), lib.join("rbm-agent"));
+        assert_eq!(
+            places.agent(Some("/a".into())).unwrap(),
+            PathBuf::from("/a")
+        );
+    }
+
+    #[test]
+    fn a_checkout_is_found_above_the_cwd_when_the_launcher_is_elsewhere() {
+        let (t, _) = setup();
+        let elsewhere = t.path().join("bin/rbm-launch");
+        let places = Places::new(t.path().join("repo/profiles"), Some(&elsewhere));
+        let repo = t.path().join("repo");
+        assert_eq!(places.shipped, Some(Shipped::checkout(&repo)));
+        let err = places.agent(None).unwrap_err().to_string();
+        assert!(
+            err.contains(&repo.join(AGENT_IN_CHECKOUT).display().to_string()),
+            "{err}"
+        );
+        let nowhere = Places::new(t.path().to_path_buf(), Some(&elsewhere));
+        assert_eq!(nowhere.shipped, None);
+        assert!(nowhere.agent(None).is_err());
     }
 
     #[test]

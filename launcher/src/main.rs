@@ -1,33 +1,35 @@
 //! rbm-launch's command line: parse, then dispatch to the library.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use rbm_launch::images::AGENT_IN_REPO;
 use rbm_launch::launch::{self, UpOptions};
 use rbm_launch::lookup::{self, Loaded, Places};
+use rbm_launch::podman::find::{self, PROVISIONED};
+use rbm_launch::podman::host::Host;
 use rbm_launch::podman::Podman;
 use rbm_launch::{exec, Error};
 
 const AFTER_HELP: &str = "\
 PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
-profiles/NAME.toml, looked up in the current directory, then in the rbm
-repository that holds the rbm-launch binary.
+profiles/NAME.toml, looked up in the current directory, then among the
+profiles shipped with rbm (next to the rbm-launch binary: PREFIX/lib/rbm
+of an install, or the checkout it was built in).
 
 `rbm-launch PROFILE` is `rbm-launch up PROFILE`. Examples:
-  rbm-launch demo                      start profiles/demo.toml
+  rbm-launch demo                      start the built-in demo profile
   rbm-launch status demo --json        the sentry agent's state
   rbm-launch shell demo -- rbm-probe dns example.com
   rbm-launch stop demo                 remove bottle, sentry and networks
+  rbm-launch info                      which Podman and agent rbm-launch uses
 
-Podman 5 or newer is required (older podman lacks `network create --route`).
-On a machine with an older podman, run `scripts/podman5 up` as root and use the
-path it prints: RBM_PODMAN=$(scripts/podman5 up) rbm-launch demo
-With that wrapper, host paths (volumes, the repository) must lie under the
-repository directory.
+Podman 5 or newer is required (older podman lacks `network create --route`),
+rootful or rootless: rbm-launch asks Podman which. Without --podman it takes
+the first podman on PATH that is Podman 5, else the private Podman 5 that
+`scripts/podman5 up` provisioned (as root) on this machine.
 
 Exit codes: 0 ok, 2 bad profile or usage, 1 other errors; status and shell
 pass through the exit code of the command they run.";
@@ -40,15 +42,9 @@ pass through the exit code of the command they run.";
     override_usage = "rbm-launch [OPTIONS] [up] <PROFILE>\n       rbm-launch [OPTIONS] <COMMAND> <PROFILE>"
 )]
 struct Cli {
-    /// The podman program to run; must be Podman 5 or newer
-    #[arg(
-        long,
-        env = "RBM_PODMAN",
-        default_value = "podman",
-        value_name = "PATH",
-        global = true
-    )]
-    podman: PathBuf,
+    /// The podman program to run; must be Podman 5 or newer [default: found by itself, see below]
+    #[arg(long, env = "RBM_PODMAN", value_name = "PATH", global = true)]
+    podman: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -70,6 +66,8 @@ enum Command {
     },
     /// Validate the profile only; touch nothing
     Check(ProfileArg),
+    /// Tell which Podman (version, rootful or rootless) and which agent rbm-launch uses
+    Info,
     /// Run a command in the bottle (default /bin/sh), e.g. `shell demo -- rbm-probe dns example.com`
     Shell {
         #[command(flatten)]
@@ -97,8 +95,8 @@ struct UpArgs {
     #[arg(value_name = "PROFILE")]
     profile: String,
 
-    /// The static rbm-agent binary for the sentry image [default: REPO/target/x86_64-unknown-linux-gnu/release/rbm-agent,
-    /// as built by scripts/build-static; REPO is the rbm checkout holding the launcher binary, else the current directory's]
+    /// The static rbm-agent binary for the sentry image [default: the one shipped with rbm:
+    /// PREFIX/lib/rbm/rbm-agent of an install, or what scripts/build-static built in the checkout]
     #[arg(long, env = "RBM_AGENT_BIN", value_name = "PATH")]
     agent: Option<PathBuf>,
 
@@ -120,15 +118,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let places = Places::from_env()?;
-    let podman = Podman::new(cli.podman);
+    let explicit = cli.podman;
     match cli.command {
-        Command::Up(a) => up(&podman, &places, a),
+        Command::Up(a) => up(explicit, &places, a),
         Command::Check(p) => {
             println!("{}", lookup::load(&p.profile, &places)?.summary());
             Ok(0)
         }
+        Command::Info => info(explicit, &places),
         Command::Stop(p) => {
-            let l = ready(&podman, &places, &p.profile)?;
+            let (podman, _, l) = ready(explicit, &places, &p.profile)?;
             launch::stop(&podman, &l.profile.names(), &p.profile)?;
             println!(
                 "rbm: {} stopped; nothing of moniker {} remains",
@@ -137,14 +136,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Status { profile: p, json } => {
-            let l = ready(&podman, &places, &p.profile)?;
+            let (podman, _, l) = ready(explicit, &places, &p.profile)?;
             Ok(exec::status(&podman, &l.profile.names(), json, &p.profile)?)
         }
         Command::Shell {
             profile: p,
             command,
         } => {
-            let l = ready(&podman, &places, &p.profile)?;
+            let (podman, _, l) = ready(explicit, &places, &p.profile)?;
             Ok(exec::shell(
                 &podman,
                 &l.profile.names(),
@@ -155,26 +154,59 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Loads the profile (first: a bad one touches nothing), then checks podman.
-fn ready(podman: &Podman, places: &Places, arg: &str) -> Result<Loaded, Error> {
-    let loaded = lookup::load(arg, places)?;
-    podman.check_version()?;
-    Ok(loaded)
+/// The podman to use (`explicit`, else found) and what it says it is.
+fn podman(explicit: Option<PathBuf>, places: &Places) -> Result<(Podman, Host), Error> {
+    let script = places.shipped.as_ref().map(|s| s.podman5.as_path());
+    let path = std::env::var_os("PATH");
+    let program = find::find(explicit, path.as_deref(), Path::new(PROVISIONED), script)?;
+    let podman = Podman::new(program);
+    let host = Host::detect(&podman)?;
+    Ok((podman.with_mode(host.mode), host))
 }
 
-fn up(podman: &Podman, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
+/// Loads the profile (first: a bad one touches nothing), then finds podman.
+fn ready(
+    explicit: Option<PathBuf>,
+    places: &Places,
+    arg: &str,
+) -> Result<(Podman, Host, Loaded), Error> {
+    let loaded = lookup::load(arg, places)?;
+    let (podman, host) = podman(explicit, places)?;
+    Ok((podman, host, loaded))
+}
+
+fn up(explicit: Option<PathBuf>, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
     let arg = a.profile;
-    let loaded = ready(podman, places, &arg)?;
-    let repo = places.repo().ok_or_else(|| Error::NoRepo {
-        cwd: places.cwd.clone(),
-    })?;
+    let (podman, host, loaded) = ready(explicit, places, &arg)?;
     let opts = UpOptions {
-        agent: a.agent.unwrap_or_else(|| repo.join(AGENT_IN_REPO)),
-        repo,
+        agent: places.agent(a.agent)?,
         ready_timeout: Duration::from_secs(a.ready_timeout),
         profile_arg: arg,
     };
-    launch::up(podman, &loaded, &opts)?;
+    launch::up(&podman, &host, &loaded, &opts)?;
+    Ok(0)
+}
+
+/// `rbm-launch info`: what rbm-launch would use, and where it looks.
+fn info(explicit: Option<PathBuf>, places: &Places) -> anyhow::Result<u8> {
+    let shipped = places.shipped.as_ref();
+    match shipped {
+        Some(s) => println!("rbm files: {}", s.root.display()),
+        None => println!("rbm files: none found beside rbm-launch or above the current directory"),
+    }
+    let dirs: Vec<String> = places
+        .profile_dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    println!("profiles:  {}", dirs.join(", "));
+    match places.agent(None) {
+        Ok(a) => println!("agent:     {}", a.display()),
+        Err(e) => println!("agent:     {e}"),
+    }
+    let (podman, host) = podman(explicit, places)?;
+    println!("podman:    {}", podman.program().display());
+    println!("           {}", host.describe());
     Ok(0)
 }
 
@@ -248,6 +280,7 @@ mod tests {
             "rbm-launch --podman p stop demo",
             "rbm-launch help shell",
             "rbm-launch shell demo -- ls",
+            "rbm-launch info",
         ] {
             assert_eq!(norm(line), line);
         }
@@ -287,7 +320,11 @@ mod tests {
         }
         assert_eq!(
             parse("rbm-launch --podman /x demo").unwrap().podman,
-            PathBuf::from("/x")
+            Some(PathBuf::from("/x"))
         );
+        assert!(matches!(
+            parse("rbm-launch info").unwrap().command,
+            Command::Info
+        ));
     }
 }

@@ -1,29 +1,82 @@
 //! The Podman CLI driver. `args` builds argument vectors (pure, unit-tested);
 //! `Podman` runs them and turns failures into errors that show the full
-//! command and podman's stderr.
+//! command and podman's stderr. `find` chooses the program, `host` asks it
+//! what it is (version, rootful or rootless).
 
 pub mod args;
+pub mod find;
+pub mod host;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::error::Error;
+use host::Mode;
 
-/// The podman program to run (`podman`, or the wrapper `scripts/podman5 up` prints).
+/// The podman program to run (`podman`, or the wrapper `scripts/podman5 up`
+/// prints), and its mode once known (for the fixes errors suggest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Podman {
     program: PathBuf,
+    mode: Option<Mode>,
 }
 
 impl Podman {
     pub fn new(program: impl Into<PathBuf>) -> Podman {
         Podman {
             program: program.into(),
+            mode: None,
+        }
+    }
+
+    /// The same program, known to run in `mode`.
+    pub fn with_mode(self, mode: Mode) -> Podman {
+        Podman {
+            mode: Some(mode),
+            ..self
         }
     }
 
     pub fn program(&self) -> &Path {
         &self.program
+    }
+
+    /// Runs podman with `input` on its stdin; a non-zero exit is an error.
+    pub fn run_with_input(&self, args: &[String], input: &[u8]) -> Result<String, Error> {
+        let mut child = Command::new(&self.program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::PodmanMissing {
+                program: self.program.clone(),
+                source,
+            })?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let out = std::thread::scope(|s| {
+            // Written from a second thread so that a podman that writes much
+            // before it reads cannot deadlock with us.
+            let writer = s.spawn(move || stdin.write_all(input));
+            let out = child.wait_with_output();
+            (writer.join().expect("stdin writer panicked"), out)
+        });
+        let (written, out) = out;
+        let out = out.map_err(|source| Error::PodmanMissing {
+            program: self.program.clone(),
+            source,
+        })?;
+        if !out.status.success() {
+            return Err(self.failure(args, &out));
+        }
+        written.map_err(|e| Error::Podman {
+            command: display_command(&self.program, args),
+            status: out.status.to_string(),
+            stderr: format!("podman stopped reading its input: {e}"),
+            fix: "run the command again; if it keeps failing, report it".into(),
+        })?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Runs podman with captured output; fails only if it cannot be started.
@@ -85,42 +138,23 @@ impl Podman {
         Ok(exit_code(status))
     }
 
-    /// Fails unless the program is Podman 5 or newer; returns its version.
-    pub fn check_version(&self) -> Result<String, Error> {
-        let out = self.run(&args::version())?;
-        let version = out.trim().to_string();
-        check_version(&self.program, &version)?;
-        Ok(version)
-    }
-
     /// The error for a command that exited non-zero.
     pub fn failure(&self, args: &[String], out: &Output) -> Error {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         Error::Podman {
             command: display_command(&self.program, args),
             status: out.status.to_string(),
-            fix: fix_for(&stderr).to_string(),
+            fix: self
+                .mode
+                .and_then(|m| m.fix_for(&stderr))
+                .unwrap_or_else(|| fix_for(&stderr))
+                .to_string(),
             stderr: if stderr.is_empty() {
                 "(no message)".to_string()
             } else {
                 stderr
             },
         }
-    }
-}
-
-/// Podman >= 5 is required: 4.x has no `network create --route`.
-pub fn check_version(program: &Path, version: &str) -> Result<(), Error> {
-    let major = version
-        .split('.')
-        .next()
-        .and_then(|m| m.trim().parse::<u32>().ok());
-    match major {
-        Some(m) if m >= 5 => Ok(()),
-        _ => Err(Error::PodmanTooOld {
-            program: program.to_path_buf(),
-            found: version.to_string(),
-        }),
     }
 }
 
@@ -191,26 +225,12 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn version_5_is_accepted_4_is_rejected_with_the_fix() {
-        assert!(check_version(Path::new("podman"), "5.4.2").is_ok());
-        assert!(check_version(Path::new("podman"), "6.0.0-dev").is_ok());
-        let err = check_version(Path::new("podman"), "4.3.1")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("Podman 4.3.1"), "{err}");
-        assert!(err.contains("lacks `network create --route`"), "{err}");
-        assert!(err.contains("scripts/podman5 up"), "{err}");
-        assert!(check_version(Path::new("podman"), "garbage").is_err());
-        assert!(check_version(Path::new("podman"), "").is_err());
-    }
+    use crate::testing::fake_program;
 
     #[test]
     fn missing_program_says_podman5_is_needed() {
         let p = Podman::new("/nonexistent/podman");
-        let err = p.check_version().unwrap_err().to_string();
+        let err = p.run(&args::info("x")).unwrap_err().to_string();
         assert!(
             err.starts_with("cannot run podman program \"/nonexistent/podman\""),
             "{err}"
@@ -223,28 +243,42 @@ mod tests {
 
     /// A fake podman: a shell script printing `out` to stdout and `err` to stderr.
     fn fake(dir: &Path, out: &str, err: &str, code: i32) -> Podman {
-        let path = dir.join("podman");
         let script =
             format!("#!/bin/sh\nprintf '%s' '{out}'\nprintf '%s' '{err}' >&2\nexit {code}\n");
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Podman::new(path)
+        Podman::new(fake_program(dir, "podman", &script))
     }
 
     #[test]
-    fn version_check_runs_the_program() {
+    fn a_known_mode_adds_its_own_fix() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            fake(dir.path(), "5.4.2\n", "", 0).check_version().unwrap(),
-            "5.4.2"
-        );
-        let err = fake(dir.path(), "4.3.1\n", "", 0)
-            .check_version()
-            .unwrap_err();
+        let refused = "Error: rootlessport cannot expose privileged port 80";
+        let p = fake(dir.path(), "", refused, 125);
+        let args = args::info("x");
+        let plain = p.run(&args).unwrap_err().to_string();
+        assert!(plain.contains("fix: read podman's message"), "{plain}");
+        let rootless = p
+            .with_mode(Mode::Rootless)
+            .run(&args)
+            .unwrap_err()
+            .to_string();
         assert!(
-            matches!(err, Error::PodmanTooOld { ref found, .. } if found == "4.3.1"),
-            "{err}"
+            rootless.contains("fix: rootless Podman cannot publish"),
+            "{rootless}"
         );
+    }
+
+    #[test]
+    fn input_reaches_podman_and_a_failure_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let got = dir.path().join("got");
+        let script = format!("#!/bin/sh\ncat > {}\necho done\n", got.display());
+        let p = Podman::new(fake_program(dir.path(), "podman", &script));
+        let big = vec![7u8; 1 << 20];
+        assert_eq!(p.run_with_input(&[], &big).unwrap(), "done\n");
+        assert_eq!(std::fs::read(&got).unwrap(), big);
+        let failing = fake(dir.path(), "", "Error: no", 3);
+        let err = failing.run_with_input(&[], &big).unwrap_err().to_string();
+        assert!(err.contains("Error: no"), "{err}");
     }
 
     #[test]
@@ -289,10 +323,8 @@ mod tests {
     #[test]
     fn remove_counts_an_error_as_success_when_the_object_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("podman");
         let script = "#!/bin/sh\ncase \"$1 $2\" in\n  'container exists') exit 1;;\nesac\necho 'Error: netavark: Netlink error: No such process (os error 3)' >&2\nexit 125\n";
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = fake_program(dir.path(), "podman", script);
         assert!(Podman::new(path)
             .remove(&args::remove_container("c"))
             .is_ok());

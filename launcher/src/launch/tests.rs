@@ -2,7 +2,8 @@
 //! arguments and answers as told).
 
 use super::*;
-use std::os::unix::fs::PermissionsExt;
+use crate::podman::host::Mode;
+use crate::testing::fake_program;
 
 const PROFILE: &str = r#"
 moniker = "demo"
@@ -39,13 +40,10 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
     let script = format!(
         "#!/bin/sh\necho \"$*\" | tr '\\n' ' ' >> {log}; echo >> {log}\n\
          case \"$*\" in {fail}) echo 'Error: simulated' >&2; exit 1;; esac\n\
-         case \"$1 $2\" in\n  'exec '*) printf '%s' '{status}';;\n  'container inspect') echo {running};;\n  'image inspect') exit 125;;\nesac\nexit 0\n",
+         case \"$1 $2\" in\n  'exec '*) printf '%s' '{status}';;\n  'container inspect') echo {running};;\n  'image inspect') exit 125;;\n  'import '*) cat > /dev/null;;\nesac\nexit 0\n",
         log = d.join("log").display()
     );
-    std::fs::write(d.join("podman"), script).unwrap();
-    std::fs::set_permissions(d.join("podman"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir_all(d.join("repo/images/sentry")).unwrap();
-    std::fs::write(d.join("repo/images/sentry/Containerfile"), "FROM scratch\n").unwrap();
+    let podman = fake_program(d, "podman", &script);
     std::fs::write(d.join("agent"), "bin").unwrap();
     let path = d.join("demo.toml");
     let profile = Profile::parse(PROFILE, &path).unwrap();
@@ -56,13 +54,12 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
         profile,
     };
     let opts = UpOptions {
-        repo: d.join("repo"),
         agent: d.join("agent"),
         ready_timeout: Duration::from_millis(300),
         profile_arg: "demo".into(),
     };
     Fake {
-        podman: Podman::new(d.join("podman")),
+        podman: Podman::new(podman),
         loaded,
         opts,
         dir,
@@ -71,7 +68,7 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
 
 impl Fake {
     fn up(&self) -> Result<(), Error> {
-        up(&self.podman, &self.loaded, &self.opts)
+        up(&self.podman, &host(), &self.loaded, &self.opts)
     }
     /// The calls made, first three words each.
     fn calls(&self) -> Vec<String> {
@@ -84,6 +81,15 @@ impl Fake {
         let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
         log.lines()
             .any(|l| l.starts_with("run ") && l.contains("--name rbm-demo-bottle"))
+    }
+}
+
+fn host() -> Host {
+    Host {
+        version: "5.8.6".into(),
+        mode: Mode::Rootless,
+        arch: "amd64".into(),
+        network: "netavark 1.17.2".into(),
     }
 }
 
@@ -101,7 +107,7 @@ fn up_builds_clears_creates_waits_then_starts_the_bottle() {
     let mut want = vec![
         "image exists localhost/rbm-demo-bottle:latest",
         "image inspect --format",
-        "build --tag localhost/rbm-sentry:latest",
+        "import --quiet --change",
     ];
     want.extend(REMOVE_ALL);
     want.extend([
@@ -188,7 +194,7 @@ fn cleanup_failures_are_collected() {
 /// Makes `network rm rbm-demo-enclave` fail only after the first clearing pass.
 fn up_with_failing_network_rm(f: &Fake) -> Error {
     let marker = f.dir.path().join("cleared");
-    let script = std::fs::read_to_string(f.dir.path().join("podman")).unwrap().replacen(
+    let script = std::fs::read_to_string(f.podman.program()).unwrap().replacen(
         "case \"$1 $2\" in",
         &format!(
             "if [ \"$*\" = 'network rm rbm-demo-enclave' ]; then if [ -e {m} ]; then echo 'Error: busy' >&2; exit 2; fi; touch {m}; fi\ncase \"$1 $2\" in",
@@ -196,7 +202,7 @@ fn up_with_failing_network_rm(f: &Fake) -> Error {
         ),
         1,
     );
-    std::fs::write(f.dir.path().join("podman"), script).unwrap();
+    fake_program(f.dir.path(), "podman", &script);
     f.up().unwrap_err()
 }
 
@@ -271,7 +277,11 @@ fn ready_needs_json_saying_so() {
 #[test]
 fn summary_says_how_to_reach_it() {
     let f = fake("", "true", "__never__");
-    let s = summary(&f.loaded.profile, "demo");
+    let s = summary(&f.loaded.profile, &host(), "demo");
+    assert!(
+        s.starts_with("rbm: demo is up (moniker demo) on Podman 5.8.6 rootless"),
+        "{s}"
+    );
     assert!(s.contains("rbm-demo-sentry  10.242.0.2"), "{s}");
     assert!(s.contains("rbm-demo-bottle  10.242.0.3"), "{s}");
     assert!(

@@ -3,8 +3,6 @@
 //! PODMAN5.md: an internal enclave whose default route is the sentry, and an
 //! uplink network for the sentry alone.
 
-use std::path::Path;
-
 use rbm_agent::profile::{Names, Profile};
 
 /// Label put on every container and network rbm creates for a profile.
@@ -18,8 +16,16 @@ fn label(p: &Profile) -> String {
     format!("{MONIKER_LABEL}={}", p.moniker)
 }
 
-pub fn version() -> Vec<String> {
-    v(&["version", "--format", "{{.Client.Version}}"])
+/// The metric of the enclave's default route. The bottle has no other
+/// default route; the sentry has the uplink's too, which netavark gives
+/// metric 100, so the sentry's own traffic keeps leaving through the
+/// uplink and the agent has no route to delete (netavark's teardown fails
+/// on a route that vanished).
+pub const ENCLAVE_ROUTE_METRIC: u32 = 1000;
+
+/// `podman info` printing `format` (a Go template).
+pub fn info(format: &str) -> Vec<String> {
+    v(&["info", "--format", format])
 }
 
 /// The bottle's network: no gateway, no podman DNS, default route via the sentry.
@@ -30,7 +36,7 @@ pub fn network_create_enclave(p: &Profile) -> Vec<String> {
         "--subnet".into(),
         e.subnet.to_string(),
         "--route".into(),
-        format!("0.0.0.0/0,{}", e.sentry_ip),
+        format!("0.0.0.0/0,{},{ENCLAVE_ROUTE_METRIC}", e.sentry_ip),
         "--label".into(),
         label(p),
         p.names().enclave,
@@ -213,18 +219,14 @@ pub fn image_label(image: &str, key: &str) -> Vec<String> {
     ])
 }
 
-pub fn build(
-    image: &str,
-    labels: &[(&str, &str)],
-    containerfile: &Path,
-    context: &Path,
-) -> Vec<String> {
-    let mut a = v(&["build", "--tag", image]);
-    for (k, val) in labels {
-        a.extend(["--label".into(), format!("{k}={val}")]);
+/// `podman import` of a root file system archive read from stdin, with
+/// `config` (Containerfile instructions: ENTRYPOINT, CMD, LABEL, ...).
+pub fn import(image: &str, config: &[String]) -> Vec<String> {
+    let mut a = v(&["import", "--quiet"]);
+    for c in config {
+        a.extend(["--change".into(), c.clone()]);
     }
-    a.extend(["--file".into(), containerfile.display().to_string()]);
-    a.push(context.display().to_string());
+    a.extend(["-".into(), image.to_string()]);
     a
 }
 

@@ -39,7 +39,7 @@ fn words(s: &str) -> Vec<String> {
 fn enclave_network_routes_everything_via_the_sentry() {
     assert_eq!(
         network_create_enclave(&profile()),
-        words("network create --internal --disable-dns --subnet 10.242.0.0/24 --route 0.0.0.0/0,10.242.0.2 --label rbm.moniker=demo rbm-demo-enclave")
+        words("network create --internal --disable-dns --subnet 10.242.0.0/24 --route 0.0.0.0/0,10.242.0.2,1000 --label rbm.moniker=demo rbm-demo-enclave")
     );
 }
 
@@ -142,22 +142,17 @@ fn exec_commands() {
 #[test]
 fn image_commands() {
     assert_eq!(
-        image_label("img", "rbm.agent.mtime"),
+        image_label("img", "rbm.agent.stamp"),
         vec![
             "image",
             "inspect",
             "--format",
-            "{{index .Labels \"rbm.agent.mtime\"}}",
+            "{{index .Labels \"rbm.agent.stamp\"}}",
             "img"
         ]
     );
     assert_eq!(
-        build(
-            "img",
-            &[("k", "v")],
-            Path::new("/r/images/sentry/Containerfile"),
-            Path::new("/r/target/ctx")
-        ),
-        words("build --tag img --label k=v --file /r/images/sentry/Containerfile /r/target/ctx")
+        import("img", &["CMD [\"run\"]".into()]),
+        vec!["import", "--quiet", "--change", "CMD [\"run\"]", "-", "img"]
     );
 }

@@ -1,0 +1,148 @@
+//! Which podman program to run, when the user named none: the first
+//! `podman` on PATH that is Podman 5 or newer, else the private Podman 5
+//! that `scripts/podman5 up` provisioned on this machine, else an error
+//! that says exactly what to run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::Error;
+use crate::podman::host::major;
+
+/// The wrapper `scripts/podman5 up` leaves for its default Podman.
+pub const PROVISIONED: &str = "/run/rbm-podman5/podman";
+
+/// A podman program that was looked at and passed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub path: PathBuf,
+    /// What `--version` said, or why it could not say.
+    pub found: String,
+}
+
+/// Finds the podman to use: `explicit` (--podman or RBM_PODMAN) as it is,
+/// else a Podman 5 on `path` (the PATH variable's value), else
+/// `provisioned` (the scripts/podman5 wrapper) if it exists. `script` is
+/// scripts/podman5 of the rbm checkout or install, for the error's fix.
+pub fn find(
+    explicit: Option<PathBuf>,
+    path: Option<&std::ffi::OsStr>,
+    provisioned: &Path,
+    script: Option<&Path>,
+) -> Result<PathBuf, Error> {
+    if let Some(program) = explicit {
+        return Ok(program);
+    }
+    let on_path = path
+        .map(std::env::split_paths)
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join("podman"));
+    let mut passed_over = Vec::new();
+    for candidate in on_path.chain([provisioned.to_path_buf()]) {
+        if !is_executable(&candidate) {
+            continue;
+        }
+        match version_of(&candidate) {
+            Ok(v) if major(&v).is_some_and(|m| m >= 5) => return Ok(candidate),
+            Ok(v) => passed_over.push(Candidate {
+                path: candidate,
+                found: format!("Podman {v}"),
+            }),
+            Err(e) => passed_over.push(Candidate {
+                path: candidate,
+                found: e,
+            }),
+        }
+    }
+    Err(Error::NoPodman5 {
+        passed_over,
+        script: script.map(Path::to_path_buf),
+    })
+}
+
+/// `podman --version`'s last word (`podman version 5.8.6` -> `5.8.6`).
+fn version_of(program: &Path) -> Result<String, String> {
+    let out = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.split_whitespace().last() {
+        Some(v) if out.status.success() => Ok(v.to_string()),
+        _ => Err(format!("`--version` failed ({})", out.status)),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fake_program;
+
+    fn podman_printing(dir: &Path, version: &str) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        fake_program(
+            dir,
+            "podman",
+            &format!("#!/bin/sh\necho 'podman version {version}'\n"),
+        )
+    }
+
+    #[test]
+    fn explicit_wins_without_asking() {
+        let got = find(Some("/x/podman".into()), None, Path::new("/none"), None);
+        assert_eq!(got.unwrap(), PathBuf::from("/x/podman"));
+    }
+
+    #[test]
+    fn the_first_podman_5_on_path_is_taken_and_older_ones_are_passed_over() {
+        let t = tempfile::tempdir().unwrap();
+        podman_printing(&t.path().join("old"), "4.3.1");
+        let new = podman_printing(&t.path().join("new"), "5.8.6");
+        let dirs = ["empty", "old", "new"].map(|d| t.path().join(d));
+        let path = std::env::join_paths(dirs).unwrap();
+        assert_eq!(
+            find(None, Some(&path), Path::new("/none"), None).unwrap(),
+            new
+        );
+    }
+
+    #[test]
+    fn the_provisioned_podman_comes_next_then_an_error_with_the_fix() {
+        let t = tempfile::tempdir().unwrap();
+        let old = podman_printing(&t.path().join("old"), "4.3.1");
+        let path = std::env::join_paths([t.path().join("old")]).unwrap();
+        let wrapper = podman_printing(&t.path().join("run"), "5.4.2");
+        assert_eq!(find(None, Some(&path), &wrapper, None).unwrap(), wrapper);
+        // A wrapper that cannot run (scripts/podman5's needs root) is passed over.
+        let broken = fake_program(
+            &t.path().join("run"),
+            "broken",
+            "#!/bin/sh
+exit 1
+",
+        );
+        let err = find(None, Some(&path), &broken, None).unwrap_err();
+        assert!(err.to_string().contains("`--version` failed"), "{err}");
+
+        let script = Path::new("/opt/rbm/scripts/podman5");
+        let err = find(None, Some(&path), Path::new("/none"), Some(script)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, Error::NoPodman5 { passed_over, .. } if passed_over[0].path == old),
+            "{err:?}"
+        );
+        assert!(
+            msg.contains(&format!("{} (Podman 4.3.1)", old.display())),
+            "{msg}"
+        );
+        assert!(msg.contains("sudo /opt/rbm/scripts/podman5 up"), "{msg}");
+    }
+}

@@ -5,7 +5,8 @@
 //!
 //! Host paths handed to Podman (build contexts, volumes) live under
 //! `<workspace>/target/e2e/`: the Podman 5 wrapper sees the checkout, not
-//! the host's /tmp.
+//! the host's /tmp. With a rootless Podman, the directories its containers
+//! write to belong to the user Podman runs as.
 
 use std::env;
 use std::fs;
@@ -51,13 +52,18 @@ pub fn e2e_dir() -> PathBuf {
     workspace_root().join("target").join("e2e")
 }
 
-/// An empty directory `<workspace>/target/e2e/<name>` (emptied if it existed).
-pub fn fresh_dir(name: &str) -> Result<PathBuf> {
+/// An empty directory `<workspace>/target/e2e/<name>` (emptied if it
+/// existed) that `podman`'s containers can write to.
+pub fn fresh_dir(podman: &Podman, name: &str) -> Result<PathBuf> {
     let dir = e2e_dir().join(name);
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
     }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Some((uid, gid)) = podman.rootless_user()? {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give {} to uid {uid}", dir.display()))?;
+    }
     Ok(dir)
 }
 
@@ -127,6 +133,41 @@ impl Podman {
             name,
         ])?;
         Ok(out.success() && out.stdout.trim() == "true")
+    }
+
+    /// The host uid and gid a rootless Podman runs as (its containers' root),
+    /// None for a rootful one. Asked once per process.
+    pub fn rootless_user(&self) -> Result<Option<(u32, u32)>> {
+        static USER: OnceLock<Result<Option<(u32, u32)>, String>> = OnceLock::new();
+        USER.get_or_init(|| self.ask_rootless_user().map_err(|e| format!("{e:#}")))
+            .clone()
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    fn ask_rootless_user(&self) -> Result<Option<(u32, u32)>> {
+        let info = self.json(&["info", "--format", "json"])?;
+        if info["host"]["security"]["rootless"] != true {
+            return Ok(None);
+        }
+        let root_of = |map: &str| {
+            info["host"]["idMappings"][map]
+                .as_array()
+                .and_then(|m| m.iter().find(|e| e["container_id"] == 0))
+                .and_then(|e| e["host_id"].as_u64())
+                .and_then(|id| u32::try_from(id).ok())
+                .with_context(|| format!("no container root in {map} of `podman info`"))
+        };
+        Ok(Some((root_of("uidmap")?, root_of("gidmap")?)))
+    }
+
+    /// `Podman 5.8.6 rootless (netavark 1.17.2)`, for test logs.
+    pub fn describe(&self) -> Result<String> {
+        let format = "Podman {{.Version.Version}} {{if .Host.Security.Rootless}}rootless{{else}}rootful{{end}} ({{.Host.NetworkBackendInfo.Version}})";
+        Ok(self
+            .run_ok(&["info", "--format", format])?
+            .stdout
+            .trim()
+            .to_string())
     }
 
     /// Removes container `name` at once; a missing one is fine.

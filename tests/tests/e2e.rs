@@ -8,9 +8,15 @@
 //! test created: 10.250.N.0/24 (enclave) and 10.251.N.0/24 (uplink), with
 //! N distinct per test; the worlds sit at 10.251.N.10, .20 and .30.
 //!
-//! Needs root, RBM_PODMAN (Podman 5: `scripts/podman5 up`), the static
-//! binaries (`scripts/build-static`, or RBM_STATIC_DIR) and rbm-launch
-//! (RBM_LAUNCH, else `<workspace>/target/debug/rbm-launch`).
+//! Needs root, RBM_PODMAN (Podman 5: `scripts/podman5 up [FLAVOUR]`), the
+//! static binaries (`scripts/build-static`, or RBM_STATIC_DIR) and
+//! rbm-launch (RBM_LAUNCH, else `<workspace>/target/debug/rbm-launch`).
+//! rbm-launch runs from `/` and finds its agent and profiles by itself.
+//! With RBM_ENTER (the `enter` wrapper of `scripts/podman5 up FLAVOUR`),
+//! rbm-launch runs where that Podman runs (as its unprivileged user, for a
+//! rootless flavour) and finds that Podman on PATH by itself; without it,
+//! rbm-launch gets `--podman $RBM_PODMAN`. scripts/test runs this file once
+//! per flavour: Podman 5.4 and 5.8, rootful and rootless.
 
 use std::env;
 use std::io::Read;
@@ -26,7 +32,7 @@ use rbm_tests::files::write_file;
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::ProbeRun;
 use rbm_tests::podman::{
-    fresh_dir, require_podman, test_images, Podman, WorldContainer, BOTTLE_IMAGE,
+    fresh_dir, require_podman, test_images, Podman, WorldContainer, BOTTLE_IMAGE, PODMAN_ENV,
 };
 use rbm_tests::world::setup::WorldSetup;
 use rbm_tests::{cmd, parse_json, probe_json, run_ok, static_bin, Output};
@@ -34,6 +40,9 @@ use serde_json::Value;
 
 /// Environment variable naming the rbm-launch binary under test.
 const LAUNCH_ENV: &str = "RBM_LAUNCH";
+/// Environment variable naming a program that runs a command where the
+/// Podman under test runs (scripts/podman5's `enter` wrapper).
+const ENTER_ENV: &str = "RBM_ENTER";
 /// The image rbm-launch builds for every sentry.
 const SENTRY_IMAGE: &str = "localhost/rbm-sentry:latest";
 /// Allowed by every profile here; answers the world at .10.
@@ -151,10 +160,12 @@ subnet = "{uplink}/24"
     }
 }
 
-/// The rbm-launch binary, always run with `--podman`.
+/// The rbm-launch binary, run from `/`: through RBM_ENTER if set (it then
+/// finds Podman by itself), else with `--podman`.
 struct Launcher {
     program: String,
     podman: Podman,
+    enter: Option<String>,
 }
 
 impl Launcher {
@@ -171,14 +182,43 @@ impl Launcher {
         Ok(Launcher {
             program: path.to_string_lossy().into_owned(),
             podman,
+            enter: env::var(ENTER_ENV).ok().filter(|e| !e.is_empty()),
         })
     }
 
     fn run(&self, args: &[&str], timeout: Duration) -> Result<Output> {
-        let mut all = vec!["--podman", self.podman.program()];
-        all.extend_from_slice(args);
-        cmd::run(&self.program, &all, timeout)
+        let mut all = vec!["-C", "/", self.program.as_str()];
+        match &self.enter {
+            Some(enter) => {
+                all.extend_from_slice(args);
+                let mut entered = vec!["env", "-u", PODMAN_ENV];
+                entered.extend_from_slice(&all);
+                cmd::run(enter, &entered, timeout)
+            }
+            None => {
+                all.extend_from_slice(&["--podman", self.podman.program()]);
+                all.extend_from_slice(args);
+                cmd::run("env", &all, timeout)
+            }
+        }
     }
+}
+
+/// Fails unless rbm-launch printed nothing but its own progress lines:
+/// no error, warning or note from Podman or netavark.
+fn assert_quiet(out: &Output) {
+    let noise: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.starts_with("rbm-launch: ") || l.contains("note:"))
+        .collect();
+    assert!(
+        noise.is_empty(),
+        "`{}` printed more than its progress:\n{}",
+        out.command,
+        out.stderr
+    );
 }
 
 /// A profile started with `rbm-launch up`, and its world containers.
@@ -186,6 +226,7 @@ impl Launcher {
 /// a foreign container cannot be removed), then `rbm-launch stop`.
 struct Lab {
     spec: Spec,
+    uplink: String,
     worlds: Vec<WorldContainer>,
     launched: Launched,
     podman: Podman,
@@ -217,7 +258,7 @@ impl Lab {
         };
         test_images(&podman)?;
         let launcher = Launcher::find(podman.clone())?;
-        let dir = fresh_dir(spec.moniker)?;
+        let dir = fresh_dir(&podman, spec.moniker)?;
         let profile = write_file(&dir, "profile.toml", &spec.profile())?;
         for host in [API_HOST, OTHER_HOST, CIDR_HOST] {
             // A world left by an aborted run would keep `up` from clearing the uplink.
@@ -225,6 +266,7 @@ impl Lab {
         }
         let mut lab = Lab {
             spec,
+            uplink: spec.name("uplink"),
             worlds: Vec::new(),
             launched: Launched {
                 launcher,
@@ -232,7 +274,13 @@ impl Lab {
             },
             podman,
         };
-        lab.up()?.check().context("rbm-launch up")?;
+        let up = lab.up()?.check().context("rbm-launch up")?;
+        eprintln!(
+            "{}: {}",
+            spec.moniker,
+            up.stdout.lines().next().unwrap_or("")
+        );
+        assert_quiet(&up);
         for &host in worlds {
             let world = WorldContainer::start(
                 &lab.podman,
@@ -254,10 +302,9 @@ impl Lab {
         self.launched.launcher.run(&args, timeout)
     }
 
-    /// `rbm-launch up PROFILE`, with the agent the test images come from.
+    /// `rbm-launch up PROFILE` (with the agent shipped beside the launcher).
     fn up(&self) -> Result<Output> {
-        let agent = static_bin("rbm-agent")?;
-        self.launch("up", &["--agent", &agent.to_string_lossy()], UP_TIMEOUT)
+        self.launch("up", &[], UP_TIMEOUT)
     }
 
     /// `rbm-launch status PROFILE --json`.
@@ -281,6 +328,23 @@ impl Lab {
             run.json
         );
         Ok(())
+    }
+
+    /// rbm-probe in a throwaway container on the uplink, beside the worlds
+    /// (rootless Podman's networks cannot be reached from the host).
+    fn probe_on_uplink(&self, args: &[&str]) -> Result<Value> {
+        let mut all = vec![
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network",
+            &self.uplink,
+            BOTTLE_IMAGE,
+            "/rbm-probe",
+        ];
+        all.extend_from_slice(args);
+        let out = self.podman.run(&all)?;
+        probe_json(&out)
     }
 
     fn world(&self, host: u8) -> &WorldContainer {
@@ -419,11 +483,12 @@ fn bottle_reaches_the_allowed_name_and_cidr_and_nothing_else() -> Result<()> {
         lab.world(API_HOST).queries()?
     );
 
-    // The unlearned world serves (seen from the workstation), yet from the
-    // bottle it is silence: the sentry drops it.
-    let direct = read_line_from(other)?;
+    // The unlearned world serves (seen from a container on the uplink),
+    // yet from the bottle it is silence: the sentry drops it.
+    let direct = lab.probe_on_uplink(&["tcp", &other.to_string(), "--timeout-ms", OPEN_MS])?;
+    let reply = str_field(&direct, "reply")?;
     assert!(
-        direct.starts_with(&format!("world {other} sees ")),
+        reply.starts_with(&format!("world {other} sees ")),
         "{direct}"
     );
     let target = other.to_string();
@@ -551,6 +616,7 @@ fn stop_leaves_no_container_or_network_behind() -> Result<()> {
         stop.status,
         stop.stderr.trim()
     );
+    assert_quiet(&stop);
     Ok(())
 }
 
@@ -569,8 +635,43 @@ fn up_twice_leaves_one_sentry_and_one_bottle() -> Result<()> {
         again.status,
         again.stderr.trim()
     );
+    assert_quiet(&again);
     assert_one_of_each(&lab.podman, TWICE)?;
     assert_eq!(lab.status()?["ready"], true);
+    Ok(())
+}
+
+#[test]
+fn the_launcher_finds_podman_its_agent_and_the_builtin_profiles_from_any_directory() -> Result<()> {
+    let Ok(podman) = require_podman("asks the launcher which Podman it found") else {
+        return Ok(());
+    };
+    let launcher = Launcher::find(podman.clone())?;
+    let info = launcher.run(&["info"], CMD_TIMEOUT)?.check()?;
+    let mode = match podman.rootless_user()? {
+        Some(_) => "rootless",
+        None => "rootful",
+    };
+    let version = podman.run_ok(&["version", "--format", "{{.Client.Version}}"])?;
+    let want = format!("Podman {} {mode} (", version.stdout.trim());
+    assert!(
+        info.stdout.contains(&want),
+        "want {want:?}:\n{}",
+        info.stdout
+    );
+    let agent = info
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("agent:"))
+        .map(str::trim)
+        .context("no agent line")?;
+    assert!(PathBuf::from(agent).is_file(), "{}", info.stdout);
+    let demo = launcher.run(&["check", "demo"], CMD_TIMEOUT)?.check()?;
+    assert!(
+        demo.stdout.starts_with("ok: ") && demo.stdout.contains("moniker demo"),
+        "{}",
+        demo.stdout
+    );
     Ok(())
 }
 
@@ -587,14 +688,9 @@ fn invalid_profile_is_rejected_naming_file_and_field_and_starts_nothing() -> Res
         &format!("bottle_ip = \"{}\"", BAD.enclave(3)),
         "bottle_ip = \"10.250.66.3\"",
     );
-    let profile = write_file(&fresh_dir(BAD.moniker)?, "profile.toml", &text)?;
+    let profile = write_file(&fresh_dir(&podman, BAD.moniker)?, "profile.toml", &text)?;
     let profile = profile.to_string_lossy();
-    let agent = static_bin("rbm-agent")?;
-    let agent = agent.to_string_lossy();
-    for args in [
-        vec!["check", &*profile],
-        vec!["up", &*profile, "--agent", &*agent],
-    ] {
+    for args in [vec!["check", &*profile], vec!["up", &*profile]] {
         let out = launcher.run(&args, UP_TIMEOUT)?;
         assert_eq!(
             out.status.code(),
@@ -646,7 +742,7 @@ fn sentry_image_is_scratch_with_only_the_agent() -> Result<()> {
     assert!(size < 10_000_000, "{SENTRY_IMAGE} is {size} bytes");
 
     // Its file system: exactly one file, the agent we built.
-    let dir = fresh_dir(&format!("{}/export", IMAGE.moniker))?;
+    let dir = fresh_dir(&lab.podman, &format!("{}/export", IMAGE.moniker))?;
     let tar = dir.join("sentry.tar");
     let copy = format!("{}-export", IMAGE.moniker);
     lab.podman.remove_container(&copy)?;

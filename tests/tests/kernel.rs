@@ -792,31 +792,6 @@ fn entry_ports_reach_the_bottle_the_rootful_and_the_rootless_way_but_not_from_th
     ])
 }
 
-/// The sentry's IPv4 default routes as (gateway, dev, metric), sorted by metric.
-fn default_routes(topo: &Topology) -> Result<Vec<(String, String, u64)>> {
-    let sentry = topo.name(Ns::Sentry);
-    let out = run_ok(
-        "ip",
-        &["-n", sentry, "-4", "-j", "route", "show", "default"],
-        CMD_TIMEOUT,
-    )?;
-    let routes: Value = serde_json::from_str(&out.stdout)?;
-    let mut list: Vec<(String, String, u64)> = routes
-        .as_array()
-        .context("ip -j route: not a list")?
-        .iter()
-        .map(|r| {
-            (
-                r["gateway"].as_str().unwrap_or("").to_string(),
-                r["dev"].as_str().unwrap_or("").to_string(),
-                r["metric"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
-    list.sort_by_key(|r| r.2);
-    Ok(list)
-}
-
 #[test]
 fn the_enclave_default_route_stays_where_podman_put_it_and_the_uplink_wins() -> Result<()> {
     let Some(lab) = lab(STANDARD)? else {
@@ -825,7 +800,7 @@ fn the_enclave_default_route_stays_where_podman_put_it_and_the_uplink_wins() -> 
     // Left alone, so netavark can tear down what it set up, and beaten by
     // the uplink's route: the sentry's own traffic leaves through the uplink.
     assert_eq!(
-        default_routes(&lab.topo)?,
+        lab.topo.default_routes(Ns::Sentry, "-4")?,
         [
             (
                 "10.243.0.1".into(),
@@ -860,7 +835,7 @@ fn an_enclave_default_route_that_would_win_is_deleted() -> Result<()> {
         return Ok(());
     };
     assert_eq!(
-        default_routes(&lab.topo)?,
+        lab.topo.default_routes(Ns::Sentry, "-4")?,
         [(
             "10.243.0.1".into(),
             "eth0".into(),

@@ -5,33 +5,11 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use rbm_tests::netns::IP_TIMEOUT;
+use rbm_tests::netns::{ENCLAVE_ROUTE_METRIC, IP_TIMEOUT, UPLINK_ROUTE_METRIC};
 use rbm_tests::{require_netns, run_ok, Ns, Topology};
 use serde_json::Value;
 
 const T: Duration = IP_TIMEOUT;
-
-/// `ip -j ...` inside `ns`, parsed.
-fn ip_json(topo: &Topology, ns: Ns, args: &[&str]) -> Result<Vec<Value>> {
-    let mut all = vec!["-j"];
-    all.extend_from_slice(args);
-    let out = topo.exec_ok(ns, "ip", &all, T)?;
-    Ok(serde_json::from_str(&out.stdout)?)
-}
-
-fn defaults(routes: &[Value]) -> Vec<(String, String, u64)> {
-    routes
-        .iter()
-        .filter(|r| r["dst"] == "default")
-        .map(|r| {
-            (
-                r["gateway"].as_str().unwrap_or("").to_string(),
-                r["dev"].as_str().unwrap_or("").to_string(),
-                r["metric"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn sentry_looks_like_podman_made_it() -> Result<()> {
@@ -39,21 +17,27 @@ fn sentry_looks_like_podman_made_it() -> Result<()> {
         return Ok(());
     }
     let topo = Topology::builder().build()?;
-    let mut v4 = defaults(&ip_json(&topo, Ns::Sentry, &["-4", "route"])?);
-    v4.sort();
     assert_eq!(
-        v4,
+        topo.default_routes(Ns::Sentry, "-4")?,
         vec![
-            ("10.242.0.1".into(), "eth1".into(), 200),
-            ("10.243.0.1".into(), "eth0".into(), 0)
+            (
+                "10.243.0.1".into(),
+                "eth0".into(),
+                u64::from(UPLINK_ROUTE_METRIC)
+            ),
+            (
+                "10.242.0.1".into(),
+                "eth1".into(),
+                u64::from(ENCLAVE_ROUTE_METRIC)
+            ),
         ]
     );
-    let v6 = defaults(&ip_json(&topo, Ns::Sentry, &["-6", "route"])?);
+    let v6 = topo.default_routes(Ns::Sentry, "-6")?;
     assert_eq!(
         v6.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
         ["fd00:243::1"]
     );
-    let bottle = defaults(&ip_json(&topo, Ns::Bottle, &["route"])?);
+    let bottle = topo.default_routes(Ns::Bottle, "-4")?;
     assert_eq!(bottle[0].0, "10.242.0.2");
     let forward = topo.exec_ok(
         Ns::Sentry,

@@ -107,6 +107,29 @@ impl Topology {
         crate::files::write_file(self.dir(), name, contents)
     }
 
+    /// The default routes of `ns` for `family` (`-4` or `-6`), as
+    /// (gateway, dev, metric), sorted by metric.
+    pub fn default_routes(&self, ns: Ns, family: &str) -> Result<Vec<(String, String, u64)>> {
+        let args = ["-j", family, "route", "show", "default"];
+        let out = self.exec_ok(ns, "ip", &args, IP_TIMEOUT)?;
+        let routes: Value = serde_json::from_str(&out.stdout)?;
+        let Some(routes) = routes.as_array() else {
+            bail!("`ip -j route` printed no list: {}", out.stdout);
+        };
+        let mut list: Vec<(String, String, u64)> = routes
+            .iter()
+            .map(|r| {
+                (
+                    r["gateway"].as_str().unwrap_or("").to_string(),
+                    r["dev"].as_str().unwrap_or("").to_string(),
+                    r["metric"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        list.sort_by_key(|r| r.2);
+        Ok(list)
+    }
+
     /// Runs `program args` inside `ns`, returning its output whatever its status.
     pub fn exec<S: AsRef<str>>(
         &self,

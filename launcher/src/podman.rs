@@ -103,9 +103,10 @@ impl Podman {
 
     /// Removes a container or network. Success means the object is gone:
     /// "no such ..." counts, and so does an error after which the object no
-    /// longer exists. netavark (1.14) fails the sentry's teardown with "No
-    /// such process" because the agent deleted the enclave default route
-    /// netavark had put there, yet the container is removed all the same.
+    /// longer exists (then a one-line note names podman's complaint). Such
+    /// a complaint was netavark's "No such process" when an agent deleted a
+    /// route netavark had put there (a sentry of a network created without
+    /// rbm-launch's route metric); the container was removed all the same.
     pub fn remove(&self, removal: &args::Removal) -> Result<(), Error> {
         let out = self.output(&removal.rm)?;
         if out.status.success() || is_missing(&String::from_utf8_lossy(&out.stderr)) {

@@ -19,8 +19,9 @@ use rbm_tests::agent::{self, Agent};
 use rbm_tests::bottle::{shown, Bottle};
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::{
-    ipv4_range, ProbeRun, BOTTLE_V4, ENCLAVE_ROUTE_METRIC, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4,
-    UPLINK_ROUTE_METRIC, WORLD_V4, WORLD_V6,
+    enclave_default_route, ipv4_range, uplink_default_route, ProbeRun, BOTTLE_V4,
+    ENCLAVE_ROUTE_METRIC, SENTRY_ENCLAVE_V4, SENTRY_UPLINK_V4, UPLINK_ROUTE_METRIC, WORLD_V4,
+    WORLD_V6,
 };
 use rbm_tests::world::setup::{RunningWorld, WorldSetup};
 use rbm_tests::{require_netns, run_ok, Ns, Topology};
@@ -802,16 +803,8 @@ fn the_enclave_default_route_stays_where_podman_put_it_and_the_uplink_wins() -> 
     assert_eq!(
         lab.topo.default_routes(Ns::Sentry, "-4")?,
         [
-            (
-                "10.243.0.1".into(),
-                "eth0".into(),
-                u64::from(UPLINK_ROUTE_METRIC)
-            ),
-            (
-                "10.242.0.1".into(),
-                "eth1".into(),
-                u64::from(ENCLAVE_ROUTE_METRIC)
-            ),
+            uplink_default_route(),
+            enclave_default_route(ENCLAVE_ROUTE_METRIC)
         ]
     );
     let sentry = lab.topo.name(Ns::Sentry);
@@ -836,11 +829,7 @@ fn an_enclave_default_route_that_would_win_is_deleted() -> Result<()> {
     };
     assert_eq!(
         lab.topo.default_routes(Ns::Sentry, "-4")?,
-        [(
-            "10.243.0.1".into(),
-            "eth0".into(),
-            u64::from(UPLINK_ROUTE_METRIC)
-        )]
+        [uplink_default_route()]
     );
     lab.resolve("a.example.test", ALLOWED)?;
     lab.reaches(sock(ALLOWED, 80)).map(drop)

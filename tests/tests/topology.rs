@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use rbm_tests::netns::{ENCLAVE_ROUTE_METRIC, IP_TIMEOUT, UPLINK_ROUTE_METRIC};
+use rbm_tests::netns::{
+    enclave_default_route, uplink_default_route, ENCLAVE_ROUTE_METRIC, IP_TIMEOUT,
+};
 use rbm_tests::{require_netns, run_ok, Ns, Topology};
 use serde_json::Value;
 
@@ -19,17 +21,9 @@ fn sentry_looks_like_podman_made_it() -> Result<()> {
     let topo = Topology::builder().build()?;
     assert_eq!(
         topo.default_routes(Ns::Sentry, "-4")?,
-        vec![
-            (
-                "10.243.0.1".into(),
-                "eth0".into(),
-                u64::from(UPLINK_ROUTE_METRIC)
-            ),
-            (
-                "10.242.0.1".into(),
-                "eth1".into(),
-                u64::from(ENCLAVE_ROUTE_METRIC)
-            ),
+        [
+            uplink_default_route(),
+            enclave_default_route(ENCLAVE_ROUTE_METRIC)
         ]
     );
     let v6 = topo.default_routes(Ns::Sentry, "-6")?;

@@ -71,7 +71,15 @@ fn version_of(program: &Path) -> Result<String, String> {
     let text = String::from_utf8_lossy(&out.stdout);
     match text.split_whitespace().last() {
         Some(v) if out.status.success() => Ok(v.to_string()),
-        _ => Err(format!("`--version` failed ({})", out.status)),
+        _ => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            Err(
+                format!("`--version` failed ({}): {}", out.status, why.trim())
+                    .trim_end_matches([' ', ':'])
+                    .to_string(),
+            )
+        }
     }
 }
 

@@ -32,6 +32,23 @@ pub const SENTRY_ENCLAVE_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x242, 0, 0, 0, 0,
 pub const SENTRY_UPLINK_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x243, 0, 0, 0, 0, 0, 2);
 pub const WORLD_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x243, 0, 0, 0, 0, 0, 1);
 
+/// A route as (gateway, dev, metric).
+pub type Route = (String, String, u64);
+
+/// The sentry's IPv4 default route on the uplink.
+pub fn uplink_default_route() -> Route {
+    (
+        WORLD_V4.to_string(),
+        "eth0".into(),
+        UPLINK_ROUTE_METRIC.into(),
+    )
+}
+
+/// The IPv4 default route Podman gives the sentry on the enclave, with `metric`.
+pub fn enclave_default_route(metric: u32) -> Route {
+    (PODMAN_GATEWAY_V4.to_string(), "eth1".into(), metric.into())
+}
+
 /// One of the three namespaces of a [`Topology`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ns {
@@ -107,16 +124,15 @@ impl Topology {
         crate::files::write_file(self.dir(), name, contents)
     }
 
-    /// The default routes of `ns` for `family` (`-4` or `-6`), as
-    /// (gateway, dev, metric), sorted by metric.
-    pub fn default_routes(&self, ns: Ns, family: &str) -> Result<Vec<(String, String, u64)>> {
+    /// The default routes of `ns` for `family` (`-4` or `-6`), sorted by metric.
+    pub fn default_routes(&self, ns: Ns, family: &str) -> Result<Vec<Route>> {
         let args = ["-j", family, "route", "show", "default"];
         let out = self.exec_ok(ns, "ip", &args, IP_TIMEOUT)?;
         let routes: Value = serde_json::from_str(&out.stdout)?;
         let Some(routes) = routes.as_array() else {
             bail!("`ip -j route` printed no list: {}", out.stdout);
         };
-        let mut list: Vec<(String, String, u64)> = routes
+        let mut list: Vec<Route> = routes
             .iter()
             .map(|r| {
                 (

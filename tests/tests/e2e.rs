@@ -20,7 +20,7 @@
 
 use std::env;
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -107,7 +107,11 @@ impl Spec {
 
     fn profile(self) -> String {
         let entry = self.entry.map_or(String::new(), |port| {
-            format!("\n[[entry]]\nhost_port = {port}\nbottle_port = {BOTTLE_PORT}\n")
+            ["tcp", "udp"]
+                .map(|proto| {
+                    format!("\n[[entry]]\nhost_port = {port}\nbottle_port = {BOTTLE_PORT}\nprotocol = \"{proto}\"\n")
+                })
+                .concat()
         });
         format!(
             r#"moniker = "{moniker}"
@@ -115,7 +119,7 @@ description = "rbm end-to-end test"
 
 [bottle]
 image = "{BOTTLE_IMAGE}"
-command = ["/rbm-probe", "serve-tcp", "0.0.0.0:{BOTTLE_PORT}"]
+command = ["/rbm-probe", "serve", "0.0.0.0:{BOTTLE_PORT}"]
 
 [enclave]
 subnet = "{subnet}/24"
@@ -412,6 +416,18 @@ fn read_line_from(addr: SocketAddr) -> Result<String> {
     Ok(line.trim().to_string())
 }
 
+/// Sends one datagram from the workstation and returns the reply's line.
+fn datagram_reply_from(addr: SocketAddr) -> Result<String> {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+    socket.send_to(b"rbm-e2e\n", addr)?;
+    let mut buf = [0u8; 512];
+    let (len, _) = socket
+        .recv_from(&mut buf)
+        .with_context(|| format!("no datagram back from {addr}"))?;
+    Ok(String::from_utf8_lossy(&buf[..len]).trim().to_string())
+}
+
 /// `name state` of each `ps --format json` entry, sorted.
 fn names_and_states(containers: &[Value]) -> Vec<String> {
     let mut list: Vec<String> = containers
@@ -539,16 +555,21 @@ fn entry_port_reaches_the_bottle_from_the_workstation() -> Result<()> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     // The bottle's server may still be starting: retry until it answers.
     let deadline = Instant::now() + SERVER_START;
-    let reply = loop {
-        let attempt = read_line_from(addr);
-        match attempt {
-            Ok(line) if !line.is_empty() => break line,
+    let ask = |what: &str, attempt: &dyn Fn() -> Result<String>| loop {
+        let reply = attempt();
+        match reply {
+            Ok(line) if !line.is_empty() => return Ok(line),
             _ if Instant::now() < deadline => thread::sleep(Duration::from_millis(200)),
-            _ => bail!("nothing from {addr} within {SERVER_START:?}: {attempt:?}"),
+            _ => bail!("nothing over {what} from {addr} within {SERVER_START:?}: {reply:?}"),
         }
     };
-    let bottle = format!("bottle {}:{BOTTLE_PORT} sees ", ENTRY.enclave(3));
-    assert!(reply.starts_with(&bottle), "{reply}");
+    // The bottle sees the sentry (the entry is masqueraded toward it).
+    let sees = format!(" sees {}:", ENTRY.enclave(2));
+    let tcp = ask("tcp", &|| read_line_from(addr))?;
+    let bottle = format!("bottle {}:{BOTTLE_PORT}{sees}", ENTRY.enclave(3));
+    assert!(tcp.starts_with(&bottle), "{tcp}");
+    let udp = ask("udp", &|| datagram_reply_from(addr))?;
+    assert!(udp.starts_with("bottle ") && udp.contains(&sees), "{udp}");
     Ok(())
 }
 

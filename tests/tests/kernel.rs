@@ -112,6 +112,11 @@ min_ttl = {MIN_TTL}
 [[entry]]
 host_port = {ENTRY_PORT}
 bottle_port = {BOTTLE_PORT}
+
+[[entry]]
+host_port = {ENTRY_PORT}
+bottle_port = {BOTTLE_PORT}
+protocol = "udp"
 "#
     )
 }
@@ -765,32 +770,30 @@ fn entry_ports_reach_the_bottle_the_rootful_and_the_rootless_way_but_not_from_th
     };
     let program = rbm_tests::static_bin("rbm-probe")?;
     let listen = sock(Ipv4Addr::UNSPECIFIED, BOTTLE_PORT).to_string();
-    let mut server = lab.topo.spawn(
-        Ns::Bottle,
-        &program.to_string_lossy(),
-        &["serve-tcp", &listen],
-    )?;
+    let mut server = lab
+        .topo
+        .spawn(Ns::Bottle, &program.to_string_lossy(), &["serve", &listen])?;
     server.wait_for_line("ready", CMD_TIMEOUT)?;
     let entry = sock(SENTRY_UPLINK_V4, ENTRY_PORT).to_string();
-    let seen_by_bottle = format!(
-        "bottle {}:{BOTTLE_PORT} sees {SENTRY_ENCLAVE_V4}:",
-        BOTTLE_V4
-    );
+    // Masqueraded toward the enclave: the bottle sees the sentry.
+    let seen_by_bottle = format!(" sees {SENTRY_ENCLAVE_V4}:");
     // Rootful Podman: netavark forwards the workstation's port to the
     // sentry's uplink address, so it arrives on the uplink. Rootless
     // Podman: rootlessport connects from inside the sentry itself.
     for from in [Ns::World, Ns::Sentry] {
-        let run = probe(&lab.topo, from, &["tcp", &entry])?;
-        assert!(run.ok(), "from {from:?}: {}", run.json);
-        let line = str_field(&run.json, "reply")?;
-        assert!(line.starts_with(&seen_by_bottle), "from {from:?}: {line}");
+        for proto in ["tcp", "udp"] {
+            let run = probe(&lab.topo, from, &[proto, &entry])?;
+            assert!(run.ok(), "{proto} from {from:?}: {}", run.json);
+            let line = str_field(&run.json, "reply")?;
+            assert!(
+                line.starts_with("bottle ") && line.contains(&seen_by_bottle),
+                "{proto} from {from:?}: {line}"
+            );
+        }
     }
     // The bottle cannot loop through the entry, on either sentry address.
-    let via_enclave = sock(SENTRY_ENCLAVE_V4, ENTRY_PORT);
-    lab.blocked(&[
-        ("tcp", sock(SENTRY_UPLINK_V4, ENTRY_PORT)),
-        ("tcp", via_enclave),
-    ])
+    lab.blocked(&both(sock(SENTRY_UPLINK_V4, ENTRY_PORT)))?;
+    lab.blocked(&both(sock(SENTRY_ENCLAVE_V4, ENTRY_PORT)))
 }
 
 #[test]

@@ -75,8 +75,8 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
-    /// Listen forever; tell each client `bottle LOCAL sees PEER`.
-    ServeTcp { addr: SocketAddr },
+    /// Listen forever on TCP and UDP; tell each client `bottle LOCAL sees PEER`.
+    Serve { addr: SocketAddr },
     /// Send arbitrary bytes as a DNS query and print the reply as hex.
     RawDns {
         addr: SocketAddr,
@@ -181,7 +181,7 @@ fn dispatch(command: Command) -> Result<Report, String> {
                 timeout: ms(timeout_ms),
             })
         }
-        Command::ServeTcp { addr } => conn::serve_tcp(addr),
+        Command::Serve { addr } => conn::serve(addr),
         Command::RawDns {
             addr,
             hex,

@@ -1,4 +1,4 @@
-//! `rbm-probe tcp`, `udp` and `serve-tcp`: plain connectivity.
+//! `rbm-probe tcp`, `udp` and `serve`: plain connectivity.
 //!
 //! Report of `tcp`/`udp`: `{"ok":bool,"reply":"world ... sees ..."|null,"error":null|"KIND: ..."}`.
 
@@ -69,15 +69,31 @@ pub fn udp_line(socket: &UdpSocket, addr: SocketAddr, timeout: Duration) -> Resu
     }
 }
 
-/// `serve-tcp`: listens on `addr`, prints `ready`, and to each connection
-/// writes `bottle LOCAL sees PEER\n` and closes. Returns only on error.
-pub fn serve_tcp(addr: SocketAddr) -> Report {
-    let listener = match TcpListener::bind(addr) {
-        Ok(listener) => listener,
-        Err(e) => return report(Err(describe(&format!("bind {addr}"), &e))),
+/// `serve`: listens on `addr` over TCP and UDP, prints `ready`, and to
+/// each connection (and each datagram) answers `bottle LOCAL sees PEER\n`
+/// (closing a connection after it). Returns only on error.
+pub fn serve(addr: SocketAddr) -> Report {
+    let bound = TcpListener::bind(addr)
+        .map_err(|e| describe(&format!("bind tcp {addr}"), &e))
+        .and_then(|tcp| {
+            let udp =
+                UdpSocket::bind(addr).map_err(|e| describe(&format!("bind udp {addr}"), &e))?;
+            Ok((tcp, udp))
+        });
+    let (listener, socket) = match bound {
+        Ok(both) => both,
+        Err(e) => return report(Err(e)),
     };
     println!("ready");
     let _ = io::stdout().flush();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65535];
+        while let Ok((_, peer)) = socket.recv_from(&mut buf) {
+            if let Ok(local) = socket.local_addr() {
+                let _ = socket.send_to(format!("bottle {local} sees {peer}\n").as_bytes(), peer);
+            }
+        }
+    });
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) {

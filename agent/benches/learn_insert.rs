@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rbm_agent::firewall::netlink::NetlinkTransport;
 use rbm_agent::firewall::ruleset::{FirewallInput, Interfaces, Ruleset};
 use rbm_agent::firewall::{Firewall, Learn};
-use rbm_agent::policy::{Mode, Ports};
+use rbm_agent::profile::{Mode, Ports};
 
 const COUNT: u32 = 10_000;
 const ROUNDS: usize = 7;

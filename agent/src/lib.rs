@@ -1,6 +1,6 @@
 //! rbm-agent: the sentry's filtering agent.
 //!
-//! `profile` reads the user's TOML, `policy` decides per DNS name,
+//! `profile` (the rbm-profile crate) reads the user's TOML, `policy` decides per DNS name,
 //! `firewall` turns the policy into one nftables table and sends it over
 //! netlink, `links` fixes interfaces and routes over rtnetlink, `dns` is the
 //! allowlisting proxy, `state` what the running agent knows, `status` the
@@ -10,7 +10,7 @@ pub mod dns;
 pub mod firewall;
 pub mod links;
 pub mod policy;
-pub mod profile;
+pub use rbm_profile as profile;
 pub mod run;
 pub mod state;
 pub mod status;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::firewall::Learn;
-use crate::policy::Ports;
+use crate::profile::Ports;
 
 /// How many refused names status remembers.
 const RECENT_REFUSED: usize = 32;

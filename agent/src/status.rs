@@ -15,7 +15,8 @@ use tokio::net::UnixListener;
 
 use crate::firewall::ruleset::Interfaces;
 use crate::firewall::{Firewall, RuleCounter};
-use crate::policy::{Mode, Policy};
+use crate::policy::Policy;
+use crate::profile::Mode;
 use crate::state::{DnsCounts, LearnedView, Shared};
 
 pub const DEFAULT_SOCKET: &str = "/run/rbm/agent.sock";

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rbm_agent::firewall::netlink::NetlinkTransport;
 use rbm_agent::firewall::ruleset::{FirewallInput, Interfaces, Ruleset};
 use rbm_agent::firewall::{Firewall, Learn};
-use rbm_agent::policy::{Mode, Ports};
 use rbm_agent::profile::{Entry, Protocol};
+use rbm_agent::profile::{Mode, Ports};
 use serde_json::Value;
 
 /// Runs `f` in a new network namespace (namespaces are per thread).

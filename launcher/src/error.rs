@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use rbm_agent::profile::ProfileError;
+use rbm_profile::ProfileError;
 
 use crate::podman::find::Candidate;
 

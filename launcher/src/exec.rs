@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use rbm_agent::profile::Names;
+use rbm_profile::Names;
 
 use crate::error::Error;
 use crate::launch::is_running;

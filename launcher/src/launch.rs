@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rbm_agent::profile::{Names, Profile};
+use rbm_profile::{Names, Profile};
 
 use crate::error::Error;
 use crate::images::{self, SENTRY_IMAGE};

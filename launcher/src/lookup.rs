@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rbm_agent::profile::{Profile, ProfileError};
+use rbm_profile::{Profile, ProfileError};
 
 use crate::error::Error;
 

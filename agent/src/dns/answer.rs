@@ -7,7 +7,8 @@ use std::time::Duration;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::firewall::Learn;
-use crate::policy::{Policy, Ports};
+use crate::policy::Policy;
+use crate::profile::Ports;
 
 /// Longest CNAME chain followed; real chains have a handful of links.
 const MAX_CHAIN: usize = 16;
@@ -125,7 +126,7 @@ pub(crate) fn learn_items(records: &[Record], ports: &Ports, policy: &Policy) ->
 mod tests {
     use super::*;
     use crate::dns::tests::{a, aaaa, cname, name, policy};
-    use crate::policy::Mode;
+    use crate::profile::Mode;
     use hickory_proto::rr::rdata::TXT;
 
     fn names(records: &[Record]) -> Vec<String> {

@@ -5,7 +5,8 @@
 use hickory_proto::op::{OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 
-use crate::policy::{Policy, Ports, Verdict};
+use crate::policy::{Policy, Verdict};
+use crate::profile::Ports;
 
 /// The proxy's decision for one question.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +57,7 @@ pub(crate) fn decide(policy: &Policy, name: &str, qtype: RecordType, qclass: DNS
 mod tests {
     use super::*;
     use crate::dns::tests::policy;
-    use crate::policy::Mode;
+    use crate::profile::Mode;
 
     #[test]
     fn only_a_standard_query_with_one_question_is_handled() {

@@ -14,7 +14,8 @@ use super::answer::{cap_ttl, cname_chain, learn_items, withhold_protected};
 use super::decide::{check_request, decide, Decision};
 use super::upstream::Upstream;
 use super::Learner;
-use crate::policy::{normalize, Policy, Ports};
+use crate::policy::Policy;
+use crate::profile::{normalize, Ports};
 use crate::state::Shared;
 
 pub(crate) struct Proxy {

@@ -77,7 +77,7 @@ mod tests {
     use super::super::encode;
     use super::super::ruleset::{FirewallInput, Interfaces, Ruleset};
     use super::*;
-    use crate::policy::Mode;
+    use crate::profile::Mode;
 
     #[test]
     fn encoded_rules_decode_to_their_comments() {

@@ -359,7 +359,7 @@ mod tests {
     use super::super::ruleset::{FirewallInput, Interfaces};
     use super::super::wire::parse_attrs;
     use super::*;
-    use crate::policy::Mode;
+    use crate::profile::Mode;
 
     fn rs() -> Ruleset {
         Ruleset::build(&FirewallInput {

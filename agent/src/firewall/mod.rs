@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Ports;
+use crate::profile::Ports;
 use crate::profile::Protocol;
 use ruleset::{addr_bytes, sets, Ruleset, SetElem};
 use wire::{Cmd, Request};

@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use crate::policy::{Mode, Policy};
+use crate::policy::Policy;
+use crate::profile::Mode;
 use crate::profile::Protocol;
 
 pub const TABLE: &str = "rbm";

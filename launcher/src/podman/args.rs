@@ -3,7 +3,7 @@
 //! PODMAN5.md: an internal enclave whose default route is the sentry, and an
 //! uplink network for the sentry alone.
 
-use rbm_agent::profile::{Names, Profile};
+use rbm_profile::{Names, Profile};
 
 /// Label put on every container and network rbm creates for a profile.
 pub const MONIKER_LABEL: &str = "rbm.moniker";

@@ -9,8 +9,15 @@ use std::process::{Command, Stdio};
 use crate::error::Error;
 use crate::podman::host::major;
 
-/// The wrapper `scripts/podman5 up` leaves for its default Podman.
+/// The wrapper `scripts/podman5 up` leaves for its default Podman (Linux).
 pub const PROVISIONED: &str = "/run/rbm-podman5/podman";
+
+/// The podman program's file name on this platform.
+pub const PODMAN_FILE: &str = if cfg!(windows) {
+    "podman.exe"
+} else {
+    "podman"
+};
 
 /// A podman program that was looked at and passed over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +44,7 @@ pub fn find(
         .map(std::env::split_paths)
         .into_iter()
         .flatten()
-        .map(|dir| dir.join("podman"));
+        .map(|dir| dir.join(PODMAN_FILE));
     let mut passed_over = Vec::new();
     for candidate in on_path.chain([provisioned.to_path_buf()]) {
         if !is_executable(&candidate) {
@@ -83,10 +90,17 @@ fn version_of(program: &Path) -> Result<String, String> {
     }
 }
 
+#[cfg(unix)]
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// On Windows a program is a file named `*.exe`; there is no mode bit.
+#[cfg(not(unix))]
+fn is_executable(path: &Path) -> bool {
+    path.is_file()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::{a, aaaa, cname};
-use crate::policy::normalize;
+use crate::profile::normalize;
 
 #[derive(Clone)]
 pub(super) struct FakeUpstream {

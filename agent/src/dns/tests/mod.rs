@@ -10,8 +10,9 @@ mod proxy_fails_closed;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record};
 
-use crate::policy::{DomainRule, Mode, Policy};
+use crate::policy::Policy;
 use crate::profile::Enclave;
+use crate::profile::{DomainRule, Mode};
 
 /// A policy with the given modes and uplink.domains, min_ttl 30.
 const ENCLAVE: Enclave = Enclave {

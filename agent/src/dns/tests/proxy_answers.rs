@@ -11,7 +11,7 @@ use super::fake_upstream::FakeUpstream;
 use super::harness::{start, Proxy, RecordingLearner};
 use super::policy;
 use crate::firewall::Learn;
-use crate::policy::{Mode, Ports};
+use crate::profile::{Mode, Ports};
 
 const DOMAINS: &[&str] = &[
     "www.allowed.test:443",

@@ -12,7 +12,7 @@ use super::fake_upstream::FakeUpstream;
 use super::harness::{start, Proxy, RecordingLearner, TRY_TIMEOUT};
 use super::{name, policy};
 use crate::dns::{serve, DnsConfig, DnsError};
-use crate::policy::Mode;
+use crate::profile::Mode;
 use crate::state::Shared;
 
 const DOMAINS: &[&str] = &["www.allowed.test:443", "silent.test"];

@@ -1,6 +1,8 @@
-//! The user-facing profile: a TOML file that says what the bottle runs and
-//! what it may reach. Parsing is strict (unknown fields are errors) and every
-//! problem names the file, the field and the fix.
+//! rbm-profile: the user-facing profile, shared by the agent and the
+//! launcher. A TOML file that says what the bottle runs and what it may
+//! reach. Parsing is strict (unknown fields are errors) and every problem
+//! names the file, the field and the fix. Portable: no Linux-only crate, so
+//! the launcher builds wherever Podman's client runs.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,9 +12,10 @@ use std::path::{Path, PathBuf};
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{DomainRule, Mode};
-
+mod rule;
 mod validate;
+
+pub use rule::{normalize, DomainRule, Mode, Ports, RuleError};
 use validate::Validator;
 
 /// One thing wrong with a profile: where, what, and how to fix it.

@@ -7,10 +7,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 
 use super::{
-    Bottle, Enclave, Entry, Problem, Profile, RawBottle, RawEnclave, RawEntry, RawProfile,
-    RawUplink, Uplink, DEFAULT_MIN_TTL, MAX_MIN_TTL,
+    Bottle, DomainRule, Enclave, Entry, Mode, Problem, Profile, RawBottle, RawEnclave, RawEntry,
+    RawProfile, RawUplink, Uplink, DEFAULT_MIN_TTL, MAX_MIN_TTL,
 };
-use crate::policy::{DomainRule, Mode};
 
 #[derive(Default)]
 pub(super) struct Validator {

@@ -25,6 +25,7 @@ pub const CONFIG: [&str; 2] = [r#"ENTRYPOINT ["/rbm-agent"]"#, r#"CMD ["run"]"#]
 /// The agent's modification time and size, as `SECONDS.NANOSECONDS-SIZE`.
 pub fn agent_stamp(agent: &Path) -> Result<String, Error> {
     let missing = || Error::AgentMissing {
+        arch: "the Podman host's".into(),
         looked: vec![agent.to_path_buf()],
     };
     let meta = std::fs::metadata(agent).map_err(|_| missing())?;
@@ -57,8 +58,14 @@ pub fn stale_sentry_image(podman: &Podman, agent: &Path) -> Result<Option<String
     Ok(needs_build(label.as_deref(), &stamp).then_some(stamp))
 }
 
-/// Imports the sentry image: `agent` as its only file, labelled with `stamp`.
-pub fn build_sentry_image(podman: &Podman, agent: &Path, stamp: &str) -> Result<(), Error> {
+/// Imports the sentry image for architecture `arch` (Podman's name):
+/// `agent` as its only file, labelled with `stamp`.
+pub fn build_sentry_image(
+    podman: &Podman,
+    agent: &Path,
+    stamp: &str,
+    arch: &str,
+) -> Result<(), Error> {
     let binary = std::fs::read(agent).map_err(|source| Error::Io {
         what: "cannot read the agent binary",
         path: agent.to_path_buf(),
@@ -68,7 +75,7 @@ pub fn build_sentry_image(podman: &Podman, agent: &Path, stamp: &str) -> Result<
     let layer = single_file_tar(AGENT_IN_IMAGE, 0o755, &binary);
     let mut config: Vec<String> = CONFIG.iter().map(|c| c.to_string()).collect();
     config.push(format!("LABEL {AGENT_STAMP_LABEL}={stamp}"));
-    podman.run_with_input(&args::import(SENTRY_IMAGE, &config), &layer)?;
+    podman.run_with_input(&args::import(SENTRY_IMAGE, arch, &config), &layer)?;
     Ok(())
 }
 
@@ -182,13 +189,15 @@ mod tests {
         let podman = Podman::new(fake_program(dir.path(), "podman", &script));
         let agent = dir.path().join("agent");
         std::fs::write(&agent, b"#!binary").unwrap();
-        build_sentry_image(&podman, &agent, "1.5-8").unwrap();
+        build_sentry_image(&podman, &agent, "1.5-8", "arm64").unwrap();
         let args = std::fs::read_to_string(&log).unwrap();
         assert_eq!(
             args.lines().collect::<Vec<_>>(),
             [
                 "import",
                 "--quiet",
+                "--arch",
+                "arm64",
                 "--change",
                 r#"ENTRYPOINT ["/rbm-agent"]"#,
                 "--change",

@@ -35,7 +35,7 @@ pub fn up(podman: &Podman, host: &Host, loaded: &Loaded, opts: &UpOptions) -> Re
             "making {SENTRY_IMAGE} from {}",
             opts.agent.display()
         ));
-        images::build_sentry_image(podman, &opts.agent, &stamp)?;
+        images::build_sentry_image(podman, &opts.agent, &stamp, &host.arch)?;
     }
     stop(podman, &loaded.profile.names(), &opts.profile_arg)?;
     if let Err(cause) = start(podman, loaded, &volumes, opts) {

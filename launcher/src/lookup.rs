@@ -14,10 +14,21 @@ use rbm_profile::{Profile, ProfileError};
 
 use crate::error::Error;
 
-/// Where `scripts/build-static` leaves the agent, relative to a checkout.
-pub const AGENT_IN_CHECKOUT: &str = "target/x86_64-unknown-linux-gnu/release/rbm-agent";
 /// rbm's files in an install, relative to PREFIX.
 pub const LIB_IN_PREFIX: &str = "lib/rbm";
+
+/// The architectures a sentry agent is built for: Podman's name for each
+/// (what `podman info` says of its host) and the Rust target that
+/// `scripts/build-static` builds it with (static, musl).
+pub const AGENT_ARCHES: [(&str, &str); 2] = [
+    ("amd64", "x86_64-unknown-linux-musl"),
+    ("arm64", "aarch64-unknown-linux-musl"),
+];
+
+/// Where `scripts/build-static` leaves the agent for `target`, relative to a checkout.
+pub fn agent_in_checkout(target: &str) -> PathBuf {
+    Path::new("target").join(target).join("release/rbm-agent")
+}
 
 /// rbm's own files, in an install or a checkout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +37,11 @@ pub struct Shipped {
     pub root: PathBuf,
     /// The built-in profiles (`demo`, ...).
     pub profiles: PathBuf,
-    /// The static agent put into the sentry image.
-    pub agent: PathBuf,
+    /// Where the static agents for the sentry image are: `{arch}` stands for
+    /// Podman's architecture name (in an install) or the Rust target (in a checkout).
+    agents: PathBuf,
+    /// Whether `agents` names architectures the Rust way.
+    rust_targets: bool,
     /// scripts/podman5, which provisions a Podman 5 where none is installed.
     pub podman5: PathBuf,
 }
@@ -38,7 +52,8 @@ impl Shipped {
         Shipped {
             root: lib.to_path_buf(),
             profiles: lib.join("profiles"),
-            agent: lib.join("rbm-agent"),
+            agents: lib.join("{arch}/rbm-agent"),
+            rust_targets: false,
             podman5: lib.join("scripts/podman5"),
         }
     }
@@ -48,9 +63,19 @@ impl Shipped {
         Shipped {
             root: repo.to_path_buf(),
             profiles: repo.join("profiles"),
-            agent: repo.join(AGENT_IN_CHECKOUT),
+            agents: repo.join(agent_in_checkout("{arch}")),
+            rust_targets: true,
             podman5: repo.join("scripts/podman5"),
         }
+    }
+
+    /// The agent for Podman's architecture `arch` (`amd64`, `arm64`), if rbm
+    /// builds one.
+    pub fn agent(&self, arch: &str) -> Option<PathBuf> {
+        let (podman, rust) = AGENT_ARCHES.iter().find(|(a, _)| *a == arch)?;
+        let name = if self.rust_targets { rust } else { podman };
+        let path = self.agents.to_string_lossy().replace("{arch}", name);
+        Some(PathBuf::from(path))
     }
 
     /// rbm's files for a launcher at `exe`: its install, or the checkout it
@@ -109,18 +134,27 @@ impl Places {
         dirs
     }
 
-    /// The agent binary: `explicit` (--agent or RBM_AGENT_BIN), else the one
-    /// shipped with rbm.
-    pub fn agent(&self, explicit: Option<PathBuf>) -> Result<PathBuf, Error> {
+    /// The agent binary for a Podman host of architecture `arch`:
+    /// `explicit` (--agent or RBM_AGENT_BIN), else the one shipped with rbm.
+    pub fn agent(&self, explicit: Option<PathBuf>, arch: &str) -> Result<PathBuf, Error> {
         if let Some(a) = explicit {
             return Ok(a);
         }
-        match &self.shipped {
-            Some(s) if s.agent.is_file() => Ok(s.agent.clone()),
-            Some(s) => Err(Error::AgentMissing {
-                looked: vec![s.agent.clone()],
+        let Some(shipped) = &self.shipped else {
+            return Err(Error::AgentMissing {
+                arch: arch.to_string(),
+                looked: vec![],
+            });
+        };
+        match shipped.agent(arch) {
+            Some(a) if a.is_file() => Ok(a),
+            Some(a) => Err(Error::AgentMissing {
+                arch: arch.to_string(),
+                looked: vec![a],
             }),
-            None => Err(Error::AgentMissing { looked: vec![] }),
+            None => Err(Error::NoAgentForArch {
+                arch: arch.to_string(),
+            }),
         }
     }
 }
@@ -323,7 +357,8 @@ mod tests {
         std::fs::create_dir_all(prefix.join("bin")).unwrap();
         std::fs::create_dir_all(prefix.join("lib/rbm/profiles")).unwrap();
         std::fs::write(prefix.join("lib/rbm/profiles/demo.toml"), GOOD).unwrap();
-        std::fs::write(prefix.join("lib/rbm/rbm-agent"), "bin").unwrap();
+        std::fs::create_dir_all(prefix.join("lib/rbm/arm64")).unwrap();
+        std::fs::write(prefix.join("lib/rbm/arm64/rbm-agent"), "bin").unwrap();
         let exe = prefix.join("bin/rbm-launch");
         std::fs::write(&exe, "").unwrap();
         let places = Places::new(PathBuf::from("/"), Some(&exe));
@@ -333,9 +368,19 @@ mod tests {
             find_profile("demo", &places).unwrap(),
             lib.join("profiles/demo.toml")
         );
-        assert_eq!(places.agent(None).unwrap(), lib.join("rbm-agent"));
         assert_eq!(
-            places.agent(Some("/a".into())).unwrap(),
+            places.agent(None, "arm64").unwrap(),
+            lib.join("arm64/rbm-agent")
+        );
+        let missing = places.agent(None, "amd64").unwrap_err().to_string();
+        assert!(missing.contains("lib/rbm/amd64/rbm-agent"), "{missing}");
+        let odd = places.agent(None, "s390x").unwrap_err().to_string();
+        assert!(
+            odd.contains("s390x") && odd.contains("amd64, arm64"),
+            "{odd}"
+        );
+        assert_eq!(
+            places.agent(Some("/a".into()), "amd64").unwrap(),
             PathBuf::from("/a")
         );
     }
@@ -347,14 +392,12 @@ mod tests {
         let places = Places::new(t.path().join("repo/profiles"), Some(&elsewhere));
         let repo = t.path().join("repo");
         assert_eq!(places.shipped, Some(Shipped::checkout(&repo)));
-        let err = places.agent(None).unwrap_err().to_string();
-        assert!(
-            err.contains(&repo.join(AGENT_IN_CHECKOUT).display().to_string()),
-            "{err}"
-        );
+        let err = places.agent(None, "arm64").unwrap_err().to_string();
+        let want = repo.join("target/aarch64-unknown-linux-musl/release/rbm-agent");
+        assert!(err.contains(&want.display().to_string()), "{err}");
         let nowhere = Places::new(t.path().to_path_buf(), Some(&elsewhere));
         assert_eq!(nowhere.shipped, None);
-        assert!(nowhere.agent(None).is_err());
+        assert!(nowhere.agent(None, "amd64").is_err());
     }
 
     #[test]

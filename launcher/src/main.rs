@@ -95,8 +95,9 @@ struct UpArgs {
     #[arg(value_name = "PROFILE")]
     profile: String,
 
-    /// The static rbm-agent binary for the sentry image [default: the one shipped with rbm:
-    /// PREFIX/lib/rbm/rbm-agent of an install, or what scripts/build-static built in the checkout]
+    /// The static rbm-agent binary for the sentry image [default: the one shipped with rbm for
+    /// the Podman host's architecture: PREFIX/lib/rbm/ARCH/rbm-agent of an install, or what
+    /// scripts/build-static built in the checkout]
     #[arg(long, env = "RBM_AGENT_BIN", value_name = "PATH")]
     agent: Option<PathBuf>,
 
@@ -179,7 +180,7 @@ fn up(explicit: Option<PathBuf>, places: &Places, a: UpArgs) -> anyhow::Result<u
     let arg = a.profile;
     let (podman, host, loaded) = ready(explicit, places, &arg)?;
     let opts = UpOptions {
-        agent: places.agent(a.agent)?,
+        agent: places.agent(a.agent, &host.arch)?,
         ready_timeout: Duration::from_secs(a.ready_timeout),
         profile_arg: arg,
     };
@@ -189,8 +190,7 @@ fn up(explicit: Option<PathBuf>, places: &Places, a: UpArgs) -> anyhow::Result<u
 
 /// `rbm-launch info`: what rbm-launch would use, and where it looks.
 fn info(explicit: Option<PathBuf>, places: &Places) -> anyhow::Result<u8> {
-    let shipped = places.shipped.as_ref();
-    match shipped {
+    match &places.shipped {
         Some(s) => println!("rbm files: {}", s.root.display()),
         None => println!("rbm files: none found beside rbm-launch or above the current directory"),
     }
@@ -200,13 +200,19 @@ fn info(explicit: Option<PathBuf>, places: &Places) -> anyhow::Result<u8> {
         .map(|d| d.display().to_string())
         .collect();
     println!("profiles:  {}", dirs.join(", "));
-    match places.agent(None) {
-        Ok(a) => println!("agent:     {}", a.display()),
-        Err(e) => println!("agent:     {e}"),
-    }
-    let (podman, host) = podman(explicit, places)?;
+    let (podman, host) = match podman(explicit, places) {
+        Ok(found) => found,
+        Err(e) => {
+            println!("podman:    none usable");
+            return Err(e.into());
+        }
+    };
     println!("podman:    {}", podman.program().display());
     println!("           {}", host.describe());
+    match places.agent(None, &host.arch) {
+        Ok(a) => println!("agent:     {} (for {})", a.display(), host.arch),
+        Err(e) => println!("agent:     {e}"),
+    }
     Ok(0)
 }
 

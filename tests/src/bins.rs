@@ -9,8 +9,12 @@ use anyhow::{bail, Result};
 /// Environment variable that overrides the directory of static binaries.
 pub const STATIC_DIR_ENV: &str = "RBM_STATIC_DIR";
 
-/// The target triple the static binaries are built for.
-pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// The target triple the static binaries are built for (this machine's
+/// architecture, musl: see scripts/build-static).
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// Where scripts/build-static leaves the arm64 agent, relative to the workspace.
+pub const ARM64_AGENT: &str = "target/aarch64-unknown-linux-musl/release/rbm-agent";
 
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
@@ -18,7 +22,7 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-/// `$RBM_STATIC_DIR`, or `<workspace>/target/x86_64-unknown-linux-gnu/release`.
+/// `$RBM_STATIC_DIR`, or `<workspace>/target/x86_64-unknown-linux-musl/release`.
 pub fn static_dir() -> PathBuf {
     match env::var_os(STATIC_DIR_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),

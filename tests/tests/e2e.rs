@@ -684,6 +684,7 @@ fn the_launcher_finds_podman_its_agent_and_the_builtin_profiles_from_any_directo
         .stdout
         .lines()
         .find_map(|l| l.strip_prefix("agent:"))
+        .and_then(|l| l.split(" (for ").next())
         .map(str::trim)
         .context("no agent line")?;
     assert!(PathBuf::from(agent).is_file(), "{}", info.stdout);
@@ -758,6 +759,12 @@ fn sentry_image_is_scratch_with_only_the_agent() -> Result<()> {
     assert_eq!(
         image["Config"]["Entrypoint"],
         serde_json::json!(["/rbm-agent"])
+    );
+    let host_arch = lab.podman.run_ok(&["info", "--format", "{{.Host.Arch}}"])?;
+    assert_eq!(
+        image["Architecture"],
+        host_arch.stdout.trim(),
+        "the sentry image is for the Podman host's architecture"
     );
     let size = image["Size"].as_u64().context("no image size")?;
     assert!(size < 10_000_000, "{SENTRY_IMAGE} is {size} bytes");

@@ -1,16 +1,20 @@
-//! The binaries that go into `FROM scratch` images are static-pie
-//! executables: position independent (ELF type DYN) with no program
-//! interpreter, so they run in an empty root. (That they really run there is
-//! proven by the end-to-end tests, whose sentry image holds only rbm-agent.)
+//! The binaries that go into `FROM scratch` images are static: no program
+//! interpreter, so they run in an empty root; those for this machine are
+//! static-pie (position independent, ELF type DYN). (That they really run
+//! there is proven by the end-to-end tests, whose sentry image holds only
+//! rbm-agent; the arm64 agent's unit tests run under qemu-user.)
 
 use anyhow::{ensure, Context, Result};
+use rbm_tests::bins::{workspace_root, ARM64_AGENT};
 use rbm_tests::static_bin;
 
 const PT_INTERP: u32 = 3;
 const ET_DYN: u16 = 3;
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
 
-/// (ELF type, program header types) of a 64-bit little-endian ELF file.
-fn elf_summary(bytes: &[u8]) -> Result<(u16, Vec<u32>)> {
+/// (ELF type, machine, program header types) of a 64-bit little-endian ELF file.
+fn elf_summary(bytes: &[u8]) -> Result<(u16, u16, Vec<u32>)> {
     ensure!(
         bytes.len() > 64 && &bytes[..4] == b"\x7fELF",
         "not an ELF file"
@@ -35,7 +39,7 @@ fn elf_summary(bytes: &[u8]) -> Result<(u16, Vec<u32>)> {
                 .context("program header past the end")
         })
         .collect::<Result<Vec<u32>>>()?;
-    Ok((u16_at(0x10), types))
+    Ok((u16_at(0x10), u16_at(0x12), types))
 }
 
 #[test]
@@ -43,9 +47,10 @@ fn scratch_image_binaries_are_static_pie() -> Result<()> {
     for name in ["rbm-agent", "rbm-probe", "rbm-world"] {
         let path = static_bin(name)?;
         let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-        let (elf_type, headers) =
+        let (elf_type, machine, headers) =
             elf_summary(&bytes).with_context(|| path.display().to_string())?;
         assert_eq!(elf_type, ET_DYN, "{name} is not position independent");
+        assert_eq!(machine, EM_X86_64, "{name} is not an x86_64 binary");
         assert!(
             !headers.contains(&PT_INTERP),
             "{name} needs a dynamic loader, so it cannot run FROM scratch"
@@ -55,9 +60,23 @@ fn scratch_image_binaries_are_static_pie() -> Result<()> {
 }
 
 #[test]
+fn the_arm64_agent_is_a_static_aarch64_executable() -> Result<()> {
+    let path = workspace_root().join(ARM64_AGENT);
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("read {} (built by scripts/build-static)", path.display()))?;
+    let (_, machine, headers) = elf_summary(&bytes)?;
+    assert_eq!(machine, EM_AARCH64, "{} is not for arm64", path.display());
+    assert!(
+        !headers.contains(&PT_INTERP),
+        "the arm64 agent needs a dynamic loader, so it cannot run FROM scratch"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_dynamic_executable_is_recognised() -> Result<()> {
     // The check above must be able to fail: /bin/sh on the host is dynamic.
-    let (_, headers) = elf_summary(&std::fs::read("/bin/sh")?)?;
+    let (_, _, headers) = elf_summary(&std::fs::read("/bin/sh")?)?;
     assert!(headers.contains(&PT_INTERP));
     Ok(())
 }

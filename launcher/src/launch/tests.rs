@@ -107,7 +107,7 @@ fn up_builds_clears_creates_waits_then_starts_the_bottle() {
     let mut want = vec![
         "image exists localhost/rbm-demo-bottle:latest",
         "image inspect --format",
-        "import --quiet --change",
+        "import --quiet --arch",
     ];
     want.extend(REMOVE_ALL);
     want.extend([

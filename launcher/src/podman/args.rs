@@ -219,10 +219,11 @@ pub fn image_label(image: &str, key: &str) -> Vec<String> {
     ])
 }
 
-/// `podman import` of a root file system archive read from stdin, with
-/// `config` (Containerfile instructions: ENTRYPOINT, CMD, LABEL, ...).
-pub fn import(image: &str, config: &[String]) -> Vec<String> {
-    let mut a = v(&["import", "--quiet"]);
+/// `podman import` of a root file system archive read from stdin, for
+/// architecture `arch`, with `config` (Containerfile instructions:
+/// ENTRYPOINT, CMD, LABEL, ...).
+pub fn import(image: &str, arch: &str, config: &[String]) -> Vec<String> {
+    let mut a = v(&["import", "--quiet", "--arch", arch]);
     for c in config {
         a.extend(["--change".into(), c.clone()]);
     }

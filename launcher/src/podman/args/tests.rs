@@ -152,7 +152,16 @@ fn image_commands() {
         ]
     );
     assert_eq!(
-        import("img", &["CMD [\"run\"]".into()]),
-        vec!["import", "--quiet", "--change", "CMD [\"run\"]", "-", "img"]
+        import("img", "amd64", &["CMD [\"run\"]".into()]),
+        vec![
+            "import",
+            "--quiet",
+            "--arch",
+            "amd64",
+            "--change",
+            "CMD [\"run\"]",
+            "-",
+            "img"
+        ]
     );
 }

@@ -3,10 +3,11 @@
 //! on every call, the test images built once per process, and world
 //! containers (rbm-world at a fixed address on a Podman network).
 //!
-//! Host paths handed to Podman (build contexts, volumes) live under
-//! `<workspace>/target/e2e/`: the Podman 5 wrapper sees the checkout, not
-//! the host's /tmp. With a rootless Podman, the directories its containers
-//! write to belong to the user Podman runs as.
+//! Podman may be remote and see none of the test's files: build contexts go
+//! over its API, and the world containers take their zone on the command
+//! line and log their queries to stdout (`podman logs`). Files the podman
+//! client writes (exports) go under `<workspace>/target/e2e/`, in
+//! directories any user may write to (the client may run unprivileged).
 
 use std::env;
 use std::fs;
@@ -21,9 +22,8 @@ use serde_json::Value;
 
 use crate::bins::{static_bin, workspace_root};
 use crate::cmd::{self, Output};
-use crate::files::write_file;
 use crate::skip::{require_root, skip, Skipped};
-use crate::world::log::{read_query_log, was_asked, LoggedQuery};
+use crate::world::log::{queries_in_output, was_asked, LoggedQuery};
 use crate::world::setup::WorldSetup;
 
 /// The environment variable naming the podman program (as for rbm-launch).
@@ -41,9 +41,6 @@ pub const PODMAN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a world container may take to print `ready`.
 const WORLD_READY: Duration = Duration::from_secs(30);
 
-/// Where a world container sees its volume (zone file and query log).
-const WORLD_DATA: &str = "/data";
-
 /// Label on every world container (value: the container's name).
 const WORLD_LABEL: &str = "rbm.e2e.world";
 
@@ -53,17 +50,17 @@ pub fn e2e_dir() -> PathBuf {
 }
 
 /// An empty directory `<workspace>/target/e2e/<name>` (emptied if it
-/// existed) that `podman`'s containers can write to.
-pub fn fresh_dir(podman: &Podman, name: &str) -> Result<PathBuf> {
+/// existed) that any user may write to: the podman client of a rootless
+/// or remote flavour runs unprivileged.
+pub fn fresh_dir(name: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = e2e_dir().join(name);
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
     }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    if let Some((uid, gid)) = podman.rootless_user()? {
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-            .with_context(|| format!("cannot give {} to uid {uid}", dir.display()))?;
-    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
+        .with_context(|| format!("cannot open {} to every user", dir.display()))?;
     Ok(dir)
 }
 
@@ -135,29 +132,10 @@ impl Podman {
         Ok(out.success() && out.stdout.trim() == "true")
     }
 
-    /// The host uid and gid a rootless Podman runs as (its containers' root),
-    /// None for a rootful one. Asked once per process.
-    pub fn rootless_user(&self) -> Result<Option<(u32, u32)>> {
-        static USER: OnceLock<Result<Option<(u32, u32)>, String>> = OnceLock::new();
-        USER.get_or_init(|| self.ask_rootless_user().map_err(|e| format!("{e:#}")))
-            .clone()
-            .map_err(|e| anyhow!("{e}"))
-    }
-
-    fn ask_rootless_user(&self) -> Result<Option<(u32, u32)>> {
-        let info = self.json(&["info", "--format", "json"])?;
-        if info["host"]["security"]["rootless"] != true {
-            return Ok(None);
-        }
-        let root_of = |map: &str| {
-            info["host"]["idMappings"][map]
-                .as_array()
-                .and_then(|m| m.iter().find(|e| e["container_id"] == 0))
-                .and_then(|e| e["host_id"].as_u64())
-                .and_then(|id| u32::try_from(id).ok())
-                .with_context(|| format!("no container root in {map} of `podman info`"))
-        };
-        Ok(Some((root_of("uidmap")?, root_of("gidmap")?)))
+    /// Whether this Podman runs rootless (as `podman info` says).
+    pub fn is_rootless(&self) -> Result<bool> {
+        let out = self.run_ok(&["info", "--format", "{{.Host.Security.Rootless}}"])?;
+        Ok(out.stdout.trim() == "true")
     }
 
     /// `Podman 5.8.6 rootless (netavark 1.17.2)`, for test logs.
@@ -239,35 +217,28 @@ fn build_image(podman: &Podman, image: &str, containerfile: &Path, binary: &Path
     built.map(drop)
 }
 
-/// rbm-world in a container at a fixed address on a Podman network, its
-/// zone file and query log in a host directory. Removed on drop.
+/// rbm-world in a container at a fixed address on a Podman network; its
+/// zone comes on the command line, its query log goes to its stdout, so
+/// the container needs no file of the test's. Removed on drop.
 pub struct WorldContainer {
     podman: Podman,
     pub name: String,
     pub ip: Ipv4Addr,
-    log: PathBuf,
 }
 
 impl WorldContainer {
     /// Starts `setup` (whose server addresses must be `ip`'s) as container
-    /// `name` on `network` at `ip`, with zone file and query log in `dir`
-    /// (under the workspace, so Podman sees it). Waits for `ready`.
+    /// `name` on `network` at `ip`. Waits for `ready`.
     pub fn start(
         podman: &Podman,
         name: &str,
         network: &str,
         ip: Ipv4Addr,
         setup: &WorldSetup,
-        dir: &Path,
     ) -> Result<WorldContainer> {
         podman.remove_container(name)?; // a leftover of an aborted run
-        let zone = format!("{name}.zone");
-        write_file(dir, &zone, &setup.zone)?;
-        let queries = format!("{name}.queries");
-        let data = Path::new(WORLD_DATA);
         let label = format!("{WORLD_LABEL}={name}");
         let attach = format!("{network}:ip={ip}");
-        let volume = format!("{}:{WORLD_DATA}", dir.display());
         let mut args: Vec<String> = [
             "run",
             "-d",
@@ -278,18 +249,15 @@ impl WorldContainer {
             &label,
             "--network",
             &attach,
-            "-v",
-            &volume,
             WORLD_IMAGE,
         ]
         .map(String::from)
         .into();
-        args.extend(setup.args(&data.join(&zone), &data.join(&queries)));
+        args.extend(setup.args_without_files());
         let world = WorldContainer {
             podman: podman.clone(),
             name: name.to_string(),
             ip,
-            log: dir.join(queries),
         };
         podman.run_ok(&args)?;
         world.wait_ready()?;
@@ -318,7 +286,8 @@ impl WorldContainer {
 
     /// Every DNS query this world received so far.
     pub fn queries(&self) -> Result<Vec<LoggedQuery>> {
-        read_query_log(&self.log)
+        let logs = self.podman.run_ok(&["logs", &self.name])?;
+        queries_in_output(&logs.stdout)
     }
 
     /// Whether `name` was ever asked here (case-insensitive).

@@ -262,7 +262,7 @@ impl Lab {
         };
         test_images(&podman)?;
         let launcher = Launcher::find(podman.clone())?;
-        let dir = fresh_dir(&podman, spec.moniker)?;
+        let dir = fresh_dir(spec.moniker)?;
         let profile = write_file(&dir, "profile.toml", &spec.profile())?;
         for host in [API_HOST, OTHER_HOST, CIDR_HOST] {
             // A world left by an aborted run would keep `up` from clearing the uplink.
@@ -292,7 +292,6 @@ impl Lab {
                 &spec.name("uplink"),
                 spec.uplink(host),
                 &spec.world_setup(host),
-                &dir,
             )?;
             lab.worlds.push(world);
         }
@@ -669,9 +668,10 @@ fn the_launcher_finds_podman_its_agent_and_the_builtin_profiles_from_any_directo
     };
     let launcher = Launcher::find(podman.clone())?;
     let info = launcher.run(&["info"], CMD_TIMEOUT)?.check()?;
-    let mode = match podman.rootless_user()? {
-        Some(_) => "rootless",
-        None => "rootful",
+    let mode = if podman.is_rootless()? {
+        "rootless"
+    } else {
+        "rootful"
     };
     let version = podman.run_ok(&["version", "--format", "{{.Client.Version}}"])?;
     let want = format!("Podman {} {mode} (", version.stdout.trim());
@@ -710,7 +710,7 @@ fn invalid_profile_is_rejected_naming_file_and_field_and_starts_nothing() -> Res
         &format!("bottle_ip = \"{}\"", BAD.enclave(3)),
         "bottle_ip = \"10.250.66.3\"",
     );
-    let profile = write_file(&fresh_dir(&podman, BAD.moniker)?, "profile.toml", &text)?;
+    let profile = write_file(&fresh_dir(BAD.moniker)?, "profile.toml", &text)?;
     let profile = profile.to_string_lossy();
     for args in [vec!["check", &*profile], vec!["up", &*profile]] {
         let out = launcher.run(&args, UP_TIMEOUT)?;
@@ -770,7 +770,7 @@ fn sentry_image_is_scratch_with_only_the_agent() -> Result<()> {
     assert!(size < 10_000_000, "{SENTRY_IMAGE} is {size} bytes");
 
     // Its file system: exactly one file, the agent we built.
-    let dir = fresh_dir(&lab.podman, &format!("{}/export", IMAGE.moniker))?;
+    let dir = fresh_dir(&format!("{}/export", IMAGE.moniker))?;
     let tar = dir.join("sentry.tar");
     let copy = format!("{}-export", IMAGE.moniker);
     lab.podman.remove_container(&copy)?;

@@ -16,8 +16,16 @@ use rbm_tests::world::zone::Zone;
 #[command(name = "rbm-world", about = "A small internet for rbm's tests")]
 struct Cli {
     /// Zone file: one `NAME TYPE TTL VALUE` record per line (A, AAAA, CNAME, TXT).
+    #[arg(
+        long,
+        required_unless_present = "zone_text",
+        conflicts_with = "zone_text"
+    )]
+    zone: Option<PathBuf>,
+    /// The zone itself, as the file would hold it (for a world in a container
+    /// on a Podman that cannot see the test's files).
     #[arg(long)]
-    zone: PathBuf,
+    zone_text: Option<String>,
     /// Serve DNS on this address, UDP and TCP (repeatable).
     #[arg(long)]
     dns: Vec<SocketAddr>,
@@ -27,7 +35,8 @@ struct Cli {
     /// Serve `world LOCAL sees PEER` over UDP on this address (repeatable).
     #[arg(long)]
     udp: Vec<SocketAddr>,
-    /// Append one line `PROTO QNAME QTYPE` per DNS query received.
+    /// Append one line `PROTO QNAME QTYPE` per DNS query received; `-`:
+    /// print `query PROTO QNAME QTYPE` on stdout instead.
     #[arg(long)]
     query_log: PathBuf,
 }
@@ -35,7 +44,11 @@ struct Cli {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let config = WorldConfig {
-        zone: Zone::load(&cli.zone)?,
+        zone: match (&cli.zone, &cli.zone_text) {
+            (Some(file), _) => Zone::load(file)?,
+            (None, Some(text)) => Zone::parse(text).context("in --zone-text")?,
+            (None, None) => unreachable!("clap requires --zone or --zone-text"),
+        },
         log: QueryLogWriter::create(&cli.query_log)?,
         dns: cli.dns,
         tcp: cli.tcp,

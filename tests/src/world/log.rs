@@ -1,34 +1,51 @@
 //! The world's query log: one line `PROTO QNAME QTYPE` per DNS query
 //! received (e.g. `udp api.example.test. A`), written before the answer is
 //! sent, so a test can prove a name was asked upstream, or never was.
+//!
+//! The log is a file, or stdout (`-`) with each line prefixed by
+//! [`STDOUT_PREFIX`]: a world in a container on a remote Podman has no
+//! file the test can read, but `podman logs` brings its stdout anywhere.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, Context, Result};
 
-/// Appends lines to the log file, each with a single unbuffered write.
+/// What starts a query line on stdout.
+pub const STDOUT_PREFIX: &str = "query ";
+
+/// Appends lines to the log, each with a single unbuffered write.
 pub struct QueryLogWriter {
-    file: Mutex<File>,
+    out: Mutex<Box<dyn Write + Send>>,
+    prefix: &'static str,
 }
 
 impl QueryLogWriter {
+    /// A log in the file `path`, or on stdout if `path` is `-`.
     pub fn create(path: &Path) -> Result<QueryLogWriter> {
+        if path == Path::new("-") {
+            return Ok(QueryLogWriter {
+                out: Mutex::new(Box::new(std::io::stdout())),
+                prefix: STDOUT_PREFIX,
+            });
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open query log {}", path.display()))?;
         Ok(QueryLogWriter {
-            file: Mutex::new(file),
+            out: Mutex::new(Box::new(file)),
+            prefix: "",
         })
     }
 
     pub fn record(&self, line: &str) {
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let line = format!("{}{line}\n", self.prefix);
+        if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
             eprintln!("rbm-world: cannot write the query log: {e}");
         }
     }
@@ -59,8 +76,22 @@ pub fn read_query_log(path: &Path) -> Result<Vec<LoggedQuery>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
+    parse_query_log(&text)
+}
+
+/// The queries in a log file's text.
+pub fn parse_query_log(text: &str) -> Result<Vec<LoggedQuery>> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
+        .map(parse_line)
+        .collect()
+}
+
+/// The queries a world logged on stdout (other lines, e.g. `ready`, are not queries).
+pub fn queries_in_output(stdout: &str) -> Result<Vec<LoggedQuery>> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(STDOUT_PREFIX))
         .map(parse_line)
         .collect()
 }
@@ -102,5 +133,14 @@ mod tests {
         assert!(!was_asked(&read, "example.test"));
         assert_eq!(read[1].proto, "tcp");
         assert_eq!(read[1].qtype, "AAAA");
+    }
+
+    #[test]
+    fn queries_on_stdout_are_told_from_other_lines() {
+        let out = "ready\nquery udp Api.Example.test. A\nsomething else\nquery tcp b.test. TXT\n";
+        let read = queries_in_output(out).unwrap();
+        assert_eq!(read.len(), 2);
+        assert!(was_asked(&read, "api.example.test"));
+        assert_eq!(read[1].qtype, "TXT");
     }
 }

@@ -51,12 +51,19 @@ impl WorldSetup {
 
     /// The rbm-world command line arguments (zone and log paths given).
     pub fn args(&self, zone_file: &Path, query_log: &Path) -> Vec<String> {
-        let mut args = vec![
-            "--zone".into(),
-            zone_file.display().to_string(),
-            "--query-log".into(),
-            query_log.display().to_string(),
-        ];
+        let zone = ["--zone".into(), zone_file.display().to_string()];
+        self.args_with(zone, &query_log.display().to_string())
+    }
+
+    /// The arguments for a world that needs no file: the zone on the
+    /// command line, the query log on stdout (see `world::log`).
+    pub fn args_without_files(&self) -> Vec<String> {
+        self.args_with(["--zone-text".into(), self.zone.clone()], "-")
+    }
+
+    fn args_with(&self, zone: [String; 2], query_log: &str) -> Vec<String> {
+        let mut args = zone.to_vec();
+        args.extend(["--query-log".into(), query_log.to_string()]);
         for (flag, addrs) in [
             ("--dns", &self.dns),
             ("--tcp", &self.tcp),

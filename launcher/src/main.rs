@@ -27,9 +27,11 @@ of an install, or the checkout it was built in).
   rbm-launch info                      which Podman and agent rbm-launch uses
 
 Podman 5 or newer is required (older podman lacks `network create --route`),
-rootful or rootless: rbm-launch asks Podman which. Without --podman it takes
-the first podman on PATH that is Podman 5, else the private Podman 5 that
-`scripts/podman5 up` provisioned (as root) on this machine.
+rootful or rootless, local or remote (podman machine on macOS and Windows,
+CONTAINER_HOST, --connection): rbm-launch asks Podman what it is. Without
+--podman it takes the first podman on PATH that is Podman 5, else the
+private Podman 5 that `scripts/podman5 up` provisioned (as root) on this
+machine.
 
 Exit codes: 0 ok, 2 bad profile or usage, 1 other errors; status and shell
 pass through the exit code of the command they run.";
@@ -45,6 +47,11 @@ struct Cli {
     /// The podman program to run; must be Podman 5 or newer [default: found by itself, see below]
     #[arg(long, env = "RBM_PODMAN", value_name = "PATH", global = true)]
     podman: Option<PathBuf>,
+
+    /// The `podman system connection` to use (a podman machine, a remote Podman service);
+    /// podman itself also honours CONTAINER_CONNECTION and CONTAINER_HOST
+    #[arg(long, value_name = "NAME", global = true)]
+    connection: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -119,16 +126,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let places = Places::from_env()?;
-    let explicit = cli.podman;
+    let chosen = Chosen {
+        program: cli.podman,
+        connection: cli.connection,
+    };
     match cli.command {
-        Command::Up(a) => up(explicit, &places, a),
+        Command::Up(a) => up(chosen, &places, a),
         Command::Check(p) => {
             println!("{}", lookup::load(&p.profile, &places)?.summary());
             Ok(0)
         }
-        Command::Info => info(explicit, &places),
+        Command::Info => info(chosen, &places),
         Command::Stop(p) => {
-            let (podman, _, l) = ready(explicit, &places, &p.profile)?;
+            let (podman, _, l) = ready(chosen, &places, &p.profile)?;
             launch::stop(&podman, &l.profile.names(), &p.profile)?;
             println!(
                 "rbm: {} stopped; nothing of moniker {} remains",
@@ -137,14 +147,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Status { profile: p, json } => {
-            let (podman, _, l) = ready(explicit, &places, &p.profile)?;
+            let (podman, _, l) = ready(chosen, &places, &p.profile)?;
             Ok(exec::status(&podman, &l.profile.names(), json, &p.profile)?)
         }
         Command::Shell {
             profile: p,
             command,
         } => {
-            let (podman, _, l) = ready(explicit, &places, &p.profile)?;
+            let (podman, _, l) = ready(chosen, &places, &p.profile)?;
             Ok(exec::shell(
                 &podman,
                 &l.profile.names(),
@@ -155,30 +165,37 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// The podman to use (`explicit`, else found) and what it says it is.
-fn podman(explicit: Option<PathBuf>, places: &Places) -> Result<(Podman, Host), Error> {
+/// What the command line says of podman.
+struct Chosen {
+    program: Option<PathBuf>,
+    connection: Option<String>,
+}
+
+/// The podman to use (as chosen, else found) and what it says it is.
+fn podman(chosen: Chosen, places: &Places) -> Result<(Podman, Host), Error> {
     let script = places.shipped.as_ref().map(|s| s.podman5.as_path());
     let path = std::env::var_os("PATH");
-    let program = find::find(explicit, path.as_deref(), Path::new(PROVISIONED), script)?;
-    let podman = Podman::new(program);
+    let program = find::find(
+        chosen.program,
+        path.as_deref(),
+        Path::new(PROVISIONED),
+        script,
+    )?;
+    let podman = Podman::new(program).with_connection(chosen.connection);
     let host = Host::detect(&podman)?;
     Ok((podman.with_mode(host.mode), host))
 }
 
 /// Loads the profile (first: a bad one touches nothing), then finds podman.
-fn ready(
-    explicit: Option<PathBuf>,
-    places: &Places,
-    arg: &str,
-) -> Result<(Podman, Host, Loaded), Error> {
+fn ready(chosen: Chosen, places: &Places, arg: &str) -> Result<(Podman, Host, Loaded), Error> {
     let loaded = lookup::load(arg, places)?;
-    let (podman, host) = podman(explicit, places)?;
+    let (podman, host) = podman(chosen, places)?;
     Ok((podman, host, loaded))
 }
 
-fn up(explicit: Option<PathBuf>, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
+fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
     let arg = a.profile;
-    let (podman, host, loaded) = ready(explicit, places, &arg)?;
+    let (podman, host, loaded) = ready(chosen, places, &arg)?;
     let opts = UpOptions {
         agent: places.agent(a.agent, &host.arch)?,
         ready_timeout: Duration::from_secs(a.ready_timeout),
@@ -189,7 +206,7 @@ fn up(explicit: Option<PathBuf>, places: &Places, a: UpArgs) -> anyhow::Result<u
 }
 
 /// `rbm-launch info`: what rbm-launch would use, and where it looks.
-fn info(explicit: Option<PathBuf>, places: &Places) -> anyhow::Result<u8> {
+fn info(chosen: Chosen, places: &Places) -> anyhow::Result<u8> {
     match &places.shipped {
         Some(s) => println!("rbm files: {}", s.root.display()),
         None => println!("rbm files: none found beside rbm-launch or above the current directory"),
@@ -200,7 +217,7 @@ fn info(explicit: Option<PathBuf>, places: &Places) -> anyhow::Result<u8> {
         .map(|d| d.display().to_string())
         .collect();
     println!("profiles:  {}", dirs.join(", "));
-    let (podman, host) = match podman(explicit, places) {
+    let (podman, host) = match podman(chosen, places) {
         Ok(found) => found,
         Err(e) => {
             println!("podman:    none usable");
@@ -332,5 +349,7 @@ mod tests {
             parse("rbm-launch info").unwrap().command,
             Command::Info
         ));
+        let remote = parse("rbm-launch --connection mac demo").unwrap();
+        assert_eq!(remote.connection.as_deref(), Some("mac"));
     }
 }

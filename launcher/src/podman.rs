@@ -15,19 +15,44 @@ use crate::error::Error;
 use host::Mode;
 
 /// The podman program to run (`podman`, or the wrapper `scripts/podman5 up`
-/// prints), and its mode once known (for the fixes errors suggest).
+/// prints), the remote connection it should use if any, and its mode once
+/// known (for the fixes errors suggest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Podman {
     program: PathBuf,
+    connection: Option<String>,
     mode: Option<Mode>,
 }
+
+/// Podman's variable for `--connection`: it also makes podman remote.
+pub const CONNECTION_ENV: &str = "CONTAINER_CONNECTION";
 
 impl Podman {
     pub fn new(program: impl Into<PathBuf>) -> Podman {
         Podman {
             program: program.into(),
+            connection: None,
             mode: None,
         }
+    }
+
+    /// The same program, talking to the `podman system connection` `name`
+    /// (a podman machine, a remote service).
+    pub fn with_connection(self, name: Option<String>) -> Podman {
+        Podman {
+            connection: name,
+            ..self
+        }
+    }
+
+    /// `podman ARGS`, with the connection if one is set.
+    fn command(&self, args: &[String]) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(args);
+        if let Some(name) = &self.connection {
+            command.env(CONNECTION_ENV, name);
+        }
+        command
     }
 
     /// The same program, known to run in `mode`.
@@ -44,8 +69,8 @@ impl Podman {
 
     /// Runs podman with `input` on its stdin; a non-zero exit is an error.
     pub fn run_with_input(&self, args: &[String], input: &[u8]) -> Result<String, Error> {
-        let mut child = Command::new(&self.program)
-            .args(args)
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -81,8 +106,7 @@ impl Podman {
 
     /// Runs podman with captured output; fails only if it cannot be started.
     pub fn output(&self, args: &[String]) -> Result<Output, Error> {
-        Command::new(&self.program)
-            .args(args)
+        self.command(args)
             .stdin(Stdio::null())
             .output()
             .map_err(|source| Error::PodmanMissing {
@@ -129,8 +153,8 @@ impl Podman {
     /// Runs podman attached to our terminal; returns its exit code
     /// (128 + signal number if it was killed).
     pub fn passthrough(&self, args: &[String]) -> Result<u8, Error> {
-        let status = Command::new(&self.program)
-            .args(args)
+        let status = self
+            .command(args)
             .status()
             .map_err(|source| Error::PodmanMissing {
                 program: self.program.clone(),
@@ -272,6 +296,16 @@ mod tests {
             rootless.contains("fix: rootless Podman cannot publish"),
             "{rootless}"
         );
+    }
+
+    #[test]
+    fn a_connection_reaches_podman_as_container_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = "#!/bin/sh\nprintf '%s' \"${CONTAINER_CONNECTION-unset}\"\n";
+        let p = Podman::new(fake_program(dir.path(), "podman", script));
+        assert_eq!(p.run(&[]).unwrap(), "unset");
+        let remote = p.with_connection(Some("mymachine".into()));
+        assert_eq!(remote.run(&[]).unwrap(), "mymachine");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rbm_launch::launch::{self, UpOptions};
 use rbm_launch::lookup::{self, Loaded, Places};
 use rbm_launch::podman::find::{self, PROVISIONED};
 use rbm_launch::podman::host::Host;
-use rbm_launch::podman::Podman;
+use rbm_launch::podman::{Podman, Remote};
 use rbm_launch::{exec, Error};
 
 const AFTER_HELP: &str = "\
@@ -28,7 +28,7 @@ of an install, or the checkout it was built in).
 
 Podman 5 or newer is required (older podman lacks `network create --route`),
 rootful or rootless, local or remote (podman machine on macOS and Windows,
-CONTAINER_HOST, --connection): rbm-launch asks Podman what it is. Without
+CONTAINER_HOST, --connection, --remote): rbm-launch asks Podman what it is. Without
 --podman it takes the first podman on PATH that is Podman 5, else the
 private Podman 5 that `scripts/podman5 up` provisioned (as root) on this
 machine.
@@ -52,6 +52,10 @@ struct Cli {
     /// podman itself also honours CONTAINER_CONNECTION and CONTAINER_HOST
     #[arg(long, value_name = "NAME", global = true)]
     connection: Option<String>,
+
+    /// Talk to the default `podman system connection` (podman --remote)
+    #[arg(long, global = true)]
+    remote: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -128,7 +132,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let places = Places::from_env()?;
     let chosen = Chosen {
         program: cli.podman,
-        connection: cli.connection,
+        remote: Remote {
+            default: cli.remote,
+            connection: cli.connection,
+        },
     };
     match cli.command {
         Command::Up(a) => up(chosen, &places, a),
@@ -168,7 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 /// What the command line says of podman.
 struct Chosen {
     program: Option<PathBuf>,
-    connection: Option<String>,
+    remote: Remote,
 }
 
 /// The podman to use (as chosen, else found) and what it says it is.
@@ -181,7 +188,7 @@ fn podman(chosen: Chosen, places: &Places) -> Result<(Podman, Host), Error> {
         Path::new(PROVISIONED),
         script,
     )?;
-    let podman = Podman::new(program).with_connection(chosen.connection);
+    let podman = Podman::new(program).with_remote(chosen.remote);
     let host = Host::detect(&podman)?;
     Ok((podman.with_mode(host.mode), host))
 }
@@ -351,5 +358,6 @@ mod tests {
         ));
         let remote = parse("rbm-launch --connection mac demo").unwrap();
         assert_eq!(remote.connection.as_deref(), Some("mac"));
+        assert!(parse("rbm-launch --remote stop demo").unwrap().remote);
     }
 }

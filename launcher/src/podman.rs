@@ -20,8 +20,18 @@ use host::Mode;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Podman {
     program: PathBuf,
-    connection: Option<String>,
+    remote: Remote,
     mode: Option<Mode>,
+}
+
+/// How podman is told to talk to a remote service (besides what its own
+/// environment, CONTAINER_HOST or CONTAINER_CONNECTION, says).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remote {
+    /// `--remote`: the default `podman system connection`.
+    pub default: bool,
+    /// A named `podman system connection` (a podman machine, a service).
+    pub connection: Option<String>,
 }
 
 /// Podman's variable for `--connection`: it also makes podman remote.
@@ -31,25 +41,24 @@ impl Podman {
     pub fn new(program: impl Into<PathBuf>) -> Podman {
         Podman {
             program: program.into(),
-            connection: None,
+            remote: Remote::default(),
             mode: None,
         }
     }
 
-    /// The same program, talking to the `podman system connection` `name`
-    /// (a podman machine, a remote service).
-    pub fn with_connection(self, name: Option<String>) -> Podman {
-        Podman {
-            connection: name,
-            ..self
-        }
+    /// The same program, talking to a remote service as `remote` says.
+    pub fn with_remote(self, remote: Remote) -> Podman {
+        Podman { remote, ..self }
     }
 
-    /// `podman ARGS`, with the connection if one is set.
+    /// `podman ARGS`, remote if so told.
     fn command(&self, args: &[String]) -> Command {
         let mut command = Command::new(&self.program);
+        if self.remote.default {
+            command.arg("--remote");
+        }
         command.args(args);
-        if let Some(name) = &self.connection {
+        if let Some(name) = &self.remote.connection {
             command.env(CONNECTION_ENV, name);
         }
         command
@@ -299,13 +308,25 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_reaches_podman_as_container_connection() {
+    fn remote_reaches_podman_as_flag_or_container_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let script = "#!/bin/sh\nprintf '%s' \"${CONTAINER_CONNECTION-unset}\"\n";
+        let script = "#!/bin/sh\nprintf '%s %s' \"${CONTAINER_CONNECTION-unset}\" \"$*\"\n";
         let p = Podman::new(fake_program(dir.path(), "podman", script));
-        assert_eq!(p.run(&[]).unwrap(), "unset");
-        let remote = p.with_connection(Some("mymachine".into()));
-        assert_eq!(remote.run(&[]).unwrap(), "mymachine");
+        let args = args::info("x");
+        assert_eq!(p.run(&args).unwrap(), "unset info --format x");
+        let named = p.clone().with_remote(Remote {
+            default: false,
+            connection: Some("mymachine".into()),
+        });
+        assert_eq!(named.run(&args).unwrap(), "mymachine info --format x");
+        let default = p.with_remote(Remote {
+            default: true,
+            connection: None,
+        });
+        assert_eq!(
+            default.run(&args).unwrap(),
+            "unset --remote info --format x"
+        );
     }
 
     #[test]

@@ -138,16 +138,6 @@ impl Podman {
         Ok(out.stdout.trim() == "true")
     }
 
-    /// `Podman 5.8.6 rootless (netavark 1.17.2)`, for test logs.
-    pub fn describe(&self) -> Result<String> {
-        let format = "Podman {{.Version.Version}} {{if .Host.Security.Rootless}}rootless{{else}}rootful{{end}} ({{.Host.NetworkBackendInfo.Version}})";
-        Ok(self
-            .run_ok(&["info", "--format", format])?
-            .stdout
-            .trim()
-            .to_string())
-    }
-
     /// Removes container `name` at once; a missing one is fine.
     pub fn remove_container(&self, name: &str) -> Result<()> {
         self.run_ok(&["rm", "--force", "--ignore", "--time", "0", name])

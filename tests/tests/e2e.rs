@@ -19,8 +19,7 @@
 //! per flavour: Podman 5.4 and 5.8, rootful and rootless.
 
 use std::env;
-use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,6 +33,7 @@ use rbm_tests::netns::ProbeRun;
 use rbm_tests::podman::{
     fresh_dir, require_podman, test_images, Podman, WorldContainer, BOTTLE_IMAGE, PODMAN_ENV,
 };
+use rbm_tests::probe::conn::{tcp_line, udp_reply};
 use rbm_tests::world::setup::WorldSetup;
 use rbm_tests::{cmd, parse_json, probe_json, run_ok, static_bin, Output};
 use serde_json::Value;
@@ -67,6 +67,10 @@ const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a probe waits for something that should be shut. Local
 /// traffic answers in milliseconds; silence this long is a drop.
 const SHUT_MS: &str = "1000";
+/// How long the workstation waits for one reply on an entry port, over TCP
+/// and over UDP (a lost datagram is retried sooner).
+const TCP_REPLY: Duration = Duration::from_secs(3);
+const UDP_REPLY: Duration = Duration::from_millis(500);
 /// How long the bottle's server may take to listen after `up`.
 const SERVER_START: Duration = Duration::from_secs(15);
 
@@ -402,31 +406,6 @@ fn tcp_udp(addr: &str) -> [[&str; 4]; 2] {
     ]
 }
 
-/// Connects from the workstation and reads the server's line.
-fn read_line_from(addr: SocketAddr) -> Result<String> {
-    let timeout = Duration::from_secs(3);
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    let mut line = String::new();
-    stream
-        .read_to_string(&mut line)
-        .with_context(|| format!("read from {addr}"))?;
-    Ok(line.trim().to_string())
-}
-
-/// Sends one datagram from the workstation and returns the reply's line.
-fn datagram_reply_from(addr: SocketAddr) -> Result<String> {
-    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
-    socket.set_read_timeout(Some(Duration::from_millis(500)))?;
-    socket.send_to(b"rbm-e2e\n", addr)?;
-    let mut buf = [0u8; 512];
-    let (len, _) = socket
-        .recv_from(&mut buf)
-        .with_context(|| format!("no datagram back from {addr}"))?;
-    Ok(String::from_utf8_lossy(&buf[..len]).trim().to_string())
-}
-
 /// `name state` of each `ps --format json` entry, sorted.
 fn names_and_states(containers: &[Value]) -> Vec<String> {
     let mut list: Vec<String> = containers
@@ -564,10 +543,14 @@ fn entry_port_reaches_the_bottle_from_the_workstation() -> Result<()> {
     };
     // The bottle sees the sentry (the entry is masqueraded toward it).
     let sees = format!(" sees {}:", ENTRY.enclave(2));
-    let tcp = ask("tcp", &|| read_line_from(addr))?;
+    let tcp = ask("tcp", &|| {
+        tcp_line(addr, TCP_REPLY).map_err(anyhow::Error::msg)
+    })?;
     let bottle = format!("bottle {}:{BOTTLE_PORT}{sees}", ENTRY.enclave(3));
     assert!(tcp.starts_with(&bottle), "{tcp}");
-    let udp = ask("udp", &|| datagram_reply_from(addr))?;
+    let udp = ask("udp", &|| {
+        udp_reply(addr, UDP_REPLY).map_err(anyhow::Error::msg)
+    })?;
     assert!(udp.starts_with("bottle ") && udp.contains(&sees), "{udp}");
     Ok(())
 }

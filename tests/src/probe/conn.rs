@@ -37,11 +37,14 @@ pub fn run_tcp(addr: SocketAddr, timeout: Duration) -> Report {
 
 /// `udp`: one datagram, no retry, one reply.
 pub fn run_udp(addr: SocketAddr, timeout: Duration) -> Report {
-    report(
-        UdpSocket::bind(unspecified_for(&addr))
-            .map_err(|e| describe("bind", &e))
-            .and_then(|socket| udp_line(&socket, addr, timeout)),
-    )
+    report(udp_reply(addr, timeout))
+}
+
+/// Sends one datagram to `addr` from a fresh socket and returns the reply (trimmed).
+pub fn udp_reply(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    UdpSocket::bind(unspecified_for(&addr))
+        .map_err(|e| describe("bind", &e))
+        .and_then(|socket| udp_line(&socket, addr, timeout))
 }
 
 /// Connects to `addr` and returns what it writes before closing (trimmed).

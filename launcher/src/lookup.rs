@@ -30,20 +30,15 @@ pub fn agent_in_checkout(target: &str) -> PathBuf {
     Path::new("target").join(target).join("release/rbm-agent")
 }
 
-/// rbm's own files, in an install or a checkout.
+/// rbm's own files, in an install or a checkout. Both hold `profiles/` and
+/// `scripts/podman5` under `root`; they differ in where the agents are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shipped {
     /// The install's `PREFIX/lib/rbm`, or the checkout.
     pub root: PathBuf,
-    /// The built-in profiles (`demo`, ...).
-    pub profiles: PathBuf,
-    /// Where the static agents for the sentry image are: `{arch}` stands for
-    /// Podman's architecture name (in an install) or the Rust target (in a checkout).
-    agents: PathBuf,
-    /// Whether `agents` names architectures the Rust way.
-    rust_targets: bool,
-    /// scripts/podman5, which provisions a Podman 5 where none is installed.
-    pub podman5: PathBuf,
+    /// A checkout (agents where scripts/build-static leaves them), not an
+    /// install (agents in `root/ARCH/rbm-agent`).
+    checkout: bool,
 }
 
 impl Shipped {
@@ -51,10 +46,7 @@ impl Shipped {
     pub fn install(lib: &Path) -> Shipped {
         Shipped {
             root: lib.to_path_buf(),
-            profiles: lib.join("profiles"),
-            agents: lib.join("{arch}/rbm-agent"),
-            rust_targets: false,
-            podman5: lib.join("scripts/podman5"),
+            checkout: false,
         }
     }
 
@@ -62,20 +54,29 @@ impl Shipped {
     pub fn checkout(repo: &Path) -> Shipped {
         Shipped {
             root: repo.to_path_buf(),
-            profiles: repo.join("profiles"),
-            agents: repo.join(agent_in_checkout("{arch}")),
-            rust_targets: true,
-            podman5: repo.join("scripts/podman5"),
+            checkout: true,
         }
     }
 
-    /// The agent for Podman's architecture `arch` (`amd64`, `arm64`), if rbm
-    /// builds one.
+    /// The built-in profiles (`demo`, ...).
+    pub fn profiles(&self) -> PathBuf {
+        self.root.join("profiles")
+    }
+
+    /// scripts/podman5, which provisions a Podman 5 where none is installed.
+    pub fn podman5(&self) -> PathBuf {
+        self.root.join("scripts/podman5")
+    }
+
+    /// The static agent for Podman's architecture `arch` (`amd64`, `arm64`),
+    /// if rbm builds one.
     pub fn agent(&self, arch: &str) -> Option<PathBuf> {
         let (podman, rust) = AGENT_ARCHES.iter().find(|(a, _)| *a == arch)?;
-        let name = if self.rust_targets { rust } else { podman };
-        let path = self.agents.to_string_lossy().replace("{arch}", name);
-        Some(PathBuf::from(path))
+        Some(if self.checkout {
+            self.root.join(agent_in_checkout(rust))
+        } else {
+            self.root.join(podman).join("rbm-agent")
+        })
     }
 
     /// rbm's files for a launcher at `exe`: its install, or the checkout it
@@ -126,9 +127,9 @@ impl Places {
     /// Directories searched for `<name>.toml`, without duplicates.
     pub fn profile_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.cwd.join("profiles")];
-        if let Some(s) = &self.shipped {
-            if !same_dir(&s.profiles, &dirs[0]) {
-                dirs.push(s.profiles.clone());
+        if let Some(profiles) = self.shipped.as_ref().map(Shipped::profiles) {
+            if !same_dir(&profiles, &dirs[0]) {
+                dirs.push(profiles);
             }
         }
         dirs

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use rbm_launch::launch::{self, UpOptions};
-use rbm_launch::lookup::{self, Loaded, Places};
+use rbm_launch::lookup::{self, Loaded, Places, Shipped};
 use rbm_launch::podman::find::{self, PROVISIONED};
 use rbm_launch::podman::host::Host;
 use rbm_launch::podman::{Podman, Remote};
@@ -180,13 +180,13 @@ struct Chosen {
 
 /// The podman to use (as chosen, else found) and what it says it is.
 fn podman(chosen: Chosen, places: &Places) -> Result<(Podman, Host), Error> {
-    let script = places.shipped.as_ref().map(|s| s.podman5.as_path());
+    let script = places.shipped.as_ref().map(Shipped::podman5);
     let path = std::env::var_os("PATH");
     let program = find::find(
         chosen.program,
         path.as_deref(),
         Path::new(PROVISIONED),
-        script,
+        script.as_deref(),
     )?;
     let podman = Podman::new(program).with_remote(chosen.remote);
     let host = Host::detect(&podman)?;

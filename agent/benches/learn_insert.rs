@@ -33,6 +33,7 @@ fn ruleset() -> Ruleset {
             enclave: "eth1".into(),
             uplink: "eth0".into(),
         },
+        name_binding: true,
     })
 }
 

@@ -26,6 +26,8 @@ pub struct Policy {
     pub cidrs: Vec<IpNet>,
     pub upstream_dns: Vec<IpAddr>,
     pub min_ttl: u32,
+    /// Names opened an address: the name on the wire must be allowed too.
+    pub name_binding: bool,
     pub enclave: Enclave,
     pub entries: Vec<Entry>,
     /// Addresses no DNS answer may open: the machine itself, the enclave,
@@ -66,6 +68,7 @@ impl Policy {
             cidrs: p.uplink.cidrs.clone(),
             upstream_dns: p.uplink.upstream_dns.clone(),
             min_ttl: p.uplink.min_ttl,
+            name_binding: p.uplink.name_binding,
             enclave: p.enclave,
             entries: p.entries.clone(),
             protected: protected_ranges(&p.enclave),

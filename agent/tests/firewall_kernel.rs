@@ -76,6 +76,7 @@ fn input() -> FirewallInput {
             enclave: "eth1".into(),
             uplink: "eth0".into(),
         },
+        name_binding: true,
     }
 }
 

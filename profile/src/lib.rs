@@ -109,6 +109,12 @@ struct RawUplink {
     upstream_dns: Vec<String>,
     min_ttl: Option<i64>,
     subnet: Option<String>,
+    #[serde(default = "yes")]
+    name_binding: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +187,9 @@ pub struct Uplink {
     pub upstream_dns: Vec<IpAddr>,
     pub min_ttl: u32,
     pub subnet: Option<Ipv4Net>,
+    /// Connections to addresses that only names opened must carry an
+    /// allowed name on the wire (TLS SNI, HTTP Host, QUIC); default on.
+    pub name_binding: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -244,6 +244,7 @@ impl Validator {
             upstream_dns,
             min_ttl,
             subnet,
+            name_binding: raw.name_binding,
         }
     }
 

@@ -91,6 +91,7 @@ mod tests {
                 enclave: "eth1".into(),
                 uplink: "eth0".into(),
             },
+            name_binding: true,
         });
         let decoded: Vec<RuleCounter> = encode::ruleset(&rs)
             .iter()

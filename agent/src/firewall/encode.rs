@@ -17,12 +17,16 @@ const REG_2: u32 = 2;
 /// First 32-bit register: concatenations are loaded from here on.
 const REG32_00: u32 = 8;
 
+const META_MARK: u32 = 3;
 const META_NFPROTO: u32 = 15;
 const META_L4PROTO: u32 = 16;
 const META_IIFNAME: u32 = 6;
 const META_OIFNAME: u32 = 7;
 const CT_KEY_STATE: u32 = 0;
 const CT_KEY_STATUS: u32 = 2;
+const CT_KEY_MARK: u32 = 3;
+const CT_KEY_DIRECTION: u32 = 1;
+const IP_CT_DIR_REPLY: u8 = 1;
 const IPS_DST_NAT: u32 = 0x20;
 const PAYLOAD_NETWORK: u32 = 1;
 const PAYLOAD_TRANSPORT: u32 = 2;
@@ -30,6 +34,9 @@ const CMP_EQ: u32 = 0;
 const CMP_NEQ: u32 = 1;
 const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
+const NFT_GOTO: u32 = (-4i32) as u32;
+const NFT_REJECT_TCP_RST: u32 = 1;
+const TCP: u8 = 6;
 const NAT_DNAT: u32 = 1;
 const IFNAMSIZ: usize = 16;
 const ICMPV6: u8 = 58;
@@ -134,6 +141,12 @@ fn elem(el: &mut Attrs, cmd: Cmd, e: &SetElem) {
 }
 
 fn new_chain(table: &str, c: &ChainDef) -> Request {
+    if c.kind == ChainType::Regular {
+        let mut a = Attrs::new();
+        a.str(attr::CHAIN_TABLE, table)
+            .str(attr::CHAIN_NAME, c.name);
+        return req(Cmd::NewChain, NLM_F_CREATE, a);
+    }
     let hooknum = match c.hook {
         Hook::Prerouting => 0,
         Hook::Input => 1,
@@ -144,6 +157,7 @@ fn new_chain(table: &str, c: &ChainDef) -> Request {
     let kind = match c.kind {
         ChainType::Filter => "filter",
         ChainType::Nat => "nat",
+        ChainType::Regular => unreachable!("regular chains return above"),
     };
     let mut a = Attrs::new();
     a.str(attr::CHAIN_TABLE, table)
@@ -169,6 +183,12 @@ fn new_rule(table: &str, chain: &str, r: &Rule) -> Request {
             e.matcher(m);
         }
         e.counter();
+        if let Some(mark) = r.set_ct_mark {
+            e.immediate(REG_1, &mark.to_ne_bytes());
+            e.expr("ct", |d| {
+                d.u32be(2, CT_KEY_MARK).u32be(4, REG_1);
+            });
+        }
         e.action(&r.action);
     });
     a.bytes(attr::RULE_USERDATA, &comment_udata(&r.comment));
@@ -219,19 +239,57 @@ impl Exprs<'_> {
 
     /// reg1 = reg1 & mask (host-endian u32), then reg1 != 0.
     fn ct_bits(&mut self, key: u32, mask: u32) {
+        self.ct(key);
+        self.and(&mask.to_ne_bytes());
+        self.cmp(CMP_NEQ, &0u32.to_ne_bytes());
+    }
+
+    fn ct(&mut self, key: u32) {
         self.expr("ct", |d| {
             d.u32be(1, REG_1).u32be(2, key);
         });
+    }
+
+    /// reg1 = reg1 & mask (as many bytes as `mask`).
+    fn and(&mut self, mask: &[u8]) {
         self.expr("bitwise", |d| {
-            d.u32be(1, REG_1).u32be(2, REG_1).u32be(3, 4);
+            d.u32be(1, REG_1).u32be(2, REG_1).u32be(3, mask.len() as u32);
             d.nested(4, |v| {
-                v.bytes(attr::DATA_VALUE, &mask.to_ne_bytes());
+                v.bytes(attr::DATA_VALUE, mask);
             });
             d.nested(5, |v| {
-                v.bytes(attr::DATA_VALUE, &0u32.to_ne_bytes());
+                v.bytes(attr::DATA_VALUE, &vec![0u8; mask.len()]);
             });
         });
-        self.cmp(CMP_NEQ, &0u32.to_ne_bytes());
+    }
+
+    fn l4proto(&mut self, proto: u8) {
+        self.meta(META_L4PROTO, REG_1);
+        self.cmp(CMP_EQ, &[proto]);
+    }
+
+    /// A TCP segment whose IP length is exactly its headers' length.
+    fn tcp_no_payload(&mut self, v6: bool, doff: u8) {
+        let tcp_header = u16::from(doff) * 4;
+        if v6 {
+            // Version, traffic class and flow label aside: payload length
+            // and next header (TCP, so no extension header).
+            self.nfproto(NFPROTO_IPV6);
+            self.payload(PAYLOAD_NETWORK, 4, 3, REG_1);
+            let [hi, lo] = tcp_header.to_be_bytes();
+            self.cmp(CMP_EQ, &[hi, lo, TCP]);
+        } else {
+            // Version 4 with a 5-word header, and total length.
+            self.nfproto(NFPROTO_IPV4);
+            self.payload(PAYLOAD_NETWORK, 0, 1, REG_1);
+            self.cmp(CMP_EQ, &[0x45]);
+            self.l4proto(TCP);
+            self.payload(PAYLOAD_NETWORK, 2, 2, REG_1);
+            self.cmp(CMP_EQ, &(20 + tcp_header).to_be_bytes());
+        }
+        self.payload(PAYLOAD_TRANSPORT, 12, 1, REG_1);
+        self.and(&[0xf0]);
+        self.cmp(CMP_EQ, &[doff << 4]);
     }
 
     fn ifname(&mut self, key: u32, name: &str) {
@@ -260,8 +318,7 @@ impl Exprs<'_> {
             Match::CtState(bits) => self.ct_bits(CT_KEY_STATE, *bits),
             Match::CtStatusDnat => self.ct_bits(CT_KEY_STATUS, IPS_DST_NAT),
             Match::ProtoPort(proto, port) => {
-                self.meta(META_L4PROTO, REG_1);
-                self.cmp(CMP_EQ, &[*proto]);
+                self.l4proto(*proto);
                 self.payload(PAYLOAD_TRANSPORT, 2, 2, REG_1);
                 self.cmp(CMP_EQ, &port.to_be_bytes());
             }
@@ -277,6 +334,20 @@ impl Exprs<'_> {
                 self.cmp(CMP_EQ, &[*t]);
             }
             Match::InSet(set, key) => self.lookup(set, *key),
+            Match::CtMark(mark) => {
+                self.ct(CT_KEY_MARK);
+                self.cmp(CMP_EQ, &mark.to_ne_bytes());
+            }
+            Match::PacketMark(mark) => {
+                self.meta(META_MARK, REG_1);
+                self.cmp(CMP_EQ, &mark.to_ne_bytes());
+            }
+            Match::CtReply => {
+                self.ct(CT_KEY_DIRECTION);
+                self.cmp(CMP_EQ, &[IP_CT_DIR_REPLY]);
+            }
+            Match::L4Proto(proto) => self.l4proto(*proto),
+            Match::TcpNoPayload { v6, doff } => self.tcp_no_payload(*v6, *doff),
         }
     }
 
@@ -308,10 +379,17 @@ impl Exprs<'_> {
     }
 
     fn verdict(&mut self, code: u32) {
+        self.verdict_to(code, None);
+    }
+
+    fn verdict_to(&mut self, code: u32, chain: Option<&str>) {
         self.expr("immediate", |d| {
             d.u32be(1, REG_VERDICT).nested(2, |data| {
                 data.nested(attr::DATA_VERDICT, |v| {
                     v.u32be(attr::VERDICT_CODE, code);
+                    if let Some(chain) = chain {
+                        v.str(attr::VERDICT_CHAIN, chain);
+                    }
                 });
             });
         });
@@ -330,6 +408,16 @@ impl Exprs<'_> {
             Action::Accept => self.verdict(NF_ACCEPT),
             Action::Drop => self.verdict(NF_DROP),
             Action::Masquerade => self.expr("masq", |_| {}),
+            Action::Goto(chain) => self.verdict_to(NFT_GOTO, Some(chain)),
+            // xtables' NFQUEUE through nft_compat (kernels without the
+            // native `queue` expression have it). Revision 0 is a queue
+            // number and nothing else: it has no bypass flag.
+            Action::Queue => self.expr("target", |d| {
+                d.str(1, "NFQUEUE").u32be(2, 0).bytes(3, &[0u8; 4]);
+            }),
+            Action::RejectTcpReset => self.expr("reject", |d| {
+                d.u32be(1, NFT_REJECT_TCP_RST).u8(2, 0);
+            }),
             Action::Dnat { addr, port } => {
                 self.immediate(REG_1, &addr.octets());
                 self.immediate(REG_2, &port.to_be_bytes());
@@ -372,6 +460,7 @@ mod tests {
                 enclave: "eth1".into(),
                 uplink: "eth0".into(),
             },
+            name_binding: true,
         })
     }
 

@@ -27,6 +27,9 @@ pub struct FirewallInput {
     pub bottle_ip: Ipv4Addr,
     pub entries: Vec<crate::profile::Entry>,
     pub interfaces: Interfaces,
+    /// Hold the first payload of connections that names opened until the
+    /// agent has checked the name on the wire (see `name_check_chains`).
+    pub name_binding: bool,
 }
 
 impl FirewallInput {
@@ -42,6 +45,7 @@ impl FirewallInput {
             bottle_ip: policy.enclave.bottle_ip,
             entries: policy.entries.clone(),
             interfaces,
+            name_binding: policy.name_binding,
         }
     }
 }
@@ -121,6 +125,9 @@ pub enum Hook {
 pub enum ChainType {
     Filter,
     Nat,
+    /// No hook: entered only by a `goto` from another chain (its `hook`,
+    /// `priority` and `policy_accept` mean nothing).
+    Regular,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +161,17 @@ pub enum Match {
     Icmpv6Type(u8),
     /// Destination (and for port sets, protocol and port) in a named set.
     InSet(&'static str, SetKey),
+    /// The connection's conntrack mark is exactly this.
+    CtMark(u32),
+    /// The packet's mark (set only by the agent's queue verdicts).
+    PacketMark(u32),
+    /// The packet goes from the server back to the client.
+    CtReply,
+    /// Layer-4 protocol.
+    L4Proto(u8),
+    /// A TCP segment without payload whose header is `doff` 32-bit words,
+    /// over IPv4 without options or IPv6 without extension headers.
+    TcpNoPayload { v6: bool, doff: u8 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,12 +180,21 @@ pub enum Action {
     Drop,
     Masquerade,
     Dnat { addr: Ipv4Addr, port: u16 },
+    /// Continue in a regular chain, never to come back.
+    Goto(&'static str),
+    /// Answer a TCP segment with a reset (then drop it).
+    RejectTcpReset,
+    /// Hand the packet to the agent on queue 0. With nobody listening, or
+    /// the queue full, the kernel drops it: fail closed.
+    Queue,
 }
 
 /// A rule always counts what it sees; its comment names it for status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub matches: Vec<Match>,
+    /// Set the connection's mark before the action.
+    pub set_ct_mark: Option<u32>,
     pub action: Action,
     pub comment: String,
 }
@@ -175,9 +202,38 @@ pub struct Rule {
 fn rule(matches: Vec<Match>, action: Action, comment: &str) -> Rule {
     Rule {
         matches,
+        set_ct_mark: None,
         action,
         comment: comment.to_string(),
     }
+}
+
+impl Rule {
+    fn marking(mut self, mark: u32) -> Rule {
+        self.set_ct_mark = Some(mark);
+        self
+    }
+}
+
+/// Marks of name binding. A connection that a name opened is `NAMED`
+/// until the agent has seen its first payload, then `ALLOWED` or `DENIED`.
+/// The agent answers a held packet with `NF_REPEAT` and a packet mark: the
+/// forward chain sees it again and turns the packet mark into the
+/// connection's mark. Nothing else sets marks in the sentry, and a packet's
+/// mark does not cross from the bottle's namespace.
+pub mod marks {
+    pub const CT_NAMED: u32 = 0x7262_0001;
+    pub const CT_ALLOWED: u32 = 0x7262_0002;
+    pub const CT_DENIED: u32 = 0x7262_0003;
+    pub const PACKET_ALLOW: u32 = 0x7262_0102;
+    pub const PACKET_DENY: u32 = 0x7262_0103;
+}
+
+/// The regular chains of name binding.
+pub mod chains {
+    pub const NAME_OPEN: &str = "name-open";
+    pub const NAME_CHECK: &str = "name-check";
+    pub const NAME_REFUSE: &str = "name-refuse";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,17 +245,22 @@ pub struct Ruleset {
 
 impl Ruleset {
     pub fn build(input: &FirewallInput) -> Ruleset {
+        let mut chains = Vec::new();
+        if binds_names(input) {
+            chains.extend(name_check_chains());
+        }
+        chains.extend([
+            forward_chain(input),
+            input_chain(&input.interfaces),
+            output_chain(input),
+            prerouting_chain(input),
+            local_entry_chain(input),
+            postrouting_chain(input),
+        ]);
         Ruleset {
             table: TABLE,
             sets: build_sets(&input.cidrs),
-            chains: vec![
-                forward_chain(input),
-                input_chain(&input.interfaces),
-                output_chain(input),
-                prerouting_chain(input),
-                local_entry_chain(input),
-                postrouting_chain(input),
-            ],
+            chains,
         }
     }
 }
@@ -316,6 +377,101 @@ pub fn addr_bytes(ip: IpAddr) -> Vec<u8> {
     }
 }
 
+/// Name binding applies only where names open addresses.
+fn binds_names(input: &FirewallInput) -> bool {
+    input.name_binding && input.access == Mode::Allowlist
+}
+
+/// The verdicts the agent sent back (as packet marks) become the
+/// connection's mark; a connection already refused stays refused; one still
+/// undecided goes to the name check again.
+fn name_verdict_rules() -> Vec<Rule> {
+    use marks::*;
+    vec![
+        rule(
+            vec![Match::PacketMark(PACKET_ALLOW)],
+            Action::Accept,
+            "accept:name-allowed",
+        )
+        .marking(CT_ALLOWED),
+        rule(
+            vec![Match::PacketMark(PACKET_DENY)],
+            Action::Goto(chains::NAME_REFUSE),
+            "drop:name-denied",
+        )
+        .marking(CT_DENIED),
+        rule(
+            vec![Match::CtMark(CT_DENIED)],
+            Action::Goto(chains::NAME_REFUSE),
+            "drop:name-denied-later",
+        ),
+        rule(
+            vec![Match::CtMark(CT_NAMED)],
+            Action::Goto(chains::NAME_CHECK),
+            "name:undecided",
+        ),
+    ]
+}
+
+/// Deepest TCP header, in 32-bit words (the 4-bit data offset).
+const TCP_DOFF: std::ops::RangeInclusive<u8> = 5..=15;
+
+/// `name-open`: a new connection to an address only a name opened. TCP and
+/// QUIC (UDP 443) are marked and checked; other traffic keeps the address
+/// and port rules. `name-check`: replies and TCP segments without payload
+/// pass, everything else waits in the queue for the agent's verdict.
+/// `name-refuse`: a TCP reset for the client, silence otherwise.
+fn name_check_chains() -> Vec<ChainDef> {
+    let regular = |name, rules| ChainDef {
+        name,
+        hook: Hook::Forward,
+        kind: ChainType::Regular,
+        priority: 0,
+        policy_accept: false,
+        rules,
+    };
+    let tcp = Protocol::Tcp.number();
+    let open = vec![
+        rule(
+            vec![Match::L4Proto(tcp)],
+            Action::Goto(chains::NAME_CHECK),
+            "name:tcp",
+        )
+        .marking(marks::CT_NAMED),
+        rule(
+            vec![Match::ProtoPort(Protocol::Udp.number(), 443)],
+            Action::Goto(chains::NAME_CHECK),
+            "name:quic",
+        )
+        .marking(marks::CT_NAMED),
+        rule(vec![], Action::Accept, "accept:name-other"),
+    ];
+    let mut check = vec![rule(vec![Match::CtReply], Action::Accept, "accept:name-reply")];
+    for v6 in [false, true] {
+        check.extend(TCP_DOFF.map(|doff| {
+            rule(
+                vec![Match::TcpNoPayload { v6, doff }],
+                Action::Accept,
+                "accept:name-no-payload",
+            )
+        }));
+    }
+    check.push(rule(vec![], Action::Queue, "name:queue"));
+    let refuse = vec![
+        rule(
+            vec![Match::L4Proto(tcp)],
+            Action::RejectTcpReset,
+            "drop:name-reset",
+        ),
+        rule(vec![], Action::Drop, "drop:name"),
+    ];
+    vec![
+        regular(chains::NAME_REFUSE, refuse),
+        regular(chains::NAME_CHECK, check),
+        regular(chains::NAME_OPEN, open),
+    ]
+}
+
 fn forward_chain(input: &FirewallInput) -> ChainDef {
     let Interfaces { enclave, uplink } = &input.interfaces;
     let out_of_enclave = || {
@@ -324,7 +480,13 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
             Match::OifName(uplink.clone()),
         ]
     };
-    let mut rules = vec![
+    let names = binds_names(input);
+    let mut rules = if names {
+        name_verdict_rules()
+    } else {
+        vec![]
+    };
+    rules.extend([
         rule(
             vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
             Action::Accept,
@@ -335,7 +497,7 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
             Action::Drop,
             "drop:invalid",
         ),
-    ];
+    ]);
     if !input.entries.is_empty() {
         let m = vec![
             Match::OifName(enclave.clone()),
@@ -366,7 +528,12 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
             for (set, key, comment) in allow {
                 let mut m = out_of_enclave();
                 m.push(Match::InSet(set, key));
-                rules.push(rule(m, Action::Accept, comment));
+                let action = match set {
+                    sets::ALLOW4 | sets::ALLOW6 => Action::Accept,
+                    _ if names => Action::Goto(chains::NAME_OPEN),
+                    _ => Action::Accept,
+                };
+                rules.push(rule(m, action, comment));
             }
         }
         Mode::Disabled => {}
@@ -567,6 +734,7 @@ mod tests {
                 enclave: "eth1".into(),
                 uplink: "eth0".into(),
             },
+            name_binding: true,
         }
     }
 

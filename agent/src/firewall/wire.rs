@@ -72,6 +72,7 @@ pub mod attr {
     pub const DATA_VALUE: u16 = 1;
     pub const DATA_VERDICT: u16 = 2;
     pub const VERDICT_CODE: u16 = 1;
+    pub const VERDICT_CHAIN: u16 = 2;
 
     pub const COUNTER_BYTES: u16 = 1;
     pub const COUNTER_PACKETS: u16 = 2;
@@ -103,6 +104,10 @@ impl Attrs {
         let mut v = s.as_bytes().to_vec();
         v.push(0);
         self.bytes(kind, &v)
+    }
+
+    pub fn u8(&mut self, kind: u16, v: u8) -> &mut Attrs {
+        self.bytes(kind, &[v])
     }
 
     pub fn u32be(&mut self, kind: u16, v: u32) -> &mut Attrs {

@@ -32,6 +32,7 @@ pub(super) fn policy(dns: Mode, access: Mode, domains: &[&str]) -> Policy {
         cidrs: vec![],
         upstream_dns: vec![],
         min_ttl: 30,
+        name_binding: true,
         enclave: ENCLAVE,
         entries: vec![],
         protected: crate::policy::protected_ranges(&ENCLAVE),

@@ -9,6 +9,7 @@
 pub mod dns;
 pub mod firewall;
 pub mod links;
+pub mod names;
 pub mod policy;
 pub use rbm_profile as profile;
 pub mod run;

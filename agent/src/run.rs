@@ -15,6 +15,7 @@ use crate::firewall::netlink::NetlinkTransport;
 use crate::firewall::ruleset::{FirewallInput, Ruleset};
 use crate::firewall::{Firewall, FirewallError, Learn};
 use crate::links;
+use crate::names::{self, queue::NfQueue};
 use crate::policy::Policy;
 use crate::profile::Mode;
 use crate::profile::Profile;
@@ -55,6 +56,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .extend(report.uplink_gateways.iter().map(|gw| IpNet::from(*gw)));
     let policy = Arc::new(policy);
 
+    // Bound before the ruleset that queues to it: a held packet always has
+    // a reader (the kernel drops what it cannot queue: fail closed).
+    let name_queue = if policy.name_binding && policy.access == Mode::Allowlist {
+        Some(NfQueue::open().context("binding the name-check queue")?)
+    } else {
+        None
+    };
     let input = FirewallInput::new(&policy, upstreams.clone(), interfaces.clone());
     firewall
         .install(&Ruleset::build(&input))
@@ -63,6 +71,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let firewall = Arc::new(Mutex::new(firewall));
     let shared = Arc::new(Shared::default());
+    if let Some(queue) = name_queue {
+        names::service::start(Box::new(queue), policy.clone(), shared.clone())
+            .context("starting the name check")?;
+        tracing::info!("name binding in force: TLS, HTTP and QUIC names are checked");
+    }
     let config = DnsConfig {
         listen: SocketAddr::new(IpAddr::V4(policy.enclave.sentry_ip), 53),
         upstreams: upstreams

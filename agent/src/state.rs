@@ -3,7 +3,7 @@
 //! recently refused names.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,6 +15,8 @@ use crate::profile::Ports;
 
 /// How many refused names status remembers.
 const RECENT_REFUSED: usize = 32;
+/// How many name-check denials status remembers.
+const RECENT_NAME_DENIALS: usize = 32;
 
 #[derive(Debug)]
 struct LearnedEntry {
@@ -31,6 +33,29 @@ pub struct Shared {
     pub dns_failed: AtomicU64,
     refused: Mutex<VecDeque<String>>,
     learned: Mutex<BTreeMap<IpAddr, LearnedEntry>>,
+    names_allowed: AtomicU64,
+    names_denied: AtomicU64,
+    name_denials: Mutex<VecDeque<NameDenial>>,
+}
+
+/// A connection the name check refused, as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameDenial {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub dst: SocketAddr,
+    /// The name seen on the wire, if there was one.
+    pub name: Option<String>,
+    pub reason: String,
+}
+
+/// Connections the name check decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameCounts {
+    pub allowed: u64,
+    pub denied: u64,
 }
 
 /// One learned address as status shows it.
@@ -113,6 +138,31 @@ impl Shared {
             refused: self.dns_refused.load(Ordering::Relaxed),
             failed: self.dns_failed.load(Ordering::Relaxed),
         }
+    }
+
+    pub fn count_name_allowed(&self) {
+        self.names_allowed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a name-check denial and remembers it (most recent last).
+    pub fn record_name_denial(&self, denial: NameDenial) {
+        self.names_denied.fetch_add(1, Ordering::Relaxed);
+        let mut d = self.name_denials.lock().unwrap();
+        d.push_back(denial);
+        while d.len() > RECENT_NAME_DENIALS {
+            d.pop_front();
+        }
+    }
+
+    pub fn name_counts(&self) -> NameCounts {
+        NameCounts {
+            allowed: self.names_allowed.load(Ordering::Relaxed),
+            denied: self.names_denied.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn name_denials(&self) -> Vec<NameDenial> {
+        self.name_denials.lock().unwrap().iter().cloned().collect()
     }
 
     pub fn refused_names(&self) -> Vec<String> {

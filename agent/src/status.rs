@@ -17,7 +17,7 @@ use crate::firewall::ruleset::Interfaces;
 use crate::firewall::{Firewall, RuleCounter};
 use crate::policy::Policy;
 use crate::profile::Mode;
-use crate::state::{DnsCounts, LearnedView, Shared};
+use crate::state::{DnsCounts, LearnedView, NameCounts, NameDenial, Shared};
 
 pub const DEFAULT_SOCKET: &str = "/run/rbm/agent.sock";
 
@@ -45,6 +45,14 @@ pub struct StatusReport {
     pub dns: DnsCounts,
     pub learned: Vec<LearnedView>,
     pub refused_names: Vec<String>,
+    /// Whether connections must show an allowed name on the wire.
+    #[serde(default)]
+    pub name_binding: bool,
+    #[serde(default)]
+    pub names: NameCounts,
+    /// The latest connections the name check refused, oldest first.
+    #[serde(default)]
+    pub name_denials: Vec<NameDenial>,
 }
 
 /// Everything the control socket reports from.
@@ -79,6 +87,9 @@ impl StatusSource {
             dns: self.shared.dns_counts(),
             learned: self.shared.learned(),
             refused_names: self.shared.refused_names(),
+            name_binding: self.policy.name_binding && self.policy.access == Mode::Allowlist,
+            names: self.shared.name_counts(),
+            name_denials: self.shared.name_denials(),
         }
     }
 }
@@ -207,6 +218,23 @@ pub fn render(r: &StatusReport) -> String {
         "  refused:     {}",
         join(r.refused_names.iter().rev())
     ));
+    if r.name_binding {
+        line(format!(
+            "  names:       {} connections allowed, {} denied on the wire",
+            r.names.allowed, r.names.denied
+        ));
+        for d in r.name_denials.iter().rev() {
+            line(format!(
+                "    {} {:<28} {:<30} {}",
+                d.proto,
+                d.dst,
+                d.name.as_deref().unwrap_or("(no name)"),
+                d.reason
+            ));
+        }
+    } else {
+        line("  names:       not checked (uplink.name_binding = false)".to_string());
+    }
     out
 }
 
@@ -271,6 +299,18 @@ mod tests {
                 expires_in_secs: 29,
             }],
             refused_names: vec!["evil.test".into()],
+            name_binding: true,
+            names: NameCounts {
+                allowed: 3,
+                denied: 1,
+            },
+            name_denials: vec![NameDenial {
+                at: 0,
+                proto: "tcp".into(),
+                dst: "198.51.100.10:443".parse().unwrap(),
+                name: Some("fronted.test".into()),
+                reason: "TLS name fronted.test is not allowed".into(),
+            }],
         };
         let text = render(&r);
         assert!(text.contains("READY"));
@@ -278,6 +318,8 @@ mod tests {
             text.contains("198.51.100.10") && text.contains("a.test") && text.contains("29s left")
         );
         assert!(text.contains("refused:     evil.test"));
+        assert!(text.contains("3 connections allowed, 1 denied"));
+        assert!(text.contains("fronted.test") && text.contains("198.51.100.10:443"));
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
     }

@@ -14,7 +14,7 @@ mod handler;
 mod upstream;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

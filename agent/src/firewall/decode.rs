@@ -100,9 +100,10 @@ mod tests {
             .collect();
         let expected: usize = rs.chains.iter().map(|c| c.rules.len()).sum();
         assert_eq!(decoded.len(), expected);
-        assert_eq!(decoded[0].chain, "forward");
-        assert_eq!(decoded[0].comment, "accept:established");
-        assert_eq!(decoded[0].packets, 0);
+        let first_forward = decoded.iter().find(|r| r.chain == "forward").unwrap();
+        assert_eq!(first_forward.comment, "accept:name-allowed");
+        assert_eq!(first_forward.packets, 0);
+        assert_eq!(decoded[0].chain, "name-refuse");
     }
 
     #[test]

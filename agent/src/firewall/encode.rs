@@ -253,7 +253,9 @@ impl Exprs<'_> {
     /// reg1 = reg1 & mask (as many bytes as `mask`).
     fn and(&mut self, mask: &[u8]) {
         self.expr("bitwise", |d| {
-            d.u32be(1, REG_1).u32be(2, REG_1).u32be(3, mask.len() as u32);
+            d.u32be(1, REG_1)
+                .u32be(2, REG_1)
+                .u32be(3, mask.len() as u32);
             d.nested(4, |v| {
                 v.bytes(attr::DATA_VALUE, mask);
             });
@@ -475,12 +477,32 @@ mod tests {
         let first_rule = reqs.iter().position(|r| r.cmd == Cmd::NewRule).unwrap();
         let last_set = reqs.iter().rposition(|r| r.cmd == Cmd::NewSet).unwrap();
         assert!(last_set < first_rule);
+        // And every chain before a rule that jumps to it.
+        let chain_at = |name: &str| {
+            reqs.iter()
+                .position(|r| {
+                    r.cmd == Cmd::NewChain
+                        && r.attrs.windows(name.len()).any(|w| w == name.as_bytes())
+                })
+                .unwrap()
+        };
+        let name_open_rule = reqs
+            .iter()
+            .position(|r| r.cmd == Cmd::NewRule && r.attrs.windows(9).any(|w| w == b"name-open"))
+            .unwrap();
+        assert!(chain_at("name-check") < chain_at("name-open"));
+        assert!(chain_at("name-open") < name_open_rule);
     }
 
     #[test]
     fn rules_carry_counter_and_comment() {
         let reqs = ruleset(&rs());
-        let rule = reqs.iter().find(|r| r.cmd == Cmd::NewRule).unwrap();
+        let established = comment_udata("accept:established");
+        let rule = reqs
+            .iter()
+            .filter(|r| r.cmd == Cmd::NewRule)
+            .find(|r| r.attrs.windows(established.len()).any(|w| w == established))
+            .unwrap();
         let attrs = parse_attrs(&rule.attrs);
         let udata = attrs
             .iter()

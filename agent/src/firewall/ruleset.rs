@@ -145,6 +145,7 @@ pub struct ChainDef {
 pub const CT_INVALID: u32 = 1;
 pub const CT_ESTABLISHED: u32 = 2;
 pub const CT_RELATED: u32 = 4;
+pub const CT_NEW: u32 = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
@@ -171,7 +172,10 @@ pub enum Match {
     L4Proto(u8),
     /// A TCP segment without payload whose header is `doff` 32-bit words,
     /// over IPv4 without options or IPv6 without extension headers.
-    TcpNoPayload { v6: bool, doff: u8 },
+    TcpNoPayload {
+        v6: bool,
+        doff: u8,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +183,10 @@ pub enum Action {
     Accept,
     Drop,
     Masquerade,
-    Dnat { addr: Ipv4Addr, port: u16 },
+    Dnat {
+        addr: Ipv4Addr,
+        port: u16,
+    },
     /// Continue in a regular chain, never to come back.
     Goto(&'static str),
     /// Answer a TCP segment with a reset (then drop it).
@@ -419,7 +426,8 @@ const TCP_DOFF: std::ops::RangeInclusive<u8> = 5..=15;
 /// `name-open`: a new connection to an address only a name opened. TCP and
 /// QUIC (UDP 443) are marked and checked; other traffic keeps the address
 /// and port rules. `name-check`: replies and TCP segments without payload
-/// pass, everything else waits in the queue for the agent's verdict.
+/// (but the SYN) pass, everything else waits in the queue for the agent's
+/// verdict.
 /// `name-refuse`: a TCP reset for the client, silence otherwise.
 fn name_check_chains() -> Vec<ChainDef> {
     let regular = |name, rules| ChainDef {
@@ -446,7 +454,16 @@ fn name_check_chains() -> Vec<ChainDef> {
         .marking(marks::CT_NAMED),
         rule(vec![], Action::Accept, "accept:name-other"),
     ];
-    let mut check = vec![rule(vec![Match::CtReply], Action::Accept, "accept:name-reply")];
+    // The SYN too: where the stream starts is read from it, so that a
+    // client cannot make the check read from the middle of its stream.
+    let mut check = vec![
+        rule(vec![Match::CtReply], Action::Accept, "accept:name-reply"),
+        rule(
+            vec![Match::CtState(CT_NEW), Match::L4Proto(tcp)],
+            Action::Queue,
+            "name:syn",
+        ),
+    ];
     for v6 in [false, true] {
         check.extend(TCP_DOFF.map(|doff| {
             rule(
@@ -481,11 +498,7 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
         ]
     };
     let names = binds_names(input);
-    let mut rules = if names {
-        name_verdict_rules()
-    } else {
-        vec![]
-    };
+    let mut rules = if names { name_verdict_rules() } else { vec![] };
     rules.extend([
         rule(
             vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
@@ -753,8 +766,66 @@ mod tests {
             let f = chain(&r, "forward");
             assert!(!f.policy_accept);
             assert_eq!(f.rules.last().unwrap().action, Action::Drop);
-            assert_eq!(f.rules[0].comment, "accept:established");
+            let established = comments(f)
+                .iter()
+                .position(|c| *c == "accept:established")
+                .unwrap();
+            let names = access == Mode::Allowlist;
+            assert_eq!(established, if names { 4 } else { 0 });
         }
+    }
+
+    #[test]
+    fn name_binding_holds_named_connections_before_anything_accepts_them() {
+        let r = Ruleset::build(&input(Mode::Allowlist));
+        let f = chain(&r, "forward");
+        assert_eq!(
+            comments(f)[..5],
+            [
+                "accept:name-allowed",
+                "drop:name-denied",
+                "drop:name-denied-later",
+                "name:undecided",
+                "accept:established"
+            ]
+        );
+        assert_eq!(f.rules[0].set_ct_mark, Some(marks::CT_ALLOWED));
+        assert_eq!(f.rules[1].set_ct_mark, Some(marks::CT_DENIED));
+        for r in f
+            .rules
+            .iter()
+            .filter(|r| r.comment.starts_with("accept:cidr"))
+        {
+            assert_eq!(r.action, Action::Accept, "CIDRs stay address-only");
+        }
+        for r in f
+            .rules
+            .iter()
+            .filter(|r| r.comment.starts_with("accept:learned"))
+        {
+            assert_eq!(r.action, Action::Goto(chains::NAME_OPEN));
+        }
+        let check = chain(&r, chains::NAME_CHECK);
+        assert_eq!(check.kind, ChainType::Regular);
+        assert_eq!(check.rules.last().unwrap().action, Action::Queue);
+        assert_eq!(check.rules[1].action, Action::Queue, "the SYN");
+        assert_eq!(
+            check
+                .rules
+                .iter()
+                .filter(|r| matches!(r.matches.first(), Some(Match::TcpNoPayload { .. })))
+                .count(),
+            22
+        );
+        let open = chain(&r, chains::NAME_OPEN);
+        assert!(open.rules[..2]
+            .iter()
+            .all(|r| r.set_ct_mark == Some(marks::CT_NAMED)));
+        let mut off = input(Mode::Allowlist);
+        off.name_binding = false;
+        let r = Ruleset::build(&off);
+        assert!(r.chains.iter().all(|c| c.kind != ChainType::Regular));
+        assert_eq!(comments(chain(&r, "forward"))[0], "accept:established");
     }
 
     #[test]

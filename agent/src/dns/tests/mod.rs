@@ -21,7 +21,7 @@ const ENCLAVE: Enclave = Enclave {
     bottle_ip: std::net::Ipv4Addr::new(10, 242, 0, 3),
 };
 
-pub(super) fn policy(dns: Mode, access: Mode, domains: &[&str]) -> Policy {
+pub(crate) fn policy(dns: Mode, access: Mode, domains: &[&str]) -> Policy {
     Policy {
         dns,
         access,

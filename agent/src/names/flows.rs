@@ -1,0 +1,387 @@
+//! Packets held until their connection is judged. A connection's first
+//! payload packets wait here (the kernel keeps them queued); once the name
+//! is known every one of them gets the same verdict, in the order they
+//! came. Memory is bounded: so many connections, so many bytes each, so
+//! long; past any bound the connection is denied.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::judge::{self, Denial, Outcome};
+use super::packet::{FlowKey, Packet, Transport};
+use crate::policy::Policy;
+
+/// How long a connection may take to show its name.
+pub const HOLD_FOR: Duration = Duration::from_secs(3);
+/// Connections waiting at once.
+pub const MAX_HELD: usize = 1024;
+/// Bytes held per connection (a ClientHello is a few kilobytes).
+pub const MAX_BYTES: usize = 48 << 10;
+/// How long a verdict is remembered for packets that were already queued
+/// when it was given (the connection's mark stops the rest in the kernel).
+const REMEMBER: Duration = Duration::from_secs(10);
+const MAX_REMEMBERED: usize = 8192;
+/// Where each TCP connection's stream starts, from its SYN, kept this long
+/// for a client that connects first and speaks later.
+const START_KEPT: Duration = Duration::from_secs(600);
+const MAX_STARTS: usize = 65536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward, and mark the connection allowed.
+    Allow,
+    /// Refuse (a TCP reset), and mark the connection denied.
+    Deny,
+    /// Forward this packet only; the connection stays undecided.
+    Pass,
+}
+
+/// What one packet (or a sweep) led to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Queue ids and their verdicts, in the order to send them.
+    pub verdicts: Vec<(u32, Verdict)>,
+    /// A connection just decided, for status.
+    pub decided: Vec<(FlowKey, Outcome)>,
+}
+
+struct Held {
+    since: Instant,
+    bytes: usize,
+    /// Queue id, TCP sequence number (0 for UDP), payload; as they came.
+    packets: Vec<(u32, u32, Vec<u8>)>,
+}
+
+#[derive(Default)]
+pub struct Flows {
+    held: HashMap<FlowKey, Held>,
+    decided: HashMap<FlowKey, (Verdict, Instant)>,
+    /// The sequence number of each connection's first byte of data. The
+    /// stream is read from there and nowhere else: a client that sends a
+    /// later segment first must not make the check read from its middle.
+    starts: HashMap<FlowKey, (u32, Instant)>,
+}
+
+impl Flows {
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// One packet from the queue (`None`: not TCP or UDP, passed as is).
+    pub fn packet(
+        &mut self,
+        policy: &Policy,
+        now: Instant,
+        id: u32,
+        packet: Option<Packet<'_>>,
+    ) -> Step {
+        let pass = |verdict| Step {
+            verdicts: vec![(id, verdict)],
+            decided: vec![],
+        };
+        let Some(packet) = packet else {
+            return pass(Verdict::Pass);
+        };
+        let key = packet.key;
+        if let Some((verdict, _)) = self.decided.get(&key) {
+            return pass(*verdict);
+        }
+        if let Transport::Tcp { seq, syn: true } = packet.transport {
+            self.remember_start(key, seq.wrapping_add(1), now);
+        }
+        if packet.payload.is_empty() {
+            return pass(Verdict::Pass);
+        }
+        if !self.held.contains_key(&key) && self.held.len() >= MAX_HELD {
+            let full = denial("too many connections are waiting for their name");
+            self.remember(key, Verdict::Deny, now);
+            return Step {
+                verdicts: vec![(id, Verdict::Deny)],
+                decided: vec![(key, full)],
+            };
+        }
+        let seq = match packet.transport {
+            Transport::Tcp { seq, syn } => seq.wrapping_add(u32::from(syn)),
+            Transport::Udp => 0,
+        };
+        let start = self.starts.get(&key).map(|(s, _)| *s);
+        let held = self.held.entry(key).or_insert_with(|| Held {
+            since: now,
+            bytes: 0,
+            packets: Vec::new(),
+        });
+        held.bytes += packet.payload.len();
+        held.packets.push((id, seq, packet.payload.to_vec()));
+        let outcome = judge_held(policy, &key, start, held);
+        self.finish(key, outcome, now)
+    }
+
+    /// Denies every connection held longer than `HOLD_FOR`.
+    pub fn expire(&mut self, now: Instant) -> Step {
+        let late: Vec<FlowKey> = self
+            .held
+            .iter()
+            .filter(|(_, h)| now.duration_since(h.since) >= HOLD_FOR)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut step = Step::default();
+        for key in late {
+            let outcome = denial("no complete name within 3 s");
+            let more = self.finish(key, outcome, now);
+            step.verdicts.extend(more.verdicts);
+            step.decided.extend(more.decided);
+        }
+        self.decided
+            .retain(|_, (_, at)| now.duration_since(*at) < REMEMBER);
+        step
+    }
+
+    fn remember_start(&mut self, key: FlowKey, start: u32, now: Instant) {
+        if self.starts.len() >= MAX_STARTS {
+            self.starts
+                .retain(|_, (_, at)| now.duration_since(*at) < START_KEPT);
+            if self.starts.len() >= MAX_STARTS {
+                // The oldest half goes: their first data, if it ever comes,
+                // is denied (the start is unknown).
+                let mut ages: Vec<Instant> = self.starts.values().map(|(_, at)| *at).collect();
+                ages.sort();
+                let cut = ages[ages.len() / 2];
+                self.starts.retain(|_, (_, at)| *at > cut);
+            }
+        }
+        self.starts.insert(key, (start, now));
+    }
+
+    fn finish(&mut self, key: FlowKey, outcome: Outcome, now: Instant) -> Step {
+        let verdict = match &outcome {
+            Outcome::Hold => return Step::default(),
+            Outcome::Allow { .. } => Verdict::Allow,
+            Outcome::Deny(_) => Verdict::Deny,
+        };
+        let held = self.held.remove(&key);
+        self.starts.remove(&key);
+        self.remember(key, verdict, now);
+        Step {
+            verdicts: held
+                .into_iter()
+                .flat_map(|h| h.packets)
+                .map(|(id, _, _)| (id, verdict))
+                .collect(),
+            decided: vec![(key, outcome)],
+        }
+    }
+
+    fn remember(&mut self, key: FlowKey, verdict: Verdict, now: Instant) {
+        if self.decided.len() >= MAX_REMEMBERED {
+            self.decided
+                .retain(|_, (_, at)| now.duration_since(*at) < REMEMBER / 4);
+            if self.decided.len() >= MAX_REMEMBERED {
+                self.decided.clear();
+            }
+        }
+        self.decided.insert(key, (verdict, now));
+    }
+}
+
+fn denial(reason: &str) -> Outcome {
+    Outcome::Deny(Denial {
+        reason: reason.into(),
+        name: None,
+    })
+}
+
+fn judge_held(policy: &Policy, key: &FlowKey, start: Option<u32>, held: &Held) -> Outcome {
+    let port = key.dst.port();
+    let outcome = if key.proto == super::packet::TCP {
+        let Some(start) = start else {
+            return denial("data on a connection whose start the agent did not see");
+        };
+        match stream(start, &held.packets) {
+            Ok(stream) => judge::tcp(policy, port, &stream),
+            Err(why) => denial(why),
+        }
+    } else {
+        let datagrams: Vec<&[u8]> = held.packets.iter().map(|(_, _, d)| &d[..]).collect();
+        judge::udp(policy, port, &datagrams)
+    };
+    if outcome == Outcome::Hold && held.bytes > MAX_BYTES {
+        return denial("no complete name in the first 48 KiB");
+    }
+    outcome
+}
+
+/// The contiguous bytes from `start` (the first byte after the SYN).
+/// Bytes before it are cut, as the server's TCP cuts them. Segments that
+/// overlap must agree: a client that sends the same bytes twice with
+/// different content could show the check one name and the server another.
+fn stream(start: u32, packets: &[(u32, u32, Vec<u8>)]) -> Result<Vec<u8>, &'static str> {
+    let mut segments: Vec<(usize, &[u8])> = packets
+        .iter()
+        .filter_map(|(_, seq, data)| {
+            let at = seq.wrapping_sub(start) as i32;
+            if at >= 0 {
+                return Some((at as usize, &data[..]));
+            }
+            let cut = at.unsigned_abs() as usize;
+            (cut < data.len()).then(|| (0, &data[cut..]))
+        })
+        .collect();
+    segments.sort_by_key(|(at, _)| *at);
+    let mut out: Vec<u8> = Vec::new();
+    for (at, data) in segments {
+        if at > out.len() {
+            break;
+        }
+        let overlap = (out.len() - at).min(data.len());
+        if out[at..at + overlap] != data[..overlap] {
+            return Err("retransmitted bytes that differ from the first ones");
+        }
+        out.extend_from_slice(&data[overlap..]);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::tests::policy;
+    use crate::names::packet::{parse, tests::tcp4, tests::SYN_SEQ};
+    use crate::names::tls::tests::{hello, records};
+    use crate::profile::Mode;
+    use std::net::SocketAddr;
+
+    fn p() -> Policy {
+        policy(Mode::Allowlist, Mode::Allowlist, &["a.test"])
+    }
+
+    const DST: &str = "198.51.100.10:443";
+
+    fn feed(flows: &mut Flows, id: u32, seq: u32, data: &[u8], now: Instant) -> Step {
+        let dst: SocketAddr = DST.parse().unwrap();
+        let bytes = tcp4(dst, seq, data);
+        flows.packet(&p(), now, id, parse(&bytes))
+    }
+
+    /// A flow table that saw the SYN; data starts at `SYN_SEQ + 1`.
+    fn connected(now: Instant) -> Flows {
+        let mut flows = Flows::default();
+        let step = feed(&mut flows, 100, SYN_SEQ, b"", now);
+        assert_eq!(step.verdicts, vec![(100, Verdict::Pass)]);
+        flows
+    }
+
+    const DATA: u32 = SYN_SEQ.wrapping_add(1);
+
+    #[test]
+    fn a_split_hello_is_held_then_released_in_order() {
+        let hello = records(&hello("a.test", 2000, true), 1 << 14);
+        let (one, two) = hello.split_at(1200);
+        let now = Instant::now();
+        let mut flows = connected(now);
+        assert_eq!(feed(&mut flows, 1, DATA, one, now), Step::default());
+        assert_eq!(flows.held(), 1);
+        let step = feed(&mut flows, 2, DATA.wrapping_add(1200), two, now);
+        assert_eq!(
+            step.verdicts,
+            vec![(1, Verdict::Allow), (2, Verdict::Allow)]
+        );
+        assert_eq!(flows.held(), 0);
+        assert_eq!(
+            feed(&mut flows, 3, DATA.wrapping_add(3000), b"more", now).verdicts,
+            vec![(3, Verdict::Allow)],
+            "a packet queued before the mark took effect"
+        );
+    }
+
+    #[test]
+    fn segments_in_any_order_make_one_stream() {
+        let hello = records(&hello("evil.test", 2000, true), 1 << 14);
+        let (one, two) = hello.split_at(1200);
+        let now = Instant::now();
+        let mut flows = connected(now);
+        let later = feed(&mut flows, 2, DATA.wrapping_add(1200), two, now);
+        assert!(
+            later.verdicts.is_empty(),
+            "a later segment alone decides nothing"
+        );
+        let step = feed(&mut flows, 1, DATA, one, now);
+        assert_eq!(step.verdicts, vec![(2, Verdict::Deny), (1, Verdict::Deny)]);
+        assert!(
+            matches!(&step.decided[0].1, Outcome::Deny(d) if d.name.as_deref() == Some("evil.test"))
+        );
+    }
+
+    #[test]
+    fn bytes_before_the_start_are_cut_and_an_unknown_start_is_denied() {
+        let hello = records(&hello("evil.test", 100, true), 1 << 14);
+        let now = Instant::now();
+        let mut flows = connected(now);
+        // One byte that overlaps the SYN, then the hello: the server drops
+        // that byte, and so does the check.
+        let sneaky = [b"X".as_slice(), &hello].concat();
+        let step = feed(&mut flows, 1, SYN_SEQ, &sneaky, now);
+        assert!(
+            matches!(&step.decided[0].1, Outcome::Deny(d) if d.name.as_deref() == Some("evil.test"))
+        );
+        let mut unseen = Flows::default();
+        let step = feed(&mut unseen, 1, DATA, b"SSH-2.0-x\r\n", now);
+        assert_eq!(step.verdicts, vec![(1, Verdict::Deny)]);
+    }
+
+    #[test]
+    fn retransmissions_must_agree() {
+        let hello = records(&hello("a.test", 2000, true), 1 << 14);
+        let now = Instant::now();
+        let mut flows = connected(now);
+        assert!(feed(&mut flows, 1, DATA, &hello[..1200], now)
+            .verdicts
+            .is_empty());
+        let mut forged = hello[..1200].to_vec();
+        forged[1100] ^= 1;
+        let step = feed(&mut flows, 2, DATA, &forged, now);
+        assert_eq!(step.verdicts, vec![(1, Verdict::Deny), (2, Verdict::Deny)]);
+    }
+
+    #[test]
+    fn slow_or_endless_hellos_are_denied() {
+        let hello = records(&hello("a.test", 2000, true), 1 << 14);
+        let now = Instant::now();
+        let mut flows = connected(now);
+        assert!(feed(&mut flows, 1, DATA, &hello[..100], now)
+            .verdicts
+            .is_empty());
+        assert!(flows.expire(now + HOLD_FOR / 2).verdicts.is_empty());
+        let step = flows.expire(now + HOLD_FOR);
+        assert_eq!(step.verdicts, vec![(1, Verdict::Deny)]);
+
+        let mut flows = connected(now);
+        let mut endless = vec![22, 3, 1, 0x40, 0, 1, 0x7f, 0, 0];
+        endless.resize(1400, 0);
+        let mut seq = DATA;
+        let mut last = Step::default();
+        for id in 0..40 {
+            last = feed(&mut flows, id, seq, &endless, now);
+            seq = seq.wrapping_add(endless.len() as u32);
+            endless.fill(0);
+            if !last.verdicts.is_empty() {
+                break;
+            }
+        }
+        assert!(last.verdicts.iter().all(|(_, v)| *v == Verdict::Deny));
+        assert!(!last.verdicts.is_empty(), "denied before 48 KiB");
+    }
+
+    #[test]
+    fn packets_without_payload_or_not_tcp_udp_just_pass() {
+        let now = Instant::now();
+        let mut flows = connected(now);
+        assert_eq!(
+            feed(&mut flows, 9, DATA, b"", now).verdicts,
+            vec![(9, Verdict::Pass)]
+        );
+        assert_eq!(
+            flows.packet(&p(), now, 8, None).verdicts,
+            vec![(8, Verdict::Pass)]
+        );
+    }
+}

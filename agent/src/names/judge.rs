@@ -1,0 +1,191 @@
+//! Decides one connection from its first bytes: which protocol, which
+//! name, and whether a domain rule allows that name on that port.
+
+use super::{http, tls, Seen};
+use crate::policy::Policy;
+use crate::profile::Ports;
+
+/// What to do with a held connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Wait for more bytes.
+    Hold,
+    /// Forward it; `name` is the name it was allowed for, if it had one.
+    Allow {
+        name: Option<String>,
+    },
+    Deny(Denial),
+}
+
+/// Why a connection was refused, in words for status and the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: String,
+    /// The name seen on the wire, when there was one.
+    pub name: Option<String>,
+}
+
+fn deny(reason: impl Into<String>, name: Option<String>) -> Outcome {
+    Outcome::Deny(Denial {
+        reason: reason.into(),
+        name,
+    })
+}
+
+const HTTPS: u16 = 443;
+const HTTP: u16 = 80;
+
+/// A TCP connection to `port` whose stream starts with `stream`.
+pub fn tcp(policy: &Policy, port: u16, stream: &[u8]) -> Outcome {
+    let Some(first) = stream.first() else {
+        return Outcome::Hold;
+    };
+    if *first == tls::HANDSHAKE {
+        if port == HTTP {
+            return deny("TLS on port 80, which carries only HTTP", None);
+        }
+        return names(policy, port, "TLS", tls::client_hello(stream));
+    }
+    if port == HTTPS {
+        return deny("not TLS on port 443, which carries only TLS", None);
+    }
+    match http::request(stream) {
+        Seen::NotThis if port == HTTP => deny("not HTTP on port 80, which carries only HTTP", None),
+        Seen::NotThis => Outcome::Allow { name: None },
+        seen => names(policy, port, "HTTP", seen),
+    }
+}
+
+/// A UDP flow to `port` from its datagrams so far. Only QUIC (UDP 443)
+/// is held for a check; its name is in the first Initial packets.
+pub fn udp(policy: &Policy, port: u16, datagrams: &[&[u8]]) -> Outcome {
+    if port != HTTPS {
+        return Outcome::Allow { name: None };
+    }
+    names(policy, port, "QUIC", super::quic::initial_name(datagrams))
+}
+
+/// Whether a protocol's names are all allowed on `port`.
+pub fn names(policy: &Policy, port: u16, proto: &str, seen: Seen) -> Outcome {
+    let names = match seen {
+        Seen::NeedMore => return Outcome::Hold,
+        Seen::Name(name) => vec![name],
+        Seen::Names(names) => names,
+        Seen::NoName(what) | Seen::Malformed(what) => return deny(what, None),
+        Seen::NotThis => return deny(format!("not {proto}"), None),
+    };
+    for name in &names {
+        match policy.grant_for(name) {
+            None => {
+                return deny(
+                    format!("{proto} name {name} is not allowed"),
+                    Some(name.clone()),
+                )
+            }
+            Some(Ports::Only(ports)) if !ports.contains(&port) => {
+                return deny(
+                    format!("{proto} name {name} is not allowed on port {port}"),
+                    Some(name.clone()),
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    Outcome::Allow {
+        name: names.into_iter().next_back(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::tests::policy;
+    use crate::names::tls::tests::{hello, records};
+    use crate::profile::Mode;
+
+    fn p() -> Policy {
+        policy(
+            Mode::Allowlist,
+            Mode::Allowlist,
+            &["a.test", "ports.test:443", "*.cdn.test"],
+        )
+    }
+
+    fn tls_for(name: &str) -> Vec<u8> {
+        records(&hello(name, 100, false), 1 << 14)
+    }
+
+    fn denied(o: Outcome) -> String {
+        match o {
+            Outcome::Deny(d) => d.reason,
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn allowed_names_pass_on_their_ports_only() {
+        let p = p();
+        assert_eq!(
+            tcp(&p, 443, &tls_for("a.test")),
+            Outcome::Allow {
+                name: Some("a.test".into())
+            }
+        );
+        assert!(matches!(
+            tcp(&p, 443, &tls_for("x.cdn.test")),
+            Outcome::Allow { .. }
+        ));
+        assert!(matches!(
+            tcp(&p, 443, &tls_for("ports.test")),
+            Outcome::Allow { .. }
+        ));
+        assert_eq!(
+            denied(tcp(&p, 8443, &tls_for("ports.test"))),
+            "TLS name ports.test is not allowed on port 8443"
+        );
+        assert_eq!(
+            denied(tcp(&p, 443, &tls_for("evil.test"))),
+            "TLS name evil.test is not allowed"
+        );
+    }
+
+    #[test]
+    fn ports_443_and_80_carry_only_their_protocol() {
+        let p = p();
+        assert_eq!(
+            denied(tcp(&p, 443, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")),
+            "not TLS on port 443, which carries only TLS"
+        );
+        assert_eq!(
+            denied(tcp(&p, 80, &tls_for("a.test"))),
+            "TLS on port 80, which carries only HTTP"
+        );
+        assert_eq!(
+            denied(tcp(&p, 80, b"SSH-2.0-x\r\n")),
+            "not HTTP on port 80, which carries only HTTP"
+        );
+        assert_eq!(tcp(&p, 22, b"SSH-2.0-x\r\n"), Outcome::Allow { name: None });
+    }
+
+    #[test]
+    fn http_hosts_are_checked_on_any_port() {
+        let p = p();
+        assert!(matches!(
+            tcp(&p, 80, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+            Outcome::Allow { .. }
+        ));
+        assert_eq!(
+            denied(tcp(&p, 8080, b"GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n")),
+            "HTTP name evil.test is not allowed"
+        );
+        assert_eq!(
+            denied(tcp(
+                &p,
+                80,
+                b"GET http://evil.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"
+            )),
+            "HTTP name evil.test is not allowed"
+        );
+        assert_eq!(tcp(&p, 80, b"GET / HTTP/1.1\r\nHo"), Outcome::Hold);
+    }
+}

@@ -147,19 +147,26 @@ impl NfQueue {
         }
     }
 
-    fn set_timeout(&self, wait: Duration) {
-        let tv = libc::timeval {
-            tv_sec: wait.as_secs() as libc::time_t,
-            tv_usec: wait.subsec_micros().max(1) as libc::suseconds_t,
+    /// Waits until a read would not block, or `wait` passed.
+    fn readable(&self, wait: Duration) -> io::Result<bool> {
+        let mut fd = libc::pollfd {
+            fd: self.socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
         };
-        // SAFETY: the bytes of a live timeval.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&tv as *const libc::timeval).cast::<u8>(),
-                std::mem::size_of::<libc::timeval>(),
-            )
-        };
-        set_opt(&self.socket, libc::SOL_SOCKET, libc::SO_RCVTIMEO, bytes);
+        let ms = wait.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one live pollfd.
+        match unsafe { libc::poll(&mut fd, 1, ms) } {
+            n if n < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+            n => Ok(n > 0),
+        }
     }
 }
 
@@ -202,8 +209,10 @@ pub fn verdict_message(id: u32, verdict: Verdict) -> Vec<u8> {
 
 impl PacketQueue for NfQueue {
     fn recv(&mut self, wait: Duration) -> io::Result<Vec<Queued>> {
-        self.set_timeout(wait);
-        match self.socket.recv(&mut &mut self.buf[..], 0) {
+        if !self.readable(wait)? {
+            return Ok(Vec::new());
+        }
+        match self.socket.recv(&mut &mut self.buf[..], libc::MSG_DONTWAIT) {
             Ok(n) => Ok(parse_packets(&self.buf[..n])),
             Err(e)
                 if matches!(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use hickory_proto::rr::RecordType;
-use rbm_tests::probe::{conn, dns, latency, net, raw, reach, resolv, Report};
+use rbm_tests::probe::{conn, dns, hello, latency, net, raw, reach, resolv, Report};
 
 #[derive(Parser)]
 #[command(name = "rbm-probe", about = "Reports what a bottle can reach, as JSON")]
@@ -77,6 +77,27 @@ enum Command {
     },
     /// Listen forever on TCP and UDP; tell each client `bottle LOCAL sees PEER`.
     Serve { addr: SocketAddr },
+    /// Send a ClientHello, an HTTP request or text; read the answer.
+    Send {
+        addr: SocketAddr,
+        /// A TLS ClientHello with this server name ("" for none).
+        #[arg(long, group = "what")]
+        tls: Option<String>,
+        /// An HTTP/1.1 request with this Host.
+        #[arg(long, group = "what")]
+        http: Option<String>,
+        /// These bytes as text.
+        #[arg(long, group = "what")]
+        text: Option<String>,
+        /// Write the first N bytes, wait, then the rest (two segments).
+        #[arg(long)]
+        split: Option<usize>,
+        /// One datagram instead of a TCP connection.
+        #[arg(long)]
+        udp: bool,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
     /// Send arbitrary bytes as a DNS query and print the reply as hex.
     RawDns {
         addr: SocketAddr,
@@ -182,6 +203,25 @@ fn dispatch(command: Command) -> Result<Report, String> {
             })
         }
         Command::Serve { addr } => conn::serve(addr),
+        Command::Send {
+            addr,
+            tls,
+            http,
+            text,
+            split,
+            udp,
+            timeout_ms,
+        } => {
+            let data = match (tls, http, text) {
+                (Some(name), _, _) => {
+                    hello::client_hello(Some(name.as_str()).filter(|n| !n.is_empty()))
+                }
+                (_, Some(host), _) => hello::http_request(&host),
+                (_, _, Some(text)) => text.into_bytes(),
+                _ => return Err("usage: send needs --tls, --http or --text".into()),
+            };
+            conn::run_send(addr, &data, split, udp, ms(timeout_ms))
+        }
         Command::RawDns {
             addr,
             hex,

@@ -35,6 +35,11 @@ struct Cli {
     /// Serve `world LOCAL sees PEER` over UDP on this address (repeatable).
     #[arg(long)]
     udp: Vec<SocketAddr>,
+    /// Serve "what did you get" over TCP and UDP on this address: read
+    /// what a client sends, log `recv PROTO LOCAL PEER BYTES`, answer
+    /// `world LOCAL got N bytes` (repeatable).
+    #[arg(long)]
+    recv: Vec<SocketAddr>,
     /// Append one line `PROTO QNAME QTYPE` per DNS query received; `-`:
     /// print `query PROTO QNAME QTYPE` on stdout instead.
     #[arg(long)]
@@ -53,6 +58,7 @@ fn main() -> Result<()> {
         dns: cli.dns,
         tcp: cli.tcp,
         udp: cli.udp,
+        recv: cli.recv,
     };
     raise_nofile_limit();
     tokio::runtime::Builder::new_multi_thread()

@@ -35,6 +35,47 @@ pub fn run_tcp(addr: SocketAddr, timeout: Duration) -> Report {
     report(tcp_line(addr, timeout))
 }
 
+/// `send`: connect, send `data` (in two writes at `split`, apart in time,
+/// so that they leave as two segments), then read the server's answer
+/// until it closes. Over UDP: `data` as one datagram, one reply.
+pub fn run_send(
+    addr: SocketAddr,
+    data: &[u8],
+    split: Option<usize>,
+    udp: bool,
+    timeout: Duration,
+) -> Report {
+    if udp {
+        let result = UdpSocket::bind(unspecified_for(&addr))
+            .map_err(|e| describe("bind", &e))
+            .and_then(|socket| udp_exchange(&socket, addr, data, timeout));
+        return report(result);
+    }
+    report(tcp_send(addr, data, split, timeout))
+}
+
+fn tcp_send(
+    addr: SocketAddr,
+    data: &[u8],
+    split: Option<usize>,
+    timeout: Duration,
+) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    let mut stream =
+        connect(addr, timeout).map_err(|e| describe(&format!("connect {addr}"), &e))?;
+    let fail = |e: io::Error| describe(&format!("send to {addr}"), &e);
+    stream.set_nodelay(true).map_err(fail)?;
+    let (first, second) = data.split_at(split.unwrap_or(data.len()).min(data.len()));
+    stream.write_all(first).map_err(fail)?;
+    if !second.is_empty() {
+        std::thread::sleep(Duration::from_millis(50));
+        stream.write_all(second).map_err(fail)?;
+    }
+    let answer = read_to_eof_by(&mut stream, deadline, timeout)
+        .map_err(|e| describe(&format!("read from {addr}"), &e))?;
+    Ok(String::from_utf8_lossy(&answer).trim().to_string())
+}
+
 /// `udp`: one datagram, no retry, one reply.
 pub fn run_udp(addr: SocketAddr, timeout: Duration) -> Report {
     report(udp_reply(addr, timeout))
@@ -59,10 +100,19 @@ pub fn tcp_line(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
 
 /// Sends one datagram to `addr` from `socket` and waits for one reply from it.
 pub fn udp_line(socket: &UdpSocket, addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    udp_exchange(socket, addr, UDP_PAYLOAD, timeout)
+}
+
+fn udp_exchange(
+    socket: &UdpSocket,
+    addr: SocketAddr,
+    data: &[u8],
+    timeout: Duration,
+) -> Result<String, String> {
     let what = format!("udp {addr}");
     let fail = |e: io::Error| describe(&what, &e);
     socket.connect(addr).map_err(fail)?;
-    socket.send(UDP_PAYLOAD).map_err(fail)?;
+    socket.send(data).map_err(fail)?;
     socket.set_read_timeout(Some(timeout)).map_err(fail)?;
     let mut buf = vec![0u8; 65535];
     match socket.recv(&mut buf) {

@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod dns;
+pub mod hello;
 pub mod latency;
 pub mod net;
 pub mod raw;

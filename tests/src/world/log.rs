@@ -11,6 +11,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
+use std::net::SocketAddr;
+
 use anyhow::{anyhow, Context, Result};
 
 /// What starts a query line on stdout.
@@ -79,20 +81,61 @@ pub fn read_query_log(path: &Path) -> Result<Vec<LoggedQuery>> {
     parse_query_log(&text)
 }
 
-/// The queries in a log file's text.
+/// What a "what did you get" server logged for one connection or datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub proto: String,
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub bytes: usize,
+}
+
+const RECEIPT: &str = "recv ";
+
+/// The queries in a log file's text (receipts are not queries).
 pub fn parse_query_log(text: &str) -> Result<Vec<LoggedQuery>> {
     text.lines()
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(RECEIPT))
         .map(parse_line)
+        .collect()
+}
+
+/// The receipts in a log file's text.
+pub fn parse_receipts(text: &str) -> Result<Vec<Receipt>> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(RECEIPT))
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let [proto, local, peer, bytes] = fields[..] else {
+                return Err(anyhow!(
+                    "receipt is not `recv PROTO LOCAL PEER BYTES`: {l:?}"
+                ));
+            };
+            Ok(Receipt {
+                proto: proto.into(),
+                local: local.parse().context("receipt's local address")?,
+                peer: peer.parse().context("receipt's peer address")?,
+                bytes: bytes.parse().context("receipt's byte count")?,
+            })
+        })
         .collect()
 }
 
 /// The queries a world logged on stdout (other lines, e.g. `ready`, are not queries).
 pub fn queries_in_output(stdout: &str) -> Result<Vec<LoggedQuery>> {
+    parse_query_log(&world_lines(stdout))
+}
+
+/// The receipts a world logged on stdout.
+pub fn receipts_in_output(stdout: &str) -> Result<Vec<Receipt>> {
+    parse_receipts(&world_lines(stdout))
+}
+
+fn world_lines(stdout: &str) -> String {
     stdout
         .lines()
         .filter_map(|l| l.strip_prefix(STDOUT_PREFIX))
-        .map(parse_line)
+        .map(|l| format!("{l}\n"))
         .collect()
 }
 
@@ -137,9 +180,13 @@ mod tests {
 
     #[test]
     fn queries_on_stdout_are_told_from_other_lines() {
-        let out = "ready\nquery udp Api.Example.test. A\nsomething else\nquery tcp b.test. TXT\n";
+        let out = "ready\nquery udp Api.Example.test. A\nsomething else\nquery tcp b.test. TXT\nquery recv tcp 198.51.100.70:443 10.243.0.2:4000 1800\n";
         let read = queries_in_output(out).unwrap();
         assert_eq!(read.len(), 2);
+        let receipts = receipts_in_output(out).unwrap();
+        assert_eq!(receipts.len(), 1);
+        assert_eq!(receipts[0].bytes, 1800);
+        assert_eq!(receipts[0].local, "198.51.100.70:443".parse().unwrap());
         assert!(was_asked(&read, "api.example.test"));
         assert_eq!(read[1].qtype, "TXT");
     }

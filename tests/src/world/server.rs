@@ -26,7 +26,14 @@ pub struct WorldConfig {
     pub dns: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub udp: Vec<SocketAddr>,
+    /// "What did you get" servers, TCP and UDP.
+    pub recv: Vec<SocketAddr>,
 }
+
+/// How long a "what did you get" server waits for more bytes.
+const RECV_IDLE: Duration = Duration::from_millis(500);
+/// Most bytes it reads from one connection.
+const RECV_MAX: usize = 64 << 10;
 
 struct Dns {
     zone: Zone,
@@ -55,6 +62,10 @@ pub async fn serve(config: WorldConfig) -> Result<()> {
     }
     for addr in &config.udp {
         tokio::spawn(sees_udp(bind_udp(*addr).await?));
+    }
+    for addr in &config.recv {
+        tokio::spawn(recv_tcp(bind_tcp(*addr).await?, Arc::clone(&dns)));
+        tokio::spawn(recv_udp(bind_udp(*addr).await?, Arc::clone(&dns)));
     }
     println!("ready");
     io::Write::flush(&mut io::stdout())?;
@@ -166,6 +177,58 @@ async fn sees_udp(socket: UdpSocket) {
                 let _ = socket
                     .send_to(sees_line(local, peer).as_bytes(), peer)
                     .await;
+            }
+            Err(e) => eprintln!("rbm-world: udp {local} recv: {e}"),
+        }
+    }
+}
+
+/// The line a "what did you get" server logs: `recv PROTO LOCAL PEER BYTES`.
+pub fn receipt_line(proto: &str, local: SocketAddr, peer: SocketAddr, bytes: usize) -> String {
+    format!("recv {proto} {local} {peer} {bytes}")
+}
+
+/// Reads what each client sends until it pauses (or closes), logs how many
+/// bytes came, and answers `world LOCAL got N bytes`.
+async fn recv_tcp(listener: TcpListener, dns: Arc<Dns>) {
+    loop {
+        match listener.accept().await {
+            Ok((mut stream, peer)) => {
+                let dns = Arc::clone(&dns);
+                tokio::spawn(async move {
+                    let Ok(local) = stream.local_addr() else {
+                        return;
+                    };
+                    let mut got = Vec::new();
+                    let mut buf = vec![0u8; 16 << 10];
+                    while got.len() < RECV_MAX {
+                        match timeout(RECV_IDLE, stream.read(&mut buf)).await {
+                            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                            _ => break,
+                        }
+                    }
+                    dns.log.record(&receipt_line("tcp", local, peer, got.len()));
+                    let answer = format!("world {local} got {} bytes\n", got.len());
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+async fn recv_udp(socket: UdpSocket, dns: Arc<Dns>) {
+    let Ok(local) = socket.local_addr() else {
+        return;
+    };
+    let mut buf = vec![0u8; 65535];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, peer)) => {
+                dns.log.record(&receipt_line("udp", local, peer, n));
+                let answer = format!("world {local} got {n} bytes\n");
+                let _ = socket.send_to(answer.as_bytes(), peer).await;
             }
             Err(e) => eprintln!("rbm-world: udp {local} recv: {e}"),
         }

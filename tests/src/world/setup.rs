@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::log::{read_query_log, was_asked, LoggedQuery};
+use super::log::{parse_receipts, read_query_log, was_asked, LoggedQuery, Receipt};
 use crate::bins::static_bin;
 use crate::cmd::Spawned;
 use crate::netns::{Ns, Topology};
@@ -24,6 +24,7 @@ pub struct WorldSetup {
     pub dns: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub udp: Vec<SocketAddr>,
+    pub recv: Vec<SocketAddr>,
 }
 
 impl WorldSetup {
@@ -49,6 +50,11 @@ impl WorldSetup {
         self
     }
 
+    pub fn recv(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.recv.extend(addrs);
+        self
+    }
+
     /// The rbm-world command line arguments (zone and log paths given).
     pub fn args(&self, zone_file: &Path, query_log: &Path) -> Vec<String> {
         let zone = ["--zone".into(), zone_file.display().to_string()];
@@ -68,6 +74,7 @@ impl WorldSetup {
             ("--dns", &self.dns),
             ("--tcp", &self.tcp),
             ("--udp", &self.udp),
+            ("--recv", &self.recv),
         ] {
             for addr in addrs {
                 args.push(flag.into());
@@ -108,6 +115,15 @@ impl RunningWorld {
     /// Every query received so far.
     pub fn queries(&self) -> Result<Vec<LoggedQuery>> {
         read_query_log(&self.log)
+    }
+
+    /// What the "what did you get" servers received so far.
+    pub fn receipts(&self) -> Result<Vec<Receipt>> {
+        match std::fs::read_to_string(&self.log) {
+            Ok(text) => parse_receipts(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.log.display())),
+        }
     }
 
     /// Whether `name` was ever asked (case-insensitive).

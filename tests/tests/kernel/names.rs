@@ -1,0 +1,201 @@
+//! Name binding in the kernel: connections to an address that a name
+//! opened must carry an allowed name on the wire. The world's "what did you
+//! get" servers on `names.example.test` (one address, any name) log how many
+//! bytes each connection brought: a denied connection must bring none.
+
+use super::*;
+use rbm_tests::world::log::Receipt;
+
+/// Where `names.example.test` has "what did you get" servers.
+pub const RECV_PORTS: [u16; 3] = [80, 443, 8443];
+const ALLOWED_NAME: &str = "names.example.test";
+const FOREIGN_NAME: &str = "fronted.other.test";
+/// How long the world waits for more bytes before it logs a connection.
+const SETTLE: Duration = Duration::from_secs(10);
+
+fn names_lab(name_binding: bool) -> Result<Option<Lab>> {
+    let lab = lab(Options {
+        name_binding,
+        ..STANDARD
+    })?;
+    if let Some(lab) = &lab {
+        lab.resolve(ALLOWED_NAME, NAMES)?;
+    }
+    Ok(lab)
+}
+
+impl Lab {
+    /// `rbm-probe send ADDR ARGS...` from the bottle.
+    fn send(&self, addr: SocketAddr, args: &[&str]) -> Result<ProbeRun> {
+        let target = addr.to_string();
+        let mut all = vec!["send", target.as_str(), "--timeout-ms", "3000"];
+        all.extend_from_slice(args);
+        self.probe(&all)
+    }
+
+    /// The send must get the world's answer; returns the byte count it saw.
+    fn passes(&self, addr: SocketAddr, args: &[&str]) -> Result<usize> {
+        let run = self.send(addr, args)?;
+        ensure!(run.ok(), "{args:?} to {addr} should pass: {}", run.json);
+        let reply = str_field(&run.json, "reply")?;
+        let bytes = reply
+            .split_whitespace()
+            .nth(3)
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("not `world LOCAL got N bytes`: {reply}"))?;
+        Ok(bytes)
+    }
+
+    /// The send must fail: a TCP reset from the sentry, or UDP silence.
+    fn refused(&self, addr: SocketAddr, args: &[&str]) -> Result<()> {
+        let run = self.send(addr, args)?;
+        ensure!(
+            !run.ok(),
+            "{args:?} to {addr} should be refused: {}",
+            run.json
+        );
+        let error = str_field(&run.json, "error")?;
+        let want = if args.contains(&"--udp") {
+            "timeout"
+        } else {
+            "reset"
+        };
+        ensure!(
+            error.starts_with(want),
+            "{args:?} to {addr}: expected {want}, got {error}"
+        );
+        Ok(())
+    }
+
+    /// Waits until the world logged `count` connections, and returns them.
+    fn receipts(&self, count: usize) -> Result<Vec<Receipt>> {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let receipts = self.world.receipts()?;
+            if receipts.len() >= count || Instant::now() > deadline {
+                ensure!(
+                    receipts.len() == count,
+                    "the world logged {} connections, want {count}: {receipts:?}",
+                    receipts.len()
+                );
+                return Ok(receipts);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn name_denials(&self) -> Result<Vec<Value>> {
+        let status = self.status()?;
+        Ok(status["name_denials"]
+            .as_array()
+            .cloned()
+            .with_context(|| format!("no name_denials in status: {status}"))?)
+    }
+}
+
+/// Only the connections that passed brought bytes, exactly theirs.
+fn only_passed_brought_bytes(receipts: &[Receipt], passed: &[usize]) {
+    let mut got: Vec<usize> = receipts
+        .iter()
+        .map(|r| r.bytes)
+        .filter(|b| *b > 0)
+        .collect();
+    let mut want = passed.to_vec();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "bytes that reached the world: {receipts:?}");
+}
+
+#[test]
+fn an_allowed_sni_passes_and_a_foreign_or_missing_one_brings_the_world_nothing() -> Result<()> {
+    let Some(lab) = names_lab(true)? else {
+        return Ok(());
+    };
+    let https = sock(NAMES, 443);
+    let passed = lab.passes(https, &["--tls", ALLOWED_NAME])?;
+    assert!(passed > 1460, "the hello spans two segments: {passed}");
+    lab.refused(https, &["--tls", FOREIGN_NAME])?;
+    lab.refused(https, &["--tls", ""])?;
+    // Any allowed name on the address's port: a CDN serves many.
+    let ports = lab.passes(https, &["--tls", "ports.example.test"])?;
+    let other = lab.passes(sock(NAMES, 8443), &["--tls", ALLOWED_NAME])?;
+    // ports.example.test is allowed on 443 only.
+    lab.refused(sock(NAMES, 8443), &["--tls", "ports.example.test"])?;
+    let receipts = lab.receipts(6)?;
+    only_passed_brought_bytes(&receipts, &[passed, ports, other]);
+
+    let denials = lab.name_denials()?;
+    let text = serde_json::to_string(&denials)?;
+    assert!(text.contains(FOREIGN_NAME), "{text}");
+    assert!(text.contains("TLS without a server name"), "{text}");
+    assert!(text.contains("not allowed on port 8443"), "{text}");
+    let status = lab.status()?;
+    assert_eq!(status["name_binding"], true);
+    assert_eq!(status["names"]["denied"], 3, "{status}");
+    assert_eq!(status["names"]["allowed"], 3, "{status}");
+    Ok(())
+}
+
+#[test]
+fn a_client_hello_split_in_two_is_held_until_its_name_is_known() -> Result<()> {
+    let Some(lab) = names_lab(true)? else {
+        return Ok(());
+    };
+    let https = sock(NAMES, 443);
+    // The name is at the end of the hello: in the second segment.
+    let passed = lab.passes(https, &["--tls", ALLOWED_NAME, "--split", "600"])?;
+    lab.refused(https, &["--tls", FOREIGN_NAME, "--split", "600"])?;
+    let receipts = lab.receipts(2)?;
+    only_passed_brought_bytes(&receipts, &[passed]);
+    Ok(())
+}
+
+#[test]
+fn ports_443_and_80_carry_only_tls_and_http_and_hosts_are_checked() -> Result<()> {
+    let Some(lab) = names_lab(true)? else {
+        return Ok(());
+    };
+    let (http, https, other) = (sock(NAMES, 80), sock(NAMES, 443), sock(NAMES, 8443));
+    let mut passed = vec![lab.passes(http, &["--http", ALLOWED_NAME])?];
+    lab.refused(http, &["--http", FOREIGN_NAME])?;
+    lab.refused(http, &["--tls", ALLOWED_NAME])?;
+    lab.refused(http, &["--text", "SSH-2.0-rbm\r\n"])?;
+    lab.refused(https, &["--http", ALLOWED_NAME])?;
+    lab.refused(https, &["--text", "hello"])?;
+    lab.refused(other, &["--http", FOREIGN_NAME])?;
+    passed.push(lab.passes(other, &["--text", "SSH-2.0-rbm\r\n"])?);
+    let receipts = lab.receipts(8)?;
+    only_passed_brought_bytes(&receipts, &passed);
+    Ok(())
+}
+
+#[test]
+fn quic_to_a_named_address_is_dropped_and_other_udp_keeps_the_address_rules() -> Result<()> {
+    let Some(lab) = names_lab(true)? else {
+        return Ok(());
+    };
+    lab.refused(sock(NAMES, 443), &["--udp", "--text", "not quic"])?;
+    let passed = lab.passes(sock(NAMES, 8443), &["--udp", "--text", "any datagram"])?;
+    let receipts = lab.receipts(1)?;
+    assert_eq!(receipts[0].bytes, passed);
+    assert_eq!(receipts[0].local.port(), 8443);
+    Ok(())
+}
+
+#[test]
+fn cidrs_and_name_binding_off_keep_address_only_filtering() -> Result<()> {
+    let Some(lab) = names_lab(true)? else {
+        return Ok(());
+    };
+    // A CIDR is the explicit "trust this range": no name check.
+    lab.passes(sock(IN_CIDR, 443), &["--tls", FOREIGN_NAME])?;
+    drop(lab);
+    let Some(off) = names_lab(false)? else {
+        return Ok(());
+    };
+    off.passes(sock(NAMES, 443), &["--tls", FOREIGN_NAME])?;
+    off.passes(sock(NAMES, 443), &["--text", "hello"])?;
+    let status = off.status()?;
+    assert_eq!(status["name_binding"], false);
+    Ok(())
+}

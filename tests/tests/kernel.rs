@@ -84,6 +84,7 @@ fn zone(race: u32) -> String {
          never.other.test.     A     60 198.51.100.20\n\
          evil.example.test.    A     60 198.51.100.66\n\
          names.example.test.   A     60 198.51.100.70\n\
+         names.example.test.   HTTPS 60 1 . alpn=h2 ipv4hint=203.0.113.99 ech=0004deadbeef\n\
          six.example.test.     AAAA  60 fd00:99::10\n\
          rebind.example.test.  A     60 10.243.0.1\n\
          rebind.example.test.  A     60 127.0.0.1\n\

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use hickory_proto::rr::rdata::svcb::{Mandatory, SvcParamKey, SvcParamValue};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::firewall::Learn;
@@ -94,6 +95,41 @@ pub(crate) fn withhold_protected(
         })
         .collect();
     (kept, withheld)
+}
+
+/// HTTPS/SVCB parameters that would get around the filter: `ech` (an
+/// Encrypted ClientHello hides the real server name behind the provider's)
+/// and address hints (addresses that no A/AAAA answer opened). Without
+/// them a client resolves A/AAAA, which opens its addresses, and sends its
+/// real name in the clear.
+const STRIPPED_PARAMS: [SvcParamKey; 3] = [
+    SvcParamKey::EchConfigList,
+    SvcParamKey::Ipv4Hint,
+    SvcParamKey::Ipv6Hint,
+];
+
+/// Strips `STRIPPED_PARAMS` from HTTPS and SVCB records (and from their
+/// `mandatory` lists, so the records stay valid). Returns how many
+/// parameters went.
+pub(crate) fn strip_service_params(records: &mut [Record]) -> usize {
+    let mut stripped = 0;
+    for record in records.iter_mut() {
+        let svcb = match &mut record.data {
+            RData::HTTPS(https) => &mut https.0,
+            RData::SVCB(svcb) => svcb,
+            _ => continue,
+        };
+        let before = svcb.svc_params.len();
+        svcb.svc_params
+            .retain(|(key, _)| !STRIPPED_PARAMS.contains(key));
+        stripped += before - svcb.svc_params.len();
+        for (_, value) in svcb.svc_params.iter_mut() {
+            if let SvcParamValue::Mandatory(Mandatory(keys)) = value {
+                keys.retain(|key| !STRIPPED_PARAMS.contains(key));
+            }
+        }
+    }
+    stripped
 }
 
 /// Lowers the TTL of `addr`'s records to `left` (whole seconds, rounded
@@ -265,6 +301,49 @@ mod tests {
         assert!(learn_items(&kept, &Ports::All, &p)
             .iter()
             .all(|l| l.addr == "192.0.2.1".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn ech_and_address_hints_are_stripped_from_https_records() {
+        use hickory_proto::rr::rdata::svcb::{Alpn, EchConfigList, IpHint, SVCB};
+        use hickory_proto::rr::rdata::{A, HTTPS};
+        let params = vec![
+            (
+                SvcParamKey::Mandatory,
+                SvcParamValue::Mandatory(Mandatory(vec![
+                    SvcParamKey::Alpn,
+                    SvcParamKey::EchConfigList,
+                ])),
+            ),
+            (
+                SvcParamKey::Alpn,
+                SvcParamValue::Alpn(Alpn(vec!["h2".into()])),
+            ),
+            (
+                SvcParamKey::Ipv4Hint,
+                SvcParamValue::Ipv4Hint(IpHint(vec![A("203.0.113.99".parse().unwrap())])),
+            ),
+            (
+                SvcParamKey::EchConfigList,
+                SvcParamValue::EchConfigList(EchConfigList(vec![0, 4, 1, 2, 3, 4])),
+            ),
+        ];
+        let https = RData::HTTPS(HTTPS(SVCB::new(1, Name::root(), params)));
+        let mut records = vec![
+            Record::from_rdata(name("a.test"), 60, https),
+            a("a.test", "192.0.2.1", 60),
+        ];
+        assert_eq!(strip_service_params(&mut records), 2);
+        let RData::HTTPS(HTTPS(svcb)) = &records[0].data else {
+            panic!("still HTTPS")
+        };
+        let keys: Vec<SvcParamKey> = svcb.svc_params.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [SvcParamKey::Mandatory, SvcParamKey::Alpn]);
+        assert_eq!(
+            svcb.svc_params[0].1,
+            SvcParamValue::Mandatory(Mandatory(vec![SvcParamKey::Alpn]))
+        );
+        assert_eq!(strip_service_params(&mut records), 0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use super::answer::{cap_ttl, cname_chain, learn_items, withhold_protected};
+use super::answer::{cap_ttl, cname_chain, learn_items, strip_service_params, withhold_protected};
 use super::decide::{check_request, decide, Decision};
 use super::upstream::Upstream;
 use super::Learner;
@@ -100,6 +100,10 @@ impl Proxy {
         };
         let rcode = upstream_answer.metadata.response_code;
         let mut answers = cname_chain(&query.name, query.query_type, &upstream_answer.answers);
+        let stripped = strip_service_params(&mut answers);
+        if stripped > 0 {
+            tracing::debug!(%name, stripped, "ech and address hints stripped");
+        }
         if let (ResponseCode::NoError, Some(ports)) = (rcode, grant) {
             let (kept, withheld) = withhold_protected(answers, &self.policy);
             if !withheld.is_empty() {

@@ -1,5 +1,7 @@
 //! The world's zone: one record per line, `NAME TYPE TTL VALUE`, with TYPE
-//! one of A, AAAA, CNAME, TXT; `#` starts a comment (outside quotes).
+//! one of A, AAAA, CNAME, TXT, HTTPS; `#` starts a comment (outside quotes).
+//! An HTTPS value is `PRIORITY TARGET` and parameters `alpn=a,b`,
+//! `ipv4hint=IP,IP`, `ipv6hint=IP,IP`, `ech=HEX`.
 //!
 //! ```text
 //! api.example.test.      A     60  198.51.100.10
@@ -15,7 +17,10 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, TXT};
+use hickory_proto::rr::rdata::svcb::{
+    Alpn, EchConfigList, IpHint, SvcParamKey, SvcParamValue, SVCB,
+};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// Longest CNAME chain followed before answering SERVFAIL (loops).
@@ -173,8 +178,73 @@ fn parse_value(rtype: &str, value: &str) -> Result<(RecordType, RData)> {
         )),
         "CNAME" => Ok((RecordType::CNAME, RData::CNAME(CNAME(fqdn(value)?)))),
         "TXT" => Ok((RecordType::TXT, RData::TXT(txt(value)))),
-        other => bail!("unsupported record type {other:?} (use A, AAAA, CNAME or TXT)"),
+        "HTTPS" => Ok((RecordType::HTTPS, RData::HTTPS(HTTPS(service(value)?)))),
+        other => bail!("unsupported record type {other:?} (use A, AAAA, CNAME, TXT or HTTPS)"),
     }
+}
+
+/// An HTTPS value: `PRIORITY TARGET key=value...`.
+fn service(value: &str) -> Result<SVCB> {
+    let mut words = value.split_whitespace();
+    let (Some(priority), Some(target)) = (words.next(), words.next()) else {
+        bail!("expected `PRIORITY TARGET key=value...`, got {value:?}");
+    };
+    let priority: u16 = priority
+        .parse()
+        .map_err(|_| anyhow!("priority {priority:?} is not a number"))?;
+    let target = if target == "." {
+        Name::root()
+    } else {
+        fqdn(target)?
+    };
+    let mut params = Vec::new();
+    for param in words {
+        let (key, list) = param
+            .split_once('=')
+            .ok_or_else(|| anyhow!("parameter {param:?} is not key=value"))?;
+        let items = || list.split(',');
+        let bad = |e: &dyn std::fmt::Display| anyhow!("bad {key} {list:?}: {e}");
+        let entry = match key {
+            "alpn" => (
+                SvcParamKey::Alpn,
+                SvcParamValue::Alpn(Alpn(items().map(String::from).collect())),
+            ),
+            "ipv4hint" => (
+                SvcParamKey::Ipv4Hint,
+                SvcParamValue::Ipv4Hint(IpHint(
+                    items()
+                        .map(|i| i.parse().map(A).map_err(|e| bad(&e)))
+                        .collect::<Result<_>>()?,
+                )),
+            ),
+            "ipv6hint" => (
+                SvcParamKey::Ipv6Hint,
+                SvcParamValue::Ipv6Hint(IpHint(
+                    items()
+                        .map(|i| i.parse().map(AAAA).map_err(|e| bad(&e)))
+                        .collect::<Result<_>>()?,
+                )),
+            ),
+            "ech" => (
+                SvcParamKey::EchConfigList,
+                SvcParamValue::EchConfigList(EchConfigList(hex(list)?)),
+            ),
+            other => bail!("unsupported HTTPS parameter {other:?}"),
+        };
+        params.push(entry);
+    }
+    Ok(SVCB::new(priority, target, params))
+}
+
+fn hex(text: &str) -> Result<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| anyhow!("{text:?} is not hex"))
+        })
+        .collect()
 }
 
 /// A TXT value, surrounding quotes removed, split into 255-byte strings.
@@ -218,6 +288,23 @@ dangling.example.test CNAME 60 gone.example.test
             .iter()
             .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
             .collect()
+    }
+
+    #[test]
+    fn https_records_carry_their_parameters() {
+        let zone =
+            Zone::parse("a.test HTTPS 60 1 . alpn=h2,http/1.1 ipv4hint=192.0.2.1 ech=00ff\n")
+                .unwrap();
+        let found = zone.lookup(&fqdn("a.test").unwrap(), RecordType::HTTPS);
+        let RData::HTTPS(HTTPS(svcb)) = &found.answers[0].data else {
+            panic!("{found:?}")
+        };
+        assert_eq!(svcb.svc_params.len(), 3);
+        assert_eq!(
+            svcb.svc_params[2].1,
+            SvcParamValue::EchConfigList(EchConfigList(vec![0, 255]))
+        );
+        assert!(Zone::parse("a.test HTTPS 60 1 . ech=zz\n").is_err());
     }
 
     #[test]

@@ -86,10 +86,10 @@ impl Lab {
 
     fn name_denials(&self) -> Result<Vec<Value>> {
         let status = self.status()?;
-        Ok(status["name_denials"]
+        status["name_denials"]
             .as_array()
             .cloned()
-            .with_context(|| format!("no name_denials in status: {status}"))?)
+            .with_context(|| format!("no name_denials in status: {status}"))
     }
 }
 
@@ -197,5 +197,23 @@ fn cidrs_and_name_binding_off_keep_address_only_filtering() -> Result<()> {
     off.passes(sock(NAMES, 443), &["--text", "hello"])?;
     let status = off.status()?;
     assert_eq!(status["name_binding"], false);
+    Ok(())
+}
+
+#[test]
+fn https_records_reach_the_bottle_without_ech_or_address_hints() -> Result<()> {
+    let Some(lab) = names_lab(true)? else {
+        return Ok(());
+    };
+    let answer = lab.dns(ALLOWED_NAME, &["--type", "HTTPS"])?;
+    assert_eq!(str_field(&answer, "rcode")?, "NoError", "{answer}");
+    let data = answer["answers"][0]["data"]
+        .as_str()
+        .with_context(|| format!("no HTTPS record: {answer}"))?;
+    assert!(data.contains("alpn"), "{data}");
+    assert!(!data.contains("ech") && !data.contains("hint"), "{data}");
+    assert!(!data.contains("203.0.113.99"), "{data}");
+    // The world did serve them: the proxy took them out.
+    assert!(lab.world.was_asked(ALLOWED_NAME)?);
     Ok(())
 }

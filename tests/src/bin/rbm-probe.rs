@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use hickory_proto::rr::RecordType;
-use rbm_tests::probe::{conn, dns, hello, latency, net, raw, reach, resolv, Report};
+use rbm_tests::probe::{conn, dns, hello, latency, net, quic, raw, reach, resolv, Report};
 
 #[derive(Parser)]
 #[command(name = "rbm-probe", about = "Reports what a bottle can reach, as JSON")]
@@ -89,7 +89,12 @@ enum Command {
         /// These bytes as text.
         #[arg(long, group = "what")]
         text: Option<String>,
-        /// Write the first N bytes, wait, then the rest (two segments).
+        /// QUIC version 1 Initial packets (UDP) carrying a ClientHello with
+        /// this server name.
+        #[arg(long, group = "what")]
+        quic: Option<String>,
+        /// Write the first N bytes, wait, then the rest (two segments); with
+        /// --quic, cut the ClientHello there into two Initials.
         #[arg(long)]
         split: Option<usize>,
         /// One datagram instead of a TCP connection.
@@ -208,19 +213,25 @@ fn dispatch(command: Command) -> Result<Report, String> {
             tls,
             http,
             text,
+            quic,
             split,
             udp,
             timeout_ms,
         } => {
-            let data = match (tls, http, text) {
-                (Some(name), _, _) => {
-                    hello::client_hello(Some(name.as_str()).filter(|n| !n.is_empty()))
-                }
-                (_, Some(host), _) => hello::http_request(&host),
-                (_, _, Some(text)) => text.into_bytes(),
-                _ => return Err("usage: send needs --tls, --http or --text".into()),
+            let named = |name: &str| hello::client_hello(Some(name).filter(|n| !n.is_empty()));
+            let data = match (tls, http, text, &quic) {
+                (Some(name), ..) => named(&name),
+                (_, Some(host), ..) => hello::http_request(&host),
+                (_, _, Some(text), _) => text.into_bytes(),
+                (.., Some(name)) => named(name),
+                _ => return Err("usage: send needs --tls, --http, --text or --quic".into()),
             };
-            conn::run_send(addr, &data, split, udp, ms(timeout_ms))
+            let carrier = match (quic.is_some(), udp) {
+                (true, _) => conn::Carrier::Udp(quic::initials(&data, split)),
+                (false, true) => conn::Carrier::Udp(vec![data.clone()]),
+                (false, false) => conn::Carrier::Tcp { split },
+            };
+            conn::run_send(addr, &data, carrier, ms(timeout_ms))
         }
         Command::RawDns {
             addr,

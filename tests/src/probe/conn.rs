@@ -35,23 +35,27 @@ pub fn run_tcp(addr: SocketAddr, timeout: Duration) -> Report {
     report(tcp_line(addr, timeout))
 }
 
-/// `send`: connect, send `data` (in two writes at `split`, apart in time,
-/// so that they leave as two segments), then read the server's answer
-/// until it closes. Over UDP: `data` as one datagram, one reply.
-pub fn run_send(
-    addr: SocketAddr,
-    data: &[u8],
-    split: Option<usize>,
-    udp: bool,
-    timeout: Duration,
-) -> Report {
-    if udp {
-        let result = UdpSocket::bind(unspecified_for(&addr))
-            .map_err(|e| describe("bind", &e))
-            .and_then(|socket| udp_exchange(&socket, addr, data, timeout));
-        return report(result);
+/// How `send` carries its bytes.
+pub enum Carrier {
+    Tcp {
+        split: Option<usize>,
+    },
+    /// Each of these datagrams in turn; the first reply counts.
+    Udp(Vec<Vec<u8>>),
+}
+
+/// `send`: over TCP, connect, send `data` (in two writes at `split`, apart
+/// in time, so that they leave as two segments), then read the server's
+/// answer until it closes. Over UDP: the datagrams, then one reply.
+pub fn run_send(addr: SocketAddr, data: &[u8], carrier: Carrier, timeout: Duration) -> Report {
+    match carrier {
+        Carrier::Tcp { split } => report(tcp_send(addr, data, split, timeout)),
+        Carrier::Udp(datagrams) => report(
+            UdpSocket::bind(unspecified_for(&addr))
+                .map_err(|e| describe("bind", &e))
+                .and_then(|socket| udp_exchange(&socket, addr, &datagrams, timeout)),
+        ),
     }
-    report(tcp_send(addr, data, split, timeout))
 }
 
 fn tcp_send(
@@ -100,19 +104,21 @@ pub fn tcp_line(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
 
 /// Sends one datagram to `addr` from `socket` and waits for one reply from it.
 pub fn udp_line(socket: &UdpSocket, addr: SocketAddr, timeout: Duration) -> Result<String, String> {
-    udp_exchange(socket, addr, UDP_PAYLOAD, timeout)
+    udp_exchange(socket, addr, &[UDP_PAYLOAD.to_vec()], timeout)
 }
 
 fn udp_exchange(
     socket: &UdpSocket,
     addr: SocketAddr,
-    data: &[u8],
+    datagrams: &[Vec<u8>],
     timeout: Duration,
 ) -> Result<String, String> {
     let what = format!("udp {addr}");
     let fail = |e: io::Error| describe(&what, &e);
     socket.connect(addr).map_err(fail)?;
-    socket.send(data).map_err(fail)?;
+    for datagram in datagrams {
+        socket.send(datagram).map_err(fail)?;
+    }
     socket.set_read_timeout(Some(timeout)).map_err(fail)?;
     let mut buf = vec![0u8; 65535];
     match socket.recv(&mut buf) {

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod hello;
 pub mod latency;
 pub mod net;
+pub mod quic;
 pub mod raw;
 pub mod reach;
 pub mod resolv;

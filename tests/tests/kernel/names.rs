@@ -26,16 +26,16 @@ fn names_lab(name_binding: bool) -> Result<Option<Lab>> {
 
 impl Lab {
     /// `rbm-probe send ADDR ARGS...` from the bottle.
-    fn send(&self, addr: SocketAddr, args: &[&str]) -> Result<ProbeRun> {
+    fn send(&self, addr: SocketAddr, wait_ms: &str, args: &[&str]) -> Result<ProbeRun> {
         let target = addr.to_string();
-        let mut all = vec!["send", target.as_str(), "--timeout-ms", "3000"];
+        let mut all = vec!["send", target.as_str(), "--timeout-ms", wait_ms];
         all.extend_from_slice(args);
         self.probe(&all)
     }
 
     /// The send must get the world's answer; returns the byte count it saw.
     fn passes(&self, addr: SocketAddr, args: &[&str]) -> Result<usize> {
-        let run = self.send(addr, args)?;
+        let run = self.send(addr, OPEN_MS, args)?;
         ensure!(run.ok(), "{args:?} to {addr} should pass: {}", run.json);
         let reply = str_field(&run.json, "reply")?;
         let bytes = reply
@@ -48,14 +48,15 @@ impl Lab {
 
     /// The send must fail: a TCP reset from the sentry, or UDP silence.
     fn refused(&self, addr: SocketAddr, args: &[&str]) -> Result<()> {
-        let run = self.send(addr, args)?;
+        let udp = args.contains(&"--udp") || args.contains(&"--quic");
+        let run = self.send(addr, if udp { BLOCKED_MS } else { OPEN_MS }, args)?;
         ensure!(
             !run.ok(),
             "{args:?} to {addr} should be refused: {}",
             run.json
         );
         let error = str_field(&run.json, "error")?;
-        let want = if args.contains(&"--udp") {
+        let want = if udp {
             "timeout"
         } else {
             "reset"
@@ -170,15 +171,31 @@ fn ports_443_and_80_carry_only_tls_and_http_and_hosts_are_checked() -> Result<()
 }
 
 #[test]
-fn quic_to_a_named_address_is_dropped_and_other_udp_keeps_the_address_rules() -> Result<()> {
+fn quic_initials_are_read_and_only_allowed_names_pass() -> Result<()> {
     let Some(lab) = names_lab(true)? else {
         return Ok(());
     };
-    lab.refused(sock(NAMES, 443), &["--udp", "--text", "not quic"])?;
-    let passed = lab.passes(sock(NAMES, 8443), &["--udp", "--text", "any datagram"])?;
-    let receipts = lab.receipts(1)?;
-    assert_eq!(receipts[0].bytes, passed);
-    assert_eq!(receipts[0].local.port(), 8443);
+    let quic = sock(NAMES, 443);
+    let mut passed = vec![lab.passes(quic, &["--quic", ALLOWED_NAME])?];
+    // The ClientHello in two Initials, two datagrams: the name in the second.
+    let split = lab.passes(quic, &["--quic", ALLOWED_NAME, "--split", "600"])?;
+    lab.refused(quic, &["--quic", FOREIGN_NAME])?;
+    lab.refused(quic, &["--quic", FOREIGN_NAME, "--split", "600"])?;
+    lab.refused(quic, &["--quic", ""])?;
+    lab.refused(quic, &["--udp", "--text", "not quic"])?;
+    // Other UDP keeps the address rules.
+    passed.push(lab.passes(sock(NAMES, 8443), &["--udp", "--text", "any datagram"])?);
+    // Each datagram of an allowed flow reached the world, nothing else.
+    let receipts = lab.receipts(4)?;
+    assert!(receipts.iter().all(|r| r.proto == "udp"), "{receipts:?}");
+    let split_datagrams: Vec<&Receipt> = receipts
+        .iter()
+        .filter(|r| r.local.port() == 443 && r.bytes != passed[0])
+        .collect();
+    assert!(split_datagrams.iter().any(|r| r.bytes == split), "{receipts:?}");
+    let denials = serde_json::to_string(&lab.name_denials()?)?;
+    assert!(denials.contains(FOREIGN_NAME), "{denials}");
+    assert!(denials.contains("without a QUIC Initial"), "{denials}");
     Ok(())
 }
 

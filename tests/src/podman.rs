@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::bins::{static_bin, workspace_root};
 use crate::cmd::{self, Output};
 use crate::skip::{require_root, skip, Skipped};
-use crate::world::log::{queries_in_output, was_asked, LoggedQuery};
+use crate::world::log::{queries_in_output, receipts_in_output, was_asked, LoggedQuery, Receipt};
 use crate::world::setup::WorldSetup;
 
 /// The environment variable naming the podman program (as for rbm-launch).
@@ -32,7 +32,8 @@ pub const PODMAN_ENV: &str = "RBM_PODMAN";
 /// `FROM scratch` + static rbm-world (images/test-world).
 pub const WORLD_IMAGE: &str = "localhost/rbm-test-world:latest";
 
-/// `FROM scratch` + static rbm-probe, serving TCP on 8888 by default (images/test-bottle).
+/// `FROM scratch` + static rbm-probe, serving TCP on 8888 by default, and
+/// this machine's curl with its libraries (images/test-bottle).
 pub const BOTTLE_IMAGE: &str = "localhost/rbm-test-bottle:latest";
 
 /// Timeout of every podman call.
@@ -165,22 +166,57 @@ pub fn test_images(podman: &Podman) -> Result<()> {
         .map_err(|e| anyhow!("building the test images failed: {e}"))
 }
 
+/// The real client the bottle image carries besides rbm-probe.
+const CURL: &str = "/usr/bin/curl";
+
 fn build_test_images(podman: &Podman) -> Result<()> {
-    for (image, dir, binary) in [
-        (WORLD_IMAGE, "test-world", "rbm-world"),
-        (BOTTLE_IMAGE, "test-bottle", "rbm-probe"),
+    for (image, dir, binary, extra) in [
+        (WORLD_IMAGE, "test-world", "rbm-world", None),
+        (BOTTLE_IMAGE, "test-bottle", "rbm-probe", Some(CURL)),
     ] {
         let containerfile = workspace_root()
             .join("images")
             .join(dir)
             .join("Containerfile");
-        build_image(podman, image, &containerfile, &static_bin(binary)?)?;
+        build_image(podman, image, &containerfile, &static_bin(binary)?, extra)?;
     }
     Ok(())
 }
 
-/// `podman build` of `containerfile` with a context holding only `binary`.
-fn build_image(podman: &Podman, image: &str, containerfile: &Path, binary: &Path) -> Result<()> {
+/// Copies `program` and the shared libraries `ldd` names for it into
+/// `root`, at their own paths (a dynamically linked program in a `FROM
+/// scratch` image).
+fn copy_with_libraries(program: &str, root: &Path) -> Result<()> {
+    let ldd = cmd::run_ok("ldd", &[program], PODMAN_TIMEOUT).with_context(|| {
+        format!("{program} is needed in the bottle image: install it (scripts/deps)")
+    })?;
+    let mut files = vec![PathBuf::from(program)];
+    files.extend(
+        ldd.stdout
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+            .map(PathBuf::from),
+    );
+    for file in files {
+        let to = root.join(file.strip_prefix("/").unwrap_or(&file));
+        if let Some(dir) = to.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::copy(&file, &to)
+            .with_context(|| format!("cannot copy {} into the build context", file.display()))?;
+    }
+    Ok(())
+}
+
+/// `podman build` of `containerfile` with a context holding only `binary`
+/// (and, under `root/`, `extra` with its libraries).
+fn build_image(
+    podman: &Podman,
+    image: &str,
+    containerfile: &Path,
+    binary: &Path,
+    extra: Option<&str>,
+) -> Result<()> {
     let name = binary.file_name().context("binary path has no file name")?;
     let context = e2e_dir().join(format!(
         "context-{}-{}",
@@ -191,6 +227,13 @@ fn build_image(podman: &Podman, image: &str, containerfile: &Path, binary: &Path
         .with_context(|| format!("cannot create build context {}", context.display()))?;
     let built = fs::copy(binary, context.join(name))
         .with_context(|| format!("cannot copy {} into the build context", binary.display()))
+        .and_then(|_| {
+            fs::create_dir_all(context.join("root"))?;
+            match extra {
+                Some(program) => copy_with_libraries(program, &context.join("root")),
+                None => Ok(()),
+            }
+        })
         .and_then(|_| {
             podman.run_ok(&[
                 "build",
@@ -283,6 +326,12 @@ impl WorldContainer {
     /// Whether `name` was ever asked here (case-insensitive).
     pub fn was_asked(&self, name: &str) -> Result<bool> {
         Ok(was_asked(&self.queries()?, name))
+    }
+
+    /// What this world's "what did you get" servers received so far.
+    pub fn receipts(&self) -> Result<Vec<Receipt>> {
+        let logs = self.podman.run_ok(&["logs", &self.name])?;
+        receipts_in_output(&logs.stdout)
     }
 }
 

@@ -56,6 +56,10 @@ const OTHER_HOST: u8 = 20;
 const CIDR_HOST: u8 = 30;
 /// Where every world serves TCP and UDP.
 const WORLD_PORT: u16 = 80;
+/// Where the allowed name's world tells what it got (name binding).
+const RECV_PORT: u16 = 443;
+/// A name that is not allowed, sent to the allowed name's address.
+const FRONTED_NAME: &str = "fronted.e2e.test";
 /// The bottle's server (the test image's default command).
 const BOTTLE_PORT: u16 = 8888;
 
@@ -161,7 +165,9 @@ subnet = "{uplink}/24"
             .tcp([self.world(host)])
             .udp([self.world(host)]);
         if host == API_HOST {
-            setup.dns(SocketAddr::from((ip, 53)))
+            setup
+                .dns(SocketAddr::from((ip, 53)))
+                .recv([SocketAddr::from((ip, RECV_PORT))])
         } else {
             setup
         }
@@ -335,6 +341,21 @@ impl Lab {
             run.json
         );
         Ok(())
+    }
+
+    /// The bottle's curl (`rbm-launch shell`); its output, whatever its exit.
+    fn curl(&self, args: &[&str]) -> Result<Output> {
+        let mut extra = vec!["--", "/usr/bin/curl", "-sS", "--max-time", "5"];
+        extra.extend_from_slice(args);
+        let output = self.launch("shell", &extra, CMD_TIMEOUT)?;
+        eprintln!(
+            "{} curl {}: exit {:?}, {}",
+            self.spec.moniker,
+            args.join(" "),
+            output.status.code(),
+            output.stderr.trim()
+        );
+        Ok(output)
     }
 
     /// rbm-probe in a throwaway container on the uplink, beside the worlds
@@ -516,7 +537,49 @@ fn bottle_reaches_the_allowed_name_and_cidr_and_nothing_else() -> Result<()> {
     );
     assert!(status["dns"]["allowed"].as_u64() >= Some(1), "{status}");
     assert!(status["dns"]["refused"].as_u64() >= Some(2), "{status}");
+
+    // Name binding, with a real client. curl's ClientHello names the
+    // allowed name and reaches its world (which speaks no TLS, so the
+    // handshake then fails there); the same address under a foreign name
+    // (domain fronting) gets a reset from the sentry, and the world not
+    // one byte.
+    let allowed = lab.curl(&["-k", &format!("https://{API_NAME}/")])?;
+    let connect_to = format!("{FRONTED_NAME}:443:{API_NAME}:443");
+    let fronted = lab.curl(&[
+        "-k",
+        "--connect-to",
+        &connect_to,
+        &format!("https://{FRONTED_NAME}/"),
+    ])?;
+    assert!(!allowed.success() && !fronted.success());
+    assert!(!allowed.stderr.contains("reset"), "{}", allowed.stderr);
+    assert!(fronted.stderr.contains("reset"), "{}", fronted.stderr);
+    let receipts = wait_for(|| {
+        let r = lab.world(API_HOST).receipts()?;
+        Ok((r.len() >= 2).then_some(r))
+    })?;
+    let mut bytes: Vec<usize> = receipts.iter().map(|r| r.bytes).collect();
+    bytes.sort();
+    assert!(
+        bytes.len() == 2 && bytes[0] == 0 && bytes[1] > 200,
+        "{receipts:?}"
+    );
+    let status = lab.status()?;
+    let denials = serde_json::to_string(&status["name_denials"])?;
+    assert!(denials.contains(FRONTED_NAME), "{status}");
     Ok(())
+}
+
+/// Polls `check` until it returns something (10 s at most).
+fn wait_for<T>(mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = check()? {
+            return Ok(found);
+        }
+        ensure!(Instant::now() < deadline, "gave up waiting");
+        thread::sleep(Duration::from_millis(200));
+    }
 }
 
 const ENTRY: Spec = Spec {

@@ -56,11 +56,7 @@ impl Lab {
             run.json
         );
         let error = str_field(&run.json, "error")?;
-        let want = if udp {
-            "timeout"
-        } else {
-            "reset"
-        };
+        let want = if udp { "timeout" } else { "reset" };
         ensure!(
             error.starts_with(want),
             "{args:?} to {addr}: expected {want}, got {error}"
@@ -192,7 +188,10 @@ fn quic_initials_are_read_and_only_allowed_names_pass() -> Result<()> {
         .iter()
         .filter(|r| r.local.port() == 443 && r.bytes != passed[0])
         .collect();
-    assert!(split_datagrams.iter().any(|r| r.bytes == split), "{receipts:?}");
+    assert!(
+        split_datagrams.iter().any(|r| r.bytes == split),
+        "{receipts:?}"
+    );
     let denials = serde_json::to_string(&lab.name_denials()?)?;
     assert!(denials.contains(FOREIGN_NAME), "{denials}");
     assert!(denials.contains("without a QUIC Initial"), "{denials}");

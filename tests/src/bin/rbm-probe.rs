@@ -103,6 +103,18 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+    /// New TCP connections in a row, each sending a ClientHello for `tls`
+    /// and waiting for the first byte of the answer; report latency
+    /// percentiles (time to first byte, connect included).
+    Ttfb {
+        addr: SocketAddr,
+        #[arg(long)]
+        tls: String,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
     /// Send arbitrary bytes as a DNS query and print the reply as hex.
     RawDns {
         addr: SocketAddr,
@@ -232,6 +244,15 @@ fn dispatch(command: Command) -> Result<Report, String> {
                 (false, false) => conn::Carrier::Tcp { split },
             };
             conn::run_send(addr, &data, carrier, ms(timeout_ms))
+        }
+        Command::Ttfb {
+            addr,
+            tls,
+            count,
+            timeout_ms,
+        } => {
+            let hello = hello::client_hello(Some(&tls));
+            latency::measure(count, |_| conn::first_byte(addr, &hello, ms(timeout_ms)))
         }
         Command::RawDns {
             addr,

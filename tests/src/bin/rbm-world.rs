@@ -40,6 +40,10 @@ struct Cli {
     /// `world LOCAL got N bytes` (repeatable).
     #[arg(long)]
     recv: Vec<SocketAddr>,
+    /// Serve "ok" over TCP on this address as soon as a client's first
+    /// bytes arrive (the time-to-first-byte benchmark; repeatable).
+    #[arg(long)]
+    answer: Vec<SocketAddr>,
     /// Append one line `PROTO QNAME QTYPE` per DNS query received; `-`:
     /// print `query PROTO QNAME QTYPE` on stdout instead.
     #[arg(long)]
@@ -59,6 +63,7 @@ fn main() -> Result<()> {
         tcp: cli.tcp,
         udp: cli.udp,
         recv: cli.recv,
+        answer: cli.answer,
     };
     raise_nofile_limit();
     tokio::runtime::Builder::new_multi_thread()

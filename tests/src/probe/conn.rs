@@ -58,6 +58,22 @@ pub fn run_send(addr: SocketAddr, data: &[u8], carrier: Carrier, timeout: Durati
     }
 }
 
+/// Connects, sends `data` and waits for the first byte of the answer (the
+/// `ttfb` benchmark's one connection).
+pub fn first_byte(addr: SocketAddr, data: &[u8], timeout: Duration) -> Result<(), String> {
+    let mut stream =
+        connect(addr, timeout).map_err(|e| describe(&format!("connect {addr}"), &e))?;
+    let fail = |e: io::Error| describe(&format!("{addr}"), &e);
+    stream.set_nodelay(true).map_err(fail)?;
+    stream.set_read_timeout(Some(timeout)).map_err(fail)?;
+    stream.write_all(data).map_err(fail)?;
+    let mut byte = [0u8; 1];
+    match io::Read::read(&mut stream, &mut byte).map_err(fail)? {
+        0 => Err(format!("closed: {addr} answered nothing")),
+        _ => Ok(()),
+    }
+}
+
 fn tcp_send(
     addr: SocketAddr,
     data: &[u8],

@@ -1,6 +1,6 @@
-//! `rbm-probe dns-bench`: `count` queries in a row, for the DNS latency
-//! benchmark (a measurement, never an assertion). A `{i}` in the name is
-//! replaced by 1..=count, so that every query asks a fresh name.
+//! `rbm-probe dns-bench` and `ttfb`: `count` queries (or connections) in a
+//! row, for the benchmarks (measurements, never assertions). A `{i}` in a
+//! DNS name is replaced by 1..=count, so that every query asks a fresh name.
 //!
 //! Report: `{"count","answered","mean_us","p50_us","p90_us","p99_us","error"}`.
 
@@ -24,22 +24,33 @@ pub struct LatencyReport {
 }
 
 pub fn run(request: &DnsRequest, count: u32) -> Report {
+    measure(count, |i| {
+        let mut query = request.clone();
+        query.name = request.name.replace("{i}", &i.to_string());
+        match resolve(&query).error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Times `count` calls of `once(i)` (i = 1..=count) and reports the
+/// percentiles of those that succeeded, and the first failure.
+pub fn measure(count: u32, mut once: impl FnMut(u32) -> Result<(), String>) -> Report {
     let mut samples = Vec::with_capacity(count as usize);
     let mut report = LatencyReport {
         count,
         ..LatencyReport::default()
     };
     for i in 1..=count {
-        let mut query = request.clone();
-        query.name = request.name.replace("{i}", &i.to_string());
         let start = Instant::now();
-        let answer = resolve(&query);
+        let result = once(i);
         let us = start.elapsed().as_micros() as u64;
-        match answer.error {
-            Some(e) => {
+        match result {
+            Err(e) => {
                 report.error.get_or_insert(e);
             }
-            None => samples.push(us),
+            Ok(()) => samples.push(us),
         }
     }
     report.answered = samples.len() as u32;

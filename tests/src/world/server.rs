@@ -28,6 +28,8 @@ pub struct WorldConfig {
     pub udp: Vec<SocketAddr>,
     /// "What did you get" servers, TCP and UDP.
     pub recv: Vec<SocketAddr>,
+    /// TCP servers that answer `ok` at a client's first bytes.
+    pub answer: Vec<SocketAddr>,
 }
 
 /// How long a "what did you get" server waits for more bytes.
@@ -62,6 +64,9 @@ pub async fn serve(config: WorldConfig) -> Result<()> {
     }
     for addr in &config.udp {
         tokio::spawn(sees_udp(bind_udp(*addr).await?));
+    }
+    for addr in &config.answer {
+        tokio::spawn(answer_tcp(bind_tcp(*addr).await?));
     }
     for addr in &config.recv {
         tokio::spawn(recv_tcp(bind_tcp(*addr).await?, Arc::clone(&dns)));
@@ -210,6 +215,26 @@ async fn recv_tcp(listener: TcpListener, dns: Arc<Dns>) {
                     dns.log.record(&receipt_line("tcp", local, peer, got.len()));
                     let answer = format!("world {local} got {} bytes\n", got.len());
                     let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+/// Answers `ok` as soon as a client's first bytes arrive, then closes.
+async fn answer_tcp(listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((mut stream, _)) => {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 << 10];
+                    if let Ok(Ok(n)) = timeout(RECV_IDLE, stream.read(&mut buf)).await {
+                        if n > 0 {
+                            let _ = stream.write_all(b"ok\n").await;
+                        }
+                    }
                     let _ = stream.shutdown().await;
                 });
             }

@@ -25,6 +25,7 @@ pub struct WorldSetup {
     pub tcp: Vec<SocketAddr>,
     pub udp: Vec<SocketAddr>,
     pub recv: Vec<SocketAddr>,
+    pub answer: Vec<SocketAddr>,
 }
 
 impl WorldSetup {
@@ -55,6 +56,11 @@ impl WorldSetup {
         self
     }
 
+    pub fn answer(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.answer.extend(addrs);
+        self
+    }
+
     /// The rbm-world command line arguments (zone and log paths given).
     pub fn args(&self, zone_file: &Path, query_log: &Path) -> Vec<String> {
         let zone = ["--zone".into(), zone_file.display().to_string()];
@@ -75,6 +81,7 @@ impl WorldSetup {
             ("--tcp", &self.tcp),
             ("--udp", &self.udp),
             ("--recv", &self.recv),
+            ("--answer", &self.answer),
         ] {
             for addr in addrs {
                 args.push(flag.into());

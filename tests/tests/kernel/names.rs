@@ -233,3 +233,47 @@ fn https_records_reach_the_bottle_without_ech_or_address_hints() -> Result<()> {
     assert!(lab.world.was_asked(ALLOWED_NAME)?);
     Ok(())
 }
+
+/// Sends `signal` to the agent.
+fn signal(lab: &Lab, signal: &str) -> Result<()> {
+    let pid = lab.agent.process.pid().to_string();
+    run_ok("kill", &["-s", signal, &pid], CMD_TIMEOUT)?;
+    Ok(())
+}
+
+#[test]
+fn with_the_agent_stopped_or_gone_named_connections_are_dropped_never_passed() -> Result<()> {
+    let Some(mut lab) = names_lab(true)? else {
+        return Ok(());
+    };
+    let https = sock(NAMES, 443);
+    let mut passed = vec![lab.passes(https, &["--tls", ALLOWED_NAME])?];
+    // A stopped agent (as good as a slow one): the kernel holds what it
+    // queued, and forwards nothing of it.
+    signal(&lab, "STOP")?;
+    let run = lab.send(https, BLOCKED_MS, &["--tls", ALLOWED_NAME])?;
+    let stopped = signal(&lab, "CONT");
+    ensure!(
+        !run.ok(),
+        "passed while the agent was stopped: {}",
+        run.json
+    );
+    stopped?;
+    passed.push(lab.passes(https, &["--tls", ALLOWED_NAME])?);
+    // A dead agent: nobody reads the queue, the kernel drops.
+    lab.agent.process.stop(Duration::from_secs(5))?;
+    let run = lab.send(https, BLOCKED_MS, &["--tls", ALLOWED_NAME])?;
+    ensure!(!run.ok(), "passed with the agent gone: {}", run.json);
+    assert!(
+        str_field(&run.json, "error")?.starts_with("timeout"),
+        "{}",
+        run.json
+    );
+    // The world got the two hellos that passed; the connection made while
+    // the agent was stopped may have completed once it was back, never
+    // with a byte from before.
+    let receipts = lab.world.receipts()?;
+    let got: usize = receipts.iter().filter(|r| r.bytes > 0).count();
+    assert!(got >= 2 && got <= 3, "{receipts:?}");
+    Ok(())
+}

@@ -395,6 +395,12 @@ fn binds_names(input: &FirewallInput) -> bool {
 fn name_verdict_rules() -> Vec<Rule> {
     use marks::*;
     vec![
+        // The fast path of every decided connection, both ways.
+        rule(
+            vec![Match::CtMark(CT_ALLOWED)],
+            Action::Accept,
+            "accept:name-decided",
+        ),
         rule(
             vec![Match::PacketMark(PACKET_ALLOW)],
             Action::Accept,
@@ -771,7 +777,7 @@ mod tests {
                 .position(|c| *c == "accept:established")
                 .unwrap();
             let names = access == Mode::Allowlist;
-            assert_eq!(established, if names { 4 } else { 0 });
+            assert_eq!(established, if names { 5 } else { 0 });
         }
     }
 
@@ -780,8 +786,9 @@ mod tests {
         let r = Ruleset::build(&input(Mode::Allowlist));
         let f = chain(&r, "forward");
         assert_eq!(
-            comments(f)[..5],
+            comments(f)[..6],
             [
+                "accept:name-decided",
                 "accept:name-allowed",
                 "drop:name-denied",
                 "drop:name-denied-later",
@@ -789,8 +796,8 @@ mod tests {
                 "accept:established"
             ]
         );
-        assert_eq!(f.rules[0].set_ct_mark, Some(marks::CT_ALLOWED));
-        assert_eq!(f.rules[1].set_ct_mark, Some(marks::CT_DENIED));
+        assert_eq!(f.rules[1].set_ct_mark, Some(marks::CT_ALLOWED));
+        assert_eq!(f.rules[2].set_ct_mark, Some(marks::CT_DENIED));
         for r in f
             .rules
             .iter()

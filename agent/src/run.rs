@@ -66,7 +66,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let input = FirewallInput::new(&policy, upstreams.clone(), interfaces.clone());
     firewall
         .install(&Ruleset::build(&input))
-        .context("installing the rbm ruleset")?;
+        .with_context(|| {
+            if name_queue.is_some() {
+                "installing the rbm ruleset (name binding needs the kernel's nft_compat with xtables' NFQUEUE target; without them, set uplink.name_binding = false)"
+            } else {
+                "installing the rbm ruleset"
+            }
+        })?;
     tracing::info!(access = policy.access.as_str(), "filter in force");
 
     let firewall = Arc::new(Mutex::new(firewall));

@@ -17,13 +17,18 @@ pub struct NetlinkTransport {
     seq: u32,
 }
 
+/// A NETLINK_NETFILTER socket bound to a port of its own and connected to
+/// the kernel (nf_tables here, nfnetlink_queue for the name check).
+pub fn netfilter_socket() -> io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    Ok(socket)
+}
+
 impl NetlinkTransport {
     pub fn open() -> Result<NetlinkTransport, FirewallError> {
-        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(FirewallError::Socket)?;
-        socket.bind_auto().map_err(FirewallError::Socket)?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(FirewallError::Socket)?;
+        let socket = netfilter_socket().map_err(FirewallError::Socket)?;
         // Best effort: FORCE needs CAP_NET_ADMIN, which the agent has anyway.
         for opt in [libc::SO_SNDBUFFORCE, libc::SO_RCVBUFFORCE] {
             set_int_opt(&socket, opt, BUF_BYTES);

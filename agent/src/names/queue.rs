@@ -6,9 +6,10 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::Socket;
 
 use super::flows::Verdict;
+use crate::firewall::netlink::netfilter_socket;
 use crate::firewall::ruleset::marks;
 use crate::firewall::wire::{self, Attrs, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST};
 
@@ -95,11 +96,7 @@ impl NfQueue {
     /// Binds queue 0, copying whole packets. Errors before the agent says
     /// ready: without the queue, held packets would only ever be dropped.
     pub fn open() -> Result<NfQueue, QueueError> {
-        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(QueueError::Socket)?;
-        socket.bind_auto().map_err(QueueError::Socket)?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(QueueError::Socket)?;
+        let socket = netfilter_socket().map_err(QueueError::Socket)?;
         set_opt(
             &socket,
             libc::SOL_SOCKET,

@@ -24,7 +24,7 @@ const MAX_REMEMBERED: usize = 8192;
 /// Where each TCP connection's stream starts, from its SYN, kept this long
 /// for a client that connects first and speaks later.
 const START_KEPT: Duration = Duration::from_secs(600);
-const MAX_STARTS: usize = 65536;
+const MAX_STARTS: usize = 16384;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -133,6 +133,8 @@ impl Flows {
         }
         self.decided
             .retain(|_, (_, at)| now.duration_since(*at) < REMEMBER);
+        self.starts
+            .retain(|_, (_, at)| now.duration_since(*at) < START_KEPT);
         step
     }
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rbm_agent::denylog::watch;
 use rbm_agent::profile::Profile;
 use rbm_agent::run::{run, RunOptions};
 use rbm_agent::status;
@@ -41,6 +42,14 @@ enum Command {
         #[arg(long, default_value = status::DEFAULT_SOCKET)]
         control: PathBuf,
     },
+    /// Follow what the sentry refuses, as it happens (until interrupted).
+    Watch {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control: PathBuf,
+    },
     /// Validate a profile and exit.
     Check { profile: PathBuf },
 }
@@ -59,6 +68,13 @@ fn main() -> ExitCode {
             resolv_conf,
         } => start(profile, control, resolv_conf),
         Command::Status { json, control } => show_status(json, &control),
+        Command::Watch { json, control } => match watch::follow(&control, json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { profile } => match Profile::load(&profile) {
             Ok(p) => {
                 println!("ok: {}: moniker {}", profile.display(), p.moniker);

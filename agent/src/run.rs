@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ipnet::IpNet;
 
+use crate::denylog::{self, nflog::NfLog, watch};
 use crate::dns::{self, DnsConfig, Learner};
 use crate::firewall::netlink::NetlinkTransport;
 use crate::firewall::ruleset::{FirewallInput, Ruleset};
@@ -63,6 +64,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     } else {
         None
     };
+    let deny_log = NfLog::open().context("binding the deny log")?;
     let input = FirewallInput::new(&policy, upstreams.clone(), interfaces.clone());
     firewall
         .install(&Ruleset::build(&input))
@@ -77,6 +79,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let firewall = Arc::new(Mutex::new(firewall));
     let shared = Arc::new(Shared::default());
+    denylog::start(deny_log, policy.clone(), shared.clone()).context("starting the deny log")?;
     if let Some(queue) = name_queue {
         names::service::start(Box::new(queue), policy.clone(), shared.clone())
             .context("starting the name check")?;
@@ -104,12 +107,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     });
     let _control = status::serve(&opts.control, source)
         .with_context(|| format!("binding the control socket {}", opts.control.display()))?;
+    let watch_path = watch::socket_path(&opts.control);
+    let _watch = watch::serve(&watch_path, shared.clone())
+        .with_context(|| format!("binding the watch socket {}", watch_path.display()))?;
     shared.set_ready(true);
     tracing::info!(dns = %policy.enclave.sentry_ip, control = %opts.control.display(), "ready");
 
     wait_for_stop().await;
     tracing::info!("stopping; the filter stays in force");
     let _ = std::fs::remove_file(&opts.control);
+    let _ = std::fs::remove_file(&watch_path);
     Ok(())
 }
 

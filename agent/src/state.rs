@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::firewall::Learn;
 use crate::profile::Ports;
@@ -17,6 +18,14 @@ use crate::profile::Ports;
 const RECENT_REFUSED: usize = 32;
 /// How many name-check denials status remembers.
 const RECENT_NAME_DENIALS: usize = 32;
+/// How many denials of any kind status remembers.
+const RECENT_DENIED: usize = 64;
+/// Events a slow watcher may fall behind before it misses some.
+const WATCH_BACKLOG: usize = 256;
+/// How long an expired learned address is remembered, to explain a drop
+/// ("expired 40 s ago"), and how many at most.
+const EXPIRED_KEPT: Duration = Duration::from_secs(3600);
+const MAX_LEARNED_KEPT: usize = 16384;
 
 #[derive(Debug)]
 struct LearnedEntry {
@@ -25,7 +34,7 @@ struct LearnedEntry {
     expires: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     ready: AtomicBool,
     pub dns_allowed: AtomicU64,
@@ -36,6 +45,61 @@ pub struct Shared {
     names_allowed: AtomicU64,
     names_denied: AtomicU64,
     name_denials: Mutex<VecDeque<NameDenial>>,
+    denied: Mutex<VecDeque<Denied>>,
+    denied_total: AtomicU64,
+    events: broadcast::Sender<Denied>,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared {
+            ready: AtomicBool::default(),
+            dns_allowed: AtomicU64::default(),
+            dns_refused: AtomicU64::default(),
+            dns_failed: AtomicU64::default(),
+            refused: Mutex::default(),
+            learned: Mutex::default(),
+            names_allowed: AtomicU64::default(),
+            names_denied: AtomicU64::default(),
+            name_denials: Mutex::default(),
+            denied: Mutex::default(),
+            denied_total: AtomicU64::default(),
+            events: broadcast::channel(WATCH_BACKLOG).0,
+        }
+    }
+}
+
+/// What the sentry refused, as the deny log, status and `watch` tell it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denied {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    /// `connection` (a packet the filter dropped), `name` (the name check)
+    /// or `dns` (a refused query).
+    pub kind: String,
+    /// `tcp`, `udp`, `icmp`, ... (`dns` events: none).
+    pub proto: Option<String>,
+    pub dst: Option<SocketAddr>,
+    /// The name involved, if any.
+    pub name: Option<String>,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// What the learned map remembers of an address, expired or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedRecord {
+    pub name: String,
+    pub ports: Ports,
+    pub expires: Instant,
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A connection the name check refused, as status shows it.
@@ -95,6 +159,14 @@ impl Shared {
     /// Counts a refused query and remembers its name (most recent last).
     pub fn record_refused(&self, name: &str) {
         self.dns_refused.fetch_add(1, Ordering::Relaxed);
+        let _ = self.events.send(Denied {
+            at: unix_now(),
+            kind: "dns".into(),
+            proto: None,
+            dst: None,
+            name: Some(name.to_string()),
+            reason: "name not allowed: REFUSED".into(),
+        });
         let mut r = self.refused.lock().unwrap();
         r.retain(|n| n != name);
         r.push_back(name.to_string());
@@ -108,7 +180,11 @@ impl Shared {
     /// remembered never outlives the kernel's element.
     pub fn record_learned(&self, name: &str, items: &[Learn], sent: Instant) {
         let mut l = self.learned.lock().unwrap();
-        l.retain(|_, e| e.expires > Instant::now());
+        let now = Instant::now();
+        l.retain(|_, e| now.saturating_duration_since(e.expires) < EXPIRED_KEPT);
+        if l.len() >= MAX_LEARNED_KEPT {
+            l.retain(|_, e| e.expires > now);
+        }
         for item in items {
             l.insert(
                 item.addr,
@@ -140,6 +216,42 @@ impl Shared {
         }
     }
 
+    /// What was last learned for `addr`, even if it has expired since.
+    pub fn learned_record(&self, addr: IpAddr) -> Option<LearnedRecord> {
+        let l = self.learned.lock().unwrap();
+        l.get(&addr).map(|e| LearnedRecord {
+            name: e.name.clone(),
+            ports: e.ports.clone(),
+            expires: e.expires,
+        })
+    }
+
+    /// Remembers a denial (most recent last) and tells the watchers.
+    pub fn record_denied(&self, denied: Denied) {
+        self.denied_total.fetch_add(1, Ordering::Relaxed);
+        let mut d = self.denied.lock().unwrap();
+        d.push_back(denied.clone());
+        while d.len() > RECENT_DENIED {
+            d.pop_front();
+        }
+        drop(d);
+        let _ = self.events.send(denied);
+    }
+
+    /// The latest denials, oldest first, and how many there were in all.
+    pub fn denied(&self) -> (Vec<Denied>, u64) {
+        let d = self.denied.lock().unwrap();
+        (
+            d.iter().cloned().collect(),
+            self.denied_total.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Denials (and refused names) from now on.
+    pub fn watch(&self) -> broadcast::Receiver<Denied> {
+        self.events.subscribe()
+    }
+
     pub fn count_name_allowed(&self) {
         self.names_allowed.fetch_add(1, Ordering::Relaxed);
     }
@@ -147,6 +259,14 @@ impl Shared {
     /// Counts a name-check denial and remembers it (most recent last).
     pub fn record_name_denial(&self, denial: NameDenial) {
         self.names_denied.fetch_add(1, Ordering::Relaxed);
+        self.record_denied(Denied {
+            at: denial.at,
+            kind: "name".into(),
+            proto: Some(denial.proto.clone()),
+            dst: Some(denial.dst),
+            name: denial.name.clone(),
+            reason: denial.reason.clone(),
+        });
         let mut d = self.name_denials.lock().unwrap();
         d.push_back(denial);
         while d.len() > RECENT_NAME_DENIALS {
@@ -198,6 +318,44 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn denials_are_bounded_and_reach_watchers() {
+        let s = Shared::default();
+        let mut watcher = s.watch();
+        let denied = |i: u16| Denied {
+            at: 0,
+            kind: "connection".into(),
+            proto: Some("tcp".into()),
+            dst: Some(SocketAddr::from(([198, 51, 100, 20], i))),
+            name: None,
+            reason: "never resolved".into(),
+        };
+        for i in 0..100 {
+            s.record_denied(denied(i));
+        }
+        let (recent, total) = s.denied();
+        assert_eq!((recent.len(), total), (RECENT_DENIED, 100));
+        assert_eq!(recent.last().unwrap().dst.unwrap().port(), 99);
+        assert_eq!(watcher.try_recv().unwrap(), denied(0));
+        s.record_refused("evil.test");
+        assert_eq!(s.denied().1, 100, "a refused name is not a dropped packet");
+    }
+
+    #[test]
+    fn expired_learnings_are_remembered_to_explain_drops() {
+        let s = Shared::default();
+        let item = Learn {
+            addr: "192.0.2.1".parse().unwrap(),
+            ports: Ports::All,
+            timeout: Duration::from_millis(1),
+        };
+        s.record_learned("a.test", &[item], Instant::now() - Duration::from_secs(5));
+        assert!(s.learned().is_empty(), "expired: not shown as learned");
+        let record = s.learned_record("192.0.2.1".parse().unwrap()).unwrap();
+        assert_eq!(record.name, "a.test");
+        assert!(record.expires < Instant::now());
+    }
 
     #[test]
     fn refused_names_are_recent_and_unique() {

@@ -17,7 +17,7 @@ use crate::firewall::ruleset::Interfaces;
 use crate::firewall::{Firewall, RuleCounter};
 use crate::policy::Policy;
 use crate::profile::Mode;
-use crate::state::{DnsCounts, LearnedView, NameCounts, NameDenial, Shared};
+use crate::state::{Denied, DnsCounts, LearnedView, NameCounts, NameDenial, Shared};
 
 pub const DEFAULT_SOCKET: &str = "/run/rbm/agent.sock";
 
@@ -53,6 +53,13 @@ pub struct StatusReport {
     /// The latest connections the name check refused, oldest first.
     #[serde(default)]
     pub name_denials: Vec<NameDenial>,
+    /// The latest of everything refused (dropped packets with their reason,
+    /// name-check denials), oldest first.
+    #[serde(default)]
+    pub denied: Vec<Denied>,
+    /// How many were refused in all since the agent started.
+    #[serde(default)]
+    pub denied_total: u64,
 }
 
 /// Everything the control socket reports from.
@@ -73,6 +80,7 @@ impl StatusSource {
                 None
             }
         };
+        let denied = self.shared.denied();
         StatusReport {
             ready: self.shared.is_ready(),
             dns_mode: self.policy.dns,
@@ -90,6 +98,8 @@ impl StatusSource {
             name_binding: self.policy.name_binding && self.policy.access == Mode::Allowlist,
             names: self.shared.name_counts(),
             name_denials: self.shared.name_denials(),
+            denied: denied.0,
+            denied_total: denied.1,
         }
     }
 }
@@ -235,6 +245,13 @@ pub fn render(r: &StatusReport) -> String {
     } else {
         line("  names:       not checked (uplink.name_binding = false)".to_string());
     }
+    line(format!(
+        "  denied:      {} in all; the latest:",
+        r.denied_total
+    ));
+    for d in r.denied.iter().rev().take(10) {
+        line(format!("    {}", crate::denylog::watch::render(d)));
+    }
     out
 }
 
@@ -311,6 +328,15 @@ mod tests {
                 name: Some("fronted.test".into()),
                 reason: "TLS name fronted.test is not allowed".into(),
             }],
+            denied: vec![Denied {
+                at: 0,
+                kind: "connection".into(),
+                proto: Some("udp".into()),
+                dst: Some("198.51.100.20:53".parse().unwrap()),
+                name: None,
+                reason: "never resolved".into(),
+            }],
+            denied_total: 7,
         };
         let text = render(&r);
         assert!(text.contains("READY"));
@@ -320,6 +346,7 @@ mod tests {
         assert!(text.contains("refused:     evil.test"));
         assert!(text.contains("3 connections allowed, 1 denied"));
         assert!(text.contains("fronted.test") && text.contains("198.51.100.10:443"));
+        assert!(text.contains("7 in all") && text.contains("udp 198.51.100.20:53"));
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
     }

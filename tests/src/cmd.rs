@@ -209,11 +209,23 @@ impl Spawned {
     /// Waits until the process prints a line equal to `want` (trimmed),
     /// failing with its stderr if it exits or `timeout` passes first.
     pub fn wait_for_line(&mut self, want: &str, timeout: Duration) -> Result<()> {
+        self.wait_for(|line| line.trim() == want, want, timeout)
+            .map(drop)
+    }
+
+    /// Waits until the process prints a line that `fits` (described as
+    /// `want` in errors) and returns it.
+    pub fn wait_for(
+        &mut self,
+        fits: impl Fn(&str) -> bool,
+        want: &str,
+        timeout: Duration,
+    ) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.trim() == want => return Ok(()),
+                Ok(line) if fits(&line) => return Ok(line),
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Timeout) => {
                     bail!(

@@ -24,9 +24,11 @@ use rbm_tests::netns::{
     WORLD_V6,
 };
 use rbm_tests::world::setup::{RunningWorld, WorldSetup};
-use rbm_tests::{require_netns, run_ok, Ns, Topology};
+use rbm_tests::{require_netns, run_ok, static_bin, Ns, Topology};
 use serde_json::Value;
 
+#[path = "kernel/denied.rs"]
+mod denied;
 #[path = "kernel/names.rs"]
 mod names;
 
@@ -414,7 +416,9 @@ fn unlearned_addresses_are_dropped() -> Result<()> {
     lab.blocked(&both(sock(NEVER, 80)))?;
     let status = lab.status()?;
     assert!(
-        rule_packets(&status, "forward", "drop:forward")? >= 2,
+        rule_packets(&status, "forward", "drop:forward-logged")?
+            + rule_packets(&status, "forward", "drop:forward")?
+            >= 2,
         "{status}"
     );
     Ok(())
@@ -558,7 +562,9 @@ fn the_sentry_answers_nothing_but_dns() -> Result<()> {
     lab.blocked(&targets)?;
     let status = lab.status()?;
     assert!(
-        rule_packets(&status, "input", "drop:input")? >= 3,
+        rule_packets(&status, "input", "drop:input-logged")?
+            + rule_packets(&status, "input", "drop:input")?
+            >= 3,
         "{status}"
     );
     Ok(())

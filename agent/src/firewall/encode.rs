@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use super::ruleset::{
-    addr_bytes, Action, ChainDef, ChainType, Hook, Match, Rule, Ruleset, SetDef, SetElem, SetKey,
+    addr_bytes, deny_log, Action, ChainDef, ChainType, Hook, Match, Rule, Ruleset, SetDef, SetElem,
+    SetKey,
 };
 use super::wire::{
     attr, Attrs, Cmd, Request, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFT_SET_ELEM_INTERVAL_END,
@@ -350,6 +351,13 @@ impl Exprs<'_> {
             }
             Match::L4Proto(proto) => self.l4proto(*proto),
             Match::TcpNoPayload { v6, doff } => self.tcp_no_payload(*v6, *doff),
+            Match::Limit { per_second, burst } => self.expr("limit", |d| {
+                d.u64be(1, *per_second)
+                    .u64be(2, 1)
+                    .u32be(3, *burst)
+                    .u32be(4, 0)
+                    .u32be(5, 0);
+            }),
         }
     }
 
@@ -417,6 +425,14 @@ impl Exprs<'_> {
             Action::Queue => self.expr("target", |d| {
                 d.str(1, "NFQUEUE").u32be(2, 0).bytes(3, &[0u8; 4]);
             }),
+            Action::LogDrop(prefix) => {
+                self.expr("log", |d| {
+                    d.u16be(1, deny_log::GROUP)
+                        .str(2, prefix)
+                        .u32be(3, deny_log::SNAPLEN);
+                });
+                self.verdict(NF_DROP);
+            }
             Action::RejectTcpReset => self.expr("reject", |d| {
                 d.u32be(1, NFT_REJECT_TCP_RST).u8(2, 0);
             }),

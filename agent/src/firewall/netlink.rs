@@ -26,6 +26,25 @@ pub fn netfilter_socket() -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// Sends `message` (with NLM_F_ACK and sequence number `seq`) and waits
+/// for the kernel's answer to it: Ok, or the error it gives.
+pub fn request_acked(socket: &Socket, message: &[u8], seq: u32) -> io::Result<()> {
+    socket.send(message, 0)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = socket.recv(&mut &mut buf[..], 0)?;
+        for m in wire::messages(&buf[..n]) {
+            if m.msg_type == NLMSG_ERROR && m.seq == seq {
+                return match wire::error_code(m.payload) {
+                    Some(0) => Ok(()),
+                    Some(code) => Err(io::Error::from_raw_os_error(-code)),
+                    None => Err(io::Error::other("an unreadable netlink answer")),
+                };
+            }
+        }
+    }
+}
+
 impl NetlinkTransport {
     pub fn open() -> Result<NetlinkTransport, FirewallError> {
         let socket = netfilter_socket().map_err(FirewallError::Socket)?;

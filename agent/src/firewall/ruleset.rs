@@ -176,6 +176,12 @@ pub enum Match {
         v6: bool,
         doff: u8,
     },
+    /// At most `per_second` packets a second (after a burst), across all
+    /// packets this rule sees: past it the rule does not match.
+    Limit {
+        per_second: u64,
+        burst: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +200,24 @@ pub enum Action {
     /// Hand the packet to the agent on queue 0. With nobody listening, or
     /// the queue full, the kernel drops it: fail closed.
     Queue,
+    /// Send the packet's headers to the agent's deny log (NFLOG group
+    /// `deny_log::GROUP`) with this prefix, then drop it.
+    LogDrop(&'static str),
+}
+
+/// The deny log: dropped packets the kernel copies to the agent.
+pub mod deny_log {
+    /// The NFLOG group the agent listens on.
+    pub const GROUP: u16 = 1;
+    /// Prefixes: where the packet was dropped.
+    pub const FORWARD: &str = "forward";
+    pub const INPUT: &str = "input";
+    /// A flood of drops must not swamp the agent: the kernel logs at most
+    /// this many a second (after a burst) and drops the rest unlogged.
+    pub const PER_SECOND: u64 = 20;
+    pub const BURST: u32 = 50;
+    /// Bytes of each packet copied: the headers.
+    pub const SNAPLEN: u32 = 128;
 }
 
 /// A rule always counts what it sees; its comment names it for status.
@@ -557,6 +581,11 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
         }
         Mode::Disabled => {}
     }
+    rules.push(logged_drop(
+        enclave,
+        deny_log::FORWARD,
+        "drop:forward-logged",
+    ));
     rules.push(rule(vec![], Action::Drop, "drop:forward"));
     ChainDef {
         name: "forward",
@@ -566,6 +595,22 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
         policy_accept: false,
         rules,
     }
+}
+
+/// What the bottle sends that is about to be dropped goes to the deny log
+/// first, as fast as the limit lets it.
+fn logged_drop(enclave: &str, prefix: &'static str, comment: &str) -> Rule {
+    rule(
+        vec![
+            Match::IifName(enclave.to_string()),
+            Match::Limit {
+                per_second: deny_log::PER_SECOND,
+                burst: deny_log::BURST,
+            },
+        ],
+        Action::LogDrop(prefix),
+        comment,
+    )
 }
 
 /// ICMPv6 neighbour solicitation and advertisement: without them the
@@ -613,6 +658,7 @@ fn input_chain(ifs: &Interfaces) -> ChainDef {
             Action::Accept,
             "accept:dns-tcp",
         ),
+        logged_drop(&ifs.enclave, deny_log::INPUT, "drop:input-logged"),
         rule(vec![], Action::Drop, "drop:input"),
     ]);
     ChainDef {
@@ -854,11 +900,27 @@ mod tests {
                 "accept:established",
                 "drop:invalid",
                 "accept:entry",
+                "drop:forward-logged",
                 "drop:forward"
             ]
         );
         let g = Ruleset::build(&input(Mode::Global));
         assert!(comments(chain(&g, "forward")).contains(&"accept:global"));
+    }
+
+    #[test]
+    fn drops_from_the_enclave_are_logged_within_a_limit_then_dropped_anyway() {
+        let r = Ruleset::build(&input(Mode::Allowlist));
+        for (chain_name, prefix) in [("forward", deny_log::FORWARD), ("input", deny_log::INPUT)] {
+            let rules = &chain(&r, chain_name).rules;
+            let [.., logged, last] = &rules[..] else {
+                panic!("too few rules")
+            };
+            assert_eq!(logged.action, Action::LogDrop(prefix));
+            assert_eq!(logged.matches[0], Match::IifName("eth1".into()));
+            assert!(matches!(logged.matches[1], Match::Limit { .. }));
+            assert_eq!((last.matches.len(), &last.action), (0, &Action::Drop));
+        }
     }
 
     #[test]

@@ -110,6 +110,10 @@ impl Attrs {
         self.bytes(kind, &[v])
     }
 
+    pub fn u16be(&mut self, kind: u16, v: u16) -> &mut Attrs {
+        self.bytes(kind, &v.to_be_bytes())
+    }
+
     pub fn u32be(&mut self, kind: u16, v: u32) -> &mut Attrs {
         self.bytes(kind, &v.to_be_bytes())
     }
@@ -129,6 +133,30 @@ impl Attrs {
             self.0.push(0);
         }
     }
+}
+
+/// One nfnetlink message of another subsystem than nf_tables (the queue,
+/// the log): header, `nfgenmsg` with `res_id` (a queue or group number),
+/// attributes.
+pub fn nfnl_message(
+    subsys: u16,
+    msg: u16,
+    flags: u16,
+    seq: u32,
+    res_id: u16,
+    attrs: &Attrs,
+) -> Vec<u8> {
+    let mut body = vec![0u8, 0];
+    body.extend_from_slice(&res_id.to_be_bytes());
+    body.extend_from_slice(&attrs.0);
+    let mut out = Vec::with_capacity(16 + body.len());
+    out.extend_from_slice(&(16 + body.len() as u32).to_ne_bytes());
+    out.extend_from_slice(&((subsys << 8) | msg).to_ne_bytes());
+    out.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(&body);
+    out
 }
 
 /// One nf_tables request, before framing.

@@ -37,11 +37,37 @@ pub struct Packet<'a> {
 const HOP_BY_HOP: u8 = 0;
 const ROUTING: u8 = 43;
 const DEST_OPTS: u8 = 60;
+const FRAGMENT: u8 = 44;
+
+/// The IP layer of a packet: protocol, addresses, and what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpHeader<'a> {
+    pub proto: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The transport header and payload (cut to what was copied).
+    pub l4: &'a [u8],
+    /// A fragment other than the first (no transport header here).
+    pub later_fragment: bool,
+}
 
 /// `None` for anything that is not a whole TCP or UDP packet (ICMP, a
 /// fragment, a truncated header): the caller lets those pass unjudged, as
 /// the kernel's own rules already admitted them.
 pub fn parse(ip: &[u8]) -> Option<Packet<'_>> {
+    let h = ip_header(ip)?;
+    let fragmented = match ip[0] >> 4 {
+        4 => u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0,
+        _ => h.later_fragment,
+    };
+    if fragmented {
+        return None;
+    }
+    transport(h.proto, h.src, h.dst, h.l4)
+}
+
+/// The IP header of IPv4 or IPv6 (extension headers skipped).
+pub fn ip_header(ip: &[u8]) -> Option<IpHeader<'_>> {
     match ip.first()? >> 4 {
         4 => parse_v4(ip),
         6 => parse_v6(ip),
@@ -49,20 +75,25 @@ pub fn parse(ip: &[u8]) -> Option<Packet<'_>> {
     }
 }
 
-fn parse_v4(ip: &[u8]) -> Option<Packet<'_>> {
+fn parse_v4(ip: &[u8]) -> Option<IpHeader<'_>> {
     let header = usize::from(ip[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
     let fragment = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
-    if header < 20 || fragment & 0x3fff != 0 {
+    if header < 20 {
         return None;
     }
     let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
     let dst = Ipv4Addr::new(*ip.get(16)?, ip[17], ip[18], ip[19]);
-    let l4 = ip.get(header..total.min(ip.len()))?;
-    transport(ip[9], src.into(), dst.into(), l4)
+    Some(IpHeader {
+        proto: ip[9],
+        src: src.into(),
+        dst: dst.into(),
+        l4: ip.get(header..total.min(ip.len()).max(header))?,
+        later_fragment: fragment & 0x1fff != 0,
+    })
 }
 
-fn parse_v6(ip: &[u8]) -> Option<Packet<'_>> {
+fn parse_v6(ip: &[u8]) -> Option<IpHeader<'_>> {
     let payload_len = usize::from(u16::from_be_bytes([*ip.get(4)?, *ip.get(5)?]));
     let addr = |at: usize| -> Option<Ipv6Addr> {
         let bytes: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
@@ -77,7 +108,13 @@ fn parse_v6(ip: &[u8]) -> Option<Packet<'_>> {
         next = *ip.get(at)?;
         at += len;
     }
-    transport(next, src.into(), dst.into(), ip.get(at..end)?)
+    Some(IpHeader {
+        proto: next,
+        src: src.into(),
+        dst: dst.into(),
+        l4: ip.get(at..end.max(at))?,
+        later_fragment: next == FRAGMENT,
+    })
 }
 
 fn transport(proto: u8, src: IpAddr, dst: IpAddr, l4: &[u8]) -> Option<Packet<'_>> {

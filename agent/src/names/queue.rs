@@ -9,9 +9,9 @@ use std::time::Duration;
 use netlink_sys::Socket;
 
 use super::flows::Verdict;
-use crate::firewall::netlink::netfilter_socket;
+use crate::firewall::netlink::{netfilter_socket, request_acked};
 use crate::firewall::ruleset::marks;
-use crate::firewall::wire::{self, Attrs, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST};
+use crate::firewall::wire::{self, Attrs, NLM_F_ACK};
 
 const NFNL_SUBSYS_QUEUE: u16 = 3;
 const NFQNL_MSG_PACKET: u16 = 0;
@@ -66,17 +66,7 @@ pub struct NfQueue {
 }
 
 fn header(msg: u16, flags: u16, seq: u32, attrs: &Attrs) -> Vec<u8> {
-    let mut body = vec![libc::AF_UNSPEC as u8, 0];
-    body.extend_from_slice(&QUEUE_NUM.to_be_bytes());
-    body.extend_from_slice(&attrs.0);
-    let mut out = Vec::with_capacity(16 + body.len());
-    out.extend_from_slice(&(16 + body.len() as u32).to_ne_bytes());
-    out.extend_from_slice(&((NFNL_SUBSYS_QUEUE << 8) | msg).to_ne_bytes());
-    out.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
-    out.extend_from_slice(&seq.to_ne_bytes());
-    out.extend_from_slice(&0u32.to_ne_bytes());
-    out.extend_from_slice(&body);
-    out
+    wire::nfnl_message(NFNL_SUBSYS_QUEUE, msg, flags, seq, QUEUE_NUM, attrs)
 }
 
 fn set_opt(socket: &Socket, level: libc::c_int, opt: libc::c_int, value: &[u8]) {
@@ -117,31 +107,13 @@ impl NfQueue {
         params.push(NFQNL_COPY_PACKET);
         attrs.bytes(NFQA_CFG_PARAMS, &params);
         attrs.u32be(NFQA_CFG_QUEUE_MAXLEN, MAX_LEN);
-        let mut queue = NfQueue {
+        let queue = NfQueue {
             socket,
             buf: vec![0u8; 1 << 17],
         };
-        queue
-            .socket
-            .send(&header(NFQNL_MSG_CONFIG, NLM_F_ACK, 1, &attrs), 0)
-            .map_err(QueueError::Bind)?;
-        queue.await_ack(1).map_err(QueueError::Bind)?;
+        let config = header(NFQNL_MSG_CONFIG, NLM_F_ACK, 1, &attrs);
+        request_acked(&queue.socket, &config, 1).map_err(QueueError::Bind)?;
         Ok(queue)
-    }
-
-    fn await_ack(&mut self, seq: u32) -> io::Result<()> {
-        loop {
-            let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
-            for m in wire::messages(&self.buf[..n]) {
-                if m.msg_type == NLMSG_ERROR && m.seq == seq {
-                    return match wire::error_code(m.payload) {
-                        Some(0) => Ok(()),
-                        Some(code) => Err(io::Error::from_raw_os_error(-code)),
-                        None => Err(io::Error::other("an unreadable netlink answer")),
-                    };
-                }
-            }
-        }
     }
 
     /// Waits until a read would not block, or `wait` passed.

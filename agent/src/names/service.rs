@@ -2,14 +2,14 @@
 //! beside the async runtime so that a DNS burst never delays a verdict.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::flows::{Flows, Step};
 use super::judge::Outcome;
 use super::packet::{self, FlowKey};
 use super::queue::PacketQueue;
 use crate::policy::Policy;
-use crate::state::{NameDenial, Shared};
+use crate::state::{unix_now, NameDenial, Shared};
 
 /// How often held connections are checked for their deadline.
 const SWEEP: Duration = Duration::from_millis(200);
@@ -76,10 +76,7 @@ fn record(shared: &Shared, key: &FlowKey, outcome: Outcome) {
             };
             tracing::info!(dst = %key.dst, proto, name = ?denial.name, reason = %denial.reason, "name check: denied");
             shared.record_name_denial(NameDenial {
-                at: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
+                at: unix_now(),
                 proto: proto.into(),
                 dst: key.dst,
                 name: denial.name,

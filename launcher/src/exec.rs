@@ -1,5 +1,5 @@
-//! `status` and `shell`: `podman exec` into a running sentry or bottle, with
-//! the terminal attached and the exit code passed through.
+//! `status`, `watch` and `shell`: `podman exec` into a running sentry or
+//! bottle, with the terminal attached and the exit code passed through.
 
 use std::io::IsTerminal;
 
@@ -13,6 +13,13 @@ use crate::podman::{args, Podman};
 pub fn status(podman: &Podman, names: &Names, json: bool, profile_arg: &str) -> Result<u8, Error> {
     require_running(podman, "sentry", &names.sentry, profile_arg)?;
     podman.passthrough(&args::agent_status(&names.sentry, json))
+}
+
+/// Runs `rbm-agent watch [--json]` in the sentry: what it refuses, as it
+/// happens, until interrupted or the sentry stops.
+pub fn watch(podman: &Podman, names: &Names, json: bool, profile_arg: &str) -> Result<u8, Error> {
+    require_running(podman, "sentry", &names.sentry, profile_arg)?;
+    podman.passthrough(&args::agent_watch(&names.sentry, json))
 }
 
 /// Runs `command` (default /bin/sh) in the bottle; returns its exit code.

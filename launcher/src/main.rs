@@ -75,6 +75,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follow what the sentry refuses (dropped connections with their reason, names denied on
+    /// the wire, refused DNS names) as it happens, like `podman events`
+    Watch {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the profile only; touch nothing
     Check(ProfileArg),
     /// Tell which Podman (version, rootful or rootless) and which agent rbm-launch uses
@@ -156,6 +165,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status { profile: p, json } => {
             let (podman, _, l) = ready(chosen, &places, &p.profile)?;
             Ok(exec::status(&podman, &l.profile.names(), json, &p.profile)?)
+        }
+        Command::Watch { profile: p, json } => {
+            let (podman, _, l) = ready(chosen, &places, &p.profile)?;
+            Ok(exec::watch(&podman, &l.profile.names(), json, &p.profile)?)
         }
         Command::Shell {
             profile: p,
@@ -337,6 +350,10 @@ mod tests {
         assert!(matches!(
             parse("rbm-launch check demo").unwrap().command,
             Command::Check(_)
+        ));
+        assert!(matches!(
+            parse("rbm-launch watch demo --json").unwrap().command,
+            Command::Watch { json: true, .. }
         ));
         match parse("rbm-launch shell demo -- rbm-probe dns -x example.com")
             .unwrap()

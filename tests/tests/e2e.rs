@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use rbm_tests::bins::workspace_root;
 use rbm_tests::bottle::{shown, Bottle, OPEN_MS};
+use rbm_tests::cmd::Spawned;
 use rbm_tests::files::write_file;
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::ProbeRun;
@@ -201,20 +202,37 @@ impl Launcher {
     }
 
     fn run(&self, args: &[&str], timeout: Duration) -> Result<Output> {
+        let (program, all) = self.command_line(args);
+        cmd::run(&program, &all, timeout)
+    }
+
+    /// `rbm-launch ARGS` in the background (e.g. `watch`), stopped on drop.
+    fn spawn(&self, args: &[&str]) -> Result<Spawned> {
+        let (program, all) = self.command_line(args);
+        cmd::spawn(&program, &all)
+    }
+
+    /// The program and arguments that run `rbm-launch ARGS` from `/`.
+    fn command_line(&self, args: &[&str]) -> (String, Vec<String>) {
         let mut all = vec!["-C", "/", self.program.as_str()];
-        match &self.enter {
+        let program = match &self.enter {
             Some(enter) => {
                 all.extend_from_slice(args);
                 let mut entered = vec!["env", "-u", PODMAN_ENV];
                 entered.extend_from_slice(&all);
-                cmd::run(enter, &entered, timeout)
+                all = entered;
+                enter.as_str()
             }
             None => {
                 all.extend_from_slice(&["--podman", self.podman.program()]);
                 all.extend_from_slice(args);
-                cmd::run("env", &all, timeout)
+                "env"
             }
-        }
+        };
+        (
+            program.to_string(),
+            all.into_iter().map(String::from).collect(),
+        )
     }
 }
 
@@ -469,6 +487,12 @@ fn bottle_reaches_the_allowed_name_and_cidr_and_nothing_else() -> Result<()> {
         ALLOW.world(OTHER_HOST),
         ALLOW.world(CIDR_HOST),
     );
+    // `rbm-launch watch --json` follows what the sentry refuses from here on.
+    let profile = lab.launched.profile.clone();
+    let mut watch = lab
+        .launched
+        .launcher
+        .spawn(&["watch", &profile, "--json"])?;
 
     // The allowed name resolves with the bottle's resolver (the sentry),
     // which asked the world, and its address opens over TCP and UDP.
@@ -515,6 +539,14 @@ fn bottle_reaches_the_allowed_name_and_cidr_and_nothing_else() -> Result<()> {
             "expected a drop (silence), got {report}"
         );
     }
+    // The watch saw the drop, with its reason.
+    let line = watch.wait_for(
+        |l| l.contains(&target) && l.contains("never resolved"),
+        "the dropped connection to the unlearned world",
+        Duration::from_secs(10),
+    )?;
+    let event = parse_json(&line)?;
+    assert_eq!(event["kind"], "connection", "{event}");
 
     // Status tells the learned address with its name, and the refused name.
     let status = lab.status()?;

@@ -169,7 +169,16 @@ pub fn stop(names: &Names) -> Vec<Removal> {
 }
 
 pub fn agent_status(sentry: &str, json: bool) -> Vec<String> {
-    let mut a = v(&["exec", sentry, "/rbm-agent", "status"]);
+    agent_command(sentry, "status", json)
+}
+
+/// `podman exec SENTRY /rbm-agent watch [--json]`: follows denials.
+pub fn agent_watch(sentry: &str, json: bool) -> Vec<String> {
+    agent_command(sentry, "watch", json)
+}
+
+fn agent_command(sentry: &str, command: &str, json: bool) -> Vec<String> {
+    let mut a = v(&["exec", sentry, "/rbm-agent", command]);
     if json {
         a.push("--json".into());
     }

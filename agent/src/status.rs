@@ -114,16 +114,22 @@ fn summarize(rules: Vec<RuleCounter>) -> Counters {
     }
 }
 
+/// Binds a Unix socket at `path`, creating its directory and replacing a
+/// stale socket a previous agent left.
+pub fn bind_socket(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path)
+}
+
 /// Binds the control socket (replacing a stale one) and serves reports.
 pub fn serve(
     path: &Path,
     source: Arc<StatusSource>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
+    let listener = bind_socket(path)?;
     Ok(tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {

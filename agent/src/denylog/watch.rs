@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::UnixListener;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::state::{Denied, Shared};
-use crate::status::StatusError;
+use crate::status::{bind_socket, StatusError};
 
 /// The watch socket that goes with a control socket (`agent.sock` ->
 /// `agent.watch`).
@@ -24,8 +23,7 @@ pub fn socket_path(control: &Path) -> PathBuf {
 /// client until it goes away. A client too slow to keep up misses events,
 /// never slows the agent.
 pub fn serve(path: &Path, shared: Arc<Shared>) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
+    let listener = bind_socket(path)?;
     Ok(tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {

@@ -16,3 +16,4 @@ pub use rbm_profile as profile;
 pub mod run;
 pub mod state;
 pub mod status;
+pub mod supervise;

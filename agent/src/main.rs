@@ -9,6 +9,7 @@ use rbm_agent::denylog::watch;
 use rbm_agent::profile::Profile;
 use rbm_agent::run::{run, RunOptions};
 use rbm_agent::status;
+use rbm_agent::supervise;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,10 @@ enum Command {
         /// Where to find upstream resolvers when the profile names none.
         #[arg(long, default_value = "/etc/resolv.conf")]
         resolv_conf: PathBuf,
+        /// Be the agent itself, not its supervisor (which, as the sentry's
+        /// PID 1, restarts it when it dies).
+        #[arg(long, hide = true)]
+        worker: bool,
     },
     /// Tell what is allowed, learned and denied. Exit 0 only when the agent is ready.
     Status {
@@ -55,17 +60,28 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
     let cli = Cli::parse();
+    let runs = matches!(cli.command, None | Some(Command::Run { .. }));
+    if runs && supervise::should_supervise(&args) {
+        let mut args = args;
+        if cli.command.is_none() {
+            args.push("run".into());
+        }
+        return supervise::supervise(&args);
+    }
     let command = cli.command.unwrap_or(Command::Run {
         profile: None,
         control: status::DEFAULT_SOCKET.into(),
         resolv_conf: "/etc/resolv.conf".into(),
+        worker: false,
     });
     match command {
         Command::Run {
             profile,
             control,
             resolv_conf,
+            ..
         } => start(profile, control, resolv_conf),
         Command::Status { json, control } => show_status(json, &control),
         Command::Watch { json, control } => match watch::follow(&control, json) {

@@ -98,7 +98,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .await
         .context("starting the DNS proxy")?;
 
+    let restarts = std::env::var(crate::supervise::RESTARTS_ENV)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if restarts > 0 {
+        tracing::warn!(restarts, "the agent was restarted after it died");
+    }
     let source = Arc::new(StatusSource {
+        restarts,
         shared: shared.clone(),
         policy: policy.clone(),
         firewall,

@@ -60,10 +60,14 @@ pub struct StatusReport {
     /// How many were refused in all since the agent started.
     #[serde(default)]
     pub denied_total: u64,
+    /// How often the sentry's supervisor restarted the agent.
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 /// Everything the control socket reports from.
 pub struct StatusSource {
+    pub restarts: u64,
     pub shared: Arc<Shared>,
     pub policy: Arc<Policy>,
     pub firewall: Arc<Mutex<Firewall>>,
@@ -100,6 +104,7 @@ impl StatusSource {
             name_denials: self.shared.name_denials(),
             denied: denied.0,
             denied_total: denied.1,
+            restarts: self.restarts,
         }
     }
 }
@@ -205,6 +210,12 @@ pub fn render(r: &StatusReport) -> String {
         ));
     }
     line(format!("  bottle:      {}", r.bottle_ip));
+    if r.restarts > 0 {
+        line(format!(
+            "  restarts:    {} (the agent died and was started again)",
+            r.restarts
+        ));
+    }
     line(format!("  upstream:    {}", join(r.upstream_dns.iter())));
     line(format!("  domains:     {}", join(r.domains.iter())));
     line(format!("  cidrs:       {}", join(r.cidrs.iter())));
@@ -343,6 +354,7 @@ mod tests {
                 reason: "never resolved".into(),
             }],
             denied_total: 7,
+            restarts: 2,
         };
         let text = render(&r);
         assert!(text.contains("READY"));
@@ -353,6 +365,7 @@ mod tests {
         assert!(text.contains("3 connections allowed, 1 denied"));
         assert!(text.contains("fronted.test") && text.contains("198.51.100.10:443"));
         assert!(text.contains("7 in all") && text.contains("udp 198.51.100.20:53"));
+        assert!(text.contains("restarts:    2"));
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
     }

@@ -154,7 +154,9 @@ subnet = "{uplink}/24"
     }
 
     /// What the world at `host` serves: DNS for the zone (the API host
-    /// only: it is the upstream) and `world ... sees ...` over TCP and UDP.
+    /// only: it is the upstream), `world ... sees ...` over TCP and UDP, and
+    /// "what did you get" (which logs every connection and datagram) on
+    /// `RECV_PORT`.
     fn world_setup(self, host: u8) -> WorldSetup {
         let zone = format!(
             "{API_NAME}. A 60 {}\n{OTHER_NAME}. A 60 {}\n",
@@ -164,11 +166,10 @@ subnet = "{uplink}/24"
         let ip = self.uplink(host);
         let setup = WorldSetup::new(&zone)
             .tcp([self.world(host)])
-            .udp([self.world(host)]);
+            .udp([self.world(host)])
+            .recv([SocketAddr::from((ip, RECV_PORT))]);
         if host == API_HOST {
-            setup
-                .dns(SocketAddr::from((ip, 53)))
-                .recv([SocketAddr::from((ip, RECV_PORT))])
+            setup.dns(SocketAddr::from((ip, 53)))
         } else {
             setup
         }
@@ -688,6 +689,82 @@ fn killed_sentry_leaves_the_bottle_no_way_out() -> Result<()> {
         asked,
         "no query may reach the world once the sentry is dead"
     );
+    Ok(())
+}
+
+const CRASH: Spec = Spec::new("e2ecrash", 8);
+
+/// `{{.Id}} {{.State.StartedAt}}` of a container: what must not change
+/// while the bottle keeps running.
+fn identity(podman: &Podman, name: &str) -> Result<String> {
+    let out = podman.run_ok(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.Id}} {{.State.StartedAt}} {{.State.Running}}",
+        name,
+    ])?;
+    Ok(out.stdout.trim().to_string())
+}
+
+/// Kills the sentry's agent the hard way (SIGKILL from the host), not its
+/// supervisor: the container's first process stays, its child goes.
+fn kill_agent(podman: &Podman, sentry: &str) -> Result<u32> {
+    let out = podman.run_ok(&["container", "inspect", "--format", "{{.State.Pid}}", sentry])?;
+    let first: u32 = out.stdout.trim().parse().context("no PID for the sentry")?;
+    let children = std::fs::read_to_string(format!("/proc/{first}/task/{first}/children"))
+        .context("reading the supervisor's children")?;
+    let agent: u32 = children
+        .split_whitespace()
+        .next()
+        .context("the supervisor has no agent")?
+        .parse()?;
+    run_ok("kill", &["-KILL", &agent.to_string()], CMD_TIMEOUT)?;
+    Ok(agent)
+}
+
+#[test]
+fn a_killed_agent_comes_back_by_itself_and_nothing_gets_out_meanwhile() -> Result<()> {
+    let Some(lab) = Lab::start(CRASH, &[API_HOST, OTHER_HOST])? else {
+        return Ok(());
+    };
+    let api = CRASH.world(API_HOST);
+    lab.resolves(API_NAME, CRASH.uplink(API_HOST))?;
+    lab.reaches(api)?;
+    let bottle = identity(&lab.podman, &CRASH.name("bottle"))?;
+    let sentry = identity(&lab.podman, &CRASH.name("sentry"))?;
+
+    // A datagram every 5 ms to a world no name opened, from before the
+    // kill until after the agent is back: not one may arrive there.
+    let target = SocketAddr::from((CRASH.uplink(OTHER_HOST), RECV_PORT)).to_string();
+    let flood = ["flood", target.as_str(), "--ms", "6000"];
+    let (flooded, back) = thread::scope(|s| {
+        let flooding = s.spawn(|| lab.probe(&flood));
+        thread::sleep(Duration::from_millis(1000));
+        let back = kill_agent(&lab.podman, &CRASH.name("sentry")).and_then(|_| {
+            wait_for(|| {
+                let out = lab.launch("status", &["--json"], CMD_TIMEOUT)?;
+                let status = parse_json(&out.stdout).unwrap_or(Value::Null);
+                Ok((out.success() && status["restarts"] == 1).then_some(status))
+            })
+        });
+        (flooding.join().expect("flood thread"), back)
+    });
+    let status = back?;
+    let flooded = flooded?;
+    assert_eq!(status["ready"], true, "{status}");
+    assert!(
+        flooded.json["sent"].as_u64() > Some(100),
+        "{}",
+        flooded.json
+    );
+    assert_eq!(flooded.json["replies"], 0, "{}", flooded.json);
+
+    // Serving again, and the bottle never noticed a thing but the pause.
+    lab.resolves(API_NAME, CRASH.uplink(API_HOST))?;
+    lab.reaches(api)?;
+    assert_eq!(identity(&lab.podman, &CRASH.name("bottle"))?, bottle);
+    assert_eq!(identity(&lab.podman, &CRASH.name("sentry"))?, sentry);
     Ok(())
 }
 

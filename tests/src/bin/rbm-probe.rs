@@ -115,6 +115,14 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+    /// A datagram every `every_ms` for `ms` from one socket; count replies.
+    Flood {
+        addr: SocketAddr,
+        #[arg(long)]
+        ms: u64,
+        #[arg(long, default_value_t = 5)]
+        every_ms: u64,
+    },
     /// Send arbitrary bytes as a DNS query and print the reply as hex.
     RawDns {
         addr: SocketAddr,
@@ -254,6 +262,11 @@ fn dispatch(command: Command) -> Result<Report, String> {
             let hello = hello::client_hello(Some(&tls));
             latency::measure(count, |_| conn::first_byte(addr, &hello, ms(timeout_ms)))
         }
+        Command::Flood {
+            addr,
+            ms: lasting,
+            every_ms,
+        } => conn::run_flood(addr, ms(lasting), ms(every_ms)),
         Command::RawDns {
             addr,
             hex,

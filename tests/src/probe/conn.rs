@@ -96,6 +96,46 @@ fn tcp_send(
     Ok(String::from_utf8_lossy(&answer).trim().to_string())
 }
 
+#[derive(Debug, Serialize)]
+pub struct FloodReport {
+    pub sent: u32,
+    pub replies: u32,
+    pub error: Option<String>,
+}
+
+/// `flood`: a datagram to `addr` every `every`, for `lasting`, from one
+/// socket; counts the replies. Always succeeds: the counts are the result
+/// (e.g. none may come back while the sentry restarts its agent).
+pub fn run_flood(addr: SocketAddr, lasting: Duration, every: Duration) -> Report {
+    let mut report = FloodReport {
+        sent: 0,
+        replies: 0,
+        error: None,
+    };
+    let result = (|| -> io::Result<()> {
+        let socket = UdpSocket::bind(unspecified_for(&addr))?;
+        socket.connect(addr)?;
+        socket.set_read_timeout(Some(every.max(Duration::from_millis(1))))?;
+        let end = Instant::now() + lasting;
+        let mut buf = vec![0u8; 2048];
+        while Instant::now() < end {
+            // A refused datagram (ICMP) shows up as an error on a later
+            // send or recv: keep going, it is not a reply.
+            if socket.send(UDP_PAYLOAD).is_ok() {
+                report.sent += 1;
+            }
+            if let Ok(n) = socket.recv(&mut buf) {
+                if n > 0 {
+                    report.replies += 1;
+                }
+            }
+        }
+        Ok(())
+    })();
+    report.error = result.err().map(|e| describe("flood", &e));
+    Report::new(&report, true)
+}
+
 /// `udp`: one datagram, no retry, one reply.
 pub fn run_udp(addr: SocketAddr, timeout: Duration) -> Report {
     report(udp_reply(addr, timeout))

@@ -29,14 +29,7 @@ pub struct UpOptions {
 /// Starts the sentry, waits for its filter, then starts the bottle.
 /// On failure everything of the profile is removed again.
 pub fn up(podman: &Podman, host: &Host, loaded: &Loaded, opts: &UpOptions) -> Result<(), Error> {
-    let volumes = preflight(podman, loaded, opts)?;
-    if let Some(stamp) = images::stale_sentry_image(podman, &opts.agent)? {
-        progress(&format!(
-            "making {SENTRY_IMAGE} from {}",
-            opts.agent.display()
-        ));
-        images::build_sentry_image(podman, &opts.agent, &stamp, &host.arch)?;
-    }
+    let volumes = prepare(podman, host, loaded, opts)?;
     stop(podman, &loaded.profile.names(), &opts.profile_arg)?;
     if let Err(cause) = start(podman, loaded, &volumes, opts) {
         progress("start failed; removing what was created");
@@ -49,6 +42,26 @@ pub fn up(podman: &Podman, host: &Host, loaded: &Loaded, opts: &UpOptions) -> Re
     }
     println!("{}", summary(&loaded.profile, host, &opts.profile_arg));
     Ok(())
+}
+
+/// What `up` (and `quadlet`) need before any container: the checks that
+/// touch nothing, the bottle's volume directories, and a sentry image made
+/// from the agent. Returns the volumes with resolved host paths.
+pub fn prepare(
+    podman: &Podman,
+    host: &Host,
+    loaded: &Loaded,
+    opts: &UpOptions,
+) -> Result<Vec<String>, Error> {
+    let volumes = preflight(podman, loaded, opts)?;
+    if let Some(stamp) = images::stale_sentry_image(podman, &opts.agent)? {
+        progress(&format!(
+            "making {SENTRY_IMAGE} from {}",
+            opts.agent.display()
+        ));
+        images::build_sentry_image(podman, &opts.agent, &stamp, &host.arch)?;
+    }
+    Ok(volumes)
 }
 
 /// Removes everything of the profile after `cause`; the error to report.

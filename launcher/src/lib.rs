@@ -12,6 +12,7 @@ pub mod images;
 pub mod launch;
 pub mod lookup;
 pub mod podman;
+pub mod quadlet;
 
 pub use error::Error;
 

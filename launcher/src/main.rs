@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use rbm_launch::launch::{self, UpOptions};
 use rbm_launch::lookup::{self, Loaded, Places, Shipped};
 use rbm_launch::podman::find::{self, PROVISIONED};
-use rbm_launch::podman::host::Host;
+use rbm_launch::podman::host::{Host, Mode};
 use rbm_launch::podman::{Podman, Remote};
-use rbm_launch::{exec, Error};
+use rbm_launch::{exec, quadlet, Error};
 
 const AFTER_HELP: &str = "\
 PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
@@ -84,6 +85,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the profile as Quadlet units (two networks, sentry and bottle) so systemd runs the
+    /// pair at boot; makes the sentry image as `up` does
+    Quadlet {
+        #[command(flatten)]
+        up: UpArgs,
+        /// Where to write the units (rootful: /etc/containers/systemd; rootless:
+        /// ~/.config/containers/systemd)
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Validate the profile only; touch nothing
     Check(ProfileArg),
     /// Tell which Podman (version, rootful or rootless) and which agent rbm-launch uses
@@ -148,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     match cli.command {
         Command::Up(a) => up(chosen, &places, a),
+        Command::Quadlet { up: a, dir } => quadlet(chosen, &places, a, &dir),
         Command::Check(p) => {
             println!("{}", lookup::load(&p.profile, &places)?.summary());
             Ok(0)
@@ -222,6 +234,42 @@ fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
         profile_arg: arg,
     };
     launch::up(&podman, &host, &loaded, &opts)?;
+    Ok(0)
+}
+
+/// `rbm-launch quadlet`: the units, the profile beside them, and the
+/// commands that start them.
+fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Result<u8> {
+    let arg = a.profile;
+    let (podman, host, loaded) = ready(chosen, places, &arg)?;
+    let opts = UpOptions {
+        agent: places.agent(a.agent, &host.arch)?,
+        ready_timeout: Duration::from_secs(a.ready_timeout),
+        profile_arg: arg,
+    };
+    let volumes = launch::prepare(&podman, &host, &loaded, &opts)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let profile = dir.join(quadlet::profile_file(&loaded.profile));
+    std::fs::write(&profile, &loaded.text)
+        .with_context(|| format!("cannot write {}", profile.display()))?;
+    for unit in quadlet::units(&loaded.profile, &profile, &volumes) {
+        let path = dir.join(&unit.file);
+        std::fs::write(&path, &unit.text)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("rbm: wrote {}", path.display());
+    }
+    let user = if host.mode == Mode::Rootless {
+        " --user"
+    } else {
+        ""
+    };
+    let bottle = loaded.profile.names().bottle;
+    println!("rbm: start the pair now and at every boot with:");
+    println!("  systemctl{user} daemon-reload");
+    println!("  systemctl{user} start {bottle}.service");
     Ok(0)
 }
 

@@ -213,6 +213,14 @@ impl Launcher {
         cmd::spawn(&program, &all)
     }
 
+    /// `ARGS` where Podman runs (through RBM_ENTER, else here).
+    fn enter_run(&self, args: &[&str], timeout: Duration) -> Result<Output> {
+        match &self.enter {
+            Some(enter) => cmd::run(enter, args, timeout),
+            None => cmd::run(args[0], &args[1..], timeout),
+        }
+    }
+
     /// The program and arguments that run `rbm-launch ARGS` from `/`.
     fn command_line(&self, args: &[&str]) -> (String, Vec<String>) {
         let mut all = vec!["-C", "/", self.program.as_str()];
@@ -765,6 +773,93 @@ fn a_killed_agent_comes_back_by_itself_and_nothing_gets_out_meanwhile() -> Resul
     lab.reaches(api)?;
     assert_eq!(identity(&lab.podman, &CRASH.name("bottle"))?, bottle);
     assert_eq!(identity(&lab.podman, &CRASH.name("sentry"))?, sentry);
+    Ok(())
+}
+
+/// The `ExecStart=` of `service` in quadlet's dry-run output, as words.
+fn exec_start(dryrun: &str, service: &str) -> Result<String> {
+    // Each unit comes as `---NAME.service---` and then its text.
+    let parts: Vec<&str> = dryrun.split("---").collect();
+    let header = format!("{service}.service");
+    let section = parts
+        .iter()
+        .position(|part| *part == header)
+        .and_then(|i| parts.get(i + 1))
+        .with_context(|| format!("no {header} in {dryrun}"))?;
+    let line = section
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .with_context(|| format!("no ExecStart for {service}: {section}"))?;
+    Ok(line.to_string())
+}
+
+const QUADLET: Spec = Spec::new("e2equad", 9);
+
+#[test]
+fn quadlet_units_pass_podmans_generator_and_run_the_containers_up_runs() -> Result<()> {
+    let Some(podman) = require_podman("runs rbm-launch quadlet and Podman's quadlet").ok() else {
+        return Ok(());
+    };
+    test_images(&podman)?;
+    let launcher = Launcher::find(podman.clone())?;
+    let dir = fresh_dir(QUADLET.moniker)?;
+    let profile = write_file(&dir, "profile.toml", &QUADLET.profile())?;
+    let units = dir.join("units");
+    let profile_arg = profile.to_string_lossy().into_owned();
+    let units_arg = units.to_string_lossy().into_owned();
+    let out = launcher
+        .run(&["quadlet", &profile_arg, "--dir", &units_arg], UP_TIMEOUT)?
+        .check()?;
+    assert!(out.stdout.contains("systemctl"), "{}", out.stdout);
+    let rootless = podman.is_rootless()?;
+    let dirs = format!("QUADLET_UNIT_DIRS={units_arg}");
+    let mut args = vec!["env", &dirs, "/usr/libexec/podman/quadlet", "-dryrun"];
+    if rootless {
+        args.push("-user");
+    }
+    let dryrun = launcher.enter_run(&args, CMD_TIMEOUT)?.check()?;
+    let sentry = exec_start(&dryrun.stdout, &QUADLET.name("sentry"))?;
+    let bottle = exec_start(&dryrun.stdout, &QUADLET.name("bottle"))?;
+    // What `rbm-launch up` passes to `podman run`, the units pass too.
+    for want in [
+        format!(
+            "--network {}:ip={}",
+            QUADLET.name("enclave"),
+            QUADLET.enclave(2)
+        ),
+        format!("--network {}", QUADLET.name("uplink")),
+        "--cap-drop all".to_string(),
+        "--sdnotify=healthy".to_string(),
+        // 5.8 writes the space in "/rbm-agent status" as \x20.
+        "--health-cmd \"/rbm-agent".to_string(),
+        "localhost/rbm-sentry:latest run --profile /rbm/profile.toml".to_string(),
+    ] {
+        assert!(
+            sentry.to_lowercase().contains(&want.to_lowercase()),
+            "{want} in {sentry}"
+        );
+    }
+    for want in [
+        format!(
+            "--network {}:ip={}",
+            QUADLET.name("enclave"),
+            QUADLET.enclave(3)
+        ),
+        format!("--dns {}", QUADLET.enclave(2)),
+        format!("{BOTTLE_IMAGE} /rbm-probe serve"),
+    ] {
+        assert!(bottle.contains(&want), "{want} in {bottle}");
+    }
+    assert!(!bottle.contains(&QUADLET.name("uplink")), "{bottle}");
+    for network in ["enclave", "uplink"] {
+        assert!(
+            dryrun
+                .stdout
+                .contains(&format!("{}-network.service", QUADLET.name(network))),
+            "{}",
+            dryrun.stdout
+        );
+    }
     Ok(())
 }
 

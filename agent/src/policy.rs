@@ -75,6 +75,12 @@ impl Policy {
         }
     }
 
+    /// Whether the name on the wire is checked: only where names open
+    /// addresses (access = allowlist) and unless the profile turned it off.
+    pub fn binds_names(&self) -> bool {
+        self.name_binding && self.access == Mode::Allowlist
+    }
+
     /// Whether a DNS answer may open `ip` (see `protected`).
     pub fn may_learn(&self, ip: IpAddr) -> bool {
         !self.protected.iter().any(|net| net.contains(&ip))

@@ -59,7 +59,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     // Bound before the ruleset that queues to it: a held packet always has
     // a reader (the kernel drops what it cannot queue: fail closed).
-    let name_queue = if policy.name_binding && policy.access == Mode::Allowlist {
+    let name_queue = if policy.binds_names() {
         Some(NfQueue::open().context("binding the name-check queue")?)
     } else {
         None

@@ -99,7 +99,7 @@ impl StatusSource {
             dns: self.shared.dns_counts(),
             learned: self.shared.learned(),
             refused_names: self.shared.refused_names(),
-            name_binding: self.policy.name_binding && self.policy.access == Mode::Allowlist,
+            name_binding: self.policy.binds_names(),
             names: self.shared.name_counts(),
             name_denials: self.shared.name_denials(),
             denied: denied.0,

@@ -225,14 +225,23 @@ fn ready(chosen: Chosen, places: &Places, arg: &str) -> Result<(Podman, Host, Lo
     Ok((podman, host, loaded))
 }
 
-fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
-    let arg = a.profile;
-    let (podman, host, loaded) = ready(chosen, places, &arg)?;
+/// `ready`, and the options of `up` (and `quadlet`) from their arguments.
+fn ready_to_up(
+    chosen: Chosen,
+    places: &Places,
+    a: UpArgs,
+) -> Result<(Podman, Host, Loaded, UpOptions), Error> {
+    let (podman, host, loaded) = ready(chosen, places, &a.profile)?;
     let opts = UpOptions {
         agent: places.agent(a.agent, &host.arch)?,
         ready_timeout: Duration::from_secs(a.ready_timeout),
-        profile_arg: arg,
+        profile_arg: a.profile,
     };
+    Ok((podman, host, loaded, opts))
+}
+
+fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
+    let (podman, host, loaded, opts) = ready_to_up(chosen, places, a)?;
     launch::up(&podman, &host, &loaded, &opts)?;
     Ok(0)
 }
@@ -240,13 +249,7 @@ fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
 /// `rbm-launch quadlet`: the units, the profile beside them, and the
 /// commands that start them.
 fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Result<u8> {
-    let arg = a.profile;
-    let (podman, host, loaded) = ready(chosen, places, &arg)?;
-    let opts = UpOptions {
-        agent: places.agent(a.agent, &host.arch)?,
-        ready_timeout: Duration::from_secs(a.ready_timeout),
-        profile_arg: arg,
-    };
+    let (podman, host, loaded, opts) = ready_to_up(chosen, places, a)?;
     let volumes = launch::prepare(&podman, &host, &loaded, &opts)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir

@@ -9,7 +9,7 @@ use crate::firewall::ruleset::deny_log;
 use crate::names::packet::{ip_header, TCP, UDP};
 use crate::policy::Policy;
 use crate::profile::{Mode, Ports};
-use crate::state::{unix_now, Denied, Shared};
+use crate::state::{unix_now, Denied, LearnedRecord, Shared};
 
 /// `None` for what is not an IP packet.
 pub fn explain(policy: &Policy, shared: &Shared, entry: &LogEntry) -> Option<Denied> {
@@ -19,12 +19,12 @@ pub fn explain(policy: &Policy, shared: &Shared, entry: &LogEntry) -> Option<Den
         _ => None,
     };
     let proto = proto_name(h.proto);
+    let record = shared.learned_record(h.dst);
     let reason = if entry.prefix == deny_log::INPUT {
         "to the sentry itself".to_string()
     } else {
-        why_forward(policy, shared, h.dst, &proto, port)
+        why_forward(policy, record.as_ref(), h.dst, &proto, port)
     };
-    let record = shared.learned_record(h.dst);
     Some(Denied {
         at: unix_now(),
         kind: "connection".into(),
@@ -37,7 +37,7 @@ pub fn explain(policy: &Policy, shared: &Shared, entry: &LogEntry) -> Option<Den
 
 fn why_forward(
     policy: &Policy,
-    shared: &Shared,
+    record: Option<&LearnedRecord>,
     dst: std::net::IpAddr,
     proto: &str,
     port: Option<u16>,
@@ -48,7 +48,7 @@ fn why_forward(
     if !policy.may_learn(dst) {
         return "a protected address (the machine, link-local, multicast or the enclave): no answer opens it".into();
     }
-    let Some(record) = shared.learned_record(dst) else {
+    let Some(record) = record else {
         return "never resolved".into();
     };
     let now = Instant::now();

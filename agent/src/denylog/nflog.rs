@@ -82,19 +82,15 @@ impl NfLog {
 
 /// The logged packets in one netlink read.
 pub fn parse_entries(buf: &[u8]) -> Vec<LogEntry> {
-    let packet_type = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET;
-    wire::messages(buf)
+    wire::nfnl_messages(buf, NFNL_SUBSYS_ULOG, NFULNL_MSG_PACKET)
         .into_iter()
-        .filter(|m| m.msg_type == packet_type)
-        .filter_map(|m| {
-            let attrs = wire::parse_attrs(m.payload.get(4..)?);
-            let find = |kind| attrs.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v);
-            let prefix = find(NFULA_PREFIX).unwrap_or_default();
+        .filter_map(|attrs| {
+            let prefix = attrs.get(NFULA_PREFIX).unwrap_or_default();
             Some(LogEntry {
                 prefix: String::from_utf8_lossy(prefix)
                     .trim_end_matches('\0')
                     .to_string(),
-                packet: find(NFULA_PAYLOAD)?.to_vec(),
+                packet: attrs.get(NFULA_PAYLOAD)?.to_vec(),
             })
         })
         .collect()

@@ -159,6 +159,27 @@ pub fn nfnl_message(
     out
 }
 
+/// The attributes of one nfnetlink message (after its `nfgenmsg`).
+pub struct NfnlAttrs<'a>(Vec<(u16, &'a [u8])>);
+
+impl<'a> NfnlAttrs<'a> {
+    /// The first attribute of `kind`.
+    pub fn get(&self, kind: u16) -> Option<&'a [u8]> {
+        self.0.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v)
+    }
+}
+
+/// The messages of `subsys`'s type `msg` in one netlink read, as their
+/// attributes (the queue's packets, the log's entries).
+pub fn nfnl_messages(buf: &[u8], subsys: u16, msg: u16) -> Vec<NfnlAttrs<'_>> {
+    let msg_type = (subsys << 8) | msg;
+    messages(buf)
+        .into_iter()
+        .filter(|m| m.msg_type == msg_type)
+        .filter_map(|m| Some(NfnlAttrs(parse_attrs(m.payload.get(4..)?))))
+        .collect()
+}
+
 /// One nf_tables request, before framing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

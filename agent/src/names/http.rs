@@ -5,8 +5,6 @@ use super::Seen;
 
 /// Longest method token looked for ("OPTIONS", "PROPFIND", ...).
 const MAX_METHOD: usize = 16;
-/// A header block larger than this is not waited for.
-pub const MAX_HEAD: usize = 32 << 10;
 
 /// Whether `stream` can still become an HTTP/1.x request: a method token
 /// of capital letters, then a space.
@@ -19,8 +17,9 @@ pub fn may_be_request(stream: &[u8]) -> bool {
     }
 }
 
-/// Reads the request at the start of a TCP stream. `NotHttp` when its first
-/// line is not `METHOD TARGET HTTP/1.x`.
+/// Reads the request at the start of a TCP stream. `NotThis` when its first
+/// line is not `METHOD TARGET HTTP/1.x`; how long a header block may grow
+/// is bounded by the flows that hold it (`flows::MAX_BYTES`).
 pub fn request(stream: &[u8]) -> Seen {
     if !may_be_request(stream) {
         return Seen::NotThis;

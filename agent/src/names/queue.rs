@@ -141,18 +141,14 @@ impl NfQueue {
 
 /// The packets in one netlink read.
 pub fn parse_packets(buf: &[u8]) -> Vec<Queued> {
-    let packet_type = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET;
-    wire::messages(buf)
+    wire::nfnl_messages(buf, NFNL_SUBSYS_QUEUE, NFQNL_MSG_PACKET)
         .into_iter()
-        .filter(|m| m.msg_type == packet_type)
-        .filter_map(|m| {
-            let attrs = wire::parse_attrs(m.payload.get(4..)?);
-            let find = |kind| attrs.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v);
-            let hdr = find(NFQA_PACKET_HDR)?;
+        .filter_map(|attrs| {
+            let hdr = attrs.get(NFQA_PACKET_HDR)?;
             let id = u32::from_be_bytes(hdr.get(..4)?.try_into().ok()?);
             Some(Queued {
                 id,
-                packet: find(NFQA_PAYLOAD).unwrap_or_default().to_vec(),
+                packet: attrs.get(NFQA_PAYLOAD).unwrap_or_default().to_vec(),
             })
         })
         .collect()

@@ -73,12 +73,21 @@ impl LoggedQuery {
 
 /// Reads a query log (a missing file is an empty log: nothing asked yet).
 pub fn read_query_log(path: &Path) -> Result<Vec<LoggedQuery>> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    parse_query_log(&text)
+    parse_query_log(&read_log(path)?)
+}
+
+/// The receipts in a log file (a missing file: none yet).
+pub fn read_receipts(path: &Path) -> Result<Vec<Receipt>> {
+    parse_receipts(&read_log(path)?)
+}
+
+/// A log file's text; a missing file is an empty log.
+fn read_log(path: &Path) -> Result<String> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 /// What a "what did you get" server logged for one connection or datagram.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::log::{parse_receipts, read_query_log, was_asked, LoggedQuery, Receipt};
+use super::log::{read_query_log, read_receipts, was_asked, LoggedQuery, Receipt};
 use crate::bins::static_bin;
 use crate::cmd::Spawned;
 use crate::netns::{Ns, Topology};
@@ -126,11 +126,7 @@ impl RunningWorld {
 
     /// What the "what did you get" servers received so far.
     pub fn receipts(&self) -> Result<Vec<Receipt>> {
-        match std::fs::read_to_string(&self.log) {
-            Ok(text) => parse_receipts(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.log.display())),
-        }
+        read_receipts(&self.log)
     }
 
     /// Whether `name` was ever asked (case-insensitive).

@@ -34,6 +34,7 @@ fn ruleset() -> Ruleset {
             uplink: "eth0".into(),
         },
         name_binding: true,
+        generation: 0,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod firewall;
 pub mod links;
 pub mod names;
 pub mod policy;
+pub mod reload;
 pub use rbm_profile as profile;
 pub mod run;
 pub mod state;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rbm_agent::denylog::watch;
 use rbm_agent::profile::Profile;
+use rbm_agent::reload;
 use rbm_agent::run::{run, RunOptions};
 use rbm_agent::status;
 use rbm_agent::supervise;
@@ -55,6 +56,19 @@ enum Command {
         #[arg(long, default_value = status::DEFAULT_SOCKET)]
         control: PathBuf,
     },
+    /// Apply a changed profile to the running agent at once, without a
+    /// restart: only its [uplink] policy may differ. Exit 0 reloaded, 2
+    /// refused (nothing changed), 1 failed (nothing changed).
+    Reload {
+        /// The profile file; without it the profile's text is read from stdin.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Print what happened as JSON.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control: PathBuf,
+    },
     /// Validate a profile and exit.
     Check { profile: PathBuf },
 }
@@ -91,6 +105,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Reload {
+            profile,
+            json,
+            control,
+        } => reload(profile, json, &control),
         Command::Check { profile } => match Profile::load(&profile) {
             Ok(p) => {
                 println!("ok: {}: moniker {}", profile.display(), p.moniker);
@@ -127,6 +146,43 @@ fn start(profile: Option<PathBuf>, control: PathBuf, resolv_conf: PathBuf) -> Ex
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("rbm-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn reload(profile: Option<PathBuf>, json: bool, control: &std::path::Path) -> ExitCode {
+    let text = match &profile {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read profile {}: {e}", p.display())),
+        None => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map(|_| text)
+                .map_err(|e| format!("cannot read the profile from stdin: {e}"))
+        }
+    };
+    let outcome = text.and_then(|text| reload::send(control, &text));
+    match outcome {
+        Ok(outcome) => {
+            let code = match outcome {
+                reload::Outcome::Reloaded(_) => ExitCode::SUCCESS,
+                reload::Outcome::Refused(_) | reload::Outcome::NeedsRestart(_) => ExitCode::from(2),
+                reload::Outcome::Failed(_) => ExitCode::FAILURE,
+            };
+            let text = reload::render(&outcome);
+            match (json, &outcome) {
+                (true, _) => println!(
+                    "{}",
+                    serde_json::to_string(&reload::Reply::of(&outcome)).unwrap_or_default()
+                ),
+                (false, reload::Outcome::Reloaded(_)) => print!("{text}"),
+                (false, _) => eprint!("rbm-agent: {text}"),
+            }
+            code
+        }
+        Err(e) => {
+            eprintln!("rbm-agent reload: {e}");
             ExitCode::FAILURE
         }
     }

@@ -2,6 +2,7 @@
 //! for each name, from the profile's domain rules. Pure logic, no I/O.
 
 use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 
 use ipnet::IpNet;
 
@@ -57,6 +58,25 @@ pub fn protected_ranges(enclave: &Enclave) -> Vec<IpNet> {
         .collect();
     v.push(IpNet::V4(enclave.subnet));
     v
+}
+
+/// The policy in force, shared by everything that enforces it and replaced
+/// whole by a reload: a reader takes the current one for one decision.
+#[derive(Debug)]
+pub struct PolicyCell(RwLock<Arc<Policy>>);
+
+impl PolicyCell {
+    pub fn new(policy: Policy) -> PolicyCell {
+        PolicyCell(RwLock::new(Arc::new(policy)))
+    }
+
+    pub fn get(&self) -> Arc<Policy> {
+        self.0.read().unwrap().clone()
+    }
+
+    pub fn set(&self, policy: Policy) {
+        *self.0.write().unwrap() = Arc::new(policy);
+    }
 }
 
 impl Policy {

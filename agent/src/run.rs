@@ -11,15 +11,16 @@ use anyhow::{bail, Context};
 use ipnet::IpNet;
 
 use crate::denylog::{self, nflog::NfLog, watch};
-use crate::dns::{self, DnsConfig, Learner};
+use crate::dns::{self, DnsConfig};
 use crate::firewall::netlink::NetlinkTransport;
-use crate::firewall::ruleset::{FirewallInput, Ruleset};
-use crate::firewall::{Firewall, FirewallError, Learn};
+use crate::firewall::ruleset::Ruleset;
+use crate::firewall::Firewall;
 use crate::links;
 use crate::names::{self, queue::NfQueue};
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyCell};
 use crate::profile::Mode;
 use crate::profile::Profile;
+use crate::reload::{self, Enforcer};
 use crate::state::Shared;
 use crate::status::{self, StatusSource};
 
@@ -31,16 +32,15 @@ pub struct RunOptions {
     pub resolv_conf: PathBuf,
 }
 
-struct FirewallLearner(Arc<Mutex<Firewall>>);
-
-impl Learner for FirewallLearner {
-    fn learn(&self, _qname: &str, items: &[Learn]) -> Result<(), FirewallError> {
-        self.0.lock().unwrap().learn(items)
-    }
-}
-
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
-    let profile = Profile::parse(&opts.profile_text, &opts.profile_origin)?;
+    // A reload's policy, if one was made before this agent (re)started,
+    // wins over the profile the sentry was created with.
+    let state_file = reload::state_path(&opts.control);
+    let persisted = reload::load_state(&state_file)?;
+    let profile = match &persisted {
+        Some(p) => Profile::parse(&p.profile, &state_file)?,
+        None => Profile::parse(&opts.profile_text, &opts.profile_origin)?,
+    };
     let mut policy = Policy::from_profile(&profile);
     let mut firewall = Firewall::new(Box::new(NetlinkTransport::open()?));
     firewall
@@ -52,39 +52,68 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let report = links::setup(policy.enclave.sentry_ip).await?;
     let interfaces = report.interfaces.clone();
     tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, gateways = ?report.uplink_gateways, removed_routes = report.removed_routes, kept_routes = report.kept_routes, "interfaces");
-    policy
-        .protected
-        .extend(report.uplink_gateways.iter().map(|gw| IpNet::from(*gw)));
-    let policy = Arc::new(policy);
+    let gateways: Vec<IpNet> = report
+        .uplink_gateways
+        .iter()
+        .map(|gw| IpNet::from(*gw))
+        .collect();
+    policy.protected.extend(gateways.iter().copied());
+    let binds_names = policy.binds_names();
+    let cell = Arc::new(PolicyCell::new(policy));
+    let shared = Arc::new(Shared::default());
 
-    // Bound before the ruleset that queues to it: a held packet always has
-    // a reader (the kernel drops what it cannot queue: fail closed).
-    let name_queue = if policy.binds_names() {
-        Some(NfQueue::open().context("binding the name-check queue")?)
-    } else {
-        None
+    // The name check is bound before the ruleset that queues to it: a held
+    // packet always has a reader (the kernel drops what it cannot queue:
+    // fail closed).
+    let start_name_check = {
+        let (cell, shared) = (cell.clone(), shared.clone());
+        move || -> anyhow::Result<()> {
+            let queue = NfQueue::open().context("binding the name-check queue")?;
+            names::service::start(Box::new(queue), cell.clone(), shared.clone())
+                .context("starting the name check")?;
+            tracing::info!("name binding in force: TLS, HTTP and QUIC names are checked");
+            Ok(())
+        }
     };
+    if binds_names {
+        start_name_check()?;
+    }
     let deny_log = NfLog::open().context("binding the deny log")?;
-    let input = FirewallInput::new(&policy, upstreams.clone(), interfaces.clone());
+    let firewall = Arc::new(Mutex::new(firewall));
+    let enforcer = Arc::new(Enforcer::new(
+        firewall.clone(),
+        cell.clone(),
+        shared.clone(),
+        upstreams.clone(),
+        interfaces.clone(),
+        gateways,
+        profile,
+        persisted,
+        state_file,
+        binds_names,
+        Box::new(start_name_check),
+    ));
+    let policy = cell.get();
+    let (generation, reloads) = shared.generation();
     firewall
-        .install(&Ruleset::build(&input))
+        .lock()
+        .unwrap()
+        .install(&enforcer.ruleset(&policy, generation))
         .with_context(|| {
-            if name_queue.is_some() {
+            if binds_names {
                 "installing the rbm ruleset (name binding needs the kernel's nft_compat with xtables' NFQUEUE target; without them, set uplink.name_binding = false)"
             } else {
                 "installing the rbm ruleset"
             }
         })?;
-    tracing::info!(access = policy.access.as_str(), "filter in force");
+    tracing::info!(
+        access = policy.access.as_str(),
+        generation,
+        reloads,
+        "filter in force"
+    );
 
-    let firewall = Arc::new(Mutex::new(firewall));
-    let shared = Arc::new(Shared::default());
-    denylog::start(deny_log, policy.clone(), shared.clone()).context("starting the deny log")?;
-    if let Some(queue) = name_queue {
-        names::service::start(Box::new(queue), policy.clone(), shared.clone())
-            .context("starting the name check")?;
-        tracing::info!("name binding in force: TLS, HTTP and QUIC names are checked");
-    }
+    denylog::start(deny_log, cell.clone(), shared.clone()).context("starting the deny log")?;
     let config = DnsConfig {
         listen: SocketAddr::new(IpAddr::V4(policy.enclave.sentry_ip), 53),
         upstreams: upstreams
@@ -93,8 +122,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             .collect(),
         upstream_timeout: Duration::from_secs(2),
     };
-    let learner = Arc::new(FirewallLearner(firewall.clone()));
-    let _dns = dns::serve(config, policy.clone(), learner, shared.clone())
+    let _dns = dns::serve(config, cell.clone(), enforcer.clone(), shared.clone())
         .await
         .context("starting the DNS proxy")?;
 
@@ -108,7 +136,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let source = Arc::new(StatusSource {
         restarts,
         shared: shared.clone(),
-        policy: policy.clone(),
+        policy: cell.clone(),
         firewall,
         interfaces,
         upstream_dns: upstreams,
@@ -118,13 +146,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let watch_path = watch::socket_path(&opts.control);
     let _watch = watch::serve(&watch_path, shared.clone())
         .with_context(|| format!("binding the watch socket {}", watch_path.display()))?;
+    let reload_path = reload::socket_path(&opts.control);
+    let _reload = reload::serve(&reload_path, enforcer)
+        .with_context(|| format!("binding the reload socket {}", reload_path.display()))?;
     shared.set_ready(true);
     tracing::info!(dns = %policy.enclave.sentry_ip, control = %opts.control.display(), "ready");
 
     wait_for_stop().await;
     tracing::info!("stopping; the filter stays in force");
-    let _ = std::fs::remove_file(&opts.control);
-    let _ = std::fs::remove_file(&watch_path);
+    for path in [&opts.control, &watch_path, &reload_path] {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 

@@ -24,7 +24,7 @@ const RECENT_DENIED: usize = 64;
 const WATCH_BACKLOG: usize = 256;
 /// How long an expired learned address is remembered, to explain a drop
 /// ("expired 40 s ago"), and how many at most.
-const EXPIRED_KEPT: Duration = Duration::from_secs(3600);
+const EXPIRED_KEPT: Duration = Duration::from_secs(24 * 3600);
 const MAX_LEARNED_KEPT: usize = 16384;
 
 #[derive(Debug)]
@@ -32,6 +32,20 @@ struct LearnedEntry {
     name: String,
     ports: Ports,
     expires: Instant,
+    /// A reload took it away (its name is no longer allowed).
+    revoked: bool,
+}
+
+/// What a reload does with the addresses names opened before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// Still open: into the new table's learned sets, for the time left,
+    /// with the ports the new policy grants.
+    pub relearn: Vec<Learn>,
+    /// Still allowed, open or expired: connections to them carry on.
+    pub kept: Vec<Learn>,
+    /// No longer allowed: connections to them are closed.
+    pub revoked: Vec<IpAddr>,
 }
 
 #[derive(Debug)]
@@ -42,6 +56,8 @@ pub struct Shared {
     pub dns_failed: AtomicU64,
     refused: Mutex<VecDeque<String>>,
     learned: Mutex<BTreeMap<IpAddr, LearnedEntry>>,
+    reloads: AtomicU64,
+    generation: AtomicU64,
     names_allowed: AtomicU64,
     names_denied: AtomicU64,
     name_denials: Mutex<VecDeque<NameDenial>>,
@@ -59,6 +75,8 @@ impl Default for Shared {
             dns_failed: AtomicU64::default(),
             refused: Mutex::default(),
             learned: Mutex::default(),
+            reloads: AtomicU64::default(),
+            generation: AtomicU64::default(),
             names_allowed: AtomicU64::default(),
             names_denied: AtomicU64::default(),
             name_denials: Mutex::default(),
@@ -92,6 +110,7 @@ pub struct LearnedRecord {
     pub name: String,
     pub ports: Ports,
     pub expires: Instant,
+    pub revoked: bool,
 }
 
 /// Seconds since the Unix epoch, now.
@@ -192,6 +211,7 @@ impl Shared {
                     name: name.to_string(),
                     ports: item.ports.clone(),
                     expires: sent + item.timeout,
+                    revoked: false,
                 },
             );
         }
@@ -223,7 +243,64 @@ impl Shared {
             name: e.name.clone(),
             ports: e.ports.clone(),
             expires: e.expires,
+            revoked: e.revoked,
         })
+    }
+
+    /// What a reload to a policy that grants `grant(address, name)` keeps
+    /// of every address a name opened (and the agent still remembers).
+    pub fn reload_plan(&self, grant: impl Fn(IpAddr, &str) -> Option<Ports>) -> ReloadPlan {
+        let l = self.learned.lock().unwrap();
+        let now = Instant::now();
+        let mut plan = ReloadPlan::default();
+        for (addr, e) in l.iter().filter(|(_, e)| !e.revoked) {
+            let Some(ports) = grant(*addr, &e.name) else {
+                plan.revoked.push(*addr);
+                continue;
+            };
+            let item = |timeout| Learn {
+                addr: *addr,
+                ports: ports.clone(),
+                timeout,
+            };
+            if e.expires > now {
+                plan.relearn.push(item(e.expires - now));
+            }
+            plan.kept.push(item(Duration::ZERO));
+        }
+        plan
+    }
+
+    /// The reload of `plan` is in force: remember the new ports, and that
+    /// revoked addresses are closed (a later answer must open them anew).
+    pub fn reloaded(&self, plan: &ReloadPlan) {
+        let mut l = self.learned.lock().unwrap();
+        let now = Instant::now();
+        for item in &plan.kept {
+            if let Some(e) = l.get_mut(&item.addr) {
+                e.ports = item.ports.clone();
+            }
+        }
+        for addr in &plan.revoked {
+            if let Some(e) = l.get_mut(addr) {
+                e.revoked = true;
+                e.expires = e.expires.min(now);
+            }
+        }
+    }
+
+    /// The policy's generation, and how often it was reloaded (also
+    /// before the agent restarted).
+    pub fn set_generation(&self, generation: u16, reloads: u64) {
+        self.generation.store(generation.into(), Ordering::Relaxed);
+        self.reloads.store(reloads, Ordering::Relaxed);
+    }
+
+    pub fn generation(&self) -> (u16, u64) {
+        (
+            self.generation.load(Ordering::Relaxed) as u16,
+            self.reloads.load(Ordering::Relaxed),
+        )
     }
 
     /// Remembers a denial (most recent last) and tells the watchers.

@@ -15,7 +15,7 @@ use tokio::net::UnixListener;
 
 use crate::firewall::ruleset::Interfaces;
 use crate::firewall::{Firewall, RuleCounter};
-use crate::policy::Policy;
+use crate::policy::PolicyCell;
 use crate::profile::Mode;
 use crate::state::{Denied, DnsCounts, LearnedView, NameCounts, NameDenial, Shared};
 
@@ -63,13 +63,20 @@ pub struct StatusReport {
     /// How often the sentry's supervisor restarted the agent.
     #[serde(default)]
     pub restarts: u64,
+    /// How often the policy was reloaded since the sentry started.
+    #[serde(default)]
+    pub reloads: u64,
+    /// The policy's generation: connections of an older one are checked
+    /// again on their next packet.
+    #[serde(default)]
+    pub generation: u16,
 }
 
 /// Everything the control socket reports from.
 pub struct StatusSource {
     pub restarts: u64,
     pub shared: Arc<Shared>,
-    pub policy: Arc<Policy>,
+    pub policy: Arc<PolicyCell>,
     pub firewall: Arc<Mutex<Firewall>>,
     pub interfaces: Interfaces,
     pub upstream_dns: Vec<IpAddr>,
@@ -85,26 +92,30 @@ impl StatusSource {
             }
         };
         let denied = self.shared.denied();
+        let policy = self.policy.get();
+        let (generation, reloads) = self.shared.generation();
         StatusReport {
             ready: self.shared.is_ready(),
-            dns_mode: self.policy.dns,
-            access_mode: self.policy.access,
+            dns_mode: policy.dns,
+            access_mode: policy.access,
             interfaces: Some(self.interfaces.clone()),
-            sentry_ip: self.policy.enclave.sentry_ip,
-            bottle_ip: self.policy.enclave.bottle_ip,
+            sentry_ip: policy.enclave.sentry_ip,
+            bottle_ip: policy.enclave.bottle_ip,
             upstream_dns: self.upstream_dns.clone(),
-            domains: self.policy.domains.iter().map(|d| d.to_string()).collect(),
-            cidrs: self.policy.cidrs.iter().map(|c| c.to_string()).collect(),
+            domains: policy.domains.iter().map(|d| d.to_string()).collect(),
+            cidrs: policy.cidrs.iter().map(|c| c.to_string()).collect(),
             counters,
             dns: self.shared.dns_counts(),
             learned: self.shared.learned(),
             refused_names: self.shared.refused_names(),
-            name_binding: self.policy.binds_names(),
+            name_binding: policy.binds_names(),
             names: self.shared.name_counts(),
             name_denials: self.shared.name_denials(),
             denied: denied.0,
             denied_total: denied.1,
             restarts: self.restarts,
+            reloads,
+            generation,
         }
     }
 }
@@ -214,6 +225,12 @@ pub fn render(r: &StatusReport) -> String {
         line(format!(
             "  restarts:    {} (the agent died and was started again)",
             r.restarts
+        ));
+    }
+    if r.reloads > 0 {
+        line(format!(
+            "  reloads:     {} (policy generation {})",
+            r.reloads, r.generation
         ));
     }
     line(format!("  upstream:    {}", join(r.upstream_dns.iter())));
@@ -355,6 +372,8 @@ mod tests {
             }],
             denied_total: 7,
             restarts: 2,
+            reloads: 1,
+            generation: 1,
         };
         let text = render(&r);
         assert!(text.contains("READY"));
@@ -366,6 +385,7 @@ mod tests {
         assert!(text.contains("fronted.test") && text.contains("198.51.100.10:443"));
         assert!(text.contains("7 in all") && text.contains("udp 198.51.100.20:53"));
         assert!(text.contains("restarts:    2"));
+        assert!(text.contains("reloads:     1 (policy generation 1)"));
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
     }

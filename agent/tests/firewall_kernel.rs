@@ -77,6 +77,7 @@ fn input() -> FirewallInput {
             uplink: "eth0".into(),
         },
         name_binding: true,
+        generation: 0,
     }
 }
 

@@ -252,6 +252,42 @@ impl Profile {
     pub fn names(&self) -> Names {
         Names::new(&self.moniker)
     }
+
+    /// The fields that differ between the running profile (`self`) and
+    /// `new` and that a live reload cannot apply: they shape the bottle,
+    /// the networks or the sentry's own plumbing, not what the bottle may
+    /// reach. Empty when `new` may be reloaded.
+    pub fn restart_fields(&self, new: &Profile) -> Vec<&'static str> {
+        let (a, b) = (self, new);
+        let differs = [
+            ("moniker", a.moniker != b.moniker),
+            ("bottle.image", a.bottle.image != b.bottle.image),
+            ("bottle.command", a.bottle.command != b.bottle.command),
+            ("bottle.env", a.bottle.env != b.bottle.env),
+            ("bottle.volumes", a.bottle.volumes != b.bottle.volumes),
+            ("bottle.workdir", a.bottle.workdir != b.bottle.workdir),
+            ("enclave.subnet", a.enclave.subnet != b.enclave.subnet),
+            (
+                "enclave.sentry_ip",
+                a.enclave.sentry_ip != b.enclave.sentry_ip,
+            ),
+            (
+                "enclave.bottle_ip",
+                a.enclave.bottle_ip != b.enclave.bottle_ip,
+            ),
+            ("uplink.subnet", a.uplink.subnet != b.uplink.subnet),
+            (
+                "uplink.upstream_dns",
+                a.uplink.upstream_dns != b.uplink.upstream_dns,
+            ),
+            ("entry", a.entries != b.entries),
+        ];
+        differs
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(field, _)| field)
+            .collect()
+    }
 }
 
 fn syntax_message(e: &toml::de::Error) -> String {
@@ -340,6 +376,55 @@ protocol = "tcp"
     fn with(from: &str, to: &str) -> String {
         assert!(GOOD.contains(from), "test bug: {from:?} not in GOOD");
         GOOD.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn reload_may_change_the_policy_but_not_the_bottle_or_networks() {
+        let good = parse(GOOD).unwrap();
+        let policy = with(
+            "domains = [\"pypi.org\", \"*.pythonhosted.org\", \"github.com:22,443\"]",
+            "domains = [\"pypi.org\"]\nname_binding = false",
+        );
+        let policy = with_text(&policy, "cidrs = [\"160.79.104.0/23\"]", "cidrs = []");
+        let policy = with_text(
+            &policy,
+            "description = \"free text\"",
+            "description = \"x\"",
+        );
+        assert!(good.restart_fields(&parse(&policy).unwrap()).is_empty());
+        for (from, to, field) in [
+            (
+                "image = \"localhost/rbm-demo-bottle:latest\"",
+                "image = \"other\"",
+                "bottle.image",
+            ),
+            ("KEY = \"value\"", "KEY = \"other\"", "bottle.env"),
+            (
+                "bottle_ip = \"10.242.0.3\"",
+                "bottle_ip = \"10.242.0.4\"",
+                "enclave.bottle_ip",
+            ),
+            (
+                "upstream_dns = [\"192.0.2.53\"]",
+                "upstream_dns = []",
+                "uplink.upstream_dns",
+            ),
+            (
+                "subnet = \"10.243.0.0/24\"",
+                "subnet = \"10.244.0.0/24\"",
+                "uplink.subnet",
+            ),
+            ("bottle_port = 8888", "bottle_port = 8889", "entry"),
+            ("moniker = \"demo\"", "moniker = \"other\"", "moniker"),
+        ] {
+            let changed = parse(&with(from, to)).unwrap();
+            assert_eq!(good.restart_fields(&changed), vec![field], "{from} -> {to}");
+        }
+    }
+
+    fn with_text(text: &str, from: &str, to: &str) -> String {
+        assert!(text.contains(from), "test bug: {from:?} not in the text");
+        text.replacen(from, to, 1)
     }
 
     fn has(problems: &[Problem], field: &str, needle: &str) -> bool {

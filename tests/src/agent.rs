@@ -21,6 +21,8 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Agent {
     pub process: Spawned,
     pub control: PathBuf,
+    /// The arguments it was started with.
+    args: Vec<String>,
 }
 
 fn agent_bin() -> Result<String> {
@@ -55,7 +57,11 @@ impl Agent {
     pub fn start(topo: &Topology, profile: &str) -> Result<Agent> {
         let (args, control) = run_args(topo, profile)?;
         let process = topo.spawn(Ns::Sentry, &agent_bin()?, &args)?;
-        let mut agent = Agent { process, control };
+        let mut agent = Agent {
+            process,
+            control,
+            args,
+        };
         agent.wait_ready(topo)?;
         Ok(agent)
     }
@@ -82,6 +88,32 @@ impl Agent {
             }
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `rbm-agent reload` in the sentry with `profile`, whatever its exit code.
+    pub fn reload(&self, topo: &Topology, profile: &str) -> Result<Output> {
+        let file = topo.write_file("reload.toml", profile)?;
+        let control = self.control.to_string_lossy();
+        topo.exec(
+            Ns::Sentry,
+            &agent_bin()?,
+            &[
+                "reload",
+                "--profile",
+                &file.to_string_lossy(),
+                "--control",
+                &control,
+            ],
+            STATUS_TIMEOUT,
+        )
+    }
+
+    /// Stops the agent (SIGTERM: its filter stays) and starts it again
+    /// with the profile it was first given, until it is ready.
+    pub fn restart(&mut self, topo: &Topology) -> Result<()> {
+        self.process.stop(Duration::from_secs(5))?;
+        self.process = topo.spawn(Ns::Sentry, &agent_bin()?, &self.args)?;
+        self.wait_ready(topo)
     }
 
     /// `rbm-agent status --json` in the sentry, whatever its exit code.

@@ -31,6 +31,8 @@ use serde_json::Value;
 mod denied;
 #[path = "kernel/names.rs"]
 mod names;
+#[path = "kernel/reload.rs"]
+mod reload;
 
 /// The world's authoritative DNS server, the agent's upstream.
 const DNS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
@@ -191,6 +193,7 @@ fn world(options: Options) -> Result<Option<(Topology, RunningWorld)>> {
         .udp(servers)
         .recv(names::RECV_PORTS.map(|port| sock(NAMES, port)))
         .recv([sock(IN_CIDR, 443)])
+        .echo(reload::ECHOES.map(|ip| sock(ip, reload::ECHO_PORT)))
         .start(&topo)?;
     topo.set_resolv_conf(Ns::Bottle, &format!("nameserver {SENTRY_ENCLAVE_V4}\n"))?;
     Ok(Some((topo, world)))

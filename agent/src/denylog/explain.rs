@@ -2,6 +2,7 @@
 //! knows of its destination (learned, expired, never resolved, protected)
 //! and of the port.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use super::nflog::LogEntry;
@@ -14,14 +15,29 @@ use crate::state::{unix_now, Denied, LearnedRecord, Shared};
 /// `None` for what is not an IP packet.
 pub fn explain(policy: &Policy, shared: &Shared, entry: &LogEntry) -> Option<Denied> {
     let h = ip_header(&entry.packet)?;
-    let port = match h.proto {
-        TCP | UDP if !h.later_fragment => h.l4.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]])),
+    let l4_port = |at: usize| match h.proto {
+        TCP | UDP if !h.later_fragment => {
+            h.l4.get(at..at + 2)
+                .map(|p| u16::from_be_bytes([p[0], p[1]]))
+        }
         _ => None,
     };
+    let (src_port, port) = (l4_port(0), l4_port(2));
     let proto = proto_name(h.proto);
-    let record = shared.learned_record(h.dst);
+    // A closed connection's packet may be a reply: what counts is the far end.
+    let revoked = entry.prefix == deny_log::REVOKED;
+    let (far, port) = match h.src {
+        IpAddr::V4(src) if revoked && !policy.enclave.subnet.contains(&src) => (h.src, src_port),
+        _ => (h.dst, port),
+    };
+    let record = shared.learned_record(far);
     let reason = if entry.prefix == deny_log::INPUT {
         "to the sentry itself".to_string()
+    } else if revoked {
+        match &record {
+            Some(r) if r.revoked => format!("closed by a reload: {} is no longer allowed", r.name),
+            _ => "closed by a reload: no longer allowed".to_string(),
+        }
     } else {
         why_forward(policy, record.as_ref(), h.dst, &proto, port)
     };
@@ -29,7 +45,7 @@ pub fn explain(policy: &Policy, shared: &Shared, entry: &LogEntry) -> Option<Den
         at: unix_now(),
         kind: "connection".into(),
         proto: Some(proto),
-        dst: Some(std::net::SocketAddr::new(h.dst, port.unwrap_or(0))),
+        dst: Some(std::net::SocketAddr::new(far, port.unwrap_or(0))),
         name: record.map(|r| r.name),
         reason,
     })
@@ -52,6 +68,9 @@ fn why_forward(
         return "never resolved".into();
     };
     let now = Instant::now();
+    if record.revoked {
+        return format!("{} is no longer allowed (reloaded)", record.name);
+    }
     if record.expires <= now {
         let ago = now.duration_since(record.expires).as_secs();
         return format!("expired {ago} s ago ({})", record.name);

@@ -11,14 +11,14 @@ pub mod watch;
 
 use std::sync::Arc;
 
-use crate::policy::Policy;
+use crate::policy::PolicyCell;
 use crate::state::Shared;
 use nflog::NfLog;
 
 /// Starts the thread that reads the log; it runs as long as the agent.
 pub fn start(
     mut log: NfLog,
-    policy: Arc<Policy>,
+    policy: Arc<PolicyCell>,
     shared: Arc<Shared>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -27,7 +27,7 @@ pub fn start(
             match log.recv() {
                 Ok(entries) => {
                     for entry in entries {
-                        if let Some(denied) = explain::explain(&policy, &shared, &entry) {
+                        if let Some(denied) = explain::explain(&policy.get(), &shared, &entry) {
                             tracing::info!(dst = ?denied.dst, proto = ?denied.proto, reason = %denied.reason, "denied");
                             shared.record_denied(denied);
                         }

@@ -14,12 +14,12 @@ use super::answer::{cap_ttl, cname_chain, learn_items, strip_service_params, wit
 use super::decide::{check_request, decide, Decision};
 use super::upstream::Upstream;
 use super::Learner;
-use crate::policy::Policy;
+use crate::policy::PolicyCell;
 use crate::profile::{normalize, Ports};
 use crate::state::Shared;
 
 pub(crate) struct Proxy {
-    policy: Arc<Policy>,
+    policy: Arc<PolicyCell>,
     learner: Arc<dyn Learner>,
     shared: Arc<Shared>,
     upstream: Upstream,
@@ -54,7 +54,7 @@ impl RequestHandler for Proxy {
 
 impl Proxy {
     pub(crate) fn new(
-        policy: Arc<Policy>,
+        policy: Arc<PolicyCell>,
         learner: Arc<dyn Learner>,
         shared: Arc<Shared>,
         upstream: Upstream,
@@ -75,7 +75,8 @@ impl Proxy {
         }
         let query = questions[0].original();
         let name = normalize(&query.name.to_ascii());
-        let decision = decide(&self.policy, &name, query.query_type, query.query_class);
+        let policy = self.policy.get();
+        let decision = decide(&policy, &name, query.query_type, query.query_class);
         tracing::debug!(%name, qtype = %query.query_type, ?decision, "query");
         match decision {
             Decision::Refuse(_) => {
@@ -105,7 +106,7 @@ impl Proxy {
             tracing::debug!(%name, stripped, "ech and address hints stripped");
         }
         if let (ResponseCode::NoError, Some(ports)) = (rcode, grant) {
-            let (kept, withheld) = withhold_protected(answers, &self.policy);
+            let (kept, withheld) = withhold_protected(answers, &self.policy.get());
             if !withheld.is_empty() {
                 tracing::warn!(%name, ?withheld, "the answer names protected addresses; withheld from the bottle");
             }
@@ -125,7 +126,7 @@ impl Proxy {
     /// again; its TTL is lowered to the time it stays open instead. The
     /// learner talks to the kernel, so it runs off the async workers.
     async fn learn(&self, name: &str, answers: &mut [Record], ports: &Ports) -> Result<(), String> {
-        let mut items = learn_items(answers, ports, &self.policy);
+        let mut items = learn_items(answers, ports, &self.policy.get());
         items.retain(|item| match self.shared.still_open(item) {
             Some(left) => {
                 cap_ttl(answers, item.addr, left);
@@ -136,14 +137,17 @@ impl Proxy {
         if items.is_empty() {
             return Ok(());
         }
-        let learner = self.learner.clone();
+        let (learner, shared) = (self.learner.clone(), self.shared.clone());
         let (owned_name, owned_items) = (name.to_string(), items.clone());
         let sent = Instant::now();
-        let result =
-            tokio::task::spawn_blocking(move || learner.learn(&owned_name, &owned_items)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            learner.learn(&owned_name, &owned_items, &mut || {
+                shared.record_learned(&owned_name, &owned_items, sent)
+            })
+        })
+        .await;
         match result {
             Ok(Ok(())) => {
-                self.shared.record_learned(name, &items, sent);
                 tracing::debug!(%name, addresses = items.len(), "learned");
                 Ok(())
             }

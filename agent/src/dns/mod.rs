@@ -24,7 +24,7 @@ use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::firewall::{FirewallError, Learn};
-use crate::policy::Policy;
+use crate::policy::PolicyCell;
 use crate::state::Shared;
 use handler::Proxy;
 use upstream::Upstream;
@@ -36,7 +36,15 @@ const TCP_RESPONSE_BUFFER: usize = 32;
 
 /// Puts addresses into the firewall; called BEFORE the answer is sent.
 pub trait Learner: Send + Sync + 'static {
-    fn learn(&self, qname: &str, items: &[Learn]) -> Result<(), FirewallError>;
+    /// Opens `items`, which `qname` was granted. `then` runs once the
+    /// kernel took them and before anything else may change the firewall
+    /// (a reload must see every address that is open).
+    fn learn(
+        &self,
+        qname: &str,
+        items: &[Learn],
+        then: &mut dyn FnMut(),
+    ) -> Result<(), FirewallError>;
 }
 
 #[derive(Debug, Clone)]
@@ -124,7 +132,7 @@ impl DnsServerHandle {
 /// here, before anything is served, so the caller can fail closed.
 pub async fn serve(
     config: DnsConfig,
-    policy: Arc<Policy>,
+    policy: Arc<PolicyCell>,
     learner: Arc<dyn Learner>,
     shared: Arc<Shared>,
 ) -> Result<DnsServerHandle, DnsError> {

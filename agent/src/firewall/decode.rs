@@ -92,6 +92,7 @@ mod tests {
                 uplink: "eth0".into(),
             },
             name_binding: true,
+            generation: 0,
         });
         let decoded: Vec<RuleCounter> = encode::ruleset(&rs)
             .iter()
@@ -101,9 +102,9 @@ mod tests {
         let expected: usize = rs.chains.iter().map(|c| c.rules.len()).sum();
         assert_eq!(decoded.len(), expected);
         let first_forward = decoded.iter().find(|r| r.chain == "forward").unwrap();
-        assert_eq!(first_forward.comment, "accept:name-decided");
+        assert_eq!(first_forward.comment, "recheck:older");
         assert_eq!(first_forward.packets, 0);
-        assert_eq!(decoded[0].chain, "name-refuse");
+        assert_eq!(decoded[0].chain, "refuse");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use super::ruleset::{
-    addr_bytes, deny_log, Action, ChainDef, ChainType, Hook, Match, Rule, Ruleset, SetDef, SetElem,
-    SetKey,
+    addr_bytes, deny_log, marks, Action, ChainDef, ChainType, CtMarkSet, Hook, Match, Rule,
+    Ruleset, SetDef, SetElem, SetKey,
 };
 use super::wire::{
     attr, Attrs, Cmd, Request, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFT_SET_ELEM_INTERVAL_END,
@@ -27,6 +27,11 @@ const CT_KEY_STATE: u32 = 0;
 const CT_KEY_STATUS: u32 = 2;
 const CT_KEY_MARK: u32 = 3;
 const CT_KEY_DIRECTION: u32 = 1;
+const CT_KEY_PROTOCOL: u32 = 10;
+const CT_KEY_PROTO_DST: u32 = 12;
+const CT_KEY_DST_IP: u32 = 20;
+const CT_KEY_DST_IP6: u32 = 22;
+const IP_CT_DIR_ORIGINAL: u32 = 0;
 const IP_CT_DIR_REPLY: u8 = 1;
 const IPS_DST_NAT: u32 = 0x20;
 const PAYLOAD_NETWORK: u32 = 1;
@@ -35,7 +40,9 @@ const CMP_EQ: u32 = 0;
 const CMP_NEQ: u32 = 1;
 const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
+const NFT_JUMP: u32 = (-3i32) as u32;
 const NFT_GOTO: u32 = (-4i32) as u32;
+const NFT_RETURN: u32 = (-5i32) as u32;
 const NFT_REJECT_TCP_RST: u32 = 1;
 const TCP: u8 = 6;
 const NAT_DNAT: u32 = 1;
@@ -184,8 +191,18 @@ fn new_rule(table: &str, chain: &str, r: &Rule) -> Request {
             e.matcher(m);
         }
         e.counter();
-        if let Some(mark) = r.set_ct_mark {
-            e.immediate(REG_1, &mark.to_ne_bytes());
+        match r.set_ct_mark {
+            None => {}
+            Some(CtMarkSet::To(mark)) => e.immediate(REG_1, &mark.to_ne_bytes()),
+            Some(CtMarkSet::Rebase(base)) => {
+                e.ct(CT_KEY_MARK);
+                e.bitwise(
+                    &(!marks::GENERATION_MASK).to_ne_bytes(),
+                    &base.to_ne_bytes(),
+                );
+            }
+        }
+        if r.set_ct_mark.is_some() {
             e.expr("ct", |d| {
                 d.u32be(2, CT_KEY_MARK).u32be(4, REG_1);
             });
@@ -253,6 +270,11 @@ impl Exprs<'_> {
 
     /// reg1 = reg1 & mask (as many bytes as `mask`).
     fn and(&mut self, mask: &[u8]) {
+        self.bitwise(mask, &vec![0u8; mask.len()]);
+    }
+
+    /// reg1 = (reg1 & mask) ^ xor.
+    fn bitwise(&mut self, mask: &[u8], xor: &[u8]) {
         self.expr("bitwise", |d| {
             d.u32be(1, REG_1)
                 .u32be(2, REG_1)
@@ -261,8 +283,17 @@ impl Exprs<'_> {
                 v.bytes(attr::DATA_VALUE, mask);
             });
             d.nested(5, |v| {
-                v.bytes(attr::DATA_VALUE, &vec![0u8; mask.len()]);
+                v.bytes(attr::DATA_VALUE, xor);
             });
+        });
+    }
+
+    /// A conntrack key of the connection's original direction.
+    fn ct_original(&mut self, key: u32, dreg: u32) {
+        self.expr("ct", |d| {
+            d.u32be(1, dreg)
+                .u32be(2, key)
+                .u8(3, IP_CT_DIR_ORIGINAL as u8);
         });
     }
 
@@ -341,6 +372,12 @@ impl Exprs<'_> {
                 self.ct(CT_KEY_MARK);
                 self.cmp(CMP_EQ, &mark.to_ne_bytes());
             }
+            Match::CtMarkMasked { mask, value, equal } => {
+                self.ct(CT_KEY_MARK);
+                self.and(&mask.to_ne_bytes());
+                self.cmp(if *equal { CMP_EQ } else { CMP_NEQ }, &value.to_ne_bytes());
+            }
+            Match::CtOriginalInSet(set, key) => self.ct_original_lookup(set, *key),
             Match::PacketMark(mark) => {
                 self.meta(META_MARK, REG_1);
                 self.cmp(CMP_EQ, &mark.to_ne_bytes());
@@ -381,6 +418,32 @@ impl Exprs<'_> {
         });
     }
 
+    /// Like `lookup`, from the connection's original tuple: the same for
+    /// a packet of either direction.
+    fn ct_original_lookup(&mut self, set: &str, key: SetKey) {
+        let v6 = matches!(key, SetKey::Addr6 | SetKey::Addr6ProtoPort);
+        self.nfproto(if v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 });
+        let addr = if v6 { CT_KEY_DST_IP6 } else { CT_KEY_DST_IP };
+        let sreg = match key {
+            SetKey::Addr4 | SetKey::Addr6 => {
+                self.ct_original(addr, REG_1);
+                REG_1
+            }
+            SetKey::Addr4ProtoPort | SetKey::Addr6ProtoPort => {
+                let words = if v6 { 4 } else { 1 };
+                self.ct_original(addr, REG32_00);
+                self.expr("ct", |d| {
+                    d.u32be(1, REG32_00 + words).u32be(2, CT_KEY_PROTOCOL);
+                });
+                self.ct_original(CT_KEY_PROTO_DST, REG32_00 + words + 1);
+                REG32_00
+            }
+        };
+        self.expr("lookup", |d| {
+            d.str(1, set).u32be(2, sreg);
+        });
+    }
+
     fn counter(&mut self) {
         self.expr("counter", |d| {
             d.u64be(attr::COUNTER_BYTES, 0)
@@ -413,12 +476,23 @@ impl Exprs<'_> {
         });
     }
 
+    fn log(&mut self, prefix: &str) {
+        self.expr("log", |d| {
+            d.u16be(1, deny_log::GROUP)
+                .str(2, prefix)
+                .u32be(3, deny_log::SNAPLEN);
+        });
+    }
+
     fn action(&mut self, a: &Action) {
         match a {
             Action::Accept => self.verdict(NF_ACCEPT),
             Action::Drop => self.verdict(NF_DROP),
             Action::Masquerade => self.expr("masq", |_| {}),
             Action::Goto(chain) => self.verdict_to(NFT_GOTO, Some(chain)),
+            Action::Jump(chain) => self.verdict_to(NFT_JUMP, Some(chain)),
+            Action::Return => self.verdict(NFT_RETURN),
+            Action::Log(prefix) => self.log(prefix),
             // xtables' NFQUEUE through nft_compat (kernels without the
             // native `queue` expression have it). Revision 0 is a queue
             // number and nothing else: it has no bypass flag.
@@ -426,11 +500,7 @@ impl Exprs<'_> {
                 d.str(1, "NFQUEUE").u32be(2, 0).bytes(3, &[0u8; 4]);
             }),
             Action::LogDrop(prefix) => {
-                self.expr("log", |d| {
-                    d.u16be(1, deny_log::GROUP)
-                        .str(2, prefix)
-                        .u32be(3, deny_log::SNAPLEN);
-                });
+                self.log(prefix);
                 self.verdict(NF_DROP);
             }
             Action::RejectTcpReset => self.expr("reject", |d| {
@@ -479,6 +549,7 @@ mod tests {
                 uplink: "eth0".into(),
             },
             name_binding: true,
+            generation: 0,
         })
     }
 
@@ -488,7 +559,7 @@ mod tests {
         let cmds: Vec<Cmd> = reqs.iter().take(3).map(|r| r.cmd).collect();
         assert_eq!(cmds, vec![Cmd::NewTable, Cmd::DelTable, Cmd::NewTable]);
         let sets = reqs.iter().filter(|r| r.cmd == Cmd::NewSet).count();
-        assert_eq!(sets, 6);
+        assert_eq!(sets, 10);
         // Every set comes before the first rule, so lookups resolve.
         let first_rule = reqs.iter().position(|r| r.cmd == Cmd::NewRule).unwrap();
         let last_set = reqs.iter().rposition(|r| r.cmd == Cmd::NewSet).unwrap();
@@ -507,6 +578,7 @@ mod tests {
             .position(|r| r.cmd == Cmd::NewRule && r.attrs.windows(9).any(|w| w == b"name-open"))
             .unwrap();
         assert!(chain_at("name-check") < chain_at("name-open"));
+        assert!(chain_at("refuse") < chain_at("recheck"));
         assert!(chain_at("name-open") < name_open_rule);
     }
 

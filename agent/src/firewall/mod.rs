@@ -33,6 +33,8 @@ pub enum FirewallError {
     },
     #[error("the kernel did not answer {0} request(s) of the batch")]
     Unanswered(usize),
+    #[error("a reload changed what {0} may open while it was being resolved")]
+    PolicyChanged(String),
 }
 
 /// One rule's counter, read back from the kernel.
@@ -88,13 +90,43 @@ impl Firewall {
 
 /// Groups learned addresses by set and frames add, delete, add.
 pub fn learn_requests(items: &[Learn]) -> Vec<Request> {
+    let by_set = elements(items, Target::Learned);
+    let mut out = Vec::new();
+    for cmd in [Cmd::NewSetElem, Cmd::DelSetElem, Cmd::NewSetElem] {
+        for (set, elems) in &by_set {
+            out.extend(encode::set_elems(cmd, ruleset::TABLE, set, elems));
+        }
+    }
+    out
+}
+
+/// Which sets addresses go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `learned*`, each element with its timeout.
+    Learned,
+    /// `kept*`, without timeouts (a reload's record of what stays allowed).
+    Kept,
+}
+
+/// The set elements of `items`, by set: an address for all ports, or one
+/// element per port for TCP and for UDP.
+pub fn elements(items: &[Learn], target: Target) -> BTreeMap<&'static str, Vec<SetElem>> {
     let mut by_set: BTreeMap<&'static str, Vec<SetElem>> = BTreeMap::new();
     for item in items {
-        let timeout_ms = Some(item.timeout.as_millis().max(1) as u64);
+        let timeout_ms = match target {
+            Target::Learned => Some(item.timeout.as_millis().max(1) as u64),
+            Target::Kept => None,
+        };
         let v6 = item.addr.is_ipv6();
         match &item.ports {
             Ports::All => {
-                let set = if v6 { sets::LEARNED6 } else { sets::LEARNED4 };
+                let set = match (target, v6) {
+                    (Target::Learned, false) => sets::LEARNED4,
+                    (Target::Learned, true) => sets::LEARNED6,
+                    (Target::Kept, false) => sets::KEPT4,
+                    (Target::Kept, true) => sets::KEPT6,
+                };
                 by_set.entry(set).or_default().push(SetElem {
                     key: addr_bytes(item.addr),
                     interval_end: false,
@@ -102,10 +134,11 @@ pub fn learn_requests(items: &[Learn]) -> Vec<Request> {
                 });
             }
             Ports::Only(ports) => {
-                let set = if v6 {
-                    sets::LEARNED6_PORTS
-                } else {
-                    sets::LEARNED4_PORTS
+                let set = match (target, v6) {
+                    (Target::Learned, false) => sets::LEARNED4_PORTS,
+                    (Target::Learned, true) => sets::LEARNED6_PORTS,
+                    (Target::Kept, false) => sets::KEPT4_PORTS,
+                    (Target::Kept, true) => sets::KEPT6_PORTS,
                 };
                 for port in ports {
                     for proto in [Protocol::Tcp, Protocol::Udp] {
@@ -120,13 +153,7 @@ pub fn learn_requests(items: &[Learn]) -> Vec<Request> {
             }
         }
     }
-    let mut out = Vec::new();
-    for cmd in [Cmd::NewSetElem, Cmd::DelSetElem, Cmd::NewSetElem] {
-        for (set, elems) in &by_set {
-            out.extend(encode::set_elems(cmd, ruleset::TABLE, set, elems));
-        }
-    }
-    out
+    by_set
 }
 
 #[cfg(test)]

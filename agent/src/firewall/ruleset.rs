@@ -30,6 +30,10 @@ pub struct FirewallInput {
     /// Hold the first payload of connections that names opened until the
     /// agent has checked the name on the wire (see `name_check_chains`).
     pub name_binding: bool,
+    /// The policy's generation: every reload that takes something away
+    /// starts a new one, and connections of an older one are checked
+    /// again on their next packet (see `recheck_chain`).
+    pub generation: u16,
 }
 
 impl FirewallInput {
@@ -46,6 +50,7 @@ impl FirewallInput {
             entries: policy.entries.clone(),
             interfaces,
             name_binding: policy.name_binding,
+            generation: 0,
         }
     }
 }
@@ -94,6 +99,12 @@ pub mod sets {
     pub const LEARNED6: &str = "learned6";
     pub const LEARNED4_PORTS: &str = "learned4_ports";
     pub const LEARNED6_PORTS: &str = "learned6_ports";
+    /// What a reload kept open of the addresses names had opened before it
+    /// (no timeouts: only connections of an older generation look here).
+    pub const KEPT4: &str = "kept4";
+    pub const KEPT6: &str = "kept6";
+    pub const KEPT4_PORTS: &str = "kept4_ports";
+    pub const KEPT6_PORTS: &str = "kept6_ports";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +175,16 @@ pub enum Match {
     InSet(&'static str, SetKey),
     /// The connection's conntrack mark is exactly this.
     CtMark(u32),
+    /// `ct mark & mask` is (`equal`) or is not `value`.
+    CtMarkMasked {
+        mask: u32,
+        value: u32,
+        equal: bool,
+    },
+    /// The connection's original destination (and for port sets, its
+    /// protocol and original destination port) is in a named set: true for
+    /// the packets of both directions.
+    CtOriginalInSet(&'static str, SetKey),
     /// The packet's mark (set only by the agent's queue verdicts).
     PacketMark(u32),
     /// The packet goes from the server back to the client.
@@ -195,6 +216,13 @@ pub enum Action {
     },
     /// Continue in a regular chain, never to come back.
     Goto(&'static str),
+    /// Continue in a regular chain, then here after it (or its `Return`).
+    Jump(&'static str),
+    /// Back to the chain that jumped here.
+    Return,
+    /// Send the packet's headers to the deny log with this prefix and go
+    /// on with the next rule.
+    Log(&'static str),
     /// Answer a TCP segment with a reset (then drop it).
     RejectTcpReset,
     /// Hand the packet to the agent on queue 0. With nobody listening, or
@@ -212,6 +240,8 @@ pub mod deny_log {
     /// Prefixes: where the packet was dropped.
     pub const FORWARD: &str = "forward";
     pub const INPUT: &str = "input";
+    /// A connection a reload closed.
+    pub const REVOKED: &str = "revoked";
     /// A flood of drops must not swamp the agent: the kernel logs at most
     /// this many a second (after a burst) and drops the rest unlogged.
     pub const PER_SECOND: u64 = 20;
@@ -225,7 +255,7 @@ pub mod deny_log {
 pub struct Rule {
     pub matches: Vec<Match>,
     /// Set the connection's mark before the action.
-    pub set_ct_mark: Option<u32>,
+    pub set_ct_mark: Option<CtMarkSet>,
     pub action: Action,
     pub comment: String,
 }
@@ -239,32 +269,62 @@ fn rule(matches: Vec<Match>, action: Action, comment: &str) -> Rule {
     }
 }
 
+/// How a rule sets the connection's mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtMarkSet {
+    To(u32),
+    /// Keep the kind (`marks::KIND_MASK`), take this generation's base.
+    Rebase(u32),
+}
+
 impl Rule {
     fn marking(mut self, mark: u32) -> Rule {
-        self.set_ct_mark = Some(mark);
+        self.set_ct_mark = Some(CtMarkSet::To(mark));
+        self
+    }
+
+    fn rebasing(mut self, base: u32) -> Rule {
+        self.set_ct_mark = Some(CtMarkSet::Rebase(base));
         self
     }
 }
 
-/// Marks of name binding. A connection that a name opened is `NAMED`
+/// Connection marks: `SIGNATURE | generation << 8 | kind`. Every
+/// connection the forward chain lets start is marked with the policy's
+/// generation: `PLAIN` for address rules, `NAMED` for one a name opened,
 /// until the agent has seen its first payload, then `ALLOWED` or `DENIED`.
 /// The agent answers a held packet with `NF_REPEAT` and a packet mark: the
 /// forward chain sees it again and turns the packet mark into the
 /// connection's mark. Nothing else sets marks in the sentry, and a packet's
 /// mark does not cross from the bottle's namespace.
 pub mod marks {
-    pub const CT_NAMED: u32 = 0x7262_0001;
-    pub const CT_ALLOWED: u32 = 0x7262_0002;
-    pub const CT_DENIED: u32 = 0x7262_0003;
+    pub const SIGNATURE: u32 = 0x7200_0000;
+    /// Signature and generation: a connection of another generation (or
+    /// none: mark 0) differs here.
+    pub const GENERATION_MASK: u32 = 0xffff_ff00;
+    /// Signature and kind, any generation.
+    pub const KIND_MASK: u32 = 0xff00_00ff;
+    pub const PLAIN: u32 = 0;
+    pub const NAMED: u32 = 1;
+    pub const ALLOWED: u32 = 2;
+    pub const DENIED: u32 = 3;
     pub const PACKET_ALLOW: u32 = 0x7262_0102;
     pub const PACKET_DENY: u32 = 0x7262_0103;
+
+    /// The mark of `kind` in `generation`.
+    pub fn ct(generation: u16, kind: u32) -> u32 {
+        SIGNATURE | u32::from(generation) << 8 | kind
+    }
 }
 
-/// The regular chains of name binding.
+/// The regular chains.
 pub mod chains {
     pub const NAME_OPEN: &str = "name-open";
     pub const NAME_CHECK: &str = "name-check";
-    pub const NAME_REFUSE: &str = "name-refuse";
+    /// A TCP reset for the client, silence otherwise.
+    pub const REFUSE: &str = "refuse";
+    /// Connections of an older generation, on their next packet.
+    pub const RECHECK: &str = "recheck";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,9 +336,9 @@ pub struct Ruleset {
 
 impl Ruleset {
     pub fn build(input: &FirewallInput) -> Ruleset {
-        let mut chains = Vec::new();
+        let mut chains = vec![refuse_chain(), recheck_chain(input)];
         if binds_names(input) {
-            chains.extend(name_check_chains());
+            chains.extend(name_check_chains(input.generation));
         }
         chains.extend([
             forward_chain(input),
@@ -297,6 +357,15 @@ impl Ruleset {
 }
 
 impl Ruleset {
+    /// Adds elements to the named sets (addresses a reload carries over).
+    pub fn fill(&mut self, elements: std::collections::BTreeMap<&'static str, Vec<SetElem>>) {
+        for (name, elems) in elements {
+            if let Some(set) = self.sets.iter_mut().find(|s| s.name == name) {
+                set.elements.extend(elems);
+            }
+        }
+    }
+
     /// The first thing the agent installs, before it knows its interfaces:
     /// nothing is forwarded and the sentry takes nothing in.
     pub fn lockdown() -> Ruleset {
@@ -365,6 +434,22 @@ fn build_sets(cidrs: &[IpNet]) -> Vec<SetDef> {
             true,
             vec![],
         ),
+        set(sets::KEPT4, SetKey::Addr4, false, false, vec![]),
+        set(sets::KEPT6, SetKey::Addr6, false, false, vec![]),
+        set(
+            sets::KEPT4_PORTS,
+            SetKey::Addr4ProtoPort,
+            false,
+            false,
+            vec![],
+        ),
+        set(
+            sets::KEPT6_PORTS,
+            SetKey::Addr6ProtoPort,
+            false,
+            false,
+            vec![],
+        ),
     ]
 }
 
@@ -414,14 +499,14 @@ fn binds_names(input: &FirewallInput) -> bool {
 }
 
 /// The verdicts the agent sent back (as packet marks) become the
-/// connection's mark; a connection already refused stays refused; one still
-/// undecided goes to the name check again.
-fn name_verdict_rules() -> Vec<Rule> {
+/// connection's mark; a connection still undecided goes to the name check
+/// again.
+fn name_verdict_rules(generation: u16) -> Vec<Rule> {
     use marks::*;
     vec![
         // The fast path of every decided connection, both ways.
         rule(
-            vec![Match::CtMark(CT_ALLOWED)],
+            vec![Match::CtMark(ct(generation, ALLOWED))],
             Action::Accept,
             "accept:name-decided",
         ),
@@ -430,24 +515,108 @@ fn name_verdict_rules() -> Vec<Rule> {
             Action::Accept,
             "accept:name-allowed",
         )
-        .marking(CT_ALLOWED),
+        .marking(ct(generation, ALLOWED)),
         rule(
             vec![Match::PacketMark(PACKET_DENY)],
-            Action::Goto(chains::NAME_REFUSE),
+            Action::Goto(chains::REFUSE),
             "drop:name-denied",
         )
-        .marking(CT_DENIED),
+        .marking(ct(generation, DENIED)),
         rule(
-            vec![Match::CtMark(CT_DENIED)],
-            Action::Goto(chains::NAME_REFUSE),
-            "drop:name-denied-later",
-        ),
-        rule(
-            vec![Match::CtMark(CT_NAMED)],
+            vec![Match::CtMark(ct(generation, NAMED))],
             Action::Goto(chains::NAME_CHECK),
             "name:undecided",
         ),
     ]
+}
+
+/// A connection refused once stays refused, whatever its generation.
+fn refused_rule() -> Rule {
+    rule(
+        vec![Match::CtMarkMasked {
+            mask: marks::KIND_MASK,
+            value: marks::SIGNATURE | marks::DENIED,
+            equal: true,
+        }],
+        Action::Goto(chains::REFUSE),
+        "drop:refused-before",
+    )
+}
+
+/// `refuse`: a TCP reset for the client, silence otherwise.
+fn refuse_chain() -> ChainDef {
+    let tcp = Protocol::Tcp.number();
+    regular_chain(
+        chains::REFUSE,
+        vec![
+            rule(
+                vec![Match::L4Proto(tcp)],
+                Action::RejectTcpReset,
+                "drop:refuse-reset",
+            ),
+            rule(vec![], Action::Drop, "drop:refuse"),
+        ],
+    )
+}
+
+fn regular_chain(name: &'static str, rules: Vec<Rule>) -> ChainDef {
+    ChainDef {
+        name,
+        hook: Hook::Forward,
+        kind: ChainType::Regular,
+        priority: 0,
+        policy_accept: false,
+        rules,
+    }
+}
+
+/// `recheck`: the next packet (either way) of a connection that started
+/// under an older generation of the policy, or unmarked. If the policy in
+/// force still allows where it goes (an entry, global access, a CIDR, or
+/// what the reload kept of the learned addresses), it is moved to this
+/// generation, keeping its kind, and goes on through the forward chain.
+/// Else it is closed: logged, marked refused, and reset or dropped.
+fn recheck_chain(input: &FirewallInput) -> ChainDef {
+    let base = marks::ct(input.generation, marks::PLAIN);
+    let kept = |m: Vec<Match>, comment| rule(m, Action::Return, comment).rebasing(base);
+    let mut rules = vec![kept(vec![Match::CtStatusDnat], "recheck:entry")];
+    match input.access {
+        Mode::Global => rules.push(kept(vec![], "recheck:global")),
+        Mode::Allowlist => {
+            for (set, key, comment) in [
+                (sets::ALLOW4, SetKey::Addr4, "recheck:cidr4"),
+                (sets::ALLOW6, SetKey::Addr6, "recheck:cidr6"),
+                (sets::KEPT4, SetKey::Addr4, "recheck:kept4"),
+                (sets::KEPT6, SetKey::Addr6, "recheck:kept6"),
+                (
+                    sets::KEPT4_PORTS,
+                    SetKey::Addr4ProtoPort,
+                    "recheck:kept4-ports",
+                ),
+                (
+                    sets::KEPT6_PORTS,
+                    SetKey::Addr6ProtoPort,
+                    "recheck:kept6-ports",
+                ),
+            ] {
+                rules.push(kept(vec![Match::CtOriginalInSet(set, key)], comment));
+            }
+        }
+        Mode::Disabled => {}
+    }
+    let closed = marks::ct(input.generation, marks::DENIED);
+    rules.extend([
+        rule(
+            vec![Match::Limit {
+                per_second: deny_log::PER_SECOND,
+                burst: deny_log::BURST,
+            }],
+            Action::Log(deny_log::REVOKED),
+            "log:revoked",
+        ),
+        rule(vec![], Action::Goto(chains::REFUSE), "drop:revoked").marking(closed),
+    ]);
+    regular_chain(chains::RECHECK, rules)
 }
 
 /// Deepest TCP header, in 32-bit words (the 4-bit data offset).
@@ -458,31 +627,24 @@ const TCP_DOFF: std::ops::RangeInclusive<u8> = 5..=15;
 /// and port rules. `name-check`: replies and TCP segments without payload
 /// (but the SYN) pass, everything else waits in the queue for the agent's
 /// verdict.
-/// `name-refuse`: a TCP reset for the client, silence otherwise.
-fn name_check_chains() -> Vec<ChainDef> {
-    let regular = |name, rules| ChainDef {
-        name,
-        hook: Hook::Forward,
-        kind: ChainType::Regular,
-        priority: 0,
-        policy_accept: false,
-        rules,
-    };
+fn name_check_chains(generation: u16) -> Vec<ChainDef> {
     let tcp = Protocol::Tcp.number();
+    let named = marks::ct(generation, marks::NAMED);
     let open = vec![
         rule(
             vec![Match::L4Proto(tcp)],
             Action::Goto(chains::NAME_CHECK),
             "name:tcp",
         )
-        .marking(marks::CT_NAMED),
+        .marking(named),
         rule(
             vec![Match::ProtoPort(Protocol::Udp.number(), 443)],
             Action::Goto(chains::NAME_CHECK),
             "name:quic",
         )
-        .marking(marks::CT_NAMED),
-        rule(vec![], Action::Accept, "accept:name-other"),
+        .marking(named),
+        rule(vec![], Action::Accept, "accept:name-other")
+            .marking(marks::ct(generation, marks::PLAIN)),
     ];
     // The SYN too: where the stream starts is read from it, so that a
     // client cannot make the check read from the middle of its stream.
@@ -504,18 +666,9 @@ fn name_check_chains() -> Vec<ChainDef> {
         }));
     }
     check.push(rule(vec![], Action::Queue, "name:queue"));
-    let refuse = vec![
-        rule(
-            vec![Match::L4Proto(tcp)],
-            Action::RejectTcpReset,
-            "drop:name-reset",
-        ),
-        rule(vec![], Action::Drop, "drop:name"),
-    ];
     vec![
-        regular(chains::NAME_REFUSE, refuse),
-        regular(chains::NAME_CHECK, check),
-        regular(chains::NAME_OPEN, open),
+        regular_chain(chains::NAME_CHECK, check),
+        regular_chain(chains::NAME_OPEN, open),
     ]
 }
 
@@ -528,7 +681,26 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
         ]
     };
     let names = binds_names(input);
-    let mut rules = if names { name_verdict_rules() } else { vec![] };
+    let generation = input.generation;
+    let plain = marks::ct(generation, marks::PLAIN);
+    let mut rules = vec![
+        rule(
+            vec![
+                Match::CtState(CT_ESTABLISHED | CT_RELATED),
+                Match::CtMarkMasked {
+                    mask: marks::GENERATION_MASK,
+                    value: plain,
+                    equal: false,
+                },
+            ],
+            Action::Jump(chains::RECHECK),
+            "recheck:older",
+        ),
+        refused_rule(),
+    ];
+    if names {
+        rules.extend(name_verdict_rules(generation));
+    }
     rules.extend([
         rule(
             vec![Match::CtState(CT_ESTABLISHED | CT_RELATED)],
@@ -547,10 +719,12 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
             Match::Daddr(IpAddr::V4(input.bottle_ip)),
             Match::CtStatusDnat,
         ];
-        rules.push(rule(m, Action::Accept, "accept:entry"));
+        rules.push(rule(m, Action::Accept, "accept:entry").marking(plain));
     }
     match input.access {
-        Mode::Global => rules.push(rule(out_of_enclave(), Action::Accept, "accept:global")),
+        Mode::Global => {
+            rules.push(rule(out_of_enclave(), Action::Accept, "accept:global").marking(plain))
+        }
         Mode::Allowlist => {
             let allow = [
                 (sets::ALLOW4, SetKey::Addr4, "accept:cidr4"),
@@ -571,12 +745,12 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
             for (set, key, comment) in allow {
                 let mut m = out_of_enclave();
                 m.push(Match::InSet(set, key));
-                let action = match set {
-                    sets::ALLOW4 | sets::ALLOW6 => Action::Accept,
-                    _ if names => Action::Goto(chains::NAME_OPEN),
-                    _ => Action::Accept,
-                };
-                rules.push(rule(m, action, comment));
+                let opened_by_names = !matches!(set, sets::ALLOW4 | sets::ALLOW6);
+                rules.push(if names && opened_by_names {
+                    rule(m, Action::Goto(chains::NAME_OPEN), comment)
+                } else {
+                    rule(m, Action::Accept, comment).marking(plain)
+                });
             }
         }
         Mode::Disabled => {}
@@ -800,6 +974,7 @@ mod tests {
                 uplink: "eth0".into(),
             },
             name_binding: true,
+            generation: 0,
         }
     }
 
@@ -823,7 +998,7 @@ mod tests {
                 .position(|c| *c == "accept:established")
                 .unwrap();
             let names = access == Mode::Allowlist;
-            assert_eq!(established, if names { 5 } else { 0 });
+            assert_eq!(established, if names { 6 } else { 2 });
         }
     }
 
@@ -832,18 +1007,20 @@ mod tests {
         let r = Ruleset::build(&input(Mode::Allowlist));
         let f = chain(&r, "forward");
         assert_eq!(
-            comments(f)[..6],
+            comments(f)[..7],
             [
+                "recheck:older",
+                "drop:refused-before",
                 "accept:name-decided",
                 "accept:name-allowed",
                 "drop:name-denied",
-                "drop:name-denied-later",
                 "name:undecided",
                 "accept:established"
             ]
         );
-        assert_eq!(f.rules[1].set_ct_mark, Some(marks::CT_ALLOWED));
-        assert_eq!(f.rules[2].set_ct_mark, Some(marks::CT_DENIED));
+        let mark = |kind| Some(CtMarkSet::To(marks::ct(0, kind)));
+        assert_eq!(f.rules[3].set_ct_mark, mark(marks::ALLOWED));
+        assert_eq!(f.rules[4].set_ct_mark, mark(marks::DENIED));
         for r in f
             .rules
             .iter()
@@ -873,12 +1050,61 @@ mod tests {
         let open = chain(&r, chains::NAME_OPEN);
         assert!(open.rules[..2]
             .iter()
-            .all(|r| r.set_ct_mark == Some(marks::CT_NAMED)));
+            .all(|r| r.set_ct_mark == mark(marks::NAMED)));
         let mut off = input(Mode::Allowlist);
         off.name_binding = false;
         let r = Ruleset::build(&off);
-        assert!(r.chains.iter().all(|c| c.kind != ChainType::Regular));
-        assert_eq!(comments(chain(&r, "forward"))[0], "accept:established");
+        assert!(r
+            .chains
+            .iter()
+            .all(|c| c.name != chains::NAME_CHECK && c.name != chains::NAME_OPEN));
+        assert_eq!(comments(chain(&r, "forward"))[2], "accept:established");
+    }
+
+    #[test]
+    fn every_connection_let_start_carries_the_generation_and_older_ones_are_rechecked() {
+        let mut i = input(Mode::Allowlist);
+        i.name_binding = false;
+        i.generation = 7;
+        let r = Ruleset::build(&i);
+        let f = chain(&r, "forward");
+        assert_eq!(
+            f.rules[0].matches[1],
+            Match::CtMarkMasked {
+                mask: marks::GENERATION_MASK,
+                value: marks::ct(7, marks::PLAIN),
+                equal: false
+            }
+        );
+        assert_eq!(f.rules[0].action, Action::Jump(chains::RECHECK));
+        for rule in f
+            .rules
+            .iter()
+            .filter(|r| r.comment.starts_with("accept:") && r.comment != "accept:established")
+        {
+            assert_eq!(
+                rule.set_ct_mark,
+                Some(CtMarkSet::To(marks::ct(7, marks::PLAIN))),
+                "{}",
+                rule.comment
+            );
+        }
+        let recheck = chain(&r, chains::RECHECK);
+        let kept: Vec<&Rule> = recheck
+            .rules
+            .iter()
+            .filter(|r| r.action == Action::Return)
+            .collect();
+        assert_eq!(kept.len(), 7, "entry, 2 CIDR sets, 4 kept sets");
+        assert!(kept
+            .iter()
+            .all(|r| r.set_ct_mark == Some(CtMarkSet::Rebase(marks::ct(7, marks::PLAIN)))));
+        let last = recheck.rules.last().unwrap();
+        assert_eq!(last.action, Action::Goto(chains::REFUSE));
+        assert_eq!(
+            last.set_ct_mark,
+            Some(CtMarkSet::To(marks::ct(7, marks::DENIED)))
+        );
     }
 
     #[test]
@@ -897,6 +1123,8 @@ mod tests {
         assert_eq!(
             comments(chain(&d, "forward")),
             vec![
+                "recheck:older",
+                "drop:refused-before",
                 "accept:established",
                 "drop:invalid",
                 "accept:entry",

@@ -8,7 +8,7 @@ use super::flows::{Flows, Step};
 use super::judge::Outcome;
 use super::packet::{self, FlowKey};
 use super::queue::PacketQueue;
-use crate::policy::Policy;
+use crate::policy::PolicyCell;
 use crate::state::{unix_now, NameDenial, Shared};
 
 /// How often held connections are checked for their deadline.
@@ -17,7 +17,7 @@ const SWEEP: Duration = Duration::from_millis(200);
 /// Starts the thread. It runs as long as the agent.
 pub fn start(
     queue: Box<dyn PacketQueue>,
-    policy: Arc<Policy>,
+    policy: Arc<PolicyCell>,
     shared: Arc<Shared>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -25,7 +25,7 @@ pub fn start(
         .spawn(move || run(queue, &policy, &shared))
 }
 
-fn run(mut queue: Box<dyn PacketQueue>, policy: &Policy, shared: &Shared) {
+fn run(mut queue: Box<dyn PacketQueue>, policy: &PolicyCell, shared: &Shared) {
     let mut flows = Flows::default();
     let mut swept = Instant::now();
     loop {
@@ -40,8 +40,9 @@ fn run(mut queue: Box<dyn PacketQueue>, policy: &Policy, shared: &Shared) {
             }
         };
         let now = Instant::now();
+        let policy = policy.get();
         for queued in packets {
-            let step = flows.packet(policy, now, queued.id, packet::parse(&queued.packet));
+            let step = flows.packet(&policy, now, queued.id, packet::parse(&queued.packet));
             answer(queue.as_mut(), shared, step);
         }
         if now.duration_since(swept) >= SWEEP {

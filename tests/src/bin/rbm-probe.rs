@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use hickory_proto::rr::RecordType;
-use rbm_tests::probe::{conn, dns, hello, latency, net, quic, raw, reach, resolv, Report};
+use rbm_tests::probe::{conn, dns, hello, hold, latency, net, quic, raw, reach, resolv, Report};
 
 #[derive(Parser)]
 #[command(name = "rbm-probe", about = "Reports what a bottle can reach, as JSON")]
@@ -114,6 +114,19 @@ enum Command {
         count: u32,
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
+    },
+    /// One TCP connection to an echo server, kept busy (a round trip every
+    /// `every_ms`) for `ms`: prints `connected`, then the report when it
+    /// broke or the time was up (success: it lasted).
+    Hold {
+        addr: SocketAddr,
+        /// Open with a TLS ClientHello for this name (the name check).
+        #[arg(long)]
+        tls: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        every_ms: u64,
+        #[arg(long, default_value_t = 60_000)]
+        ms: u64,
     },
     /// A datagram every `every_ms` for `ms` from one socket; count replies.
     Flood {
@@ -252,6 +265,18 @@ fn dispatch(command: Command) -> Result<Report, String> {
                 (false, false) => conn::Carrier::Tcp { split },
             };
             conn::run_send(addr, &data, carrier, ms(timeout_ms))
+        }
+        Command::Hold {
+            addr,
+            tls,
+            every_ms,
+            ms: hold_ms,
+        } => {
+            let first = match tls {
+                Some(name) => hello::client_hello(Some(&name)),
+                None => b"hello\n".to_vec(),
+            };
+            hold::run(addr, &first, ms(every_ms), ms(hold_ms))
         }
         Command::Ttfb {
             addr,

@@ -44,6 +44,10 @@ struct Cli {
     /// bytes arrive (the time-to-first-byte benchmark; repeatable).
     #[arg(long)]
     answer: Vec<SocketAddr>,
+    /// Echo over TCP on this address: every byte back, for as long as the
+    /// client stays (long-lived connections; repeatable).
+    #[arg(long)]
+    echo: Vec<SocketAddr>,
     /// Append one line `PROTO QNAME QTYPE` per DNS query received; `-`:
     /// print `query PROTO QNAME QTYPE` on stdout instead.
     #[arg(long)]
@@ -64,6 +68,7 @@ fn main() -> Result<()> {
         udp: cli.udp,
         recv: cli.recv,
         answer: cli.answer,
+        echo: cli.echo,
     };
     raise_nofile_limit();
     tokio::runtime::Builder::new_multi_thread()

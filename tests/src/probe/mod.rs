@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod dns;
 pub mod hello;
+pub mod hold;
 pub mod latency;
 pub mod net;
 pub mod quic;

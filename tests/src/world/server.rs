@@ -30,6 +30,8 @@ pub struct WorldConfig {
     pub recv: Vec<SocketAddr>,
     /// TCP servers that answer `ok` at a client's first bytes.
     pub answer: Vec<SocketAddr>,
+    /// TCP echo servers.
+    pub echo: Vec<SocketAddr>,
 }
 
 /// How long a "what did you get" server waits for more bytes.
@@ -67,6 +69,9 @@ pub async fn serve(config: WorldConfig) -> Result<()> {
     }
     for addr in &config.answer {
         tokio::spawn(answer_tcp(bind_tcp(*addr).await?));
+    }
+    for addr in &config.echo {
+        tokio::spawn(echo_tcp(bind_tcp(*addr).await?));
     }
     for addr in &config.recv {
         tokio::spawn(recv_tcp(bind_tcp(*addr).await?, Arc::clone(&dns)));
@@ -236,6 +241,21 @@ async fn answer_tcp(listener: TcpListener) {
                         }
                     }
                     let _ = stream.shutdown().await;
+                });
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+/// Sends back every byte, until the client closes or the connection breaks.
+async fn echo_tcp(listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(async move {
+                    let (mut read, mut write) = stream.into_split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
                 });
             }
             Err(e) => accept_failed(e).await,

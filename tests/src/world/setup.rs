@@ -26,6 +26,7 @@ pub struct WorldSetup {
     pub udp: Vec<SocketAddr>,
     pub recv: Vec<SocketAddr>,
     pub answer: Vec<SocketAddr>,
+    pub echo: Vec<SocketAddr>,
 }
 
 impl WorldSetup {
@@ -56,6 +57,11 @@ impl WorldSetup {
         self
     }
 
+    pub fn echo(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.echo.extend(addrs);
+        self
+    }
+
     pub fn answer(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
         self.answer.extend(addrs);
         self
@@ -82,6 +88,7 @@ impl WorldSetup {
             ("--udp", &self.udp),
             ("--recv", &self.recv),
             ("--answer", &self.answer),
+            ("--echo", &self.echo),
         ] {
             for addr in addrs {
                 args.push(flag.into());

@@ -10,7 +10,7 @@ const LOGGED_WITHIN: Duration = Duration::from_secs(5);
 impl Lab {
     /// Waits until status lists a denial to `dst` whose reason starts with
     /// `reason`; returns it.
-    fn denial(&self, dst: SocketAddr, reason: &str) -> Result<Value> {
+    pub(super) fn denial(&self, dst: SocketAddr, reason: &str) -> Result<Value> {
         let deadline = Instant::now() + LOGGED_WITHIN;
         loop {
             let status = self.status()?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::dns::{serve, DnsConfig, DnsServerHandle, Learner};
 use crate::firewall::{FirewallError, Learn};
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyCell};
 use crate::state::Shared;
 
 /// Per-try upstream timeout in these tests.
@@ -23,7 +23,12 @@ pub(super) struct RecordingLearner {
 }
 
 impl Learner for RecordingLearner {
-    fn learn(&self, qname: &str, items: &[Learn]) -> Result<(), FirewallError> {
+    fn learn(
+        &self,
+        qname: &str,
+        items: &[Learn],
+        then: &mut dyn FnMut(),
+    ) -> Result<(), FirewallError> {
         std::thread::sleep(Duration::from_millis(100));
         if self.fail {
             return Err(FirewallError::Unanswered(1));
@@ -33,6 +38,7 @@ impl Learner for RecordingLearner {
             .lock()
             .unwrap()
             .push((qname.to_string(), items.to_vec()));
+        then();
         Ok(())
     }
 }
@@ -70,9 +76,14 @@ pub(super) async fn start(
     };
     let shared = Arc::new(Shared::default());
     let learner = Arc::new(learner);
-    let handle = serve(config, Arc::new(policy), learner.clone(), shared.clone())
-        .await
-        .unwrap();
+    let handle = serve(
+        config,
+        Arc::new(PolicyCell::new(policy)),
+        learner.clone(),
+        shared.clone(),
+    )
+    .await
+    .unwrap();
     let addr = handle.local_addr();
     assert!(addr.ip().is_loopback() && addr.port() != 0);
     Proxy {

@@ -146,7 +146,11 @@ async fn a_busy_address_fails_serve_before_anything_is_served() {
         upstreams: vec![],
         upstream_timeout: TRY_TIMEOUT,
     };
-    let policy = Arc::new(policy(Mode::Allowlist, Mode::Allowlist, DOMAINS));
+    let policy = Arc::new(crate::policy::PolicyCell::new(policy(
+        Mode::Allowlist,
+        Mode::Allowlist,
+        DOMAINS,
+    )));
     let result = serve(
         config,
         policy,

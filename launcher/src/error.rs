@@ -91,6 +91,19 @@ pub enum Error {
         profile: String,
     },
 
+    #[error("{} changed in {profile}, and a reload applies only the [uplink] policy (domains, cidrs, dns, access, min_ttl, name_binding); nothing changed; fix: run `rbm-launch up {profile}` to apply it (the bottle restarts), or undo the change", .fields.join(", "))]
+    ReloadNeedsRestart {
+        fields: Vec<String>,
+        profile: String,
+    },
+
+    #[error("sentry {sentry}: {message}; fix: {fix}")]
+    ReloadFailed {
+        sentry: String,
+        message: String,
+        fix: &'static str,
+    },
+
     #[error("{cause}\n{}fix: after fixing the cause, run `rbm-launch stop {profile}` to remove the leftovers", cleanup_list(.failures))]
     CleanupFailed {
         cause: Box<Error>,
@@ -110,7 +123,10 @@ impl Error {
     /// touched), 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Profile(_) | Error::UnknownProfile { .. } | Error::VolumeMissing { .. } => 2,
+            Error::Profile(_)
+            | Error::UnknownProfile { .. }
+            | Error::VolumeMissing { .. }
+            | Error::ReloadNeedsRestart { .. } => 2,
             _ => 1,
         }
     }

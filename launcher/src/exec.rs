@@ -22,6 +22,45 @@ pub fn watch(podman: &Podman, names: &Names, json: bool, profile_arg: &str) -> R
     podman.passthrough(&args::agent_watch(&names.sentry, json))
 }
 
+/// Sends the profile `text` to the running sentry's agent, which applies
+/// its `[uplink]` policy at once; prints what changed.
+pub fn reload(podman: &Podman, names: &Names, text: &str, profile_arg: &str) -> Result<(), Error> {
+    require_running(podman, "sentry", &names.sentry, profile_arg)?;
+    let args = args::agent_reload(&names.sentry);
+    let out = podman.output_with_input(&args, text.as_bytes())?;
+    // The agent's answer: {"outcome", "message", "fields", "summary"}.
+    let reply: serde_json::Value =
+        match serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()) {
+            Ok(reply @ serde_json::Value::Object(_)) => reply,
+            _ => return Err(podman.failure(&args, &out)),
+        };
+    let message = reply["message"].as_str().unwrap_or_default().to_string();
+    let failed = |fix| Error::ReloadFailed {
+        sentry: names.sentry.clone(),
+        message: message.clone(),
+        fix,
+    };
+    match reply["outcome"].as_str().unwrap_or_default() {
+        "reloaded" => {
+            println!("rbm: {}: {message}", names.sentry);
+            Ok(())
+        }
+        "needs_restart" => Err(Error::ReloadNeedsRestart {
+            fields: reply["fields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect(),
+            profile: profile_arg.to_string(),
+        }),
+        "refused" => Err(failed("correct the profile and reload again")),
+        _ => Err(failed(
+            "read the sentry's log (`podman logs`); the policy in force is unchanged",
+        )),
+    }
+}
+
 /// Runs `command` (default /bin/sh) in the bottle; returns its exit code.
 pub fn shell(
     podman: &Podman,
@@ -55,6 +94,43 @@ fn require_running(
 mod tests {
     use super::*;
     use crate::testing::fake_program;
+
+    /// A podman whose containers all run and whose `exec` prints `reply`
+    /// (after reading the profile from stdin, as the agent does).
+    fn podman_answering(dir: &std::path::Path, reply: &str) -> Podman {
+        let script = format!(
+            "#!/bin/sh\nif [ \"$1\" = exec ]; then cat >/dev/null; echo '{reply}'; exit 2; fi\necho true\n"
+        );
+        Podman::new(fake_program(dir, "podman", &script))
+    }
+
+    #[test]
+    fn a_reload_that_needs_a_restart_names_the_fields_and_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let podman = podman_answering(
+            dir.path(),
+            r#"{"outcome":"needs_restart","message":"m","fields":["bottle.image","entry"],"summary":null}"#,
+        );
+        let err = reload(&podman, &Names::new("demo"), "text", "demo").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("bottle.image, entry changed in demo")
+                && text.contains("fix: run `rbm-launch up demo`"),
+            "{text}"
+        );
+        let podman = podman_answering(
+            dir.path(),
+            r#"{"outcome":"failed","message":"reload failed, nothing changed: x","fields":[],"summary":null}"#,
+        );
+        let err = reload(&podman, &Names::new("demo"), "text", "demo").unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        assert!(
+            err.to_string()
+                .starts_with("sentry rbm-demo-sentry: reload failed, nothing changed: x; fix: "),
+            "{err}"
+        );
+    }
 
     #[test]
     fn not_running_says_how_to_start() {

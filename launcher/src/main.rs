@@ -24,6 +24,7 @@ of an install, or the checkout it was built in).
   rbm-launch demo                      start the built-in demo profile
   rbm-launch status demo --json        the sentry agent's state
   rbm-launch shell demo -- rbm-probe dns example.com
+  rbm-launch reload demo               apply the profile's changed [uplink] policy now
   rbm-launch stop demo                 remove bottle, sentry and networks
   rbm-launch info                      which Podman and agent rbm-launch uses
 
@@ -85,6 +86,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply a changed [uplink] policy (domains, cidrs, access, ...) to the running pair at once,
+    /// without restarting the bottle: added names work at once, connections to what only removed
+    /// names opened are cut
+    Reload(ProfileArg),
     /// Write the profile as Quadlet units (two networks, sentry and bottle) so systemd runs the
     /// pair at boot; makes the sentry image as `up` does
     Quadlet {
@@ -181,6 +186,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Watch { profile: p, json } => {
             let (podman, _, l) = ready(chosen, &places, &p.profile)?;
             Ok(exec::watch(&podman, &l.profile.names(), json, &p.profile)?)
+        }
+        Command::Reload(p) => {
+            let (podman, _, l) = ready(chosen, &places, &p.profile)?;
+            exec::reload(&podman, &l.profile.names(), &l.text, &p.profile)?;
+            Ok(0)
         }
         Command::Shell {
             profile: p,
@@ -405,6 +415,10 @@ mod tests {
         assert!(matches!(
             parse("rbm-launch watch demo --json").unwrap().command,
             Command::Watch { json: true, .. }
+        ));
+        assert!(matches!(
+            parse("rbm-launch reload demo").unwrap().command,
+            Command::Reload(ref p) if p.profile == "demo"
         ));
         match parse("rbm-launch shell demo -- rbm-probe dns -x example.com")
             .unwrap()

@@ -78,6 +78,16 @@ impl Podman {
 
     /// Runs podman with `input` on its stdin; a non-zero exit is an error.
     pub fn run_with_input(&self, args: &[String], input: &[u8]) -> Result<String, Error> {
+        let out = self.output_with_input(args, input)?;
+        if !out.status.success() {
+            return Err(self.failure(args, &out));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs podman with `input` on its stdin and captured output; fails
+    /// only if it cannot be started or stops reading its input early.
+    pub fn output_with_input(&self, args: &[String], input: &[u8]) -> Result<Output, Error> {
         let mut child = self
             .command(args)
             .stdin(Stdio::piped())
@@ -101,16 +111,15 @@ impl Podman {
             program: self.program.clone(),
             source,
         })?;
-        if !out.status.success() {
-            return Err(self.failure(args, &out));
+        if out.status.success() {
+            written.map_err(|e| Error::Podman {
+                command: display_command(&self.program, args),
+                status: out.status.to_string(),
+                stderr: format!("podman stopped reading its input: {e}"),
+                fix: "run the command again; if it keeps failing, report it".into(),
+            })?;
         }
-        written.map_err(|e| Error::Podman {
-            command: display_command(&self.program, args),
-            status: out.status.to_string(),
-            stderr: format!("podman stopped reading its input: {e}"),
-            fix: "run the command again; if it keeps failing, report it".into(),
-        })?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out)
     }
 
     /// Runs podman with captured output; fails only if it cannot be started.

@@ -59,6 +59,8 @@ const CIDR_HOST: u8 = 30;
 const WORLD_PORT: u16 = 80;
 /// Where the allowed name's world tells what it got (name binding).
 const RECV_PORT: u16 = 443;
+/// Every world echoes on this port (long-lived connections).
+const ECHO_PORT: u16 = 7000;
 /// A name that is not allowed, sent to the allowed name's address.
 const FRONTED_NAME: &str = "fronted.e2e.test";
 /// The bottle's server (the test image's default command).
@@ -167,7 +169,8 @@ subnet = "{uplink}/24"
         let setup = WorldSetup::new(&zone)
             .tcp([self.world(host)])
             .udp([self.world(host)])
-            .recv([SocketAddr::from((ip, RECV_PORT))]);
+            .recv([SocketAddr::from((ip, RECV_PORT))])
+            .echo([SocketAddr::from((ip, ECHO_PORT))]);
         if host == API_HOST {
             setup.dns(SocketAddr::from((ip, 53)))
         } else {
@@ -365,6 +368,17 @@ impl Lab {
         ensure!(
             str_list(&run.json, "addrs")? == [want.to_string()],
             "{name} should answer {want}: {}",
+            run.json
+        );
+        Ok(())
+    }
+
+    /// `name` is refused by the sentry.
+    fn refused(&self, name: &str) -> Result<()> {
+        let run = self.probe(&["dns", name, "--timeout-ms", OPEN_MS])?;
+        ensure!(
+            str_field(&run.json, "rcode")? == "Refused",
+            "{name} should be refused: {}",
             run.json
         );
         Ok(())
@@ -732,7 +746,7 @@ fn kill_agent(podman: &Podman, sentry: &str) -> Result<u32> {
 }
 
 #[test]
-fn a_killed_agent_comes_back_by_itself_and_nothing_gets_out_meanwhile() -> Result<()> {
+fn a_reload_and_a_killed_agent_keep_the_bottle_running_and_the_new_policy() -> Result<()> {
     let Some(lab) = Lab::start(CRASH, &[API_HOST, OTHER_HOST])? else {
         return Ok(());
     };
@@ -742,9 +756,55 @@ fn a_killed_agent_comes_back_by_itself_and_nothing_gets_out_meanwhile() -> Resul
     let bottle = identity(&lab.podman, &CRASH.name("bottle"))?;
     let sentry = identity(&lab.podman, &CRASH.name("sentry"))?;
 
-    // A datagram every 5 ms to a world no name opened, from before the
-    // kill until after the agent is back: not one may arrive there.
-    let target = SocketAddr::from((CRASH.uplink(OTHER_HOST), RECV_PORT)).to_string();
+    // Reload: the API name out, the other name in. The bottle's busy
+    // connection to the API's address is cut at once.
+    let echo = SocketAddr::from((CRASH.uplink(API_HOST), ECHO_PORT)).to_string();
+    let profile = lab.launched.profile.clone();
+    let mut held = lab.launched.launcher.spawn(&[
+        "shell",
+        &profile,
+        "--",
+        "/rbm-probe",
+        "hold",
+        &echo,
+        "--ms",
+        "60000",
+    ])?;
+    held.wait_for_line("connected", CMD_TIMEOUT)?;
+    let reloaded = CRASH.profile().replace(
+        &format!("domains = [\"{API_NAME}\"]"),
+        &format!("domains = [\"{OTHER_NAME}\"]"),
+    );
+    std::fs::write(&profile, &reloaded)?;
+    let out = lab.launch("reload", &[], CMD_TIMEOUT)?.check()?;
+    assert!(
+        out.stdout.contains(&format!("removed {API_NAME}")),
+        "{}",
+        out.stdout
+    );
+    let cut = held.wait_for(|l| l.starts_with('{'), "the hold report", CMD_TIMEOUT)?;
+    assert!(cut.contains("reset"), "the connection must be reset: {cut}");
+    lab.refused(API_NAME)?;
+    lab.blocked(&[("tcp", api), ("udp", api)], SHUT_MS)?;
+    lab.resolves(OTHER_NAME, CRASH.uplink(OTHER_HOST))?;
+    lab.reaches(CRASH.world(OTHER_HOST))?;
+    // What only `up` can change is refused, naming the field.
+    std::fs::write(
+        &profile,
+        reloaded.replace(BOTTLE_IMAGE, "localhost/other:latest"),
+    )?;
+    let refused = lab.launch("reload", &[], CMD_TIMEOUT)?;
+    assert_eq!(refused.status.code(), Some(2), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("bottle.image changed") && refused.stderr.contains("rbm-launch up"),
+        "{}",
+        refused.stderr
+    );
+    std::fs::write(&profile, &reloaded)?;
+
+    // A datagram every 5 ms to the address the reload closed, from before
+    // the kill until after the agent is back: not one may arrive there.
+    let target = SocketAddr::from((CRASH.uplink(API_HOST), RECV_PORT)).to_string();
     let flood = ["flood", target.as_str(), "--ms", "6000"];
     let (flooded, back) = thread::scope(|s| {
         let flooding = s.spawn(|| lab.probe(&flood));
@@ -768,9 +828,12 @@ fn a_killed_agent_comes_back_by_itself_and_nothing_gets_out_meanwhile() -> Resul
     );
     assert_eq!(flooded.json["replies"], 0, "{}", flooded.json);
 
-    // Serving again, and the bottle never noticed a thing but the pause.
-    lab.resolves(API_NAME, CRASH.uplink(API_HOST))?;
-    lab.reaches(api)?;
+    // Serving again with the reloaded policy, and the bottle and sentry
+    // containers never restarted.
+    assert_eq!(status["reloads"], 1, "{status}");
+    lab.refused(API_NAME)?;
+    lab.resolves(OTHER_NAME, CRASH.uplink(OTHER_HOST))?;
+    lab.reaches(CRASH.world(OTHER_HOST))?;
     assert_eq!(identity(&lab.podman, &CRASH.name("bottle"))?, bottle);
     assert_eq!(identity(&lab.podman, &CRASH.name("sentry"))?, sentry);
     Ok(())

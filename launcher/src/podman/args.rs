@@ -177,6 +177,11 @@ pub fn agent_watch(sentry: &str, json: bool) -> Vec<String> {
     agent_command(sentry, "watch", json)
 }
 
+/// `podman exec -i SENTRY /rbm-agent reload --json`: the profile on stdin.
+pub fn agent_reload(sentry: &str) -> Vec<String> {
+    v(&["exec", "-i", sentry, "/rbm-agent", "reload", "--json"])
+}
+
 fn agent_command(sentry: &str, command: &str, json: bool) -> Vec<String> {
     let mut a = v(&["exec", sentry, "/rbm-agent", command]);
     if json {

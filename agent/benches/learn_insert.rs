@@ -35,6 +35,7 @@ fn ruleset() -> Ruleset {
         },
         name_binding: true,
         generation: 0,
+        intercept: None,
     })
 }
 

@@ -6,6 +6,7 @@
 //! allowlisting proxy, `state` what the running agent knows, `status` the
 //! control socket and `run` the agent's startup sequence.
 
+pub mod creds;
 pub mod denylog;
 pub mod dns;
 pub mod firewall;

@@ -36,6 +36,9 @@ enum Command {
         /// Where to find upstream resolvers when the profile names none.
         #[arg(long, default_value = "/etc/resolv.conf")]
         resolv_conf: PathBuf,
+        /// Where the credentials' real values are (rbm-cred-ENV files).
+        #[arg(long, default_value = rbm_agent::creds::SECRETS_DIR)]
+        secrets: PathBuf,
         /// Be the agent itself, not its supervisor (which, as the sentry's
         /// PID 1, restarts it when it dies).
         #[arg(long, hide = true)]
@@ -69,6 +72,12 @@ enum Command {
         #[arg(long, default_value = status::DEFAULT_SOCKET)]
         control: PathBuf,
     },
+    /// Print the certificate (PEM) of the CA the credential proxy signs
+    /// with, for the bottle to trust.
+    Ca {
+        #[arg(long, default_value = status::DEFAULT_SOCKET)]
+        control: PathBuf,
+    },
     /// Validate a profile and exit.
     Check { profile: PathBuf },
 }
@@ -88,6 +97,7 @@ fn main() -> ExitCode {
         profile: None,
         control: status::DEFAULT_SOCKET.into(),
         resolv_conf: "/etc/resolv.conf".into(),
+        secrets: rbm_agent::creds::SECRETS_DIR.into(),
         worker: false,
     });
     match command {
@@ -95,8 +105,25 @@ fn main() -> ExitCode {
             profile,
             control,
             resolv_conf,
+            secrets,
             ..
-        } => start(profile, control, resolv_conf),
+        } => start(profile, control, resolv_conf, secrets),
+        Command::Ca { control } => {
+            let (cert, _) = rbm_agent::creds::ca::paths(&control);
+            match std::fs::read_to_string(&cert) {
+                Ok(pem) => {
+                    print!("{pem}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "rbm-agent ca: no credential CA at {} ({e}); the profile has no credentials, or the agent has not started",
+                        cert.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Status { json, control } => show_status(json, &control),
         Command::Watch { json, control } => match watch::follow(&control, json) {
             Ok(()) => ExitCode::SUCCESS,
@@ -123,7 +150,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(profile: Option<PathBuf>, control: PathBuf, resolv_conf: PathBuf) -> ExitCode {
+fn start(
+    profile: Option<PathBuf>,
+    control: PathBuf,
+    resolv_conf: PathBuf,
+    secrets: PathBuf,
+) -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -139,6 +171,7 @@ fn start(profile: Option<PathBuf>, control: PathBuf, resolv_conf: PathBuf) -> Ex
             profile_origin: origin,
             control,
             resolv_conf,
+            secrets,
         }))
     });
     match result {

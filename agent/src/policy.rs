@@ -34,6 +34,8 @@ pub struct Policy {
     /// Addresses no DNS answer may open: the machine itself, the enclave,
     /// link-local (cloud metadata), multicast. Only `cidrs` can open them.
     pub protected: Vec<IpNet>,
+    /// The credential hosts: their TLS goes through the credential proxy.
+    pub intercept_hosts: Vec<String>,
 }
 
 /// Ranges a DNS answer must never open, whatever the name (DNS rebinding:
@@ -92,7 +94,20 @@ impl Policy {
             enclave: p.enclave,
             entries: p.entries.clone(),
             protected: protected_ranges(&p.enclave),
+            intercept_hosts: {
+                let mut hosts: Vec<String> =
+                    p.credentials.iter().flat_map(|c| c.hosts.clone()).collect();
+                hosts.sort();
+                hosts.dedup();
+                hosts
+            },
         }
+    }
+
+    /// Whether `qname`'s connections go through the credential proxy.
+    pub fn intercepts(&self, qname: &str) -> bool {
+        let qname = normalize(qname);
+        self.intercept_hosts.contains(&qname)
     }
 
     /// Whether the name on the wire is checked: only where names open

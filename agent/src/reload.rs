@@ -224,6 +224,17 @@ impl Enforcer {
             });
         let mut rs = self.ruleset(&policy, generation);
         rs.fill(elements(&plan.relearn, Target::Learned));
+        let intercepted: Vec<Learn> = plan
+            .relearn
+            .iter()
+            .filter(|l| {
+                self.shared
+                    .learned_record(l.addr)
+                    .is_some_and(|r| policy.intercepts(&r.name))
+            })
+            .cloned()
+            .collect();
+        rs.fill(elements(&intercepted, Target::Intercepted));
         if generation != current.generation {
             rs.fill(elements(&plan.kept, Target::Kept));
         }
@@ -300,14 +311,19 @@ impl Learner for Enforcer {
         then: &mut dyn FnMut(),
     ) -> Result<(), FirewallError> {
         let mut firewall = self.firewall.lock().unwrap();
-        let granted = match self.policy.get().verdict(qname) {
+        let policy = self.policy.get();
+        let granted = match policy.verdict(qname) {
             Verdict::Forward { grant: Some(ports) } => ports,
             _ => return Err(FirewallError::PolicyChanged(qname.to_string())),
         };
         if items.iter().any(|i| i.ports != granted) {
             return Err(FirewallError::PolicyChanged(qname.to_string()));
         }
-        firewall.learn(items)?;
+        if policy.intercepts(qname) {
+            firewall.learn_intercepted(items)?;
+        } else {
+            firewall.learn(items)?;
+        }
         then();
         Ok(())
     }

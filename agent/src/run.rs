@@ -10,9 +10,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ipnet::IpNet;
 
+use crate::creds::{self, ca, proxy::Proxy};
 use crate::denylog::{self, nflog::NfLog, watch};
 use crate::dns::{self, DnsConfig};
 use crate::firewall::netlink::NetlinkTransport;
+use crate::firewall::ruleset::marks;
 use crate::firewall::ruleset::Ruleset;
 use crate::firewall::Firewall;
 use crate::links;
@@ -30,6 +32,8 @@ pub struct RunOptions {
     pub profile_origin: PathBuf,
     pub control: PathBuf,
     pub resolv_conf: PathBuf,
+    /// Where the credentials' real values are (`creds::SECRETS_DIR`).
+    pub secrets: PathBuf,
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -47,6 +51,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .install(&Ruleset::lockdown())
         .context("installing the lockdown ruleset")?;
     tracing::info!("lockdown in force: nothing is forwarded");
+    let credentials = creds::load(
+        &profile,
+        std::env::var(creds::ENV).ok().as_deref(),
+        &opts.secrets,
+    )?;
 
     let upstreams = upstreams(&policy, &opts)?;
     let report = links::setup(policy.enclave.sentry_ip).await?;
@@ -79,6 +88,30 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         start_name_check()?;
     }
     let deny_log = NfLog::open().context("binding the deny log")?;
+    // The credential proxy listens before the ruleset sends it anything.
+    let _proxy = if credentials.is_empty() {
+        None
+    } else {
+        let (cert, key) = ca::paths(&opts.control);
+        let hosts = creds::hosts(&credentials);
+        let authority = ca::Authority::load_or_create(&cert, &key, &profile.moniker, &hosts)
+            .context("making the credential CA")?;
+        let count = credentials.len();
+        let proxy = Proxy::new(
+            credentials,
+            Arc::new(authority),
+            cell.clone(),
+            shared.clone(),
+            marks::UPSTREAM,
+        )?;
+        let listen = SocketAddr::new(IpAddr::V4(cell.get().enclave.sentry_ip), creds::PROXY_PORT);
+        let handle = Arc::new(proxy)
+            .serve(listen)
+            .await
+            .with_context(|| format!("binding the credential proxy on {listen}"))?;
+        tracing::info!(credentials = count, hosts = ?hosts, "credential proxy in force");
+        Some(handle)
+    };
     let firewall = Arc::new(Mutex::new(firewall));
     let enforcer = Arc::new(Enforcer::new(
         firewall.clone(),

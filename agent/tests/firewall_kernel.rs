@@ -78,6 +78,7 @@ fn input() -> FirewallInput {
         },
         name_binding: true,
         generation: 0,
+        intercept: None,
     }
 }
 

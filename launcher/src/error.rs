@@ -104,6 +104,13 @@ pub enum Error {
         fix: &'static str,
     },
 
+    #[error("credential {env}: {message}; fix: {fix}")]
+    Credential {
+        env: String,
+        message: String,
+        fix: String,
+    },
+
     #[error("{cause}\n{}fix: after fixing the cause, run `rbm-launch stop {profile}` to remove the leftovers", cleanup_list(.failures))]
     CleanupFailed {
         cause: Box<Error>,
@@ -126,7 +133,8 @@ impl Error {
             Error::Profile(_)
             | Error::UnknownProfile { .. }
             | Error::VolumeMissing { .. }
-            | Error::ReloadNeedsRestart { .. } => 2,
+            | Error::ReloadNeedsRestart { .. }
+            | Error::Credential { .. } => 2,
             _ => 1,
         }
     }

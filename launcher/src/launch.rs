@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rbm_profile::{Names, Profile};
 
+use crate::creds;
 use crate::error::Error;
 use crate::images::{self, SENTRY_IMAGE};
 use crate::lookup::Loaded;
@@ -126,14 +127,39 @@ fn start(
 ) -> Result<(), Error> {
     let p = &loaded.profile;
     let n = p.names();
+    let planned = creds::prepare(podman, p, &loaded.dir)?;
     progress(&format!("creating networks {} and {}", n.enclave, n.uplink));
     podman.run(&args::network_create_enclave(p))?;
     podman.run(&args::network_create_uplink(p))?;
     progress(&format!("starting sentry {}", n.sentry));
-    podman.run(&args::sentry_run(p, &loaded.text, SENTRY_IMAGE))?;
+    let sentry_extra = creds::sentry_args(&planned);
+    podman.run(&args::sentry_run(
+        p,
+        &loaded.text,
+        SENTRY_IMAGE,
+        &sentry_extra,
+    ))?;
     wait_ready(podman, &n.sentry, opts)?;
+    if !planned.is_empty() {
+        // The CA was made in the sentry; the bottle gets its certificate.
+        let ca = podman.run(&args::agent_ca(&n.sentry))?;
+        podman.run_with_input(&creds::create_secret(&creds::ca_secret(&n)), ca.as_bytes())?;
+        podman.run_with_input(
+            &creds::create_secret(&creds::bundle_secret(&n)),
+            creds::bundle(&ca).as_bytes(),
+        )?;
+        progress(&format!(
+            "credentials {} held by the sentry; the bottle gets placeholders",
+            planned
+                .iter()
+                .map(|c| c.env.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     progress(&format!("sentry ready; starting bottle {}", n.bottle));
-    podman.run(&args::bottle_run(p, volumes))?;
+    let bottle_extra = creds::bottle_args(&planned, &n);
+    podman.run(&args::bottle_run(p, volumes, &bottle_extra))?;
     Ok(())
 }
 
@@ -208,11 +234,20 @@ fn print_logs(podman: &Podman, container: &str) {
 /// removed stops everything: its sentry must keep filtering.
 pub fn stop(podman: &Podman, names: &Names, profile_arg: &str) -> Result<(), Error> {
     let mut failures = Vec::new();
+    let mut containers_gone = true;
     for (i, cmd) in args::stop(names).iter().enumerate() {
         if let Err(e) = podman.remove(cmd) {
             failures.push(e);
+            containers_gone &= i > 1;
             if i == 0 {
                 break; // the bottle is still there: leave its sentry in force
+            }
+        }
+    }
+    if containers_gone {
+        for secret in our_secrets(podman, names) {
+            if let Err(e) = podman.remove(&args::remove_secret(&secret)) {
+                failures.push(e);
             }
         }
     }
@@ -224,6 +259,24 @@ pub fn stop(podman: &Podman, names: &Names, profile_arg: &str) -> Result<(), Err
             failures,
         })
     }
+}
+
+/// The Podman secrets rbm made for the profile (a credential's value, the
+/// CA files); not a secret the profile named as its source.
+fn our_secrets(podman: &Podman, names: &Names) -> Vec<String> {
+    let prefix = creds::secret_prefix(names);
+    let Ok(list) = podman.run(&args::secret_names()) else {
+        return vec![];
+    };
+    list.lines()
+        .map(str::trim)
+        .filter(|s| {
+            s.strip_prefix(&prefix).is_some_and(|rest| {
+                rest.starts_with("cred-") || rest == "ca" || rest == "ca-bundle"
+            })
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 /// What `up` prints once both containers run.

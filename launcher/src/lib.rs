@@ -6,6 +6,7 @@
 //! binary, `launch` runs the fail-closed up/stop sequence, and `exec`
 //! attaches to running containers.
 
+pub mod creds;
 pub mod error;
 pub mod exec;
 pub mod images;

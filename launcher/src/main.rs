@@ -260,6 +260,14 @@ fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
 /// commands that start them.
 fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Result<u8> {
     let (podman, host, loaded, opts) = ready_to_up(chosen, places, a)?;
+    if let Some(c) = loaded.profile.credentials.first() {
+        return Err(Error::Credential {
+            env: c.env.clone(),
+            message: "Quadlet units do not carry credentials yet (their CA and placeholders are made at `up`)".into(),
+            fix: format!("start this profile with `rbm-launch up {}`", opts.profile_arg),
+        }
+        .into());
+    }
     let volumes = launch::prepare(&podman, &host, &loaded, &opts)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir

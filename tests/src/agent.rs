@@ -55,8 +55,23 @@ impl Agent {
     /// Writes `profile` into the topology's directory, starts
     /// `rbm-agent run` in the sentry and waits until it is ready.
     pub fn start(topo: &Topology, profile: &str) -> Result<Agent> {
-        let (args, control) = run_args(topo, profile)?;
-        let process = topo.spawn(Ns::Sentry, &agent_bin()?, &args)?;
+        Agent::start_with(topo, profile, &[], &[])
+    }
+
+    /// `start`, with `env` (`NAME=VALUE`) in the agent's environment and
+    /// `extra` arguments for `rbm-agent run`.
+    pub fn start_with(
+        topo: &Topology,
+        profile: &str,
+        env: &[String],
+        extra: &[String],
+    ) -> Result<Agent> {
+        let (run, control) = run_args(topo, profile)?;
+        let mut args: Vec<String> = env.to_vec();
+        args.push(agent_bin()?);
+        args.extend(run);
+        args.extend(extra.iter().cloned());
+        let process = topo.spawn(Ns::Sentry, "env", &args)?;
         let mut agent = Agent {
             process,
             control,
@@ -112,7 +127,7 @@ impl Agent {
     /// with the profile it was first given, until it is ready.
     pub fn restart(&mut self, topo: &Topology) -> Result<()> {
         self.process.stop(Duration::from_secs(5))?;
-        self.process = topo.spawn(Ns::Sentry, &agent_bin()?, &self.args)?;
+        self.process = topo.spawn(Ns::Sentry, "env", &self.args)?;
         self.wait_ready(topo)
     }
 

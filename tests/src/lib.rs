@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod bins;
 pub mod bottle;
+pub mod certs;
 pub mod cmd;
 pub mod files;
 pub mod json;

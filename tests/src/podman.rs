@@ -333,6 +333,12 @@ impl WorldContainer {
         let logs = self.podman.run_ok(&["logs", &self.name])?;
         receipts_in_output(&logs.stdout)
     }
+
+    /// What its HTTPS servers were asked so far.
+    pub fn https_requests(&self) -> Result<Vec<crate::world::https::HttpsRequest>> {
+        let logs = self.podman.run_ok(&["logs", &self.name])?;
+        Ok(crate::world::log::https_in_output(&logs.stdout))
+    }
 }
 
 impl Drop for WorldContainer {

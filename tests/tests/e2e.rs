@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use rbm_tests::bins::workspace_root;
 use rbm_tests::bottle::{shown, Bottle, OPEN_MS};
+use rbm_tests::certs::{Leaf, TestCa};
 use rbm_tests::cmd::Spawned;
 use rbm_tests::files::write_file;
 use rbm_tests::json::{str_field, str_list};
@@ -35,6 +36,7 @@ use rbm_tests::podman::{
     fresh_dir, require_podman, test_images, Podman, WorldContainer, BOTTLE_IMAGE, PODMAN_ENV,
 };
 use rbm_tests::probe::conn::{tcp_line, udp_reply};
+use rbm_tests::world::https::HttpsServer;
 use rbm_tests::world::setup::WorldSetup;
 use rbm_tests::{cmd, parse_json, probe_json, run_ok, static_bin, Output};
 use serde_json::Value;
@@ -53,6 +55,11 @@ const OTHER_NAME: &str = "other.e2e.test";
 /// Uplink hosts: the allowed name's world (also the upstream DNS), a world
 /// no allowed name points at, and the world in the profile's CIDR.
 const API_HOST: u8 = 10;
+/// The credential host: HTTPS with a certificate of the test's world CA.
+const CRED_NAME: &str = "cred.e2e.test";
+const CRED_HOST: u8 = 40;
+/// The real value of its credential (a file beside the profile).
+const REAL_KEY: &str = "sk-e2e-real-value-never-in-the-bottle";
 const OTHER_HOST: u8 = 20;
 const CIDR_HOST: u8 = 30;
 /// Where every world serves TCP and UDP.
@@ -88,6 +95,9 @@ struct Spec {
     moniker: &'static str,
     n: u8,
     entry: Option<u16>,
+    /// A credential for `CRED_NAME`, served over HTTPS by the world at
+    /// `CRED_HOST`.
+    creds: bool,
 }
 
 impl Spec {
@@ -96,6 +106,7 @@ impl Spec {
             moniker,
             n,
             entry: None,
+            creds: false,
         }
     }
 
@@ -124,6 +135,14 @@ impl Spec {
                 })
                 .concat()
         });
+        let (domains, credential) = if self.creds {
+            (
+                format!("\"{API_NAME}\", \"{CRED_NAME}\""),
+                format!("\n[[credential]]\nenv = \"API_KEY\"\nfrom = \"file:api-key.txt\"\nhosts = [\"{CRED_NAME}\"]\nupstream_ca = \"world-ca.pem\"\n"),
+            )
+        } else {
+            (format!("\"{API_NAME}\""), String::new())
+        };
         format!(
             r#"moniker = "{moniker}"
 description = "rbm end-to-end test"
@@ -140,11 +159,11 @@ bottle_ip = "{bottle}"
 [uplink]
 dns = "allowlist"
 access = "allowlist"
-domains = ["{API_NAME}"]
+domains = [{domains}]
 cidrs = ["{cidr}/32"]
 upstream_dns = ["{dns}"]
 subnet = "{uplink}/24"
-{entry}"#,
+{entry}{credential}"#,
             moniker = self.moniker,
             subnet = self.enclave(0),
             sentry = self.enclave(2),
@@ -161,11 +180,20 @@ subnet = "{uplink}/24"
     /// `RECV_PORT`.
     fn world_setup(self, host: u8) -> WorldSetup {
         let zone = format!(
-            "{API_NAME}. A 60 {}\n{OTHER_NAME}. A 60 {}\n",
+            "{API_NAME}. A 60 {}\n{OTHER_NAME}. A 60 {}\n{CRED_NAME}. A 60 {}\n",
             self.uplink(API_HOST),
-            self.uplink(OTHER_HOST)
+            self.uplink(OTHER_HOST),
+            self.uplink(CRED_HOST)
         );
         let ip = self.uplink(host);
+        if host == CRED_HOST {
+            let (_, leaf) = world_certs();
+            return WorldSetup::new(&zone).https([HttpsServer {
+                addr: SocketAddr::from((ip, 443)),
+                cert: leaf.chain_pem.clone(),
+                key: leaf.key_pem.clone(),
+            }]);
+        }
         let setup = WorldSetup::new(&zone)
             .tcp([self.world(host)])
             .udp([self.world(host)])
@@ -304,7 +332,11 @@ impl Lab {
         let launcher = Launcher::find(podman.clone())?;
         let dir = fresh_dir(spec.moniker)?;
         let profile = write_file(&dir, "profile.toml", &spec.profile())?;
-        for host in [API_HOST, OTHER_HOST, CIDR_HOST] {
+        if spec.creds {
+            write_file(&dir, "api-key.txt", &format!("{REAL_KEY}\n"))?;
+            write_file(&dir, "world-ca.pem", &world_certs().0.cert_pem)?;
+        }
+        for host in [API_HOST, OTHER_HOST, CIDR_HOST, CRED_HOST] {
             // A world left by an aborted run would keep `up` from clearing the uplink.
             podman.remove_container(&world_name(spec, host))?;
         }
@@ -431,7 +463,17 @@ impl Bottle for Lab {
     fn probe(&self, args: &[&str]) -> Result<ProbeRun> {
         let mut extra = vec!["--", "/rbm-probe"];
         extra.extend_from_slice(args);
-        let output = self.launch("shell", &extra, CMD_TIMEOUT)?;
+        let mut output = self.launch("shell", &extra, CMD_TIMEOUT)?;
+        if output.success() && output.stdout.trim().is_empty() {
+            // A remote Podman under load can lose the output of an exec
+            // that ends at once (its attach comes too late); the probe
+            // always prints, so ask again.
+            eprintln!(
+                "{}: no output from `{}`; again",
+                self.spec.moniker, output.command
+            );
+            output = self.launch("shell", &extra, CMD_TIMEOUT)?;
+        }
         let json = probe_json(&output)?;
         eprintln!(
             "{} rbm-probe {}: {}",
@@ -711,6 +753,76 @@ fn killed_sentry_leaves_the_bottle_no_way_out() -> Result<()> {
         asked,
         "no query may reach the world once the sentry is dead"
     );
+    Ok(())
+}
+
+/// The world's CA (the "public" roots of the model internet, which only
+/// the sentry trusts, through the profile's upstream_ca) and the
+/// credential host's certificate, made once per run.
+fn world_certs() -> &'static (TestCa, Leaf) {
+    static CERTS: std::sync::OnceLock<(TestCa, Leaf)> = std::sync::OnceLock::new();
+    CERTS.get_or_init(|| {
+        let ca = TestCa::new("rbm e2e world CA").expect("a CA");
+        let leaf = ca.leaf(&[CRED_NAME]).expect("a certificate");
+        (ca, leaf)
+    })
+}
+
+const CREDS: Spec = Spec {
+    creds: true,
+    ..Spec::new("e2ecred", 10)
+};
+
+#[test]
+fn the_sentry_puts_the_real_key_on_the_wire_and_the_bottle_never_holds_it() -> Result<()> {
+    let Some(lab) = Lab::start(CREDS, &[API_HOST, CRED_HOST])? else {
+        return Ok(());
+    };
+    // The bottle's variable holds a placeholder; nothing of the real value
+    // is in what Podman shows of either container.
+    let bottle = lab
+        .podman
+        .run_ok(&["container", "inspect", &CREDS.name("bottle")])?
+        .stdout;
+    let sentry = lab
+        .podman
+        .run_ok(&["container", "inspect", &CREDS.name("sentry")])?
+        .stdout;
+    for (what, text) in [("bottle", &bottle), ("sentry", &sentry)] {
+        assert!(
+            !text.contains(REAL_KEY),
+            "the real value is in the {what}'s inspect"
+        );
+    }
+    let inspected: Value = serde_json::from_str(&bottle)?;
+    let env: Vec<String> = inspected[0]["Config"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect();
+    let placeholder = env
+        .iter()
+        .find_map(|e| e.strip_prefix("API_KEY="))
+        .with_context(|| format!("no API_KEY in the bottle: {env:?}"))?
+        .to_string();
+    assert!(placeholder.starts_with("rbm-"), "{placeholder}");
+    assert!(
+        env.iter()
+            .any(|e| e == "SSL_CERT_FILE=/etc/rbm/ca-bundle.pem"),
+        "{env:?}"
+    );
+
+    // curl trusts the bundle through CURL_CA_BUNDLE as set: the world gets
+    // the real value, the bottle its placeholder back.
+    let url = format!("https://{CRED_NAME}/e2e");
+    let header = format!("Authorization: Bearer {placeholder}");
+    let out = lab.curl(&["-H", &header, &url])?;
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, format!("auth: Bearer {placeholder}\n"));
+    let got = lab.world(CRED_HOST).https_requests()?;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].authorization, format!("Bearer {REAL_KEY}"));
     Ok(())
 }
 

@@ -27,6 +27,8 @@ use rbm_tests::world::setup::{RunningWorld, WorldSetup};
 use rbm_tests::{require_netns, run_ok, static_bin, Ns, Topology};
 use serde_json::Value;
 
+#[path = "kernel/creds.rs"]
+mod creds;
 #[path = "kernel/denied.rs"]
 mod denied;
 #[path = "kernel/names.rs"]

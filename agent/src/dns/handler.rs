@@ -126,14 +126,20 @@ impl Proxy {
     /// again; its TTL is lowered to the time it stays open instead. The
     /// learner talks to the kernel, so it runs off the async workers.
     async fn learn(&self, name: &str, answers: &mut [Record], ports: &Ports) -> Result<(), String> {
-        let mut items = learn_items(answers, ports, &self.policy.get());
-        items.retain(|item| match self.shared.still_open(item) {
-            Some(left) => {
-                cap_ttl(answers, item.addr, left);
-                false
-            }
-            None => true,
-        });
+        let policy = self.policy.get();
+        let mut items = learn_items(answers, ports, &policy);
+        // A credential host's addresses must reach the credential proxy's
+        // set even if another name opened them first.
+        let intercepted = policy.intercepts(name);
+        items.retain(
+            |item| match self.shared.still_open(item).filter(|_| !intercepted) {
+                Some(left) => {
+                    cap_ttl(answers, item.addr, left);
+                    false
+                }
+                None => true,
+            },
+        );
         if items.is_empty() {
             return Ok(());
         }

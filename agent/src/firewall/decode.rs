@@ -93,6 +93,7 @@ mod tests {
             },
             name_binding: true,
             generation: 0,
+            intercept: None,
         });
         let decoded: Vec<RuleCounter> = encode::ruleset(&rs)
             .iter()

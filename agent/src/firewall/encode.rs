@@ -356,6 +356,12 @@ impl Exprs<'_> {
                 self.payload(PAYLOAD_TRANSPORT, 2, 2, REG_1);
                 self.cmp(CMP_EQ, &port.to_be_bytes());
             }
+            Match::Tcp4Port(port) => {
+                self.nfproto(NFPROTO_IPV4);
+                self.l4proto(TCP);
+                self.payload(PAYLOAD_TRANSPORT, 2, 2, REG_1);
+                self.cmp(CMP_EQ, &port.to_be_bytes());
+            }
             Match::Daddr(ip) => {
                 self.daddr(ip.is_ipv6(), REG_1);
                 self.cmp(CMP_EQ, &addr_bytes(*ip));
@@ -506,6 +512,12 @@ impl Exprs<'_> {
             Action::RejectTcpReset => self.expr("reject", |d| {
                 d.u32be(1, NFT_REJECT_TCP_RST).u8(2, 0);
             }),
+            Action::Redirect(port) => {
+                self.immediate(REG_1, &port.to_be_bytes());
+                self.expr("redir", |d| {
+                    d.u32be(1, REG_1).u32be(2, REG_1);
+                });
+            }
             Action::Dnat { addr, port } => {
                 self.immediate(REG_1, &addr.octets());
                 self.immediate(REG_2, &port.to_be_bytes());
@@ -550,6 +562,7 @@ mod tests {
             },
             name_binding: true,
             generation: 0,
+            intercept: None,
         })
     }
 

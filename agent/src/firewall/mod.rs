@@ -80,7 +80,13 @@ impl Firewall {
     /// deleted and added again so that its timeout is refreshed on every
     /// kernel (before 6.12 a plain re-add keeps the old timeout).
     pub fn learn(&mut self, items: &[Learn]) -> Result<(), FirewallError> {
-        self.transport.apply(&learn_requests(items))
+        self.transport.apply(&learn_requests(items, false))
+    }
+
+    /// `learn`, for a credential host: its IPv4 addresses also go to the
+    /// credential proxy (`sets::CRED4`), in the same batch.
+    pub fn learn_intercepted(&mut self, items: &[Learn]) -> Result<(), FirewallError> {
+        self.transport.apply(&learn_requests(items, true))
     }
 
     pub fn counters(&mut self) -> Result<Vec<RuleCounter>, FirewallError> {
@@ -89,8 +95,11 @@ impl Firewall {
 }
 
 /// Groups learned addresses by set and frames add, delete, add.
-pub fn learn_requests(items: &[Learn]) -> Vec<Request> {
-    let by_set = elements(items, Target::Learned);
+pub fn learn_requests(items: &[Learn], intercepted: bool) -> Vec<Request> {
+    let mut by_set = elements(items, Target::Learned);
+    if intercepted {
+        by_set.extend(elements(items, Target::Intercepted));
+    }
     let mut out = Vec::new();
     for cmd in [Cmd::NewSetElem, Cmd::DelSetElem, Cmd::NewSetElem] {
         for (set, elems) in &by_set {
@@ -107,6 +116,8 @@ pub enum Target {
     Learned,
     /// `kept*`, without timeouts (a reload's record of what stays allowed).
     Kept,
+    /// `cred4`, with timeouts: IPv4 addresses only, ports aside.
+    Intercepted,
 }
 
 /// The set elements of `items`, by set: an address for all ports, or one
@@ -115,17 +126,27 @@ pub fn elements(items: &[Learn], target: Target) -> BTreeMap<&'static str, Vec<S
     let mut by_set: BTreeMap<&'static str, Vec<SetElem>> = BTreeMap::new();
     for item in items {
         let timeout_ms = match target {
-            Target::Learned => Some(item.timeout.as_millis().max(1) as u64),
+            Target::Learned | Target::Intercepted => Some(item.timeout.as_millis().max(1) as u64),
             Target::Kept => None,
         };
         let v6 = item.addr.is_ipv6();
+        if target == Target::Intercepted {
+            if !v6 {
+                by_set.entry(sets::CRED4).or_default().push(SetElem {
+                    key: addr_bytes(item.addr),
+                    interval_end: false,
+                    timeout_ms,
+                });
+            }
+            continue;
+        }
         match &item.ports {
             Ports::All => {
                 let set = match (target, v6) {
-                    (Target::Learned, false) => sets::LEARNED4,
-                    (Target::Learned, true) => sets::LEARNED6,
                     (Target::Kept, false) => sets::KEPT4,
                     (Target::Kept, true) => sets::KEPT6,
+                    (_, false) => sets::LEARNED4,
+                    (_, true) => sets::LEARNED6,
                 };
                 by_set.entry(set).or_default().push(SetElem {
                     key: addr_bytes(item.addr),
@@ -135,10 +156,10 @@ pub fn elements(items: &[Learn], target: Target) -> BTreeMap<&'static str, Vec<S
             }
             Ports::Only(ports) => {
                 let set = match (target, v6) {
-                    (Target::Learned, false) => sets::LEARNED4_PORTS,
-                    (Target::Learned, true) => sets::LEARNED6_PORTS,
                     (Target::Kept, false) => sets::KEPT4_PORTS,
                     (Target::Kept, true) => sets::KEPT6_PORTS,
+                    (_, false) => sets::LEARNED4_PORTS,
+                    (_, true) => sets::LEARNED6_PORTS,
                 };
                 for port in ports {
                     for proto in [Protocol::Tcp, Protocol::Udp] {
@@ -216,7 +237,10 @@ mod tests {
 
     #[test]
     fn port_restricted_names_fill_the_port_sets_for_tcp_and_udp() {
-        let reqs = learn_requests(&[learn("198.51.100.10", Ports::Only([22, 443].into()))]);
+        let reqs = learn_requests(
+            &[learn("198.51.100.10", Ports::Only([22, 443].into()))],
+            false,
+        );
         assert_eq!(reqs.len(), 3);
         let set_name = wire::parse_attrs(&reqs[0].attrs)[1].1.to_vec();
         assert_eq!(set_name, b"learned4_ports\0".to_vec());

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
+use crate::creds::PROXY_PORT;
 use crate::policy::Policy;
 use crate::profile::Mode;
 use crate::profile::Protocol;
@@ -34,6 +35,9 @@ pub struct FirewallInput {
     /// starts a new one, and connections of an older one are checked
     /// again on their next packet (see `recheck_chain`).
     pub generation: u16,
+    /// Credential hosts' connections (TCP 443 to the addresses in
+    /// `sets::CRED4`) go to the sentry's credential proxy on this port.
+    pub intercept: Option<u16>,
 }
 
 impl FirewallInput {
@@ -51,6 +55,7 @@ impl FirewallInput {
             interfaces,
             name_binding: policy.name_binding,
             generation: 0,
+            intercept: (!policy.intercept_hosts.is_empty()).then_some(PROXY_PORT),
         }
     }
 }
@@ -105,6 +110,8 @@ pub mod sets {
     pub const KEPT6: &str = "kept6";
     pub const KEPT4_PORTS: &str = "kept4_ports";
     pub const KEPT6_PORTS: &str = "kept6_ports";
+    /// Addresses that credential hosts' names answered (with timeouts).
+    pub const CRED4: &str = "cred4";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +173,8 @@ pub enum Match {
     CtState(u32),
     /// The connection was destination-NATed (an entry port).
     CtStatusDnat,
+    /// The packet's destination TCP port, over IPv4.
+    Tcp4Port(u16),
     /// Layer-4 protocol (6 tcp, 17 udp), then `th dport`.
     ProtoPort(u8, u16),
     Daddr(IpAddr),
@@ -225,6 +234,8 @@ pub enum Action {
     Log(&'static str),
     /// Answer a TCP segment with a reset (then drop it).
     RejectTcpReset,
+    /// Deliver to the sentry itself, on this port (nat, IPv4).
+    Redirect(u16),
     /// Hand the packet to the agent on queue 0. With nobody listening, or
     /// the queue full, the kernel drops it: fail closed.
     Queue,
@@ -310,6 +321,9 @@ pub mod marks {
     pub const DENIED: u32 = 3;
     pub const PACKET_ALLOW: u32 = 0x7262_0102;
     pub const PACKET_DENY: u32 = 0x7262_0103;
+    /// The socket mark of the credential proxy's own connections to the
+    /// real hosts: the output chain lets only those out (besides DNS).
+    pub const UPSTREAM: u32 = 0x7262_0201;
 
     /// The mark of `kind` in `generation`.
     pub fn ct(generation: u16, kind: u32) -> u32 {
@@ -342,7 +356,7 @@ impl Ruleset {
         }
         chains.extend([
             forward_chain(input),
-            input_chain(&input.interfaces),
+            input_chain(&input.interfaces, input.intercept),
             output_chain(input),
             prerouting_chain(input),
             local_entry_chain(input),
@@ -350,7 +364,7 @@ impl Ruleset {
         ]);
         Ruleset {
             table: TABLE,
-            sets: build_sets(&input.cidrs),
+            sets: build_sets(&input.cidrs, input.intercept.is_some()),
             chains,
         }
     }
@@ -385,7 +399,7 @@ impl Ruleset {
     }
 }
 
-fn build_sets(cidrs: &[IpNet]) -> Vec<SetDef> {
+fn build_sets(cidrs: &[IpNet], intercept: bool) -> Vec<SetDef> {
     let set = |name, key, interval, timeout, elements| SetDef {
         name,
         key,
@@ -451,6 +465,9 @@ fn build_sets(cidrs: &[IpNet]) -> Vec<SetDef> {
             vec![],
         ),
     ]
+    .into_iter()
+    .chain(intercept.then(|| set(sets::CRED4, SetKey::Addr4, false, true, vec![])))
+    .collect()
 }
 
 /// Interval-set elements for CIDRs: merged, each a start key and an
@@ -726,6 +743,16 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
             rules.push(rule(out_of_enclave(), Action::Accept, "accept:global").marking(plain))
         }
         Mode::Allowlist => {
+            if input.intercept.is_some() {
+                // QUIC would pass the credential proxy by: the client
+                // falls back to TCP, which the proxy gets.
+                let mut m = out_of_enclave();
+                m.extend([
+                    Match::InSet(sets::CRED4, SetKey::Addr4),
+                    Match::ProtoPort(Protocol::Udp.number(), 443),
+                ]);
+                rules.push(rule(m, Action::Drop, "drop:credential-quic"));
+            }
             let allow = [
                 (sets::ALLOW4, SetKey::Addr4, "accept:cidr4"),
                 (sets::ALLOW6, SetKey::Addr6, "accept:cidr6"),
@@ -813,7 +840,7 @@ fn sentry_own(lo: Match) -> Vec<Rule> {
     rules
 }
 
-fn input_chain(ifs: &Interfaces) -> ChainDef {
+fn input_chain(ifs: &Interfaces, intercept: Option<u16>) -> ChainDef {
     let dns = |proto| {
         vec![
             Match::IifName(ifs.enclave.clone()),
@@ -832,6 +859,19 @@ fn input_chain(ifs: &Interfaces) -> ChainDef {
             Action::Accept,
             "accept:dns-tcp",
         ),
+    ]);
+    if let Some(port) = intercept {
+        rules.push(rule(
+            vec![
+                Match::IifName(ifs.enclave.clone()),
+                Match::Tcp4Port(port),
+                Match::CtStatusDnat,
+            ],
+            Action::Accept,
+            "accept:credential-proxy",
+        ));
+    }
+    rules.extend([
         logged_drop(&ifs.enclave, deny_log::INPUT, "drop:input-logged"),
         rule(vec![], Action::Drop, "drop:input"),
     ]);
@@ -856,6 +896,14 @@ fn output_chain(input: &FirewallInput) -> ChainDef {
             ];
             rules.push(rule(m, Action::Accept, "accept:upstream-dns"));
         }
+    }
+    if input.intercept.is_some() {
+        let m = vec![
+            Match::OifName(input.interfaces.uplink.clone()),
+            Match::PacketMark(marks::UPSTREAM),
+            Match::Tcp4Port(443),
+        ];
+        rules.push(rule(m, Action::Accept, "accept:credential-upstream"));
     }
     rules.push(rule(vec![], Action::Drop, "drop:output"));
     ChainDef {
@@ -901,7 +949,21 @@ fn prerouting_chain(input: &FirewallInput) -> ChainDef {
         kind: ChainType::Nat,
         priority: -100,
         policy_accept: true,
-        rules: entry_dnat(input, Match::IifName(input.interfaces.uplink.clone())),
+        rules: {
+            let mut rules = entry_dnat(input, Match::IifName(input.interfaces.uplink.clone()));
+            if let Some(port) = input.intercept {
+                rules.push(rule(
+                    vec![
+                        Match::IifName(input.interfaces.enclave.clone()),
+                        Match::InSet(sets::CRED4, SetKey::Addr4),
+                        Match::Tcp4Port(443),
+                    ],
+                    Action::Redirect(port),
+                    "nat:credential-proxy",
+                ));
+            }
+            rules
+        },
     }
 }
 
@@ -975,6 +1037,7 @@ mod tests {
             },
             name_binding: true,
             generation: 0,
+            intercept: None,
         }
     }
 

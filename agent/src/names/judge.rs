@@ -56,6 +56,15 @@ pub fn tcp(policy: &Policy, port: u16, stream: &[u8]) -> Outcome {
     }
 }
 
+/// The server name of the ClientHello at the start of `stream`, if it is
+/// complete and names one.
+pub fn tls_name(stream: &[u8]) -> Option<String> {
+    match tls::client_hello(stream) {
+        Seen::Name(name) => Some(name),
+        _ => None,
+    }
+}
+
 /// A UDP flow to `port` from its datagrams so far. Only QUIC (UDP 443)
 /// is held for a check; its name is in the first Initial packets.
 pub fn udp(policy: &Policy, port: u16, datagrams: &[&[u8]]) -> Outcome {

@@ -93,11 +93,12 @@ fn host() -> Host {
     }
 }
 
-const REMOVE_ALL: [&str; 4] = [
+const REMOVE_ALL: [&str; 5] = [
     "rm --force --ignore",
     "rm --force --ignore",
     "network rm rbm-demo-enclave",
     "network rm rbm-demo-uplink",
+    "secret ls --format",
 ];
 
 #[test]
@@ -131,9 +132,9 @@ fn sentry_that_exits_means_no_bottle_and_full_cleanup() {
     assert!(matches!(err, Error::SentryExited { .. }), "{err}");
     assert!(!f.bottle_started());
     let calls = f.calls();
-    assert_eq!(calls[calls.len() - 4..], REMOVE_ALL);
+    assert_eq!(calls[calls.len() - REMOVE_ALL.len()..], REMOVE_ALL);
     assert_eq!(
-        calls[calls.len() - 5],
+        calls[calls.len() - REMOVE_ALL.len() - 1],
         "logs rbm-demo-sentry",
         "log is printed before cleanup"
     );
@@ -175,7 +176,7 @@ fn failed_step_is_reported_with_all_cleanup_failures() {
     );
     assert!(!f.bottle_started());
     let calls = f.calls();
-    assert_eq!(calls[calls.len() - 4..], REMOVE_ALL);
+    assert_eq!(calls[calls.len() - REMOVE_ALL.len()..], REMOVE_ALL);
 }
 
 #[test]

@@ -56,7 +56,7 @@ pub fn network_create_uplink(p: &Profile) -> Vec<String> {
 
 /// The sentry: on both networks, only the capabilities the agent needs,
 /// forwarding on, the profile text in RBM_PROFILE, entry ports on loopback.
-pub fn sentry_run(p: &Profile, profile_text: &str, image: &str) -> Vec<String> {
+pub fn sentry_run(p: &Profile, profile_text: &str, image: &str, extra: &[String]) -> Vec<String> {
     let n = p.names();
     let mut a = v(&["run", "-d", "--pull=never"]);
     a.extend([
@@ -87,13 +87,14 @@ pub fn sentry_run(p: &Profile, profile_text: &str, image: &str) -> Vec<String> {
             format!("127.0.0.1:{0}:{0}/{proto}", e.host_port),
         ]);
     }
+    a.extend(extra.iter().cloned());
     a.extend([image.to_string(), "run".to_string()]);
     a
 }
 
 /// The bottle: only on the enclave, resolver = sentry, no NET_ADMIN/NET_RAW.
 /// `volumes` are the profile's volumes with host paths already resolved.
-pub fn bottle_run(p: &Profile, volumes: &[String]) -> Vec<String> {
+pub fn bottle_run(p: &Profile, volumes: &[String], extra: &[String]) -> Vec<String> {
     let n = p.names();
     let b = &p.bottle;
     let mut a = v(&["run", "-d", "--pull=never"]);
@@ -118,6 +119,7 @@ pub fn bottle_run(p: &Profile, volumes: &[String]) -> Vec<String> {
     if let Some(w) = &b.workdir {
         a.extend(["-w".into(), w.clone()]);
     }
+    a.extend(extra.iter().cloned());
     a.push(b.image.clone());
     a.extend(b.command.iter().flatten().cloned());
     a
@@ -156,6 +158,24 @@ pub fn remove_network(name: &str) -> Removal {
         rm: network_rm(name),
         exists: v(&["network", "exists", name]),
     }
+}
+
+pub fn remove_secret(name: &str) -> Removal {
+    Removal {
+        what: format!("secret {name}"),
+        rm: v(&["secret", "rm", name]),
+        exists: v(&["secret", "exists", name]),
+    }
+}
+
+/// `podman exec SENTRY /rbm-agent ca`: the credential CA's certificate.
+pub fn agent_ca(sentry: &str) -> Vec<String> {
+    v(&["exec", sentry, "/rbm-agent", "ca"])
+}
+
+/// The names of all Podman secrets.
+pub fn secret_names() -> Vec<String> {
+    v(&["secret", "ls", "--format", "{{.Name}}"])
 }
 
 /// Everything `stop` removes, in order: bottle first, then its sentry, then networks.

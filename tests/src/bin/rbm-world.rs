@@ -48,6 +48,11 @@ struct Cli {
     /// client stays (long-lived connections; repeatable).
     #[arg(long)]
     echo: Vec<SocketAddr>,
+    /// HTTPS on ADDR with the certificate chain and key in these PEM files
+    /// (`ADDR,CERT_FILE,KEY_FILE`): logs `https VERSION HOST PATH AUTH` per
+    /// request and echoes the Authorization header (repeatable).
+    #[arg(long)]
+    https: Vec<rbm_tests::world::https::HttpsServer>,
     /// Append one line `PROTO QNAME QTYPE` per DNS query received; `-`:
     /// print `query PROTO QNAME QTYPE` on stdout instead.
     #[arg(long)]
@@ -69,6 +74,7 @@ fn main() -> Result<()> {
         recv: cli.recv,
         answer: cli.answer,
         echo: cli.echo,
+        https: cli.https,
     };
     raise_nofile_limit();
     tokio::runtime::Builder::new_multi_thread()

@@ -104,7 +104,11 @@ const RECEIPT: &str = "recv ";
 /// The queries in a log file's text (receipts are not queries).
 pub fn parse_query_log(text: &str) -> Result<Vec<LoggedQuery>> {
     text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with(RECEIPT))
+        .filter(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with(RECEIPT)
+                && !l.starts_with(super::https::HTTPS_LINE)
+        })
         .map(parse_line)
         .collect()
 }
@@ -133,6 +137,11 @@ pub fn parse_receipts(text: &str) -> Result<Vec<Receipt>> {
 /// The queries a world logged on stdout (other lines, e.g. `ready`, are not queries).
 pub fn queries_in_output(stdout: &str) -> Result<Vec<LoggedQuery>> {
     parse_query_log(&world_lines(stdout))
+}
+
+/// The HTTPS requests a world logged on stdout.
+pub fn https_in_output(stdout: &str) -> Vec<super::https::HttpsRequest> {
+    super::https::parse_https(&world_lines(stdout))
 }
 
 /// The receipts a world logged on stdout.

@@ -32,6 +32,8 @@ pub struct WorldConfig {
     pub answer: Vec<SocketAddr>,
     /// TCP echo servers.
     pub echo: Vec<SocketAddr>,
+    /// HTTPS servers that log each request.
+    pub https: Vec<super::https::HttpsServer>,
 }
 
 /// How long a "what did you get" server waits for more bytes.
@@ -72,6 +74,11 @@ pub async fn serve(config: WorldConfig) -> Result<()> {
     }
     for addr in &config.echo {
         tokio::spawn(echo_tcp(bind_tcp(*addr).await?));
+    }
+    for server in &config.https {
+        let log = Arc::clone(&dns);
+        let record: super::https::Record = Arc::new(move |line: &str| log.log.record(line));
+        tokio::spawn(super::https::bind(server, record).await?);
     }
     for addr in &config.recv {
         tokio::spawn(recv_tcp(bind_tcp(*addr).await?, Arc::clone(&dns)));

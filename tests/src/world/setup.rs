@@ -27,6 +27,7 @@ pub struct WorldSetup {
     pub recv: Vec<SocketAddr>,
     pub answer: Vec<SocketAddr>,
     pub echo: Vec<SocketAddr>,
+    pub https: Vec<super::https::HttpsServer>,
 }
 
 impl WorldSetup {
@@ -62,6 +63,11 @@ impl WorldSetup {
         self
     }
 
+    pub fn https(mut self, servers: impl IntoIterator<Item = super::https::HttpsServer>) -> Self {
+        self.https.extend(servers);
+        self
+    }
+
     pub fn answer(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
         self.answer.extend(addrs);
         self
@@ -94,6 +100,10 @@ impl WorldSetup {
                 args.push(flag.into());
                 args.push(addr.to_string());
             }
+        }
+        for server in &self.https {
+            args.push("--https".into());
+            args.push(server.to_string());
         }
         args
     }
@@ -134,6 +144,16 @@ impl RunningWorld {
     /// What the "what did you get" servers received so far.
     pub fn receipts(&self) -> Result<Vec<Receipt>> {
         read_receipts(&self.log)
+    }
+
+    /// The HTTPS requests the world's servers got so far.
+    pub fn https_requests(&self) -> Result<Vec<super::https::HttpsRequest>> {
+        let text = match std::fs::read_to_string(&self.log) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(super::https::parse_https(&text))
     }
 
     /// Whether `name` was ever asked (case-insensitive).

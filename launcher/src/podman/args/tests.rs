@@ -70,7 +70,7 @@ fn sentry_run_is_exact() {
         "-p 127.0.0.1:8890:8890/tcp -p 127.0.0.1:5353:5353/udp localhost/rbm-sentry:latest run",
     ));
     assert_eq!(
-        sentry_run(&profile(), PROFILE, "localhost/rbm-sentry:latest"),
+        sentry_run(&profile(), PROFILE, "localhost/rbm-sentry:latest", &[]),
         want
     );
 }
@@ -80,7 +80,7 @@ fn bottle_run_is_exact() {
     let p = profile();
     let vols = p.volumes_resolved(Path::new("/repo/profiles"));
     assert_eq!(
-        bottle_run(&p, &vols),
+        bottle_run(&p, &vols, &[]),
         words(
             "run -d --pull=never --name rbm-demo-bottle --label rbm.moniker=demo \
              --network rbm-demo-enclave:ip=10.242.0.3 --dns 10.242.0.2 \
@@ -96,14 +96,14 @@ fn bottle_without_command_uses_the_image_default() {
     let mut p = profile();
     p.bottle.command = None;
     p.bottle.workdir = None;
-    let a = bottle_run(&p, &[]);
+    let a = bottle_run(&p, &[], &[]);
     assert_eq!(a.last().unwrap(), "localhost/rbm-demo-bottle:latest");
     assert!(!a.contains(&"-w".to_string()) && !a.contains(&"-v".to_string()));
 }
 
 #[test]
 fn bottle_never_joins_the_uplink_and_never_publishes() {
-    let a = bottle_run(&profile(), &[]);
+    let a = bottle_run(&profile(), &[], &[]);
     assert!(
         !a.iter()
             .any(|w| w.contains("uplink") || w == "-p" || w.contains("--cap-add")),

@@ -1,0 +1,120 @@
+//! Credentials the bottle never holds. The bottle has a placeholder in an
+//! environment variable; the sentry has the real value (a Podman secret)
+//! and puts it into the requests the bottle sends to that credential's
+//! hosts, and only those: their TLS is terminated in the sentry with a
+//! certificate of a CA made for the profile (`ca`), each request's head is
+//! rewritten (`swap`) and sent on over the sentry's own verified TLS
+//! connection to the real host (`proxy`). All other TLS stays end to end.
+
+pub mod ca;
+pub mod proxy;
+pub mod swap;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::profile::Profile;
+use swap::Secret;
+
+/// What the launcher tells the sentry about each credential, as JSON in
+/// this environment variable: the placeholder the bottle got, and the
+/// extra CA for the hosts' real certificates (PEM). Nothing secret.
+pub const ENV: &str = "RBM_CREDENTIALS";
+/// Where the real values are: one file per credential, `rbm-cred-ENV`
+/// (Podman mounts secrets there).
+pub const SECRETS_DIR: &str = "/run/secrets";
+/// The TCP port of the proxy on the sentry's enclave address; the bottle's
+/// connections to credential hosts are redirected there.
+pub const PROXY_PORT: u16 = 15443;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Passed {
+    pub env: String,
+    pub placeholder: String,
+    #[serde(default)]
+    pub upstream_ca: Option<String>,
+}
+
+/// One credential, ready for the proxy.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub secret: Secret,
+    pub hosts: Vec<String>,
+    /// Extra trust anchors for the hosts' real certificates (PEM).
+    pub upstream_ca: Option<String>,
+}
+
+/// The file a credential's real value is read from.
+pub fn secret_file(dir: &Path, env: &str) -> PathBuf {
+    dir.join(format!("rbm-cred-{env}"))
+}
+
+/// The profile's credentials with their placeholders (`passed`, the JSON
+/// of `ENV`) and real values (files in `secrets_dir`). Any credential that
+/// cannot be loaded is an error: the agent does not start without it.
+pub fn load(
+    profile: &Profile,
+    passed: Option<&str>,
+    secrets_dir: &Path,
+) -> anyhow::Result<Vec<Credential>> {
+    if profile.credentials.is_empty() {
+        return Ok(vec![]);
+    }
+    let passed: Vec<Passed> = match passed {
+        Some(json) => serde_json::from_str(json).with_context(|| format!("{ENV} is not valid"))?,
+        None => bail!(
+            "the profile has credentials but {ENV} is not set: start the sentry with rbm-launch, which gives the bottle placeholders and the sentry the real values"
+        ),
+    };
+    let mut out = Vec::new();
+    for c in &profile.credentials {
+        let Some(p) = passed.iter().find(|p| p.env == c.env) else {
+            bail!("credential {}: {ENV} names no placeholder for it", c.env);
+        };
+        let file = secret_file(secrets_dir, &c.env);
+        let mut real = std::fs::read(&file).with_context(|| {
+            format!(
+                "credential {}: cannot read its value at {} (rbm-launch passes it as a Podman secret)",
+                c.env,
+                file.display()
+            )
+        })?;
+        if real.last() == Some(&b'\n') {
+            real.pop();
+        }
+        if real.is_empty() {
+            bail!(
+                "credential {}: its value at {} is empty",
+                c.env,
+                file.display()
+            );
+        }
+        let placeholder = p.placeholder.as_bytes().to_vec();
+        if placeholder.len() < 16 || swap::contains(&real, &placeholder) {
+            bail!(
+                "credential {}: the placeholder must be at least 16 bytes and not part of the value",
+                c.env
+            );
+        }
+        out.push(Credential {
+            secret: Secret {
+                env: c.env.clone(),
+                placeholder,
+                real,
+            },
+            hosts: c.hosts.clone(),
+            upstream_ca: p.upstream_ca.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Every credential host, once.
+pub fn hosts(creds: &[Credential]) -> Vec<String> {
+    let mut hosts: Vec<String> = creds.iter().flat_map(|c| c.hosts.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}

@@ -1,0 +1,224 @@
+//! What the credential proxy changes in what passes through it: the
+//! placeholder becomes the real value in a request's head (headers, also
+//! inside Basic authorization, and the target), and the real value becomes
+//! the placeholder again in everything that comes back, the body streamed.
+//! Pure byte work, no I/O.
+
+use base64::Engine;
+
+/// One credential as the proxy uses it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// The bottle's environment variable (for messages).
+    pub env: String,
+    pub placeholder: Vec<u8>,
+    pub real: Vec<u8>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("env", &self.env)
+            .field("placeholder", &String::from_utf8_lossy(&self.placeholder))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every occurrence of `from` in `data` replaced by `to`; `None` if there
+/// was none.
+pub fn replace(data: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
+    if from.is_empty() || data.len() < from.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    let mut found = false;
+    while i + from.len() <= data.len() {
+        if &data[i..i + from.len()] == from {
+            out.extend_from_slice(to);
+            i += from.len();
+            found = true;
+        } else {
+            out.push(data[i]);
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&data[i..]);
+    found.then_some(out)
+}
+
+pub fn contains(data: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && data.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A request head value with the placeholders of `secrets` swapped for
+/// their real values, also inside `Basic` credentials; `None` if it holds
+/// none.
+pub fn swap_value(value: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
+    let mut current = value.to_vec();
+    let mut changed = false;
+    for s in secrets {
+        if let Some(v) = replace(&current, &s.placeholder, &s.real) {
+            current = v;
+            changed = true;
+        }
+    }
+    if let Some(v) = swap_basic(&current, secrets) {
+        current = v;
+        changed = true;
+    }
+    changed.then_some(current)
+}
+
+/// `Basic BASE64(user:password)` with a placeholder inside, re-encoded.
+fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (scheme, encoded) = text.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let engine = base64::engine::general_purpose::STANDARD;
+    let decoded = engine.decode(encoded.trim()).ok()?;
+    let mut swapped = decoded;
+    let mut changed = false;
+    for s in secrets {
+        if let Some(v) = replace(&swapped, &s.placeholder, &s.real) {
+            swapped = v;
+            changed = true;
+        }
+    }
+    changed.then(|| format!("{scheme} {}", engine.encode(swapped)).into_bytes())
+}
+
+/// The secrets among `others` whose placeholder (plain or in Basic
+/// credentials) `value` carries.
+pub fn placeholders_in<'a>(value: &[u8], others: &'a [Secret]) -> Vec<&'a Secret> {
+    others
+        .iter()
+        .filter(|s| {
+            contains(value, &s.placeholder) || swap_basic(value, std::slice::from_ref(*s)).is_some()
+        })
+        .collect()
+}
+
+/// Replaces each secret's real value by its placeholder in a stream of
+/// chunks, across chunk boundaries: it holds back only the bytes at a
+/// chunk's end that could start a real value.
+#[derive(Debug)]
+pub struct Redactor {
+    secrets: Vec<(Vec<u8>, Vec<u8>)>,
+    carry: Vec<u8>,
+}
+
+impl Redactor {
+    pub fn new(secrets: &[Secret]) -> Redactor {
+        Redactor {
+            secrets: secrets
+                .iter()
+                .filter(|s| !s.real.is_empty())
+                .map(|s| (s.real.clone(), s.placeholder.clone()))
+                .collect(),
+            carry: Vec::new(),
+        }
+    }
+
+    /// The whole of a value at once (a header).
+    pub fn redact_all(&self, data: &[u8]) -> Option<Vec<u8>> {
+        let mut current = data.to_vec();
+        let mut changed = false;
+        for (real, placeholder) in &self.secrets {
+            if let Some(v) = replace(&current, real, placeholder) {
+                current = v;
+                changed = true;
+            }
+        }
+        changed.then_some(current)
+    }
+
+    /// What of `chunk` (after what was held back) can go out now.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.secrets.is_empty() {
+            return chunk.to_vec();
+        }
+        let mut data = std::mem::take(&mut self.carry);
+        data.extend_from_slice(chunk);
+        let mut data = self.redact_all(&data).unwrap_or(data);
+        let hold = self.partial_suffix(&data);
+        self.carry = data.split_off(data.len() - hold);
+        data
+    }
+
+    /// What was held back, at the end of the stream.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.carry)
+    }
+
+    /// The length of the longest end of `data` that is a proper start of
+    /// some real value.
+    fn partial_suffix(&self, data: &[u8]) -> usize {
+        self.secrets
+            .iter()
+            .map(|(real, _)| {
+                (1..real.len().min(data.len() + 1))
+                    .rev()
+                    .find(|&n| data.ends_with(&real[..n]))
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(env: &str, placeholder: &str, real: &str) -> Secret {
+        Secret {
+            env: env.into(),
+            placeholder: placeholder.into(),
+            real: real.into(),
+        }
+    }
+
+    #[test]
+    fn placeholders_become_real_values_in_headers_and_basic_credentials() {
+        let s = [secret("K", "rbm-ph-1", "sk-real-1")];
+        assert_eq!(
+            swap_value(b"Bearer rbm-ph-1", &s).unwrap(),
+            b"Bearer sk-real-1"
+        );
+        assert_eq!(swap_value(b"no secret here", &s), None);
+        let engine = base64::engine::general_purpose::STANDARD;
+        let basic = format!("Basic {}", engine.encode("user:rbm-ph-1"));
+        let swapped = swap_value(basic.as_bytes(), &s).unwrap();
+        let text = String::from_utf8(swapped).unwrap();
+        let decoded = engine.decode(text.strip_prefix("Basic ").unwrap()).unwrap();
+        assert_eq!(decoded, b"user:sk-real-1");
+        assert_eq!(placeholders_in(basic.as_bytes(), &s).len(), 1);
+        assert!(placeholders_in(b"x rbm-ph-1 y", &s).len() == 1);
+        assert!(placeholders_in(b"nothing", &s).is_empty());
+    }
+
+    #[test]
+    fn real_values_are_redacted_across_chunk_boundaries() {
+        let s = [secret("K", "rbm-ph-1", "sk-real-1")];
+        let text = b"data: here is sk-real-1 and sk-real-1, sk-real no\n";
+        for cut in 1..text.len() {
+            let mut r = Redactor::new(&s);
+            let mut out = Vec::new();
+            for chunk in text.chunks(cut) {
+                out.extend(r.push(chunk));
+            }
+            out.extend(r.finish());
+            assert_eq!(
+                out, b"data: here is rbm-ph-1 and rbm-ph-1, sk-real no\n",
+                "chunks of {cut}"
+            );
+        }
+        let mut r = Redactor::new(&s);
+        assert_eq!(r.push(b"plain text"), b"plain text", "nothing held back");
+        assert_eq!(r.push(b" then sk-re"), b" then ", "a possible start waits");
+        assert_eq!(r.push(b"ad"), b"sk-read");
+    }
+}

@@ -1,0 +1,260 @@
+//! Credentials at `up`: the real values go to Podman secrets that only the
+//! sentry mounts; the bottle gets a random placeholder in each variable and
+//! trusts the profile's credential CA (made in the sentry, fetched from it)
+//! through a mounted bundle and the usual variables. Nothing of a real
+//! value is in the bottle's environment, files, image or `podman inspect`.
+
+use std::path::Path;
+
+use base64::Engine;
+use rbm_profile::{Names, Profile, Source};
+
+use crate::error::Error;
+use crate::podman::Podman;
+
+/// Where the bottle finds the CA files.
+pub const BUNDLE_PATH: &str = "/etc/rbm/ca-bundle.pem";
+pub const CA_PATH: &str = "/etc/rbm/rbm-ca.pem";
+
+/// One credential as `up` sets it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub env: String,
+    /// The Podman secret holding the real value.
+    pub secret: String,
+    /// Whether rbm made that secret (and removes it at `stop`).
+    pub ours: bool,
+    pub placeholder: String,
+    /// The extra CA (PEM) the sentry trusts for the hosts' certificates.
+    pub upstream_ca: Option<String>,
+}
+
+/// The name prefix of every secret rbm makes for a profile.
+pub fn secret_prefix(names: &Names) -> String {
+    format!("{}-", names.sentry.trim_end_matches("-sentry"))
+}
+
+fn cred_secret(names: &Names, env: &str) -> String {
+    format!("{}cred-{env}", secret_prefix(names))
+}
+
+pub fn ca_secret(names: &Names) -> String {
+    format!("{}ca", secret_prefix(names))
+}
+
+pub fn bundle_secret(names: &Names) -> String {
+    format!("{}ca-bundle", secret_prefix(names))
+}
+
+/// A placeholder: `rbm-` and 32 random hex digits. Worthless outside the
+/// sentry, unique enough that the sentry never mistakes text for it.
+pub fn placeholder() -> Result<String, Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Credential {
+        env: String::new(),
+        message: format!("no randomness for a placeholder: {e}"),
+        fix: "run rbm-launch again".into(),
+    })?;
+    Ok(format!(
+        "rbm-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+/// Reads each credential's real value (before anything starts: a missing
+/// one stops `up` with its name) and puts it into a Podman secret.
+pub fn prepare(podman: &Podman, profile: &Profile, dir: &Path) -> Result<Vec<Planned>, Error> {
+    let names = profile.names();
+    let mut planned = Vec::new();
+    for c in &profile.credentials {
+        let fail = |message: String, fix: &str| Error::Credential {
+            env: c.env.clone(),
+            message,
+            fix: fix.into(),
+        };
+        let upstream_ca = match &c.upstream_ca {
+            None => None,
+            Some(file) => Some(std::fs::read_to_string(dir.join(file)).map_err(|e| {
+                fail(
+                    format!("cannot read its upstream_ca {file}: {e}"),
+                    "correct the path (relative to the profile's directory)",
+                )
+            })?),
+        };
+        let (secret, ours) = match &c.from {
+            Source::PodmanSecret(name) => {
+                if !podman
+                    .output(&["secret".into(), "inspect".into(), name.clone()])?
+                    .status
+                    .success()
+                {
+                    return Err(fail(
+                        format!("the Podman secret {name} does not exist"),
+                        "create it with `podman secret create NAME FILE`, or name another source",
+                    ));
+                }
+                (name.clone(), false)
+            }
+            source => {
+                let value = read_value(source, dir)
+                    .map_err(|m| fail(m, "set it, or point `from` at where the value is"))?;
+                let secret = cred_secret(&names, &c.env);
+                podman.run_with_input(&create_secret(&secret), value.as_bytes())?;
+                (secret, true)
+            }
+        };
+        planned.push(Planned {
+            env: c.env.clone(),
+            secret,
+            ours,
+            placeholder: placeholder()?,
+            upstream_ca,
+        });
+    }
+    Ok(planned)
+}
+
+/// `podman secret create --replace NAME -`: the value comes on stdin,
+/// never on a command line.
+pub fn create_secret(name: &str) -> Vec<String> {
+    ["secret", "create", "--replace", name, "-"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn read_value(source: &Source, dir: &Path) -> Result<String, String> {
+    let value = match source {
+        Source::Env(name) => std::env::var(name)
+            .map_err(|_| format!("{source}: the variable {name} is not set for rbm-launch"))?,
+        Source::File(path) => {
+            let path = dir.join(path);
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("{source}: cannot read {}: {e}", path.display()))?
+        }
+        Source::PodmanSecret(_) => unreachable!("a Podman secret is not read"),
+    };
+    let value = value.strip_suffix('\n').unwrap_or(&value).to_string();
+    if value.is_empty() {
+        return Err(format!("{source} is empty"));
+    }
+    Ok(value)
+}
+
+/// What the sentry is told (RBM_CREDENTIALS): placeholders and extra CAs.
+pub fn sentry_json(planned: &[Planned]) -> String {
+    let list: Vec<serde_json::Value> = planned
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "env": p.env,
+                "placeholder": p.placeholder,
+                "upstream_ca": p.upstream_ca,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list).to_string()
+}
+
+/// The sentry's `podman run` arguments for the credentials.
+pub fn sentry_args(planned: &[Planned]) -> Vec<String> {
+    if planned.is_empty() {
+        return vec![];
+    }
+    let mut a = Vec::new();
+    for p in planned {
+        a.push("--secret".into());
+        a.push(format!("{},target=rbm-cred-{}", p.secret, p.env));
+    }
+    a.push("-e".into());
+    a.push(format!("RBM_CREDENTIALS={}", sentry_json(planned)));
+    a
+}
+
+/// The public roots and the profile's CA, as one PEM file: what the
+/// bottle's TLS stacks trust through SSL_CERT_FILE and the like.
+pub fn bundle(ca_pem: &str) -> String {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut out = String::new();
+    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        let b64 = engine.encode(cert.as_ref());
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out.push_str(ca_pem);
+    out
+}
+
+/// The bottle's `podman run` arguments: placeholders, the CA files and the
+/// variables that make Node, Python, curl and git trust them.
+pub fn bottle_args(planned: &[Planned], names: &Names) -> Vec<String> {
+    if planned.is_empty() {
+        return vec![];
+    }
+    let mut a = Vec::new();
+    for p in planned {
+        a.push("-e".into());
+        a.push(format!("{}={}", p.env, p.placeholder));
+    }
+    a.push("--secret".into());
+    a.push(format!("{},target={BUNDLE_PATH}", bundle_secret(names)));
+    a.push("--secret".into());
+    a.push(format!("{},target={CA_PATH}", ca_secret(names)));
+    for var in [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+    ] {
+        a.push("-e".into());
+        a.push(format!("{var}={BUNDLE_PATH}"));
+    }
+    a.push("-e".into());
+    a.push(format!("NODE_EXTRA_CA_CERTS={CA_PATH}"));
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned() -> Vec<Planned> {
+        vec![Planned {
+            env: "API_KEY".into(),
+            secret: "rbm-demo-cred-API_KEY".into(),
+            ours: true,
+            placeholder: "rbm-0123".into(),
+            upstream_ca: None,
+        }]
+    }
+
+    #[test]
+    fn the_bottle_gets_placeholders_and_trust_the_sentry_the_secret() {
+        let names = Names::new("demo");
+        let bottle = bottle_args(&planned(), &names).join(" ");
+        assert!(bottle.contains("-e API_KEY=rbm-0123"), "{bottle}");
+        assert!(bottle.contains("--secret rbm-demo-ca-bundle,target=/etc/rbm/ca-bundle.pem"));
+        assert!(bottle.contains("-e NODE_EXTRA_CA_CERTS=/etc/rbm/rbm-ca.pem"));
+        assert!(
+            !bottle.contains("cred-"),
+            "no real value's secret in the bottle"
+        );
+        let sentry = sentry_args(&planned()).join(" ");
+        assert!(sentry.contains("--secret rbm-demo-cred-API_KEY,target=rbm-cred-API_KEY"));
+        assert!(sentry.contains("\"placeholder\":\"rbm-0123\""));
+        assert!(bottle_args(&[], &names).is_empty() && sentry_args(&[]).is_empty());
+    }
+
+    #[test]
+    fn placeholders_are_random_and_the_bundle_ends_in_the_ca() {
+        let (a, b) = (placeholder().unwrap(), placeholder().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 4 + 32);
+        let b = bundle("-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n");
+        assert!(b.matches("BEGIN CERTIFICATE").count() > 100);
+        assert!(b.ends_with("X\n-----END CERTIFICATE-----\n"));
+    }
+}

@@ -1,0 +1,199 @@
+//! The world's HTTPS servers: TLS with a certificate the test made
+//! (HTTP/2 or HTTP/1.1 by ALPN). Each request is logged as
+//! `https VERSION HOST PATH AUTHORIZATION` before it is answered; the answer
+//! echoes the Authorization header (`auth: VALUE`), and `/stream` sends it
+//! in three chunks 300 ms apart (a response that must arrive as it comes).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+/// Where a request's line goes (the world's log).
+pub type Record = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What starts an HTTPS request line in the world's log.
+pub const HTTPS_LINE: &str = "https ";
+
+/// One HTTPS server: where, and its chain and key (PEM files, or PEM text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsServer {
+    pub addr: SocketAddr,
+    pub cert: String,
+    pub key: String,
+}
+
+impl std::str::FromStr for HttpsServer {
+    type Err = String;
+
+    /// `ADDR,CERT_FILE,KEY_FILE`.
+    fn from_str(s: &str) -> Result<HttpsServer, String> {
+        let parts: Vec<&str> = s.split(',').collect();
+        let [addr, cert, key] = parts[..] else {
+            return Err(format!("{s:?} is not ADDR,CERT_FILE,KEY_FILE"));
+        };
+        Ok(HttpsServer {
+            addr: addr.parse().map_err(|e| format!("{addr:?}: {e}"))?,
+            cert: cert.into(),
+            key: key.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for HttpsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{},{}", self.addr, self.cert, self.key)
+    }
+}
+
+/// One request as the world logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsRequest {
+    pub version: String,
+    pub host: String,
+    pub path: String,
+    pub authorization: String,
+}
+
+/// The HTTPS requests in a log's text.
+pub fn parse_https(text: &str) -> Vec<HttpsRequest> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(HTTPS_LINE))
+        .filter_map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            Some(HttpsRequest {
+                version: parts.next()?.into(),
+                host: parts.next()?.into(),
+                path: parts.next()?.into(),
+                authorization: parts.next().unwrap_or("").into(),
+            })
+        })
+        .collect()
+}
+
+/// A PEM file's text, or the text itself if it is PEM (a world in a
+/// container gets its certificate on the command line).
+fn pem(file_or_text: &str) -> Result<Vec<u8>> {
+    if file_or_text.starts_with("-----BEGIN") {
+        return Ok(file_or_text.as_bytes().to_vec());
+    }
+    std::fs::read(file_or_text).with_context(|| format!("reading {file_or_text}"))
+}
+
+fn acceptor(server: &HttpsServer) -> Result<TlsAcceptor> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem(&server.cert)?)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("the certificate chain: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&pem(&server.key)?).map_err(|e| anyhow!("the key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Binds `server` (errors here, before `ready`) and serves it.
+pub async fn bind(
+    server: &HttpsServer,
+    log: Record,
+) -> Result<impl std::future::Future<Output = ()>> {
+    let acceptor = acceptor(server)?;
+    let listener = TcpListener::bind(server.addr)
+        .await
+        .with_context(|| format!("cannot bind https {}", server.addr))?;
+    Ok(serve(listener, acceptor, log))
+}
+
+async fn serve(listener: TcpListener, acceptor: TlsAcceptor, log: Record) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (acceptor, log) = (acceptor.clone(), log.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let log = log.clone();
+                async move { Ok::<_, Infallible>(answer(&log, req)) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+fn answer(log: &Record, req: Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default()
+    };
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| header("host"));
+    let auth = header("authorization");
+    log(&format!(
+        "{HTTPS_LINE}{:?} {host} {} {auth}",
+        req.version(),
+        req.uri().path()
+    ));
+    let line = format!("auth: {auth}\n");
+    if req.uri().path() == "/stream" {
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            for i in 0..3 {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                let chunk = Bytes::from(format!("chunk {i} {line}"));
+                if tx.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        return Response::new(Chunks(rx).boxed());
+    }
+    Response::new(Full::new(Bytes::from(line)).boxed())
+}
+
+/// A body of chunks as they are sent.
+struct Chunks(mpsc::Receiver<Bytes>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}

@@ -1,0 +1,349 @@
+//! Credentials the bottle never holds, in the kernel: the sentry's proxy
+//! terminates TLS for the credential hosts only, with the profile CA's
+//! certificate, puts the real value into the request the world's HTTPS
+//! server gets, and redacts it from what comes back; other names on the
+//! same address stay end to end. Real curl and Python in the bottle.
+
+use super::*;
+use rbm_tests::certs::TestCa;
+use rbm_tests::world::https::{HttpsRequest, HttpsServer};
+
+/// Where the world's HTTPS server answers `api.cred.test`, `b.cred.test`
+/// and `plain.cred.test`.
+const CRED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 80);
+const API: &str = "api.cred.test";
+const B: &str = "b.cred.test";
+/// Allowed, no credential: stays end to end.
+const PLAIN: &str = "plain.cred.test";
+const REAL_A: &str = "sk-real-value-of-key-a-0123456789";
+const REAL_B: &str = "sk-real-value-of-key-b-9876543210";
+const PH_A: &str = "rbm-placeholder-aaaaaaaaaaaaaaaa";
+const PH_B: &str = "rbm-placeholder-bbbbbbbbbbbbbbbb";
+
+/// The bottle's view: the rbm CA file, and the world CA file (for what
+/// must stay end to end).
+struct CredLab {
+    lab: Lab,
+    rbm_ca: String,
+    world_ca: String,
+}
+
+fn cred_profile() -> String {
+    format!(
+        r#"moniker = "creds"
+
+[bottle]
+image = "localhost/rbm-unused:latest"
+
+[enclave]
+subnet = "10.242.0.0/24"
+sentry_ip = "{SENTRY_ENCLAVE_V4}"
+bottle_ip = "{BOTTLE_V4}"
+
+[uplink]
+dns = "allowlist"
+access = "allowlist"
+domains = ["{API}", "{B}", "{PLAIN}"]
+upstream_dns = ["{DNS}"]
+
+[[credential]]
+env = "KEY_A"
+from = "env:HOST_KEY_A"
+hosts = ["{API}"]
+
+[[credential]]
+env = "KEY_B"
+from = "env:HOST_KEY_B"
+hosts = ["{B}"]
+"#
+    )
+}
+
+fn cred_lab() -> Result<Option<CredLab>> {
+    if require_netns("creates network namespaces and nftables tables").is_err() {
+        return Ok(None);
+    }
+    let topo = Topology::builder()
+        .world_addrs([IpAddr::V4(DNS), IpAddr::V4(CRED)])
+        .build()?;
+    let world_ca = TestCa::new("rbm test world CA")?;
+    let leaf = world_ca.leaf(&[API, B, PLAIN])?;
+    let cert = topo.write_file("world.pem", &leaf.chain_pem)?;
+    let key = topo.write_file("world.key", &leaf.key_pem)?;
+    let world_ca_file = topo.write_file("world-ca.pem", &world_ca.cert_pem)?;
+    let zone = format!("{API}. A 60 {CRED}\n{B}. A 60 {CRED}\n{PLAIN}. A 60 {CRED}\n");
+    let world = WorldSetup::new(&zone)
+        .dns(sock(DNS, 53))
+        .https([HttpsServer {
+            addr: sock(CRED, 443),
+            cert: cert.to_string_lossy().into(),
+            key: key.to_string_lossy().into(),
+        }])
+        .start(&topo)?;
+    topo.set_resolv_conf(Ns::Bottle, &format!("nameserver {SENTRY_ENCLAVE_V4}\n"))?;
+    let secrets = topo.dir().join("secrets");
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::write(secrets.join("rbm-cred-KEY_A"), format!("{REAL_A}\n"))?;
+    std::fs::write(secrets.join("rbm-cred-KEY_B"), REAL_B)?;
+    let passed = serde_json::json!([
+        {"env": "KEY_A", "placeholder": PH_A, "upstream_ca": world_ca.cert_pem},
+        {"env": "KEY_B", "placeholder": PH_B, "upstream_ca": world_ca.cert_pem},
+    ]);
+    let agent = Agent::start_with(
+        &topo,
+        &cred_profile(),
+        &[format!("RBM_CREDENTIALS={passed}")],
+        &["--secrets".into(), secrets.to_string_lossy().into()],
+    )?;
+    let rbm_ca = agent.control.with_extension("ca.pem");
+    ensure!(
+        rbm_ca.is_file(),
+        "the agent wrote no CA at {}",
+        rbm_ca.display()
+    );
+    Ok(Some(CredLab {
+        rbm_ca: rbm_ca.to_string_lossy().into(),
+        world_ca: world_ca_file.to_string_lossy().into(),
+        lab: Lab { agent, world, topo },
+    }))
+}
+
+impl CredLab {
+    /// curl in the bottle, trusting `ca`; its output whatever its exit.
+    fn curl(&self, ca: &str, args: &[&str]) -> Result<rbm_tests::cmd::Output> {
+        let mut all = vec!["-sS", "--max-time", "10", "--cacert", ca];
+        all.extend_from_slice(args);
+        let out = self.lab.topo.exec(Ns::Bottle, "curl", &all, CMD_TIMEOUT)?;
+        eprintln!(
+            "curl {}: {:?} {}{}",
+            args.join(" "),
+            out.status.code(),
+            out.stdout,
+            out.stderr
+        );
+        Ok(out)
+    }
+
+    /// The requests the world's HTTPS server got for `path`.
+    fn got(&self, path: &str) -> Result<Vec<HttpsRequest>> {
+        Ok(self
+            .lab
+            .world
+            .https_requests()?
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect())
+    }
+}
+
+#[test]
+fn the_world_gets_the_real_value_and_the_bottle_only_ever_its_placeholder() -> Result<()> {
+    let Some(c) = cred_lab()? else {
+        return Ok(());
+    };
+    let bearer = format!("Authorization: Bearer {PH_A}");
+    for (path, version) in [("/h2", "--http2"), ("/h1", "--http1.1")] {
+        let url = format!("https://{API}{path}");
+        let out = c
+            .curl(&c.rbm_ca, &[version, "-H", &bearer, &url])?
+            .check()?;
+        // The world echoed the real value; the bottle got it redacted.
+        assert_eq!(out.stdout, format!("auth: Bearer {PH_A}\n"));
+        let got = c.got(path)?;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].authorization, format!("Bearer {REAL_A}"));
+        let want = if version == "--http2" {
+            "HTTP/2.0"
+        } else {
+            "HTTP/1.1"
+        };
+        assert_eq!(got[0].version, want);
+    }
+    // Basic credentials carry it encoded.
+    let out = c
+        .curl(
+            &c.rbm_ca,
+            &[
+                "-u",
+                &format!("user:{PH_A}"),
+                &format!("https://{API}/basic"),
+            ],
+        )?
+        .check()?;
+    let got = c.got("/basic")?;
+    assert!(got[0].authorization.starts_with("Basic "), "{got:?}");
+    assert!(!out.stdout.contains(REAL_A), "{}", out.stdout);
+
+    // Python's own TLS stack and HTTP client, trusting the bundle through
+    // SSL_CERT_FILE as the bottle's environment would.
+    let script = format!(
+        "import urllib.request\nr = urllib.request.Request('https://{API}/python', headers={{'x-api-key': '{PH_A}', 'authorization': 'Bearer {PH_A}'}})\nprint(urllib.request.urlopen(r, timeout=10).read().decode(), end='')\n"
+    );
+    let env = format!("SSL_CERT_FILE={}", c.rbm_ca);
+    let out = c
+        .lab
+        .topo
+        .exec(
+            Ns::Bottle,
+            "env",
+            &[env.as_str(), "python3", "-c", &script],
+            CMD_TIMEOUT,
+        )?
+        .check()?;
+    assert_eq!(out.stdout, format!("auth: Bearer {PH_A}\n"));
+    assert_eq!(
+        c.got("/python")?[0].authorization,
+        format!("Bearer {REAL_A}")
+    );
+    Ok(())
+}
+
+#[test]
+fn a_streamed_answer_arrives_as_it_comes() -> Result<()> {
+    let Some(c) = cred_lab()? else {
+        return Ok(());
+    };
+    // Each chunk's arrival time, from Python reading the body as it comes.
+    let script = format!(
+        "import time, urllib.request\nr = urllib.request.Request('https://{API}/stream', headers={{'authorization': 'Bearer {PH_A}'}})\nresp = urllib.request.urlopen(r, timeout=10)\nt0 = time.monotonic()\nwhile True:\n    line = resp.readline()\n    if not line: break\n    print(round((time.monotonic() - t0) * 1000), line.decode(), end='')\n"
+    );
+    let env = format!("SSL_CERT_FILE={}", c.rbm_ca);
+    let out = c
+        .lab
+        .topo
+        .exec(
+            Ns::Bottle,
+            "env",
+            &[env.as_str(), "python3", "-c", &script],
+            CMD_TIMEOUT,
+        )?
+        .check()?;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    let at = |i: usize| -> u64 { lines[i].split(' ').next().unwrap().parse().unwrap() };
+    assert!(
+        at(2) >= at(0) + 400,
+        "the chunks came together, not as sent: {}",
+        out.stdout
+    );
+    for line in &lines {
+        assert!(line.ends_with(&format!("auth: Bearer {PH_A}")), "{line}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_placeholder_for_another_host_is_refused_and_other_names_stay_end_to_end() -> Result<()> {
+    let Some(c) = cred_lab()? else {
+        return Ok(());
+    };
+    // KEY_A's placeholder to KEY_B's host: refused, never sent on.
+    let out = c.curl(
+        &c.rbm_ca,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {PH_A}"),
+            &format!("https://{B}/foreign"),
+        ],
+    )?;
+    assert!(
+        out.stdout.contains("the placeholder of KEY_A"),
+        "{}",
+        out.stdout
+    );
+    assert!(c.got("/foreign")?.is_empty());
+    let status = c.lab.status()?;
+    let denied = status["denied"].as_array().cloned().unwrap_or_default();
+    assert!(
+        denied
+            .iter()
+            .any(|d| d["kind"] == "credential" && d["name"] == B),
+        "{denied:?}"
+    );
+    // Its own placeholder there is swapped for its own value.
+    c.curl(
+        &c.rbm_ca,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {PH_B}"),
+            &format!("https://{B}/own"),
+        ],
+    )?
+    .check()?;
+    assert_eq!(c.got("/own")?[0].authorization, format!("Bearer {REAL_B}"));
+
+    // A name without a credential on the same address: the bottle talks
+    // to the world's own certificate (the rbm CA does not sign it) and the
+    // placeholder goes as it is.
+    let url = format!("https://{PLAIN}/plain");
+    let refused = c.curl(&c.rbm_ca, &[&url])?;
+    assert!(!refused.success(), "the rbm CA must not sign {PLAIN}");
+    c.curl(
+        &c.world_ca,
+        &["-H", &format!("Authorization: Bearer {PH_A}"), &url],
+    )?
+    .check()?;
+    let plain: Vec<HttpsRequest> = c.got("/plain")?;
+    assert_eq!(
+        plain.last().unwrap().authorization,
+        format!("Bearer {PH_A}")
+    );
+    Ok(())
+}
+
+#[test]
+fn the_profile_ca_cannot_vouch_for_any_other_name() -> Result<()> {
+    let Some(c) = cred_lab()? else {
+        return Ok(());
+    };
+    // Sign with the sentry's own CA key, as if it leaked: a certificate for
+    // another name is still refused by the bottle's TLS (name constraints),
+    // while one for a credential host is taken.
+    let key = std::fs::read_to_string(c.lab.agent.control.with_extension("ca.key"))?;
+    let cert = std::fs::read_to_string(&c.rbm_ca)?;
+    let ca = TestCa::from_pem(&cert, &key)?;
+    let mut servers = Vec::new();
+    for (i, host) in ["evil.example.test", API].iter().enumerate() {
+        let leaf = ca.leaf(&[host])?;
+        servers.push(HttpsServer {
+            addr: sock(Ipv4Addr::LOCALHOST, 8443 + i as u16),
+            cert: c
+                .lab
+                .topo
+                .write_file(&format!("nc{i}.pem"), &leaf.chain_pem)?
+                .to_string_lossy()
+                .into(),
+            key: c
+                .lab
+                .topo
+                .write_file(&format!("nc{i}.key"), &leaf.key_pem)?
+                .to_string_lossy()
+                .into(),
+        });
+    }
+    let _local = WorldSetup::new("")
+        .https(servers)
+        .start_in(&c.lab.topo, Ns::Bottle)?;
+    let evil = c.curl(
+        &c.rbm_ca,
+        &[
+            "--resolve",
+            "evil.example.test:8443:127.0.0.1",
+            "https://evil.example.test:8443/",
+        ],
+    )?;
+    assert!(
+        !evil.success(),
+        "a certificate outside the name constraints was taken"
+    );
+    c.curl(
+        &c.rbm_ca,
+        &[
+            "--resolve",
+            &format!("{API}:8444:127.0.0.1"),
+            &format!("https://{API}:8444/"),
+        ],
+    )?
+    .check()?;
+    Ok(())
+}

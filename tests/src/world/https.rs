@@ -138,13 +138,13 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, log: Record) {
                 async move { Ok::<_, Infallible>(answer(&log, req)) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await;
         });
     }
 }
 
-fn answer(log: &Record, req: Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
+fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -163,6 +163,27 @@ fn answer(log: &Record, req: Request<Incoming>) -> Response<BoxBody<Bytes, Infal
         req.uri().path()
     ));
     let line = format!("auth: {auth}\n");
+    if req.headers().contains_key(hyper::header::UPGRADE) {
+        // An upgraded connection echoes every byte (the protocol aside).
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            }
+        });
+        let mut resp = Response::new(Full::new(Bytes::new()).boxed());
+        *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+        resp.headers_mut().insert(
+            hyper::header::UPGRADE,
+            "websocket".parse().expect("a header"),
+        );
+        resp.headers_mut().insert(
+            hyper::header::CONNECTION,
+            "upgrade".parse().expect("a header"),
+        );
+        return resp;
+    }
     if req.uri().path() == "/stream" {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {

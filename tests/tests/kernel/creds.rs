@@ -233,6 +233,30 @@ fn a_streamed_answer_arrives_as_it_comes() -> Result<()> {
 }
 
 #[test]
+fn a_websocket_upgrade_passes_both_ways() -> Result<()> {
+    let Some(c) = cred_lab()? else {
+        return Ok(());
+    };
+    // Python's ssl over a plain socket: an HTTP/1.1 upgrade, then bytes
+    // both ways on the upgraded connection.
+    let script = format!(
+        "import socket, ssl\nctx = ssl.create_default_context(cafile='{ca}')\ns = ctx.wrap_socket(socket.create_connection(('{API}', 443), timeout=10), server_hostname='{API}')\ns.sendall(b'GET /ws HTTP/1.1\\r\\nHost: {API}\\r\\nConnection: Upgrade\\r\\nUpgrade: websocket\\r\\nAuthorization: Bearer {PH_A}\\r\\n\\r\\n')\nhead = b''\nwhile b'\\r\\n\\r\\n' not in head:\n    head += s.recv(1)\nprint(head.split(b'\\r\\n')[0].decode())\ns.sendall(b'ping over the upgrade')\nback = b''\nwhile len(back) < 21:\n    back += s.recv(64)\nprint(back.decode())\n",
+        ca = c.rbm_ca
+    );
+    let out = c
+        .lab
+        .topo
+        .exec(Ns::Bottle, "python3", &["-c", &script], CMD_TIMEOUT)?
+        .check()?;
+    assert_eq!(
+        out.stdout,
+        "HTTP/1.1 101 Switching Protocols\nping over the upgrade\n"
+    );
+    assert_eq!(c.got("/ws")?[0].authorization, format!("Bearer {REAL_A}"));
+    Ok(())
+}
+
+#[test]
 fn a_placeholder_for_another_host_is_refused_and_other_names_stay_end_to_end() -> Result<()> {
     let Some(c) = cred_lab()? else {
         return Ok(());

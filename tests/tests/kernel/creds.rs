@@ -124,6 +124,22 @@ impl CredLab {
         Ok(out)
     }
 
+    /// A Python script in the bottle, trusting the rbm CA through
+    /// SSL_CERT_FILE as the bottle's environment would; fails unless it
+    /// exits 0.
+    fn python(&self, script: &str) -> Result<rbm_tests::cmd::Output> {
+        let env = format!("SSL_CERT_FILE={}", self.rbm_ca);
+        self.lab
+            .topo
+            .exec(
+                Ns::Bottle,
+                "env",
+                &[env.as_str(), "python3", "-c", script],
+                CMD_TIMEOUT,
+            )?
+            .check()
+    }
+
     /// The requests the world's HTTPS server got for `path`.
     fn got(&self, path: &str) -> Result<Vec<HttpsRequest>> {
         Ok(self
@@ -179,17 +195,7 @@ fn the_world_gets_the_real_value_and_the_bottle_only_ever_its_placeholder() -> R
     let script = format!(
         "import urllib.request\nr = urllib.request.Request('https://{API}/python', headers={{'x-api-key': '{PH_A}', 'authorization': 'Bearer {PH_A}'}})\nprint(urllib.request.urlopen(r, timeout=10).read().decode(), end='')\n"
     );
-    let env = format!("SSL_CERT_FILE={}", c.rbm_ca);
-    let out = c
-        .lab
-        .topo
-        .exec(
-            Ns::Bottle,
-            "env",
-            &[env.as_str(), "python3", "-c", &script],
-            CMD_TIMEOUT,
-        )?
-        .check()?;
+    let out = c.python(&script)?;
     assert_eq!(out.stdout, format!("auth: Bearer {PH_A}\n"));
     assert_eq!(
         c.got("/python")?[0].authorization,
@@ -207,17 +213,7 @@ fn a_streamed_answer_arrives_as_it_comes() -> Result<()> {
     let script = format!(
         "import time, urllib.request\nr = urllib.request.Request('https://{API}/stream', headers={{'authorization': 'Bearer {PH_A}'}})\nresp = urllib.request.urlopen(r, timeout=10)\nt0 = time.monotonic()\nwhile True:\n    line = resp.readline()\n    if not line: break\n    print(round((time.monotonic() - t0) * 1000), line.decode(), end='')\n"
     );
-    let env = format!("SSL_CERT_FILE={}", c.rbm_ca);
-    let out = c
-        .lab
-        .topo
-        .exec(
-            Ns::Bottle,
-            "env",
-            &[env.as_str(), "python3", "-c", &script],
-            CMD_TIMEOUT,
-        )?
-        .check()?;
+    let out = c.python(&script)?;
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", out.stdout);
     let at = |i: usize| -> u64 { lines[i].split(' ').next().unwrap().parse().unwrap() };
@@ -243,11 +239,7 @@ fn a_websocket_upgrade_passes_both_ways() -> Result<()> {
         "import socket, ssl\nctx = ssl.create_default_context(cafile='{ca}')\ns = ctx.wrap_socket(socket.create_connection(('{API}', 443), timeout=10), server_hostname='{API}')\ns.sendall(b'GET /ws HTTP/1.1\\r\\nHost: {API}\\r\\nConnection: Upgrade\\r\\nUpgrade: websocket\\r\\nAuthorization: Bearer {PH_A}\\r\\n\\r\\n')\nhead = b''\nwhile b'\\r\\n\\r\\n' not in head:\n    head += s.recv(1)\nprint(head.split(b'\\r\\n')[0].decode())\ns.sendall(b'ping over the upgrade')\nback = b''\nwhile len(back) < 21:\n    back += s.recv(64)\nprint(back.decode())\n",
         ca = c.rbm_ca
     );
-    let out = c
-        .lab
-        .topo
-        .exec(Ns::Bottle, "python3", &["-c", &script], CMD_TIMEOUT)?
-        .check()?;
+    let out = c.python(&script)?;
     assert_eq!(
         out.stdout,
         "HTTP/1.1 101 Switching Protocols\nping over the upgrade\n"

@@ -36,6 +36,9 @@ pub struct Policy {
     pub protected: Vec<IpNet>,
     /// The credential hosts: their TLS goes through the credential proxy.
     pub intercept_hosts: Vec<String>,
+    /// Each credential's variable and the placeholder the bottle got: seen
+    /// in the clear, they are refused.
+    pub placeholders: Vec<(String, Vec<u8>)>,
 }
 
 /// Ranges a DNS answer must never open, whatever the name (DNS rebinding:
@@ -101,7 +104,16 @@ impl Policy {
                 hosts.dedup();
                 hosts
             },
+            placeholders: vec![],
         }
+    }
+
+    /// The variable of the credential whose placeholder `data` carries.
+    pub fn placeholder_in(&self, data: &[u8]) -> Option<&str> {
+        self.placeholders
+            .iter()
+            .find(|(_, p)| !p.is_empty() && data.windows(p.len()).any(|w| w == p))
+            .map(|(env, _)| env.as_str())
     }
 
     /// Whether `qname`'s connections go through the credential proxy.

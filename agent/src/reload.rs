@@ -129,6 +129,8 @@ pub struct Enforcer {
     pub interfaces: Interfaces,
     /// Added to every policy's protected ranges (the uplink's gateways).
     pub protected: Vec<IpNet>,
+    /// The credentials' placeholders, fixed for the agent's life.
+    pub placeholders: Vec<(String, Vec<u8>)>,
     pub state_file: PathBuf,
     /// Starts the name check when a reload turns it on.
     pub start_name_check: Box<dyn Fn() -> anyhow::Result<()> + Send + Sync>,
@@ -166,6 +168,7 @@ impl Enforcer {
             upstreams,
             interfaces,
             protected,
+            placeholders: vec![],
             state_file,
             start_name_check,
             current: Mutex::new(Current {
@@ -181,6 +184,7 @@ impl Enforcer {
     pub fn policy_of(&self, profile: &Profile) -> Policy {
         let mut policy = Policy::from_profile(profile);
         policy.protected.extend(self.protected.iter().copied());
+        policy.placeholders = self.placeholders.clone();
         policy
     }
 

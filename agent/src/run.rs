@@ -67,6 +67,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .map(|gw| IpNet::from(*gw))
         .collect();
     policy.protected.extend(gateways.iter().copied());
+    policy.placeholders = credentials
+        .iter()
+        .map(|c| (c.secret.env.clone(), c.secret.placeholder.clone()))
+        .collect();
+    let placeholders = policy.placeholders.clone();
     let binds_names = policy.binds_names();
     let cell = Arc::new(PolicyCell::new(policy));
     let shared = Arc::new(Shared::default());
@@ -113,7 +118,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Some(handle)
     };
     let firewall = Arc::new(Mutex::new(firewall));
-    let enforcer = Arc::new(Enforcer::new(
+    let mut enforcer = Enforcer::new(
         firewall.clone(),
         cell.clone(),
         shared.clone(),
@@ -125,7 +130,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         state_file,
         binds_names,
         Box::new(start_name_check),
-    ));
+    );
+    enforcer.placeholders = placeholders;
+    let enforcer = Arc::new(enforcer);
     let policy = cell.get();
     let (generation, reloads) = shared.generation();
     firewall

@@ -49,10 +49,24 @@ pub fn tcp(policy: &Policy, port: u16, stream: &[u8]) -> Outcome {
     if port == HTTPS {
         return deny("not TLS on port 443, which carries only TLS", None);
     }
-    match http::request(stream) {
+    let outcome = match http::request(stream) {
         Seen::NotThis if port == HTTP => deny("not HTTP on port 80, which carries only HTTP", None),
         Seen::NotThis => Outcome::Allow { name: None },
         seen => names(policy, port, "HTTP", seen),
+    };
+    // In the clear, a credential's placeholder can be seen: it goes only
+    // through the credential proxy, to its own hosts.
+    match outcome {
+        Outcome::Allow { name } => match policy.placeholder_in(stream) {
+            Some(env) => deny(
+                format!(
+                    "the placeholder of {env}, in the clear (it goes only to its hosts, over TLS)"
+                ),
+                name,
+            ),
+            None => Outcome::Allow { name },
+        },
+        other => other,
     }
 }
 
@@ -129,6 +143,21 @@ mod tests {
             Outcome::Deny(d) => d.reason,
             other => panic!("expected a denial, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_placeholder_in_the_clear_is_denied_naming_its_credential() {
+        let mut p = p();
+        p.placeholders = vec![("API_KEY".into(), b"rbm-0123456789abcdef".to_vec())];
+        let request =
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nAuthorization: Bearer rbm-0123456789abcdef\r\n\r\n";
+        assert_eq!(
+            denied(tcp(&p, 80, request)),
+            "the placeholder of API_KEY, in the clear (it goes only to its hosts, over TLS)"
+        );
+        assert!(denied(tcp(&p, 5432, b"user rbm-0123456789abcdef")).contains("API_KEY"));
+        let clean = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+        assert!(matches!(tcp(&p, 80, clean), Outcome::Allow { .. }));
     }
 
     #[test]

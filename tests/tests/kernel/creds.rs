@@ -74,6 +74,7 @@ fn cred_lab() -> Result<Option<CredLab>> {
     let zone = format!("{API}. A 60 {CRED}\n{B}. A 60 {CRED}\n{PLAIN}. A 60 {CRED}\n");
     let world = WorldSetup::new(&zone)
         .dns(sock(DNS, 53))
+        .recv([sock(CRED, 80)])
         .https([HttpsServer {
             addr: sock(CRED, 443),
             cert: cert.to_string_lossy().into(),
@@ -287,6 +288,26 @@ fn a_placeholder_for_another_host_is_refused_and_other_names_stay_end_to_end() -
     )?
     .check()?;
     assert_eq!(c.got("/own")?[0].authorization, format!("Bearer {REAL_B}"));
+
+    // A placeholder in the clear, to an allowed name: the name check
+    // refuses it, naming the credential.
+    c.curl(
+        &c.rbm_ca,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {PH_A}"),
+            &format!("http://{PLAIN}/clear"),
+        ],
+    )?;
+    c.lab
+        .denial(sock(CRED, 80), "the placeholder of KEY_A, in the clear")?;
+    let receipts = c.lab.world.receipts()?;
+    assert!(
+        receipts
+            .iter()
+            .all(|r| r.local != sock(CRED, 80) || r.bytes == 0),
+        "the world got the placeholder: {receipts:?}"
+    );
 
     // A name without a credential on the same address: the bottle talks
     // to the world's own certificate (the rbm CA does not sign it) and the

@@ -37,6 +37,7 @@ pub(crate) fn policy(dns: Mode, access: Mode, domains: &[&str]) -> Policy {
         entries: vec![],
         protected: crate::policy::protected_ranges(&ENCLAVE),
         intercept_hosts: vec![],
+        placeholders: vec![],
     }
 }
 

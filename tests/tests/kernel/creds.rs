@@ -202,6 +202,25 @@ fn the_world_gets_the_real_value_and_the_bottle_only_ever_its_placeholder() -> R
         c.got("/python")?[0].authorization,
         format!("Bearer {REAL_A}")
     );
+
+    // Node's TLS and HTTP client, trusting the rbm CA through
+    // NODE_EXTRA_CA_CERTS as the bottle's environment would.
+    let script = format!(
+        "require('https').get('https://{API}/node', {{headers: {{authorization: 'Bearer {PH_A}'}}}}, r => {{ let b = ''; r.on('data', d => b += d); r.on('end', () => process.stdout.write(b)); }}).on('error', e => {{ console.error(e); process.exit(1); }});"
+    );
+    let env = format!("NODE_EXTRA_CA_CERTS={}", c.rbm_ca);
+    let out = c
+        .lab
+        .topo
+        .exec(
+            Ns::Bottle,
+            "env",
+            &[env.as_str(), "node", "-e", &script],
+            CMD_TIMEOUT,
+        )?
+        .check()?;
+    assert_eq!(out.stdout, format!("auth: Bearer {PH_A}\n"));
+    assert_eq!(c.got("/node")?[0].authorization, format!("Bearer {REAL_A}"));
     Ok(())
 }
 

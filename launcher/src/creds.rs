@@ -249,6 +249,30 @@ mod tests {
     }
 
     #[test]
+    fn a_value_that_cannot_be_read_names_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let unset = Source::Env("RBM_TEST_SURELY_UNSET_42".into());
+        let err = read_value(&unset, dir.path()).unwrap_err();
+        assert!(err.contains("RBM_TEST_SURELY_UNSET_42 is not set"), "{err}");
+        let missing = Source::File("nope.txt".into());
+        assert!(read_value(&missing, dir.path())
+            .unwrap_err()
+            .contains("cannot read"));
+        std::fs::write(dir.path().join("key"), "sk-1\n").unwrap();
+        let file = Source::File("key".into());
+        assert_eq!(
+            read_value(&file, dir.path()).unwrap(),
+            "sk-1",
+            "one newline dropped"
+        );
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let empty = Source::File("empty".into());
+        assert!(read_value(&empty, dir.path())
+            .unwrap_err()
+            .ends_with("is empty"));
+    }
+
+    #[test]
     fn placeholders_are_random_and_the_bundle_ends_in_the_ca() {
         let (a, b) = (placeholder().unwrap(), placeholder().unwrap());
         assert_ne!(a, b);

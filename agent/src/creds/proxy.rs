@@ -65,7 +65,12 @@ pub struct Proxy {
     /// The socket mark of the sentry's own connections to the real hosts
     /// (the output chain lets only those out).
     mark: u32,
+    /// Open HTTP/2 connections to real hosts, shared by the bottle's
+    /// connections to the same host and address.
+    pool: std::sync::Mutex<HashMap<(String, SocketAddr), H2Send>>,
 }
+
+type H2Send = hyper::client::conn::http2::SendRequest<Incoming>;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -112,7 +117,22 @@ impl Proxy {
             policy,
             shared,
             mark,
+            pool: std::sync::Mutex::default(),
         })
+    }
+
+    /// A live pooled HTTP/2 connection to `host` at `dst`, if one is open.
+    fn pooled(&self, host: &str, dst: SocketAddr) -> Option<H2Send> {
+        let mut pool = self.pool.lock().unwrap();
+        let key = (host.to_string(), dst);
+        match pool.get(&key) {
+            Some(send) if send.is_ready() => Some(send.clone()),
+            Some(_) => {
+                pool.remove(&key);
+                None
+            }
+            None => None,
+        }
     }
 
     /// Binds `listen` and serves every connection redirected there.
@@ -127,6 +147,7 @@ impl Proxy {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                let _ = client.set_nodelay(true);
                 let proxy = self.clone();
                 tokio::spawn(async move {
                     if let Err(error) = proxy.connection(client).await {
@@ -219,16 +240,36 @@ impl Proxy {
             .into_iter()
             .filter(|p| p == b"h2" || p == b"http/1.1")
             .collect();
-        // The real host first: the bottle gets the protocol it chose.
-        let tcp = connect_marked(dst, self.mark).await?;
-        let mut config = (*self.upstream[&host]).clone();
-        config.alpn_protocols = alpn;
-        let server_name = ServerName::try_from(host.clone())?;
-        let up = TlsConnector::from(Arc::new(config))
-            .connect(server_name, tcp)
-            .await
-            .with_context(|| format!("TLS to {host} at {dst}"))?;
-        let negotiated = up.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        // An HTTP/2 connection to the real host serves every bottle
+        // connection that speaks HTTP/2 too: no new upstream handshake.
+        let pooled = if alpn.iter().any(|p| p == b"h2") {
+            self.pooled(&host, dst)
+        } else {
+            None
+        };
+        let (sender, negotiated) = match pooled {
+            Some(send) => (Sender::H2(send), Some(b"h2".to_vec())),
+            None => {
+                // The real host first: the bottle gets the protocol it chose.
+                let tcp = connect_marked(dst, self.mark).await?;
+                let mut config = (*self.upstream[&host]).clone();
+                config.alpn_protocols = alpn;
+                let server_name = ServerName::try_from(host.clone())?;
+                let up = TlsConnector::from(Arc::new(config))
+                    .connect(server_name, tcp)
+                    .await
+                    .with_context(|| format!("TLS to {host} at {dst}"))?;
+                let negotiated = up.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                let sender = Sender::connect(up, negotiated.as_deref() == Some(b"h2")).await?;
+                if let Sender::H2(send) = &sender {
+                    self.pool
+                        .lock()
+                        .unwrap()
+                        .insert((host.clone(), dst), send.clone());
+                }
+                (sender, negotiated)
+            }
+        };
         let leaf = self
             .authority
             .leaf(&host)
@@ -245,7 +286,7 @@ impl Proxy {
         let h2 = negotiated.as_deref() == Some(b"h2");
         let (here, others) = self.secrets_for(&host);
         let exchange = Arc::new(Exchange {
-            sender: Sender::connect(up, h2).await?,
+            sender,
             redactor_secrets: here.clone(),
             here,
             others,
@@ -285,7 +326,7 @@ impl ResolvesServerCert for Fixed {
 /// (HTTP/1.1) or many (HTTP/2).
 enum Sender {
     H1(tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<Incoming>>),
-    H2(hyper::client::conn::http2::SendRequest<Incoming>),
+    H2(H2Send),
 }
 
 impl Sender {

@@ -27,28 +27,24 @@ impl std::fmt::Debug for Secret {
 /// Every occurrence of `from` in `data` replaced by `to`; `None` if there
 /// was none.
 pub fn replace(data: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
-    if from.is_empty() || data.len() < from.len() {
+    if from.is_empty() {
         return None;
     }
+    let mut found = memchr::memmem::find_iter(data, from).peekable();
+    found.peek()?;
     let mut out = Vec::with_capacity(data.len());
-    let mut i = 0;
-    let mut found = false;
-    while i + from.len() <= data.len() {
-        if &data[i..i + from.len()] == from {
-            out.extend_from_slice(to);
-            i += from.len();
-            found = true;
-        } else {
-            out.push(data[i]);
-            i += 1;
-        }
+    let mut at = 0;
+    for i in found {
+        out.extend_from_slice(&data[at..i]);
+        out.extend_from_slice(to);
+        at = i + from.len();
     }
-    out.extend_from_slice(&data[i..]);
-    found.then_some(out)
+    out.extend_from_slice(&data[at..]);
+    Some(out)
 }
 
 pub fn contains(data: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && data.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && memchr::memmem::find(data, needle).is_some()
 }
 
 /// A request head value with the placeholders of `secrets` swapped for
@@ -141,6 +137,12 @@ impl Redactor {
             return chunk.to_vec();
         }
         let mut data = std::mem::take(&mut self.carry);
+        if data.is_empty() && !self.secrets.iter().any(|(real, _)| contains(chunk, real)) {
+            // The common case: nothing to redact, nothing held back before.
+            let hold = self.partial_suffix(chunk);
+            self.carry = chunk[chunk.len() - hold..].to_vec();
+            return chunk[..chunk.len() - hold].to_vec();
+        }
         data.extend_from_slice(chunk);
         let mut data = self.redact_all(&data).unwrap_or(data);
         let hold = self.partial_suffix(&data);

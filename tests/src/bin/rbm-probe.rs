@@ -11,7 +11,9 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use hickory_proto::rr::RecordType;
-use rbm_tests::probe::{conn, dns, hello, hold, latency, net, quic, raw, reach, resolv, Report};
+use rbm_tests::probe::{
+    conn, dns, hello, hold, https, latency, net, quic, raw, reach, resolv, Report,
+};
 
 #[derive(Parser)]
 #[command(name = "rbm-probe", about = "Reports what a bottle can reach, as JSON")]
@@ -127,6 +129,32 @@ enum Command {
         every_ms: u64,
         #[arg(long, default_value_t = 60_000)]
         ms: u64,
+    },
+    /// HTTPS requests in a row, each timed until its whole answer came
+    /// (benchmarks): on one connection, or a new one each (`--new`).
+    HttpsBench {
+        /// Where to connect, e.g. 198.51.100.80:443.
+        #[arg(long)]
+        connect: SocketAddr,
+        /// The server name (SNI and Host).
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// `NAME: VALUE` (repeatable).
+        #[arg(long)]
+        header: Vec<String>,
+        /// The CA file to trust (PEM).
+        #[arg(long)]
+        ca: String,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        /// A new TCP and TLS connection for every request.
+        #[arg(long)]
+        new: bool,
+        /// HTTP/1.1 only (default: HTTP/2 if the server takes it).
+        #[arg(long)]
+        http1: bool,
     },
     /// A datagram every `every_ms` for `ms` from one socket; count replies.
     Flood {
@@ -266,6 +294,25 @@ fn dispatch(command: Command) -> Result<Report, String> {
             };
             conn::run_send(addr, &data, carrier, ms(timeout_ms))
         }
+        Command::HttpsBench {
+            connect,
+            name,
+            path,
+            header,
+            ca,
+            count,
+            new,
+            http1,
+        } => https::run(&https::Bench {
+            connect,
+            name,
+            path,
+            headers: header,
+            ca,
+            count,
+            new_connections: new,
+            http1,
+        }),
         Command::Hold {
             addr,
             tls,

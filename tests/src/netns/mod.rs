@@ -186,9 +186,14 @@ impl Topology {
     /// Gives `ns` its own /etc/resolv.conf (via /etc/netns/NAME/, which
     /// `ip netns exec` bind-mounts over /etc); removed on drop.
     pub fn set_resolv_conf(&self, ns: Ns, contents: &str) -> Result<()> {
+        self.set_etc_file(ns, "resolv.conf", contents)
+    }
+
+    /// Gives `ns` its own /etc/`name` (e.g. `hosts`), as `set_resolv_conf`.
+    pub fn set_etc_file(&self, ns: Ns, name: &str, contents: &str) -> Result<()> {
         let dir = netns_etc_dir(self.name(ns));
         fs::create_dir_all(&dir)?;
-        crate::files::write_file(&dir, "resolv.conf", contents)?;
+        crate::files::write_file(&dir, name, contents)?;
         Ok(())
     }
 

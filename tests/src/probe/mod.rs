@@ -6,6 +6,7 @@ pub mod conn;
 pub mod dns;
 pub mod hello;
 pub mod hold;
+pub mod https;
 pub mod latency;
 pub mod net;
 pub mod quic;

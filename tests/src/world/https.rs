@@ -27,6 +27,10 @@ use tokio_rustls::TlsAcceptor;
 /// Where a request's line goes (the world's log).
 pub type Record = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// What `/big` sends: 64 MiB in 64 KiB chunks.
+pub const BIG_BYTES: usize = 64 << 20;
+const BIG_CHUNK: usize = 64 << 10;
+
 /// What starts an HTTPS request line in the world's log.
 pub const HTTPS_LINE: &str = "https ";
 
@@ -128,6 +132,7 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, log: Record) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let _ = tcp.set_nodelay(true);
         let (acceptor, log) = (acceptor.clone(), log.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
@@ -183,6 +188,19 @@ fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, I
             "upgrade".parse().expect("a header"),
         );
         return resp;
+    }
+    if req.uri().path() == "/big" {
+        // BIG_BYTES as fast as the client takes them (throughput).
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            let chunk = Bytes::from(vec![b'x'; BIG_CHUNK]);
+            for _ in 0..BIG_BYTES / BIG_CHUNK {
+                if tx.send(chunk.clone()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        return Response::new(Chunks(rx).boxed());
     }
     if req.uri().path() == "/stream" {
         let (tx, rx) = mpsc::channel(4);

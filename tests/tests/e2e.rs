@@ -794,6 +794,16 @@ fn the_sentry_puts_the_real_key_on_the_wire_and_the_bottle_never_holds_it() -> R
             "the real value is in the {what}'s inspect"
         );
     }
+    // Nor in any file of the bottle (its whole file system, as a tar).
+    let files = lab
+        .podman
+        .run_ok(&["export", &CREDS.name("bottle")])?
+        .stdout;
+    assert!(files.len() > 100_000, "no file system exported");
+    assert!(
+        !files.contains(REAL_KEY),
+        "the real value is in the bottle's files"
+    );
     let inspected: Value = serde_json::from_str(&bottle)?;
     let env: Vec<String> = inspected[0]["Config"]["Env"]
         .as_array()

@@ -112,7 +112,7 @@ impl Policy {
     pub fn placeholder_in(&self, data: &[u8]) -> Option<&str> {
         self.placeholders
             .iter()
-            .find(|(_, p)| !p.is_empty() && data.windows(p.len()).any(|w| w == p))
+            .find(|(_, p)| crate::creds::swap::contains(data, p))
             .map(|(env, _)| env.as_str())
     }
 

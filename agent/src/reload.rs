@@ -139,9 +139,28 @@ pub struct Enforcer {
 
 struct Current {
     profile: Profile,
+    /// What the last reload left (`None`: none yet, generation 0).
     persisted: Option<Persisted>,
-    generation: u16,
     name_check: bool,
+}
+
+impl Current {
+    fn generation(&self) -> u16 {
+        self.persisted.as_ref().map_or(0, |p| p.generation)
+    }
+}
+
+/// The policy of `profile` in this sentry: with its protected ranges (the
+/// uplink's gateways) and the credentials' placeholders.
+pub fn sentry_policy(
+    profile: &Profile,
+    protected: &[IpNet],
+    placeholders: &[(String, Vec<u8>)],
+) -> Policy {
+    let mut policy = Policy::from_profile(profile);
+    policy.protected.extend(protected.iter().copied());
+    policy.placeholders = placeholders.to_vec();
+    policy
 }
 
 impl Enforcer {
@@ -153,14 +172,20 @@ impl Enforcer {
         upstreams: Vec<IpAddr>,
         interfaces: Interfaces,
         protected: Vec<IpNet>,
+        placeholders: Vec<(String, Vec<u8>)>,
         profile: Profile,
         persisted: Option<Persisted>,
         state_file: PathBuf,
         name_check: bool,
         start_name_check: Box<dyn Fn() -> anyhow::Result<()> + Send + Sync>,
     ) -> Enforcer {
-        let generation = persisted.as_ref().map_or(0, |p| p.generation);
-        shared.set_generation(generation, persisted.as_ref().map_or(0, |p| p.reloads));
+        let current = Current {
+            profile,
+            persisted,
+            name_check,
+        };
+        let reloads = current.persisted.as_ref().map_or(0, |p| p.reloads);
+        shared.set_generation(current.generation(), reloads);
         Enforcer {
             firewall,
             policy,
@@ -168,24 +193,16 @@ impl Enforcer {
             upstreams,
             interfaces,
             protected,
-            placeholders: vec![],
+            placeholders,
             state_file,
             start_name_check,
-            current: Mutex::new(Current {
-                profile,
-                persisted,
-                generation,
-                name_check,
-            }),
+            current: Mutex::new(current),
         }
     }
 
-    /// The policy of `profile`, with this sentry's protected ranges.
+    /// The policy of `profile` in this sentry.
     pub fn policy_of(&self, profile: &Profile) -> Policy {
-        let mut policy = Policy::from_profile(profile);
-        policy.protected.extend(self.protected.iter().copied());
-        policy.placeholders = self.placeholders.clone();
-        policy
+        sentry_policy(profile, &self.protected, &self.placeholders)
     }
 
     /// The whole ruleset of `policy` in `generation`.
@@ -210,9 +227,9 @@ impl Enforcer {
         let old = self.policy.get();
         let policy = self.policy_of(&new);
         let generation = if takes_away(&old, &policy) {
-            current.generation.wrapping_add(1)
+            current.generation().wrapping_add(1)
         } else {
-            current.generation
+            current.generation()
         };
         if policy.binds_names() && !current.name_check {
             if let Err(e) = (self.start_name_check)() {
@@ -239,7 +256,7 @@ impl Enforcer {
             .cloned()
             .collect();
         rs.fill(elements(&intercepted, Target::Intercepted));
-        if generation != current.generation {
+        if generation != current.generation() {
             rs.fill(elements(&plan.kept, Target::Kept));
         }
         let persisted = Persisted {
@@ -271,7 +288,6 @@ impl Enforcer {
         self.shared.set_generation(generation, persisted.reloads);
         current.profile = new;
         current.persisted = Some(persisted);
-        current.generation = generation;
         tracing::info!(?summary, "reloaded");
         Outcome::Reloaded(summary)
     }
@@ -479,6 +495,7 @@ mod tests {
                 enclave: "eth1".into(),
                 uplink: "eth0".into(),
             },
+            vec![],
             vec![],
             profile,
             None,

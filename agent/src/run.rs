@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::creds::{self, ca, proxy::Proxy};
 use crate::denylog::{self, nflog::NfLog, watch};
@@ -19,7 +19,7 @@ use crate::firewall::ruleset::Ruleset;
 use crate::firewall::Firewall;
 use crate::links;
 use crate::names::{self, queue::NfQueue};
-use crate::policy::{Policy, PolicyCell};
+use crate::policy::PolicyCell;
 use crate::profile::Mode;
 use crate::profile::Profile;
 use crate::reload::{self, Enforcer};
@@ -45,7 +45,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Some(p) => Profile::parse(&p.profile, &state_file)?,
         None => Profile::parse(&opts.profile_text, &opts.profile_origin)?,
     };
-    let mut policy = Policy::from_profile(&profile);
     let mut firewall = Firewall::new(Box::new(NetlinkTransport::open()?));
     firewall
         .install(&Ruleset::lockdown())
@@ -57,8 +56,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         &opts.secrets,
     )?;
 
-    let upstreams = upstreams(&policy, &opts)?;
-    let report = links::setup(policy.enclave.sentry_ip).await?;
+    let upstreams = upstreams(&profile, &opts)?;
+    let report = links::setup(profile.enclave.sentry_ip).await?;
     let interfaces = report.interfaces.clone();
     tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, gateways = ?report.uplink_gateways, removed_routes = report.removed_routes, kept_routes = report.kept_routes, "interfaces");
     let gateways: Vec<IpNet> = report
@@ -66,12 +65,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .iter()
         .map(|gw| IpNet::from(*gw))
         .collect();
-    policy.protected.extend(gateways.iter().copied());
-    policy.placeholders = credentials
+    let placeholders: Vec<(String, Vec<u8>)> = credentials
         .iter()
         .map(|c| (c.secret.env.clone(), c.secret.placeholder.clone()))
         .collect();
-    let placeholders = policy.placeholders.clone();
+    let policy = reload::sentry_policy(&profile, &gateways, &placeholders);
     let binds_names = policy.binds_names();
     let cell = Arc::new(PolicyCell::new(policy));
     let shared = Arc::new(Shared::default());
@@ -98,7 +96,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         None
     } else {
         let (cert, key) = ca::paths(&opts.control);
-        let hosts = creds::hosts(&credentials);
+        let hosts = cell.get().intercept_hosts.clone();
         let authority = ca::Authority::load_or_create(&cert, &key, &profile.moniker, &hosts)
             .context("making the credential CA")?;
         let count = credentials.len();
@@ -118,21 +116,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Some(handle)
     };
     let firewall = Arc::new(Mutex::new(firewall));
-    let mut enforcer = Enforcer::new(
+    let enforcer = Arc::new(Enforcer::new(
         firewall.clone(),
         cell.clone(),
         shared.clone(),
         upstreams.clone(),
         interfaces.clone(),
         gateways,
+        placeholders,
         profile,
         persisted,
         state_file,
         binds_names,
         Box::new(start_name_check),
-    );
-    enforcer.placeholders = placeholders;
-    let enforcer = Arc::new(enforcer);
+    ));
     let policy = cell.get();
     let (generation, reloads) = shared.generation();
     firewall
@@ -201,12 +198,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 }
 
 /// The profile's resolvers, or the sentry's own resolv.conf.
-fn upstreams(policy: &Policy, opts: &RunOptions) -> anyhow::Result<Vec<IpAddr>> {
-    if !policy.upstream_dns.is_empty() || policy.dns == Mode::Disabled {
-        return Ok(policy.upstream_dns.clone());
+fn upstreams(profile: &Profile, opts: &RunOptions) -> anyhow::Result<Vec<IpAddr>> {
+    let uplink = &profile.uplink;
+    if !uplink.upstream_dns.is_empty() || uplink.dns == Mode::Disabled {
+        return Ok(uplink.upstream_dns.clone());
     }
     let text = std::fs::read_to_string(&opts.resolv_conf).unwrap_or_default();
-    let found = resolvers(&text, policy);
+    let found = resolvers(&text, profile.enclave.subnet);
     if found.is_empty() {
         bail!(
             "no upstream DNS: uplink.upstream_dns is empty and {} names no usable nameserver; set uplink.upstream_dns in the profile",
@@ -217,13 +215,13 @@ fn upstreams(policy: &Policy, opts: &RunOptions) -> anyhow::Result<Vec<IpAddr>> 
 }
 
 /// `nameserver` lines, leaving out loopback and the enclave (that is us).
-pub fn resolvers(resolv_conf: &str, policy: &Policy) -> Vec<IpAddr> {
+pub fn resolvers(resolv_conf: &str, enclave: Ipv4Net) -> Vec<IpAddr> {
     resolv_conf
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .filter_map(|rest| rest.trim().split('%').next()?.parse::<IpAddr>().ok())
         .filter(|ip| !ip.is_loopback())
-        .filter(|ip| !matches!(ip, IpAddr::V4(v4) if policy.enclave.subnet.contains(v4)))
+        .filter(|ip| !matches!(ip, IpAddr::V4(v4) if enclave.contains(v4)))
         .collect()
 }
 
@@ -245,9 +243,9 @@ mod tests {
     #[test]
     fn resolv_conf_skips_loopback_and_enclave() {
         let text = "moniker = \"tt\"\n[bottle]\nimage = \"i\"\n[enclave]\nsubnet = \"10.242.0.0/24\"\nsentry_ip = \"10.242.0.2\"\nbottle_ip = \"10.242.0.3\"\n[uplink]\ndns = \"allowlist\"\naccess = \"allowlist\"\ndomains = [\"a.test\"]\n";
-        let policy = Policy::from_profile(&Profile::parse(text, Path::new("t")).unwrap());
+        let profile = Profile::parse(text, Path::new("t")).unwrap();
         let conf = "# comment\nsearch dns.podman\nnameserver 10.89.0.1\nnameserver 127.0.0.53\nnameserver 10.242.0.2\nnameserver fe80::1%eth0\n";
-        let got = resolvers(conf, &policy);
+        let got = resolvers(conf, profile.enclave.subnet);
         assert_eq!(
             got,
             vec![

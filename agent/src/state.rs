@@ -27,15 +27,6 @@ const WATCH_BACKLOG: usize = 256;
 const EXPIRED_KEPT: Duration = Duration::from_secs(24 * 3600);
 const MAX_LEARNED_KEPT: usize = 16384;
 
-#[derive(Debug)]
-struct LearnedEntry {
-    name: String,
-    ports: Ports,
-    expires: Instant,
-    /// A reload took it away (its name is no longer allowed).
-    revoked: bool,
-}
-
 /// What a reload does with the addresses names opened before it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadPlan {
@@ -55,7 +46,7 @@ pub struct Shared {
     pub dns_refused: AtomicU64,
     pub dns_failed: AtomicU64,
     refused: Mutex<VecDeque<String>>,
-    learned: Mutex<BTreeMap<IpAddr, LearnedEntry>>,
+    learned: Mutex<BTreeMap<IpAddr, LearnedRecord>>,
     reloads: AtomicU64,
     generation: AtomicU64,
     names_allowed: AtomicU64,
@@ -110,6 +101,7 @@ pub struct LearnedRecord {
     pub name: String,
     pub ports: Ports,
     pub expires: Instant,
+    /// A reload took it away (its name is no longer allowed).
     pub revoked: bool,
 }
 
@@ -207,7 +199,7 @@ impl Shared {
         for item in items {
             l.insert(
                 item.addr,
-                LearnedEntry {
+                LearnedRecord {
                     name: name.to_string(),
                     ports: item.ports.clone(),
                     expires: sent + item.timeout,
@@ -238,13 +230,7 @@ impl Shared {
 
     /// What was last learned for `addr`, even if it has expired since.
     pub fn learned_record(&self, addr: IpAddr) -> Option<LearnedRecord> {
-        let l = self.learned.lock().unwrap();
-        l.get(&addr).map(|e| LearnedRecord {
-            name: e.name.clone(),
-            ports: e.ports.clone(),
-            expires: e.expires,
-            revoked: e.revoked,
-        })
+        self.learned.lock().unwrap().get(&addr).cloned()
     }
 
     /// What a reload to a policy that grants `grant(address, name)` keeps

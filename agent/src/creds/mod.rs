@@ -110,11 +110,3 @@ pub fn load(
     }
     Ok(out)
 }
-
-/// Every credential host, once.
-pub fn hosts(creds: &[Credential]) -> Vec<String> {
-    let mut hosts: Vec<String> = creds.iter().flat_map(|c| c.hosts.clone()).collect();
-    hosts.sort();
-    hosts.dedup();
-    hosts
-}

@@ -287,7 +287,6 @@ impl Proxy {
         let (here, others) = self.secrets_for(&host);
         let exchange = Arc::new(Exchange {
             sender,
-            redactor_secrets: here.clone(),
             here,
             others,
             host,
@@ -368,7 +367,6 @@ struct Exchange {
     sender: Sender,
     /// This host's credentials: swapped in.
     here: Vec<Secret>,
-    redactor_secrets: Vec<Secret>,
     /// Other hosts' credentials: their placeholder here is refused.
     others: Vec<Secret>,
     host: String,
@@ -417,7 +415,7 @@ impl Exchange {
                 });
             }
         }
-        let redactor = Redactor::new(&self.redactor_secrets);
+        let redactor = Redactor::new(&self.here);
         // Redaction may change the body's length: it goes without one
         // (chunked, or HTTP/2 frames) instead.
         resp.headers_mut().remove(http::header::CONTENT_LENGTH);

@@ -43,6 +43,28 @@ pub fn replace(data: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `data` with every `from` of `pairs` replaced by its `to`, one pair
+/// after the other; `None` if none occurred.
+fn replace_all<'a>(
+    data: &[u8],
+    pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Option<Vec<u8>> {
+    let mut current: Option<Vec<u8>> = None;
+    for (from, to) in pairs {
+        if let Some(v) = replace(current.as_deref().unwrap_or(data), from, to) {
+            current = Some(v);
+        }
+    }
+    current
+}
+
+/// Each secret's placeholder, then its real value.
+fn placeholder_to_real(secrets: &[Secret]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    secrets
+        .iter()
+        .map(|s| (s.placeholder.as_slice(), s.real.as_slice()))
+}
+
 pub fn contains(data: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && memchr::memmem::find(data, needle).is_some()
 }
@@ -51,19 +73,9 @@ pub fn contains(data: &[u8], needle: &[u8]) -> bool {
 /// their real values, also inside `Basic` credentials; `None` if it holds
 /// none.
 pub fn swap_value(value: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
-    let mut current = value.to_vec();
-    let mut changed = false;
-    for s in secrets {
-        if let Some(v) = replace(&current, &s.placeholder, &s.real) {
-            current = v;
-            changed = true;
-        }
-    }
-    if let Some(v) = swap_basic(&current, secrets) {
-        current = v;
-        changed = true;
-    }
-    changed.then_some(current)
+    let plain = replace_all(value, placeholder_to_real(secrets));
+    let current = plain.as_deref().unwrap_or(value);
+    swap_basic(current, secrets).or(plain)
 }
 
 /// `Basic BASE64(user:password)` with a placeholder inside, re-encoded.
@@ -75,15 +87,8 @@ fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
     }
     let engine = base64::engine::general_purpose::STANDARD;
     let decoded = engine.decode(encoded.trim()).ok()?;
-    let mut swapped = decoded;
-    let mut changed = false;
-    for s in secrets {
-        if let Some(v) = replace(&swapped, &s.placeholder, &s.real) {
-            swapped = v;
-            changed = true;
-        }
-    }
-    changed.then(|| format!("{scheme} {}", engine.encode(swapped)).into_bytes())
+    let swapped = replace_all(&decoded, placeholder_to_real(secrets))?;
+    Some(format!("{scheme} {}", engine.encode(swapped)).into_bytes())
 }
 
 /// The secrets among `others` whose placeholder (plain or in Basic
@@ -120,15 +125,12 @@ impl Redactor {
 
     /// The whole of a value at once (a header).
     pub fn redact_all(&self, data: &[u8]) -> Option<Vec<u8>> {
-        let mut current = data.to_vec();
-        let mut changed = false;
-        for (real, placeholder) in &self.secrets {
-            if let Some(v) = replace(&current, real, placeholder) {
-                current = v;
-                changed = true;
-            }
-        }
-        changed.then_some(current)
+        replace_all(
+            data,
+            self.secrets
+                .iter()
+                .map(|(real, placeholder)| (real.as_slice(), placeholder.as_slice())),
+        )
     }
 
     /// What of `chunk` (after what was held back) can go out now.

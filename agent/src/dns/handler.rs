@@ -14,7 +14,7 @@ use super::answer::{cap_ttl, cname_chain, learn_items, strip_service_params, wit
 use super::decide::{check_request, decide, Decision};
 use super::upstream::Upstream;
 use super::Learner;
-use crate::policy::PolicyCell;
+use crate::policy::{Policy, PolicyCell};
 use crate::profile::{normalize, Ports};
 use crate::state::Shared;
 
@@ -83,14 +83,20 @@ impl Proxy {
                 self.shared.record_refused(&name);
                 Reply::error(ResponseCode::Refused)
             }
-            Decision::Forward { grant } => self.forward(query, &name, grant).await,
+            Decision::Forward { grant } => self.forward(query, &name, grant, &policy).await,
         }
     }
 
     /// Asks upstream, keeps the CNAME chain, learns its addresses if
     /// granted. Any failure is SERVFAIL: no answer whose addresses are not
     /// open gets through.
-    async fn forward(&self, query: &Query, name: &str, grant: Option<Ports>) -> Reply {
+    async fn forward(
+        &self,
+        query: &Query,
+        name: &str,
+        grant: Option<Ports>,
+        policy: &Policy,
+    ) -> Reply {
         let upstream_answer = match self.upstream.resolve(query).await {
             Ok(answer) => answer,
             Err(error) => {
@@ -106,12 +112,12 @@ impl Proxy {
             tracing::debug!(%name, stripped, "ech and address hints stripped");
         }
         if let (ResponseCode::NoError, Some(ports)) = (rcode, grant) {
-            let (kept, withheld) = withhold_protected(answers, &self.policy.get());
+            let (kept, withheld) = withhold_protected(answers, policy);
             if !withheld.is_empty() {
                 tracing::warn!(%name, ?withheld, "the answer names protected addresses; withheld from the bottle");
             }
             answers = kept;
-            if let Err(error) = self.learn(name, &mut answers, &ports).await {
+            if let Err(error) = self.learn(name, &mut answers, &ports, policy).await {
                 tracing::error!(%name, %error, "cannot open the answered addresses; answering SERVFAIL");
                 self.shared.count_failed();
                 return Reply::error(ResponseCode::ServFail);
@@ -125,9 +131,14 @@ impl Proxy {
     /// address a recent answer already keeps open is not sent to the kernel
     /// again; its TTL is lowered to the time it stays open instead. The
     /// learner talks to the kernel, so it runs off the async workers.
-    async fn learn(&self, name: &str, answers: &mut [Record], ports: &Ports) -> Result<(), String> {
-        let policy = self.policy.get();
-        let mut items = learn_items(answers, ports, &policy);
+    async fn learn(
+        &self,
+        name: &str,
+        answers: &mut [Record],
+        ports: &Ports,
+        policy: &Policy,
+    ) -> Result<(), String> {
+        let mut items = learn_items(answers, ports, policy);
         // A credential host's addresses must reach the credential proxy's
         // set even if another name opened them first.
         let intercepted = policy.intercepts(name);

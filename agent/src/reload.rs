@@ -296,8 +296,9 @@ impl Enforcer {
 /// Why fields that changed need a restart, in words.
 pub fn needs_restart(fields: &[String]) -> String {
     format!(
-        "{} changed, and a reload applies only the [uplink] policy (domains, cidrs, dns, access, min_ttl, name_binding)",
-        fields.join(", ")
+        "{} changed, and a reload applies only {}",
+        fields.join(", "),
+        Profile::RELOADABLE
     )
 }
 

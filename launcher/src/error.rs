@@ -91,7 +91,7 @@ pub enum Error {
         profile: String,
     },
 
-    #[error("{} changed in {profile}, and a reload applies only the [uplink] policy (domains, cidrs, dns, access, min_ttl, name_binding); nothing changed; fix: run `rbm-launch up {profile}` to apply it (the bottle restarts), or undo the change", .fields.join(", "))]
+    #[error("{} changed in {profile}, and a reload applies only {}; nothing changed; fix: run `rbm-launch up {profile}` to apply it (the bottle restarts), or undo the change", .fields.join(", "), rbm_profile::Profile::RELOADABLE)]
     ReloadNeedsRestart {
         fields: Vec<String>,
         profile: String,

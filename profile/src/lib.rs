@@ -301,6 +301,10 @@ impl Profile {
         Names::new(&self.moniker)
     }
 
+    /// What a reload applies, in words (the fields `restart_fields` leaves).
+    pub const RELOADABLE: &'static str =
+        "the [uplink] policy (domains, cidrs, dns, access, min_ttl, name_binding)";
+
     /// The fields that differ between the running profile (`self`) and
     /// `new` and that a live reload cannot apply: they shape the bottle,
     /// the networks or the sentry's own plumbing, not what the bottle may

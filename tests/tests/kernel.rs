@@ -103,9 +103,11 @@ fn zone(race: u32) -> String {
     zone
 }
 
-fn profile(upstream: Ipv4Addr, name_binding: bool) -> String {
+/// The moniker, bottle and enclave of every kernel test's profile: the
+/// topology's addresses.
+fn profile_head(moniker: &str) -> String {
     format!(
-        r#"moniker = "kernel"
+        r#"moniker = "{moniker}"
 
 [bottle]
 image = "localhost/rbm-unused:latest"
@@ -114,7 +116,14 @@ image = "localhost/rbm-unused:latest"
 subnet = "10.242.0.0/24"
 sentry_ip = "{SENTRY_ENCLAVE_V4}"
 bottle_ip = "{BOTTLE_V4}"
+"#
+    )
+}
 
+fn profile(upstream: Ipv4Addr, name_binding: bool) -> String {
+    let head = profile_head("kernel");
+    format!(
+        r#"{head}
 [uplink]
 dns = "allowlist"
 access = "allowlist"

@@ -29,17 +29,9 @@ struct CredLab {
 }
 
 fn cred_profile() -> String {
+    let head = profile_head("creds");
     format!(
-        r#"moniker = "creds"
-
-[bottle]
-image = "localhost/rbm-unused:latest"
-
-[enclave]
-subnet = "10.242.0.0/24"
-sentry_ip = "{SENTRY_ENCLAVE_V4}"
-bottle_ip = "{BOTTLE_V4}"
-
+        r#"{head}
 [uplink]
 dns = "allowlist"
 access = "allowlist"

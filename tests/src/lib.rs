@@ -10,6 +10,7 @@ pub mod certs;
 pub mod cmd;
 pub mod files;
 pub mod json;
+pub mod launcher;
 pub mod netns;
 pub mod podman;
 pub mod probe;

@@ -18,34 +18,27 @@
 //! rbm-launch gets `--podman $RBM_PODMAN`. scripts/test runs this file once
 //! per flavour: Podman 5.4 and 5.8, rootful and rootless.
 
-use std::env;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use rbm_tests::bins::workspace_root;
 use rbm_tests::bottle::{shown, Bottle, OPEN_MS};
 use rbm_tests::certs::{Leaf, TestCa};
-use rbm_tests::cmd::Spawned;
 use rbm_tests::files::write_file;
 use rbm_tests::json::{str_field, str_list};
+use rbm_tests::launcher::{Launched, Launcher};
 use rbm_tests::netns::ProbeRun;
 use rbm_tests::podman::{
-    fresh_dir, require_podman, test_images, Podman, WorldContainer, BOTTLE_IMAGE, PODMAN_ENV,
+    fresh_dir, require_podman, test_images, Podman, WorldContainer, BOTTLE_IMAGE,
 };
 use rbm_tests::probe::conn::{tcp_line, udp_reply};
 use rbm_tests::world::https::HttpsServer;
 use rbm_tests::world::setup::WorldSetup;
-use rbm_tests::{cmd, parse_json, probe_json, run_ok, static_bin, Output};
+use rbm_tests::{parse_json, probe_json, run_ok, static_bin, Output};
 use serde_json::Value;
 
-/// Environment variable naming the rbm-launch binary under test.
-const LAUNCH_ENV: &str = "RBM_LAUNCH";
-/// Environment variable naming a program that runs a command where the
-/// Podman under test runs (scripts/podman5's `enter` wrapper).
-const ENTER_ENV: &str = "RBM_ENTER";
 /// The image rbm-launch builds for every sentry.
 const SENTRY_IMAGE: &str = "localhost/rbm-sentry:latest";
 /// Allowed by every profile here; answers the world at .10.
@@ -207,75 +200,6 @@ subnet = "{uplink}/24"
     }
 }
 
-/// The rbm-launch binary, run from `/`: through RBM_ENTER if set (it then
-/// finds Podman by itself), else with `--podman`.
-struct Launcher {
-    program: String,
-    podman: Podman,
-    enter: Option<String>,
-}
-
-impl Launcher {
-    fn find(podman: Podman) -> Result<Launcher> {
-        let path = match env::var_os(LAUNCH_ENV) {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => workspace_root().join("target/debug/rbm-launch"),
-        };
-        ensure!(
-            path.is_file(),
-            "rbm-launch not found at {}: run `cargo build -p rbm-launch`, or set {LAUNCH_ENV}",
-            path.display()
-        );
-        Ok(Launcher {
-            program: path.to_string_lossy().into_owned(),
-            podman,
-            enter: env::var(ENTER_ENV).ok().filter(|e| !e.is_empty()),
-        })
-    }
-
-    fn run(&self, args: &[&str], timeout: Duration) -> Result<Output> {
-        let (program, all) = self.command_line(args);
-        cmd::run(&program, &all, timeout)
-    }
-
-    /// `rbm-launch ARGS` in the background (e.g. `watch`), stopped on drop.
-    fn spawn(&self, args: &[&str]) -> Result<Spawned> {
-        let (program, all) = self.command_line(args);
-        cmd::spawn(&program, &all)
-    }
-
-    /// `ARGS` where Podman runs (through RBM_ENTER, else here).
-    fn enter_run(&self, args: &[&str], timeout: Duration) -> Result<Output> {
-        match &self.enter {
-            Some(enter) => cmd::run(enter, args, timeout),
-            None => cmd::run(args[0], &args[1..], timeout),
-        }
-    }
-
-    /// The program and arguments that run `rbm-launch ARGS` from `/`.
-    fn command_line(&self, args: &[&str]) -> (String, Vec<String>) {
-        let mut all = vec!["-C", "/", self.program.as_str()];
-        let program = match &self.enter {
-            Some(enter) => {
-                all.extend_from_slice(args);
-                let mut entered = vec!["env", "-u", PODMAN_ENV];
-                entered.extend_from_slice(&all);
-                all = entered;
-                enter.as_str()
-            }
-            None => {
-                all.extend_from_slice(&["--podman", self.podman.program()]);
-                all.extend_from_slice(args);
-                "env"
-            }
-        };
-        (
-            program.to_string(),
-            all.into_iter().map(String::from).collect(),
-        )
-    }
-}
-
 /// Fails unless rbm-launch printed nothing but its own progress lines:
 /// no error, warning or note from Podman or netavark.
 fn assert_quiet(out: &Output) {
@@ -302,22 +226,6 @@ struct Lab {
     worlds: Vec<WorldContainer>,
     launched: Launched,
     podman: Podman,
-}
-
-/// Runs `rbm-launch stop` on drop, even after a panic.
-struct Launched {
-    launcher: Launcher,
-    profile: String,
-}
-
-impl Drop for Launched {
-    fn drop(&mut self) {
-        match self.launcher.run(&["stop", &self.profile], CMD_TIMEOUT) {
-            Ok(out) if out.success() => {}
-            Ok(out) => eprintln!("cleanup: {}", out.stderr.trim()),
-            Err(e) => eprintln!("cleanup: {e:#}"),
-        }
-    }
 }
 
 impl Lab {

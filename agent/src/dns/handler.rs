@@ -12,17 +12,19 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 
 use super::answer::{cap_ttl, cname_chain, learn_items, strip_service_params, withhold_protected};
 use super::decide::{check_request, decide, Decision};
-use super::upstream::Upstream;
+use super::upstream::{Resolve, Upstream};
 use super::Learner;
 use crate::policy::{Policy, PolicyCell};
 use crate::profile::{normalize, Ports};
 use crate::state::Shared;
 
-pub(crate) struct Proxy {
+/// Asks `U` for the names it forwards: the upstream resolvers, unless the
+/// proxy is driven in memory (`dns::fuzz`).
+pub(crate) struct Proxy<U = Upstream> {
     policy: Arc<PolicyCell>,
     learner: Arc<dyn Learner>,
     shared: Arc<Shared>,
-    upstream: Upstream,
+    upstream: U,
 }
 
 /// What goes back to the client besides the echoed question.
@@ -41,7 +43,7 @@ impl Reply {
 }
 
 #[async_trait::async_trait]
-impl RequestHandler for Proxy {
+impl<U: Resolve> RequestHandler for Proxy<U> {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
@@ -52,13 +54,13 @@ impl RequestHandler for Proxy {
     }
 }
 
-impl Proxy {
+impl<U: Resolve> Proxy<U> {
     pub(crate) fn new(
         policy: Arc<PolicyCell>,
         learner: Arc<dyn Learner>,
         shared: Arc<Shared>,
-        upstream: Upstream,
-    ) -> Proxy {
+        upstream: U,
+    ) -> Proxy<U> {
         Proxy {
             policy,
             learner,

@@ -6,10 +6,12 @@
 //! `decide` checks a request and maps the policy's verdict to an action,
 //! `upstream` asks the upstream resolvers (UDP, TCP on truncation),
 //! `answer` filters an upstream answer and lists what to learn, `handler`
-//! ties them together behind hickory-server's `RequestHandler`.
+//! ties them together behind hickory-server's `RequestHandler`. `fuzz`
+//! runs that handler on bytes in memory, for the fuzz targets.
 
 mod answer;
 mod decide;
+pub mod fuzz;
 mod handler;
 mod upstream;
 

@@ -2,6 +2,7 @@
 //! port) with a fresh random ID, over TCP to the same server when the UDP
 //! answer is truncated, each server in order until one answers.
 
+use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -23,6 +24,14 @@ const UDP_BUFFER: usize = 4096;
 /// the budget) instead of using up the sentry's sockets.
 const MAX_IN_FLIGHT: usize = 256;
 
+/// Where the proxy's forwarded questions get their answers: the upstream
+/// resolvers, or (`dns::fuzz`) an answer given in memory.
+pub(crate) trait Resolve: Send + Sync + Unpin + 'static {
+    /// The first answer to `query`, whatever its rcode, that passed
+    /// `answers` (same ID and question as what was asked).
+    fn resolve(&self, query: &Query) -> impl Future<Output = Result<Message, DnsError>> + Send;
+}
+
 pub(crate) struct Upstream {
     servers: Vec<SocketAddr>,
     try_timeout: Duration,
@@ -36,29 +45,6 @@ impl Upstream {
             try_timeout,
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
         }
-    }
-
-    /// The first answer any server gives to `query`, whatever its rcode.
-    pub(crate) async fn resolve(&self, query: &Query) -> Result<Message, DnsError> {
-        let deadline = Instant::now() + TOTAL_BUDGET;
-        let _permit = match timeout_at(deadline, self.in_flight.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(DnsError::Busy(MAX_IN_FLIGHT)),
-        };
-        let mut last = DnsError::NoUpstreams;
-        for &server in &self.servers {
-            match self.ask(server, query, deadline).await {
-                Ok(answer) => return Ok(answer),
-                Err(e) => {
-                    tracing::warn!(%server, name = %query.name, error = %e, "upstream DNS server failed");
-                    last = e;
-                }
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-        }
-        Err(last)
     }
 
     /// One server: UDP, then TCP if the UDP answer was truncated.
@@ -99,8 +85,32 @@ impl Upstream {
     }
 }
 
+impl Resolve for Upstream {
+    async fn resolve(&self, query: &Query) -> Result<Message, DnsError> {
+        let deadline = Instant::now() + TOTAL_BUDGET;
+        let _permit = match timeout_at(deadline, self.in_flight.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(DnsError::Busy(MAX_IN_FLIGHT)),
+        };
+        let mut last = DnsError::NoUpstreams;
+        for &server in &self.servers {
+            match self.ask(server, query, deadline).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    tracing::warn!(%server, name = %query.name, error = %e, "upstream DNS server failed");
+                    last = e;
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(last)
+    }
+}
+
 /// A recursive query for `query` alone, with a fresh random ID and EDNS.
-fn build_request(query: &Query) -> Message {
+pub(crate) fn build_request(query: &Query) -> Message {
     let mut request = Message::query();
     request.metadata.recursion_desired = true;
     request.add_query(Query::query(query.name.clone(), query.query_type));
@@ -111,7 +121,7 @@ fn build_request(query: &Query) -> Message {
 }
 
 /// Is `answer` the response to `request`: same ID, same single question?
-fn answers(request: &Message, answer: &Message) -> bool {
+pub(crate) fn answers(request: &Message, answer: &Message) -> bool {
     answer.metadata.message_type == MessageType::Response
         && answer.metadata.id == request.metadata.id
         && answer.queries.len() == 1

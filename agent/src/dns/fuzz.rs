@@ -1,0 +1,198 @@
+//! The proxy on bytes in memory, for the fuzz targets (tests/fuzz): a query
+//! as the bottle sent it and the upstream's reply as it came back go through
+//! the very handler the agent serves, without sockets or a firewall.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use hickory_proto::op::{Message, MessageType, Query};
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+
+use super::handler::Proxy;
+use super::upstream::{answers, build_request, Resolve};
+use super::{DnsError, Learner};
+use crate::firewall::{FirewallError, Learn};
+use crate::policy::{Policy, PolicyCell};
+use crate::state::Shared;
+
+/// Where the queries come from: the bottle's usual address.
+const BOTTLE: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 242, 0, 3)), 40000);
+
+/// An answer as encoded for the bottle, or why it does not encode.
+pub type Encoded = Result<Vec<u8>, String>;
+
+/// What the proxy did with one query.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The answer to the bottle, encoded as for UDP. `None` when the proxy
+    /// never saw the query: hickory-server drops a datagram that is a
+    /// response or whose header does not decode, and answers FORMERR
+    /// itself to one whose body does not. `Err` when the answer does not
+    /// encode (the server would send a bare SERVFAIL instead).
+    pub answer: Option<Encoded>,
+    /// What the firewall was asked to open, batch after batch.
+    pub learned: Vec<Learn>,
+}
+
+/// `query`, a UDP datagram from the bottle, through the proxy with `policy`
+/// in force. A forwarded question gets `upstream` as the upstream's reply,
+/// decoded and matched to the question as the upstream client does (its ID
+/// taken as right: the real one is random); none, or one that does not
+/// decode or match, is an upstream failure. Needs a Tokio runtime: the
+/// learner runs on its blocking pool.
+pub async fn exchange(policy: Policy, query: &[u8], upstream: Option<&[u8]>) -> Exchange {
+    let recorder = Arc::new(Recorder::default());
+    let proxy = Proxy::new(
+        Arc::new(PolicyCell::new(policy)),
+        recorder.clone(),
+        Arc::new(Shared::default()),
+        Canned(upstream.map(<[u8]>::to_vec)),
+    );
+    let sink = Sink::default();
+    let answer = match Request::from_bytes(query.to_vec(), BOTTLE, Protocol::Udp) {
+        Ok(request) if request.metadata.message_type == MessageType::Query => {
+            proxy
+                .handle_request::<_, TokioTime>(&request, sink.clone())
+                .await;
+            sink.0.lock().unwrap().take()
+        }
+        _ => None,
+    };
+    let learned = std::mem::take(&mut *recorder.0.lock().unwrap());
+    Exchange { answer, learned }
+}
+
+/// The upstream's reply, given in memory.
+struct Canned(Option<Vec<u8>>);
+
+impl Resolve for Canned {
+    async fn resolve(&self, query: &Query) -> Result<Message, DnsError> {
+        let bytes = self.0.as_deref().ok_or(DnsError::NoUpstreams)?;
+        let reply = Message::from_vec(bytes).map_err(|e| DnsError::Message(e.to_string()))?;
+        let mut request = build_request(query);
+        request.metadata.id = reply.metadata.id;
+        if !answers(&request, &reply) {
+            return Err(DnsError::Message(
+                "the reply answers another question".into(),
+            ));
+        }
+        Ok(reply)
+    }
+}
+
+/// Takes every batch at once, as a firewall that never fails.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Learn>>);
+
+impl Learner for Recorder {
+    fn learn(
+        &self,
+        _qname: &str,
+        items: &[Learn],
+        then: &mut dyn FnMut(),
+    ) -> Result<(), FirewallError> {
+        self.0.lock().unwrap().extend_from_slice(items);
+        then();
+        Ok(())
+    }
+}
+
+/// Keeps the answer, encoded as hickory-server's `ResponseHandle` encodes
+/// it for UDP: at most the client's EDNS size, 512 bytes without EDNS.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Option<Encoded>>>);
+
+#[async_trait::async_trait]
+impl ResponseHandler for Sink {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let max_size = response.edns().map_or(512, |edns| edns.max_payload());
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(max_size);
+        let emitted = response.destructive_emit(&mut encoder);
+        let mut kept = self.0.lock().unwrap();
+        match emitted {
+            Ok(info) => {
+                *kept = Some(Ok(bytes));
+                Ok(info)
+            }
+            Err(error) => {
+                *kept = Some(Err(error.to_string()));
+                Err(error.into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::tests::{a, name, policy};
+    use crate::profile::Mode;
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::RecordType;
+
+    fn query(qname: &str) -> Message {
+        let mut m = Message::query();
+        m.metadata.id = 7;
+        m.add_query(Query::query(name(qname), RecordType::A));
+        m
+    }
+
+    fn run(policy: Policy, query: &Message, reply: Option<&Message>) -> (Message, Vec<Learn>) {
+        let reply = reply.map(|r| r.to_vec().unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let done = rt.block_on(exchange(policy, &query.to_vec().unwrap(), reply.as_deref()));
+        let bytes = done.answer.expect("answered").expect("encodes");
+        (Message::from_vec(&bytes).unwrap(), done.learned)
+    }
+
+    #[test]
+    fn an_allowed_name_is_answered_from_the_given_reply_and_learned() {
+        let p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test:443"]);
+        let q = query("a.test");
+        let mut reply = Message::response(99, q.metadata.op_code);
+        reply.add_queries(q.queries.clone());
+        reply.add_answer(a("a.test", "192.0.2.1", 60));
+        reply.add_answer(a("evil.test", "192.0.2.66", 60));
+        let (answer, learned) = run(p, &q, Some(&reply));
+        assert_eq!(answer.metadata.id, 7);
+        assert_eq!(answer.answers, [a("a.test", "192.0.2.1", 60)]);
+        let addrs: Vec<_> = learned.iter().map(|l| l.addr.to_string()).collect();
+        assert_eq!(addrs, ["192.0.2.1"]);
+    }
+
+    #[test]
+    fn a_refused_name_or_a_reply_to_another_question_learns_nothing() {
+        let p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test"]);
+        let (answer, learned) = run(p.clone(), &query("b.test"), None);
+        assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+        assert!(learned.is_empty());
+
+        let mut other = Message::response(1, query("a.test").metadata.op_code);
+        other.add_queries(query("c.test").queries);
+        other.add_answer(a("a.test", "192.0.2.1", 60));
+        let (answer, learned) = run(p, &query("a.test"), Some(&other));
+        assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+        assert!(learned.is_empty());
+    }
+}

@@ -79,11 +79,11 @@ fn parse_v4(ip: &[u8]) -> Option<IpHeader<'_>> {
     let header = usize::from(ip[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
     let fragment = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
-    if header < 20 {
+    if header < 20 || ip.len() < header {
         return None;
     }
     let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(*ip.get(16)?, ip[17], ip[18], ip[19]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
     Some(IpHeader {
         proto: ip[9],
         src: src.into(),
@@ -213,5 +213,17 @@ pub mod tests {
         assert_eq!(parse(&icmp), None);
         assert_eq!(parse(&[0x45, 0, 0]), None);
         assert_eq!(parse(&[]), None);
+    }
+
+    #[test]
+    fn an_ipv4_header_cut_short_is_not_a_packet() {
+        // Found by the names fuzz target: 13 bytes read up to index 15.
+        let whole = tcp4("198.51.100.10:443".parse().unwrap(), 1, b"x");
+        for len in 8..20 {
+            assert_eq!(parse(&whole[..len]), None, "{len} bytes");
+        }
+        let mut options = whole.clone();
+        options[0] = 0x4f; // 60 bytes of header, more than the packet has
+        assert_eq!(parse(&options), None);
     }
 }

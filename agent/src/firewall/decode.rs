@@ -103,7 +103,7 @@ mod tests {
         let expected: usize = rs.chains.iter().map(|c| c.rules.len()).sum();
         assert_eq!(decoded.len(), expected);
         let first_forward = decoded.iter().find(|r| r.chain == "forward").unwrap();
-        assert_eq!(first_forward.comment, "recheck:older");
+        assert_eq!(first_forward.comment, "drop:spoofed-source");
         assert_eq!(first_forward.packets, 0);
         assert_eq!(decoded[0].chain, "refuse");
     }

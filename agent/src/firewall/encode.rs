@@ -366,6 +366,11 @@ impl Exprs<'_> {
                 self.daddr(ip.is_ipv6(), REG_1);
                 self.cmp(CMP_EQ, &addr_bytes(*ip));
             }
+            Match::Saddr4Not(ip) => {
+                self.nfproto(NFPROTO_IPV4);
+                self.payload(PAYLOAD_NETWORK, 12, 4, REG_1);
+                self.cmp(CMP_NEQ, &ip.octets());
+            }
             Match::Icmpv6Type(t) => {
                 self.nfproto(NFPROTO_IPV6);
                 self.meta(META_L4PROTO, REG_1);

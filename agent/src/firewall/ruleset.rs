@@ -178,6 +178,8 @@ pub enum Match {
     /// Layer-4 protocol (6 tcp, 17 udp), then `th dport`.
     ProtoPort(u8, u16),
     Daddr(IpAddr),
+    /// An IPv4 packet whose source is not this address.
+    Saddr4Not(Ipv4Addr),
     /// An ICMPv6 message of this type (IPv6 neighbour discovery needs them).
     Icmpv6Type(u8),
     /// Destination (and for port sets, protocol and port) in a named set.
@@ -356,7 +358,7 @@ impl Ruleset {
         }
         chains.extend([
             forward_chain(input),
-            input_chain(&input.interfaces, input.intercept),
+            input_chain(&input.interfaces, input.bottle_ip, input.intercept),
             output_chain(input),
             prerouting_chain(input),
             local_entry_chain(input),
@@ -701,6 +703,7 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
     let generation = input.generation;
     let plain = marks::ct(generation, marks::PLAIN);
     let mut rules = vec![
+        spoofed_source(&input.interfaces, input.bottle_ip),
         rule(
             vec![
                 Match::CtState(CT_ESTABLISHED | CT_RELATED),
@@ -840,14 +843,32 @@ fn sentry_own(lo: Match) -> Vec<Rule> {
     rules
 }
 
-fn input_chain(ifs: &Interfaces, intercept: Option<u16>) -> ChainDef {
+/// Drops an IPv4 packet from the enclave whose source is not the bottle's
+/// address: a bottle with raw sockets could otherwise pass as the upstream
+/// resolver (and inject answers into the agent's open queries, or make the
+/// sentry send ICMP errors quoting its bytes to an uplink host) or as an
+/// uplink host (and have the DNS proxy answer to it: a reflection). First
+/// in input and forward, ahead of `established`.
+fn spoofed_source(ifs: &Interfaces, bottle_ip: Ipv4Addr) -> Rule {
+    rule(
+        vec![
+            Match::IifName(ifs.enclave.clone()),
+            Match::Saddr4Not(bottle_ip),
+        ],
+        Action::Drop,
+        "drop:spoofed-source",
+    )
+}
+
+fn input_chain(ifs: &Interfaces, bottle_ip: Ipv4Addr, intercept: Option<u16>) -> ChainDef {
     let dns = |proto| {
         vec![
             Match::IifName(ifs.enclave.clone()),
             Match::ProtoPort(proto, 53),
         ]
     };
-    let mut rules = sentry_own(Match::IifName("lo".into()));
+    let mut rules = vec![spoofed_source(ifs, bottle_ip)];
+    rules.extend(sentry_own(Match::IifName("lo".into())));
     rules.extend([
         rule(
             dns(Protocol::Udp.number()),
@@ -1061,7 +1082,7 @@ mod tests {
                 .position(|c| *c == "accept:established")
                 .unwrap();
             let names = access == Mode::Allowlist;
-            assert_eq!(established, if names { 6 } else { 2 });
+            assert_eq!(established, if names { 7 } else { 3 });
         }
     }
 
@@ -1070,8 +1091,9 @@ mod tests {
         let r = Ruleset::build(&input(Mode::Allowlist));
         let f = chain(&r, "forward");
         assert_eq!(
-            comments(f)[..7],
+            comments(f)[..8],
             [
+                "drop:spoofed-source",
                 "recheck:older",
                 "drop:refused-before",
                 "accept:name-decided",
@@ -1082,8 +1104,8 @@ mod tests {
             ]
         );
         let mark = |kind| Some(CtMarkSet::To(marks::ct(0, kind)));
-        assert_eq!(f.rules[3].set_ct_mark, mark(marks::ALLOWED));
-        assert_eq!(f.rules[4].set_ct_mark, mark(marks::DENIED));
+        assert_eq!(f.rules[4].set_ct_mark, mark(marks::ALLOWED));
+        assert_eq!(f.rules[5].set_ct_mark, mark(marks::DENIED));
         for r in f
             .rules
             .iter()
@@ -1121,7 +1143,7 @@ mod tests {
             .chains
             .iter()
             .all(|c| c.name != chains::NAME_CHECK && c.name != chains::NAME_OPEN));
-        assert_eq!(comments(chain(&r, "forward"))[2], "accept:established");
+        assert_eq!(comments(chain(&r, "forward"))[3], "accept:established");
     }
 
     #[test]
@@ -1132,14 +1154,14 @@ mod tests {
         let r = Ruleset::build(&i);
         let f = chain(&r, "forward");
         assert_eq!(
-            f.rules[0].matches[1],
+            f.rules[1].matches[1],
             Match::CtMarkMasked {
                 mask: marks::GENERATION_MASK,
                 value: marks::ct(7, marks::PLAIN),
                 equal: false
             }
         );
-        assert_eq!(f.rules[0].action, Action::Jump(chains::RECHECK));
+        assert_eq!(f.rules[1].action, Action::Jump(chains::RECHECK));
         for rule in f
             .rules
             .iter()
@@ -1186,6 +1208,7 @@ mod tests {
         assert_eq!(
             comments(chain(&d, "forward")),
             vec![
+                "drop:spoofed-source",
                 "recheck:older",
                 "drop:refused-before",
                 "accept:established",
@@ -1220,11 +1243,19 @@ mod tests {
         let i = chain(&r, "input");
         assert!(!i.policy_accept);
         assert_eq!(
-            i.rules[4].matches,
+            i.rules[0].matches,
+            vec![
+                Match::IifName("eth1".into()),
+                Match::Saddr4Not("10.242.0.3".parse().unwrap())
+            ]
+        );
+        assert_eq!(i.rules[0].action, Action::Drop);
+        assert_eq!(
+            i.rules[5].matches,
             vec![Match::IifName("eth1".into()), Match::ProtoPort(17, 53)]
         );
         assert_eq!(
-            i.rules[5].matches,
+            i.rules[6].matches,
             vec![Match::IifName("eth1".into()), Match::ProtoPort(6, 53)]
         );
         let nd: Vec<_> = i

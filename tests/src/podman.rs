@@ -139,6 +139,33 @@ impl Podman {
         Ok(out.stdout.trim() == "true")
     }
 
+    /// Kills the sentry's agent the hard way (SIGKILL from the host), not
+    /// its supervisor: the container's first process stays, its child goes.
+    /// The agent's PID.
+    pub fn kill_agent(&self, sentry: &str) -> Result<u32> {
+        let out = self.run_ok(&["container", "inspect", "--format", "{{.State.Pid}}", sentry])?;
+        let first: u32 = out.stdout.trim().parse().context("no PID for the sentry")?;
+        let children = fs::read_to_string(format!("/proc/{first}/task/{first}/children"))
+            .context("reading the supervisor's children")?;
+        let agent: u32 = children
+            .split_whitespace()
+            .next()
+            .context("the supervisor has no agent")?
+            .parse()?;
+        cmd::run_ok("kill", &["-KILL", &agent.to_string()], PODMAN_TIMEOUT)?;
+        Ok(agent)
+    }
+
+    /// Runs podman with its own timeout (e.g. a long `exec`).
+    pub fn run_for<S: AsRef<str>>(&self, args: &[S], timeout: Duration) -> Result<Output> {
+        cmd::run(&self.program, args, timeout)
+    }
+
+    /// `podman ARGS` in the background, stopped on drop.
+    pub fn spawn<S: AsRef<str>>(&self, args: &[S]) -> Result<cmd::Spawned> {
+        cmd::spawn(&self.program, args)
+    }
+
     /// Removes container `name` at once; a missing one is fine.
     pub fn remove_container(&self, name: &str) -> Result<()> {
         self.run_ok(&["rm", "--force", "--ignore", "--time", "0", name])
@@ -164,6 +191,56 @@ pub fn test_images(podman: &Podman) -> Result<()> {
         .get_or_init(|| build_test_images(podman).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(|e| anyhow!("building the test images failed: {e}"))
+}
+
+/// The escape battery's hostile bottle (images/attacker): Debian with real
+/// network tools, rbm-probe and tests/battery/attacks.py.
+pub const ATTACKER_IMAGE: &str = "localhost/rbm-attacker:latest";
+
+/// Builds `ATTACKER_IMAGE` from the Debian root `scripts/attacker-rootfs`
+/// makes once (and caches), rbm-probe and the attacks. Podman's layer
+/// cache keeps the root's layer between runs.
+pub fn attacker_image(podman: &Podman) -> Result<()> {
+    let root = workspace_root();
+    let tar = cmd::run_ok(
+        &root.join("scripts/attacker-rootfs").to_string_lossy(),
+        &[] as &[&str],
+        Duration::from_secs(900),
+    )
+    .context("scripts/attacker-rootfs")?;
+    let context = e2e_dir().join(format!("context-{}-attacker", std::process::id()));
+    fs::create_dir_all(&context)?;
+    let built = (|| -> Result<()> {
+        let into = context.join("rootfs.tar");
+        let from = tar.stdout.trim();
+        if fs::hard_link(from, &into).is_err() {
+            fs::copy(from, &into).with_context(|| format!("cannot copy {from}"))?;
+        }
+        fs::copy(static_bin("rbm-probe")?, context.join("rbm-probe"))?;
+        fs::copy(
+            root.join("tests/battery/attacks.py"),
+            context.join("attacks.py"),
+        )?;
+        let containerfile = root.join("images/attacker/Containerfile");
+        podman
+            .run_for(
+                &[
+                    "build",
+                    "--pull=never",
+                    "--quiet",
+                    "--tag",
+                    ATTACKER_IMAGE,
+                    "--file",
+                    &containerfile.to_string_lossy(),
+                    &context.to_string_lossy(),
+                ],
+                Duration::from_secs(600),
+            )?
+            .check()
+            .map(drop)
+    })();
+    let _ = fs::remove_dir_all(&context);
+    built
 }
 
 /// The real client the bottle image carries besides rbm-probe.

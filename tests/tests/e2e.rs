@@ -759,22 +759,6 @@ fn identity(podman: &Podman, name: &str) -> Result<String> {
     Ok(out.stdout.trim().to_string())
 }
 
-/// Kills the sentry's agent the hard way (SIGKILL from the host), not its
-/// supervisor: the container's first process stays, its child goes.
-fn kill_agent(podman: &Podman, sentry: &str) -> Result<u32> {
-    let out = podman.run_ok(&["container", "inspect", "--format", "{{.State.Pid}}", sentry])?;
-    let first: u32 = out.stdout.trim().parse().context("no PID for the sentry")?;
-    let children = std::fs::read_to_string(format!("/proc/{first}/task/{first}/children"))
-        .context("reading the supervisor's children")?;
-    let agent: u32 = children
-        .split_whitespace()
-        .next()
-        .context("the supervisor has no agent")?
-        .parse()?;
-    run_ok("kill", &["-KILL", &agent.to_string()], CMD_TIMEOUT)?;
-    Ok(agent)
-}
-
 #[test]
 fn a_reload_and_a_killed_agent_keep_the_bottle_running_and_the_new_policy() -> Result<()> {
     let Some(lab) = Lab::start(CRASH, &[API_HOST, OTHER_HOST])? else {
@@ -839,7 +823,7 @@ fn a_reload_and_a_killed_agent_keep_the_bottle_running_and_the_new_policy() -> R
     let (flooded, back) = thread::scope(|s| {
         let flooding = s.spawn(|| lab.probe(&flood));
         thread::sleep(Duration::from_millis(1000));
-        let back = kill_agent(&lab.podman, &CRASH.name("sentry")).and_then(|_| {
+        let back = lab.podman.kill_agent(&CRASH.name("sentry")).and_then(|_| {
             wait_for(|| {
                 let out = lab.launch("status", &["--json"], CMD_TIMEOUT)?;
                 let status = parse_json(&out.stdout).unwrap_or(Value::Null);

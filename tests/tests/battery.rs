@@ -1,0 +1,701 @@
+//! The escape battery: a hostile bottle (root, every capability, real
+//! tools: images/attacker) tries every way out through a real Podman 5,
+//! one named case each (tests/battery/attacks.py), and a witness in the
+//! sentry's network namespace records every packet the sentry sends out of
+//! its uplink (tcpdump). A case passes when the bottle saw the blocked
+//! outcome AND nothing left the sentry in its time window but what the
+//! case allows (the DNS upstream for an allowed name, a bare TCP handshake
+//! for a name check). The lifecycle cases (a reload that removes a name, a
+//! killed agent, a killed sentry) run last, with a sender busy throughout.
+//! Writes the table tests/battery/results-podman-VERSION-MODE.md.
+//!
+//! Network safety: every address is the test's own: enclave 10.250.60.0/24,
+//! uplink 10.251.60.0/24 and the worlds on it; the witness routes the
+//! link-local range (cloud metadata) to the trap world first.
+//!
+//! Needs root and RBM_PODMAN (like tests/e2e.rs); scripts/test runs it on
+//! Podman 5.4 rootful and 5.8 rootless.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context, Result};
+use rbm_tests::bins::workspace_root;
+use rbm_tests::files::write_file;
+use rbm_tests::launcher::{Launched, Launcher};
+use rbm_tests::podman::{
+    attacker_image, fresh_dir, require_podman, test_images, Podman, WorldContainer, ATTACKER_IMAGE,
+};
+use rbm_tests::world::setup::WorldSetup;
+use serde_json::{json, Value};
+
+const MONIKER: &str = "battery";
+const N: u8 = 60;
+const ZONE: &str = "battery.test";
+const API_NAME: &str = "api.battery.test";
+const OTHER_NAME: &str = "other.battery.test";
+const PORTS_NAME: &str = "ports.battery.test";
+const SHORT_NAME: &str = "short.battery.test";
+const SHORT_TTL: u32 = 2;
+/// Uplink hosts: the upstream resolver (no allowed name points at it), the
+/// allowed name, the trap (never allowed: what every blocked case aims
+/// at), the allowed CIDR, the name allowed only on 443, the short-TTL name.
+const RESOLVER: u8 = 5;
+const API: u8 = 10;
+const TRAP: u8 = 20;
+const CIDR: u8 = 30;
+const PORTS: u8 = 40;
+const SHORT: u8 = 50;
+/// Where the trap logs every datagram and connection (the lifecycle cases'
+/// witness when the sentry's namespace is gone).
+const TRAP_RECV: u16 = 443;
+
+const UP_TIMEOUT: Duration = Duration::from_secs(120);
+const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest one case may take (the TTL case sleeps; the scans send 65,535 packets).
+const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn enclave(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 250, N, host)
+}
+
+fn uplink(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 251, N, host)
+}
+
+fn profile(with_api: bool) -> String {
+    let api = if with_api {
+        format!("\"{API_NAME}\", ")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"moniker = "{MONIKER}"
+description = "rbm escape battery"
+
+[bottle]
+image = "{ATTACKER_IMAGE}"
+command = ["sleep", "infinity"]
+
+[enclave]
+subnet = "{enclave}/24"
+sentry_ip = "{sentry}"
+bottle_ip = "{bottle}"
+
+[uplink]
+dns = "allowlist"
+access = "allowlist"
+domains = [{api}"{PORTS_NAME}:443", "{SHORT_NAME}"]
+cidrs = ["{cidr}/32"]
+upstream_dns = ["{resolver}"]
+subnet = "{uplink}/24"
+min_ttl = 0
+"#,
+        enclave = enclave(0),
+        sentry = enclave(2),
+        bottle = enclave(3),
+        cidr = uplink(CIDR),
+        resolver = uplink(RESOLVER),
+        uplink = uplink(0),
+    )
+}
+
+fn world_setup(host: u8) -> WorldSetup {
+    let zone = format!(
+        "{API_NAME}. A 60 {}\n{OTHER_NAME}. A 60 {}\n{PORTS_NAME}. A 60 {}\n{SHORT_NAME}. A {SHORT_TTL} {}\n",
+        uplink(API),
+        uplink(TRAP),
+        uplink(PORTS),
+        uplink(SHORT)
+    );
+    let at = |port| SocketAddr::from((uplink(host), port));
+    let setup = WorldSetup::new(&zone);
+    if host == RESOLVER {
+        return setup.dns(at(53));
+    }
+    setup.tcp([at(80)]).udp([at(80)]).recv([at(443)])
+}
+
+/// One case's line from attacks.py, and what the witness saw in its window.
+struct Case {
+    id: String,
+    group: String,
+    tries: String,
+    expected: String,
+    observed: String,
+    bottle_ok: bool,
+    t0: f64,
+    t1: f64,
+    egress: Vec<String>,
+    escaped: Vec<String>,
+}
+
+impl Case {
+    fn from_json(v: &Value) -> Result<Case> {
+        let s = |k: &str| {
+            v[k].as_str()
+                .map(str::to_string)
+                .context(format!("no {k} in {v}"))
+        };
+        Ok(Case {
+            id: s("id")?,
+            group: s("group")?,
+            tries: s("tries")?,
+            expected: s("expected")?,
+            observed: s("observed")?,
+            bottle_ok: v["ok"].as_bool().context("no ok")?,
+            t0: v["t0"].as_f64().context("no t0")?,
+            t1: v["t1"].as_f64().context("no t1")?,
+            egress: v["egress"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|e| e.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            escaped: Vec::new(),
+        })
+    }
+
+    fn passed(&self) -> bool {
+        self.bottle_ok && self.escaped.is_empty()
+    }
+}
+
+/// A packet the sentry sent out of its uplink, from `tcpdump -q -tt -n`.
+#[derive(Debug)]
+struct Packet {
+    t: f64,
+    dst: String,
+    port: Option<u16>,
+    /// TCP payload length (`tcp N`), if TCP.
+    tcp_len: Option<usize>,
+    line: String,
+}
+
+fn parse_packet(line: &str) -> Option<Packet> {
+    let mut words = line.split_whitespace();
+    let t: f64 = words.next()?.parse().ok()?;
+    let family = words.next()?;
+    if family != "IP" && family != "IP6" {
+        return None;
+    }
+    let _src = words.next()?;
+    if words.next()? != ">" {
+        return None;
+    }
+    let dst = words.next()?.trim_end_matches(':');
+    let rest: Vec<&str> = words.collect();
+    if family == "IP6"
+        && ["solicitation", "advertisement", "listener"]
+            .iter()
+            .any(|w| rest.contains(w))
+    {
+        return None; // the kernel's own neighbour discovery and MLD
+    }
+    let (addr, port) = match (family, dst.rsplit_once('.')) {
+        ("IP", Some((a, p))) if a.matches('.').count() == 3 => (a.to_string(), p.parse().ok()),
+        _ => (dst.to_string(), None),
+    };
+    let tcp_len = match rest.as_slice() {
+        ["tcp", n, ..] => n.parse().ok(),
+        _ => None,
+    };
+    Some(Packet {
+        t,
+        dst: addr,
+        port,
+        tcp_len,
+        line: line.to_string(),
+    })
+}
+
+/// Whether `allow` covers `p`: "IP:PORT" anything to it, "IP:PORT/empty"
+/// TCP without payload, "IP:PORT<T" anything sent before epoch time T.
+fn allowed(p: &Packet, allow: &[String]) -> bool {
+    allow.iter().any(|a| {
+        let (a, until) = match a.split_once('<') {
+            Some((a, t)) => (a, t.parse().unwrap_or(0.0)),
+            None => (a.as_str(), f64::INFINITY),
+        };
+        if p.t >= until {
+            return false;
+        }
+        let (target, empty) = match a.strip_suffix("/empty") {
+            Some(t) => (t, true),
+            None => (a, false),
+        };
+        let Some((ip, port)) = target.rsplit_once(':') else {
+            return false;
+        };
+        ip == p.dst
+            && p.port.map(|x| x.to_string()).as_deref() == Some(port)
+            && (!empty || p.tcp_len == Some(0))
+    })
+}
+
+/// Lays every packet over the case windows: a packet not allowed by the
+/// case it falls in, or in no case at all, is an escape.
+fn attribute(cases: &mut [Case], packets: &[Packet], gap: f64) -> Vec<String> {
+    let mut stray = Vec::new();
+    for p in packets {
+        match cases.iter_mut().find(|c| p.t >= c.t0 && p.t <= c.t1 + gap) {
+            Some(c) if allowed(p, &c.egress) => {}
+            Some(c) => c.escaped.push(p.line.clone()),
+            None => stray.push(p.line.clone()),
+        }
+    }
+    stray
+}
+
+fn epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+struct Battery {
+    podman: Podman,
+    launched: Launched,
+    worlds: Vec<WorldContainer>,
+    witness: String,
+    bottle: String,
+    sentry: String,
+}
+
+impl Drop for Battery {
+    fn drop(&mut self) {
+        let _ = self.podman.remove_container(&self.witness);
+        self.worlds.clear();
+    }
+}
+
+impl Battery {
+    fn launch(&self, args: &[&str], timeout: Duration) -> Result<rbm_tests::Output> {
+        self.launched.launcher.run(args, timeout)
+    }
+
+    /// `attacks.py stream IP PORT SECONDS` in the bottle, in the background.
+    fn stream(&self, to: SocketAddr, seconds: u32) -> Result<rbm_tests::Spawned> {
+        self.podman.spawn(&[
+            "exec",
+            "--privileged",
+            &self.bottle,
+            "python3",
+            "/battery/attacks.py",
+            "stream",
+            &to.ip().to_string(),
+            &to.port().to_string(),
+            &seconds.to_string(),
+        ])
+    }
+
+    fn trap_receipts(&self) -> Result<usize> {
+        let trap = self
+            .worlds
+            .iter()
+            .find(|w| w.ip == uplink(TRAP))
+            .context("no trap world")?;
+        Ok(trap.receipts()?.len())
+    }
+}
+
+#[test]
+fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
+    let Ok(podman) = require_podman("runs the battery's bottle, sentry and worlds") else {
+        return Ok(());
+    };
+    test_images(&podman)?;
+    attacker_image(&podman)?;
+    let launcher = Launcher::find(podman.clone())?;
+    let dir = fresh_dir(MONIKER)?;
+    let path = write_file(&dir, "profile.toml", &profile(true))?;
+    let reloaded = write_file(&dir, "reloaded.toml", &profile(false))?;
+    let hosts = [RESOLVER, API, TRAP, CIDR, PORTS, SHORT];
+    for host in hosts {
+        podman.remove_container(&format!("{MONIKER}-world{host}"))?;
+    }
+    let names = (
+        format!("rbm-{MONIKER}-sentry"),
+        format!("rbm-{MONIKER}-bottle"),
+        format!("rbm-{MONIKER}-witness"),
+    );
+    podman.remove_container(&names.2)?;
+    let mut b = Battery {
+        podman: podman.clone(),
+        launched: Launched {
+            launcher,
+            profile: path.to_string_lossy().into_owned(),
+        },
+        worlds: Vec::new(),
+        witness: names.2,
+        bottle: names.1,
+        sentry: names.0,
+    };
+    b.launch(&["up", &b.launched.profile], UP_TIMEOUT)?
+        .check()
+        .context("rbm-launch up")?;
+    for host in hosts {
+        b.worlds.push(WorldContainer::start(
+            &podman,
+            &format!("{MONIKER}-world{host}"),
+            &format!("rbm-{MONIKER}-uplink"),
+            uplink(host),
+            &world_setup(host),
+        )?);
+    }
+    let rootless = podman.is_rootless()?;
+    let version = podman
+        .run_ok(&["version", "--format", "{{.Server.Version}}"])?
+        .stdout
+        .trim()
+        .to_string();
+    let mode = if rootless { "rootless" } else { "rootful" };
+
+    // The witness: in the sentry's network namespace, link-local routed to
+    // the trap (rootless keeps 169.254.1.2, the host, as it is).
+    let reroute = if rootless {
+        "169.254.169.254/32"
+    } else {
+        "169.254.0.0/16"
+    };
+    let net = format!("container:{}", b.sentry);
+    let uplink_net = format!("{}/24", uplink(0));
+    let trap = uplink(TRAP).to_string();
+    podman.run_ok(&[
+        "run",
+        "-d",
+        "--pull=never",
+        "--name",
+        &b.witness,
+        "--network",
+        &net,
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "NET_RAW",
+        ATTACKER_IMAGE,
+        "python3",
+        "/battery/attacks.py",
+        "witness",
+        &uplink_net,
+        &trap,
+        reroute,
+    ])?;
+    let ready = wait_for_witness(&podman, &b.witness)?;
+    thread::sleep(Duration::from_millis(500)); // tcpdump attaches
+
+    let config = json!({
+        "sentry": enclave(2).to_string(),
+        "bottle": enclave(3).to_string(),
+        "ifname": "eth0",
+        "enclave_prefix": format!("10.250.{N}"),
+        "uplink_prefix": format!("10.251.{N}"),
+        "uplink_gateway": uplink(1).to_string(),
+        "sentry_uplink": ready["addr"],
+        "sentry_ll": ready["enclave_ll"],
+        "resolver": uplink(RESOLVER).to_string(),
+        "api": uplink(API).to_string(),
+        "trap": trap,
+        "cidr": uplink(CIDR).to_string(),
+        "beside_cidr": uplink(CIDR + 1).to_string(),
+        "ports": uplink(PORTS).to_string(),
+        "short": uplink(SHORT).to_string(),
+        "zone": ZONE,
+        "api_name": API_NAME,
+        "other_name": OTHER_NAME,
+        "ports_name": PORTS_NAME,
+        "short_name": SHORT_NAME,
+        "short_ttl": SHORT_TTL,
+        "rootless": rootless,
+        "only": std::env::var("RBM_BATTERY_ONLY").ok().map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>()),
+    })
+    .to_string();
+    let mut run = podman.spawn(&[
+        "exec",
+        "--privileged",
+        &b.bottle,
+        "python3",
+        "/battery/attacks.py",
+        "run",
+        &config,
+    ])?;
+    let mut cases = Vec::new();
+    loop {
+        let line = run.wait_for(|l| l.starts_with('{'), "a case", CASE_TIMEOUT)?;
+        let v: Value = serde_json::from_str(&line).with_context(|| format!("not JSON: {line}"))?;
+        if v["done"].as_bool() == Some(true) {
+            break;
+        }
+        let case = Case::from_json(&v)?;
+        eprintln!(
+            "battery {}: {} ({})",
+            case.id,
+            case.observed,
+            if case.bottle_ok { "ok" } else { "GOT THROUGH" }
+        );
+        cases.push(case);
+    }
+
+    // Lifecycle: a reload that removes the allowed name while the bottle
+    // sends to it; then the agent killed, then the sentry killed, while it
+    // sends to the trap.
+    let lifecycle = lifecycle(&b, &reloaded.to_string_lossy(), &mut cases)?;
+    let log = podman.run_ok(&["logs", &b.witness])?.stdout;
+    let packets: Vec<Packet> = log.lines().filter_map(parse_packet).collect();
+    let first = cases.first().map_or(0.0, |c| c.t0);
+    let stray = attribute(&mut cases, &packets, 0.3);
+    let stray: Vec<String> = stray
+        .into_iter()
+        .filter(|l| parse_packet(l).is_some_and(|p| p.t >= first))
+        .collect();
+    // The witness shares the sentry's namespace: it goes first, or Podman
+    // would not let the sentry be replaced.
+    podman.remove_container(&b.witness)?;
+    let killed = sentry_killed(&b, &mut cases)?;
+    let trap_total = b.trap_receipts()?;
+
+    let controls_seen = cases
+        .iter()
+        .filter(|c| c.group == "control" && !c.egress.is_empty())
+        .all(|c| packets.iter().any(|p| p.t >= c.t0 && p.t <= c.t1 + 0.3));
+    let label = format!("podman-{version}-{mode}");
+    let table = table(&label, &cases, &stray, trap_total, lifecycle + killed);
+    let out = workspace_root().join(format!("tests/battery/results-{label}.md"));
+    std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("battery: table in {}", out.display());
+
+    let failed: Vec<&str> = cases
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| c.id.as_str())
+        .collect();
+    ensure!(
+        controls_seen,
+        "the witness saw none of the allowed traffic: it is blind, so the battery proves nothing"
+    );
+    ensure!(
+        cases.len() >= 60,
+        "only {} cases ran (RBM_BATTERY_ONLY?)",
+        cases.len()
+    );
+    ensure!(
+        failed.is_empty(),
+        "cases that got through: {failed:?}\n{table}"
+    );
+    ensure!(stray.is_empty(), "packets left between cases: {stray:#?}");
+    ensure!(
+        trap_total == 0,
+        "the trap world received {trap_total} datagrams or connections"
+    );
+    Ok(())
+}
+
+fn wait_for_witness(podman: &Podman, name: &str) -> Result<Value> {
+    let deadline = Instant::now() + CMD_TIMEOUT;
+    loop {
+        let logs = podman.run(&["logs", name])?;
+        if let Some(line) = logs.stdout.lines().find(|l| l.contains("\"ready\"")) {
+            return Ok(serde_json::from_str(line)?);
+        }
+        if Instant::now() > deadline || !podman.is_running(name)? {
+            bail!(
+                "the witness did not start:\n{}\n{}",
+                logs.stdout,
+                logs.stderr
+            );
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A lifecycle case, judged on the Rust side.
+fn lifecycle_case(id: &str, tries: &str, expected: &str, t0: f64) -> Case {
+    Case {
+        id: id.to_string(),
+        group: "lifecycle".to_string(),
+        tries: tries.to_string(),
+        expected: expected.to_string(),
+        observed: String::new(),
+        bottle_ok: false,
+        t0,
+        t1: t0,
+        egress: Vec::new(),
+        escaped: Vec::new(),
+    }
+}
+
+/// The reload and agent-kill cases (the witness still sees); returns how many ran.
+fn lifecycle(b: &Battery, reloaded: &str, cases: &mut Vec<Case>) -> Result<usize> {
+    let api = SocketAddr::from((uplink(API), 80));
+    // Reload under fire: replies until the reload, none after.
+    let mut c = lifecycle_case(
+        "reload-removes-the-name-under-fire",
+        "a reload removes the allowed name while the bottle sends to it every 10 ms",
+        "replies until the reload returns, none after; nothing leaves after it",
+        epoch(),
+    );
+    b.podman
+        .run_ok(&["exec", &b.bottle, "dig", "+short", API_NAME])?;
+    let mut stream = b.stream(api, 5)?;
+    thread::sleep(Duration::from_secs(2));
+    b.launch(&["reload", reloaded], CMD_TIMEOUT)?
+        .check()
+        .context("rbm-launch reload")?;
+    let reloaded_at = epoch();
+    let report: Value = serde_json::from_str(&stream.wait_for(
+        |l| l.starts_with('{'),
+        "the stream's report",
+        CMD_TIMEOUT,
+    )?)?;
+    let last = report["last_reply"].as_f64().unwrap_or(0.0);
+    c.t1 = epoch();
+    c.bottle_ok = last > c.t0 && last < reloaded_at;
+    c.observed = format!(
+        "{} sent, {} UDP replies, {} TCP connections; last reply {:.3} s before the reload returned",
+        report["sent"],
+        report["udp_replies"],
+        report["tcp_open"],
+        reloaded_at - last
+    );
+    // Allowed: traffic to the name before the reload returned.
+    c.egress = vec![
+        format!("{api}<{reloaded_at:.3}"),
+        format!("{}:53<{reloaded_at:.3}", uplink(RESOLVER)),
+    ];
+    cases.push(c);
+
+    // The agent killed (its supervisor restarts it) while the bottle sends to the trap.
+    let trap = SocketAddr::from((uplink(TRAP), TRAP_RECV));
+    let mut c = lifecycle_case(
+        "agent-killed-under-fire",
+        "SIGKILL to the agent while the bottle sends to the trap every 10 ms",
+        "no reply; nothing leaves; the agent is back",
+        epoch(),
+    );
+    let mut stream = b.stream(trap, 4)?;
+    thread::sleep(Duration::from_secs(1));
+    b.podman.kill_agent(&b.sentry)?;
+    let report: Value = serde_json::from_str(&stream.wait_for(
+        |l| l.starts_with('{'),
+        "the stream's report",
+        CMD_TIMEOUT,
+    )?)?;
+    let back = wait_until(|| {
+        let out = b.launch(&["status", &b.launched.profile, "--json"], CMD_TIMEOUT)?;
+        Ok(out.success())
+    })
+    .is_ok();
+    c.t1 = epoch();
+    c.bottle_ok = report["udp_replies"] == 0 && report["tcp_open"] == 0 && back;
+    c.observed = format!(
+        "{} sent, {} replies, {} connections; agent back: {back}",
+        report["sent"], report["udp_replies"], report["tcp_open"]
+    );
+    cases.push(c);
+    Ok(2)
+}
+
+/// The sentry killed while the bottle sends to the trap; judged by the
+/// trap's own log (the witness dies with the sentry's namespace).
+fn sentry_killed(b: &Battery, cases: &mut Vec<Case>) -> Result<usize> {
+    let trap = SocketAddr::from((uplink(TRAP), TRAP_RECV));
+    let before = b.trap_receipts()?;
+    let mut c = lifecycle_case(
+        "sentry-killed-under-fire",
+        "podman kill of the sentry while the bottle sends to the trap every 10 ms",
+        "the trap gets nothing; the bottle gets no reply",
+        epoch(),
+    );
+    let mut stream = b.stream(trap, 4)?;
+    thread::sleep(Duration::from_secs(1));
+    b.podman.run_ok(&["kill", &b.sentry])?;
+    let report: Value = serde_json::from_str(&stream.wait_for(
+        |l| l.starts_with('{'),
+        "the stream's report",
+        CMD_TIMEOUT,
+    )?)?;
+    thread::sleep(Duration::from_millis(500));
+    let after = b.trap_receipts()?;
+    c.t1 = epoch();
+    c.bottle_ok = after == before && report["udp_replies"] == 0 && report["tcp_open"] == 0;
+    c.observed = format!(
+        "{} sent, {} replies, {} connections; the trap received {}",
+        report["sent"],
+        report["udp_replies"],
+        report["tcp_open"],
+        after - before
+    );
+    cases.push(c);
+    Ok(1)
+}
+
+fn wait_until(mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + CMD_TIMEOUT;
+    while Instant::now() < deadline {
+        if check()? {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    bail!("timed out")
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn table(label: &str, cases: &[Case], stray: &[String], trap: usize, lifecycle: usize) -> String {
+    let passed = cases.iter().filter(|c| c.passed()).count();
+    let attacks = cases.iter().filter(|c| c.group != "control").count();
+    let mut t = format!(
+        "# rbm escape battery: {label}\n\n\
+         Written by `tests/tests/battery.rs` (the last run on this Podman); do not edit.\n\
+         {attacks} attacks ({lifecycle} of them lifecycle) and {} controls: {passed} of {} passed.\n\
+         A case passes when the bottle saw the blocked outcome and nothing left the sentry's \
+         uplink in its time window but what the case allows (\"Left the sentry\").\n\
+         Packets between cases: {}. The trap world received: {trap}.\n\n\
+         | # | group | case | what it tries | expected | observed in the bottle | left the sentry | result |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        cases.len() - attacks,
+        cases.len(),
+        stray.len(),
+    );
+    for (i, c) in cases.iter().enumerate() {
+        let left = if c.escaped.is_empty() {
+            if c.egress.is_empty() {
+                "nothing".to_string()
+            } else {
+                format!("only {}", c.egress.join(", "))
+            }
+        } else {
+            format!(
+                "{} packet(s): {}",
+                c.escaped.len(),
+                c.escaped
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | `{}` | {} | {} | {} | {} | {} |",
+            i + 1,
+            c.group,
+            c.id,
+            cell(&c.tries),
+            cell(&c.expected),
+            cell(&c.observed),
+            cell(&left),
+            if c.passed() { "pass" } else { "**FAIL**" }
+        );
+    }
+    t
+}

@@ -4,6 +4,8 @@
 
 use hickory_proto::op::{OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use hickory_server::zone_handler::Queries;
 
 use crate::policy::{Policy, Verdict};
 use crate::profile::Ports;
@@ -39,6 +41,23 @@ pub(crate) fn check_request(op_code: OpCode, questions: usize) -> Option<Respons
     }
 }
 
+/// Whether the question section can be echoed as the client sent it: its
+/// names are written out in full. hickory-server echoes those very bytes,
+/// so a compression pointer in them aims at the answer's header instead of
+/// the request's, and the answer would name another question, or none that
+/// decodes. No real client compresses a question: there is no name before
+/// it to point at.
+pub(crate) fn echoable(queries: &Queries) -> bool {
+    let mut plain = Vec::new();
+    let mut encoder = BinEncoder::new(&mut plain);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    let encoded = queries
+        .queries()
+        .iter()
+        .all(|q| q.original().emit(&mut encoder).is_ok());
+    encoded && plain == queries.as_bytes()
+}
+
 /// Decides for one question; `name` is normalized (lowercase, no trailing dot).
 pub(crate) fn decide(policy: &Policy, name: &str, qtype: RecordType, qclass: DNSClass) -> Decision {
     if matches!(qtype, RecordType::ANY | RecordType::AXFR | RecordType::IXFR) {
@@ -70,6 +89,36 @@ mod tests {
             check_request(OpCode::Unknown(9), 1),
             Some(ResponseCode::NotImp)
         );
+    }
+
+    /// `query`, a whole DNS message, as hickory-server decodes it.
+    fn request(query: &[u8]) -> hickory_server::server::Request {
+        hickory_server::server::Request::from_bytes(
+            query.to_vec(),
+            "10.242.0.3:40000".parse().unwrap(),
+            hickory_server::net::xfer::Protocol::Udp,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_question_written_out_in_full_is_echoed() {
+        let header = [0x42, 0x40, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        let a_test = [1, b'a', 4, b't', b'e', b's', b't', 0, 0, 1, 0, 1];
+        assert!(echoable(&request(&[&header[..], &a_test].concat()).queries));
+        // Found by the dns_request fuzz target: "evil" then a pointer to
+        // byte 2, in the header, which the answer's header does not share.
+        let mut two = header;
+        two[5] = 2;
+        let evil = [4, b'e', b'v', b'i', b'l', 0xc0, 0x02, 0, 1, 0, 1];
+        let r = request(&[&two[..], &a_test, &evil].concat());
+        assert_eq!(r.queries.len(), 2, "hickory decodes it");
+        assert!(!echoable(&r.queries));
+        // Even a pointer to the question itself is not echoed.
+        let pointer = [1, b'x', 0xc0, 12, 0, 1, 0, 1];
+        assert!(!echoable(
+            &request(&[&two[..], &a_test, &pointer].concat()).queries
+        ));
     }
 
     #[test]

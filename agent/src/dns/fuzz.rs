@@ -182,6 +182,27 @@ mod tests {
     }
 
     #[test]
+    fn a_question_with_a_pointer_into_the_header_gets_formerr_that_decodes() {
+        // The dns_request fuzz target's find: echoed as sent, the pointer
+        // aimed at the answer's header and the answer did not decode.
+        let query = [
+            0x42, 0x40, 0x01, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x01, 0x61,
+            0x04, 0x74, 0x65, 0x73, 0x74, 0x00, 0x00, 0x01, 0x00, 0x01, 0x04, 0x65, 0x76, 0x69,
+            0x6c, 0xc0, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, 0x04, 0xd0, 0x00, 0x00,
+            0x01, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        let p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let done = rt.block_on(exchange(p, &query, None));
+        let bytes = done.answer.expect("answered").expect("encodes");
+        let answer = Message::from_vec(&bytes).expect("decodes");
+        assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+        assert!(answer.queries.is_empty());
+    }
+
+    #[test]
     fn a_refused_name_or_a_reply_to_another_question_learns_nothing() {
         let p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test"]);
         let (answer, learned) = run(p.clone(), &query("b.test"), None);

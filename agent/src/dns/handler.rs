@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, Query, ResponseCode};
 use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::BinDecoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use super::answer::{cap_ttl, cname_chain, learn_items, strip_service_params, withhold_protected};
-use super::decide::{check_request, decide, Decision};
+use super::decide::{check_request, decide, echoable, Decision};
 use super::upstream::{Resolve, Upstream};
 use super::Learner;
 use crate::policy::{Policy, PolicyCell};
@@ -71,7 +72,9 @@ impl<U: Resolve> Proxy<U> {
 
     async fn reply(&self, request: &Request) -> Reply {
         let questions = request.queries.queries();
-        if let Some(rcode) = check_request(request.metadata.op_code, questions.len()) {
+        let rcode = check_request(request.metadata.op_code, questions.len())
+            .or((!echoable(&request.queries)).then_some(ResponseCode::FormErr));
+        if let Some(rcode) = rcode {
             tracing::debug!(op = %request.metadata.op_code, questions = questions.len(), %rcode, "unsupported request");
             return Reply::error(rcode);
         }
@@ -188,7 +191,14 @@ async fn send<R: ResponseHandler>(
     metadata.recursion_available = true;
     metadata.response_code = reply.rcode;
     let edns = response_edns(request);
-    let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+    // A question that cannot be echoed as sent (it got FORMERR) is left
+    // out, as hickory-server leaves out one that does not decode.
+    let none = Queries::read(&mut BinDecoder::new(&[]), 0).expect("no question reads");
+    let queries = match echoable(&request.queries) {
+        true => &request.queries,
+        false => &none,
+    };
+    let builder = MessageResponseBuilder::new(queries, edns.as_ref());
     let response = builder.build(
         metadata,
         reply.answers.iter(),

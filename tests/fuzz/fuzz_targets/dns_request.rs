@@ -1,4 +1,4 @@
-//! Any datagram from the bottle: the DNS proxy never panics, its answer encodes, and it refuses exactly what the policy refuses.
+//! Any datagram from the bottle: the DNS proxy never panics, its answer encodes and decodes with the question echoed faithfully, and it refuses exactly what the policy refuses.
 #![no_main]
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
@@ -34,16 +34,27 @@ fuzz_target!(|data: &[u8]| {
         ),
         "{rcode}"
     );
-    // The question as hickory reads it apart from the proxy: what the
-    // policy says of it must be what the proxy did.
+    // The request as hickory reads it apart from the proxy: the answer
+    // echoes its question faithfully or not at all (FORMERR), and what the
+    // policy says of a single question is what the proxy did.
     let Ok(request) = Message::from_vec(data) else {
         return;
     };
+    assert!(
+        answer.queries.is_empty() || answer.queries == request.queries,
+        "echoed {:?} for {:?}",
+        answer.queries,
+        request.queries
+    );
     if request.metadata.op_code != OpCode::Query || request.queries.len() != 1 {
         assert!(
             matches!(rcode, ResponseCode::NotImp | ResponseCode::FormErr),
             "{rcode}"
         );
+        return;
+    }
+    if rcode == ResponseCode::FormErr {
+        assert!(answer.queries.is_empty(), "FORMERR for a plain question");
         return;
     }
     let question = &request.queries[0];

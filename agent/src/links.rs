@@ -1,6 +1,8 @@
 //! Interfaces and routes over rtnetlink: find the enclave interface (the one
-//! holding sentry_ip) and the uplink (the other one with a default route),
-//! and make sure the sentry's own default route is the uplink's.
+//! with an address in the enclave subnet) and the uplink (the other one
+//! with a default route), and make sure the sentry's own default route is
+//! the uplink's. Once the filter is in force: forwarding on, and the
+//! bottle's gateway address (`sentry_ip`) on the enclave interface.
 //!
 //! Podman gives the sentry the enclave's default route too (via itself).
 //! The launcher creates it with a higher metric than the uplink's, so it
@@ -13,11 +15,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use futures::TryStreamExt;
+use rtnetlink::packet_core::{DefaultNla, NLA_F_NESTED};
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{AfSpecInet, AfSpecUnspec, LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
+
+use ipnet::Ipv4Net;
 
 use crate::firewall::ruleset::Interfaces;
 
@@ -25,12 +30,14 @@ use crate::firewall::ruleset::Interfaces;
 pub enum LinksError {
     #[error("rtnetlink: {0}")]
     Netlink(String),
-    #[error("no interface holds enclave.sentry_ip {0}; attach the sentry to the enclave network with ip={0}")]
-    NoEnclave(Ipv4Addr),
+    #[error("no interface has an address in enclave.subnet {0}; attach the sentry to the enclave network")]
+    NoEnclave(Ipv4Net),
     #[error("no default route leaves through an interface other than the enclave ({0}); attach the sentry to an uplink network")]
     NoUplink(String),
-    #[error("IPv4 forwarding is off in the sentry ({0}); start the sentry with --sysctl net.ipv4.ip_forward=1")]
-    ForwardingOff(String),
+    #[error("cannot put the bottle's gateway address {0} on the enclave interface: {1}")]
+    Gateway(Ipv4Addr, String),
+    #[error("cannot turn IPv4 forwarding on for the enclave and the uplink ({0}); the sentry needs NET_ADMIN")]
+    Forwarding(String),
 }
 
 fn nl<E: std::fmt::Display>(e: E) -> LinksError {
@@ -41,6 +48,8 @@ fn nl<E: std::fmt::Display>(e: E) -> LinksError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkReport {
     pub interfaces: Interfaces,
+    /// Interface indices: enclave, uplink.
+    pub indices: [u32; 2],
     /// Gateways of the uplink's default routes: the machine the sentry runs
     /// on, which no DNS answer may open.
     pub uplink_gateways: Vec<IpAddr>,
@@ -100,20 +109,20 @@ pub fn plan(enclave_index: u32, defaults: &[DefaultRoute]) -> Plan {
     }
 }
 
-/// Finds the interfaces, removes the enclave default routes, checks forwarding.
-pub async fn setup(sentry_ip: Ipv4Addr) -> Result<LinkReport, LinksError> {
+/// Finds the interfaces and removes the enclave default routes.
+pub async fn setup(subnet: Ipv4Net) -> Result<LinkReport, LinksError> {
     let (conn, handle, _) = rtnetlink::new_connection().map_err(nl)?;
     let task = tokio::spawn(conn);
-    let result = setup_with(&handle, sentry_ip).await;
+    let result = setup_with(&handle, subnet).await;
     task.abort();
     result
 }
 
-async fn setup_with(handle: &Handle, sentry_ip: Ipv4Addr) -> Result<LinkReport, LinksError> {
+async fn setup_with(handle: &Handle, subnet: Ipv4Net) -> Result<LinkReport, LinksError> {
     let names = link_names(handle).await?;
-    let enclave_index = index_of_address(handle, IpAddr::V4(sentry_ip))
+    let enclave_index = index_in_subnet(handle, subnet)
         .await?
-        .ok_or(LinksError::NoEnclave(sentry_ip))?;
+        .ok_or(LinksError::NoEnclave(subnet))?;
     let enclave = names.get(&enclave_index).cloned().unwrap_or_default();
     let mut routes = default_routes(handle, RouteMessageBuilder::<Ipv4Addr>::new().build()).await?;
     routes.extend(default_routes(handle, RouteMessageBuilder::<Ipv6Addr>::new().build()).await?);
@@ -140,9 +149,9 @@ async fn setup_with(handle: &Handle, sentry_ip: Ipv4Addr) -> Result<LinkReport, 
         .filter(|r| r.oif == uplink_index)
         .filter_map(|r| r.gateway)
         .collect();
-    check_forwarding(Path::new("/proc/sys/net/ipv4/ip_forward"))?;
     Ok(LinkReport {
         interfaces: Interfaces { enclave, uplink },
+        indices: [enclave_index, uplink_index],
         uplink_gateways,
         removed_routes: delete.len(),
         kept_routes: keep.len(),
@@ -162,17 +171,42 @@ async fn link_names(handle: &Handle) -> Result<HashMap<u32, String>, LinksError>
     Ok(out)
 }
 
-async fn index_of_address(handle: &Handle, ip: IpAddr) -> Result<Option<u32>, LinksError> {
+async fn index_in_subnet(handle: &Handle, subnet: Ipv4Net) -> Result<Option<u32>, LinksError> {
     let mut addrs = handle.address().get().execute();
     while let Some(msg) = addrs.try_next().await.map_err(nl)? {
-        let holds = msg.attributes.iter().any(
-            |a| matches!(a, AddressAttribute::Address(x) | AddressAttribute::Local(x) if *x == ip),
-        );
-        if holds {
+        let inside = msg.attributes.iter().any(|a| {
+            matches!(a, AddressAttribute::Address(IpAddr::V4(x)) | AddressAttribute::Local(IpAddr::V4(x)) if subnet.contains(x))
+        });
+        if inside {
             return Ok(Some(msg.header.index));
         }
     }
     Ok(None)
+}
+
+/// Puts `sentry_ip` (the bottle's gateway and resolver) on the enclave
+/// interface, if it is not there yet (a restarted worker, or a sentry
+/// given that address by hand). Podman gives the sentry another address
+/// (`Enclave::sentry_link_ip`), so until this runs the bottle's packets
+/// find no gateway: nothing reaches the sentry before its filter holds.
+pub async fn hold_gateway(
+    report: &LinkReport,
+    sentry_ip: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), LinksError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(nl)?;
+    let task = tokio::spawn(conn);
+    let result = handle
+        .address()
+        .add(report.indices[0], IpAddr::V4(sentry_ip), prefix)
+        .execute()
+        .await;
+    task.abort();
+    match result {
+        Ok(()) => Ok(()),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+        Err(e) => Err(LinksError::Gateway(sentry_ip, e.to_string())),
+    }
 }
 
 async fn default_routes(
@@ -222,14 +256,70 @@ async fn default_routes(
     Ok(out)
 }
 
+/// `IPV4_DEVCONF_FORWARDING` (include/uapi/linux/ip.h), an attribute of
+/// `IFLA_INET_CONF` in `IFLA_AF_SPEC`/`AF_INET`.
+const IPV4_DEVCONF_FORWARDING: u16 = 1;
+const IFLA_INET_CONF: u16 = 1;
+
+/// Turns IPv4 forwarding on for the enclave and the uplink, and nowhere
+/// else, over rtnetlink, then reads it back. IPv4 forwards what arrives on
+/// an interface whose own `forwarding` is on, so this is the switch. The
+/// launcher starts the sentry with forwarding off (a new network namespace
+/// inherits the host's `ip_forward`, which Podman turns on), and the agent
+/// calls this once its first full ruleset is in force: a sentry that starts
+/// or restarts while its bottle runs forwards nothing before its filter
+/// holds. A restarted worker finds it on already; the ruleset stayed too.
+pub async fn enable_forwarding(report: &LinkReport) -> Result<(), LinksError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(nl)?;
+    let task = tokio::spawn(conn);
+    let result = async {
+        for index in report.indices {
+            let mut msg = LinkMessage::default();
+            msg.header.index = index;
+            msg.attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                    AfSpecInet::Other(DefaultNla::new(
+                        IFLA_INET_CONF | NLA_F_NESTED,
+                        forwarding_on(),
+                    )),
+                ])]));
+            handle
+                .link()
+                .set(msg)
+                .execute()
+                .await
+                .map_err(|e| LinksError::Forwarding(e.to_string()))?;
+        }
+        Ok(())
+    }
+    .await;
+    task.abort();
+    result?;
+    let conf = Path::new("/proc/sys/net/ipv4/conf");
+    for name in [&report.interfaces.enclave, &report.interfaces.uplink] {
+        check_forwarding(&conf.join(name).join("forwarding"))?;
+    }
+    Ok(())
+}
+
+/// The nested attribute `IPV4_DEVCONF_FORWARDING = 1`, alone: the other
+/// settings of the interface stay as they are.
+fn forwarding_on() -> Vec<u8> {
+    let mut attr = Vec::with_capacity(8);
+    attr.extend_from_slice(&8u16.to_ne_bytes());
+    attr.extend_from_slice(&IPV4_DEVCONF_FORWARDING.to_ne_bytes());
+    attr.extend_from_slice(&1u32.to_ne_bytes());
+    attr
+}
+
 fn check_forwarding(path: &Path) -> Result<(), LinksError> {
     let value = std::fs::read_to_string(path)
-        .map_err(|e| LinksError::ForwardingOff(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| LinksError::Forwarding(format!("cannot read {}: {e}", path.display())))?;
     if value.trim() == "1" {
         Ok(())
     } else {
-        Err(LinksError::ForwardingOff(format!(
-            "{} is {}",
+        Err(LinksError::Forwarding(format!(
+            "{} is still {}",
             path.display(),
             value.trim()
         )))
@@ -284,13 +374,18 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_check_reads_the_sysctl() {
+    fn forwarding_is_read_back_after_it_was_turned_on() {
         let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("ip_forward");
+        let f = dir.path().join("forwarding");
         std::fs::write(&f, "0\n").unwrap();
         let err = check_forwarding(&f).unwrap_err().to_string();
-        assert!(err.contains("--sysctl net.ipv4.ip_forward=1"), "{err}");
+        assert!(err.contains("is still 0"), "{err}");
         std::fs::write(&f, "1\n").unwrap();
         assert!(check_forwarding(&f).is_ok());
+    }
+
+    #[test]
+    fn the_forwarding_attribute_is_one_u32_set_to_1() {
+        assert_eq!(forwarding_on(), [8, 0, 1, 0, 1, 0, 0, 0]);
     }
 }

@@ -2,7 +2,7 @@
 //! status, then say ready. Any error before ready ends the agent with the
 //! lockdown (or the full filter) left in force: fail closed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -57,7 +57,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     )?;
 
     let upstreams = upstreams(&profile, &opts)?;
-    let report = links::setup(profile.enclave.sentry_ip).await?;
+    let report = links::setup(profile.enclave.subnet).await?;
+    let moniker = profile.moniker.clone();
     let interfaces = report.interfaces.clone();
     tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, gateways = ?report.uplink_gateways, removed_routes = report.removed_routes, kept_routes = report.kept_routes, "interfaces");
     let gateways: Vec<IpNet> = report
@@ -91,30 +92,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         start_name_check()?;
     }
     let deny_log = NfLog::open().context("binding the deny log")?;
-    // The credential proxy listens before the ruleset sends it anything.
-    let _proxy = if credentials.is_empty() {
-        None
-    } else {
-        let (cert, key) = ca::paths(&opts.control);
-        let hosts = cell.get().intercept_hosts.clone();
-        let authority = ca::Authority::load_or_create(&cert, &key, &profile.moniker, &hosts)
-            .context("making the credential CA")?;
-        let count = credentials.len();
-        let proxy = Proxy::new(
-            credentials,
-            Arc::new(authority),
-            cell.clone(),
-            shared.clone(),
-            marks::UPSTREAM,
-        )?;
-        let listen = SocketAddr::new(IpAddr::V4(cell.get().enclave.sentry_ip), creds::PROXY_PORT);
-        let handle = Arc::new(proxy)
-            .serve(listen)
-            .await
-            .with_context(|| format!("binding the credential proxy on {listen}"))?;
-        tracing::info!(credentials = count, hosts = ?hosts, "credential proxy in force");
-        Some(handle)
-    };
     let firewall = Arc::new(Mutex::new(firewall));
     let enforcer = Arc::new(Enforcer::new(
         firewall.clone(),
@@ -149,6 +126,45 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         reloads,
         "filter in force"
     );
+    // Only now does the sentry forward at all (it started with forwarding off).
+    links::enable_forwarding(&report)
+        .await
+        .context("turning forwarding on")?;
+    tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, "forwarding on");
+    // And only now can the bottle reach the sentry at all: its gateway.
+    let enclave = cell.get().enclave;
+    links::hold_gateway(&report, enclave.sentry_ip, enclave.subnet.prefix_len())
+        .await
+        .context("putting the bottle's gateway address on the enclave interface")?;
+    // The credential proxy listens as soon as the bottle can reach the
+    // sentry (before, a redirected connection is reset: fail closed).
+    let _proxy = if credentials.is_empty() {
+        None
+    } else {
+        let (cert, key) = ca::paths(&opts.control);
+        let hosts = cell.get().intercept_hosts.clone();
+        let authority = ca::Authority::load_or_create(&cert, &key, &moniker, &hosts)
+            .context("making the credential CA")?;
+        let count = credentials.len();
+        let proxy = Proxy::new(
+            credentials,
+            Arc::new(authority),
+            cell.clone(),
+            shared.clone(),
+            marks::UPSTREAM,
+        )?;
+        // Every address: the kernel's redirect sends to the enclave
+        // interface's primary address, which is Podman's (sentry_link_ip),
+        // not sentry_ip. Only connections the redirect made get in (input
+        // accepts the port from the enclave with `ct status dnat` only).
+        let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), creds::PROXY_PORT);
+        let handle = Arc::new(proxy)
+            .serve(listen)
+            .await
+            .with_context(|| format!("binding the credential proxy on {listen}"))?;
+        tracing::info!(credentials = count, hosts = ?hosts, "credential proxy in force");
+        Some(handle)
+    };
 
     denylog::start(deny_log, cell.clone(), shared.clone()).context("starting the deny log")?;
     let config = DnsConfig {

@@ -70,10 +70,14 @@ pub fn units(p: &Profile, profile: &Path, volumes: &[String]) -> Vec<Unit> {
         format!("Image={SENTRY_IMAGE}"),
         label.clone(),
         format!("Network={}.network", n.uplink),
-        format!("Network={}.network:ip={}", n.enclave, p.enclave.sentry_ip),
+        format!(
+            "Network={}.network:ip={}",
+            n.enclave,
+            p.enclave.sentry_link_ip()
+        ),
         "DropCapability=ALL".into(),
         "AddCapability=NET_ADMIN NET_BIND_SERVICE".into(),
-        "Sysctl=net.ipv4.ip_forward=1".into(),
+        "Sysctl=net.ipv4.ip_forward=0".into(),
         format!("Volume={}:{PROFILE_IN_SENTRY}:ro", profile.display()),
         format!("Exec=run --profile {PROFILE_IN_SENTRY}"),
         "HealthCmd=/rbm-agent status".into(),
@@ -207,7 +211,7 @@ mod tests {
         assert!(enclave.contains("PodmanArgs=--route 0.0.0.0/0,10.242.0.2,1000\n"));
         let sentry = unit(&units, "rbm-demo-sentry.container");
         for line in [
-            "Network=rbm-demo-enclave.network:ip=10.242.0.2",
+            "Network=rbm-demo-enclave.network:ip=10.242.0.254",
             "DropCapability=ALL",
             "Notify=healthy",
             "HealthCmd=/rbm-agent status",

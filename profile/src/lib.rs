@@ -226,6 +226,21 @@ pub struct Enclave {
     pub bottle_ip: Ipv4Addr,
 }
 
+impl Enclave {
+    /// The address Podman gives the sentry on the enclave: the highest host
+    /// address that is neither the sentry's nor the bottle's (.254 of a
+    /// /24). `sentry_ip`, the bottle's gateway and resolver, is added by
+    /// the agent itself once its filter is in force, so a sentry that
+    /// starts again while its bottle runs takes nothing from it before.
+    pub fn sentry_link_ip(&self) -> Ipv4Addr {
+        let last = u32::from(self.subnet.broadcast());
+        (1..=3)
+            .map(|i| Ipv4Addr::from(last - i))
+            .find(|ip| *ip != self.sentry_ip && *ip != self.bottle_ip)
+            .unwrap_or(self.sentry_ip)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uplink {
     pub dns: Mode,
@@ -761,5 +776,27 @@ protocol = "tcp"
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("profiles/x.toml is invalid"), "{err}");
         assert!(err.contains("fix:"), "{err}");
+    }
+
+    #[test]
+    fn the_sentrys_link_address_is_the_highest_free_host() {
+        let e = |sentry: &str, bottle: &str| Enclave {
+            subnet: "10.242.0.0/24".parse().unwrap(),
+            sentry_ip: sentry.parse().unwrap(),
+            bottle_ip: bottle.parse().unwrap(),
+        };
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            e("10.242.0.2", "10.242.0.3").sentry_link_ip(),
+            ip("10.242.0.254")
+        );
+        assert_eq!(
+            e("10.242.0.254", "10.242.0.3").sentry_link_ip(),
+            ip("10.242.0.253")
+        );
+        assert_eq!(
+            e("10.242.0.254", "10.242.0.253").sentry_link_ip(),
+            ip("10.242.0.252")
+        );
     }
 }

@@ -44,13 +44,6 @@ fn run_args(topo: &Topology, profile: &str) -> Result<(Vec<String>, PathBuf)> {
     Ok((args, control))
 }
 
-/// Runs `rbm-agent run` with `profile` in the sentry until it exits (for an
-/// agent that must refuse to start); `timeout` bounds it.
-pub fn run_to_exit(topo: &Topology, profile: &str, timeout: Duration) -> Result<Output> {
-    let (args, _) = run_args(topo, profile)?;
-    topo.exec(Ns::Sentry, &agent_bin()?, &args, timeout)
-}
-
 impl Agent {
     /// Writes `profile` into the topology's directory, starts
     /// `rbm-agent run` in the sentry and waits until it is ready.

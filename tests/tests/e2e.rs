@@ -609,8 +609,9 @@ fn entry_port_reaches_the_bottle_from_the_workstation() -> Result<()> {
             _ => bail!("nothing over {what} from {addr} within {SERVER_START:?}: {reply:?}"),
         }
     };
-    // The bottle sees the sentry (the entry is masqueraded toward it).
-    let sees = format!(" sees {}:", ENTRY.enclave(2));
+    // The bottle sees the sentry (the entry is masqueraded toward it, from
+    // the address Podman gave the sentry on the enclave).
+    let sees = format!(" sees {}:", ENTRY.enclave(254));
     let tcp = ask("tcp", &|| {
         tcp_line(addr, TCP_REPLY).map_err(anyhow::Error::msg)
     })?;
@@ -902,7 +903,7 @@ fn quadlet_units_pass_podmans_generator_and_run_the_containers_up_runs() -> Resu
         format!(
             "--network {}:ip={}",
             QUADLET.name("enclave"),
-            QUADLET.enclave(2)
+            QUADLET.enclave(254)
         ),
         format!("--network {}", QUADLET.name("uplink")),
         "--cap-drop all".to_string(),

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use rbm_tests::agent::{self, Agent};
+use rbm_tests::agent::Agent;
 use rbm_tests::bottle::{shown, Bottle, OPEN_MS};
 use rbm_tests::json::{str_field, str_list};
 use rbm_tests::netns::{
@@ -876,7 +876,7 @@ fn an_enclave_default_route_that_would_win_is_deleted() -> Result<()> {
 }
 
 #[test]
-fn forwarding_off_makes_the_agent_fail_closed() -> Result<()> {
+fn the_sentry_forwards_only_once_the_agent_has_its_filter_in_force() -> Result<()> {
     let Some((topo, _world)) = world(STANDARD)? else {
         return Ok(());
     };
@@ -884,34 +884,49 @@ fn forwarding_off_makes_the_agent_fail_closed() -> Result<()> {
     let open = probe(&topo, Ns::Bottle, &["tcp", &sock(ALLOWED, 80).to_string()])?;
     assert!(open.ok(), "{}", open.json);
 
-    let sysctl = |value: &str| {
-        let setting = format!("net.ipv4.ip_forward={value}");
-        topo.exec_ok(Ns::Sentry, "sysctl", &["-qw", &setting], CMD_TIMEOUT)
+    // As the launcher starts it (`--sysctl net.ipv4.ip_forward=0`): a
+    // sentry that has no filter yet forwards nothing, even to allowed hosts.
+    topo.exec_ok(
+        Ns::Sentry,
+        "sysctl",
+        &["-qw", "net.ipv4.ip_forward=0"],
+        CMD_TIMEOUT,
+    )?;
+    NsBottle(&topo).blocked(&both(sock(ALLOWED, 80)), BLOCKED_MS)?;
+    let forwarding = |topo: &Topology| -> Result<Vec<String>> {
+        let out = topo.exec_ok(
+            Ns::Sentry,
+            "sh",
+            &["-c", "cat /proc/sys/net/ipv4/conf/*/forwarding"],
+            CMD_TIMEOUT,
+        )?;
+        Ok(out.stdout.split_whitespace().map(str::to_string).collect())
     };
-    sysctl("0")?;
-    let out = agent::run_to_exit(&topo, &profile(DNS, true), CMD_TIMEOUT)?;
-    assert!(
-        !out.success(),
-        "the agent ran with forwarding off:\n{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("--sysctl net.ipv4.ip_forward=1"),
-        "the error should say how to fix it:\n{}",
-        out.stderr
-    );
+    assert!(forwarding(&topo)?.iter().all(|v| v == "0"));
 
-    // Forwarding back on: the lockdown the agent left behind still holds.
-    sysctl("1")?;
-    assert_only_rbm_table(&nft_ruleset(&topo)?);
-    NsBottle(&topo).blocked(
-        &[
-            ("tcp", sock(ALLOWED, 80)),
-            ("udp", sock(ALLOWED, 80)),
-            ("udp", sock(DNS, 53)),
-        ],
-        BLOCKED_MS,
-    )
+    // The agent turns it on for the enclave and the uplink only, after its
+    // ruleset is in: allowed traffic flows, the rest is still dropped.
+    let lab = Lab {
+        agent: Agent::start(&topo, &profile(DNS, true))?,
+        world: _world,
+        topo,
+    };
+    let on = forwarding(&lab.topo)?;
+    assert_eq!(
+        on.iter().filter(|v| *v == "1").count(),
+        2,
+        "forwarding on exactly the enclave and the uplink: {on:?}"
+    );
+    let ipv4 = lab.topo.exec_ok(
+        Ns::Sentry,
+        "sysctl",
+        &["-n", "net.ipv4.ip_forward"],
+        CMD_TIMEOUT,
+    )?;
+    assert_eq!(ipv4.stdout.trim(), "0", "the global switch stays off");
+    lab.resolve("a.example.test", ALLOWED)?;
+    lab.reaches(sock(ALLOWED, 80))?;
+    lab.blocked(&both(sock(NEVER, 80)))
 }
 
 #[test]

@@ -55,7 +55,10 @@ pub fn network_create_uplink(p: &Profile) -> Vec<String> {
 }
 
 /// The sentry: on both networks, only the capabilities the agent needs,
-/// forwarding on, the profile text in RBM_PROFILE, entry ports on loopback.
+/// forwarding off (a new network namespace inherits the host's, which
+/// Podman turns on; the agent turns it on for its two interfaces once its
+/// filter is in force), the profile text in RBM_PROFILE, entry ports on
+/// loopback.
 pub fn sentry_run(p: &Profile, profile_text: &str, image: &str, extra: &[String]) -> Vec<String> {
     let n = p.names();
     let mut a = v(&["run", "-d", "--pull=never"]);
@@ -68,7 +71,7 @@ pub fn sentry_run(p: &Profile, profile_text: &str, image: &str, extra: &[String]
     a.extend(["--network".into(), n.uplink.clone()]);
     a.extend([
         "--network".into(),
-        format!("{}:ip={}", n.enclave, p.enclave.sentry_ip),
+        format!("{}:ip={}", n.enclave, p.enclave.sentry_link_ip()),
     ]);
     a.extend(v(&[
         "--cap-drop",
@@ -78,7 +81,7 @@ pub fn sentry_run(p: &Profile, profile_text: &str, image: &str, extra: &[String]
         "--cap-add",
         "NET_BIND_SERVICE",
     ]));
-    a.extend(v(&["--sysctl", "net.ipv4.ip_forward=1"]));
+    a.extend(v(&["--sysctl", "net.ipv4.ip_forward=0"]));
     a.extend(["-e".into(), format!("RBM_PROFILE={profile_text}")]);
     for e in &p.entries {
         let proto = e.protocol.as_str();

@@ -61,9 +61,9 @@ fn uplink_network_takes_the_optional_subnet() {
 fn sentry_run_is_exact() {
     let mut want = words(
         "run -d --pull=never --name rbm-demo-sentry --label rbm.moniker=demo \
-         --network rbm-demo-uplink --network rbm-demo-enclave:ip=10.242.0.2 \
+         --network rbm-demo-uplink --network rbm-demo-enclave:ip=10.242.0.254 \
          --cap-drop ALL --cap-add NET_ADMIN --cap-add NET_BIND_SERVICE \
-         --sysctl net.ipv4.ip_forward=1 -e",
+         --sysctl net.ipv4.ip_forward=0 -e",
     );
     want.push(format!("RBM_PROFILE={PROFILE}"));
     want.extend(words(

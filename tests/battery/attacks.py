@@ -690,6 +690,14 @@ def sentry_uplink_address():
     return (all(blocked(r) for r in res), f"{res}")
 
 
+@case("sentry", "the sentry's other enclave address (the one Podman gives it): TCP 22, 53, 80, 15443, UDP 53", "nothing answers a query; no connection")
+def sentry_link_address():
+    link = CFG["sentry_link"]
+    tcp = [tcp_try(link, p) for p in (22, 53, 80, 15443)]
+    udp = udp_try(link, 53, dns_packet(CFG["api_name"]))
+    return (all(blocked(r) for r in tcp) and blocked(udp), f"tcp {tcp}; udp53 {udp}")
+
+
 @case("sentry", "the control socket: any rbm socket visible from the bottle", "none")
 def sentry_control_socket():
     with open("/proc/net/unix") as f:
@@ -904,7 +912,7 @@ def ttl_tricks():
     for mode in ([], ["-T", "-p", "80"], ["-I"]):
         r = sh("traceroute", "-n", "-w", "0.5", "-q", "1", "-m", "4", *mode, CFG["trap"])
         hops += [l.split()[1] for l in r.stdout.splitlines()[1:] if len(l.split()) > 1 and l.split()[1] != "*"]
-    beyond = [h for h in hops if h not in (CFG["sentry"],)]
+    beyond = [h for h in hops if h not in (CFG["sentry"], CFG["sentry_link"])]
     return (not beyond, f"hops seen: {sorted(set(hops))}")
 
 
@@ -1082,9 +1090,10 @@ def run(config):
     print(json.dumps({"done": True}), flush=True)
 
 
-def stream(ip, port, seconds):
-    """Lifecycle cases: a UDP datagram to ip:port every 10 ms and a TCP
-    connection every 100 ms, for `seconds`; prints what answered and when."""
+def stream(ip, port, seconds, every=0.01):
+    """Lifecycle cases: a UDP datagram to ip:port every `every` seconds and
+    a TCP connection every 100 ms, for `seconds`; prints what answered and
+    when."""
     end = now() + seconds
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setblocking(False)
@@ -1108,7 +1117,7 @@ def stream(ip, port, seconds):
             if tcp_try(ip, port, timeout=0.05) == "open":
                 tcp_open += 1
                 last = now()
-        time.sleep(0.01)
+        time.sleep(every)
     print(json.dumps({"sent": sent, "udp_replies": replies, "tcp_open": tcp_open, "last_reply": last}), flush=True)
 
 
@@ -1142,8 +1151,8 @@ def main():
         run(json.loads(sys.argv[2]))
     elif len(sys.argv) >= 4 and sys.argv[1] == "witness":
         witness(sys.argv[2], sys.argv[3], sys.argv[4:])
-    elif len(sys.argv) == 5 and sys.argv[1] == "stream":
-        stream(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif len(sys.argv) in (5, 6) and sys.argv[1] == "stream":
+        stream(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), *(float(a) for a in sys.argv[5:]))
     elif len(sys.argv) == 2 and sys.argv[1] == "list":
         for cid, group, tries, expected, _, _ in CASES:
             print(f"{group}\t{cid}\t{tries}")

@@ -52,6 +52,16 @@ const SHORT: u8 = 50;
 /// witness when the sentry's namespace is gone).
 const TRAP_RECV: u16 = 443;
 
+/// Cases that can get through today, each named in README's "What rbm
+/// does not do (yet)" with what would close it. Every other case must pass.
+/// A sentry started again (`podman start`) while its bottle runs: Podman
+/// sets its network namespace up, forwarding inherited from the host, a
+/// few milliseconds before the runtime applies `ip_forward=0`. The
+/// bottle's gateway address is not there yet (the agent adds it once its
+/// filter holds), but a bottle allowed to change its routes can aim at the
+/// address Podman gave the sentry.
+const OPEN_GAPS: &[&str] = &["sentry-restarted-under-fire-via-its-podman-address"];
+
 const UP_TIMEOUT: Duration = Duration::from_secs(120);
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest one case may take (the TTL case sleeps; the scans send 65,535 packets).
@@ -162,6 +172,22 @@ impl Case {
 
     fn passed(&self) -> bool {
         self.bottle_ok && self.escaped.is_empty()
+    }
+
+    /// A failure the README names as an open gap (not yet closed in rbm):
+    /// shown as such in the table, and not a failure of this test.
+    fn open_gap(&self) -> bool {
+        !self.passed() && OPEN_GAPS.contains(&self.id.as_str())
+    }
+
+    fn result(&self) -> &'static str {
+        if self.passed() {
+            "pass"
+        } else if self.open_gap() {
+            "**open gap** (README)"
+        } else {
+            "**FAIL**"
+        }
     }
 }
 
@@ -279,8 +305,18 @@ impl Battery {
         self.launched.launcher.run(args, timeout)
     }
 
-    /// `attacks.py stream IP PORT SECONDS` in the bottle, in the background.
+    /// `attacks.py stream IP PORT SECONDS` in the bottle, in the background:
+    /// a datagram every 10 ms.
     fn stream(&self, to: SocketAddr, seconds: u32) -> Result<rbm_tests::Spawned> {
+        self.stream_every(to, seconds, "0.01")
+    }
+
+    fn stream_every(
+        &self,
+        to: SocketAddr,
+        seconds: u32,
+        every: &str,
+    ) -> Result<rbm_tests::Spawned> {
         self.podman.spawn(&[
             "exec",
             "--privileged",
@@ -291,16 +327,26 @@ impl Battery {
             &to.ip().to_string(),
             &to.port().to_string(),
             &seconds.to_string(),
+            every,
         ])
     }
 
     fn trap_receipts(&self) -> Result<usize> {
+        Ok(self.trap_log()?.len())
+    }
+
+    /// What the trap received: `PROTO from PEER` each.
+    fn trap_log(&self) -> Result<Vec<String>> {
         let trap = self
             .worlds
             .iter()
             .find(|w| w.ip == uplink(TRAP))
             .context("no trap world")?;
-        Ok(trap.receipts()?.len())
+        Ok(trap
+            .receipts()?
+            .iter()
+            .map(|r| format!("{} from {}", r.proto, r.peer))
+            .collect())
     }
 }
 
@@ -391,6 +437,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
 
     let config = json!({
         "sentry": enclave(2).to_string(),
+        "sentry_link": enclave(254).to_string(),
         "bottle": enclave(3).to_string(),
         "ifname": "eth0",
         "enclave_prefix": format!("10.250.{N}"),
@@ -456,8 +503,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
     // The witness shares the sentry's namespace: it goes first, or Podman
     // would not let the sentry be replaced.
     podman.remove_container(&b.witness)?;
-    let killed = sentry_killed(&b, &mut cases)?;
-    let trap_total = b.trap_receipts()?;
+    let (killed, trap_total) = sentry_killed(&b, &mut cases)?;
 
     let controls_seen = cases
         .iter()
@@ -471,7 +517,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
 
     let failed: Vec<&str> = cases
         .iter()
-        .filter(|c| !c.passed())
+        .filter(|c| !c.passed() && !c.open_gap())
         .map(|c| c.id.as_str())
         .collect();
     ensure!(
@@ -600,9 +646,11 @@ fn lifecycle(b: &Battery, reloaded: &str, cases: &mut Vec<Case>) -> Result<usize
     Ok(2)
 }
 
-/// The sentry killed while the bottle sends to the trap; judged by the
-/// trap's own log (the witness dies with the sentry's namespace).
-fn sentry_killed(b: &Battery, cases: &mut Vec<Case>) -> Result<usize> {
+/// The sentry killed while the bottle sends to the trap, then started
+/// again; judged by the trap's own log (the witness dies with the sentry's
+/// namespace). Returns the cases run and what the trap had received before
+/// the restart (the open gap).
+fn sentry_killed(b: &Battery, cases: &mut Vec<Case>) -> Result<(usize, usize)> {
     let trap = SocketAddr::from((uplink(TRAP), TRAP_RECV));
     let before = b.trap_receipts()?;
     let mut c = lifecycle_case(
@@ -631,11 +679,123 @@ fn sentry_killed(b: &Battery, cases: &mut Vec<Case>) -> Result<usize> {
         after - before
     );
     cases.push(c);
-    Ok(1)
+
+    // Started again while the bottle sends: a new network namespace
+    // forwards (the host's setting) before any ruleset is in it.
+    let before = b.trap_receipts()?;
+    cases.push(restarted_under_fire(
+        b,
+        "sentry-restarted-under-fire",
+        "podman start of the killed sentry while the bottle sends to the trap as fast as it can (every 0.2 ms)",
+        None,
+    )?);
+    // The same, aimed at the address Podman gives the sentry (it holds it
+    // from the start): only a bottle that may change its routes can.
+    b.podman.run_ok(&["kill", &b.sentry])?;
+    cases.push(restarted_under_fire(
+        b,
+        "sentry-restarted-under-fire-via-its-podman-address",
+        "as above, with the bottle's default route changed to the sentry's Podman address (needs NET_ADMIN, which rbm never gives a bottle)",
+        Some(enclave(254)),
+    )?);
+    Ok((3, before))
+}
+
+/// `podman start` of the (dead) sentry while the bottle sends to the trap
+/// every 0.2 ms, its default route via `via` if given; judged by the trap's
+/// log, then the allowed CIDR must work again.
+fn restarted_under_fire(b: &Battery, id: &str, tries: &str, via: Option<Ipv4Addr>) -> Result<Case> {
+    let trap = SocketAddr::from((uplink(TRAP), TRAP_RECV));
+    let mut c = lifecycle_case(
+        id,
+        tries,
+        "the trap gets nothing at any moment; the allowed CIDR works again after",
+        epoch(),
+    );
+    let route = |gw: Ipv4Addr| -> Result<()> {
+        let gw = gw.to_string();
+        b.podman
+            .run_ok(&[
+                "exec",
+                "--privileged",
+                &b.bottle,
+                "ip",
+                "route",
+                "replace",
+                "default",
+                "via",
+                &gw,
+                "dev",
+                "eth0",
+                "onlink",
+            ])
+            .map(drop)
+    };
+    if let Some(gw) = via {
+        route(gw)?;
+    }
+    let before = b.trap_receipts()?;
+    let mut stream = b.stream_every(trap, 5, "0.0002")?;
+    thread::sleep(Duration::from_millis(500));
+    b.podman.run_ok(&["start", &b.sentry])?;
+    let report: Value = serde_json::from_str(&stream.wait_for(
+        |l| l.starts_with('{'),
+        "the stream's report",
+        CMD_TIMEOUT,
+    )?)?;
+    thread::sleep(Duration::from_millis(500));
+    let after = b.trap_receipts()?;
+    if via.is_some() {
+        route(enclave(2))?;
+    }
+    let cidr = SocketAddr::from((uplink(CIDR), 80)).to_string();
+    // Up to a minute: the world may hold the old sentry's MAC address as
+    // reachable for 15 to 45 s (the new sentry sends no gratuitous ARP).
+    let back = wait_within(Duration::from_secs(60), &mut || {
+        let out = b.podman.run(&[
+            "exec",
+            &b.bottle,
+            "python3",
+            "-c",
+            &format!(
+                "import socket; socket.create_connection(('{}', 80), timeout=1).close()",
+                uplink(CIDR)
+            ),
+        ])?;
+        Ok(out.success())
+    })
+    .is_ok();
+    c.t1 = epoch();
+    c.bottle_ok = after == before && report["udp_replies"] == 0 && report["tcp_open"] == 0 && back;
+    let diagnosis = if back {
+        String::new()
+    } else {
+        let logs = b.podman.run(&["logs", "--tail", "4", &b.sentry])?;
+        format!(" (sentry: {} {})", logs.stdout.trim(), logs.stderr.trim())
+    };
+    let log = b.trap_log()?;
+    let mut from: Vec<&str> = log[before..]
+        .iter()
+        .filter_map(|l| l.split(" from ").nth(1))
+        .map(|p| p.split(':').next().unwrap_or(p))
+        .collect();
+    from.dedup();
+    c.observed = format!(
+        "{} sent, {} replies, {} connections; the trap received {} (from {from:?}); {cidr} reachable again: {back}{diagnosis}",
+        report["sent"],
+        report["udp_replies"],
+        report["tcp_open"],
+        after - before
+    );
+    Ok(c)
 }
 
 fn wait_until(mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + CMD_TIMEOUT;
+    wait_within(CMD_TIMEOUT, &mut check)
+}
+
+fn wait_within(limit: Duration, check: &mut impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if check()? {
             return Ok(());
@@ -651,14 +811,16 @@ fn cell(text: &str) -> String {
 
 fn table(label: &str, cases: &[Case], stray: &[String], trap: usize, lifecycle: usize) -> String {
     let passed = cases.iter().filter(|c| c.passed()).count();
+    let gaps = cases.iter().filter(|c| c.open_gap()).count();
     let attacks = cases.iter().filter(|c| c.group != "control").count();
     let mut t = format!(
         "# rbm escape battery: {label}\n\n\
          Written by `tests/tests/battery.rs` (the last run on this Podman); do not edit.\n\
-         {attacks} attacks ({lifecycle} of them lifecycle) and {} controls: {passed} of {} passed.\n\
+         {attacks} attacks ({lifecycle} of them lifecycle) and {} controls: {passed} of {} passed, \
+         {gaps} open gap(s) that README names.\n\
          A case passes when the bottle saw the blocked outcome and nothing left the sentry's \
          uplink in its time window but what the case allows (\"Left the sentry\").\n\
-         Packets between cases: {}. The trap world received: {trap}.\n\n\
+         Packets between cases: {}. The trap world received, before the open gaps' cases: {trap}.\n\n\
          | # | group | case | what it tries | expected | observed in the bottle | left the sentry | result |\n\
          |---|---|---|---|---|---|---|---|\n",
         cases.len() - attacks,
@@ -694,7 +856,7 @@ fn table(label: &str, cases: &[Case], stray: &[String], trap: usize, lifecycle: 
             cell(&c.expected),
             cell(&c.observed),
             cell(&left),
-            if c.passed() { "pass" } else { "**FAIL**" }
+            c.result()
         );
     }
     t

@@ -178,6 +178,23 @@ def syn_bytes(src, dst, sport, dport, seq=7):
     return ip + tcp
 
 
+def witness_tells(packets):
+    """Sends raw packets that expect no answer; the verdict is the
+    witness's: nothing may leave the sentry."""
+    send(packets)
+    time.sleep(SHUT)
+    return (True, "sent (the witness tells)")
+
+
+def trap_after(change, undo):
+    """Changes the bottle's own network (`ip ...`), tries the trap over TCP,
+    undoes the change."""
+    sh("ip", *change)
+    t = tcp_try(CFG["trap"], 80, timeout=1.5)
+    sh("ip", *undo)
+    return (blocked(t), f"tcp {t}")
+
+
 def send(packets):
     from scapy.all import conf
     from scapy.all import send as scapy_send
@@ -542,9 +559,7 @@ def dns_forged_replies():
 def dns_reflection():
     from scapy.layers.inet import IP, UDP
 
-    send(IP(src=CFG["trap"], dst=CFG["sentry"]) / UDP(sport=4444, dport=53) / dns_packet(CFG["api_name"]))
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
+    return witness_tells(IP(src=CFG["trap"], dst=CFG["sentry"]) / UDP(sport=4444, dport=53) / dns_packet(CFG["api_name"]))
 
 
 # Direct access
@@ -744,19 +759,13 @@ def route_via_enclave_bridge():
 @case("tricks", "the uplink subnet declared on-link (ARP for the trap on the enclave)", "nothing reaches the trap")
 def uplink_on_link():
     net = CFG["uplink_prefix"] + ".0/24"
-    sh("ip", "route", "add", net, "dev", CFG["ifname"])
-    t = tcp_try(CFG["trap"], 80, timeout=1.5)
-    sh("ip", "route", "del", net, "dev", CFG["ifname"])
-    return (blocked(t), f"tcp {t}")
+    return trap_after(["route", "add", net, "dev", CFG["ifname"]], ["route", "del", net, "dev", CFG["ifname"]])
 
 
 @case("tricks", "an uplink address on the bottle's own interface", "nothing reaches the trap")
 def uplink_address_on_bottle():
     addr = CFG["uplink_prefix"] + ".77/24"
-    sh("ip", "addr", "add", addr, "dev", CFG["ifname"])
-    t = tcp_try(CFG["trap"], 80, timeout=1.5)
-    sh("ip", "addr", "del", addr, "dev", CFG["ifname"])
-    return (blocked(t), f"tcp {t}")
+    return trap_after(["addr", "add", addr, "dev", CFG["ifname"]], ["addr", "del", addr, "dev", CFG["ifname"]])
 
 
 @case("tricks", "another enclave address for the bottle (10.250.N.99)", "nothing reaches the trap")
@@ -791,37 +800,29 @@ def mac_and_arp_spoof():
 def spoofed_source_sentry():
     from scapy.layers.inet import IP, TCP, UDP
 
-    send([IP(src=CFG["sentry"], dst=CFG["trap"]) / TCP(dport=80, flags="S"),
+    return witness_tells([IP(src=CFG["sentry"], dst=CFG["trap"]) / TCP(dport=80, flags="S"),
           IP(src=CFG["sentry"], dst=CFG["trap"]) / UDP(dport=80) / b"spoof"])
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
 
 
 @case("tricks", "spoofed source: an uplink address (the trap's own)", "nothing reaches the trap")
 def spoofed_source_uplink():
     from scapy.layers.inet import IP, TCP, UDP
 
-    send([IP(src=CFG["trap"], dst=CFG["trap"]) / TCP(dport=80, flags="S"),
+    return witness_tells([IP(src=CFG["trap"], dst=CFG["trap"]) / TCP(dport=80, flags="S"),
           IP(src=CFG["api"], dst=CFG["trap"]) / UDP(dport=80) / b"spoof"])
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
 
 
 @case("tricks", "spoofed source: an address outside every subnet (203.0.113.9)", "nothing reaches the trap")
 def spoofed_source_foreign():
     from scapy.layers.inet import IP, TCP
 
-    send(IP(src="203.0.113.9", dst=CFG["trap"]) / TCP(dport=80, flags="S"))
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
+    return witness_tells(IP(src="203.0.113.9", dst=CFG["trap"]) / TCP(dport=80, flags="S"))
 
 
 def raw_protocol(proto, payload):
     from scapy.layers.inet import IP
 
-    send(IP(dst=CFG["trap"], proto=proto) / payload)
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
+    return witness_tells(IP(dst=CFG["trap"], proto=proto) / payload)
 
 
 @case("tricks", "GRE (IP protocol 47) to the trap", "nothing leaves")
@@ -852,29 +853,23 @@ def encapsulated_to_sentry():
     from scapy.layers.l2 import GRE
 
     inner = IP(src=CFG["bottle"], dst=CFG["trap"]) / TCP(dport=80, flags="S")
-    send([IP(dst=CFG["sentry"], proto=4) / inner, IP(dst=CFG["sentry"]) / GRE() / inner,
+    return witness_tells([IP(dst=CFG["sentry"], proto=4) / inner, IP(dst=CFG["sentry"]) / GRE() / inner,
           IP(dst=CFG["sentry"], proto=41) / (b"\x60" + b"\x00" * 39)])
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
 
 
 @case("tricks", "DCCP (33) and UDP-Lite (136) to the trap", "nothing leaves")
 def raw_dccp_udplite():
     from scapy.layers.inet import IP
 
-    send([IP(dst=CFG["trap"], proto=33) / (b"\x9c\x40\x00\x50" + b"\x00" * 12),
+    return witness_tells([IP(dst=CFG["trap"], proto=33) / (b"\x9c\x40\x00\x50" + b"\x00" * 12),
           IP(dst=CFG["trap"], proto=136) / (b"\x9c\x40\x00\x50" + b"\x00" * 4)])
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
 
 
 @case("tricks", "a TCP SYN to the trap cut into 8-byte IP fragments", "nothing leaves")
 def ip_fragments():
     from scapy.layers.inet import IP, TCP, fragment
 
-    send(fragment(IP(dst=CFG["trap"]) / TCP(dport=80, flags="S") / (b"F" * 64), fragsize=8))
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
+    return witness_tells(fragment(IP(dst=CFG["trap"]) / TCP(dport=80, flags="S") / (b"F" * 64), fragsize=8))
 
 
 @case("tricks", "overlapping fragments that turn the allowed 443 into 80 on the port-restricted host", "nothing reaches port 80")
@@ -884,11 +879,9 @@ def overlapping_fragments():
     ip_id = random.randint(1, 65535)
     good = bytes(TCP(sport=42000, dport=443, flags="S", seq=1) / (b"G" * 16))
     bad = bytes(TCP(sport=42000, dport=80, flags="S", seq=1) / (b"B" * 16))
-    send([IP(dst=CFG["ports"], id=ip_id, flags="MF", frag=0, proto=6) / good[:16],
+    return witness_tells([IP(dst=CFG["ports"], id=ip_id, flags="MF", frag=0, proto=6) / good[:16],
           IP(dst=CFG["ports"], id=ip_id, flags="MF", frag=0, proto=6) / bad[:16],
           IP(dst=CFG["ports"], id=ip_id, flags=0, frag=2, proto=6) / good[16:]])
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
 
 
 @case("tricks", "a tiny first fragment (8 bytes: ports only) with the flags in the second", "nothing reaches the trap")
@@ -897,10 +890,8 @@ def tiny_first_fragment():
 
     ip_id = random.randint(1, 65535)
     seg = bytes(TCP(sport=42001, dport=80, flags="S", seq=1))
-    send([IP(dst=CFG["trap"], id=ip_id, flags="MF", frag=0, proto=6) / seg[:8],
+    return witness_tells([IP(dst=CFG["trap"], id=ip_id, flags="MF", frag=0, proto=6) / seg[:8],
           IP(dst=CFG["trap"], id=ip_id, flags=0, frag=1, proto=6) / seg[8:]])
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
 
 
 @case("tricks", "TTL 1 and TTL 2 toward the trap; traceroute over UDP, TCP and ICMP", "no hop beyond the sentry; nothing leaves")
@@ -938,45 +929,35 @@ def ipv6_router_multicast():
 def unsolicited_syn_ack():
     from scapy.layers.inet import IP, TCP
 
-    send(IP(dst=CFG["trap"]) / TCP(sport=43000, dport=80, flags="SA", seq=100, ack=200))
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
+    return witness_tells(IP(dst=CFG["trap"]) / TCP(sport=43000, dport=80, flags="SA", seq=100, ack=200))
 
 
 @case("state", "an ACK with data and no connection (conntrack's loose pickup)", "nothing leaves")
 def ack_without_connection():
     from scapy.layers.inet import IP, TCP
 
-    send(IP(dst=CFG["trap"]) / TCP(sport=43001, dport=80, flags="PA", seq=100, ack=200) / b"GET / HTTP/1.0\r\n\r\n")
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
+    return witness_tells(IP(dst=CFG["trap"]) / TCP(sport=43001, dport=80, flags="PA", seq=100, ack=200) / b"GET / HTTP/1.0\r\n\r\n")
 
 
 @case("state", "FIN, RST and no-flag segments to the trap", "nothing leaves")
 def stray_flags():
     from scapy.layers.inet import IP, TCP
 
-    send([IP(dst=CFG["trap"]) / TCP(sport=43002, dport=80, flags=f) for f in ("F", "R", "", "FPU")])
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
+    return witness_tells([IP(dst=CFG["trap"]) / TCP(sport=43002, dport=80, flags=f) for f in ("F", "R", "", "FPU")])
 
 
 @case("state", "an ICMP error quoting a made-up connection to the trap (fake RELATED)", "nothing leaves")
 def fake_related_icmp():
     from scapy.layers.inet import ICMP, IP, TCP
 
-    send(IP(dst=CFG["trap"]) / ICMP(type=3, code=3) / IP(src=CFG["trap"], dst=CFG["bottle"]) / TCP(sport=80, dport=43003))
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
+    return witness_tells(IP(dst=CFG["trap"]) / ICMP(type=3, code=3) / IP(src=CFG["trap"], dst=CFG["bottle"]) / TCP(sport=80, dport=43003))
 
 
 @case("state", "a UDP reply-shaped datagram from the trap's port to the trap (fake reply)", "nothing leaves")
 def fake_udp_reply():
     from scapy.layers.inet import IP, UDP
 
-    send(IP(dst=CFG["trap"]) / UDP(sport=80, dport=80) / b"reply?")
-    time.sleep(SHUT)
-    return (True, "sent (the witness tells)")
+    return witness_tells(IP(dst=CFG["trap"]) / UDP(sport=80, dport=80) / b"reply?")
 
 
 # Names on the wire (name binding)

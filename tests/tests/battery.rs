@@ -62,6 +62,11 @@ const TRAP_RECV: u16 = 443;
 /// address Podman gave the sentry.
 const OPEN_GAPS: &[&str] = &["sentry-restarted-under-fire-via-its-podman-address"];
 
+/// A sender that lasts `seconds`, a datagram every 10 ms.
+fn every_10_ms(seconds: u32) -> (u32, &'static str) {
+    (seconds, "0.01")
+}
+
 const UP_TIMEOUT: Duration = Duration::from_secs(120);
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest one case may take (the TTL case sleeps; the scans send 65,535 packets).
@@ -305,19 +310,17 @@ impl Battery {
         self.launched.launcher.run(args, timeout)
     }
 
-    /// `attacks.py stream IP PORT SECONDS` in the bottle, in the background:
-    /// a datagram every 10 ms.
-    fn stream(&self, to: SocketAddr, seconds: u32) -> Result<rbm_tests::Spawned> {
-        self.stream_every(to, seconds, "0.01")
-    }
-
-    fn stream_every(
+    /// Under fire: `attacks.py stream` in the bottle sends to `to` (a
+    /// datagram every `every` seconds, a TCP connection every 100 ms) for
+    /// `seconds`; `act` runs `lead` after the start. The sender's report.
+    fn under_fire(
         &self,
         to: SocketAddr,
-        seconds: u32,
-        every: &str,
-    ) -> Result<rbm_tests::Spawned> {
-        self.podman.spawn(&[
+        (seconds, every): (u32, &str),
+        lead: Duration,
+        act: impl FnOnce() -> Result<()>,
+    ) -> Result<Value> {
+        let mut stream = self.podman.spawn(&[
             "exec",
             "--privileged",
             &self.bottle,
@@ -328,7 +331,11 @@ impl Battery {
             &to.port().to_string(),
             &seconds.to_string(),
             every,
-        ])
+        ])?;
+        thread::sleep(lead);
+        act()?;
+        let line = stream.wait_for(|l| l.starts_with('{'), "the stream's report", CMD_TIMEOUT)?;
+        Ok(serde_json::from_str(&line)?)
     }
 
     fn trap_receipts(&self) -> Result<usize> {
@@ -587,17 +594,14 @@ fn lifecycle(b: &Battery, reloaded: &str, cases: &mut Vec<Case>) -> Result<usize
     );
     b.podman
         .run_ok(&["exec", &b.bottle, "dig", "+short", API_NAME])?;
-    let mut stream = b.stream(api, 5)?;
-    thread::sleep(Duration::from_secs(2));
-    b.launch(&["reload", reloaded], CMD_TIMEOUT)?
-        .check()
-        .context("rbm-launch reload")?;
-    let reloaded_at = epoch();
-    let report: Value = serde_json::from_str(&stream.wait_for(
-        |l| l.starts_with('{'),
-        "the stream's report",
-        CMD_TIMEOUT,
-    )?)?;
+    let mut reloaded_at = 0.0;
+    let report = b.under_fire(api, every_10_ms(5), Duration::from_secs(2), || {
+        b.launch(&["reload", reloaded], CMD_TIMEOUT)?
+            .check()
+            .context("rbm-launch reload")?;
+        reloaded_at = epoch();
+        Ok(())
+    })?;
     let last = report["last_reply"].as_f64().unwrap_or(0.0);
     c.t1 = epoch();
     c.bottle_ok = last > c.t0 && last < reloaded_at;
@@ -623,14 +627,9 @@ fn lifecycle(b: &Battery, reloaded: &str, cases: &mut Vec<Case>) -> Result<usize
         "no reply; nothing leaves; the agent is back",
         epoch(),
     );
-    let mut stream = b.stream(trap, 4)?;
-    thread::sleep(Duration::from_secs(1));
-    b.podman.kill_agent(&b.sentry)?;
-    let report: Value = serde_json::from_str(&stream.wait_for(
-        |l| l.starts_with('{'),
-        "the stream's report",
-        CMD_TIMEOUT,
-    )?)?;
+    let report = b.under_fire(trap, every_10_ms(4), Duration::from_secs(1), || {
+        b.podman.kill_agent(&b.sentry).map(drop)
+    })?;
     let back = wait_until(|| {
         let out = b.launch(&["status", &b.launched.profile, "--json"], CMD_TIMEOUT)?;
         Ok(out.success())
@@ -659,14 +658,9 @@ fn sentry_killed(b: &Battery, cases: &mut Vec<Case>) -> Result<(usize, usize)> {
         "the trap gets nothing; the bottle gets no reply",
         epoch(),
     );
-    let mut stream = b.stream(trap, 4)?;
-    thread::sleep(Duration::from_secs(1));
-    b.podman.run_ok(&["kill", &b.sentry])?;
-    let report: Value = serde_json::from_str(&stream.wait_for(
-        |l| l.starts_with('{'),
-        "the stream's report",
-        CMD_TIMEOUT,
-    )?)?;
+    let report = b.under_fire(trap, every_10_ms(4), Duration::from_secs(1), || {
+        b.podman.run_ok(&["kill", &b.sentry]).map(drop)
+    })?;
     thread::sleep(Duration::from_millis(500));
     let after = b.trap_receipts()?;
     c.t1 = epoch();
@@ -735,14 +729,9 @@ fn restarted_under_fire(b: &Battery, id: &str, tries: &str, via: Option<Ipv4Addr
         route(gw)?;
     }
     let before = b.trap_receipts()?;
-    let mut stream = b.stream_every(trap, 5, "0.0002")?;
-    thread::sleep(Duration::from_millis(500));
-    b.podman.run_ok(&["start", &b.sentry])?;
-    let report: Value = serde_json::from_str(&stream.wait_for(
-        |l| l.starts_with('{'),
-        "the stream's report",
-        CMD_TIMEOUT,
-    )?)?;
+    let report = b.under_fire(trap, (5, "0.0002"), Duration::from_millis(500), || {
+        b.podman.run_ok(&["start", &b.sentry]).map(drop)
+    })?;
     thread::sleep(Duration::from_millis(500));
     let after = b.trap_receipts()?;
     if via.is_some() {

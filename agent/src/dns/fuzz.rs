@@ -147,7 +147,7 @@ mod tests {
     use crate::dns::tests::{a, name, policy};
     use crate::profile::Mode;
     use hickory_proto::op::ResponseCode;
-    use hickory_proto::rr::RecordType;
+    use hickory_proto::rr::{Name, RecordType};
 
     fn query(qname: &str) -> Message {
         let mut m = Message::query();
@@ -198,6 +198,22 @@ mod tests {
         let done = rt.block_on(exchange(p, &query, None));
         let bytes = done.answer.expect("answered").expect("encodes");
         let answer = Message::from_vec(&bytes).expect("decodes");
+        assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+        assert!(answer.queries.is_empty());
+    }
+
+    #[test]
+    fn many_questions_get_formerr_that_fits_in_512_bytes() {
+        // The dns_request fuzz target's find: seven questions (519 bytes),
+        // echoed, did not fit and hickory-server sent a bare SERVFAIL.
+        let mut query = Message::query();
+        for c in b'a'..b'd' {
+            let label = String::from_utf8(vec![c; 63]).unwrap();
+            let long = format!("{label}.{label}.{label}.test.");
+            query.add_query(Query::query(Name::from_ascii(long).unwrap(), RecordType::A));
+        }
+        let p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test"]);
+        let (answer, _) = run(p, &query, None);
         assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
         assert!(answer.queries.is_empty());
     }

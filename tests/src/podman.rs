@@ -143,17 +143,35 @@ impl Podman {
     /// its supervisor: the container's first process stays, its child goes.
     /// The agent's PID.
     pub fn kill_agent(&self, sentry: &str) -> Result<u32> {
+        let agent = self.agent_pid(sentry)?;
+        cmd::run_ok("kill", &["-KILL", &agent.to_string()], PODMAN_TIMEOUT)?;
+        Ok(agent)
+    }
+
+    /// The PID of the sentry's agent (the child of its supervisor, the
+    /// container's first process), as the host sees it: a local Podman only.
+    pub fn agent_pid(&self, sentry: &str) -> Result<u32> {
         let out = self.run_ok(&["container", "inspect", "--format", "{{.State.Pid}}", sentry])?;
         let first: u32 = out.stdout.trim().parse().context("no PID for the sentry")?;
         let children = fs::read_to_string(format!("/proc/{first}/task/{first}/children"))
             .context("reading the supervisor's children")?;
-        let agent: u32 = children
+        Ok(children
             .split_whitespace()
             .next()
             .context("the supervisor has no agent")?
-            .parse()?;
-        cmd::run_ok("kill", &["-KILL", &agent.to_string()], PODMAN_TIMEOUT)?;
-        Ok(agent)
+            .parse()?)
+    }
+
+    /// The agent's resident memory in KiB (`VmRSS`).
+    pub fn agent_rss_kib(&self, sentry: &str) -> Result<u64> {
+        let pid = self.agent_pid(sentry)?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("no VmRSS for the agent")
     }
 
     /// Runs podman with its own timeout (e.g. a long `exec`).

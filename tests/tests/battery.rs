@@ -67,6 +67,10 @@ fn every_10_ms(seconds: u32) -> (u32, &'static str) {
     (seconds, "0.01")
 }
 
+/// The agent's resident memory after every attack (the query flood, the
+/// scans, the forged answers) stays under this.
+const RSS_BOUND_KIB: u64 = 16 * 1024;
+
 const UP_TIMEOUT: Duration = Duration::from_secs(120);
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest one case may take (the TTL case sleeps; the scans send 65,535 packets).
@@ -469,6 +473,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         "only": std::env::var("RBM_BATTERY_ONLY").ok().map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>()),
     })
     .to_string();
+    let rss_before = podman.agent_rss_kib(&b.sentry)?;
     let mut run = podman.spawn(&[
         "exec",
         "--privileged",
@@ -495,6 +500,16 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         cases.push(case);
     }
 
+    // The 20,000-query flood, the scans and the rest are behind it.
+    let rss_after = podman.agent_rss_kib(&b.sentry)?;
+    let memory = format!(
+        "The agent's resident memory: {:.1} MiB before the attacks, {:.1} MiB after them \
+         (bound: {} MiB).",
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        RSS_BOUND_KIB / 1024
+    );
+
     // Lifecycle: a reload that removes the allowed name while the bottle
     // sends to it; then the agent killed, then the sentry killed, while it
     // sends to the trap.
@@ -517,7 +532,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         .filter(|c| c.group == "control" && !c.egress.is_empty())
         .all(|c| packets.iter().any(|p| p.t >= c.t0 && p.t <= c.t1 + 0.3));
     let label = format!("podman-{version}-{mode}");
-    let table = table(&label, &cases, &stray, trap_total, lifecycle + killed);
+    let table = table(&label, &cases, &stray, trap_total, lifecycle + killed, &memory);
     let out = workspace_root().join(format!("tests/battery/results-{label}.md"));
     std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("battery: table in {}", out.display());
@@ -798,7 +813,14 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-fn table(label: &str, cases: &[Case], stray: &[String], trap: usize, lifecycle: usize) -> String {
+fn table(
+    label: &str,
+    cases: &[Case],
+    stray: &[String],
+    trap: usize,
+    lifecycle: usize,
+    memory: &str,
+) -> String {
     let passed = cases.iter().filter(|c| c.passed()).count();
     let gaps = cases.iter().filter(|c| c.open_gap()).count();
     let attacks = cases.iter().filter(|c| c.group != "control").count();
@@ -809,7 +831,8 @@ fn table(label: &str, cases: &[Case], stray: &[String], trap: usize, lifecycle: 
          {gaps} open gap(s) that README names.\n\
          A case passes when the bottle saw the blocked outcome and nothing left the sentry's \
          uplink in its time window but what the case allows (\"Left the sentry\").\n\
-         Packets between cases: {}. The trap world received, before the open gaps' cases: {trap}.\n\n\
+         Packets between cases: {}. The trap world received, before the open gaps' cases: {trap}.\n\
+         {memory}\n\n\
          | # | group | case | what it tries | expected | observed in the bottle | left the sentry | result |\n\
          |---|---|---|---|---|---|---|---|\n",
         cases.len() - attacks,

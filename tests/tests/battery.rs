@@ -532,7 +532,14 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         .filter(|c| c.group == "control" && !c.egress.is_empty())
         .all(|c| packets.iter().any(|p| p.t >= c.t0 && p.t <= c.t1 + 0.3));
     let label = format!("podman-{version}-{mode}");
-    let table = table(&label, &cases, &stray, trap_total, lifecycle + killed, &memory);
+    let table = table(
+        &label,
+        &cases,
+        &stray,
+        trap_total,
+        lifecycle + killed,
+        &memory,
+    );
     let out = workspace_root().join(format!("tests/battery/results-{label}.md"));
     std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("battery: table in {}", out.display());

@@ -10,7 +10,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use rbm_launch::launch::{self, UpOptions};
 use rbm_launch::lookup::{self, Loaded, Places, Shipped};
 use rbm_launch::podman::find::{self, PROVISIONED};
-use rbm_launch::podman::host::{Host, Mode};
+use rbm_launch::podman::host::{hardening, Host, Mode, DEVCONF_INHERIT};
 use rbm_launch::podman::{Podman, Remote};
 use rbm_launch::{exec, quadlet, Error};
 
@@ -306,6 +306,8 @@ fn info(chosen: Chosen, places: &Places) -> anyhow::Result<u8> {
         .map(|d| d.display().to_string())
         .collect();
     println!("profiles:  {}", dirs.join(", "));
+    let devconf = std::fs::read_to_string(DEVCONF_INHERIT).ok();
+    println!("hardening: {}", hardening(devconf.as_deref()));
     let (podman, host) = match podman(chosen, places) {
         Ok(found) => found,
         Err(e) => {

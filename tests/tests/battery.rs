@@ -714,7 +714,48 @@ fn sentry_killed(b: &Battery, cases: &mut Vec<Case>) -> Result<(usize, usize)> {
         "as above, with the bottle's default route changed to the sentry's Podman address (needs NET_ADMIN, which rbm never gives a bottle)",
         Some(enclave(254)),
     )?);
-    Ok((3, before))
+    // The same on a host that makes new network namespaces start with
+    // forwarding off (README: "Hardening the host"): the window is gone.
+    let hardened = HostSysctl::set(DEVCONF_INHERIT, "2")?;
+    b.podman.run_ok(&["kill", &b.sentry])?;
+    let case = restarted_under_fire(
+        b,
+        "sentry-restarted-under-fire-via-its-podman-address-on-a-hardened-host",
+        "as above, on a host with net.core.devconf_inherit_init_net = 2",
+        Some(enclave(254)),
+    );
+    drop(hardened);
+    cases.push(case?);
+    Ok((4, before))
+}
+
+/// The host setting that makes a new network namespace start from the
+/// kernel's defaults (forwarding off) instead of the host's values.
+const DEVCONF_INHERIT: &str = "/proc/sys/net/core/devconf_inherit_init_net";
+
+/// A host sysctl set for a while; the old value is written back on drop.
+struct HostSysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl HostSysctl {
+    fn set(path: &'static str, value: &str) -> Result<HostSysctl> {
+        let old = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
+        std::fs::write(path, value).with_context(|| format!("write {value} to {path}"))?;
+        Ok(HostSysctl {
+            path,
+            old: old.trim().to_string(),
+        })
+    }
+}
+
+impl Drop for HostSysctl {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(self.path, &self.old) {
+            eprintln!("battery: cannot restore {} to {}: {e}", self.path, self.old);
+        }
+    }
 }
 
 /// `podman start` of the (dead) sentry while the bottle sends to the trap

@@ -131,6 +131,32 @@ impl Host {
     }
 }
 
+/// The host setting that decides what a new network namespace starts from:
+/// the host's own values (0, the kernel's default: forwarding on wherever
+/// Podman turned it on) or the kernel's defaults (2: forwarding off).
+pub const DEVCONF_INHERIT: &str = "/proc/sys/net/core/devconf_inherit_init_net";
+
+/// What `rbm-launch info` says about the host's hardening, given the value
+/// of [`DEVCONF_INHERIT`] on this machine (`None`: not readable here, e.g.
+/// a Mac whose containers run in a podman machine).
+pub fn hardening(devconf_inherit: Option<&str>) -> String {
+    let why = "a sentry started again by hand (podman start) can forward for a few \
+               milliseconds before its filter holds";
+    match devconf_inherit.map(str::trim) {
+        Some("2") => "new network namespaces start with forwarding off \
+                      (net.core.devconf_inherit_init_net = 2)"
+            .to_string(),
+        Some(v) => format!(
+            "net.core.devconf_inherit_init_net = {v}: {why}; set it to 2 \
+             (README: Hardening the host)"
+        ),
+        None => format!(
+            "set net.core.devconf_inherit_init_net = 2 on the machine that runs the \
+             containers, or {why} (README: Hardening the host)"
+        ),
+    }
+}
+
 /// The major version of a version string (`5.8.6` -> 5).
 pub fn major(version: &str) -> Option<u32> {
     version.split('.').next()?.trim().parse().ok()
@@ -203,6 +229,16 @@ mod tests {
         assert!(matches!(old, Error::PodmanTooOld { .. }), "{old}");
         let odd = Host::detect(&fake("hello")).unwrap_err().to_string();
         assert!(odd.contains("unexpected output \"hello\""), "{odd}");
+    }
+
+    #[test]
+    fn hardening_names_the_setting_and_the_fix() {
+        assert!(hardening(Some("2\n")).contains("forwarding off"));
+        let open = hardening(Some("0\n"));
+        assert!(open.contains("= 0: a sentry started again"), "{open}");
+        assert!(open.contains("set it to 2"), "{open}");
+        let unknown = hardening(None);
+        assert!(unknown.contains("on the machine that runs"), "{unknown}");
     }
 
     #[test]

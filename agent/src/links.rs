@@ -109,13 +109,49 @@ pub fn plan(enclave_index: u32, defaults: &[DefaultRoute]) -> Plan {
     }
 }
 
-/// Finds the interfaces and removes the enclave default routes.
-pub async fn setup(subnet: Ipv4Net) -> Result<LinkReport, LinksError> {
-    let (conn, handle, _) = rtnetlink::new_connection().map_err(nl)?;
-    let task = tokio::spawn(conn);
-    let result = setup_with(&handle, subnet).await;
-    task.abort();
-    result
+/// One rtnetlink connection for the agent's start: [`Links::setup`] first,
+/// then, once the filter is in force, [`Links::enable_forwarding`] and
+/// [`Links::hold_gateway`]. Dropping it closes the connection.
+pub struct Links {
+    handle: Handle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Links {
+    /// Opens the connection (inside a tokio runtime).
+    pub fn open() -> Result<Links, LinksError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(nl)?;
+        Ok(Links {
+            handle,
+            task: tokio::spawn(conn),
+        })
+    }
+
+    /// Finds the interfaces and removes the enclave default routes.
+    pub async fn setup(&self, subnet: Ipv4Net) -> Result<LinkReport, LinksError> {
+        setup_with(&self.handle, subnet).await
+    }
+
+    /// See [`hold_gateway`].
+    pub async fn hold_gateway(
+        &self,
+        report: &LinkReport,
+        sentry_ip: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), LinksError> {
+        hold_gateway(&self.handle, report, sentry_ip, prefix).await
+    }
+
+    /// See [`enable_forwarding`].
+    pub async fn enable_forwarding(&self, report: &LinkReport) -> Result<(), LinksError> {
+        enable_forwarding(&self.handle, report).await
+    }
 }
 
 async fn setup_with(handle: &Handle, subnet: Ipv4Net) -> Result<LinkReport, LinksError> {
@@ -189,19 +225,17 @@ async fn index_in_subnet(handle: &Handle, subnet: Ipv4Net) -> Result<Option<u32>
 /// given that address by hand). Podman gives the sentry another address
 /// (`Enclave::sentry_link_ip`), so until this runs the bottle's packets
 /// find no gateway: nothing reaches the sentry before its filter holds.
-pub async fn hold_gateway(
+async fn hold_gateway(
+    handle: &Handle,
     report: &LinkReport,
     sentry_ip: Ipv4Addr,
     prefix: u8,
 ) -> Result<(), LinksError> {
-    let (conn, handle, _) = rtnetlink::new_connection().map_err(nl)?;
-    let task = tokio::spawn(conn);
     let result = handle
         .address()
         .add(report.indices[0], IpAddr::V4(sentry_ip), prefix)
         .execute()
         .await;
-    task.abort();
     match result {
         Ok(()) => Ok(()),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
@@ -269,32 +303,24 @@ const IFLA_INET_CONF: u16 = 1;
 /// calls this once its first full ruleset is in force: a sentry that starts
 /// or restarts while its bottle runs forwards nothing before its filter
 /// holds. A restarted worker finds it on already; the ruleset stayed too.
-pub async fn enable_forwarding(report: &LinkReport) -> Result<(), LinksError> {
-    let (conn, handle, _) = rtnetlink::new_connection().map_err(nl)?;
-    let task = tokio::spawn(conn);
-    let result = async {
-        for index in report.indices {
-            let mut msg = LinkMessage::default();
-            msg.header.index = index;
-            msg.attributes
-                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
-                    AfSpecInet::Other(DefaultNla::new(
-                        IFLA_INET_CONF | NLA_F_NESTED,
-                        forwarding_on(),
-                    )),
-                ])]));
-            handle
-                .link()
-                .set(msg)
-                .execute()
-                .await
-                .map_err(|e| LinksError::Forwarding(e.to_string()))?;
-        }
-        Ok(())
+async fn enable_forwarding(handle: &Handle, report: &LinkReport) -> Result<(), LinksError> {
+    for index in report.indices {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                AfSpecInet::Other(DefaultNla::new(
+                    IFLA_INET_CONF | NLA_F_NESTED,
+                    forwarding_on(),
+                )),
+            ])]));
+        handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| LinksError::Forwarding(e.to_string()))?;
     }
-    .await;
-    task.abort();
-    result?;
     let conf = Path::new("/proc/sys/net/ipv4/conf");
     for name in [&report.interfaces.enclave, &report.interfaces.uplink] {
         check_forwarding(&conf.join(name).join("forwarding"))?;

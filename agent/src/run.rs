@@ -17,7 +17,7 @@ use crate::firewall::netlink::NetlinkTransport;
 use crate::firewall::ruleset::marks;
 use crate::firewall::ruleset::Ruleset;
 use crate::firewall::Firewall;
-use crate::links;
+use crate::links::Links;
 use crate::names::{self, queue::NfQueue};
 use crate::policy::PolicyCell;
 use crate::profile::Mode;
@@ -57,7 +57,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     )?;
 
     let upstreams = upstreams(&profile, &opts)?;
-    let report = links::setup(profile.enclave.subnet).await?;
+    let links = Links::open()?;
+    let report = links.setup(profile.enclave.subnet).await?;
     let moniker = profile.moniker.clone();
     let interfaces = report.interfaces.clone();
     tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, gateways = ?report.uplink_gateways, removed_routes = report.removed_routes, kept_routes = report.kept_routes, "interfaces");
@@ -127,15 +128,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         "filter in force"
     );
     // Only now does the sentry forward at all (it started with forwarding off).
-    links::enable_forwarding(&report)
+    links
+        .enable_forwarding(&report)
         .await
         .context("turning forwarding on")?;
     tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, "forwarding on");
     // And only now can the bottle reach the sentry at all: its gateway.
     let enclave = cell.get().enclave;
-    links::hold_gateway(&report, enclave.sentry_ip, enclave.subnet.prefix_len())
+    links
+        .hold_gateway(&report, enclave.sentry_ip, enclave.subnet.prefix_len())
         .await
         .context("putting the bottle's gateway address on the enclave interface")?;
+    drop(links);
     // The credential proxy listens as soon as the bottle can reach the
     // sentry (before, a redirected connection is reset: fail closed).
     let _proxy = if credentials.is_empty() {

@@ -1016,6 +1016,12 @@ fn the_launcher_finds_podman_its_agent_and_the_builtin_profiles_from_any_directo
         .map(str::trim)
         .context("no agent line")?;
     assert!(PathBuf::from(agent).is_file(), "{}", info.stdout);
+    assert!(
+        info.stdout.contains("hardening: ")
+            && info.stdout.contains("net.core.devconf_inherit_init_net"),
+        "{}",
+        info.stdout
+    );
     let demo = launcher.run(&["check", "demo"], CMD_TIMEOUT)?.check()?;
     assert!(
         demo.stdout.starts_with("ok: ") && demo.stdout.contains("moniker demo"),

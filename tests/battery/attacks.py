@@ -105,31 +105,6 @@ def shown(answer):
     return rcode + (" " + ",".join(addrs) if addrs else "")
 
 
-def tcp_try(ip, port, payload=b"", timeout=SHUT, family=socket.AF_INET):
-    """'open' (connected and, with a payload, got bytes back), 'refused',
-    'reset', 'closed' or 'silent'."""
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect((ip, port))
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError:
-        return "silent"
-    try:
-        if payload:
-            s.sendall(payload)
-            data = s.recv(4096)
-            return "open" if data else "closed"
-        return "open"
-    except ConnectionResetError:
-        return "reset"
-    except OSError:
-        return "silent"
-    finally:
-        s.close()
-
-
 def udp_try(ip, port, payload=b"rbm battery", timeout=SHUT):
     s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(timeout)
@@ -217,10 +192,15 @@ def client_hello(name):
     return outgoing.read()
 
 
-def tcp_send_parts(ip, port, parts, timeout=SHUT, pause=0.15):
-    """Connects, writes `parts` as separate segments, reads: 'answered',
-    'closed', 'reset', 'silent', or how the connect failed."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+CONNECTED = "connected"
+GREETING = "only the world's own greeting came back"
+
+
+def tcp_send_parts(ip, port, parts, timeout=SHUT, pause=0.15, family=socket.AF_INET):
+    """Connects, writes `parts` as separate segments, reads: 'answered ...',
+    GREETING (not a byte out), 'closed', 'reset', 'silent', or how the
+    connect failed; CONNECTED without reading when there are no parts."""
+    s = socket.socket(family, socket.SOCK_STREAM)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.settimeout(timeout)
     try:
@@ -230,13 +210,15 @@ def tcp_send_parts(ip, port, parts, timeout=SHUT, pause=0.15):
     except OSError:
         return "silent"
     try:
+        if not parts:
+            return CONNECTED
         for i, part in enumerate(parts):
             if i:
                 time.sleep(pause)
             s.sendall(part)
         data = s.recv(4096)
         if re_nothing_got(data):
-            return "only the world's own greeting came back"
+            return GREETING
         return f"answered {data[:40]!r}" if data else "closed"
     except ConnectionResetError:
         return "reset"
@@ -252,6 +234,15 @@ def re_nothing_got(data):
     (a server that speaks first); that is not a byte out."""
     greeting = data.startswith(b"world ") and b" sees " in data
     return greeting or (data.startswith(b"world ") and data.rstrip().endswith(b" got 0 bytes"))
+
+
+def tcp_try(ip, port, payload=b"", timeout=SHUT, family=socket.AF_INET):
+    """'open' (connected and, with a payload, got bytes back, the world's
+    greeting included), 'refused', 'reset', 'closed' or 'silent'."""
+    r = tcp_send_parts(ip, port, [payload] if payload else [], timeout, family=family)
+    if r == CONNECTED or r == GREETING or r.startswith("answered"):
+        return "open"
+    return r
 
 
 def probe(*args):

@@ -26,6 +26,7 @@ import base64
 import json
 import os
 import random
+import re
 import socket
 import ssl
 import struct
@@ -192,6 +193,82 @@ def client_hello(name):
     return outgoing.read()
 
 
+def with_ech(hello):
+    """`hello` (one TLS record, a ClientHello) with an encrypted_client_hello
+    extension (0xfe0d) appended: an outer ECH (draft-ietf-tls-esni): HKDF-SHA256
+    and AES-128-GCM, a config id, a 32-byte encapsulated key and 208 bytes
+    of "encrypted" inner ClientHello (random: nobody can read it anyway)."""
+    body = hello[9:5 + struct.unpack("!H", hello[3:5])[0]]
+    at = 2 + 32
+    at += 1 + body[at]  # session id
+    at += 2 + struct.unpack("!H", body[at:at + 2])[0]  # cipher suites
+    at += 1 + body[at]  # compression methods
+    (ext_len,) = struct.unpack("!H", body[at:at + 2])
+    payload = (b"\x00" + struct.pack("!HHB", 1, 1, random.randint(0, 255))
+               + struct.pack("!H", 32) + os.urandom(32) + struct.pack("!H", 208) + os.urandom(208))
+    exts = body[at + 2:at + 2 + ext_len] + struct.pack("!HH", 0xFE0D, len(payload)) + payload
+    body = body[:at] + struct.pack("!H", len(exts)) + exts + body[at + 2 + ext_len:]
+    handshake = b"\x01" + struct.pack("!I", len(body))[1:] + body
+    return hello[:3] + struct.pack("!H", len(handshake)) + handshake
+
+
+def https_get(ip, name, path="/", bearer=None, host=None, verify=True, timeout=3):
+    """One HTTP/1.1 GET over TLS to ip:443 with server name `name` (and Host
+    `host`, by default the same): "STATUS BODY", or what failed. `verify`
+    trusts what the bottle trusts (SSL_CERT_FILE: the public roots and the
+    sentry's CA)."""
+    ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    auth = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
+    req = f"GET {path} HTTP/1.1\r\nHost: {host or name}\r\n{auth}Connection: close\r\n\r\n"
+    try:
+        with socket.create_connection((ip, 443), timeout=timeout) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name) as tls:
+                tls.sendall(req.encode())
+                data = b""
+                while True:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+    except (OSError, ssl.SSLError) as e:
+        return f"failed: {type(e).__name__}: {e}"
+    head, _, body = data.partition(b"\r\n\r\n")
+    head = head.decode(errors="replace")
+    if "transfer-encoding: chunked" in head.lower():
+        body = dechunk(body)
+    status = head.split(" ", 2)[1] if head.startswith("HTTP/") else head[:40]
+    return f"{status} {body.decode(errors='replace').strip()}"
+
+
+def dechunk(body):
+    """An HTTP/1.1 chunked body's data."""
+    out = b""
+    while body:
+        size, _, body = body.partition(b"\r\n")
+        n = int(size.split(b";")[0] or b"0", 16)
+        if n == 0:
+            break
+        out, body = out + body[:n], body[n + 2:]
+    return out
+
+
+def plain_request(host, bearer=None):
+    auth = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
+    return f"GET / HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n".encode()
+
+
+def world_got(verdict):
+    """How many bytes a "what did you get" world says it got, from a
+    tcp_send_parts verdict (0 for nothing, None when it never answered)."""
+    if verdict == GREETING:
+        return 0
+    m = re.search(r"got (\d+) bytes", verdict)
+    return int(m.group(1)) if m else None
+
+
 CONNECTED = "connected"
 GREETING = "only the world's own greeting came back"
 
@@ -264,11 +341,14 @@ def still_serving():
 CASES = []
 
 
-def case(group, tries, expected, egress=()):
-    """Registers an attack; the function returns (ok, observed)."""
+def case(group, tries, expected, egress=(), limit=False):
+    """Registers an attack; the function returns (ok, observed). A `limit`
+    case shows something that gets out by design, as README's limits say:
+    ok means it got out exactly as described there and nothing else left
+    (its egress allows what the limit lets out)."""
 
     def register(fn):
-        CASES.append((fn.__name__.replace("_", "-"), group, tries, expected, list(egress), fn))
+        CASES.append((fn.__name__.replace("_", "-"), group, tries, expected, list(egress), fn, limit))
         return fn
 
     return register
@@ -285,12 +365,12 @@ def controls():
     return [
         ("control-allowed-name", "control", "resolve the allowed name and reach it on TCP and UDP",
          "answered, reached, and seen leaving the sentry",
-         ["DNS", "API:80"], control_allowed),
+         ["DNS", "API:80"], control_allowed, False),
         ("control-allowed-cidr", "control", "reach the allowed CIDR on TCP",
-         "reached", [f"{CFG['cidr']}:80"], control_cidr),
+         "reached", [f"{CFG['cidr']}:80"], control_cidr, False),
         ("control-attacker-is-root-with-every-capability", "control",
          "open a raw socket and change the bottle's own routes",
-         "both work: the attacks below run with NET_RAW and NET_ADMIN", [], control_capabilities),
+         "both work: the attacks below run with NET_RAW and NET_ADMIN", [], control_capabilities, False),
     ]
 
 
@@ -611,7 +691,7 @@ def host_containers_internal():
 def uplink_subnet_sweep():
     from scapy.layers.inet import ICMP, IP, TCP
 
-    allowed = {CFG["api"], CFG["cidr"], CFG["ports"], CFG["short"]}
+    allowed = {CFG["api"], CFG["cidr"], CFG["ports"], CFG["short"], CFG["front"]}
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     for host in range(1, 255):
         ip = f"{CFG['uplink_prefix']}.{host}"
@@ -1013,6 +1093,43 @@ def quic_split_foreign_sni():
     return (not out.get("ok"), json.dumps(out)[:120])
 
 
+@case("names", "an Encrypted ClientHello (extension 0xfe0d) whose outer name is refused, to the allowed name's address",
+      "closed; nothing reaches the world", egress=NAMES)
+def ech_with_a_refused_outer_name():
+    dns_query(CFG["api_name"], timeout=2)
+    r = tcp_send_parts(CFG["api"], 443, [with_ech(client_hello(CFG["other_name"]))])
+    return (blocked(r), f"tcp {r}")
+
+
+@case("names", "an Encrypted ClientHello whose outer name is the allowed name (the inner name, encrypted, could be any)",
+      "gets out by design (README: limits): the world gets the whole ClientHello",
+      egress=["DNS", "API:443"], limit=True)
+def ech_with_the_allowed_outer_name():
+    hello = with_ech(client_hello(CFG["api_name"]))
+    r = tcp_send_parts(CFG["api"], 443, [hello], timeout=2)
+    got = world_got(r)
+    return (got == len(hello), f"tcp {r}; the world got {got} of {len(hello)} bytes")
+
+
+@case("names", "domain fronting: TLS with the allowed name (front.battery.test), a foreign Host inside the encrypted stream",
+      "gets out by design (README: limits): the world serves the foreign Host (battery.rs checks its log)",
+      egress=["DNS", "FRONT:443"], limit=True)
+def fronting_inside_allowed_tls():
+    a = dns_query(CFG["front_name"], timeout=2)
+    r = https_get(CFG["front"], CFG["front_name"], path="/fronted", host=CFG["other_name"], verify=False)
+    return (r.startswith("200 "), f"dns {shown(a)}; https {r}")
+
+
+@case("names", "plain HTTP kept alive: the allowed Host first, then a request for a refused Host on the same connection",
+      "gets out by design (README: limits): the world gets both requests", egress=["DNS", "API:8080"], limit=True)
+def http_keep_alive_second_host():
+    dns_query(CFG["api_name"], timeout=2)
+    first, second = plain_request(CFG["api_name"]), plain_request(CFG["other_name"])
+    r = tcp_send_parts(CFG["api"], 8080, [first, second], timeout=2)
+    got = world_got(r)
+    return (got == len(first) + len(second), f"tcp {r}; the world got {got} of {len(first) + len(second)} bytes")
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -1037,7 +1154,7 @@ def run(config):
     CFG = config
     cases = controls() + CASES
     only = set(CFG.get("only") or [])
-    for cid, group, tries, expected, egress, fn in cases:
+    for cid, group, tries, expected, egress, fn, limit in cases:
         if only and cid not in only:
             continue
         t0 = now()
@@ -1055,8 +1172,9 @@ def run(config):
         t1 = now()
         print(json.dumps({
             "id": cid, "group": group, "tries": tries, "expected": expected,
-            "observed": observed, "ok": bool(ok), "t0": t0, "t1": t1,
-            "egress": [e.replace("API", CFG["api"]).replace("DNS", f"{CFG['resolver']}:53") for e in egress],
+            "observed": observed, "ok": bool(ok), "limit": limit, "t0": t0, "t1": t1,
+            "egress": [e.replace("API", CFG["api"]).replace("FRONT", CFG["front"])
+                       .replace("DNS", f"{CFG['resolver']}:53") for e in egress],
         }), flush=True)
         time.sleep(GAP)
     print(json.dumps({"done": True}), flush=True)
@@ -1126,7 +1244,7 @@ def main():
     elif len(sys.argv) in (5, 6) and sys.argv[1] == "stream":
         stream(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), *(float(a) for a in sys.argv[5:]))
     elif len(sys.argv) == 2 and sys.argv[1] == "list":
-        for cid, group, tries, expected, _, _ in CASES:
+        for cid, group, tries, expected, _, _, _ in CASES:
             print(f"{group}\t{cid}\t{tries}")
     else:
         sys.exit(__doc__)

@@ -18,16 +18,19 @@
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use rbm_tests::bins::workspace_root;
+use rbm_tests::certs::{Leaf, TestCa};
 use rbm_tests::files::write_file;
 use rbm_tests::launcher::{Launched, Launcher};
 use rbm_tests::podman::{
     attacker_image, fresh_dir, require_podman, test_images, Podman, WorldContainer, ATTACKER_IMAGE,
 };
+use rbm_tests::world::https::HttpsServer;
 use rbm_tests::world::setup::WorldSetup;
 use serde_json::{json, Value};
 
@@ -39,6 +42,8 @@ const OTHER_NAME: &str = "other.battery.test";
 const PORTS_NAME: &str = "ports.battery.test";
 const SHORT_NAME: &str = "short.battery.test";
 const SHORT_TTL: u32 = 2;
+/// An allowed HTTPS host (a certificate of the world's CA).
+const FRONT_NAME: &str = "front.battery.test";
 /// Uplink hosts: the upstream resolver (no allowed name points at it), the
 /// allowed name, the trap (never allowed: what every blocked case aims
 /// at), the allowed CIDR, the name allowed only on 443, the short-TTL name.
@@ -48,6 +53,10 @@ const TRAP: u8 = 20;
 const CIDR: u8 = 30;
 const PORTS: u8 = 40;
 const SHORT: u8 = 50;
+const FRONT: u8 = 70;
+/// Every world but the resolver logs what it got here (plain HTTP on a
+/// port that is neither 80 nor 443).
+const RECV_HTTP: u16 = 8080;
 /// Where the trap logs every datagram and connection (the lifecycle cases'
 /// witness when the sentry's namespace is gone).
 const TRAP_RECV: u16 = 443;
@@ -106,7 +115,7 @@ bottle_ip = "{bottle}"
 [uplink]
 dns = "allowlist"
 access = "allowlist"
-domains = [{api}"{PORTS_NAME}:443", "{SHORT_NAME}"]
+domains = [{api}"{PORTS_NAME}:443", "{SHORT_NAME}", "{FRONT_NAME}"]
 cidrs = ["{cidr}/32"]
 upstream_dns = ["{resolver}"]
 subnet = "{uplink}/24"
@@ -121,20 +130,43 @@ min_ttl = 0
     )
 }
 
+/// The world's CA (the model internet's public roots) and the
+/// certificate of the HTTPS host, made once per run.
+fn world_certs() -> &'static (TestCa, Leaf) {
+    static CERTS: OnceLock<(TestCa, Leaf)> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        let ca = TestCa::new("rbm battery world CA").expect("a CA");
+        let front = ca.leaf(&[FRONT_NAME]).expect("a certificate");
+        (ca, front)
+    })
+}
+
 fn world_setup(host: u8) -> WorldSetup {
     let zone = format!(
-        "{API_NAME}. A 60 {}\n{OTHER_NAME}. A 60 {}\n{PORTS_NAME}. A 60 {}\n{SHORT_NAME}. A {SHORT_TTL} {}\n",
+        "{API_NAME}. A 60 {}\n{OTHER_NAME}. A 60 {}\n{PORTS_NAME}. A 60 {}\n{SHORT_NAME}. A {SHORT_TTL} {}\n\
+         {FRONT_NAME}. A 60 {}\n",
         uplink(API),
         uplink(TRAP),
         uplink(PORTS),
-        uplink(SHORT)
+        uplink(SHORT),
+        uplink(FRONT)
     );
     let at = |port| SocketAddr::from((uplink(host), port));
     let setup = WorldSetup::new(&zone);
-    if host == RESOLVER {
-        return setup.dns(at(53));
+    let https = |leaf: &Leaf| HttpsServer {
+        addr: at(443),
+        cert: leaf.chain_pem.clone(),
+        key: leaf.key_pem.clone(),
+    };
+    let (_, front) = world_certs();
+    match host {
+        RESOLVER => setup.dns(at(53)),
+        FRONT => setup.https([https(front)]),
+        _ => setup
+            .tcp([at(80)])
+            .udp([at(80)])
+            .recv([at(443), at(RECV_HTTP)]),
     }
-    setup.tcp([at(80)]).udp([at(80)]).recv([at(443)])
 }
 
 /// One case's line from attacks.py, and what the witness saw in its window.
@@ -145,6 +177,9 @@ struct Case {
     expected: String,
     observed: String,
     bottle_ok: bool,
+    /// Gets out by design, as README's limits say: passing means it got
+    /// out exactly as described there and nothing else left.
+    limit: bool,
     t0: f64,
     t1: f64,
     egress: Vec<String>,
@@ -165,6 +200,7 @@ impl Case {
             expected: s("expected")?,
             observed: s("observed")?,
             bottle_ok: v["ok"].as_bool().context("no ok")?,
+            limit: v["limit"].as_bool().unwrap_or(false),
             t0: v["t0"].as_f64().context("no t0")?,
             t1: v["t1"].as_f64().context("no t1")?,
             egress: v["egress"]
@@ -190,7 +226,9 @@ impl Case {
     }
 
     fn result(&self) -> &'static str {
-        if self.passed() {
+        if self.passed() && self.limit {
+            "gets out by design (README: limits)"
+        } else if self.passed() {
             "pass"
         } else if self.open_gap() {
             "**open gap** (README)"
@@ -342,18 +380,21 @@ impl Battery {
         Ok(serde_json::from_str(&line)?)
     }
 
+    fn world(&self, host: u8) -> Result<&WorldContainer> {
+        self.worlds
+            .iter()
+            .find(|w| w.ip == uplink(host))
+            .with_context(|| format!("no world at {}", uplink(host)))
+    }
+
     fn trap_receipts(&self) -> Result<usize> {
         Ok(self.trap_log()?.len())
     }
 
     /// What the trap received: `PROTO from PEER` each.
     fn trap_log(&self) -> Result<Vec<String>> {
-        let trap = self
-            .worlds
-            .iter()
-            .find(|w| w.ip == uplink(TRAP))
-            .context("no trap world")?;
-        Ok(trap
+        Ok(self
+            .world(TRAP)?
             .receipts()?
             .iter()
             .map(|r| format!("{} from {}", r.proto, r.peer))
@@ -372,7 +413,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
     let dir = fresh_dir(MONIKER)?;
     let path = write_file(&dir, "profile.toml", &profile(true))?;
     let reloaded = write_file(&dir, "reloaded.toml", &profile(false))?;
-    let hosts = [RESOLVER, API, TRAP, CIDR, PORTS, SHORT];
+    let hosts = [RESOLVER, API, TRAP, CIDR, PORTS, SHORT, FRONT];
     for host in hosts {
         podman.remove_container(&format!("{MONIKER}-world{host}"))?;
     }
@@ -463,11 +504,13 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         "beside_cidr": uplink(CIDR + 1).to_string(),
         "ports": uplink(PORTS).to_string(),
         "short": uplink(SHORT).to_string(),
+        "front": uplink(FRONT).to_string(),
         "zone": ZONE,
         "api_name": API_NAME,
         "other_name": OTHER_NAME,
         "ports_name": PORTS_NAME,
         "short_name": SHORT_NAME,
+        "front_name": FRONT_NAME,
         "short_ttl": SHORT_TTL,
         "rootless": rootless,
         "only": std::env::var("RBM_BATTERY_ONLY").ok().map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>()),
@@ -499,6 +542,8 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         );
         cases.push(case);
     }
+
+    fronting_seen(&b, &mut cases)?;
 
     // The 20,000-query flood, the scans and the rest are behind it.
     let rss_after = podman.agent_rss_kib(&b.sentry)?;
@@ -563,6 +608,28 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
     Ok(())
 }
 
+/// The domain-fronting limit: the allowed name's world logged the foreign
+/// Host that the TLS carried (what the sentry cannot see).
+fn fronting_seen(b: &Battery, cases: &mut [Case]) -> Result<()> {
+    let Some(c) = cases
+        .iter_mut()
+        .find(|c| c.id == "fronting-inside-allowed-tls")
+    else {
+        return Ok(());
+    };
+    let served = b
+        .world(FRONT)?
+        .https_requests()?
+        .iter()
+        .any(|r| r.host == OTHER_NAME && r.path == "/fronted");
+    c.bottle_ok &= served;
+    let _ = write!(
+        c.observed,
+        "; {FRONT_NAME}'s world logged a request for Host {OTHER_NAME}: {served}"
+    );
+    Ok(())
+}
+
 fn wait_for_witness(podman: &Podman, name: &str) -> Result<Value> {
     let deadline = Instant::now() + CMD_TIMEOUT;
     loop {
@@ -590,6 +657,7 @@ fn lifecycle_case(id: &str, tries: &str, expected: &str, t0: f64) -> Case {
         expected: expected.to_string(),
         observed: String::new(),
         bottle_ok: false,
+        limit: false,
         t0,
         t1: t0,
         egress: Vec::new(),
@@ -857,12 +925,14 @@ fn cell(text: &str) -> String {
 fn table(label: &str, cases: &[Case], stray: &[String], trap: usize, memory: &str) -> String {
     let lifecycle = cases.iter().filter(|c| c.group == "lifecycle").count();
     let passed = cases.iter().filter(|c| c.passed()).count();
+    let limits = cases.iter().filter(|c| c.passed() && c.limit).count();
     let gaps = cases.iter().filter(|c| c.open_gap()).count();
     let attacks = cases.iter().filter(|c| c.group != "control").count();
     let mut t = format!(
         "# rbm escape battery: {label}\n\n\
          Written by `tests/tests/battery.rs` (the last run on this Podman); do not edit.\n\
-         {attacks} attacks ({lifecycle} of them lifecycle) and {} controls: {passed} of {} passed, \
+         {attacks} attacks ({lifecycle} of them lifecycle) and {} controls: {passed} of {} passed \
+         ({limits} of them rows that get out by design, as README's limits say), \
          {gaps} open gap(s) that README names.\n\
          A case passes when the bottle saw the blocked outcome and nothing left the sentry's \
          uplink in its time window but what the case allows (\"Left the sentry\").\n\

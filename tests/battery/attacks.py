@@ -7,6 +7,8 @@ any real bottle, which has neither NET_ADMIN nor NET_RAW.
 
   attacks.py run CONFIG_JSON      in the bottle: every case in turn
   attacks.py witness UPLINK_NET   in the sentry's network namespace
+  attacks.py count FILE TEXT...   how often each TEXT is in FILE (the
+                                  witness's capture)
 
 `run` prints one JSON line per case: id, group, tries, expected, observed,
 ok (what the bottle saw was the blocked outcome), the case's time window
@@ -212,6 +214,11 @@ def with_ech(hello):
     return hello[:3] + struct.pack("!H", len(handshake)) + handshake
 
 
+def placeholder():
+    """The credential's placeholder, as the bottle has it (its environment)."""
+    return os.environ.get("API_KEY", "")
+
+
 def https_get(ip, name, path="/", bearer=None, host=None, verify=True, timeout=3):
     """One HTTP/1.1 GET over TLS to ip:443 with server name `name` (and Host
     `host`, by default the same): "STATUS BODY", or what failed. `verify`
@@ -371,6 +378,10 @@ def controls():
         ("control-attacker-is-root-with-every-capability", "control",
          "open a raw socket and change the bottle's own routes",
          "both work: the attacks below run with NET_RAW and NET_ADMIN", [], control_capabilities, False),
+        ("control-credential", "control",
+         "HTTPS to the credential host with the placeholder (the bottle trusts the sentry's CA)",
+         "answered with the placeholder echoed back; the world got the real key (battery.rs checks its log)",
+         ["DNS", "CRED:443"], control_credential, False),
     ]
 
 
@@ -392,6 +403,12 @@ def control_allowed():
     u = udp_try(CFG["api"], 80, timeout=2)
     return (a is not None and CFG["api"] in a[1] and t == "open" and u == "reply",
             f"dns {shown(a)}; tcp {t}; udp {u}")
+
+
+def control_credential():
+    a = dns_query(CFG["cred_name"], timeout=2)
+    r = https_get(CFG["cred"], CFG["cred_name"], bearer=placeholder())
+    return (r == f"200 auth: Bearer {placeholder()}", f"dns {shown(a)}; https {r}")
 
 
 def control_cidr():
@@ -691,7 +708,7 @@ def host_containers_internal():
 def uplink_subnet_sweep():
     from scapy.layers.inet import ICMP, IP, TCP
 
-    allowed = {CFG["api"], CFG["cidr"], CFG["ports"], CFG["short"], CFG["front"]}
+    allowed = {CFG["api"], CFG["cidr"], CFG["ports"], CFG["short"], CFG["cred"], CFG["front"]}
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     for host in range(1, 255):
         ip = f"{CFG['uplink_prefix']}.{host}"
@@ -1130,6 +1147,93 @@ def http_keep_alive_second_host():
     return (got == len(first) + len(second), f"tcp {r}; the world got {got} of {len(first) + len(second)} bytes")
 
 
+# Credentials: the bottle holds a placeholder; the real key must reach the
+# credential's host and nothing else (battery.rs also looks for it in every
+# byte the sentry sent out and in every world's log).
+
+
+@case("creds", "the placeholder in plain HTTP (port 80) to the credential's host",
+      "closed: a placeholder in the clear is denied (it goes only to its hosts, over TLS); no byte reaches the world",
+      egress=["DNS", "CRED:80/empty"])
+def placeholder_in_plain_http():
+    dns_query(CFG["cred_name"], timeout=2)
+    r = tcp_send_parts(CFG["cred"], 80, [plain_request(CFG["cred_name"], placeholder())], timeout=2)
+    time.sleep(1)  # the world's own close (after 0.5 s without bytes) falls in this case
+    return (placeholder() != "" and blocked(r), f"tcp {r}")
+
+
+@case("creds", "plain HTTP kept alive to the credential's host: a request without the placeholder, then one with it",
+      "gets out by design (README: limits): the second request, placeholder and all (worthless away from the sentry); "
+      "never the real key", egress=["DNS", "CRED:80"], limit=True)
+def placeholder_in_a_kept_alive_request():
+    first = plain_request(CFG["cred_name"])
+    second = plain_request(CFG["cred_name"], placeholder())
+    r = tcp_send_parts(CFG["cred"], 80, [first, second], timeout=2)
+    got = world_got(r)
+    return (placeholder() != "" and got == len(first) + len(second),
+            f"tcp {r}; the world got {got} of {len(first) + len(second)} bytes (as sent: nothing swapped in)")
+
+
+@case("creds", "the placeholder over HTTPS to another allowed host (front.battery.test, not the credential's)",
+      "not intercepted: the world gets the placeholder, not the real key", egress=["DNS", "FRONT:443"])
+def placeholder_to_another_allowed_host():
+    dns_query(CFG["front_name"], timeout=2)
+    r = https_get(CFG["front"], CFG["front_name"], bearer=placeholder(), verify=False)
+    return (placeholder() != "" and r == f"200 auth: Bearer {placeholder()}", f"https {r}")
+
+
+@case("creds", "the placeholder over HTTPS to the credential host's address, under another allowed name",
+      "passed on untouched (only the credential's name is intercepted): the world gets the placeholder",
+      egress=["DNS", "CRED:443"])
+def placeholder_to_the_credential_address_under_another_name():
+    dns_query(CFG["cred_name"], timeout=2)
+    dns_query(CFG["front_name"], timeout=2)
+    r = https_get(CFG["cred"], CFG["front_name"], bearer=placeholder(), verify=False)
+    return (placeholder() != "" and r == f"200 auth: Bearer {placeholder()}", f"https {r}")
+
+
+@case("creds", "the placeholder in DNS query names (under the zone and under the credential's host)",
+      "REFUSED; nothing upstream")
+def placeholder_in_dns_names():
+    answers = {shown(dns_query(f"{placeholder()}.{under}")) for under in (CFG["zone"], CFG["cred_name"])}
+    return (placeholder() != "" and answers == {"Refused"}, ",".join(sorted(answers)))
+
+
+@case("creds", "a forged ClientHello for the credential's host, then garbage, straight to the proxy's port 15443",
+      "no connection; the credential keeps working", egress=["DNS", "CRED:443"])
+def forged_hello_to_the_proxy_port():
+    hello = tcp_send_parts(CFG["sentry"], 15443, [client_hello(CFG["cred_name"]), os.urandom(4000)])
+    junk = tcp_send_parts(CFG["sentry"], 15443, [os.urandom(600)])
+    dns_query(CFG["cred_name"], timeout=2)
+    after = https_get(CFG["cred"], CFG["cred_name"], bearer=placeholder())
+    ok = blocked(hello) and blocked(junk) and after == f"200 auth: Bearer {placeholder()}"
+    return (ok, f"hello {hello}; garbage {junk}; then https {after}")
+
+
+@case("creds", "garbage through the redirect to the proxy: random bytes, and a ClientHello for the credential's host followed by garbage records",
+      "the random bytes closed; the proxy ends the other (after its own handshake); the credential keeps working",
+      egress=["DNS", "CRED:443"])
+def garbage_through_the_credential_redirect():
+    dns_query(CFG["cred_name"], timeout=2)
+    junk = tcp_send_parts(CFG["cred"], 443, [os.urandom(600)])
+    records = b"".join(b"\x17\x03\x03" + struct.pack("!H", 300) + os.urandom(300) for _ in range(4))
+    hello = tcp_send_parts(CFG["cred"], 443, [client_hello(CFG["cred_name"]), records], timeout=2)
+    after = https_get(CFG["cred"], CFG["cred_name"], bearer=placeholder())
+    if hello.startswith("answered b'\\x16"):
+        hello = "the proxy's own TLS handshake, then the end"
+    ok = blocked(junk) and after == f"200 auth: Bearer {placeholder()}"
+    return (ok, f"garbage {junk}; hello then garbage: {hello}; then https {after}")
+
+
+@case("creds", "the placeholder inside the credential host's TLS, with the Host of another allowed name (front.battery.test)",
+      "the real key goes to the credential host's own server only, whatever the Host says (battery.rs checks the worlds' logs)",
+      egress=["DNS", "CRED:443"])
+def placeholder_with_another_host_inside_the_credential_tls():
+    dns_query(CFG["cred_name"], timeout=2)
+    r = https_get(CFG["cred"], CFG["cred_name"], bearer=placeholder(), host=CFG["front_name"])
+    return (r == f"200 auth: Bearer {placeholder()}", f"https {r}")
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -1173,7 +1277,7 @@ def run(config):
         print(json.dumps({
             "id": cid, "group": group, "tries": tries, "expected": expected,
             "observed": observed, "ok": bool(ok), "limit": limit, "t0": t0, "t1": t1,
-            "egress": [e.replace("API", CFG["api"]).replace("FRONT", CFG["front"])
+            "egress": [e.replace("API", CFG["api"]).replace("CRED", CFG["cred"]).replace("FRONT", CFG["front"])
                        .replace("DNS", f"{CFG['resolver']}:53") for e in egress],
         }), flush=True)
         time.sleep(GAP)
@@ -1211,9 +1315,13 @@ def stream(ip, port, seconds, every=0.01):
     print(json.dumps({"sent": sent, "udp_replies": replies, "tcp_open": tcp_open, "last_reply": last}), flush=True)
 
 
+PCAP = "/tmp/uplink.pcap"
+
+
 def witness(uplink_net, trap, reroute):
     """In the sentry's network namespace: route `reroute` to the trap, then
-    print every packet leaving the uplink interface."""
+    print every packet leaving the uplink interface (and keep them whole in
+    PCAP)."""
     prefix = uplink_net.rsplit(".", 1)[0] + "."
     out = sh("ip", "-o", "-4", "addr", "show").stdout
     ifname = addr = None
@@ -1232,6 +1340,9 @@ def witness(uplink_net, trap, reroute):
         f = line.split()
         if f[1] != ifname and f[1] != "lo":
             enclave_ll = f[3].split("/")[0]
+    # Every byte as well, for battery.rs to look for the real credential in.
+    subprocess.Popen(["tcpdump", "-i", ifname, "-Q", "out", "-n", "-U", "-s", "0", "-Z", "root", "-w", PCAP, "not arp"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(json.dumps({"ready": True, "ifname": ifname, "addr": addr, "enclave_ll": enclave_ll}), flush=True)
     os.execvp("tcpdump", ["tcpdump", "-i", ifname, "-Q", "out", "-n", "-q", "-tt", "-l", "-U", "not arp"])
 
@@ -1243,6 +1354,9 @@ def main():
         witness(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif len(sys.argv) in (5, 6) and sys.argv[1] == "stream":
         stream(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), *(float(a) for a in sys.argv[5:]))
+    elif len(sys.argv) >= 4 and sys.argv[1] == "count":
+        data = open(sys.argv[2], "rb").read()
+        print(json.dumps({"bytes": len(data), "count": [data.count(t.encode()) for t in sys.argv[3:]]}))
     elif len(sys.argv) == 2 and sys.argv[1] == "list":
         for cid, group, tries, expected, _, _, _ in CASES:
             print(f"{group}\t{cid}\t{tries}")

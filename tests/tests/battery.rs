@@ -5,7 +5,9 @@
 //! its uplink (tcpdump). A case passes when the bottle saw the blocked
 //! outcome AND nothing left the sentry in its time window but what the
 //! case allows (the DNS upstream for an allowed name, a bare TCP handshake
-//! for a name check). The lifecycle cases (a reload that removes a name, a
+//! for a name check). The profile holds a credential: after the attacks,
+//! its real value is looked for in every byte the witness captured and in
+//! every world's log. The lifecycle cases (a reload that removes a name, a
 //! killed agent, a killed sentry) run last, with a sender busy throughout.
 //! Writes the table tests/battery/results-podman-VERSION-MODE.md.
 //!
@@ -42,17 +44,25 @@ const OTHER_NAME: &str = "other.battery.test";
 const PORTS_NAME: &str = "ports.battery.test";
 const SHORT_NAME: &str = "short.battery.test";
 const SHORT_TTL: u32 = 2;
-/// An allowed HTTPS host (a certificate of the world's CA).
+/// The credential's host (HTTPS with a certificate of the world's CA,
+/// which only the sentry trusts, through `upstream_ca`) and another
+/// allowed HTTPS host that is not the credential's.
+const CRED_NAME: &str = "cred.battery.test";
 const FRONT_NAME: &str = "front.battery.test";
+/// The credential's real value (a file beside the profile): it may reach
+/// the credential host's world and nothing else.
+const REAL_KEY: &str = "sk-battery-real-value-never-in-the-bottle";
 /// Uplink hosts: the upstream resolver (no allowed name points at it), the
 /// allowed name, the trap (never allowed: what every blocked case aims
-/// at), the allowed CIDR, the name allowed only on 443, the short-TTL name.
+/// at), the allowed CIDR, the name allowed only on 443, the short-TTL name,
+/// the credential's host and the other HTTPS host.
 const RESOLVER: u8 = 5;
 const API: u8 = 10;
 const TRAP: u8 = 20;
 const CIDR: u8 = 30;
 const PORTS: u8 = 40;
 const SHORT: u8 = 50;
+const CRED: u8 = 60;
 const FRONT: u8 = 70;
 /// Every world but the resolver logs what it got here (plain HTTP on a
 /// port that is neither 80 nor 443).
@@ -115,11 +125,17 @@ bottle_ip = "{bottle}"
 [uplink]
 dns = "allowlist"
 access = "allowlist"
-domains = [{api}"{PORTS_NAME}:443", "{SHORT_NAME}", "{FRONT_NAME}"]
+domains = [{api}"{PORTS_NAME}:443", "{SHORT_NAME}", "{CRED_NAME}", "{FRONT_NAME}"]
 cidrs = ["{cidr}/32"]
 upstream_dns = ["{resolver}"]
 subnet = "{uplink}/24"
 min_ttl = 0
+
+[[credential]]
+env = "API_KEY"
+from = "file:api-key.txt"
+hosts = ["{CRED_NAME}"]
+upstream_ca = "world-ca.pem"
 "#,
         enclave = enclave(0),
         sentry = enclave(2),
@@ -130,25 +146,28 @@ min_ttl = 0
     )
 }
 
-/// The world's CA (the model internet's public roots) and the
-/// certificate of the HTTPS host, made once per run.
-fn world_certs() -> &'static (TestCa, Leaf) {
-    static CERTS: OnceLock<(TestCa, Leaf)> = OnceLock::new();
+/// The world's CA (the model internet's public roots, which only the
+/// sentry trusts) and the certificates of the credential host and the
+/// other HTTPS host, made once per run.
+fn world_certs() -> &'static (TestCa, Leaf, Leaf) {
+    static CERTS: OnceLock<(TestCa, Leaf, Leaf)> = OnceLock::new();
     CERTS.get_or_init(|| {
         let ca = TestCa::new("rbm battery world CA").expect("a CA");
+        let cred = ca.leaf(&[CRED_NAME]).expect("a certificate");
         let front = ca.leaf(&[FRONT_NAME]).expect("a certificate");
-        (ca, front)
+        (ca, cred, front)
     })
 }
 
 fn world_setup(host: u8) -> WorldSetup {
     let zone = format!(
         "{API_NAME}. A 60 {}\n{OTHER_NAME}. A 60 {}\n{PORTS_NAME}. A 60 {}\n{SHORT_NAME}. A {SHORT_TTL} {}\n\
-         {FRONT_NAME}. A 60 {}\n",
+         {CRED_NAME}. A 60 {}\n{FRONT_NAME}. A 60 {}\n",
         uplink(API),
         uplink(TRAP),
         uplink(PORTS),
         uplink(SHORT),
+        uplink(CRED),
         uplink(FRONT)
     );
     let at = |port| SocketAddr::from((uplink(host), port));
@@ -158,9 +177,11 @@ fn world_setup(host: u8) -> WorldSetup {
         cert: leaf.chain_pem.clone(),
         key: leaf.key_pem.clone(),
     };
-    let (_, front) = world_certs();
+    let (_, cred, front) = world_certs();
     match host {
         RESOLVER => setup.dns(at(53)),
+        // Plain HTTP to the credential's host: what it got, counted.
+        CRED => setup.https([https(cred)]).recv([at(80)]),
         FRONT => setup.https([https(front)]),
         _ => setup
             .tcp([at(80)])
@@ -311,11 +332,15 @@ fn allowed(p: &Packet, allow: &[String]) -> bool {
 }
 
 /// Lays every packet over the case windows: a packet not allowed by the
-/// case it falls in, or in no case at all, is an escape.
+/// case it falls in, or in no case at all, is an escape. A packet within a
+/// case's own window is that case's; `gap` after a case's end catches its
+/// late packets in the pause before the next one.
 fn attribute(cases: &mut [Case], packets: &[Packet], gap: f64) -> Vec<String> {
     let mut stray = Vec::new();
     for p in packets {
-        match cases.iter_mut().find(|c| p.t >= c.t0 && p.t <= c.t1 + gap) {
+        let within = cases.iter().position(|c| p.t >= c.t0 && p.t <= c.t1);
+        let late = || cases.iter().position(|c| p.t >= c.t0 && p.t <= c.t1 + gap);
+        match within.or_else(late).map(|i| &mut cases[i]) {
             Some(c) if allowed(p, &c.egress) => {}
             Some(c) => c.escaped.push(p.line.clone()),
             None => stray.push(p.line.clone()),
@@ -413,7 +438,9 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
     let dir = fresh_dir(MONIKER)?;
     let path = write_file(&dir, "profile.toml", &profile(true))?;
     let reloaded = write_file(&dir, "reloaded.toml", &profile(false))?;
-    let hosts = [RESOLVER, API, TRAP, CIDR, PORTS, SHORT, FRONT];
+    write_file(&dir, "api-key.txt", &format!("{REAL_KEY}\n"))?;
+    write_file(&dir, "world-ca.pem", &world_certs().0.cert_pem)?;
+    let hosts = [RESOLVER, API, TRAP, CIDR, PORTS, SHORT, CRED, FRONT];
     for host in hosts {
         podman.remove_container(&format!("{MONIKER}-world{host}"))?;
     }
@@ -504,12 +531,14 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         "beside_cidr": uplink(CIDR + 1).to_string(),
         "ports": uplink(PORTS).to_string(),
         "short": uplink(SHORT).to_string(),
+        "cred": uplink(CRED).to_string(),
         "front": uplink(FRONT).to_string(),
         "zone": ZONE,
         "api_name": API_NAME,
         "other_name": OTHER_NAME,
         "ports_name": PORTS_NAME,
         "short_name": SHORT_NAME,
+        "cred_name": CRED_NAME,
         "front_name": FRONT_NAME,
         "short_ttl": SHORT_TTL,
         "rootless": rootless,
@@ -544,6 +573,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
     }
 
     fronting_seen(&b, &mut cases)?;
+    cases.push(real_key_stayed(&b)?);
 
     // The 20,000-query flood, the scans and the rest are behind it.
     let rss_after = podman.agent_rss_kib(&b.sentry)?;
@@ -630,6 +660,75 @@ fn fronting_seen(b: &Battery, cases: &mut [Case]) -> Result<()> {
     Ok(())
 }
 
+/// Judged on the Rust side after the attacks: the real key is in no byte
+/// the sentry sent out of its uplink (the witness's whole capture, which
+/// must hold the Host of the plain HTTP the controls sent: it sees
+/// payloads), and in no world's log but the credential host's, which must
+/// have got it (the control).
+fn real_key_stayed(b: &Battery) -> Result<Case> {
+    let mut c = rust_case(
+        "creds",
+        "the-real-key-reaches-its-host-only",
+        "after every case: look for the real key in every byte the sentry sent out and in every world's log",
+        "not in the capture (which holds what went out in the clear); only the credential host's world got it",
+        epoch(),
+    );
+    let placeholder = bottle_placeholder(b)?;
+    let clear = format!("Host: {API_NAME}");
+    let out = b.podman.run_ok(&[
+        "exec",
+        &b.witness,
+        "python3",
+        "/battery/attacks.py",
+        "count",
+        "/tmp/uplink.pcap",
+        REAL_KEY,
+        &placeholder,
+        &clear,
+    ])?;
+    let counted: Value = serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("the witness's count: {}", out.stdout))?;
+    let count = |i: usize| counted["count"][i].as_u64().unwrap_or(0);
+    let (real, seen, visible) = (count(0), count(1), count(2));
+    let mut at_host = 0;
+    let mut elsewhere = Vec::new();
+    for w in &b.worlds {
+        let n = b
+            .podman
+            .run_ok(&["logs", &w.name])?
+            .stdout
+            .matches(REAL_KEY)
+            .count();
+        if w.ip == uplink(CRED) {
+            at_host = n;
+        } else if n > 0 {
+            elsewhere.push(format!("{} ({n})", w.name));
+        }
+    }
+    c.t1 = epoch();
+    c.bottle_ok = real == 0 && visible > 0 && at_host > 0 && elsewhere.is_empty();
+    c.observed = format!(
+        "the uplink capture ({} bytes) holds the real key {real} times, the placeholder {seen} \
+         times, `{clear}` {visible} times; {CRED_NAME}'s world got the real key {at_host} times; \
+         other worlds: {elsewhere:?}",
+        counted["bytes"]
+    );
+    Ok(c)
+}
+
+/// The placeholder the launcher gave the bottle (its environment).
+fn bottle_placeholder(b: &Battery) -> Result<String> {
+    let inspected = b.podman.json(&["container", "inspect", &b.bottle])?;
+    inspected[0]["Config"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|e| e.strip_prefix("API_KEY="))
+        .map(str::to_string)
+        .context("no API_KEY in the bottle's environment")
+}
+
 fn wait_for_witness(podman: &Podman, name: &str) -> Result<Value> {
     let deadline = Instant::now() + CMD_TIMEOUT;
     loop {
@@ -650,9 +749,14 @@ fn wait_for_witness(podman: &Podman, name: &str) -> Result<Value> {
 
 /// A lifecycle case, judged on the Rust side.
 fn lifecycle_case(id: &str, tries: &str, expected: &str, t0: f64) -> Case {
+    rust_case("lifecycle", id, tries, expected, t0)
+}
+
+/// A case judged on the Rust side.
+fn rust_case(group: &str, id: &str, tries: &str, expected: &str, t0: f64) -> Case {
     Case {
         id: id.to_string(),
-        group: "lifecycle".to_string(),
+        group: group.to_string(),
         tries: tries.to_string(),
         expected: expected.to_string(),
         observed: String::new(),

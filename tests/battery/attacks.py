@@ -25,6 +25,7 @@ to the trap world by the witness before any case runs.
 """
 
 import base64
+import gzip
 import json
 import os
 import random
@@ -219,17 +220,18 @@ def placeholder():
     return os.environ.get("API_KEY", "")
 
 
-def https_get(ip, name, path="/", bearer=None, host=None, verify=True, timeout=3):
+def https_get(ip, name, path="/", bearer=None, host=None, verify=True, timeout=3, gzip_ok=False):
     """One HTTP/1.1 GET over TLS to ip:443 with server name `name` (and Host
     `host`, by default the same): "STATUS BODY", or what failed. `verify`
     trusts what the bottle trusts (SSL_CERT_FILE: the public roots and the
-    sentry's CA)."""
+    sentry's CA); `gzip_ok` accepts a gzip-encoded body (and decodes it)."""
     ctx = ssl.create_default_context()
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     auth = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
-    req = f"GET {path} HTTP/1.1\r\nHost: {host or name}\r\n{auth}Connection: close\r\n\r\n"
+    accept = "Accept-Encoding: gzip\r\n" if gzip_ok else ""
+    req = f"GET {path} HTTP/1.1\r\nHost: {host or name}\r\n{auth}{accept}Connection: close\r\n\r\n"
     try:
         with socket.create_connection((ip, 443), timeout=timeout) as raw:
             with ctx.wrap_socket(raw, server_hostname=name) as tls:
@@ -246,6 +248,8 @@ def https_get(ip, name, path="/", bearer=None, host=None, verify=True, timeout=3
     head = head.decode(errors="replace")
     if "transfer-encoding: chunked" in head.lower():
         body = dechunk(body)
+    if "content-encoding: gzip" in head.lower():
+        body = gzip.decompress(body)
     status = head.split(" ", 2)[1] if head.startswith("HTTP/") else head[:40]
     return f"{status} {body.decode(errors='replace').strip()}"
 
@@ -1223,6 +1227,15 @@ def garbage_through_the_credential_redirect():
         hello = "the proxy's own TLS handshake, then the end"
     ok = blocked(junk) and after == f"200 auth: Bearer {placeholder()}"
     return (ok, f"garbage {junk}; hello then garbage: {hello}; then https {after}")
+
+
+@case("creds", "the placeholder to the credential's host, asking for its echo gzip-compressed (Accept-Encoding: gzip)",
+      "the echo holds the placeholder, never the real key (redaction cannot read compressed bytes)",
+      egress=["DNS", "CRED:443"])
+def compressed_echo_of_the_credential():
+    dns_query(CFG["cred_name"], timeout=2)
+    r = https_get(CFG["cred"], CFG["cred_name"], path="/gzip", bearer=placeholder(), gzip_ok=True)
+    return (placeholder() != "" and r == f"200 auth: Bearer {placeholder()}", f"https {r}")
 
 
 @case("creds", "the placeholder inside the credential host's TLS, with the Host of another allowed name (front.battery.test)",

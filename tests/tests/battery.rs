@@ -573,7 +573,8 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
     }
 
     fronting_seen(&b, &mut cases)?;
-    cases.push(real_key_stayed(&b)?);
+    let key_case = real_key_stayed(&b, &cases)?;
+    cases.push(key_case);
 
     // The 20,000-query flood, the scans and the rest are behind it.
     let rss_after = podman.agent_rss_kib(&b.sentry)?;
@@ -663,14 +664,14 @@ fn fronting_seen(b: &Battery, cases: &mut [Case]) -> Result<()> {
 /// Judged on the Rust side after the attacks: the real key is in no byte
 /// the sentry sent out of its uplink (the witness's whole capture, which
 /// must hold the Host of the plain HTTP the controls sent: it sees
-/// payloads), and in no world's log but the credential host's, which must
-/// have got it (the control).
-fn real_key_stayed(b: &Battery) -> Result<Case> {
+/// payloads), in no world's log but the credential host's, which must
+/// have got it (the control), and in nothing the bottle saw.
+fn real_key_stayed(b: &Battery, cases: &[Case]) -> Result<Case> {
     let mut c = rust_case(
         "creds",
         "the-real-key-reaches-its-host-only",
-        "after every case: look for the real key in every byte the sentry sent out and in every world's log",
-        "not in the capture (which holds what went out in the clear); only the credential host's world got it",
+        "after every case: look for the real key in every byte the sentry sent out, in every world's log and in what the bottle saw",
+        "not in the capture (which holds what went out in the clear) nor in the bottle; only the credential host's world got it",
         epoch(),
     );
     let placeholder = bottle_placeholder(b)?;
@@ -705,12 +706,18 @@ fn real_key_stayed(b: &Battery) -> Result<Case> {
             elsewhere.push(format!("{} ({n})", w.name));
         }
     }
+    let in_bottle: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.observed.contains(REAL_KEY))
+        .map(|c| c.id.as_str())
+        .collect();
     c.t1 = epoch();
-    c.bottle_ok = real == 0 && visible > 0 && at_host > 0 && elsewhere.is_empty();
+    c.bottle_ok =
+        real == 0 && visible > 0 && at_host > 0 && elsewhere.is_empty() && in_bottle.is_empty();
     c.observed = format!(
         "the uplink capture ({} bytes) holds the real key {real} times, the placeholder {seen} \
          times, `{clear}` {visible} times; {CRED_NAME}'s world got the real key {at_host} times; \
-         other worlds: {elsewhere:?}",
+         other worlds: {elsewhere:?}; cases whose bottle saw it: {in_bottle:?}",
         counted["bytes"]
     );
     Ok(c)

@@ -393,6 +393,7 @@ impl Exchange {
             return plain(StatusCode::FORBIDDEN, &format!("rbm: {reason}\n"));
         }
         self.swap(&mut req);
+        ask_uncompressed(req.headers_mut());
         let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let mut resp = match self.sender.send(req).await {
             Ok(resp) => resp,
@@ -404,6 +405,22 @@ impl Exchange {
                 );
             }
         };
+        if let Some(encoding) = unreadable_encoding(resp.headers()) {
+            let reason = format!(
+                "{} answered with Content-Encoding {encoding}, from which the real value could not be redacted",
+                self.host
+            );
+            tracing::warn!(host = %self.host, %encoding, "credential: compressed answer refused");
+            self.shared.record_denied(Denied {
+                at: unix_now(),
+                kind: "credential".into(),
+                proto: Some("https".into()),
+                dst: Some(self.dst),
+                name: Some(self.host.clone()),
+                reason: reason.clone(),
+            });
+            return plain(StatusCode::BAD_GATEWAY, &format!("rbm: {reason}\n"));
+        }
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let server_upgrade = hyper::upgrade::on(&mut resp);
@@ -466,6 +483,31 @@ impl Exchange {
             }
         }
     }
+}
+
+/// Asks the real host for its answer uncompressed: the redactor reads plain
+/// bytes, and a real value the host reflects in a compressed body would
+/// reach the bottle unseen.
+fn ask_uncompressed(headers: &mut http::HeaderMap) {
+    headers.insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+}
+
+/// The Content-Encoding of an answer that the redactor cannot read (any
+/// but identity), if any: such an answer is refused, not passed on.
+fn unreadable_encoding(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .map(|e| e.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .find(|e| !e.is_empty() && e != "identity")
 }
 
 fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -653,5 +695,44 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_real_host_is_asked_for_an_uncompressed_answer() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, br"),
+        );
+        ask_uncompressed(&mut headers);
+        let asked: Vec<_> = headers
+            .get_all(http::header::ACCEPT_ENCODING)
+            .iter()
+            .collect();
+        assert_eq!(asked, ["identity"]);
+    }
+
+    #[test]
+    fn a_compressed_answer_is_unreadable_for_the_redactor() {
+        let encoded = |values: &[&'static str]| {
+            let mut headers = http::HeaderMap::new();
+            for v in values {
+                headers.append(http::header::CONTENT_ENCODING, HeaderValue::from_static(v));
+            }
+            unreadable_encoding(&headers)
+        };
+        assert_eq!(encoded(&[]), None);
+        assert_eq!(encoded(&["identity"]), None);
+        assert_eq!(encoded(&["gzip"]).as_deref(), Some("gzip"));
+        assert_eq!(encoded(&["identity, BR"]).as_deref(), Some("br"));
+        assert_eq!(
+            encoded(&["identity", "deflate"]).as_deref(),
+            Some("deflate")
+        );
     }
 }

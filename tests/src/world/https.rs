@@ -2,7 +2,9 @@
 //! (HTTP/2 or HTTP/1.1 by ALPN). Each request is logged as
 //! `https VERSION HOST PATH AUTHORIZATION` before it is answered; the answer
 //! echoes the Authorization header (`auth: VALUE`), and `/stream` sends it
-//! in three chunks 300 ms apart (a response that must arrive as it comes).
+//! in three chunks 300 ms apart (a response that must arrive as it comes);
+//! `/gzip` sends it gzip-encoded when the request accepts gzip (as real
+//! servers compress).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -162,6 +164,7 @@ fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, I
         .map(|a| a.to_string())
         .unwrap_or_else(|| header("host"));
     let auth = header("authorization");
+    let gzip = req.uri().path() == "/gzip" && header("accept-encoding").contains("gzip");
     log(&format!(
         "{HTTPS_LINE}{:?} {host} {} {auth}",
         req.version(),
@@ -216,6 +219,15 @@ fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, I
             }
         });
         return Response::new(Chunks(rx).boxed());
+    }
+    if gzip {
+        let mut resp =
+            Response::new(Full::new(Bytes::from(super::gzip::gzip(line.as_bytes()))).boxed());
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_ENCODING,
+            "gzip".parse().expect("a header"),
+        );
+        return resp;
     }
     Response::new(Full::new(Bytes::from(line)).boxed())
 }

@@ -3,6 +3,7 @@
 //! [`setup`] starts it from a test.
 
 pub mod dns;
+pub mod gzip;
 pub mod https;
 pub mod log;
 pub mod server;

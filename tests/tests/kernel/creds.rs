@@ -217,6 +217,31 @@ fn the_world_gets_the_real_value_and_the_bottle_only_ever_its_placeholder() -> R
 }
 
 #[test]
+fn an_echo_asked_compressed_comes_back_plain_and_redacted() -> Result<()> {
+    let Some(c) = cred_lab()? else {
+        return Ok(());
+    };
+    // The world gzips /gzip for a client that accepts it; the real value
+    // in a compressed echo would pass the redactor. curl --compressed asks
+    // for gzip (and would decode it): the sentry asks the world for
+    // identity instead, and the bottle gets its placeholder back.
+    let bearer = format!("Authorization: Bearer {PH_A}");
+    for version in ["--http2", "--http1.1"] {
+        let url = format!("https://{API}/gzip");
+        let out = c
+            .curl(&c.rbm_ca, &[version, "--compressed", "-H", &bearer, &url])?
+            .check()?;
+        assert_eq!(out.stdout, format!("auth: Bearer {PH_A}\n"));
+    }
+    let got = c.got("/gzip")?;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got
+        .iter()
+        .all(|r| r.authorization == format!("Bearer {REAL_A}")));
+    Ok(())
+}
+
+#[test]
 fn a_streamed_answer_arrives_as_it_comes() -> Result<()> {
     let Some(c) = cred_lab()? else {
         return Ok(());

@@ -235,10 +235,14 @@ pub fn attacker_image(podman: &Podman) -> Result<()> {
             fs::copy(from, &into).with_context(|| format!("cannot copy {from}"))?;
         }
         fs::copy(static_bin("rbm-probe")?, context.join("rbm-probe"))?;
-        fs::copy(
-            root.join("tests/battery/attacks.py"),
-            context.join("attacks.py"),
-        )?;
+        let battery = context.join("battery");
+        fs::create_dir_all(&battery)?;
+        for entry in fs::read_dir(root.join("tests/battery"))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "py") {
+                fs::copy(&path, battery.join(path.file_name().unwrap_or_default()))?;
+            }
+        }
         let containerfile = root.join("images/attacker/Containerfile");
         podman
             .run_for(

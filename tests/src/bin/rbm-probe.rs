@@ -40,14 +40,34 @@ enum Command {
         timeout_ms: u64,
     },
     /// The same query `count` times in a row; report latency percentiles.
+    /// A `{i}` in the name is 1..=count (a fresh name each time).
     DnsBench {
         name: String,
         #[arg(long)]
         server: Option<String>,
         #[arg(long, default_value_t = 1000)]
         count: u32,
+        /// Over TCP, a new connection for every query.
         #[arg(long)]
         tcp: bool,
+        /// `{i}` runs through 1..=N over and over instead.
+        #[arg(long)]
+        rotate: Option<u32>,
+        /// Report every query's time too (`samples_us`).
+        #[arg(long)]
+        samples: bool,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// New TCP connections in a row, each closed once connected; report
+    /// the connect time's percentiles.
+    ConnectBench {
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        /// Report every connection's time too (`samples_us`).
+        #[arg(long)]
+        samples: bool,
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
@@ -237,6 +257,8 @@ fn dispatch(command: Command) -> Result<Report, String> {
             server,
             count,
             tcp,
+            rotate,
+            samples,
             timeout_ms,
         } => {
             let server = server_or_default(server.as_deref())?;
@@ -247,8 +269,18 @@ fn dispatch(command: Command) -> Result<Report, String> {
                 tcp,
                 timeout: ms(timeout_ms),
             };
-            latency::run(&request, count)
+            latency::run(&request, latency::Runs { count, samples }, rotate)
         }
+        Command::ConnectBench {
+            addr,
+            count,
+            samples,
+            timeout_ms,
+        } => latency::measure(latency::Runs { count, samples }, |_| {
+            net::connect(addr, ms(timeout_ms))
+                .map(drop)
+                .map_err(|e| net::describe(&format!("connect {addr}"), &e))
+        }),
         Command::Tcp { addr, timeout_ms } => conn::run_tcp(addr, ms(timeout_ms)),
         Command::Udp { addr, timeout_ms } => conn::run_udp(addr, ms(timeout_ms)),
         Command::Reach {
@@ -332,7 +364,11 @@ fn dispatch(command: Command) -> Result<Report, String> {
             timeout_ms,
         } => {
             let hello = hello::client_hello(Some(&tls));
-            latency::measure(count, |_| conn::first_byte(addr, &hello, ms(timeout_ms)))
+            let runs = latency::Runs {
+                count,
+                samples: false,
+            };
+            latency::measure(runs, |_| conn::first_byte(addr, &hello, ms(timeout_ms)))
         }
         Command::Flood {
             addr,

@@ -20,10 +20,11 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use rbm_tests::agent::Agent;
+use rbm_tests::bench::{self, median};
 use rbm_tests::certs::TestCa;
-use rbm_tests::netns::{BOTTLE_V4, SENTRY_ENCLAVE_V4};
+use rbm_tests::netns::SENTRY_ENCLAVE_V4;
 use rbm_tests::world::https::HttpsServer;
 use rbm_tests::world::setup::WorldSetup;
 use rbm_tests::{require_netns, static_bin, Ns, Topology};
@@ -57,17 +58,12 @@ def responseheaders(flow):
 "#;
 
 fn profile() -> String {
-    format!(
-        "moniker = \"bench\"\n[bottle]\nimage = \"unused\"\n[enclave]\nsubnet = \"10.242.0.0/24\"\n\
-         sentry_ip = \"{SENTRY_ENCLAVE_V4}\"\nbottle_ip = \"{BOTTLE_V4}\"\n[uplink]\ndns = \"allowlist\"\n\
-         access = \"allowlist\"\ndomains = [\"{NAME}\"]\nupstream_dns = [\"{DNS}\"]\n\
-         [[credential]]\nenv = \"KEY\"\nfrom = \"env:KEY\"\nhosts = [\"{NAME}\"]\n"
-    )
+    bench::profile(&[NAME], DNS)
+        + &format!("[[credential]]\nenv = \"KEY\"\nfrom = \"env:KEY\"\nhosts = [\"{NAME}\"]\n")
 }
 
 /// One client run's report.
 fn client(topo: &Topology, ns: Ns, connect: SocketAddr, ca: &Path, mode: &str) -> Result<Value> {
-    let probe = static_bin("rbm-probe")?.to_string_lossy().into_owned();
     let (connect, ca) = (connect.to_string(), ca.to_string_lossy().into_owned());
     let header = format!("authorization: Bearer {PLACEHOLDER}");
     let mut args = vec![
@@ -86,11 +82,7 @@ fn client(topo: &Topology, ns: Ns, connect: SocketAddr, ca: &Path, mode: &str) -
         "new" => args.extend(["--count", NEW, "--new", "--path", "/small"]),
         _ => args.extend(["--count", BIG, "--path", "/big"]),
     }
-    let out = topo.exec(ns, &probe, &args, Duration::from_secs(300))?;
-    let json: Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("rbm-probe printed no JSON: {}", out.stderr))?;
-    ensure!(out.success(), "rbm-probe {args:?} failed: {json}");
-    Ok(json)
+    bench::probe(topo, ns, &args)
 }
 
 /// The three modes from one place.
@@ -135,12 +127,6 @@ impl Side {
         self.mbps
             .push(f(&runs[2], "bytes") * 8.0 / f(&runs[2], "seconds") / 1e6);
     }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() -> Result<()> {

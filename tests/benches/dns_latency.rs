@@ -7,13 +7,13 @@
 //! Run as root after scripts/build-static: `cargo bench -p rbm-tests --bench dns_latency`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use rbm_tests::agent::Agent;
-use rbm_tests::netns::{BOTTLE_V4, SENTRY_ENCLAVE_V4};
+use rbm_tests::bench::{self, field};
+use rbm_tests::netns::SENTRY_ENCLAVE_V4;
 use rbm_tests::world::setup::WorldSetup;
-use rbm_tests::{require_netns, static_bin, Ns, Topology};
+use rbm_tests::{require_netns, Ns, Topology};
 use serde_json::Value;
 
 const DNS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
@@ -25,11 +25,7 @@ const QUERIES: &str = "2000";
 const ROUNDS: usize = 3;
 
 fn profile() -> String {
-    format!(
-        "moniker = \"bench\"\n[bottle]\nimage = \"unused\"\n[enclave]\nsubnet = \"10.242.0.0/24\"\n\
-         sentry_ip = \"{SENTRY_ENCLAVE_V4}\"\nbottle_ip = \"{BOTTLE_V4}\"\n[uplink]\ndns = \"allowlist\"\n\
-         access = \"allowlist\"\ndomains = [\"{NAME}\", \"*.fresh.example.test\"]\nupstream_dns = [\"{DNS}\"]\n"
-    )
+    bench::profile(&[NAME, "*.fresh.example.test"], DNS)
 }
 
 fn zone() -> String {
@@ -44,21 +40,13 @@ fn zone() -> String {
     zone
 }
 
-fn bench(topo: &Topology, ns: Ns, server: Ipv4Addr, name: &str) -> Result<Value> {
-    let probe = static_bin("rbm-probe")?.to_string_lossy().into_owned();
+fn run(topo: &Topology, ns: Ns, server: Ipv4Addr, name: &str) -> Result<Value> {
     let server = server.to_string();
-    let args = ["dns-bench", name, "--server", &server, "--count", QUERIES];
-    let out = topo.exec(ns, &probe, &args, Duration::from_secs(120))?;
-    let json: Value = serde_json::from_str(&out.stdout)?;
-    ensure!(
-        out.success(),
-        "dns-bench from {ns:?} to {server} failed: {json}"
-    );
-    Ok(json)
-}
-
-fn us(v: &Value, key: &str) -> f64 {
-    v[key].as_f64().unwrap_or(f64::NAN)
+    bench::probe(
+        topo,
+        ns,
+        &["dns-bench", name, "--server", &server, "--count", QUERIES],
+    )
 }
 
 fn main() -> Result<()> {
@@ -76,11 +64,11 @@ fn main() -> Result<()> {
         for round in 1..=ROUNDS {
             // A new agent per round: fresh names must really be new to it.
             let agent = Agent::start(&topo, &profile())?;
-            let proxied = bench(&topo, Ns::Bottle, SENTRY_ENCLAVE_V4, name)?;
-            let direct = bench(&topo, Ns::Sentry, DNS, name)?;
+            let proxied = run(&topo, Ns::Bottle, SENTRY_ENCLAVE_V4, name)?;
+            let direct = run(&topo, Ns::Sentry, DNS, name)?;
             drop(agent);
             for pct in ["p50_us", "p99_us", "mean_us"] {
-                let (p, d) = (us(&proxied, pct), us(&direct, pct));
+                let (p, d) = (field(&proxied, pct), field(&direct, pct));
                 println!(
                     "  {case:<11} round {round} {pct:<7} via rbm proxy {p:>7.0} us   direct {d:>7.0} us   ratio {:.2}",
                     p / d

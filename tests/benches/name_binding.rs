@@ -12,47 +12,22 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::thread;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::Result;
 use rbm_tests::agent::Agent;
-use rbm_tests::netns::{BOTTLE_V4, SENTRY_ENCLAVE_V4};
+use rbm_tests::bench::{self, field, median};
+use rbm_tests::netns::SENTRY_ENCLAVE_V4;
 use rbm_tests::world::setup::WorldSetup;
-use rbm_tests::{require_netns, static_bin, Ns, Topology};
-use serde_json::Value;
+use rbm_tests::{require_netns, Ns, Topology};
 
 const DNS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 const NAMES: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 70);
 const NAME: &str = "names.example.test";
 const CONNECTIONS: &str = "2000";
-const IPERF_SECONDS: &str = "5";
+const IPERF_SECONDS: u32 = 5;
 const ROUNDS: usize = 5;
 
 fn profile(name_binding: bool) -> String {
-    format!(
-        "moniker = \"bench\"\n[bottle]\nimage = \"unused\"\n[enclave]\nsubnet = \"10.242.0.0/24\"\n\
-         sentry_ip = \"{SENTRY_ENCLAVE_V4}\"\nbottle_ip = \"{BOTTLE_V4}\"\n[uplink]\ndns = \"allowlist\"\n\
-         access = \"allowlist\"\ndomains = [\"{NAME}\"]\nupstream_dns = [\"{DNS}\"]\n\
-         name_binding = {name_binding}\n"
-    )
-}
-
-fn probe(topo: &Topology, args: &[&str]) -> Result<Value> {
-    let probe = static_bin("rbm-probe")?.to_string_lossy().into_owned();
-    let out = topo.exec(Ns::Bottle, &probe, args, Duration::from_secs(300))?;
-    let json: Value = serde_json::from_str(&out.stdout)?;
-    ensure!(out.success(), "rbm-probe {args:?} failed: {json}");
-    Ok(json)
-}
-
-/// Received bits per second of one iperf3 run from the bottle.
-fn iperf(topo: &Topology, streams: &str) -> Result<f64> {
-    let server = NAMES.to_string();
-    let args = ["-c", &server, "-t", IPERF_SECONDS, "-P", streams, "-J"];
-    let out = topo.exec(Ns::Bottle, "iperf3", &args, Duration::from_secs(60))?;
-    let json: Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("iperf3 printed no JSON: {}", out.stderr))?;
-    json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .with_context(|| format!("no throughput in {json}"))
+    bench::profile(&[NAME], DNS) + &format!("name_binding = {name_binding}\n")
 }
 
 #[derive(Default)]
@@ -61,12 +36,6 @@ struct Samples {
     p99_us: Vec<f64>,
     one_stream: Vec<f64>,
     eight_streams: Vec<f64>,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() -> Result<()> {
@@ -89,18 +58,16 @@ fn main() -> Result<()> {
     for round in 1..=ROUNDS {
         for (binding, samples) in [(true, &mut on), (false, &mut off)] {
             let _agent = Agent::start(&topo, &profile(binding))?;
-            probe(
+            let server = SENTRY_ENCLAVE_V4.to_string();
+            bench::probe(&topo, Ns::Bottle, &["dns", NAME, "--server", &server])?;
+            let ttfb = bench::probe(
                 &topo,
-                &["dns", NAME, "--server", &SENTRY_ENCLAVE_V4.to_string()],
-            )?;
-            let ttfb = probe(
-                &topo,
+                Ns::Bottle,
                 &["ttfb", &target, "--tls", NAME, "--count", CONNECTIONS],
             )?;
-            let p50 = ttfb["p50_us"].as_f64().unwrap_or(f64::NAN);
-            let p99 = ttfb["p99_us"].as_f64().unwrap_or(f64::NAN);
-            let one = iperf(&topo, "1")?;
-            let eight = iperf(&topo, "8")?;
+            let (p50, p99) = (field(&ttfb, "p50_us"), field(&ttfb, "p99_us"));
+            let one = bench::iperf(&topo, Ns::Bottle, NAMES, 1, IPERF_SECONDS)?;
+            let eight = bench::iperf(&topo, Ns::Bottle, NAMES, 8, IPERF_SECONDS)?;
             println!(
                 "  round {round} name binding {:<3}: first byte p50 {p50:>5.0} us p99 {p99:>5.0} us; iperf3 1 stream {:>6.2} Gbit/s, 8 streams {:>6.2} Gbit/s",
                 if binding { "on" } else { "off" },

@@ -1,9 +1,10 @@
 //! rbm's test support: the skip policy, commands with timeouts, throwaway
 //! network namespaces, Podman for the end-to-end tests, the static test
-//! binaries, and the code of rbm-world (the tests' internet) and rbm-probe
-//! (what runs inside a bottle).
+//! binaries, the code of rbm-world (the tests' internet) and rbm-probe
+//! (what runs inside a bottle), and what the benchmarks share.
 
 pub mod agent;
+pub mod bench;
 pub mod bins;
 pub mod bottle;
 pub mod certs;

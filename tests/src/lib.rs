@@ -1,7 +1,8 @@
 //! rbm's test support: the skip policy, commands with timeouts, throwaway
 //! network namespaces, Podman for the end-to-end tests, the static test
 //! binaries, the code of rbm-world (the tests' internet) and rbm-probe
-//! (what runs inside a bottle), and what the benchmarks share.
+//! (what runs inside a bottle), and for the benchmarks the peer sentry
+//! (dnsmasq) and what they share.
 
 pub mod agent;
 pub mod bench;
@@ -13,6 +14,7 @@ pub mod files;
 pub mod json;
 pub mod launcher;
 pub mod netns;
+pub mod peer;
 pub mod podman;
 pub mod probe;
 pub mod skip;

@@ -1,6 +1,17 @@
 //! Benchmark (not a test): time to open 10,000 learned addresses in the
 //! kernel, rbm's one netlink batch side by side with the usual peer, `nft -f`
 //! with the same elements, in one run, in a fresh network namespace.
+//!
+//! Then one answer at a time, as a fresh name opens its address: single-
+//! address batches timed three ways, interleaved, so that what the kernel
+//! costs shows apart from what rbm's own code adds around it:
+//! - `Firewall::learn` as the agent calls it (encode add, delete, add;
+//!   send; read the acks);
+//! - the same three requests, encoded, then sent and acked with one reused
+//!   buffer (the least user space can do), encode and kernel timed apart;
+//! - an add alone, sent the same way (what a kernel that refreshes
+//!   timeouts on add, 6.12 and newer, would need).
+//!
 //! Run as root: `cargo bench -p rbm-agent --bench learn_insert`.
 
 use std::io::Write;
@@ -8,13 +19,17 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rbm_agent::firewall::netlink::NetlinkTransport;
-use rbm_agent::firewall::ruleset::{FirewallInput, Interfaces, Ruleset};
-use rbm_agent::firewall::{Firewall, Learn};
+use netlink_sys::Socket;
+use rbm_agent::firewall::netlink::{netfilter_socket, NetlinkTransport};
+use rbm_agent::firewall::ruleset::{sets, FirewallInput, Interfaces, Ruleset, TABLE};
+use rbm_agent::firewall::wire::{self, Cmd, Request, NLMSG_ERROR};
+use rbm_agent::firewall::{elements, encode, learn_requests, Firewall, Learn, Target};
 use rbm_agent::profile::{Mode, Ports};
 
 const COUNT: u32 = 10_000;
 const ROUNDS: usize = 7;
+/// Single-address batches per way and round.
+const ONE_BY_ONE: u32 = 2_000;
 
 fn addrs() -> Vec<IpAddr> {
     (0..COUNT)
@@ -69,6 +84,75 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The `pct`-th percentile of `v`, in microseconds.
+fn us(v: &[Duration], pct: usize) -> f64 {
+    let mut v = v.to_vec();
+    v.sort();
+    v[(v.len() - 1) * pct / 100].as_secs_f64() * 1e6
+}
+
+fn learn_item(i: u32) -> Learn {
+    Learn {
+        addr: IpAddr::V4(Ipv4Addr::from(0x0a40_0000 + i)),
+        ports: Ports::All,
+        timeout: Duration::from_secs(60),
+    }
+}
+
+/// Sends `reqs` as one batch and reads every ack into `buf`, reused.
+fn send_acked(socket: &Socket, buf: &mut [u8], reqs: &[Request], seq: &mut u32) {
+    let (bytes, acks) = wire::batch(reqs, *seq);
+    *seq = seq.wrapping_add(reqs.len() as u32 + 2);
+    socket.send(&bytes, 0).expect("send the batch");
+    let mut pending = acks.len();
+    while pending > 0 {
+        let n = socket.recv(&mut &mut buf[..], 0).expect("read the acks");
+        for m in wire::messages(&buf[..n]) {
+            if m.msg_type == NLMSG_ERROR && acks.contains(&m.seq) {
+                assert_eq!(wire::error_code(m.payload), Some(0), "the kernel refused");
+                pending -= 1;
+            }
+        }
+    }
+}
+
+/// The single-address batches' times, by way.
+#[derive(Default)]
+struct OneByOne {
+    agent: Vec<Duration>,
+    encode: Vec<Duration>,
+    kernel: Vec<Duration>,
+    add_only: Vec<Duration>,
+}
+
+fn one_by_one_round(fw: &mut Firewall, socket: &Socket, round: u32, out: &mut OneByOne) {
+    fw.install(&ruleset()).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut seq = 1u32;
+    let base = round * 3 * ONE_BY_ONE;
+    for i in 0..ONE_BY_ONE {
+        let item = [learn_item(base + i)];
+        let t = Instant::now();
+        fw.learn(&item).unwrap();
+        out.agent.push(t.elapsed());
+
+        let item = [learn_item(base + ONE_BY_ONE + i)];
+        let t = Instant::now();
+        let reqs = learn_requests(&item, false);
+        out.encode.push(t.elapsed());
+        let t = Instant::now();
+        send_acked(socket, &mut buf, &reqs, &mut seq);
+        out.kernel.push(t.elapsed());
+
+        let item = [learn_item(base + 2 * ONE_BY_ONE + i)];
+        let elems = &elements(&item, Target::Learned)[sets::LEARNED4];
+        let reqs = encode::set_elems(Cmd::NewSetElem, TABLE, sets::LEARNED4, elems);
+        let t = Instant::now();
+        send_acked(socket, &mut buf, &reqs, &mut seq);
+        out.add_only.push(t.elapsed());
+    }
+}
+
 fn main() {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIPPED: learn_insert benchmark needs root");
@@ -94,11 +178,17 @@ fn main() {
             rbm.push(rbm_round(&mut fw, &items));
             nft.push(nft_round(&mut fw, &script));
         }
-        (median(rbm), median(nft))
+        let socket = netfilter_socket().expect("a netfilter socket");
+        let _ = socket.set_cap_ack(true);
+        let mut one = OneByOne::default();
+        for round in 0..ROUNDS as u32 {
+            one_by_one_round(&mut fw, &socket, round, &mut one);
+        }
+        (median(rbm), median(nft), one)
     })
     .join()
     .unwrap();
-    let (rbm, nft) = report;
+    let (rbm, nft, one) = report;
     println!("learn_insert: {COUNT} addresses, median of {ROUNDS} rounds each, interleaved");
     println!(
         "  rbm netlink batch (add+delete+add, refreshes timeouts): {:>8.2} ms",
@@ -112,4 +202,21 @@ fn main() {
         "  ratio rbm / nft: {:.2}",
         rbm.as_secs_f64() / nft.as_secs_f64()
     );
+    println!(
+        "one answer at a time: {ONE_BY_ONE} single-address batches per way and round, {ROUNDS} rounds; us p50 / p99"
+    );
+    for (what, v) in [
+        (
+            "Firewall::learn, as the agent (add, delete, add)",
+            &one.agent,
+        ),
+        ("  the same: encoding the three requests alone", &one.encode),
+        ("  the same: send and acks, one reused buffer", &one.kernel),
+        (
+            "an add alone: send and acks, one reused buffer",
+            &one.add_only,
+        ),
+    ] {
+        println!("  {what:<50} {:>7.1} {:>7.1}", us(v, 50), us(v, 99));
+    }
 }

@@ -330,6 +330,10 @@ fn main() -> Result<()> {
         bench::machine()
     );
     println!(
+        "  rbm as it ships (name binding on); the peer: {} with its defaults (a cache of 150 names)",
+        dnsmasq_version()
+    );
+    println!(
         "  {} queries per case, protocol and side, {} TCP connections per side, iperf3 {} s; {ROUNDS} rounds interleaved",
         plan.names.per_round * ROUNDS,
         (plan.connections / ROUNDS).max(1) * ROUNDS,
@@ -349,6 +353,15 @@ fn main() -> Result<()> {
     }
     report(&measured);
     Ok(())
+}
+
+/// `Dnsmasq version 2.90`, as dnsmasq prints it.
+fn dnsmasq_version() -> String {
+    rbm_tests::run("dnsmasq", &["--version"], Duration::from_secs(10))
+        .ok()
+        .and_then(|out| out.stdout.lines().next().map(str::to_string))
+        .and_then(|line| line.split("  ").next().map(str::to_string))
+        .unwrap_or_else(|| "dnsmasq".into())
 }
 
 fn report(m: &BTreeMap<Side, Measured>) {

@@ -375,6 +375,21 @@ struct Exchange {
 }
 
 impl Exchange {
+    /// Records a credential denial (status and deny log) and answers the
+    /// bottle with `status` and the reason.
+    fn deny(&self, status: StatusCode, reason: String) -> Response<ProxyBody> {
+        let body = format!("rbm: {reason}\n");
+        self.shared.record_denied(Denied {
+            at: unix_now(),
+            kind: "credential".into(),
+            proto: Some("https".into()),
+            dst: Some(self.dst),
+            name: Some(self.host.clone()),
+            reason,
+        });
+        plain(status, &body)
+    }
+
     async fn pass(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         if let Some(env) = self.foreign(&req) {
             let reason = format!(
@@ -382,15 +397,7 @@ impl Exchange {
                 self.host
             );
             tracing::warn!(host = %self.host, %env, "credential: foreign placeholder refused");
-            self.shared.record_denied(Denied {
-                at: unix_now(),
-                kind: "credential".into(),
-                proto: Some("https".into()),
-                dst: Some(self.dst),
-                name: Some(self.host.clone()),
-                reason: reason.clone(),
-            });
-            return plain(StatusCode::FORBIDDEN, &format!("rbm: {reason}\n"));
+            return self.deny(StatusCode::FORBIDDEN, reason);
         }
         self.swap(&mut req);
         ask_uncompressed(req.headers_mut());
@@ -411,15 +418,7 @@ impl Exchange {
                 self.host
             );
             tracing::warn!(host = %self.host, %encoding, "credential: compressed answer refused");
-            self.shared.record_denied(Denied {
-                at: unix_now(),
-                kind: "credential".into(),
-                proto: Some("https".into()),
-                dst: Some(self.dst),
-                name: Some(self.host.clone()),
-                reason: reason.clone(),
-            });
-            return plain(StatusCode::BAD_GATEWAY, &format!("rbm: {reason}\n"));
+            return self.deny(StatusCode::BAD_GATEWAY, reason);
         }
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {

@@ -26,6 +26,10 @@ const WATCH_BACKLOG: usize = 256;
 /// ("expired 40 s ago"), and how many at most.
 const EXPIRED_KEPT: Duration = Duration::from_secs(24 * 3600);
 const MAX_LEARNED_KEPT: usize = 16384;
+/// How often learning sweeps out what is remembered no longer: a sweep reads
+/// the whole map, too slow to do on every answer (it grew with the map:
+/// up to 0.2 ms of a fresh name's time at 10,000 addresses).
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// What a reload does with the addresses names opened before it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +51,8 @@ pub struct Shared {
     pub dns_failed: AtomicU64,
     refused: Mutex<VecDeque<String>>,
     learned: Mutex<BTreeMap<IpAddr, LearnedRecord>>,
+    /// When `learned` was last swept (taken under its lock).
+    pruned: Mutex<Option<Instant>>,
     reloads: AtomicU64,
     generation: AtomicU64,
     names_allowed: AtomicU64,
@@ -66,6 +72,7 @@ impl Default for Shared {
             dns_failed: AtomicU64::default(),
             refused: Mutex::default(),
             learned: Mutex::default(),
+            pruned: Mutex::default(),
             reloads: AtomicU64::default(),
             generation: AtomicU64::default(),
             names_allowed: AtomicU64::default(),
@@ -192,9 +199,13 @@ impl Shared {
     pub fn record_learned(&self, name: &str, items: &[Learn], sent: Instant) {
         let mut l = self.learned.lock().unwrap();
         let now = Instant::now();
-        l.retain(|_, e| now.saturating_duration_since(e.expires) < EXPIRED_KEPT);
-        if l.len() >= MAX_LEARNED_KEPT {
-            l.retain(|_, e| e.expires > now);
+        let mut pruned = self.pruned.lock().unwrap();
+        if pruned.is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_EVERY) {
+            l.retain(|_, e| now.saturating_duration_since(e.expires) < EXPIRED_KEPT);
+            if l.len() >= MAX_LEARNED_KEPT {
+                l.retain(|_, e| e.expires > now);
+            }
+            *pruned = Some(now);
         }
         for item in items {
             l.insert(
@@ -431,6 +442,30 @@ mod tests {
         assert_eq!(names.len(), RECENT_REFUSED);
         assert_eq!(names.last().unwrap(), "n39.test");
         assert_eq!(s.dns_counts().refused, 41);
+    }
+
+    #[test]
+    fn learning_sweeps_out_the_forgotten_at_most_once_a_second() {
+        let s = Shared::default();
+        let learn = |i: u32, ms| Learn {
+            addr: IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)),
+            ports: Ports::All,
+            timeout: Duration::from_millis(ms),
+        };
+        let item = |i| learn(i, 60_000);
+        // A full map of expired addresses: a sweep drops them all.
+        let expired: Vec<Learn> = (0..MAX_LEARNED_KEPT as u32).map(|i| learn(i, 1)).collect();
+        let a_second_ago = Instant::now() - Duration::from_secs(1);
+        s.record_learned("old.test", &expired, a_second_ago);
+        s.record_learned("new.test", &[item(1 << 20)], Instant::now());
+        assert!(
+            s.learned_record(expired[0].addr).is_some(),
+            "no sweep within the second"
+        );
+        *s.pruned.lock().unwrap() = Some(Instant::now() - PRUNE_EVERY);
+        s.record_learned("new.test", &[item(2 << 20)], Instant::now());
+        assert!(s.learned_record(expired[0].addr).is_none(), "swept");
+        assert_eq!(s.learned().len(), 2, "the unexpired stay");
     }
 
     #[test]

@@ -12,9 +12,15 @@ use super::{FirewallError, RuleCounter, Transport};
 /// Socket buffers large enough for a 10,000-address batch and its answers.
 const BUF_BYTES: libc::c_int = 8 << 20;
 
+/// What one recv can bring: the kernel's answers to a whole batch.
+const RECV_BYTES: usize = 1 << 20;
+
 pub struct NetlinkTransport {
     socket: Socket,
     seq: u32,
+    /// The receive buffer, made once: allocating a zeroed megabyte for every
+    /// recv cost an mmap and a munmap each time, on every learned answer.
+    buf: Vec<u8>,
 }
 
 /// A NETLINK_NETFILTER socket bound to a port of its own and connected to
@@ -56,6 +62,7 @@ impl NetlinkTransport {
         Ok(NetlinkTransport {
             socket,
             seq: std::process::id().wrapping_mul(1 << 12),
+            buf: vec![0u8; RECV_BYTES],
         })
     }
 
@@ -65,17 +72,17 @@ impl NetlinkTransport {
         s
     }
 
-    /// Receives every message already queued (the kernel answers a batch
-    /// while we are still inside send()), or blocks for one if `wait`.
-    fn recv_queued(&self, wait: bool) -> Result<Option<Vec<u8>>, FirewallError> {
-        let mut buf = vec![0u8; 1 << 20];
+    /// Receives what is already queued (the kernel answers a batch while
+    /// we are still inside send()), or blocks for it if `wait`, into
+    /// `self.buf`; the number of bytes received.
+    fn recv_queued(&mut self, wait: bool) -> Result<Option<usize>, FirewallError> {
         let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
-        // SAFETY: buf is valid for writes of its length.
+        // SAFETY: self.buf is valid for writes of its length.
         let n = unsafe {
             libc::recv(
                 self.socket.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
                 flags,
             )
         };
@@ -86,8 +93,7 @@ impl NetlinkTransport {
             }
             return Err(FirewallError::Io(e));
         }
-        buf.truncate(n as usize);
-        Ok(Some(buf))
+        Ok(Some(n as usize))
     }
 }
 
@@ -114,8 +120,8 @@ impl Transport for NetlinkTransport {
         self.socket.send(&bytes, 0).map_err(FirewallError::Io)?;
         let mut pending: std::collections::HashSet<u32> = acks.into_iter().collect();
         let mut first_error = None;
-        while let Some(buf) = self.recv_queued(false)? {
-            for m in wire::messages(&buf) {
+        while let Some(n) = self.recv_queued(false)? {
+            for m in wire::messages(&self.buf[..n]) {
                 if m.msg_type != NLMSG_ERROR || !pending.remove(&m.seq) {
                     continue;
                 }
@@ -155,10 +161,10 @@ impl Transport for NetlinkTransport {
             .map_err(FirewallError::Io)?;
         let mut out = Vec::new();
         loop {
-            let Some(buf) = self.recv_queued(true)? else {
+            let Some(n) = self.recv_queued(true)? else {
                 continue;
             };
-            for m in wire::messages(&buf) {
+            for m in wire::messages(&self.buf[..n]) {
                 if m.seq != seq {
                     continue;
                 }

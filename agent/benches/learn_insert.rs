@@ -138,7 +138,7 @@ fn one_by_one_round(fw: &mut Firewall, socket: &Socket, round: u32, out: &mut On
 
         let item = [learn_item(base + ONE_BY_ONE + i)];
         let t = Instant::now();
-        let reqs = learn_requests(&item, false);
+        let reqs = learn_requests(&[(&item, false)]);
         out.encode.push(t.elapsed());
         let t = Instant::now();
         send_acked(socket, &mut buf, &reqs, &mut seq);

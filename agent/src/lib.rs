@@ -10,6 +10,7 @@ pub mod creds;
 pub mod denylog;
 pub mod dns;
 pub mod firewall;
+pub mod learning;
 pub mod links;
 pub mod names;
 pub mod policy;

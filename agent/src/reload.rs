@@ -38,6 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::dns::Learner;
 use crate::firewall::ruleset::{FirewallInput, Interfaces, Ruleset};
 use crate::firewall::{elements, Firewall, FirewallError, Learn, Target};
+use crate::learning::{Batcher, Then};
 use crate::policy::{Policy, PolicyCell, Verdict};
 use crate::profile::Profile;
 use crate::state::Shared;
@@ -122,6 +123,8 @@ pub enum Outcome {
 /// change, each under the firewall's lock.
 pub struct Enforcer {
     pub firewall: Arc<Mutex<Firewall>>,
+    /// Learns, in batches, into the same firewall.
+    batcher: Arc<Batcher>,
     pub policy: Arc<PolicyCell>,
     pub shared: Arc<Shared>,
     /// Fixed for the agent's life.
@@ -187,6 +190,7 @@ impl Enforcer {
         let reloads = current.persisted.as_ref().map_or(0, |p| p.reloads);
         shared.set_generation(current.generation(), reloads);
         Enforcer {
+            batcher: Arc::new(Batcher::new(firewall.clone(), policy.clone())),
             firewall,
             policy,
             shared,
@@ -324,29 +328,10 @@ fn takes_away(old: &Policy, new: &Policy) -> bool {
     old.access != new.access || !rules_diff(old, new).is_empty()
 }
 
+#[async_trait::async_trait]
 impl Learner for Enforcer {
-    fn learn(
-        &self,
-        qname: &str,
-        items: &[Learn],
-        then: &mut dyn FnMut(),
-    ) -> Result<(), FirewallError> {
-        let mut firewall = self.firewall.lock().unwrap();
-        let policy = self.policy.get();
-        let granted = match policy.verdict(qname) {
-            Verdict::Forward { grant: Some(ports) } => ports,
-            _ => return Err(FirewallError::PolicyChanged(qname.to_string())),
-        };
-        if items.iter().any(|i| i.ports != granted) {
-            return Err(FirewallError::PolicyChanged(qname.to_string()));
-        }
-        if policy.intercepts(qname) {
-            firewall.learn_intercepted(items)?;
-        } else {
-            firewall.learn(items)?;
-        }
-        then();
-        Ok(())
+    async fn learn(&self, qname: &str, items: Vec<Learn>, then: Then) -> Result<(), FirewallError> {
+        self.batcher.learn(qname, items, then).await
     }
 }
 
@@ -506,25 +491,23 @@ mod tests {
         )
     }
 
-    fn learn(e: &Enforcer, name: &str, addr: &str) {
+    async fn learn(e: &Enforcer, name: &str, addr: &str) {
         let item = Learn {
             addr: addr.parse().unwrap(),
             ports: Ports::All,
             timeout: Duration::from_secs(60),
         };
-        let items = [item];
-        e.learn(name, &items, &mut || {
-            e.shared.record_learned(name, &items, Instant::now())
-        })
-        .unwrap();
+        let (shared, owned) = (e.shared.clone(), name.to_string());
+        let record = move |items: &[Learn]| shared.record_learned(&owned, items, Instant::now());
+        e.learn(name, vec![item], Box::new(record)).await.unwrap();
     }
 
-    #[test]
-    fn a_reload_keeps_what_kept_names_opened_and_closes_the_rest() {
+    #[tokio::test]
+    async fn a_reload_keeps_what_kept_names_opened_and_closes_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let e = enforcer(dir.path(), false);
-        learn(&e, "a.test", "198.51.100.1");
-        learn(&e, "b.test", "198.51.100.2");
+        learn(&e, "a.test", "198.51.100.1").await;
+        learn(&e, "b.test", "198.51.100.2").await;
         let Outcome::Reloaded(summary) = e.reload(&text("\"b.test\", \"c.test\"", "i")) else {
             panic!("not reloaded")
         };
@@ -549,8 +532,8 @@ mod tests {
         assert_eq!(e.shared.generation(), (1, 2));
     }
 
-    #[test]
-    fn an_answer_resolved_before_a_reload_cannot_open_what_it_took_away() {
+    #[tokio::test]
+    async fn an_answer_resolved_before_a_reload_cannot_open_what_it_took_away() {
         let dir = tempfile::tempdir().unwrap();
         let e = enforcer(dir.path(), false);
         e.reload(&text("\"b.test\"", "i"));
@@ -559,7 +542,8 @@ mod tests {
             ports: Ports::All,
             timeout: Duration::from_secs(60),
         };
-        let result = e.learn("a.test", &[item], &mut || panic!("must not record"));
+        let never = Box::new(|_: &[Learn]| panic!("must not record"));
+        let result = e.learn("a.test", vec![item], never).await;
         assert!(matches!(result, Err(FirewallError::PolicyChanged(_))));
     }
 

@@ -18,6 +18,7 @@ use super::handler::Proxy;
 use super::upstream::{answers, build_request, Resolve};
 use super::{DnsError, Learner};
 use crate::firewall::{FirewallError, Learn};
+use crate::learning::Then;
 use crate::policy::{Policy, PolicyCell};
 use crate::state::Shared;
 
@@ -91,15 +92,16 @@ impl Resolve for Canned {
 #[derive(Default)]
 struct Recorder(Mutex<Vec<Learn>>);
 
+#[async_trait::async_trait]
 impl Learner for Recorder {
-    fn learn(
+    async fn learn(
         &self,
         _qname: &str,
-        items: &[Learn],
-        then: &mut dyn FnMut(),
+        items: Vec<Learn>,
+        then: Then,
     ) -> Result<(), FirewallError> {
-        self.0.lock().unwrap().extend_from_slice(items);
-        then();
+        self.0.lock().unwrap().extend_from_slice(&items);
+        then(&items);
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ use super::answer::{cap_ttl, cname_chain, learn_items, strip_service_params, wit
 use super::decide::{check_request, decide, echoable, Decision};
 use super::upstream::{Resolve, Upstream};
 use super::Learner;
+use crate::firewall::Learn;
 use crate::policy::{Policy, PolicyCell};
 use crate::profile::{normalize, Ports};
 use crate::state::Shared;
@@ -134,8 +135,7 @@ impl<U: Resolve> Proxy<U> {
 
     /// Opens every address in `answers` in one batch and records it. An
     /// address a recent answer already keeps open is not sent to the kernel
-    /// again; its TTL is lowered to the time it stays open instead. The
-    /// learner talks to the kernel, so it runs off the async workers.
+    /// again; its TTL is lowered to the time it stays open instead.
     async fn learn(
         &self,
         name: &str,
@@ -159,22 +159,18 @@ impl<U: Resolve> Proxy<U> {
         if items.is_empty() {
             return Ok(());
         }
-        let (learner, shared) = (self.learner.clone(), self.shared.clone());
-        let (owned_name, owned_items) = (name.to_string(), items.clone());
+        let shared = self.shared.clone();
+        let owned_name = name.to_string();
         let sent = Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            learner.learn(&owned_name, &owned_items, &mut || {
-                shared.record_learned(&owned_name, &owned_items, sent)
-            })
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {
-                tracing::debug!(%name, addresses = items.len(), "learned");
+        let record =
+            Box::new(move |items: &[Learn]| shared.record_learned(&owned_name, items, sent));
+        let count = items.len();
+        match self.learner.learn(name, items, record).await {
+            Ok(()) => {
+                tracing::debug!(%name, addresses = count, "learned");
                 Ok(())
             }
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(join_error) => Err(format!("the learner crashed: {join_error}")),
+            Err(error) => Err(error.to_string()),
         }
     }
 }

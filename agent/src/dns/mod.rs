@@ -26,6 +26,7 @@ use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::firewall::{FirewallError, Learn};
+use crate::learning::Then;
 use crate::policy::PolicyCell;
 use crate::state::Shared;
 use handler::Proxy;
@@ -37,16 +38,13 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const TCP_RESPONSE_BUFFER: usize = 32;
 
 /// Puts addresses into the firewall; called BEFORE the answer is sent.
+#[async_trait::async_trait]
 pub trait Learner: Send + Sync + 'static {
-    /// Opens `items`, which `qname` was granted. `then` runs once the
-    /// kernel took them and before anything else may change the firewall
-    /// (a reload must see every address that is open).
-    fn learn(
-        &self,
-        qname: &str,
-        items: &[Learn],
-        then: &mut dyn FnMut(),
-    ) -> Result<(), FirewallError>;
+    /// Opens `items`, which `qname` was granted, and returns once the
+    /// kernel took them. `then` runs once the kernel took them and before
+    /// anything else may change the firewall (a reload must see every
+    /// address that is open).
+    async fn learn(&self, qname: &str, items: Vec<Learn>, then: Then) -> Result<(), FirewallError>;
 }
 
 #[derive(Debug, Clone)]

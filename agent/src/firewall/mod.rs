@@ -80,13 +80,14 @@ impl Firewall {
     /// deleted and added again so that its timeout is refreshed on every
     /// kernel (before 6.12 a plain re-add keeps the old timeout).
     pub fn learn(&mut self, items: &[Learn]) -> Result<(), FirewallError> {
-        self.transport.apply(&learn_requests(items, false))
+        self.learn_batch(&[(items, false)])
     }
 
-    /// `learn`, for a credential host: its IPv4 addresses also go to the
-    /// credential proxy (`sets::CRED4`), in the same batch.
-    pub fn learn_intercepted(&mut self, items: &[Learn]) -> Result<(), FirewallError> {
-        self.transport.apply(&learn_requests(items, true))
+    /// `learn` of several names' addresses in one batch. Each comes with
+    /// whether it is a credential host's: then its IPv4 addresses also go
+    /// to the credential proxy (`sets::CRED4`).
+    pub fn learn_batch(&mut self, batch: &[(&[Learn], bool)]) -> Result<(), FirewallError> {
+        self.transport.apply(&learn_requests(batch))
     }
 
     pub fn counters(&mut self) -> Result<Vec<RuleCounter>, FirewallError> {
@@ -94,12 +95,22 @@ impl Firewall {
     }
 }
 
-/// Groups learned addresses by set and frames add, delete, add.
-pub fn learn_requests(items: &[Learn], intercepted: bool) -> Vec<Request> {
-    let mut by_set = elements(items, Target::Learned);
-    if intercepted {
-        by_set.extend(elements(items, Target::Intercepted));
-    }
+/// Groups learned addresses by set and frames add, delete, add: `batch`
+/// as `Firewall::learn_batch` takes it.
+pub fn learn_requests(batch: &[(&[Learn], bool)]) -> Vec<Request> {
+    let all: Vec<Learn> = batch
+        .iter()
+        .flat_map(|(items, _)| items.iter())
+        .cloned()
+        .collect();
+    let intercepted: Vec<Learn> = batch
+        .iter()
+        .filter(|(_, intercepted)| *intercepted)
+        .flat_map(|(items, _)| items.iter())
+        .cloned()
+        .collect();
+    let mut by_set = elements(&all, Target::Learned);
+    by_set.extend(elements(&intercepted, Target::Intercepted));
     let mut out = Vec::new();
     for cmd in [Cmd::NewSetElem, Cmd::DelSetElem, Cmd::NewSetElem] {
         for (set, elems) in &by_set {
@@ -121,7 +132,9 @@ pub enum Target {
 }
 
 /// The set elements of `items`, by set: an address for all ports, or one
-/// element per port for TCP and for UDP.
+/// element per port for TCP and for UDP. An element asked for twice (two
+/// names that answer the same address) is there once, with the longer
+/// timeout: the kernel refuses a batch that deletes an element twice.
 pub fn elements(items: &[Learn], target: Target) -> BTreeMap<&'static str, Vec<SetElem>> {
     let mut by_set: BTreeMap<&'static str, Vec<SetElem>> = BTreeMap::new();
     for item in items {
@@ -173,6 +186,10 @@ pub fn elements(items: &[Learn], target: Target) -> BTreeMap<&'static str, Vec<S
                 }
             }
         }
+    }
+    for elems in by_set.values_mut() {
+        elems.sort_by(|a, b| a.key.cmp(&b.key).then(b.timeout_ms.cmp(&a.timeout_ms)));
+        elems.dedup_by(|later, first| later.key == first.key);
     }
     by_set
 }
@@ -237,15 +254,28 @@ mod tests {
 
     #[test]
     fn port_restricted_names_fill_the_port_sets_for_tcp_and_udp() {
-        let reqs = learn_requests(
+        let reqs = learn_requests(&[(
             &[learn("198.51.100.10", Ports::Only([22, 443].into()))],
             false,
-        );
+        )]);
         assert_eq!(reqs.len(), 3);
         let set_name = wire::parse_attrs(&reqs[0].attrs)[1].1.to_vec();
         assert_eq!(set_name, b"learned4_ports\0".to_vec());
         let elems = wire::parse_attrs(&reqs[0].attrs)[2].1;
         assert_eq!(wire::parse_attrs(elems).len(), 4, "2 ports x tcp/udp");
+    }
+
+    #[test]
+    fn an_address_two_names_answered_is_one_element_with_the_longer_timeout() {
+        let short = learn("198.51.100.10", Ports::All);
+        let long = Learn {
+            timeout: Duration::from_secs(300),
+            ..short.clone()
+        };
+        let by_set = elements(&[short, long], Target::Learned);
+        let elems = &by_set[sets::LEARNED4];
+        assert_eq!(elems.len(), 1);
+        assert_eq!(elems[0].timeout_ms, Some(300_000));
     }
 
     #[test]

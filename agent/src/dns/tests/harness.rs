@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::dns::{serve, DnsConfig, DnsServerHandle, Learner};
 use crate::firewall::{FirewallError, Learn};
+use crate::learning::Then;
 use crate::policy::{Policy, PolicyCell};
 use crate::state::Shared;
 
@@ -22,14 +23,10 @@ pub(super) struct RecordingLearner {
     pub batches: Mutex<Vec<(String, Vec<Learn>)>>,
 }
 
+#[async_trait::async_trait]
 impl Learner for RecordingLearner {
-    fn learn(
-        &self,
-        qname: &str,
-        items: &[Learn],
-        then: &mut dyn FnMut(),
-    ) -> Result<(), FirewallError> {
-        std::thread::sleep(Duration::from_millis(100));
+    async fn learn(&self, qname: &str, items: Vec<Learn>, then: Then) -> Result<(), FirewallError> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
         if self.fail {
             return Err(FirewallError::Unanswered(1));
         }
@@ -37,8 +34,8 @@ impl Learner for RecordingLearner {
         self.batches
             .lock()
             .unwrap()
-            .push((qname.to_string(), items.to_vec()));
-        then();
+            .push((qname.to_string(), items.clone()));
+        then(&items);
         Ok(())
     }
 }

@@ -49,6 +49,7 @@ pub struct Shared {
     pub dns_allowed: AtomicU64,
     pub dns_refused: AtomicU64,
     pub dns_failed: AtomicU64,
+    pub dns_cached: AtomicU64,
     refused: Mutex<VecDeque<String>>,
     learned: Mutex<BTreeMap<IpAddr, LearnedRecord>>,
     /// When `learned` was last swept (taken under its lock).
@@ -70,6 +71,7 @@ impl Default for Shared {
             dns_allowed: AtomicU64::default(),
             dns_refused: AtomicU64::default(),
             dns_failed: AtomicU64::default(),
+            dns_cached: AtomicU64::default(),
             refused: Mutex::default(),
             learned: Mutex::default(),
             pruned: Mutex::default(),
@@ -155,6 +157,9 @@ pub struct DnsCounts {
     pub allowed: u64,
     pub refused: u64,
     pub failed: u64,
+    /// Of the allowed, answered from the proxy's cache.
+    #[serde(default)]
+    pub cached: u64,
 }
 
 impl Shared {
@@ -168,6 +173,12 @@ impl Shared {
 
     pub fn count_allowed(&self) {
         self.dns_allowed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An allowed query answered from the proxy's cache (it is counted as
+    /// allowed too).
+    pub fn count_cached(&self) {
+        self.dns_cached.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_failed(&self) {
@@ -236,6 +247,7 @@ impl Shared {
             allowed: self.dns_allowed.load(Ordering::Relaxed),
             refused: self.dns_refused.load(Ordering::Relaxed),
             failed: self.dns_failed.load(Ordering::Relaxed),
+            cached: self.dns_cached.load(Ordering::Relaxed),
         }
     }
 

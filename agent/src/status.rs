@@ -244,8 +244,8 @@ pub fn render(r: &StatusReport) -> String {
         None => line("  packets:     (counters unavailable)".to_string()),
     }
     line(format!(
-        "  dns queries: {} allowed, {} refused, {} failed",
-        r.dns.allowed, r.dns.refused, r.dns.failed
+        "  dns queries: {} allowed ({} from the cache), {} refused, {} failed",
+        r.dns.allowed, r.dns.cached, r.dns.refused, r.dns.failed
     ));
     line(format!("  learned:     {}", r.learned.len()));
     for l in &r.learned {
@@ -342,6 +342,7 @@ mod tests {
                 allowed: 1,
                 refused: 1,
                 failed: 0,
+                cached: 0,
             },
             learned: vec![LearnedView {
                 addr: "198.51.100.10".parse().unwrap(),

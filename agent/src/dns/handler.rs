@@ -12,8 +12,10 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use super::answer::{cap_ttl, cname_chain, learn_items, strip_service_params, withhold_protected};
+use super::cache::Cache;
 use super::decide::{check_request, decide, echoable, Decision};
 use super::upstream::{Resolve, Upstream};
+use super::DnsError;
 use super::Learner;
 use crate::firewall::Learn;
 use crate::policy::{Policy, PolicyCell};
@@ -27,6 +29,7 @@ pub(crate) struct Proxy<U = Upstream> {
     learner: Arc<dyn Learner>,
     shared: Arc<Shared>,
     upstream: U,
+    cache: Cache,
 }
 
 /// What goes back to the client besides the echoed question.
@@ -68,6 +71,7 @@ impl<U: Resolve> Proxy<U> {
             learner,
             shared,
             upstream,
+            cache: Cache::default(),
         }
     }
 
@@ -103,7 +107,7 @@ impl<U: Resolve> Proxy<U> {
         grant: Option<Ports>,
         policy: &Policy,
     ) -> Reply {
-        let upstream_answer = match self.upstream.resolve(query).await {
+        let (rcode, mut answers) = match self.lookup(query, name).await {
             Ok(answer) => answer,
             Err(error) => {
                 tracing::warn!(%name, %error, "no upstream DNS server answered; answering SERVFAIL");
@@ -111,12 +115,6 @@ impl<U: Resolve> Proxy<U> {
                 return Reply::error(ResponseCode::ServFail);
             }
         };
-        let rcode = upstream_answer.metadata.response_code;
-        let mut answers = cname_chain(&query.name, query.query_type, &upstream_answer.answers);
-        let stripped = strip_service_params(&mut answers);
-        if stripped > 0 {
-            tracing::debug!(%name, stripped, "ech and address hints stripped");
-        }
         if let (ResponseCode::NoError, Some(ports)) = (rcode, grant) {
             let (kept, withheld) = withhold_protected(answers, policy);
             if !withheld.is_empty() {
@@ -131,6 +129,31 @@ impl<U: Resolve> Proxy<U> {
         }
         self.shared.count_allowed();
         Reply { rcode, answers }
+    }
+
+    /// The answer to `query`: kept from an earlier query while its TTL
+    /// lasts, else upstream's (only the CNAME chain, without ECH and
+    /// address hints), kept if it has records.
+    async fn lookup(
+        &self,
+        query: &Query,
+        name: &str,
+    ) -> Result<(ResponseCode, Vec<Record>), DnsError> {
+        if let Some(answers) = self.cache.get(query) {
+            self.shared.count_cached();
+            return Ok((ResponseCode::NoError, answers));
+        }
+        let upstream_answer = self.upstream.resolve(query).await?;
+        let rcode = upstream_answer.metadata.response_code;
+        let mut answers = cname_chain(&query.name, query.query_type, &upstream_answer.answers);
+        let stripped = strip_service_params(&mut answers);
+        if stripped > 0 {
+            tracing::debug!(%name, stripped, "ech and address hints stripped");
+        }
+        if rcode == ResponseCode::NoError {
+            self.cache.put(query, &answers);
+        }
+        Ok((rcode, answers))
     }
 
     /// Opens every address in `answers` in one batch and records it. An

@@ -5,11 +5,13 @@
 //!
 //! `decide` checks a request and maps the policy's verdict to an action,
 //! `upstream` asks the upstream resolvers (UDP, TCP on truncation),
-//! `answer` filters an upstream answer and lists what to learn, `handler`
+//! `answer` filters an upstream answer and lists what to learn, `cache`
+//! keeps answers for their TTL, `handler`
 //! ties them together behind hickory-server's `RequestHandler`. `fuzz`
 //! runs that handler on bytes in memory, for the fuzz targets.
 
 mod answer;
+mod cache;
 mod decide;
 pub mod fuzz;
 mod handler;

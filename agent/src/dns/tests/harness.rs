@@ -59,6 +59,7 @@ pub(super) struct Proxy {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
     pub learner: Arc<RecordingLearner>,
+    pub policy: Arc<PolicyCell>,
 }
 
 pub(super) async fn start(
@@ -73,14 +74,10 @@ pub(super) async fn start(
     };
     let shared = Arc::new(Shared::default());
     let learner = Arc::new(learner);
-    let handle = serve(
-        config,
-        Arc::new(PolicyCell::new(policy)),
-        learner.clone(),
-        shared.clone(),
-    )
-    .await
-    .unwrap();
+    let policy = Arc::new(PolicyCell::new(policy));
+    let handle = serve(config, policy.clone(), learner.clone(), shared.clone())
+        .await
+        .unwrap();
     let addr = handle.local_addr();
     assert!(addr.ip().is_loopback() && addr.port() != 0);
     Proxy {
@@ -88,5 +85,6 @@ pub(super) async fn start(
         addr,
         shared,
         learner,
+        policy,
     }
 }

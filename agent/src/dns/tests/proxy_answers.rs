@@ -187,3 +187,22 @@ async fn an_address_still_open_is_not_sent_to_the_kernel_again() {
     let ttl = second.answers.last().unwrap().ttl;
     assert!(ttl <= 30, "never longer than the address stays open: {ttl}");
 }
+
+#[tokio::test]
+async fn a_name_asked_again_is_answered_from_the_cache_under_the_policy_in_force() {
+    let (proxy, upstream) = allowlist_proxy().await;
+    let first = udp(proxy.addr, &query("www.allowed.test", RecordType::A)).await;
+    let again = udp(proxy.addr, &query("WWW.allowed.TEST", RecordType::A)).await;
+    assert_eq!(addrs(&first), addrs(&again));
+    assert_eq!(upstream.questions(), 1, "asked upstream once");
+    assert_eq!(proxy.shared.dns_counts().cached, 1);
+
+    // The cache keeps answers, never verdicts: once the name is no longer
+    // allowed, its kept answer is refused like any other.
+    proxy
+        .policy
+        .set(policy(Mode::Allowlist, Mode::Allowlist, &["big.test"]));
+    let refused = udp(proxy.addr, &query("www.allowed.test", RecordType::A)).await;
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    assert!(refused.answers.is_empty());
+}

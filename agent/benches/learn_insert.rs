@@ -23,7 +23,7 @@ use netlink_sys::Socket;
 use rbm_agent::firewall::netlink::{netfilter_socket, NetlinkTransport};
 use rbm_agent::firewall::ruleset::{sets, FirewallInput, Interfaces, Ruleset, TABLE};
 use rbm_agent::firewall::wire::{self, Cmd, Request, NLMSG_ERROR};
-use rbm_agent::firewall::{elements, encode, learn_requests, Firewall, Learn, Target};
+use rbm_agent::firewall::{elements, encode, learn_requests, Firewall, Learn, Refresh, Target};
 use rbm_agent::profile::{Mode, Ports};
 
 const COUNT: u32 = 10_000;
@@ -138,7 +138,7 @@ fn one_by_one_round(fw: &mut Firewall, socket: &Socket, round: u32, out: &mut On
 
         let item = [learn_item(base + ONE_BY_ONE + i)];
         let t = Instant::now();
-        let reqs = learn_requests(&[(&item, false)]);
+        let reqs = learn_requests(&[(&item, false)], Refresh::AddDeleteAdd);
         out.encode.push(t.elapsed());
         let t = Instant::now();
         send_acked(socket, &mut buf, &reqs, &mut seq);

@@ -50,6 +50,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .install(&Ruleset::lockdown())
         .context("installing the lockdown ruleset")?;
     tracing::info!("lockdown in force: nothing is forwarded");
+    match firewall.detect_refresh() {
+        Ok(refresh) => tracing::info!(?refresh, "how this kernel refreshes a learned address"),
+        Err(e) => tracing::warn!("cannot try how this kernel refreshes a timeout, so learning adds, deletes and adds: {e}"),
+    }
     let credentials = creds::load(
         &profile,
         std::env::var(creds::ENV).ok().as_deref(),

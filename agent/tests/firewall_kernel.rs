@@ -171,6 +171,12 @@ fn learned_elements_get_timeouts_and_refresh() {
     in_netns("learned_elements_get_timeouts_and_refresh", || {
         let mut fw = firewall();
         fw.install(&Ruleset::build(&input())).unwrap();
+        // Learning refreshes the way the kernel was found to, and the try
+        // leaves nothing behind.
+        let refresh = fw.detect_refresh().unwrap();
+        eprintln!("this kernel refreshes by {refresh:?}");
+        let tables = nft_json(&["list", "tables"]);
+        assert_eq!(items(&tables, "table").len(), 1, "{tables}");
         let a: IpAddr = "198.51.100.10".parse().unwrap();
         let learn = |secs| Learn {
             addr: a,

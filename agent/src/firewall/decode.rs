@@ -1,7 +1,8 @@
-//! Reading rules back from the kernel: the counter and comment of each.
+//! Reading back from the kernel: each rule's counter and comment, each
+//! set element's timeout.
 
 use super::wire::{attr, parse_attrs};
-use super::RuleCounter;
+use super::{ElemTimes, RuleCounter};
 
 /// Parses one NEWRULE message's attributes into its chain, comment and counter.
 pub fn rule_counter(attrs: &[u8]) -> Option<RuleCounter> {
@@ -23,6 +24,27 @@ pub fn rule_counter(attrs: &[u8]) -> Option<RuleCounter> {
         packets,
         bytes,
     })
+}
+
+/// The timeout and the time left (ms) of each element in one NEWSETELEM
+/// message's attributes.
+pub fn set_elem_timeouts(attrs: &[u8]) -> Vec<ElemTimes> {
+    parse_attrs(attrs)
+        .into_iter()
+        .filter(|(kind, _)| *kind == attr::SET_ELEM_LIST_ELEMENTS)
+        .flat_map(|(_, list)| parse_attrs(list))
+        .filter_map(|(_, elem)| {
+            let attrs = parse_attrs(elem);
+            let ms = |wanted| {
+                let (_, v) = attrs.iter().find(|(kind, _)| *kind == wanted)?;
+                Some(u64::from_be_bytes((*v).try_into().ok()?))
+            };
+            Some(ElemTimes {
+                timeout_ms: ms(attr::SET_ELEM_TIMEOUT)?,
+                expires_in_ms: ms(attr::SET_ELEM_EXPIRATION)?,
+            })
+        })
+        .collect()
 }
 
 fn c_string(v: &[u8]) -> String {

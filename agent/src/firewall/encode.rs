@@ -95,6 +95,13 @@ pub fn ruleset(rs: &Ruleset) -> Vec<Request> {
     out
 }
 
+/// Deletes `table` with everything in it.
+pub fn del_table(table: &str) -> Request {
+    let mut a = Attrs::new();
+    a.str(attr::TABLE_NAME, table);
+    req(Cmd::DelTable, 0, a)
+}
+
 fn new_set(table: &str, set: &SetDef, id: u32) -> Request {
     let mut flags = 0;
     if set.interval {

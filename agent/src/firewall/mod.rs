@@ -52,6 +52,22 @@ pub trait Transport: Send {
     /// Applies all requests in one atomic batch: all or nothing.
     fn apply(&mut self, reqs: &[Request]) -> Result<(), FirewallError>;
     fn dump_rules(&mut self, table: &str) -> Result<Vec<RuleCounter>, FirewallError>;
+    /// The timeout and time left of each element of `table`'s `set`.
+    fn dump_set_timeouts(
+        &mut self,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<ElemTimes>, FirewallError> {
+        let _ = (table, set);
+        Ok(vec![])
+    }
+}
+
+/// A set element's timeout and the time it has left, in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElemTimes {
+    pub timeout_ms: u64,
+    pub expires_in_ms: u64,
 }
 
 /// An address the DNS proxy learned, to open for `timeout`.
@@ -64,11 +80,71 @@ pub struct Learn {
 
 pub struct Firewall {
     transport: Box<dyn Transport>,
+    /// How a learned element's timeout is refreshed.
+    refresh: Refresh,
 }
 
+/// How re-adding an element refreshes its timeout, on this kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// One add does it (6.12 and newer): one message per set.
+    Add,
+    /// A re-add keeps the old timeout: add, delete and add again.
+    AddDeleteAdd,
+}
+
+/// The throwaway table and set in which `Firewall::detect_refresh` tries.
+const PROBE_TABLE: &str = "rbm_probe";
+const PROBE_SET: &str = "t";
+
 impl Firewall {
+    /// Refreshes by add, delete, add until `detect_refresh` found better.
     pub fn new(transport: Box<dyn Transport>) -> Firewall {
-        Firewall { transport }
+        Firewall {
+            transport,
+            refresh: Refresh::AddDeleteAdd,
+        }
+    }
+
+    /// Finds out by trying, not by the kernel's version, whether one add
+    /// refreshes an element's timeout: in a table of its own, adds an
+    /// element for a minute, adds it again for an hour and reads back its
+    /// timeout and the time it has left: both must be the hour's. Learning uses the cheaper way from then on. Nothing of the
+    /// try is left behind; on any error learning keeps add, delete, add.
+    pub fn detect_refresh(&mut self) -> Result<Refresh, FirewallError> {
+        let elem = |timeout_ms| SetElem {
+            key: vec![192, 0, 2, 1],
+            interval_end: false,
+            timeout_ms: Some(timeout_ms),
+        };
+        let probe = Ruleset {
+            table: PROBE_TABLE,
+            sets: vec![ruleset::SetDef {
+                name: PROBE_SET,
+                key: ruleset::SetKey::Addr4,
+                interval: false,
+                timeout: true,
+                elements: vec![elem(60_000)],
+            }],
+            chains: vec![],
+        };
+        let tried = self
+            .transport
+            .apply(&encode::ruleset(&probe))
+            .and_then(|()| {
+                let again =
+                    encode::set_elems(Cmd::NewSetElem, PROBE_TABLE, PROBE_SET, &[elem(3_600_000)]);
+                self.transport.apply(&again)?;
+                self.transport.dump_set_timeouts(PROBE_TABLE, PROBE_SET)
+            });
+        let removed = self.transport.apply(&[encode::del_table(PROBE_TABLE)]);
+        let timeouts = tried?;
+        removed?;
+        self.refresh = match timeouts.as_slice() {
+            [t] if t.timeout_ms == 3_600_000 && t.expires_in_ms > 60_000 => Refresh::Add,
+            _ => Refresh::AddDeleteAdd,
+        };
+        Ok(self.refresh)
     }
 
     /// Installs the whole ruleset in one batch, replacing any earlier table.
@@ -76,9 +152,8 @@ impl Firewall {
         self.transport.apply(&encode::ruleset(rs))
     }
 
-    /// Opens learned addresses, all in one batch. Each element is added,
-    /// deleted and added again so that its timeout is refreshed on every
-    /// kernel (before 6.12 a plain re-add keeps the old timeout).
+    /// Opens learned addresses, all in one batch, refreshing the timeout of
+    /// those already open (`Refresh`).
     pub fn learn(&mut self, items: &[Learn]) -> Result<(), FirewallError> {
         self.learn_batch(&[(items, false)])
     }
@@ -87,7 +162,7 @@ impl Firewall {
     /// whether it is a credential host's: then its IPv4 addresses also go
     /// to the credential proxy (`sets::CRED4`).
     pub fn learn_batch(&mut self, batch: &[(&[Learn], bool)]) -> Result<(), FirewallError> {
-        self.transport.apply(&learn_requests(batch))
+        self.transport.apply(&learn_requests(batch, self.refresh))
     }
 
     pub fn counters(&mut self) -> Result<Vec<RuleCounter>, FirewallError> {
@@ -95,9 +170,9 @@ impl Firewall {
     }
 }
 
-/// Groups learned addresses by set and frames add, delete, add: `batch`
-/// as `Firewall::learn_batch` takes it.
-pub fn learn_requests(batch: &[(&[Learn], bool)]) -> Vec<Request> {
+/// Groups learned addresses by set and frames one add, or add, delete,
+/// add (`refresh`): `batch` as `Firewall::learn_batch` takes it.
+pub fn learn_requests(batch: &[(&[Learn], bool)], refresh: Refresh) -> Vec<Request> {
     let all: Vec<Learn> = batch
         .iter()
         .flat_map(|(items, _)| items.iter())
@@ -111,8 +186,12 @@ pub fn learn_requests(batch: &[(&[Learn], bool)]) -> Vec<Request> {
         .collect();
     let mut by_set = elements(&all, Target::Learned);
     by_set.extend(elements(&intercepted, Target::Intercepted));
+    let cmds: &[Cmd] = match refresh {
+        Refresh::Add => &[Cmd::NewSetElem],
+        Refresh::AddDeleteAdd => &[Cmd::NewSetElem, Cmd::DelSetElem, Cmd::NewSetElem],
+    };
     let mut out = Vec::new();
-    for cmd in [Cmd::NewSetElem, Cmd::DelSetElem, Cmd::NewSetElem] {
+    for &cmd in cmds {
         for (set, elems) in &by_set {
             out.extend(encode::set_elems(cmd, ruleset::TABLE, set, elems));
         }
@@ -254,10 +333,13 @@ mod tests {
 
     #[test]
     fn port_restricted_names_fill_the_port_sets_for_tcp_and_udp() {
-        let reqs = learn_requests(&[(
-            &[learn("198.51.100.10", Ports::Only([22, 443].into()))],
-            false,
-        )]);
+        let reqs = learn_requests(
+            &[(
+                &[learn("198.51.100.10", Ports::Only([22, 443].into()))],
+                false,
+            )],
+            Refresh::AddDeleteAdd,
+        );
         assert_eq!(reqs.len(), 3);
         let set_name = wire::parse_attrs(&reqs[0].attrs)[1].1.to_vec();
         assert_eq!(set_name, b"learned4_ports\0".to_vec());

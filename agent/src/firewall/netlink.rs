@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use super::wire::{self, attr, Cmd, Request, NFPROTO_INET, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP};
-use super::{FirewallError, RuleCounter, Transport};
+use super::{ElemTimes, FirewallError, RuleCounter, Transport};
 
 /// Socket buffers large enough for a 10,000-address batch and its answers.
 const BUF_BYTES: libc::c_int = 8 << 20;
@@ -110,6 +110,53 @@ fn set_int_opt(socket: &Socket, opt: libc::c_int, value: libc::c_int) {
     }
 }
 
+impl NetlinkTransport {
+    /// Sends a dump request and hands each answered message's attributes
+    /// to `each`; a table or set that does not exist is an empty dump.
+    fn dump(
+        &mut self,
+        cmd: Cmd,
+        attrs: wire::Attrs,
+        what: &str,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<(), FirewallError> {
+        let req = Request {
+            cmd,
+            flags: NLM_F_DUMP,
+            family: NFPROTO_INET,
+            attrs: attrs.0,
+        };
+        let seq = self.next_seq(0);
+        self.socket
+            .send(&wire::single(&req, seq), 0)
+            .map_err(FirewallError::Io)?;
+        loop {
+            let Some(n) = self.recv_queued(true)? else {
+                continue;
+            };
+            for m in wire::messages(&self.buf[..n]) {
+                if m.seq != seq {
+                    continue;
+                }
+                match m.msg_type {
+                    NLMSG_DONE => return Ok(()),
+                    NLMSG_ERROR => {
+                        let code = wire::error_code(m.payload).unwrap_or(-libc::EIO);
+                        if code == -libc::ENOENT {
+                            return Ok(());
+                        }
+                        return Err(FirewallError::Rejected {
+                            what: what.into(),
+                            source: io::Error::from_raw_os_error(-code),
+                        });
+                    }
+                    _ => each(m.payload.get(4..).unwrap_or_default()),
+                }
+            }
+        }
+    }
+}
+
 impl Transport for NetlinkTransport {
     fn apply(&mut self, reqs: &[Request]) -> Result<(), FirewallError> {
         if reqs.is_empty() {
@@ -149,42 +196,25 @@ impl Transport for NetlinkTransport {
     fn dump_rules(&mut self, table: &str) -> Result<Vec<RuleCounter>, FirewallError> {
         let mut a = wire::Attrs::new();
         a.str(attr::RULE_TABLE, table);
-        let req = Request {
-            cmd: Cmd::GetRule,
-            flags: NLM_F_DUMP,
-            family: NFPROTO_INET,
-            attrs: a.0,
-        };
-        let seq = self.next_seq(0);
-        self.socket
-            .send(&wire::single(&req, seq), 0)
-            .map_err(FirewallError::Io)?;
         let mut out = Vec::new();
-        loop {
-            let Some(n) = self.recv_queued(true)? else {
-                continue;
-            };
-            for m in wire::messages(&self.buf[..n]) {
-                if m.seq != seq {
-                    continue;
-                }
-                match m.msg_type {
-                    NLMSG_DONE => return Ok(out),
-                    NLMSG_ERROR => {
-                        let code = wire::error_code(m.payload).unwrap_or(-libc::EIO);
-                        if code == -libc::ENOENT {
-                            return Ok(out);
-                        }
-                        return Err(FirewallError::Rejected {
-                            what: "rule dump".into(),
-                            source: io::Error::from_raw_os_error(-code),
-                        });
-                    }
-                    _ => out.extend(super::decode::rule_counter(
-                        m.payload.get(4..).unwrap_or_default(),
-                    )),
-                }
-            }
-        }
+        self.dump(Cmd::GetRule, a, "rule dump", |attrs| {
+            out.extend(super::decode::rule_counter(attrs))
+        })?;
+        Ok(out)
+    }
+
+    fn dump_set_timeouts(
+        &mut self,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<ElemTimes>, FirewallError> {
+        let mut a = wire::Attrs::new();
+        a.str(attr::SET_ELEM_LIST_TABLE, table)
+            .str(attr::SET_ELEM_LIST_SET, set);
+        let mut out = Vec::new();
+        self.dump(Cmd::GetSetElem, a, "set element dump", |attrs| {
+            out.extend(super::decode::set_elem_timeouts(attrs))
+        })?;
+        Ok(out)
     }
 }

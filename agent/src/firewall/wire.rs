@@ -30,6 +30,7 @@ pub enum Cmd {
     GetRule = 7,
     NewSet = 9,
     NewSetElem = 12,
+    GetSetElem = 13,
     DelSetElem = 14,
 }
 
@@ -65,6 +66,7 @@ pub mod attr {
     pub const SET_ELEM_KEY: u16 = 1;
     pub const SET_ELEM_FLAGS: u16 = 3;
     pub const SET_ELEM_TIMEOUT: u16 = 4;
+    pub const SET_ELEM_EXPIRATION: u16 = 5;
 
     pub const LIST_ELEM: u16 = 1;
     pub const EXPR_NAME: u16 = 1;

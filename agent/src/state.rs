@@ -50,6 +50,8 @@ pub struct Shared {
     pub dns_refused: AtomicU64,
     pub dns_failed: AtomicU64,
     pub dns_cached: AtomicU64,
+    /// Answers refused (SERVFAIL) because a learned set was full.
+    learned_full: AtomicU64,
     refused: Mutex<VecDeque<String>>,
     learned: Mutex<BTreeMap<IpAddr, LearnedRecord>>,
     /// When `learned` was last swept (taken under its lock).
@@ -72,6 +74,7 @@ impl Default for Shared {
             dns_refused: AtomicU64::default(),
             dns_failed: AtomicU64::default(),
             dns_cached: AtomicU64::default(),
+            learned_full: AtomicU64::default(),
             refused: Mutex::default(),
             learned: Mutex::default(),
             pruned: Mutex::default(),
@@ -179,6 +182,15 @@ impl Shared {
     /// allowed too).
     pub fn count_cached(&self) {
         self.dns_cached.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An answer got SERVFAIL because a learned set was full.
+    pub fn count_learned_full(&self) {
+        self.learned_full.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn learned_full(&self) -> u64 {
+        self.learned_full.load(Ordering::Relaxed)
     }
 
     pub fn count_failed(&self) {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 
-use crate::firewall::ruleset::Interfaces;
+use crate::firewall::ruleset::{Interfaces, LEARNED_MAX};
 use crate::firewall::{Firewall, RuleCounter};
 use crate::policy::PolicyCell;
 use crate::profile::Mode;
@@ -44,6 +44,10 @@ pub struct StatusReport {
     pub counters: Option<Counters>,
     pub dns: DnsCounts,
     pub learned: Vec<LearnedView>,
+    /// Answers that got SERVFAIL because a learned set was full
+    /// (`LEARNED_MAX` addresses).
+    #[serde(default)]
+    pub learned_full: u64,
     pub refused_names: Vec<String>,
     /// Whether connections must show an allowed name on the wire.
     #[serde(default)]
@@ -107,6 +111,7 @@ impl StatusSource {
             counters,
             dns: self.shared.dns_counts(),
             learned: self.shared.learned(),
+            learned_full: self.shared.learned_full(),
             refused_names: self.shared.refused_names(),
             name_binding: policy.binds_names(),
             names: self.shared.name_counts(),
@@ -248,6 +253,12 @@ pub fn render(r: &StatusReport) -> String {
         r.dns.allowed, r.dns.cached, r.dns.refused, r.dns.failed
     ));
     line(format!("  learned:     {}", r.learned.len()));
+    if r.learned_full > 0 {
+        line(format!(
+            "  FULL:        {} answers got SERVFAIL: a learned set holds {} addresses already",
+            r.learned_full, LEARNED_MAX
+        ));
+    }
     for l in &r.learned {
         let ports = match &l.ports {
             None => "all ports".to_string(),
@@ -350,6 +361,7 @@ mod tests {
                 ports: None,
                 expires_in_secs: 29,
             }],
+            learned_full: 2,
             refused_names: vec!["evil.test".into()],
             name_binding: true,
             names: NameCounts {
@@ -382,6 +394,7 @@ mod tests {
             text.contains("198.51.100.10") && text.contains("a.test") && text.contains("29s left")
         );
         assert!(text.contains("refused:     evil.test"));
+        assert!(text.contains("FULL:        2 answers got SERVFAIL"));
         assert!(text.contains("3 connections allowed, 1 denied"));
         assert!(text.contains("fronted.test") && text.contains("198.51.100.10:443"));
         assert!(text.contains("7 in all") && text.contains("udp 198.51.100.20:53"));

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rbm_agent::firewall::netlink::NetlinkTransport;
-use rbm_agent::firewall::ruleset::{FirewallInput, Interfaces, Ruleset};
+use rbm_agent::firewall::ruleset::{FirewallInput, Interfaces, Ruleset, LEARNED_MAX};
 use rbm_agent::firewall::{Firewall, Learn};
 use rbm_agent::profile::{Entry, Protocol};
 use rbm_agent::profile::{Mode, Ports};
@@ -225,6 +225,34 @@ fn ten_thousand_addresses_fit_in_one_batch() {
             items(&v, "set")[0]["elem"].as_array().unwrap().len(),
             10_000
         );
+    });
+}
+
+#[test]
+fn a_learned_set_holds_at_most_learned_max_and_then_refuses_as_full() {
+    in_netns("a_learned_set_holds_at_most_learned_max", || {
+        let mut fw = firewall();
+        fw.install(&Ruleset::build(&input())).unwrap();
+        fw.detect_refresh().unwrap();
+        let learn = |i: u32| Learn {
+            addr: IpAddr::V4((0x0a40_0000 + i).into()),
+            ports: Ports::All,
+            timeout: Duration::from_secs(600),
+        };
+        let all: Vec<Learn> = (0..LEARNED_MAX).map(learn).collect();
+        let started = std::time::Instant::now();
+        fw.learn(&all).unwrap();
+        // Reported, never asserted: speed is for the benchmarks.
+        eprintln!(
+            "{LEARNED_MAX} addresses in one batch: {:?}",
+            started.elapsed()
+        );
+        fw.learn(&all[..1])
+            .expect("an address already in is refreshed");
+        let error = fw.learn(&[learn(LEARNED_MAX)]).unwrap_err();
+        assert!(error.is_full(), "{error}");
+        let v = nft_json(&["list", "set", "inet", "rbm", "learned4"]);
+        assert!(v.to_string().contains(&format!("\"size\":{LEARNED_MAX}")));
     });
 }
 

@@ -193,7 +193,12 @@ impl<U: Resolve> Proxy<U> {
                 tracing::debug!(%name, addresses = count, "learned");
                 Ok(())
             }
-            Err(error) => Err(error.to_string()),
+            Err(error) => {
+                if error.is_full() {
+                    self.shared.count_learned_full();
+                }
+                Err(error.to_string())
+            }
         }
     }
 }

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use super::ruleset::{
     addr_bytes, deny_log, marks, Action, ChainDef, ChainType, CtMarkSet, Hook, Match, Rule,
-    Ruleset, SetDef, SetElem, SetKey,
+    Ruleset, SetDef, SetElem, SetKey, LEARNED_MAX,
 };
 use super::wire::{
     attr, Attrs, Cmd, Request, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFT_SET_ELEM_INTERVAL_END,
@@ -117,6 +117,11 @@ fn new_set(table: &str, set: &SetDef, id: u32) -> Request {
         .u32be(attr::SET_KEY_TYPE, set.key.type_id())
         .u32be(attr::SET_KEY_LEN, set.key.key_len())
         .u32be(attr::SET_ID, id);
+    if set.timeout {
+        a.nested(attr::SET_DESC, |desc| {
+            desc.u32be(attr::SET_DESC_SIZE, LEARNED_MAX);
+        });
+    }
     req(Cmd::NewSet, NLM_F_CREATE, a)
 }
 

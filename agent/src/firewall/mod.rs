@@ -37,6 +37,14 @@ pub enum FirewallError {
     PolicyChanged(String),
 }
 
+impl FirewallError {
+    /// The kernel refused an add because the set holds `LEARNED_MAX`
+    /// elements already.
+    pub fn is_full(&self) -> bool {
+        matches!(self, FirewallError::Rejected { source, .. } if source.raw_os_error() == Some(libc::ENFILE))
+    }
+}
+
 /// One rule's counter, read back from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleCounter {

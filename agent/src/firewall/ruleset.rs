@@ -96,6 +96,12 @@ impl SetKey {
     }
 }
 
+/// The most elements a set with timeouts (what DNS answers open) may hold:
+/// when it is full the kernel refuses the add, and the answer gets SERVFAIL.
+/// A flood of fresh names cannot grow the kernel's memory, nor the agent's
+/// record of what is open, without bound.
+pub const LEARNED_MAX: u32 = 131_072;
+
 /// Named sets of the rbm table.
 pub mod sets {
     pub const ALLOW4: &str = "allow4";

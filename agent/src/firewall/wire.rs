@@ -57,6 +57,8 @@ pub mod attr {
     pub const SET_FLAGS: u16 = 3;
     pub const SET_KEY_TYPE: u16 = 4;
     pub const SET_KEY_LEN: u16 = 5;
+    pub const SET_DESC: u16 = 9;
+    pub const SET_DESC_SIZE: u16 = 1;
     pub const SET_ID: u16 = 10;
 
     pub const SET_ELEM_LIST_TABLE: u16 = 1;

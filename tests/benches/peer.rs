@@ -12,11 +12,15 @@
 //!   p50, p99 and max of all queries pooled over the rounds.
 //! - TCP connect time to a learned address through the sentry.
 //! - iperf3 to a learned address, 1 and 8 streams (medians of the rounds).
+//! - Then, for each sentry: DNS latency (the same name, fresh names) with
+//!   nothing learned, a flood of 100,000 fresh names (each answer opens
+//!   its address), the same latency again with 100,000 addresses in the
+//!   set, and the sentry's resident memory before and after the flood.
 //!
 //! Run as root after scripts/build-static, with dnsmasq and iperf3
 //! installed (`scripts/deps dnsmasq-base iperf3`):
 //! `cargo bench -p rbm-tests --bench peer`. `RBM_BENCH_QUERIES=300` (and
-//! `RBM_BENCH_IPERF_SECONDS=1`) make a smoke run.
+//! `RBM_BENCH_IPERF_SECONDS=1`, `RBM_BENCH_FLOOD=1000`) make a smoke run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -49,6 +53,9 @@ const PEER_DOMAINS: [&str; 3] = [SAME, "rot.example.test", "fresh.example.test"]
 /// Fresh names: 10.64.0.0 upwards, one address each.
 const FRESH_BASE: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 0);
 const TTL: u32 = 60;
+/// Long enough that nothing the flood opened expires before the timing
+/// after it ends.
+const FLOOD_TTL: u32 = 3600;
 
 /// Queries per case, protocol and side, over all rounds.
 const QUERIES: u32 = 20_000;
@@ -58,6 +65,11 @@ const CONNECTIONS: u32 = 4_000;
 const IPERF_SECONDS: u32 = 5;
 const IPERF_SECONDS_ENV: &str = "RBM_BENCH_IPERF_SECONDS";
 const ROUNDS: u32 = 4;
+/// Fresh names the flood asks each sentry, and the queries timed before
+/// and after it, per case.
+const FLOOD: u32 = 100_000;
+const FLOOD_ENV: &str = "RBM_BENCH_FLOOD";
+const FLOOD_PROBES: u32 = 2_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Side {
@@ -99,12 +111,18 @@ impl Case {
 /// round, so that no sentry has seen any of them), and the zone.
 struct Names {
     per_round: u32,
+    flood: u32,
 }
 
 impl Names {
     fn fresh(side: Side, tcp: bool, round: u32) -> String {
         let proto = if tcp { "tcp" } else { "udp" };
         format!("n{{i}}.{}-{proto}-{round}.fresh.example.test", side.label())
+    }
+
+    /// The flood's names, and those timed before and after it.
+    fn flooded(side: Side, phase: &str) -> String {
+        format!("n{{i}}.{}-{phase}.fresh.example.test", side.label())
     }
 
     fn template(&self, case: Case, side: Side, tcp: bool, round: u32) -> String {
@@ -135,6 +153,20 @@ impl Names {
                 }
             }
         }
+        for side in [Side::Rbm, Side::Peer] {
+            for (phase, count) in [
+                ("empty", FLOOD_PROBES),
+                ("flood", self.flood),
+                ("full", FLOOD_PROBES),
+            ] {
+                let template = Names::flooded(side, phase);
+                for i in 1..=count {
+                    next += 1;
+                    let name = template.replace("{i}", &i.to_string());
+                    let _ = writeln!(zone, "{name}. A {FLOOD_TTL} {}", Ipv4Addr::from(next));
+                }
+            }
+        }
         zone
     }
 }
@@ -162,6 +194,35 @@ impl Drop for RbmSentry<'_> {
         {
             eprintln!("deleting rbm's table: {e:#}");
         }
+    }
+}
+
+impl Sentry<'_> {
+    /// The sentry software's resident memory (KiB): the largest of the
+    /// process started and its children (the agent runs under its
+    /// supervisor).
+    fn rss_kib(&self) -> Result<u64> {
+        let pid = match (&self._rbm, &self._peer) {
+            (Some(rbm), _) => rbm.agent.as_ref().map(|a| a.process.pid()),
+            (_, Some(peer)) => Some(peer.pid()),
+            _ => None,
+        };
+        let pid = pid.ok_or_else(|| anyhow::anyhow!("no sentry software runs"))?;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))?;
+        let pids =
+            std::iter::once(pid).chain(children.split_whitespace().filter_map(|p| p.parse().ok()));
+        let rss = pids
+            .filter_map(|p: u32| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+            .filter_map(|status| {
+                let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+                line.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max();
+        rss.ok_or_else(|| anyhow::anyhow!("no VmRSS for pid {pid}"))
     }
 }
 
@@ -308,6 +369,7 @@ fn main() -> Result<()> {
     let plan = Plan {
         names: Names {
             per_round: (queries / ROUNDS).max(1),
+            flood: count_from_env(FLOOD_ENV, FLOOD),
         },
         connections: CONNECTIONS.min(queries),
         iperf_seconds: count_from_env(IPERF_SECONDS_ENV, IPERF_SECONDS),
@@ -352,7 +414,105 @@ fn main() -> Result<()> {
         }
     }
     report(&measured);
+    println!(
+        "\n{} fresh names learned: DNS latency (us) with nothing learned and with all of them in the set",
+        plan.names.flood
+    );
+    println!(
+        "{:<6} {:<22} {:>5} {:>8} {:>8} {:>10}",
+        "", "", "", "empty", "full", "full/empty"
+    );
+    for side in [Side::Rbm, Side::Peer] {
+        let flooded = flood(&topo, &plan, side)?;
+        flooded.report(side);
+    }
     Ok(())
+}
+
+/// One sentry before and after the flood.
+struct Flooded {
+    empty: [Pooled; 2],
+    full: [Pooled; 2],
+    flood_secs: f64,
+    rss_kib: (u64, u64),
+}
+
+impl Flooded {
+    fn report(&self, side: Side) {
+        for (i, case) in ["the same name again", "a fresh name"].iter().enumerate() {
+            for (stat, pct) in [("p50", 50), ("p99", 99)] {
+                let (e, f) = (self.empty[i].percentile(pct), self.full[i].percentile(pct));
+                println!(
+                    "{:<6} {case:<22} {stat:>5} {e:>8.0} {f:>8.0} {:>10.2}",
+                    side.label(),
+                    f / e
+                );
+            }
+        }
+        println!(
+            "{:<6} the flood took {:.1} s; resident memory {:.1} MiB before, {:.1} MiB after",
+            side.label(),
+            self.flood_secs,
+            self.rss_kib.0 as f64 / 1024.0,
+            self.rss_kib.1 as f64 / 1024.0
+        );
+    }
+}
+
+/// Starts `side`'s sentry, times the same name and fresh names, floods it
+/// with fresh names (every answer opens its address), times them again.
+fn flood(topo: &Topology, plan: &Plan, side: Side) -> Result<Flooded> {
+    eprintln!("flood: {}", side.label());
+    let sentry = start(topo, side)?;
+    let server = server(side).to_string();
+    let timed = |phase: &str| -> Result<[Pooled; 2]> {
+        let mut same = Pooled::default();
+        let mut fresh = Pooled::default();
+        let probes = FLOOD_PROBES.to_string();
+        let args = |name: &str| {
+            let name = name.to_string();
+            vec![
+                "dns-bench".to_string(),
+                name,
+                "--server".into(),
+                server.clone(),
+                "--count".into(),
+                probes.clone(),
+                "--samples".into(),
+            ]
+        };
+        same.add(&bench::probe(topo, Ns::Bottle, &args(SAME))?)?;
+        fresh.add(&bench::probe(
+            topo,
+            Ns::Bottle,
+            &args(&Names::flooded(side, phase)),
+        )?)?;
+        Ok([same, fresh])
+    };
+    let empty = timed("empty")?;
+    let rss_before = sentry.rss_kib()?;
+    let count = plan.names.flood.to_string();
+    let name = Names::flooded(side, "flood");
+    let started = std::time::Instant::now();
+    let report = bench::probe(
+        topo,
+        Ns::Bottle,
+        &["dns-bench", &name, "--server", &server, "--count", &count],
+    )?;
+    let flood_secs = started.elapsed().as_secs_f64();
+    ensure!(
+        report["answered"].as_u64() == Some(u64::from(plan.names.flood)),
+        "{} did not answer the whole flood: {report}",
+        side.label()
+    );
+    let rss_after = sentry.rss_kib()?;
+    let full = timed("full")?;
+    Ok(Flooded {
+        empty,
+        full,
+        flood_secs,
+        rss_kib: (rss_before, rss_after),
+    })
 }
 
 /// `Dnsmasq version 2.90`, as dnsmasq prints it.

@@ -96,6 +96,11 @@ impl<'t> Dnsmasq<'t> {
         Ok(peer)
     }
 
+    /// dnsmasq's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("started").pid()
+    }
+
     /// Until dnsmasq's UDP socket on port 53 is bound in the sentry.
     fn wait_listening(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;

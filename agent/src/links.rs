@@ -135,63 +135,105 @@ impl Links {
 
     /// Finds the interfaces and removes the enclave default routes.
     pub async fn setup(&self, subnet: Ipv4Net) -> Result<LinkReport, LinksError> {
-        setup_with(&self.handle, subnet).await
+        let handle = &self.handle;
+        let names = link_names(handle).await?;
+        let enclave_index = index_in_subnet(handle, subnet)
+            .await?
+            .ok_or(LinksError::NoEnclave(subnet))?;
+        let enclave = names.get(&enclave_index).cloned().unwrap_or_default();
+        let mut routes =
+            default_routes(handle, RouteMessageBuilder::<Ipv4Addr>::new().build()).await?;
+        routes
+            .extend(default_routes(handle, RouteMessageBuilder::<Ipv6Addr>::new().build()).await?);
+        let summary: Vec<DefaultRoute> = routes.iter().map(|(r, _)| r.clone()).collect();
+        let Plan {
+            delete,
+            keep,
+            uplink,
+        } = plan(enclave_index, &summary);
+        for &i in &delete {
+            let (route, msg) = &routes[i];
+            tracing::warn!(dev = %enclave, gateway = ?route.gateway, metric = route.metric, "the enclave's default route would beat the uplink's: deleting it");
+            handle
+                .route()
+                .del(msg.clone())
+                .execute()
+                .await
+                .map_err(nl)?;
+        }
+        let uplink_index = uplink.ok_or_else(|| LinksError::NoUplink(enclave.clone()))?;
+        let uplink = names.get(&uplink_index).cloned().unwrap_or_default();
+        let uplink_gateways = summary
+            .iter()
+            .filter(|r| r.oif == uplink_index)
+            .filter_map(|r| r.gateway)
+            .collect();
+        Ok(LinkReport {
+            interfaces: Interfaces { enclave, uplink },
+            indices: [enclave_index, uplink_index],
+            uplink_gateways,
+            removed_routes: delete.len(),
+            kept_routes: keep.len(),
+        })
     }
 
-    /// See [`hold_gateway`].
+    /// Puts `sentry_ip` (the bottle's gateway and resolver) on the enclave
+    /// interface, if it is not there yet (a restarted worker, or a sentry
+    /// given that address by hand). Podman gives the sentry another address
+    /// (`Enclave::sentry_link_ip`), so until this runs the bottle's packets
+    /// find no gateway: nothing reaches the sentry before its filter holds.
     pub async fn hold_gateway(
         &self,
         report: &LinkReport,
         sentry_ip: Ipv4Addr,
         prefix: u8,
     ) -> Result<(), LinksError> {
-        hold_gateway(&self.handle, report, sentry_ip, prefix).await
-    }
-
-    /// See [`enable_forwarding`].
-    pub async fn enable_forwarding(&self, report: &LinkReport) -> Result<(), LinksError> {
-        enable_forwarding(&self.handle, report).await
-    }
-}
-
-async fn setup_with(handle: &Handle, subnet: Ipv4Net) -> Result<LinkReport, LinksError> {
-    let names = link_names(handle).await?;
-    let enclave_index = index_in_subnet(handle, subnet)
-        .await?
-        .ok_or(LinksError::NoEnclave(subnet))?;
-    let enclave = names.get(&enclave_index).cloned().unwrap_or_default();
-    let mut routes = default_routes(handle, RouteMessageBuilder::<Ipv4Addr>::new().build()).await?;
-    routes.extend(default_routes(handle, RouteMessageBuilder::<Ipv6Addr>::new().build()).await?);
-    let summary: Vec<DefaultRoute> = routes.iter().map(|(r, _)| r.clone()).collect();
-    let Plan {
-        delete,
-        keep,
-        uplink,
-    } = plan(enclave_index, &summary);
-    for &i in &delete {
-        let (route, msg) = &routes[i];
-        tracing::warn!(dev = %enclave, gateway = ?route.gateway, metric = route.metric, "the enclave's default route would beat the uplink's: deleting it");
-        handle
-            .route()
-            .del(msg.clone())
+        let handle = &self.handle;
+        let result = handle
+            .address()
+            .add(report.indices[0], IpAddr::V4(sentry_ip), prefix)
             .execute()
-            .await
-            .map_err(nl)?;
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+            Err(e) => Err(LinksError::Gateway(sentry_ip, e.to_string())),
+        }
     }
-    let uplink_index = uplink.ok_or_else(|| LinksError::NoUplink(enclave.clone()))?;
-    let uplink = names.get(&uplink_index).cloned().unwrap_or_default();
-    let uplink_gateways = summary
-        .iter()
-        .filter(|r| r.oif == uplink_index)
-        .filter_map(|r| r.gateway)
-        .collect();
-    Ok(LinkReport {
-        interfaces: Interfaces { enclave, uplink },
-        indices: [enclave_index, uplink_index],
-        uplink_gateways,
-        removed_routes: delete.len(),
-        kept_routes: keep.len(),
-    })
+
+    /// Turns IPv4 forwarding on for the enclave and the uplink, and nowhere
+    /// else, over rtnetlink, then reads it back. IPv4 forwards what arrives on
+    /// an interface whose own `forwarding` is on, so this is the switch. The
+    /// launcher starts the sentry with forwarding off (a new network namespace
+    /// inherits the host's `ip_forward`, which Podman turns on), and the agent
+    /// calls this once its first full ruleset is in force: a sentry that starts
+    /// or restarts while its bottle runs forwards nothing before its filter
+    /// holds. A restarted worker finds it on already; the ruleset stayed too.
+    pub async fn enable_forwarding(&self, report: &LinkReport) -> Result<(), LinksError> {
+        let handle = &self.handle;
+        for index in report.indices {
+            let mut msg = LinkMessage::default();
+            msg.header.index = index;
+            msg.attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                    AfSpecInet::Other(DefaultNla::new(
+                        IFLA_INET_CONF | NLA_F_NESTED,
+                        forwarding_on(),
+                    )),
+                ])]));
+            handle
+                .link()
+                .set(msg)
+                .execute()
+                .await
+                .map_err(|e| LinksError::Forwarding(e.to_string()))?;
+        }
+        let conf = Path::new("/proc/sys/net/ipv4/conf");
+        for name in [&report.interfaces.enclave, &report.interfaces.uplink] {
+            check_forwarding(&conf.join(name).join("forwarding"))?;
+        }
+        Ok(())
+    }
 }
 
 async fn link_names(handle: &Handle) -> Result<HashMap<u32, String>, LinksError> {
@@ -218,29 +260,6 @@ async fn index_in_subnet(handle: &Handle, subnet: Ipv4Net) -> Result<Option<u32>
         }
     }
     Ok(None)
-}
-
-/// Puts `sentry_ip` (the bottle's gateway and resolver) on the enclave
-/// interface, if it is not there yet (a restarted worker, or a sentry
-/// given that address by hand). Podman gives the sentry another address
-/// (`Enclave::sentry_link_ip`), so until this runs the bottle's packets
-/// find no gateway: nothing reaches the sentry before its filter holds.
-async fn hold_gateway(
-    handle: &Handle,
-    report: &LinkReport,
-    sentry_ip: Ipv4Addr,
-    prefix: u8,
-) -> Result<(), LinksError> {
-    let result = handle
-        .address()
-        .add(report.indices[0], IpAddr::V4(sentry_ip), prefix)
-        .execute()
-        .await;
-    match result {
-        Ok(()) => Ok(()),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
-        Err(e) => Err(LinksError::Gateway(sentry_ip, e.to_string())),
-    }
 }
 
 async fn default_routes(
@@ -294,39 +313,6 @@ async fn default_routes(
 /// `IFLA_INET_CONF` in `IFLA_AF_SPEC`/`AF_INET`.
 const IPV4_DEVCONF_FORWARDING: u16 = 1;
 const IFLA_INET_CONF: u16 = 1;
-
-/// Turns IPv4 forwarding on for the enclave and the uplink, and nowhere
-/// else, over rtnetlink, then reads it back. IPv4 forwards what arrives on
-/// an interface whose own `forwarding` is on, so this is the switch. The
-/// launcher starts the sentry with forwarding off (a new network namespace
-/// inherits the host's `ip_forward`, which Podman turns on), and the agent
-/// calls this once its first full ruleset is in force: a sentry that starts
-/// or restarts while its bottle runs forwards nothing before its filter
-/// holds. A restarted worker finds it on already; the ruleset stayed too.
-async fn enable_forwarding(handle: &Handle, report: &LinkReport) -> Result<(), LinksError> {
-    for index in report.indices {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes
-            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
-                AfSpecInet::Other(DefaultNla::new(
-                    IFLA_INET_CONF | NLA_F_NESTED,
-                    forwarding_on(),
-                )),
-            ])]));
-        handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(|e| LinksError::Forwarding(e.to_string()))?;
-    }
-    let conf = Path::new("/proc/sys/net/ipv4/conf");
-    for name in [&report.interfaces.enclave, &report.interfaces.uplink] {
-        check_forwarding(&conf.join(name).join("forwarding"))?;
-    }
-    Ok(())
-}
 
 /// The nested attribute `IPV4_DEVCONF_FORWARDING = 1`, alone: the other
 /// settings of the interface stay as they are.

@@ -53,9 +53,7 @@ pub struct Shared {
     /// Answers refused (SERVFAIL) because a learned set was full.
     learned_full: AtomicU64,
     refused: Mutex<VecDeque<String>>,
-    learned: Mutex<BTreeMap<IpAddr, LearnedRecord>>,
-    /// When `learned` was last swept (taken under its lock).
-    pruned: Mutex<Option<Instant>>,
+    learned: Mutex<Learned>,
     reloads: AtomicU64,
     generation: AtomicU64,
     names_allowed: AtomicU64,
@@ -77,7 +75,6 @@ impl Default for Shared {
             learned_full: AtomicU64::default(),
             refused: Mutex::default(),
             learned: Mutex::default(),
-            pruned: Mutex::default(),
             reloads: AtomicU64::default(),
             generation: AtomicU64::default(),
             names_allowed: AtomicU64::default(),
@@ -105,6 +102,14 @@ pub struct Denied {
     pub name: Option<String>,
     /// Why, in words.
     pub reason: String,
+}
+
+/// Every address a name opened, expired or not, and when that was last
+/// swept of what is remembered no longer.
+#[derive(Debug, Default)]
+struct Learned {
+    by_addr: BTreeMap<IpAddr, LearnedRecord>,
+    swept: Option<Instant>,
 }
 
 /// What the learned map remembers of an address, expired or not.
@@ -220,16 +225,20 @@ impl Shared {
     /// `sent` is when they were sent to the kernel, so that what is
     /// remembered never outlives the kernel's element.
     pub fn record_learned(&self, name: &str, items: &[Learn], sent: Instant) {
-        let mut l = self.learned.lock().unwrap();
+        let mut learned = self.learned.lock().unwrap();
         let now = Instant::now();
-        let mut pruned = self.pruned.lock().unwrap();
-        if pruned.is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_EVERY) {
+        if learned
+            .swept
+            .is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_EVERY)
+        {
+            let l = &mut learned.by_addr;
             l.retain(|_, e| now.saturating_duration_since(e.expires) < EXPIRED_KEPT);
             if l.len() >= MAX_LEARNED_KEPT {
                 l.retain(|_, e| e.expires > now);
             }
-            *pruned = Some(now);
+            learned.swept = Some(now);
         }
+        let l = &mut learned.by_addr;
         for item in items {
             l.insert(
                 item.addr,
@@ -248,7 +257,7 @@ impl Shared {
     /// `item.timeout`: then the kernel need not be asked again, and the
     /// answer's TTL must not exceed what is left.
     pub fn still_open(&self, item: &Learn) -> Option<Duration> {
-        let l = self.learned.lock().unwrap();
+        let l = &self.learned.lock().unwrap().by_addr;
         let entry = l.get(&item.addr).filter(|e| e.ports == item.ports)?;
         let left = entry.expires.saturating_duration_since(Instant::now());
         (left >= item.timeout / 2).then_some(left)
@@ -265,13 +274,13 @@ impl Shared {
 
     /// What was last learned for `addr`, even if it has expired since.
     pub fn learned_record(&self, addr: IpAddr) -> Option<LearnedRecord> {
-        self.learned.lock().unwrap().get(&addr).cloned()
+        self.learned.lock().unwrap().by_addr.get(&addr).cloned()
     }
 
     /// What a reload to a policy that grants `grant(address, name)` keeps
     /// of every address a name opened (and the agent still remembers).
     pub fn reload_plan(&self, grant: impl Fn(IpAddr, &str) -> Option<Ports>) -> ReloadPlan {
-        let l = self.learned.lock().unwrap();
+        let l = &self.learned.lock().unwrap().by_addr;
         let now = Instant::now();
         let mut plan = ReloadPlan::default();
         for (addr, e) in l.iter().filter(|(_, e)| !e.revoked) {
@@ -295,7 +304,7 @@ impl Shared {
     /// The reload of `plan` is in force: remember the new ports, and that
     /// revoked addresses are closed (a later answer must open them anew).
     pub fn reloaded(&self, plan: &ReloadPlan) {
-        let mut l = self.learned.lock().unwrap();
+        let l = &mut self.learned.lock().unwrap().by_addr;
         let now = Instant::now();
         for item in &plan.kept {
             if let Some(e) = l.get_mut(&item.addr) {
@@ -390,7 +399,7 @@ impl Shared {
     /// Learned addresses that have not expired, soonest to expire first.
     pub fn learned(&self) -> Vec<LearnedView> {
         let now = Instant::now();
-        let l = self.learned.lock().unwrap();
+        let l = &self.learned.lock().unwrap().by_addr;
         let mut v: Vec<LearnedView> = l
             .iter()
             .filter(|(_, e)| e.expires > now)
@@ -486,7 +495,7 @@ mod tests {
             s.learned_record(expired[0].addr).is_some(),
             "no sweep within the second"
         );
-        *s.pruned.lock().unwrap() = Some(Instant::now() - PRUNE_EVERY);
+        s.learned.lock().unwrap().swept = Some(Instant::now() - PRUNE_EVERY);
         s.record_learned("new.test", &[item(2 << 20)], Instant::now());
         assert!(s.learned_record(expired[0].addr).is_none(), "swept");
         assert_eq!(s.learned().len(), 2, "the unexpired stay");

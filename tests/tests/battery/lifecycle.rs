@@ -64,7 +64,7 @@ pub(super) fn lifecycle(b: &Battery, reloaded: &str, cases: &mut Vec<Case>) -> R
     })
     .is_ok();
     c.t1 = epoch();
-    c.bottle_ok = report["udp_replies"] == 0 && report["tcp_open"] == 0 && back;
+    c.bottle_ok = silent(&report) && back;
     c.observed = format!(
         "{} sent, {} replies, {} connections; agent back: {back}",
         report["sent"], report["udp_replies"], report["tcp_open"]
@@ -92,7 +92,7 @@ pub(super) fn sentry_killed(b: &Battery, cases: &mut Vec<Case>) -> Result<usize>
     thread::sleep(Duration::from_millis(500));
     let after = b.trap_receipts()?;
     c.t1 = epoch();
-    c.bottle_ok = after == before && report["udp_replies"] == 0 && report["tcp_open"] == 0;
+    c.bottle_ok = after == before && silent(&report);
     c.observed = format!(
         "{} sent, {} replies, {} connections; the trap received {}",
         report["sent"],
@@ -224,7 +224,7 @@ fn restarted_under_fire(b: &Battery, id: &str, tries: &str, via: Option<Ipv4Addr
     })
     .is_ok();
     c.t1 = epoch();
-    c.bottle_ok = after == before && report["udp_replies"] == 0 && report["tcp_open"] == 0 && back;
+    c.bottle_ok = after == before && silent(&report) && back;
     let diagnosis = if back {
         String::new()
     } else {
@@ -246,4 +246,9 @@ fn restarted_under_fire(b: &Battery, id: &str, tries: &str, via: Option<Ipv4Addr
         after - before
     );
     Ok(c)
+}
+
+/// The bottle's stream got nothing back: no UDP reply, no TCP connection.
+fn silent(report: &Value) -> bool {
+    report["udp_replies"] == 0 && report["tcp_open"] == 0
 }

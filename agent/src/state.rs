@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::firewall::ruleset::LEARNED_MAX;
 use crate::firewall::Learn;
 use crate::profile::Ports;
 
@@ -112,10 +113,30 @@ struct Learned {
     swept: Option<Instant>,
 }
 
+impl Learned {
+    /// Drops what is remembered no longer, at most once every
+    /// `PRUNE_EVERY`: a sweep reads the whole map.
+    fn sweep_if_due(&mut self, now: Instant) {
+        if self
+            .swept
+            .is_some_and(|at| now.saturating_duration_since(at) < PRUNE_EVERY)
+        {
+            return;
+        }
+        let l = &mut self.by_addr;
+        l.retain(|_, e| now.saturating_duration_since(e.expires) < EXPIRED_KEPT);
+        if l.len() >= MAX_LEARNED_KEPT {
+            l.retain(|_, e| e.expires > now);
+        }
+        self.swept = Some(now);
+    }
+}
+
 /// What the learned map remembers of an address, expired or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LearnedRecord {
-    pub name: String,
+    /// Shared by the addresses of one answer.
+    pub name: Arc<str>,
     pub ports: Ports,
     pub expires: Instant,
     /// A reload took it away (its name is no longer allowed).
@@ -226,30 +247,30 @@ impl Shared {
     /// remembered never outlives the kernel's element.
     pub fn record_learned(&self, name: &str, items: &[Learn], sent: Instant) {
         let mut learned = self.learned.lock().unwrap();
-        let now = Instant::now();
-        if learned
-            .swept
-            .is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_EVERY)
-        {
-            let l = &mut learned.by_addr;
-            l.retain(|_, e| now.saturating_duration_since(e.expires) < EXPIRED_KEPT);
-            if l.len() >= MAX_LEARNED_KEPT {
-                l.retain(|_, e| e.expires > now);
-            }
-            learned.swept = Some(now);
-        }
+        learned.sweep_if_due(Instant::now());
         let l = &mut learned.by_addr;
+        let shared_name: Arc<str> = Arc::from(name);
         for item in items {
             l.insert(
                 item.addr,
                 LearnedRecord {
-                    name: name.to_string(),
+                    name: shared_name.clone(),
                     ports: item.ports.clone(),
                     expires: sent + item.timeout,
                     revoked: false,
                 },
             );
         }
+    }
+
+    /// Whether `more` addresses may still be learned: the agent remembers
+    /// at most `LEARNED_MAX` addresses, besides expired ones it keeps to
+    /// explain drops, so that a flood of fresh names cannot grow its
+    /// memory without bound (the kernel's sets refuse beyond that too).
+    pub fn has_room(&self, more: usize) -> bool {
+        let mut learned = self.learned.lock().unwrap();
+        learned.sweep_if_due(Instant::now());
+        learned.by_addr.len() + more <= LEARNED_MAX as usize + MAX_LEARNED_KEPT
     }
 
     /// How long `item`'s address stays open anyway, when its last learning
@@ -405,7 +426,7 @@ impl Shared {
             .filter(|(_, e)| e.expires > now)
             .map(|(addr, e)| LearnedView {
                 addr: *addr,
-                name: e.name.clone(),
+                name: e.name.to_string(),
                 ports: match &e.ports {
                     Ports::All => None,
                     Ports::Only(p) => Some(p.iter().copied().collect()),
@@ -460,7 +481,7 @@ mod tests {
         s.record_learned("a.test", &[item], Instant::now() - Duration::from_secs(5));
         assert!(s.learned().is_empty(), "expired: not shown as learned");
         let record = s.learned_record("192.0.2.1".parse().unwrap()).unwrap();
-        assert_eq!(record.name, "a.test");
+        assert_eq!(&*record.name, "a.test");
         assert!(record.expires < Instant::now());
     }
 
@@ -475,6 +496,25 @@ mod tests {
         assert_eq!(names.len(), RECENT_REFUSED);
         assert_eq!(names.last().unwrap(), "n39.test");
         assert_eq!(s.dns_counts().refused, 41);
+    }
+
+    #[test]
+    fn a_full_map_has_no_room_until_what_it_holds_expires() {
+        let s = Shared::default();
+        let bound = LEARNED_MAX as usize + MAX_LEARNED_KEPT;
+        let items: Vec<Learn> = (0..bound as u32)
+            .map(|i| Learn {
+                addr: IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)),
+                ports: Ports::All,
+                timeout: Duration::from_millis(300),
+            })
+            .collect();
+        assert!(s.has_room(bound));
+        s.record_learned("flood.test", &items, Instant::now());
+        assert!(!s.has_room(1), "full of open addresses");
+        std::thread::sleep(Duration::from_millis(400));
+        s.learned.lock().unwrap().swept = Some(Instant::now() - PRUNE_EVERY);
+        assert!(s.has_room(1), "expired and swept: room again");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn explain(policy: &Policy, shared: &Shared, entry: &LogEntry) -> Option<Den
         kind: "connection".into(),
         proto: Some(proto),
         dst: Some(std::net::SocketAddr::new(far, port.unwrap_or(0))),
-        name: record.map(|r| r.name),
+        name: record.map(|r| r.name.to_string()),
         reason,
     })
 }

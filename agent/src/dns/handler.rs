@@ -182,6 +182,10 @@ impl<U: Resolve> Proxy<U> {
         if items.is_empty() {
             return Ok(());
         }
+        if !self.shared.has_room(items.len()) {
+            self.shared.count_learned_full();
+            return Err("the agent remembers as many open addresses as it may".into());
+        }
         let shared = self.shared.clone();
         let owned_name = name.to_string();
         let sent = Instant::now();

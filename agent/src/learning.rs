@@ -188,22 +188,36 @@ mod tests {
         })
     }
 
-    // The test holds the firewall, as a reload would, while learns queue.
+    /// Holds the firewall, as a reload would, until all of `learns` are
+    /// queued, then lets it go: the learns' tasks.
+    // The guard is held across the awaits on purpose.
     #[allow(clippy::await_holding_lock)]
+    async fn queued_behind_a_held_firewall<const N: usize>(
+        b: &Arc<Batcher>,
+        learns: [(&'static str, &str); N],
+    ) -> [tokio::task::JoinHandle<(Result<(), FirewallError>, bool)>; N] {
+        let held = b.firewall.lock().unwrap();
+        let waiting = learns.map(|(name, addr)| spawn_learn(b, name, addr));
+        while b.queue.lock().unwrap().len() < N {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(held);
+        waiting
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn learns_that_wait_for_the_firewall_go_in_one_batch() {
         let kernel = Kernel::default();
         let b = batcher(kernel.clone());
-        let held = b.firewall.lock().unwrap();
-        let waiting = [
-            spawn_learn(&b, "a.test", "198.51.100.1"),
-            spawn_learn(&b, "b.test", "198.51.100.2"),
-            spawn_learn(&b, "c.test", "198.51.100.3"),
-        ];
-        while b.queue.lock().unwrap().len() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        drop(held);
+        let waiting = queued_behind_a_held_firewall(
+            &b,
+            [
+                ("a.test", "198.51.100.1"),
+                ("b.test", "198.51.100.2"),
+                ("c.test", "198.51.100.3"),
+            ],
+        )
+        .await;
         for task in waiting {
             let (result, recorded) = task.await.unwrap();
             assert!(result.is_ok() && recorded);
@@ -224,8 +238,6 @@ mod tests {
         assert_eq!(*kernel.batches.lock().unwrap(), [vec![1]]);
     }
 
-    // The test holds the firewall, as a reload would, while learns queue.
-    #[allow(clippy::await_holding_lock)]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_job_fails_alone_and_the_rest_of_its_batch_goes_in() {
         let kernel = Kernel {
@@ -233,16 +245,15 @@ mod tests {
             ..Kernel::default()
         };
         let b = batcher(kernel.clone());
-        let held = b.firewall.lock().unwrap();
-        let waiting = [
-            spawn_learn(&b, "a.test", "198.51.100.1"),
-            spawn_learn(&b, "b.test", "198.51.100.2"),
-            spawn_learn(&b, "not-allowed.test", "198.51.100.4"),
-        ];
-        while b.queue.lock().unwrap().len() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        drop(held);
+        let waiting = queued_behind_a_held_firewall(
+            &b,
+            [
+                ("a.test", "198.51.100.1"),
+                ("b.test", "198.51.100.2"),
+                ("not-allowed.test", "198.51.100.4"),
+            ],
+        )
+        .await;
         let [a, refused, ungranted] = waiting;
         assert!(matches!(a.await.unwrap(), (Ok(()), true)));
         assert!(matches!(refused.await.unwrap(), (Err(_), false)));

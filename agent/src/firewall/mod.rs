@@ -117,8 +117,9 @@ impl Firewall {
     /// Finds out by trying, not by the kernel's version, whether one add
     /// refreshes an element's timeout: in a table of its own, adds an
     /// element for a minute, adds it again for an hour and reads back its
-    /// timeout and the time it has left: both must be the hour's. Learning uses the cheaper way from then on. Nothing of the
-    /// try is left behind; on any error learning keeps add, delete, add.
+    /// timeout and the time it has left: both must be the hour's. Learning
+    /// uses the cheaper way from then on. Nothing of the try is left
+    /// behind; on any error learning keeps add, delete, add.
     pub fn detect_refresh(&mut self) -> Result<Refresh, FirewallError> {
         let elem = |timeout_ms| SetElem {
             key: vec![192, 0, 2, 1],
@@ -181,19 +182,13 @@ impl Firewall {
 /// Groups learned addresses by set and frames one add, or add, delete,
 /// add (`refresh`): `batch` as `Firewall::learn_batch` takes it.
 pub fn learn_requests(batch: &[(&[Learn], bool)], refresh: Refresh) -> Vec<Request> {
-    let all: Vec<Learn> = batch
-        .iter()
-        .flat_map(|(items, _)| items.iter())
-        .cloned()
-        .collect();
-    let intercepted: Vec<Learn> = batch
+    let all = batch.iter().flat_map(|(items, _)| items.iter());
+    let intercepted = batch
         .iter()
         .filter(|(_, intercepted)| *intercepted)
-        .flat_map(|(items, _)| items.iter())
-        .cloned()
-        .collect();
-    let mut by_set = elements(&all, Target::Learned);
-    by_set.extend(elements(&intercepted, Target::Intercepted));
+        .flat_map(|(items, _)| items.iter());
+    let mut by_set = elements(all, Target::Learned);
+    by_set.extend(elements(intercepted, Target::Intercepted));
     let cmds: &[Cmd] = match refresh {
         Refresh::Add => &[Cmd::NewSetElem],
         Refresh::AddDeleteAdd => &[Cmd::NewSetElem, Cmd::DelSetElem, Cmd::NewSetElem],
@@ -222,7 +217,10 @@ pub enum Target {
 /// element per port for TCP and for UDP. An element asked for twice (two
 /// names that answer the same address) is there once, with the longer
 /// timeout: the kernel refuses a batch that deletes an element twice.
-pub fn elements(items: &[Learn], target: Target) -> BTreeMap<&'static str, Vec<SetElem>> {
+pub fn elements<'a>(
+    items: impl IntoIterator<Item = &'a Learn>,
+    target: Target,
+) -> BTreeMap<&'static str, Vec<SetElem>> {
     let mut by_set: BTreeMap<&'static str, Vec<SetElem>> = BTreeMap::new();
     for item in items {
         let timeout_ms = match target {

@@ -506,14 +506,19 @@ mod tests {
             .map(|i| Learn {
                 addr: IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)),
                 ports: Ports::All,
-                timeout: Duration::from_millis(300),
+                timeout: Duration::from_secs(3600),
             })
             .collect();
         assert!(s.has_room(bound));
         s.record_learned("flood.test", &items, Instant::now());
         assert!(!s.has_room(1), "full of open addresses");
-        std::thread::sleep(Duration::from_millis(400));
-        s.learned.lock().unwrap().swept = Some(Instant::now() - PRUNE_EVERY);
+        // Their time runs out (set, not slept: a slow machine, such as
+        // the arm64 run under qemu, must not expire them any earlier).
+        let mut learned = s.learned.lock().unwrap();
+        let past = Instant::now() - Duration::from_secs(1);
+        learned.by_addr.values_mut().for_each(|e| e.expires = past);
+        learned.swept = Some(Instant::now() - PRUNE_EVERY);
+        drop(learned);
         assert!(s.has_room(1), "expired and swept: room again");
     }
 
@@ -530,6 +535,8 @@ mod tests {
         let expired: Vec<Learn> = (0..MAX_LEARNED_KEPT as u32).map(|i| learn(i, 1)).collect();
         let a_second_ago = Instant::now() - Duration::from_secs(1);
         s.record_learned("old.test", &expired, a_second_ago);
+        // Swept "just now", however long recording took on this machine.
+        s.learned.lock().unwrap().swept = Some(Instant::now() + Duration::from_secs(60));
         s.record_learned("new.test", &[item(1 << 20)], Instant::now());
         assert!(
             s.learned_record(expired[0].addr).is_some(),

@@ -48,16 +48,6 @@ pub fn needs_build(label: Option<&str>, stamp: &str) -> bool {
     label.map(str::trim) != Some(stamp)
 }
 
-/// The agent's stamp if the sentry image must be made for it, None if
-/// the image already holds this binary.
-pub fn stale_sentry_image(podman: &Podman, agent: &Path) -> Result<Option<String>, Error> {
-    let stamp = agent_stamp(agent)?;
-    let label = podman
-        .run(&args::image_label(SENTRY_IMAGE, AGENT_STAMP_LABEL))
-        .ok();
-    Ok(needs_build(label.as_deref(), &stamp).then_some(stamp))
-}
-
 /// Imports the sentry image for architecture `arch` (Podman's name):
 /// `agent` as its only file, labelled with `stamp`.
 pub fn build_sentry_image(

@@ -27,11 +27,22 @@ pub struct UpOptions {
     pub profile_arg: String,
 }
 
+mod survey;
+pub use survey::{Images, Present, Survey};
+
 /// Starts the sentry, waits for its filter, then starts the bottle.
-/// On failure everything of the profile is removed again.
-pub fn up(podman: &Podman, host: &Host, loaded: &Loaded, opts: &UpOptions) -> Result<(), Error> {
-    let volumes = prepare(podman, host, loaded, opts)?;
-    stop(podman, &loaded.profile.names(), &opts.profile_arg)?;
+/// `survey` is what podman said before (`Survey::ask_with_host`). On
+/// failure everything of the profile is removed again.
+pub fn up(
+    podman: &Podman,
+    host: &Host,
+    loaded: &Loaded,
+    opts: &UpOptions,
+    survey: Survey,
+) -> Result<(), Error> {
+    let volumes = prepare(podman, host, loaded, opts, survey.images)?;
+    let names = loaded.profile.names();
+    remove(podman, &names, &opts.profile_arg, &survey.present)?;
     if let Err(cause) = start(podman, loaded, &volumes, opts) {
         progress("start failed; removing what was created");
         return Err(cleanup_after(
@@ -47,15 +58,23 @@ pub fn up(podman: &Podman, host: &Host, loaded: &Loaded, opts: &UpOptions) -> Re
 
 /// What `up` (and `quadlet`) need before any container: the checks that
 /// touch nothing, the bottle's volume directories, and a sentry image made
-/// from the agent. Returns the volumes with resolved host paths.
+/// from the agent. `images` is what podman said of them. Returns the
+/// volumes with resolved host paths.
 pub fn prepare(
     podman: &Podman,
     host: &Host,
     loaded: &Loaded,
     opts: &UpOptions,
+    images: Images,
 ) -> Result<Vec<String>, Error> {
-    let volumes = preflight(podman, loaded, opts)?;
-    if let Some(stamp) = images::stale_sentry_image(podman, &opts.agent)? {
+    let stamp = images::agent_stamp(&opts.agent)?;
+    if images.bottle?.status.code() != Some(0) {
+        return Err(Error::BottleImageMissing {
+            image: loaded.profile.bottle.image.clone(),
+        });
+    }
+    let volumes = prepare_volumes(&loaded.profile, &loaded.dir, &loaded.path)?;
+    if images::needs_build(images.sentry_label.as_deref(), &stamp) {
         progress(&format!(
             "making {SENTRY_IMAGE} from {}",
             opts.agent.display()
@@ -77,19 +96,6 @@ fn cleanup_after(cause: Error, podman: &Podman, names: &Names, profile_arg: &str
         failures,
         profile: profile_arg.to_string(),
     }
-}
-
-/// Checks that touch nothing, then makes missing relative volume directories.
-/// Returns the volumes with resolved host paths.
-fn preflight(podman: &Podman, loaded: &Loaded, opts: &UpOptions) -> Result<Vec<String>, Error> {
-    images::agent_stamp(&opts.agent)?;
-    let image = &loaded.profile.bottle.image;
-    if podman.output(&args::image_exists(image))?.status.code() != Some(0) {
-        return Err(Error::BottleImageMissing {
-            image: image.clone(),
-        });
-    }
-    prepare_volumes(&loaded.profile, &loaded.dir, &loaded.path)
 }
 
 /// A relative host path (e.g. "./work", relative to the profile's directory)
@@ -129,8 +135,12 @@ fn start(
     let n = p.names();
     let planned = creds::prepare(podman, p, &loaded.dir)?;
     progress(&format!("creating networks {} and {}", n.enclave, n.uplink));
-    podman.run(&args::network_create_enclave(p))?;
-    podman.run(&args::network_create_uplink(p))?;
+    // Two independent calls: at once.
+    std::thread::scope(|s| {
+        let uplink = s.spawn(|| podman.run(&args::network_create_uplink(p)));
+        let enclave = podman.run(&args::network_create_enclave(p));
+        enclave.and(survey::join(uplink))
+    })?;
     progress(&format!("starting sentry {}", n.sentry));
     let sentry_extra = creds::sentry_args(&planned);
     podman.run(&args::sentry_run(
@@ -233,10 +243,24 @@ fn print_logs(podman: &Podman, container: &str) {
 /// after a failure and reports all, except that a bottle that could not be
 /// removed stops everything: its sentry must keep filtering.
 pub fn stop(podman: &Podman, names: &Names, profile_arg: &str) -> Result<(), Error> {
+    remove(podman, names, profile_arg, &Present::ask(podman))
+}
+
+/// `stop`, given what exists: what `present` shows absent is not asked
+/// to go (on a clean start that is every call saved).
+fn remove(
+    podman: &Podman,
+    names: &Names,
+    profile_arg: &str,
+    present: &Present,
+) -> Result<(), Error> {
     let mut failures = Vec::new();
     let mut containers_gone = true;
-    for (i, cmd) in args::stop(names).iter().enumerate() {
-        if let Err(e) = podman.remove(cmd) {
+    for (i, removal) in args::stop(names).iter().enumerate() {
+        if !present.may_hold(removal) {
+            continue;
+        }
+        if let Err(e) = podman.remove(removal) {
             failures.push(e);
             containers_gone &= i > 1;
             if i == 0 {
@@ -245,7 +269,7 @@ pub fn stop(podman: &Podman, names: &Names, profile_arg: &str) -> Result<(), Err
         }
     }
     if containers_gone {
-        for secret in our_secrets(podman, names) {
+        for secret in present.our_secrets(names) {
             if let Err(e) = podman.remove(&args::remove_secret(&secret)) {
                 failures.push(e);
             }
@@ -259,24 +283,6 @@ pub fn stop(podman: &Podman, names: &Names, profile_arg: &str) -> Result<(), Err
             failures,
         })
     }
-}
-
-/// The Podman secrets rbm made for the profile (a credential's value, the
-/// CA files); not a secret the profile named as its source.
-fn our_secrets(podman: &Podman, names: &Names) -> Vec<String> {
-    let prefix = creds::secret_prefix(names);
-    let Ok(list) = podman.run(&args::secret_names()) else {
-        return vec![];
-    };
-    list.lines()
-        .map(str::trim)
-        .filter(|s| {
-            s.strip_prefix(&prefix).is_some_and(|rest| {
-                rest.starts_with("cred-") || rest == "ca" || rest == "ca-bundle"
-            })
-        })
-        .map(str::to_string)
-        .collect()
 }
 
 /// What `up` prints once both containers run.

@@ -213,8 +213,8 @@ struct Chosen {
     remote: Remote,
 }
 
-/// The podman to use (as chosen, else found) and what it says it is.
-fn podman(chosen: Chosen, places: &Places) -> Result<(Podman, Host), Error> {
+/// The podman to use: as chosen, else found.
+fn find_podman(chosen: Chosen, places: &Places) -> Result<Podman, Error> {
     let script = places.shipped.as_ref().map(Shipped::podman5);
     let path = std::env::var_os("PATH");
     let program = find::find(
@@ -223,7 +223,12 @@ fn podman(chosen: Chosen, places: &Places) -> Result<(Podman, Host), Error> {
         Path::new(PROVISIONED),
         script.as_deref(),
     )?;
-    let podman = Podman::new(program).with_remote(chosen.remote);
+    Ok(Podman::new(program).with_remote(chosen.remote))
+}
+
+/// The podman to use and what it says it is.
+fn podman(chosen: Chosen, places: &Places) -> Result<(Podman, Host), Error> {
+    let podman = find_podman(chosen, places)?;
     let host = Host::detect(&podman)?;
     Ok((podman.with_mode(host.mode), host))
 }
@@ -235,31 +240,32 @@ fn ready(chosen: Chosen, places: &Places, arg: &str) -> Result<(Podman, Host, Lo
     Ok((podman, host, loaded))
 }
 
-/// `ready`, and the options of `up` (and `quadlet`) from their arguments.
-fn ready_to_up(
-    chosen: Chosen,
-    places: &Places,
-    a: UpArgs,
-) -> Result<(Podman, Host, Loaded, UpOptions), Error> {
-    let (podman, host, loaded) = ready(chosen, places, &a.profile)?;
-    let opts = UpOptions {
+/// The options of `up` (and `quadlet`) from their arguments, for `host`.
+fn up_options(places: &Places, host: &Host, a: UpArgs) -> Result<UpOptions, Error> {
+    Ok(UpOptions {
         agent: places.agent(a.agent, &host.arch)?,
         ready_timeout: Duration::from_secs(a.ready_timeout),
         profile_arg: a.profile,
-    };
-    Ok((podman, host, loaded, opts))
+    })
 }
 
+/// `up`: what podman is and what exists are asked at once, then `launch::up`.
 fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
-    let (podman, host, loaded, opts) = ready_to_up(chosen, places, a)?;
-    launch::up(&podman, &host, &loaded, &opts)?;
+    let loaded = lookup::load(&a.profile, places)?;
+    let podman = find_podman(chosen, places)?;
+    let (host, survey) = launch::Survey::ask_with_host(&podman, &loaded.profile);
+    let host = host?;
+    let podman = podman.with_mode(host.mode);
+    let opts = up_options(places, &host, a)?;
+    launch::up(&podman, &host, &loaded, &opts, survey)?;
     Ok(0)
 }
 
 /// `rbm-launch quadlet`: the units, the profile beside them, and the
 /// commands that start them.
 fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Result<u8> {
-    let (podman, host, loaded, opts) = ready_to_up(chosen, places, a)?;
+    let (podman, host, loaded) = ready(chosen, places, &a.profile)?;
+    let opts = up_options(places, &host, a)?;
     if let Some(c) = loaded.profile.credentials.first() {
         return Err(Error::Credential {
             env: c.env.clone(),
@@ -268,7 +274,8 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
         }
         .into());
     }
-    let volumes = launch::prepare(&podman, &host, &loaded, &opts)?;
+    let images = launch::Images::ask(&podman, &loaded.profile);
+    let volumes = launch::prepare(&podman, &host, &loaded, &opts, images)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
         .canonicalize()

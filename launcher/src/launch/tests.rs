@@ -33,14 +33,17 @@ struct Fake {
 
 /// `status` is what `podman exec ... status --json` prints (exit 0),
 /// `running` what `container inspect` prints, `fail` a shell case pattern
-/// for commands that fail.
+/// for commands that fail. The profile's containers and networks are
+/// listed as there (left from before), so `up` removes them first.
 fn fake(status: &str, running: &str, fail: &str) -> Fake {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // One write a call: calls made at once must not mix their lines.
     let script = format!(
-        "#!/bin/sh\necho \"$*\" | tr '\\n' ' ' >> {log}; echo >> {log}\n\
+        "#!/bin/sh\nprintf '%s\\n' \"$(echo \"$*\" | tr '\\n' ' ')\" >> {log}\n\
          case \"$*\" in {fail}) echo 'Error: simulated' >&2; exit 1;; esac\n\
-         case \"$1 $2\" in\n  'exec '*) printf '%s' '{status}';;\n  'container inspect') echo {running};;\n  'image inspect') exit 125;;\n  'import '*) cat > /dev/null;;\nesac\nexit 0\n",
+         case \"$1 $2\" in\n  'exec '*) printf '%s' '{status}';;\n  'container inspect') echo {running};;\n  'image inspect') exit 125;;\n  'import '*) cat > /dev/null;;\n  \
+         'ps --all') printf 'rbm-demo-bottle\\nrbm-demo-sentry\\n';;\n  'network ls') printf 'podman\\nrbm-demo-enclave\\nrbm-demo-uplink\\n';;\nesac\nexit 0\n",
         log = d.join("log").display()
     );
     let podman = fake_program(d, "podman", &script);
@@ -68,9 +71,11 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
 
 impl Fake {
     fn up(&self) -> Result<(), Error> {
-        up(&self.podman, &host(), &self.loaded, &self.opts)
+        let survey = Survey::ask(&self.podman, &self.loaded.profile);
+        up(&self.podman, &host(), &self.loaded, &self.opts, survey)
     }
-    /// The calls made, first three words each.
+    /// The calls made, first three words each. Calls made at once are in
+    /// the order they were made in; `at_once` sorts them.
     fn calls(&self) -> Vec<String> {
         let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
         log.lines()
@@ -93,31 +98,60 @@ fn host() -> Host {
     }
 }
 
-const REMOVE_ALL: [&str; 5] = [
+/// What exists, asked at once (sorted).
+const PRESENT: [&str; 3] = [
+    "network ls --format",
+    "ps --all --format",
+    "secret ls --format",
+];
+
+/// The survey before `up` changes anything, asked at once (sorted).
+const SURVEY: [&str; 5] = [
+    "image exists localhost/rbm-demo-bottle:latest",
+    "image inspect --format",
+    "network ls --format",
+    "ps --all --format",
+    "secret ls --format",
+];
+
+/// The removals of what exists, in order.
+const REMOVE_ALL: [&str; 4] = [
     "rm --force --ignore",
     "rm --force --ignore",
     "network rm rbm-demo-enclave",
     "network rm rbm-demo-uplink",
-    "secret ls --format",
 ];
+
+/// `calls` with the `n` calls from `from` on sorted: calls made at once.
+fn at_once(mut calls: Vec<String>, from: usize, n: usize) -> Vec<String> {
+    calls[from..from + n].sort();
+    calls
+}
+
+/// The end of `calls` is a `stop`: what exists asked, then all removed.
+fn assert_ends_in_a_full_stop(calls: &[String]) {
+    let tail = calls.len() - REMOVE_ALL.len() - PRESENT.len();
+    let calls = at_once(calls.to_vec(), tail, PRESENT.len());
+    assert_eq!(calls[tail..tail + PRESENT.len()], PRESENT, "{calls:?}");
+    assert_eq!(calls[tail + PRESENT.len()..], REMOVE_ALL, "{calls:?}");
+}
 
 #[test]
 fn up_builds_clears_creates_waits_then_starts_the_bottle() {
     let f = fake(r#"{"ready":true}"#, "true", "__never__");
     f.up().unwrap();
-    let mut want = vec![
-        "image exists localhost/rbm-demo-bottle:latest",
-        "image inspect --format",
-        "import --quiet --arch",
-    ];
+    let mut want = SURVEY.to_vec();
+    want.push("import --quiet --arch");
     want.extend(REMOVE_ALL);
+    // The two networks at once (sorted).
     want.extend([
         "network create --internal",
         "network create --label",
         "run -d --pull=never",
     ]);
     want.extend(["exec rbm-demo-sentry /rbm-agent", "run -d --pull=never"]);
-    assert_eq!(f.calls(), want);
+    let calls = at_once(f.calls(), 0, SURVEY.len());
+    assert_eq!(at_once(calls, SURVEY.len() + 5, 2), want);
     assert!(f.bottle_started());
     assert!(
         f.dir.path().join("work").is_dir(),
@@ -132,9 +166,9 @@ fn sentry_that_exits_means_no_bottle_and_full_cleanup() {
     assert!(matches!(err, Error::SentryExited { .. }), "{err}");
     assert!(!f.bottle_started());
     let calls = f.calls();
-    assert_eq!(calls[calls.len() - REMOVE_ALL.len()..], REMOVE_ALL);
+    assert_ends_in_a_full_stop(&calls);
     assert_eq!(
-        calls[calls.len() - REMOVE_ALL.len() - 1],
+        calls[calls.len() - REMOVE_ALL.len() - PRESENT.len() - 1],
         "logs rbm-demo-sentry",
         "log is printed before cleanup"
     );
@@ -175,8 +209,7 @@ fn failed_step_is_reported_with_all_cleanup_failures() {
         "{err}"
     );
     assert!(!f.bottle_started());
-    let calls = f.calls();
-    assert_eq!(calls[calls.len() - REMOVE_ALL.len()..], REMOVE_ALL);
+    assert_ends_in_a_full_stop(&f.calls());
 }
 
 #[test]
@@ -216,10 +249,9 @@ fn stop_keeps_the_sentry_when_the_bottle_cannot_be_removed() {
         "{err}"
     );
     // The failed removal is checked (the bottle still exists), then nothing more.
-    assert_eq!(
-        f.calls(),
-        vec!["rm --force --ignore", "container exists rbm-demo-bottle"]
-    );
+    let mut want = PRESENT.to_vec();
+    want.extend(["rm --force --ignore", "container exists rbm-demo-bottle"]);
+    assert_eq!(at_once(f.calls(), 0, PRESENT.len()), want);
 }
 
 #[test]
@@ -228,9 +260,10 @@ fn stop_keeps_going_after_network_failures() {
     let err = stop(&f.podman, &f.loaded.profile.names(), "demo")
         .unwrap_err()
         .to_string();
-    let mut want = REMOVE_ALL.to_vec();
-    want.insert(3, "network exists rbm-demo-enclave");
-    assert_eq!(f.calls(), want);
+    let mut want = PRESENT.to_vec();
+    want.extend(REMOVE_ALL);
+    want.insert(PRESENT.len() + 3, "network exists rbm-demo-enclave");
+    assert_eq!(at_once(f.calls(), 0, PRESENT.len()), want);
     assert!(
         err.starts_with("could not remove everything of profile demo:"),
         "{err}"
@@ -244,14 +277,33 @@ fn missing_bottle_image_or_agent_touches_nothing() {
         f.up().unwrap_err(),
         Error::BottleImageMissing { .. }
     ));
-    assert_eq!(
-        f.calls(),
-        vec!["image exists localhost/rbm-demo-bottle:latest"]
-    );
+    assert_eq!(at_once(f.calls(), 0, SURVEY.len()), SURVEY, "only asked");
     let mut f = fake("", "true", "__never__");
     f.opts.agent = f.dir.path().join("none");
     assert!(matches!(f.up().unwrap_err(), Error::AgentMissing { .. }));
-    assert!(f.calls().is_empty());
+    assert_eq!(at_once(f.calls(), 0, SURVEY.len()), SURVEY, "only asked");
+}
+
+#[test]
+fn a_clean_start_removes_nothing() {
+    let f = fake(r#"{"ready":true}"#, "true", "'ps --all'*|'network ls'*");
+    f.up().unwrap();
+    // Listings that fail remove everything, as if it were there.
+    assert!(f.calls().iter().any(|c| c == "network rm rbm-demo-enclave"));
+    let f = fake(r#"{"ready":true}"#, "true", "__never__");
+    let script = std::fs::read_to_string(f.podman.program())
+        .unwrap()
+        .replace("rbm-demo-", "other-");
+    fake_program(f.dir.path(), "podman", &script);
+    f.up().unwrap();
+    let calls = f.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("rm ") || c.contains(" rm ")),
+        "{calls:?}"
+    );
+    assert!(f.bottle_started());
 }
 
 #[test]

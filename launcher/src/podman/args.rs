@@ -137,48 +137,72 @@ pub fn network_rm(name: &str) -> Vec<String> {
     v(&["network", "rm", name])
 }
 
+/// The kinds of object rbm makes and removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Container,
+    Network,
+    Secret,
+}
+
+impl Kind {
+    /// Podman's word for it, as in `podman network exists`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Container => "container",
+            Kind::Network => "network",
+            Kind::Secret => "secret",
+        }
+    }
+
+    /// `podman KIND ls` (`ps -a` for containers) printing one name a line.
+    pub fn list(self) -> Vec<String> {
+        match self {
+            Kind::Container => v(&["ps", "--all", "--format", "{{.Names}}"]),
+            Kind::Network | Kind::Secret => v(&[self.as_str(), "ls", "--format", "{{.Name}}"]),
+        }
+    }
+}
+
 /// A removal, and the command that tells whether the object is still there
 /// (exit 0: it exists, 1: it does not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removal {
+    pub kind: Kind,
+    pub name: String,
     /// What is removed, for messages.
     pub what: String,
     pub rm: Vec<String>,
     pub exists: Vec<String>,
 }
 
-pub fn remove_container(name: &str) -> Removal {
-    Removal {
-        what: format!("container {name}"),
-        rm: rm_container(name),
-        exists: v(&["container", "exists", name]),
+impl Removal {
+    fn of(kind: Kind, name: &str, rm: Vec<String>) -> Removal {
+        Removal {
+            kind,
+            name: name.to_string(),
+            what: format!("{} {name}", kind.as_str()),
+            rm,
+            exists: v(&[kind.as_str(), "exists", name]),
+        }
     }
+}
+
+pub fn remove_container(name: &str) -> Removal {
+    Removal::of(Kind::Container, name, rm_container(name))
 }
 
 pub fn remove_network(name: &str) -> Removal {
-    Removal {
-        what: format!("network {name}"),
-        rm: network_rm(name),
-        exists: v(&["network", "exists", name]),
-    }
+    Removal::of(Kind::Network, name, network_rm(name))
 }
 
 pub fn remove_secret(name: &str) -> Removal {
-    Removal {
-        what: format!("secret {name}"),
-        rm: v(&["secret", "rm", name]),
-        exists: v(&["secret", "exists", name]),
-    }
+    Removal::of(Kind::Secret, name, v(&["secret", "rm", name]))
 }
 
 /// `podman exec SENTRY /rbm-agent ca`: the credential CA's certificate.
 pub fn agent_ca(sentry: &str) -> Vec<String> {
     v(&["exec", sentry, "/rbm-agent", "ca"])
-}
-
-/// The names of all Podman secrets.
-pub fn secret_names() -> Vec<String> {
-    v(&["secret", "ls", "--format", "{{.Name}}"])
 }
 
 /// Everything `stop` removes, in order: bottle first, then its sentry, then networks.

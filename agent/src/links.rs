@@ -249,17 +249,21 @@ async fn link_names(handle: &Handle) -> Result<HashMap<u32, String>, LinksError>
     Ok(out)
 }
 
+/// The first interface with an address in `subnet`. The dump is read to
+/// its end: a dump left unread makes netlink-proto warn, once for every
+/// message it could not hand over, in every sentry's log.
 async fn index_in_subnet(handle: &Handle, subnet: Ipv4Net) -> Result<Option<u32>, LinksError> {
     let mut addrs = handle.address().get().execute();
+    let mut found = None;
     while let Some(msg) = addrs.try_next().await.map_err(nl)? {
         let inside = msg.attributes.iter().any(|a| {
             matches!(a, AddressAttribute::Address(IpAddr::V4(x)) | AddressAttribute::Local(IpAddr::V4(x)) if subnet.contains(x))
         });
-        if inside {
-            return Ok(Some(msg.header.index));
+        if inside && found.is_none() {
+            found = Some(msg.header.index);
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 async fn default_routes(

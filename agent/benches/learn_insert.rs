@@ -103,10 +103,12 @@ fn learn_item(i: u32) -> Learn {
 
 /// Sends `reqs` as one batch and reads every ack into `buf`, reused.
 fn send_acked(socket: &Socket, buf: &mut [u8], reqs: &[Request], seq: &mut u32) {
-    let (bytes, acks) = wire::batch(reqs, *seq);
+    let mut bytes = Vec::new();
+    wire::batch(reqs, *seq, &mut bytes);
+    let acks = seq.wrapping_add(1)..seq.wrapping_add(1 + reqs.len() as u32);
     *seq = seq.wrapping_add(reqs.len() as u32 + 2);
     socket.send(&bytes, 0).expect("send the batch");
-    let mut pending = acks.len();
+    let mut pending = reqs.len();
     while pending > 0 {
         let n = socket.recv(&mut &mut buf[..], 0).expect("read the acks");
         for m in wire::messages(&buf[..n]) {

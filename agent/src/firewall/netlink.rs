@@ -21,6 +21,10 @@ pub struct NetlinkTransport {
     /// The receive buffer, made once: allocating a zeroed megabyte for every
     /// recv cost an mmap and a munmap each time, on every learned answer.
     buf: Vec<u8>,
+    /// The batch being sent, kept for the next one for the same reason.
+    out: Vec<u8>,
+    /// Which requests of the batch still await their answer.
+    pending: Vec<bool>,
 }
 
 /// A NETLINK_NETFILTER socket bound to a port of its own and connected to
@@ -63,6 +67,8 @@ impl NetlinkTransport {
             socket,
             seq: std::process::id().wrapping_mul(1 << 12),
             buf: vec![0u8; RECV_BYTES],
+            out: Vec::new(),
+            pending: Vec::new(),
         })
     }
 
@@ -163,18 +169,23 @@ impl Transport for NetlinkTransport {
             return Ok(());
         }
         let seq = self.next_seq(reqs.len());
-        let (bytes, acks) = wire::batch(reqs, seq);
-        self.socket.send(&bytes, 0).map_err(FirewallError::Io)?;
-        let mut pending: std::collections::HashSet<u32> = acks.into_iter().collect();
+        wire::batch(reqs, seq, &mut self.out);
+        self.socket.send(&self.out, 0).map_err(FirewallError::Io)?;
+        self.pending.clear();
+        self.pending.resize(reqs.len(), true);
+        let mut left = reqs.len();
         let mut first_error = None;
         while let Some(n) = self.recv_queued(false)? {
             for m in wire::messages(&self.buf[..n]) {
-                if m.msg_type != NLMSG_ERROR || !pending.remove(&m.seq) {
+                // Request i's answer comes under seq + 1 + i.
+                let idx = m.seq.wrapping_sub(seq.wrapping_add(1)) as usize;
+                if m.msg_type != NLMSG_ERROR || !self.pending.get(idx).copied().unwrap_or(false) {
                     continue;
                 }
+                self.pending[idx] = false;
+                left -= 1;
                 let code = wire::error_code(m.payload).unwrap_or(-libc::EIO);
                 if code != 0 && first_error.is_none() {
-                    let idx = m.seq.wrapping_sub(seq + 1) as usize;
                     let what = reqs
                         .get(idx)
                         .map(|r| format!("{:?}", r.cmd))
@@ -188,7 +199,7 @@ impl Transport for NetlinkTransport {
         }
         match first_error {
             Some(e) => Err(e),
-            None if !pending.is_empty() => Err(FirewallError::Unanswered(pending.len())),
+            None if left > 0 => Err(FirewallError::Unanswered(left)),
             None => Ok(()),
         }
     }

@@ -215,12 +215,12 @@ fn frame(
 }
 
 /// Frames `reqs` as one nfnetlink batch (BEGIN, requests, END) starting at
-/// sequence number `seq`. Every request asks for an ACK. Returns the bytes
-/// and the sequence numbers that expect an answer.
-pub fn batch(reqs: &[Request], seq: u32) -> (Vec<u8>, Vec<u32>) {
-    let mut out = Vec::new();
+/// sequence number `seq`, into `out` (cleared first). Every request asks
+/// for an ACK: request `i` is answered under sequence number `seq + 1 + i`.
+pub fn batch(reqs: &[Request], seq: u32, out: &mut Vec<u8>) {
+    out.clear();
     frame(
-        &mut out,
+        out,
         NFNL_MSG_BATCH_BEGIN,
         NLM_F_REQUEST,
         seq,
@@ -228,12 +228,11 @@ pub fn batch(reqs: &[Request], seq: u32) -> (Vec<u8>, Vec<u32>) {
         NFNL_SUBSYS_NFTABLES,
         &[],
     );
-    let mut acks = Vec::with_capacity(reqs.len());
     for (i, r) in reqs.iter().enumerate() {
         let s = seq.wrapping_add(1 + i as u32);
         let ty = (NFNL_SUBSYS_NFTABLES << 8) | r.cmd as u16;
         frame(
-            &mut out,
+            out,
             ty,
             NLM_F_REQUEST | NLM_F_ACK | r.flags,
             s,
@@ -241,11 +240,10 @@ pub fn batch(reqs: &[Request], seq: u32) -> (Vec<u8>, Vec<u32>) {
             0,
             &r.attrs,
         );
-        acks.push(s);
     }
     let end = seq.wrapping_add(1 + reqs.len() as u32);
     frame(
-        &mut out,
+        out,
         NFNL_MSG_BATCH_END,
         NLM_F_REQUEST,
         end,
@@ -253,7 +251,6 @@ pub fn batch(reqs: &[Request], seq: u32) -> (Vec<u8>, Vec<u32>) {
         NFNL_SUBSYS_NFTABLES,
         &[],
     );
-    (out, acks)
 }
 
 /// A single (non-batch) request, e.g. a dump.
@@ -349,13 +346,15 @@ mod tests {
             family: NFPROTO_INET,
             attrs: vec![],
         };
-        let (bytes, acks) = batch(&[r.clone(), r], 100);
+        let mut bytes = vec![1, 2, 3];
+        batch(&[r.clone(), r], 100, &mut bytes);
         let msgs = messages(&bytes);
         assert_eq!(msgs.len(), 4);
         assert_eq!(msgs[0].msg_type, NFNL_MSG_BATCH_BEGIN);
         assert_eq!(msgs[1].msg_type, (10 << 8) | Cmd::NewTable as u16);
         assert_eq!(msgs[3].msg_type, NFNL_MSG_BATCH_END);
-        assert_eq!(acks, vec![101, 102]);
+        let seqs: Vec<u32> = msgs.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, vec![100, 101, 102, 103], "requests from seq + 1");
         // res_id of BEGIN carries the nftables subsystem, big-endian.
         assert_eq!(&msgs[0].payload[2..4], &[0, 10]);
     }

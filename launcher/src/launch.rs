@@ -28,7 +28,7 @@ pub struct UpOptions {
 }
 
 mod survey;
-pub use survey::{Images, Present, Survey};
+pub use survey::{host_and_present, Images, Present, Survey};
 
 /// Starts the sentry, waits for its filter, then starts the bottle.
 /// `survey` is what podman said before (`Survey::ask_with_host`). On
@@ -42,7 +42,7 @@ pub fn up(
 ) -> Result<(), Error> {
     let volumes = prepare(podman, host, loaded, opts, survey.images)?;
     let names = loaded.profile.names();
-    remove(podman, &names, &opts.profile_arg, &survey.present)?;
+    stop_present(podman, &names, &opts.profile_arg, &survey.present)?;
     if let Err(cause) = start(podman, loaded, &volumes, opts) {
         progress("start failed; removing what was created");
         return Err(cleanup_after(
@@ -243,46 +243,69 @@ fn print_logs(podman: &Podman, container: &str) {
 /// after a failure and reports all, except that a bottle that could not be
 /// removed stops everything: its sentry must keep filtering.
 pub fn stop(podman: &Podman, names: &Names, profile_arg: &str) -> Result<(), Error> {
-    remove(podman, names, profile_arg, &Present::ask(podman))
+    stop_present(podman, names, profile_arg, &Present::ask(podman))
 }
 
 /// `stop`, given what exists: what `present` shows absent is not asked
 /// to go (on a clean start that is every call saved).
-fn remove(
+pub fn stop_present(
     podman: &Podman,
     names: &Names,
     profile_arg: &str,
     present: &Present,
 ) -> Result<(), Error> {
-    let mut failures = Vec::new();
-    let mut containers_gone = true;
-    for (i, removal) in args::stop(names).iter().enumerate() {
-        if !present.may_hold(removal) {
-            continue;
-        }
-        if let Err(e) = podman.remove(removal) {
-            failures.push(e);
-            containers_gone &= i > 1;
-            if i == 0 {
-                break; // the bottle is still there: leave its sentry in force
-            }
-        }
-    }
-    if containers_gone {
-        for secret in present.our_secrets(names) {
-            if let Err(e) = podman.remove(&args::remove_secret(&secret)) {
-                failures.push(e);
-            }
-        }
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
+    let failed = |failures| {
         Err(Error::StopFailed {
             profile: profile_arg.to_string(),
             failures,
         })
+    };
+    let [bottle, sentry] = args::containers(names);
+    if present.may_hold(&bottle) {
+        if let Err(e) = podman.remove(&bottle) {
+            return failed(vec![e]); // the bottle is still there: leave its sentry in force
+        }
     }
+    let mut failures = Vec::new();
+    if present.may_hold(&sentry) {
+        if let Err(e) = podman.remove(&sentry) {
+            failures.push(e);
+        }
+    }
+    // The rest at once: the networks, and rbm's secrets if no container
+    // of the profile remains to use them.
+    let mut rest: Vec<args::Removal> = args::networks(names)
+        .into_iter()
+        .filter(|r| present.may_hold(r))
+        .collect();
+    if failures.is_empty() {
+        rest.extend(
+            present
+                .our_secrets(names)
+                .iter()
+                .map(|s| args::remove_secret(s)),
+        );
+    }
+    failures.extend(remove_at_once(podman, &rest));
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        failed(failures)
+    }
+}
+
+/// Removes each of `removals` at the same time; the errors, in order.
+fn remove_at_once(podman: &Podman, removals: &[args::Removal]) -> Vec<Error> {
+    std::thread::scope(|s| {
+        let running: Vec<_> = removals
+            .iter()
+            .map(|r| s.spawn(|| podman.remove(r)))
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|h| survey::join(h).err())
+            .collect()
+    })
 }
 
 /// What `up` prints once both containers run.

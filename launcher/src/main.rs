@@ -171,8 +171,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Info => info(chosen, &places),
         Command::Stop(p) => {
-            let (podman, _, l) = ready(chosen, &places, &p.profile)?;
-            launch::stop(&podman, &l.profile.names(), &p.profile)?;
+            let l = lookup::load(&p.profile, &places)?;
+            let podman = find_podman(chosen, &places)?;
+            let (host, present) = launch::host_and_present(&podman);
+            let podman = podman.with_mode(host?.mode);
+            launch::stop_present(&podman, &l.profile.names(), &p.profile, &present)?;
             println!(
                 "rbm: {} stopped; nothing of moniker {} remains",
                 p.profile, l.profile.moniker

@@ -141,6 +141,15 @@ impl Survey {
     }
 }
 
+/// Asks podman what it is while it lists what exists (for `stop`).
+pub fn host_and_present(podman: &Podman) -> (Result<Host, Error>, Present) {
+    thread::scope(|s| {
+        let present = s.spawn(|| Present::ask(podman));
+        let host = Host::detect(podman);
+        (host, join(present))
+    })
+}
+
 /// A scoped thread's result; its panic goes on in this thread.
 pub(super) fn join<T>(handle: ScopedJoinHandle<'_, T>) -> T {
     handle

@@ -114,7 +114,8 @@ const SURVEY: [&str; 5] = [
     "secret ls --format",
 ];
 
-/// The removals of what exists, in order.
+/// The removals of what exists: the bottle, the sentry, then both
+/// networks at once (sorted).
 const REMOVE_ALL: [&str; 4] = [
     "rm --force --ignore",
     "rm --force --ignore",
@@ -132,6 +133,7 @@ fn at_once(mut calls: Vec<String>, from: usize, n: usize) -> Vec<String> {
 fn assert_ends_in_a_full_stop(calls: &[String]) {
     let tail = calls.len() - REMOVE_ALL.len() - PRESENT.len();
     let calls = at_once(calls.to_vec(), tail, PRESENT.len());
+    let calls = at_once(calls, tail + PRESENT.len() + 2, 2);
     assert_eq!(calls[tail..tail + PRESENT.len()], PRESENT, "{calls:?}");
     assert_eq!(calls[tail + PRESENT.len()..], REMOVE_ALL, "{calls:?}");
 }
@@ -151,6 +153,7 @@ fn up_builds_clears_creates_waits_then_starts_the_bottle() {
     ]);
     want.extend(["exec rbm-demo-sentry /rbm-agent", "run -d --pull=never"]);
     let calls = at_once(f.calls(), 0, SURVEY.len());
+    let calls = at_once(calls, SURVEY.len() + 3, 2);
     assert_eq!(at_once(calls, SURVEY.len() + 5, 2), want);
     assert!(f.bottle_started());
     assert!(
@@ -262,8 +265,10 @@ fn stop_keeps_going_after_network_failures() {
         .to_string();
     let mut want = PRESENT.to_vec();
     want.extend(REMOVE_ALL);
-    want.insert(PRESENT.len() + 3, "network exists rbm-demo-enclave");
-    assert_eq!(at_once(f.calls(), 0, PRESENT.len()), want);
+    // At once with the other network's removal (sorted).
+    want.insert(PRESENT.len() + 2, "network exists rbm-demo-enclave");
+    let calls = at_once(f.calls(), 0, PRESENT.len());
+    assert_eq!(at_once(calls, PRESENT.len() + 2, 3), want);
     assert!(
         err.starts_with("could not remove everything of profile demo:"),
         "{err}"

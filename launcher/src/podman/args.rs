@@ -205,11 +205,17 @@ pub fn agent_ca(sentry: &str) -> Vec<String> {
     v(&["exec", sentry, "/rbm-agent", "ca"])
 }
 
-/// Everything `stop` removes, in order: bottle first, then its sentry, then networks.
-pub fn stop(names: &Names) -> Vec<Removal> {
-    vec![
+/// The containers `stop` removes, in order: the bottle, then its sentry.
+pub fn containers(names: &Names) -> [Removal; 2] {
+    [
         remove_container(&names.bottle),
         remove_container(&names.sentry),
+    ]
+}
+
+/// The networks `stop` removes once the containers are gone.
+pub fn networks(names: &Names) -> [Removal; 2] {
+    [
         remove_network(&names.enclave),
         remove_network(&names.uplink),
     ]

@@ -113,7 +113,12 @@ fn bottle_never_joins_the_uplink_and_never_publishes() {
 
 #[test]
 fn stop_removes_bottle_then_sentry_then_networks() {
-    let cmds: Vec<Vec<String>> = stop(&profile().names()).into_iter().map(|r| r.rm).collect();
+    let names = profile().names();
+    let cmds: Vec<Vec<String>> = containers(&names)
+        .into_iter()
+        .chain(networks(&names))
+        .map(|r| r.rm)
+        .collect();
     assert_eq!(
         cmds,
         vec![

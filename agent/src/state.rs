@@ -567,6 +567,38 @@ mod tests {
         assert_eq!(l[0].expires_in_secs, 60);
     }
 
+    /// The process's resident memory, in bytes.
+    fn resident() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: usize = statm.split(' ').nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+
+    /// Not a test: what a flood of fresh names costs the agent's memory.
+    /// `cargo test -p rbm-agent --lib -- --ignored --exact --nocapture
+    /// state::tests::a_flood_of_fresh_names_costs_little_memory_per_address`
+    #[test]
+    #[ignore]
+    fn a_flood_of_fresh_names_costs_little_memory_per_address() {
+        const FLOOD: u32 = 100_000;
+        let s = Shared::default();
+        let before = resident();
+        for i in 0..FLOOD {
+            let item = Learn {
+                addr: IpAddr::from(std::net::Ipv4Addr::from(0x0a40_0000 + i)),
+                ports: Ports::All,
+                timeout: Duration::from_secs(3600),
+            };
+            s.record_learned(&format!("f{i}.fresh.example.test"), &[item], Instant::now());
+        }
+        let grown = resident().saturating_sub(before);
+        println!(
+            "{FLOOD} addresses: resident memory grew {grown} B, {} B per address",
+            grown / FLOOD as usize
+        );
+        assert_eq!(s.learned().len(), FLOOD as usize);
+    }
+
     #[test]
     fn a_fresh_learning_with_the_same_ports_needs_no_kernel_call() {
         let s = Shared::default();

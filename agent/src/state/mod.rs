@@ -2,10 +2,13 @@
 //! the control socket and main: readiness, DNS counts, learned addresses,
 //! recently refused names.
 
-use std::collections::{BTreeMap, VecDeque};
+mod learned;
+mod names;
+
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +17,7 @@ use tokio::sync::broadcast;
 use crate::firewall::ruleset::LEARNED_MAX;
 use crate::firewall::Learn;
 use crate::profile::Ports;
+use learned::{Learned, MAX_LEARNED_KEPT};
 
 /// How many refused names status remembers.
 const RECENT_REFUSED: usize = 32;
@@ -23,14 +27,6 @@ const RECENT_NAME_DENIALS: usize = 32;
 const RECENT_DENIED: usize = 64;
 /// Events a slow watcher may fall behind before it misses some.
 const WATCH_BACKLOG: usize = 256;
-/// How long an expired learned address is remembered, to explain a drop
-/// ("expired 40 s ago"), and how many at most.
-const EXPIRED_KEPT: Duration = Duration::from_secs(24 * 3600);
-const MAX_LEARNED_KEPT: usize = 16384;
-/// How often learning sweeps out what is remembered no longer: a sweep reads
-/// the whole map, too slow to do on every answer (it grew with the map:
-/// up to 0.2 ms of a fresh name's time at 10,000 addresses).
-const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// What a reload does with the addresses names opened before it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,38 +101,10 @@ pub struct Denied {
     pub reason: String,
 }
 
-/// Every address a name opened, expired or not, and when that was last
-/// swept of what is remembered no longer.
-#[derive(Debug, Default)]
-struct Learned {
-    by_addr: BTreeMap<IpAddr, LearnedRecord>,
-    swept: Option<Instant>,
-}
-
-impl Learned {
-    /// Drops what is remembered no longer, at most once every
-    /// `PRUNE_EVERY`: a sweep reads the whole map.
-    fn sweep_if_due(&mut self, now: Instant) {
-        if self
-            .swept
-            .is_some_and(|at| now.saturating_duration_since(at) < PRUNE_EVERY)
-        {
-            return;
-        }
-        let l = &mut self.by_addr;
-        l.retain(|_, e| now.saturating_duration_since(e.expires) < EXPIRED_KEPT);
-        if l.len() >= MAX_LEARNED_KEPT {
-            l.retain(|_, e| e.expires > now);
-        }
-        self.swept = Some(now);
-    }
-}
-
 /// What the learned map remembers of an address, expired or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LearnedRecord {
-    /// Shared by the addresses of one answer.
-    pub name: Arc<str>,
+    pub name: String,
     pub ports: Ports,
     pub expires: Instant,
     /// A reload took it away (its name is no longer allowed).
@@ -248,19 +216,7 @@ impl Shared {
     pub fn record_learned(&self, name: &str, items: &[Learn], sent: Instant) {
         let mut learned = self.learned.lock().unwrap();
         learned.sweep_if_due(Instant::now());
-        let l = &mut learned.by_addr;
-        let shared_name: Arc<str> = Arc::from(name);
-        for item in items {
-            l.insert(
-                item.addr,
-                LearnedRecord {
-                    name: shared_name.clone(),
-                    ports: item.ports.clone(),
-                    expires: sent + item.timeout,
-                    revoked: false,
-                },
-            );
-        }
+        learned.record(name, items, sent);
     }
 
     /// Whether `more` addresses may still be learned: the agent remembers
@@ -270,7 +226,7 @@ impl Shared {
     pub fn has_room(&self, more: usize) -> bool {
         let mut learned = self.learned.lock().unwrap();
         learned.sweep_if_due(Instant::now());
-        learned.by_addr.len() + more <= LEARNED_MAX as usize + MAX_LEARNED_KEPT
+        learned.len() + more <= LEARNED_MAX as usize + MAX_LEARNED_KEPT
     }
 
     /// How long `item`'s address stays open anyway, when its last learning
@@ -278,10 +234,8 @@ impl Shared {
     /// `item.timeout`: then the kernel need not be asked again, and the
     /// answer's TTL must not exceed what is left.
     pub fn still_open(&self, item: &Learn) -> Option<Duration> {
-        let l = &self.learned.lock().unwrap().by_addr;
-        let entry = l.get(&item.addr).filter(|e| e.ports == item.ports)?;
-        let left = entry.expires.saturating_duration_since(Instant::now());
-        (left >= item.timeout / 2).then_some(left)
+        let learned = self.learned.lock().unwrap();
+        learned.still_open(item, Instant::now())
     }
 
     pub fn dns_counts(&self) -> DnsCounts {
@@ -295,49 +249,19 @@ impl Shared {
 
     /// What was last learned for `addr`, even if it has expired since.
     pub fn learned_record(&self, addr: IpAddr) -> Option<LearnedRecord> {
-        self.learned.lock().unwrap().by_addr.get(&addr).cloned()
+        self.learned.lock().unwrap().record_of(addr)
     }
 
     /// What a reload to a policy that grants `grant(address, name)` keeps
     /// of every address a name opened (and the agent still remembers).
     pub fn reload_plan(&self, grant: impl Fn(IpAddr, &str) -> Option<Ports>) -> ReloadPlan {
-        let l = &self.learned.lock().unwrap().by_addr;
-        let now = Instant::now();
-        let mut plan = ReloadPlan::default();
-        for (addr, e) in l.iter().filter(|(_, e)| !e.revoked) {
-            let Some(ports) = grant(*addr, &e.name) else {
-                plan.revoked.push(*addr);
-                continue;
-            };
-            let item = |timeout| Learn {
-                addr: *addr,
-                ports: ports.clone(),
-                timeout,
-            };
-            if e.expires > now {
-                plan.relearn.push(item(e.expires - now));
-            }
-            plan.kept.push(item(Duration::ZERO));
-        }
-        plan
+        self.learned.lock().unwrap().plan(Instant::now(), grant)
     }
 
     /// The reload of `plan` is in force: remember the new ports, and that
     /// revoked addresses are closed (a later answer must open them anew).
     pub fn reloaded(&self, plan: &ReloadPlan) {
-        let l = &mut self.learned.lock().unwrap().by_addr;
-        let now = Instant::now();
-        for item in &plan.kept {
-            if let Some(e) = l.get_mut(&item.addr) {
-                e.ports = item.ports.clone();
-            }
-        }
-        for addr in &plan.revoked {
-            if let Some(e) = l.get_mut(addr) {
-                e.revoked = true;
-                e.expires = e.expires.min(now);
-            }
-        }
+        self.learned.lock().unwrap().reloaded(plan, Instant::now());
     }
 
     /// The policy's generation, and how often it was reloaded (also
@@ -419,32 +343,13 @@ impl Shared {
 
     /// Learned addresses that have not expired, soonest to expire first.
     pub fn learned(&self) -> Vec<LearnedView> {
-        let now = Instant::now();
-        let l = &self.learned.lock().unwrap().by_addr;
-        let mut v: Vec<LearnedView> = l
-            .iter()
-            .filter(|(_, e)| e.expires > now)
-            .map(|(addr, e)| LearnedView {
-                addr: *addr,
-                name: e.name.to_string(),
-                ports: match &e.ports {
-                    Ports::All => None,
-                    Ports::Only(p) => Some(p.iter().copied().collect()),
-                },
-                expires_in_secs: e
-                    .expires
-                    .saturating_duration_since(now)
-                    .as_secs_f64()
-                    .ceil() as u64,
-            })
-            .collect();
-        v.sort_by_key(|e| e.expires_in_secs);
-        v
+        self.learned.lock().unwrap().views(Instant::now())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::learned::PRUNE_EVERY;
     use super::*;
 
     #[test]
@@ -516,7 +421,7 @@ mod tests {
         // the arm64 run under qemu, must not expire them any earlier).
         let mut learned = s.learned.lock().unwrap();
         let past = Instant::now() - Duration::from_secs(1);
-        learned.by_addr.values_mut().for_each(|e| e.expires = past);
+        learned.expire_all(past);
         learned.swept = Some(Instant::now() - PRUNE_EVERY);
         drop(learned);
         assert!(s.has_room(1), "expired and swept: room again");
@@ -565,6 +470,44 @@ mod tests {
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].name, "a.test");
         assert_eq!(l[0].expires_in_secs, 60);
+    }
+
+    /// The process's resident memory that is not its program's pages.
+    fn resident() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find_map(|l| l.strip_prefix("RssAnon:"));
+        let kib = line.unwrap().trim().trim_end_matches("kB").trim();
+        kib.parse::<usize>().unwrap() * 1024
+    }
+
+    /// Not a test: what a flood of fresh names costs the agent's memory.
+    /// `cargo test -p rbm-agent --lib -- --ignored --exact --nocapture
+    /// state::tests::a_flood_of_fresh_names_costs_little_memory_per_address`
+    /// (glibc keeps the tables a growing map left behind, unlike musl:
+    /// `MALLOC_MMAP_THRESHOLD_=65536` gives them back, as the agent does).
+    #[test]
+    #[ignore]
+    fn a_flood_of_fresh_names_costs_little_memory_per_address() {
+        const FLOOD: u32 = 100_000;
+        let s = Shared::default();
+        let learn = |i: u32| {
+            let item = Learn {
+                addr: IpAddr::from(std::net::Ipv4Addr::from(0x0a40_0000 + i)),
+                ports: Ports::All,
+                timeout: Duration::from_secs(3600),
+            };
+            let name = format!("n{i}.rbm-flood.fresh.example.test");
+            s.record_learned(&name, &[item], Instant::now());
+        };
+        learn(FLOOD);
+        let before = resident();
+        (0..FLOOD).for_each(learn);
+        let grown = resident().saturating_sub(before);
+        println!(
+            "{FLOOD} addresses: resident memory grew {grown} B, {} B per address",
+            grown / FLOOD as usize
+        );
+        assert_eq!(s.learned().len(), FLOOD as usize);
     }
 
     #[test]

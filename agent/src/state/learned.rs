@@ -1,0 +1,487 @@
+//! Every address a name opened, expired or not, as the agent remembers it:
+//! compactly, for a flood of fresh names must grow the agent by little
+//! (an IPv4 address takes 16 bytes in a hash map, its name one piece of
+//! `Names` unless another name shares it, its ports an index).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use super::names::{NameId, Names};
+use super::{LearnedRecord, LearnedView, ReloadPlan};
+use crate::firewall::Learn;
+use crate::profile::Ports;
+
+/// How long an expired learned address is remembered, to explain a drop
+/// ("expired 40 s ago"), and how many at most.
+pub(super) const EXPIRED_KEPT: Duration = Duration::from_secs(24 * 3600);
+pub(super) const MAX_LEARNED_KEPT: usize = 16384;
+/// How often learning sweeps out what is remembered no longer: a sweep reads
+/// the whole map, too slow to do on every answer (it grew with the map:
+/// up to 0.2 ms of a fresh name's time at 10,000 addresses).
+pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(1);
+/// The latest expiry a slot holds, in ms since the epoch (8,900 years).
+const LATEST: u64 = (1 << 48) - 1;
+/// A name's top bit in a slot: a reload took the address away.
+const REVOKED: u32 = 1 << 31;
+/// A map at least this many times larger than what it holds gives back
+/// the rest (once a flood expired).
+const SHRINK_AT: usize = 4;
+
+/// What is remembered of one address.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// When it expires, in ms since the epoch: the low 32 bits, the high 16.
+    expires_low: u32,
+    expires_high: u16,
+    /// Its ports in the `PortsTable`.
+    ports: u16,
+    /// Its name's `NameId`, and `REVOKED`.
+    name: u32,
+}
+
+const _: () = assert!(size_of::<(Ipv4Addr, Slot)>() == 16);
+
+impl Slot {
+    fn new(expires: u64, ports: u16, name: NameId) -> Slot {
+        debug_assert!(name.index() & REVOKED == 0, "2^31 pieces are never made");
+        let mut slot = Slot {
+            expires_low: 0,
+            expires_high: 0,
+            ports,
+            name: name.index(),
+        };
+        slot.set_expires(expires);
+        slot
+    }
+
+    fn expires(&self) -> u64 {
+        u64::from(self.expires_high) << 32 | u64::from(self.expires_low)
+    }
+
+    fn set_expires(&mut self, ms: u64) {
+        let ms = ms.min(LATEST);
+        (self.expires_low, self.expires_high) = (ms as u32, (ms >> 32) as u16);
+    }
+
+    fn name(&self) -> NameId {
+        NameId::from_index(self.name & !REVOKED)
+    }
+
+    fn revoked(&self) -> bool {
+        self.name & REVOKED != 0
+    }
+}
+
+/// The ports learned addresses were opened for, each set kept once: there
+/// are as many as the policy has grants (a reload gives the addresses it
+/// keeps the new policy's), besides those of revoked addresses.
+#[derive(Debug, Default)]
+struct PortsTable {
+    /// Each set and how many slots hold it; 0: free.
+    sets: Vec<(Ports, u32)>,
+}
+
+impl PortsTable {
+    /// `ports`, held once more; none if 65,536 other sets are held.
+    fn intern(&mut self, ports: &Ports) -> Option<u16> {
+        let held = self.sets.iter().position(|(p, n)| *n > 0 && p == ports);
+        let at = match held {
+            Some(at) => at,
+            None => match self.sets.iter().position(|(_, n)| *n == 0) {
+                Some(at) => {
+                    self.sets[at].0 = ports.clone();
+                    at
+                }
+                None if self.sets.len() <= usize::from(u16::MAX) => {
+                    self.sets.push((ports.clone(), 0));
+                    self.sets.len() - 1
+                }
+                None => return None,
+            },
+        };
+        self.sets[at].1 += 1;
+        Some(at as u16)
+    }
+
+    fn release(&mut self, id: u16) {
+        let set = &mut self.sets[usize::from(id)];
+        set.1 -= 1;
+        if set.1 == 0 {
+            set.0 = Ports::All;
+        }
+    }
+
+    fn get(&self, id: u16) -> &Ports {
+        &self.sets[usize::from(id)].0
+    }
+}
+
+/// Every address a name opened, expired or not, and when that was last
+/// swept of what is remembered no longer.
+#[derive(Debug)]
+pub(super) struct Learned {
+    v4: HashMap<Ipv4Addr, Slot>,
+    v6: HashMap<Ipv6Addr, Slot>,
+    names: Names,
+    ports: PortsTable,
+    /// What slots count their expiry from: a day before the map was made,
+    /// so that every expiry a sweep keeps comes after it.
+    epoch: Instant,
+    pub(super) swept: Option<Instant>,
+}
+
+impl Default for Learned {
+    fn default() -> Learned {
+        let now = Instant::now();
+        Learned {
+            v4: HashMap::new(),
+            v6: HashMap::new(),
+            names: Names::default(),
+            ports: PortsTable::default(),
+            epoch: now.checked_sub(EXPIRED_KEPT).unwrap_or(now),
+            swept: None,
+        }
+    }
+}
+
+impl Learned {
+    /// How many addresses are remembered.
+    pub(super) fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// `at` in ms since the epoch, no earlier than the epoch and no later
+    /// than `LATEST`; rounded down, so that what is remembered never
+    /// outlives the kernel's element.
+    fn ms(&self, at: Instant) -> u64 {
+        let ms = at.saturating_duration_since(self.epoch).as_millis();
+        u64::try_from(ms).unwrap_or(LATEST).min(LATEST)
+    }
+
+    fn instant(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
+    fn slot(&self, addr: IpAddr) -> Option<&Slot> {
+        match addr {
+            IpAddr::V4(a) => self.v4.get(&a),
+            IpAddr::V6(a) => self.v6.get(&a),
+        }
+    }
+
+    fn slot_mut(&mut self, addr: IpAddr) -> Option<&mut Slot> {
+        match addr {
+            IpAddr::V4(a) => self.v4.get_mut(&a),
+            IpAddr::V6(a) => self.v6.get_mut(&a),
+        }
+    }
+
+    fn slots(&self) -> impl Iterator<Item = (IpAddr, &Slot)> {
+        let v4 = self.v4.iter().map(|(a, s)| (IpAddr::V4(*a), s));
+        v4.chain(self.v6.iter().map(|(a, s)| (IpAddr::V6(*a), s)))
+    }
+
+    /// Lets go of what `slot` held.
+    fn forget(names: &mut Names, ports: &mut PortsTable, slot: &Slot) {
+        names.release(slot.name());
+        ports.release(slot.ports);
+    }
+
+    /// Keeps the slots `keep` says, forgets the others.
+    fn retain(&mut self, keep: impl Fn(&Slot) -> bool) {
+        let Learned {
+            v4,
+            v6,
+            names,
+            ports,
+            ..
+        } = self;
+        let mut kept = |slot: &Slot| {
+            let kept = keep(slot);
+            if !kept {
+                Learned::forget(names, ports, slot);
+            }
+            kept
+        };
+        v4.retain(|_, slot| kept(slot));
+        v6.retain(|_, slot| kept(slot));
+        if v4.capacity() > SHRINK_AT * v4.len().max(1024) {
+            v4.shrink_to_fit();
+        }
+        if v6.capacity() > SHRINK_AT * v6.len().max(1024) {
+            v6.shrink_to_fit();
+        }
+    }
+
+    /// Drops what is remembered no longer, at most once every
+    /// `PRUNE_EVERY`: a sweep reads the whole map.
+    pub(super) fn sweep_if_due(&mut self, now: Instant) {
+        if self
+            .swept
+            .is_some_and(|at| now.saturating_duration_since(at) < PRUNE_EVERY)
+        {
+            return;
+        }
+        let now_ms = self.ms(now);
+        let kept_ms = EXPIRED_KEPT.as_millis() as u64;
+        self.retain(|slot| now_ms.saturating_sub(slot.expires()) < kept_ms);
+        if self.len() >= MAX_LEARNED_KEPT {
+            self.retain(|slot| slot.expires() > now_ms);
+        }
+        self.swept = Some(now);
+    }
+
+    /// Remembers addresses that `name` taught, sent to the kernel at `sent`
+    /// (not one whose ports find no room, 65,536 other sets in use: the
+    /// kernel has it all the same).
+    pub(super) fn record(&mut self, name: &str, items: &[Learn], sent: Instant) {
+        if items.is_empty() {
+            return;
+        }
+        let name = self.names.intern(name);
+        for item in items {
+            let Some(ports) = self.ports.intern(&item.ports) else {
+                continue;
+            };
+            let expires = sent
+                .checked_add(item.timeout)
+                .map_or(LATEST, |t| self.ms(t));
+            self.names.hold(name);
+            let slot = Slot::new(expires, ports, name);
+            let old = match item.addr {
+                IpAddr::V4(a) => self.v4.insert(a, slot),
+                IpAddr::V6(a) => self.v6.insert(a, slot),
+            };
+            if let Some(old) = old {
+                Learned::forget(&mut self.names, &mut self.ports, &old);
+            }
+        }
+        self.names.release(name);
+    }
+
+    /// What was last learned for `addr`, even if it has expired since.
+    pub(super) fn record_of(&self, addr: IpAddr) -> Option<LearnedRecord> {
+        let slot = self.slot(addr)?;
+        Some(LearnedRecord {
+            name: self.names.name(slot.name()),
+            ports: self.ports.get(slot.ports).clone(),
+            expires: self.instant(slot.expires()),
+            revoked: slot.revoked(),
+        })
+    }
+
+    /// How long `item`'s address stays open anyway (see
+    /// `Shared::still_open`).
+    pub(super) fn still_open(&self, item: &Learn, now: Instant) -> Option<Duration> {
+        let slot = self
+            .slot(item.addr)
+            .filter(|s| *self.ports.get(s.ports) == item.ports)?;
+        let left = self.instant(slot.expires()).saturating_duration_since(now);
+        (left >= item.timeout / 2).then_some(left)
+    }
+
+    /// What a reload to a policy that grants `grant(address, name)` keeps,
+    /// address by address in order.
+    pub(super) fn plan(
+        &self,
+        now: Instant,
+        grant: impl Fn(IpAddr, &str) -> Option<Ports>,
+    ) -> ReloadPlan {
+        let mut slots: Vec<(IpAddr, &Slot)> = self.slots().filter(|(_, s)| !s.revoked()).collect();
+        slots.sort_unstable_by_key(|(addr, _)| *addr);
+        let mut plan = ReloadPlan::default();
+        for (addr, slot) in slots {
+            let Some(ports) = grant(addr, &self.names.name(slot.name())) else {
+                plan.revoked.push(addr);
+                continue;
+            };
+            let item = |timeout| Learn {
+                addr,
+                ports: ports.clone(),
+                timeout,
+            };
+            let expires = self.instant(slot.expires());
+            if expires > now {
+                plan.relearn.push(item(expires - now));
+            }
+            plan.kept.push(item(Duration::ZERO));
+        }
+        plan
+    }
+
+    /// The reload of `plan` is in force (see `Shared::reloaded`).
+    pub(super) fn reloaded(&mut self, plan: &ReloadPlan, now: Instant) {
+        for item in &plan.kept {
+            let Some(ports) = self.ports.intern(&item.ports) else {
+                continue;
+            };
+            let old = self.slot_mut(item.addr).map(|slot| {
+                let old = slot.ports;
+                slot.ports = ports;
+                old
+            });
+            self.ports.release(old.unwrap_or(ports));
+        }
+        let now_ms = self.ms(now);
+        for addr in &plan.revoked {
+            if let Some(slot) = self.slot_mut(*addr) {
+                slot.name |= REVOKED;
+                slot.set_expires(slot.expires().min(now_ms));
+            }
+        }
+    }
+
+    /// Learned addresses that have not expired, soonest to expire first
+    /// (then by address).
+    pub(super) fn views(&self, now: Instant) -> Vec<LearnedView> {
+        let now_ms = self.ms(now);
+        let mut v: Vec<LearnedView> = self
+            .slots()
+            .filter(|(_, slot)| slot.expires() > now_ms)
+            .map(|(addr, slot)| LearnedView {
+                addr,
+                name: self.names.name(slot.name()),
+                ports: match self.ports.get(slot.ports) {
+                    Ports::All => None,
+                    Ports::Only(p) => Some(p.iter().copied().collect()),
+                },
+                expires_in_secs: self
+                    .instant(slot.expires())
+                    .saturating_duration_since(now)
+                    .as_secs_f64()
+                    .ceil() as u64,
+            })
+            .collect();
+        v.sort_unstable_by_key(|e| (e.expires_in_secs, e.addr));
+        v
+    }
+
+    /// Every address expires at `at` (tests: set, not slept).
+    #[cfg(test)]
+    pub(super) fn expire_all(&mut self, at: Instant) {
+        let ms = self.ms(at);
+        let slots = self.v4.values_mut().chain(self.v6.values_mut());
+        slots.for_each(|slot| slot.set_expires(ms));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn learn(addr: &str, ports: Ports, timeout: Duration) -> Learn {
+        Learn {
+            addr: addr.parse().unwrap(),
+            ports,
+            timeout,
+        }
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn forgotten_addresses_let_go_of_their_names_and_ports() {
+        let mut l = Learned::default();
+        let now = Instant::now();
+        let https = Ports::Only([443].into());
+        let a = [
+            learn("192.0.2.1", https.clone(), MINUTE),
+            learn("2001:db8::1", https.clone(), MINUTE),
+        ];
+        l.record("a.example.test", &a, now);
+        l.record(
+            "b.example.test",
+            &[learn("192.0.2.1", Ports::All, MINUTE)],
+            now,
+        );
+        let record = |addr: &str| l.record_of(addr.parse().unwrap()).unwrap();
+        assert_eq!(record("192.0.2.1").name, "b.example.test");
+        assert_eq!(record("192.0.2.1").ports, Ports::All);
+        assert_eq!(record("2001:db8::1").name, "a.example.test");
+        assert_eq!(record("2001:db8::1").ports, https);
+        assert_eq!(l.names.pieces_held(), 4);
+        l.expire_all(now - EXPIRED_KEPT);
+        l.sweep_if_due(now);
+        assert_eq!(l.len(), 0);
+        assert_eq!(l.names.pieces_held(), 0);
+        assert!(l.ports.sets.iter().all(|(_, held)| *held == 0));
+    }
+
+    #[test]
+    fn a_map_a_flood_left_gives_its_room_back_once_swept() {
+        let mut l = Learned::default();
+        let now = Instant::now();
+        let items: Vec<Learn> = (0..20_000u32)
+            .map(|i| Learn {
+                addr: IpAddr::V4(Ipv4Addr::from(0x0a40_0000 + i)),
+                ports: Ports::All,
+                timeout: MINUTE,
+            })
+            .collect();
+        l.record("flood.test", &items, now);
+        assert!(l.v4.capacity() >= 20_000);
+        l.expire_all(now - Duration::from_secs(1));
+        l.sweep_if_due(now);
+        assert_eq!(l.len(), 0, "more than MAX_LEARNED_KEPT: the expired go");
+        assert!(l.v4.capacity() < 20_000);
+    }
+
+    #[test]
+    fn a_reload_s_ports_and_revocations_are_remembered() {
+        let mut l = Learned::default();
+        let now = Instant::now();
+        let items = [
+            learn("192.0.2.2", Ports::All, MINUTE),
+            learn("192.0.2.1", Ports::All, MINUTE),
+        ];
+        l.record("a.test", &items, now);
+        let https = Ports::Only([443].into());
+        let plan = l.plan(now, |addr, name| {
+            assert_eq!(name, "a.test");
+            (addr == items[1].addr).then(|| https.clone())
+        });
+        assert_eq!(plan.revoked, [items[0].addr]);
+        assert_eq!(plan.kept.len(), 1);
+        assert_eq!(plan.relearn[0].ports, https);
+        l.reloaded(&plan, now);
+        let kept = l.record_of(items[1].addr).unwrap();
+        assert!(!kept.revoked && kept.ports == https && kept.expires > now);
+        let revoked = l.record_of(items[0].addr).unwrap();
+        assert!(revoked.revoked && revoked.expires <= now);
+        assert_eq!(
+            (revoked.name.as_str(), revoked.ports),
+            ("a.test", Ports::All)
+        );
+        let again = l.plan(now, |_, _| None);
+        assert_eq!(again.revoked, [items[1].addr], "what was revoked, once");
+    }
+
+    #[test]
+    fn the_longest_ttl_fits_a_slot() {
+        let mut l = Learned::default();
+        let now = Instant::now();
+        let forever = Duration::from_secs(u32::MAX.into());
+        l.record("a.test", &[learn("192.0.2.1", Ports::All, forever)], now);
+        let expires = l.record_of("192.0.2.1".parse().unwrap()).unwrap().expires;
+        assert!(expires <= now + forever && expires + Duration::from_millis(1) > now + forever);
+    }
+
+    #[test]
+    fn addresses_that_expire_together_are_listed_by_address() {
+        let mut l = Learned::default();
+        let now = Instant::now();
+        let items = [
+            learn("2001:db8::1", Ports::All, MINUTE),
+            learn("192.0.2.2", Ports::All, MINUTE),
+            learn("192.0.2.1", Ports::All, MINUTE),
+            learn("192.0.2.3", Ports::All, MINUTE / 2),
+        ];
+        l.record("a.test", &items, now);
+        let listed: Vec<String> = l.views(now).iter().map(|v| v.addr.to_string()).collect();
+        assert_eq!(
+            listed,
+            ["192.0.2.3", "192.0.2.1", "192.0.2.2", "2001:db8::1"]
+        );
+    }
+}

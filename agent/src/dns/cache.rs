@@ -16,10 +16,14 @@ use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 /// Answers kept at most. Bounded, so a flood of fresh names cannot grow
 /// the agent's memory: when full, expired answers go first, then any.
 pub(crate) const CAPACITY: usize = 1024;
+/// How often a full cache is read through for expired answers. Reading
+/// it on every answer cost a flood of fresh names a scan of all of it
+/// per query; in between, a full cache makes room by dropping any one.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 type Key = (Name, RecordType, DNSClass);
 
-struct Kept {
+struct Entry {
     answers: Vec<Record>,
     stored: Instant,
     expires: Instant,
@@ -27,7 +31,14 @@ struct Kept {
 
 #[derive(Default)]
 pub(crate) struct Cache {
-    kept: Mutex<HashMap<Key, Kept>>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    entries: HashMap<Key, Entry>,
+    /// When a full cache was last read through for expired answers.
+    swept: Option<Instant>,
 }
 
 fn key(query: &Query) -> Key {
@@ -43,7 +54,7 @@ impl Cache {
     /// was kept (whole seconds); none once its shortest TTL ran out.
     pub(crate) fn get(&self, query: &Query) -> Option<Vec<Record>> {
         let kept = self.kept.lock().unwrap();
-        let entry = kept.get(&key(query))?;
+        let entry = kept.entries.get(&key(query))?;
         let now = Instant::now();
         if now >= entry.expires {
             return None;
@@ -65,16 +76,21 @@ impl Cache {
         };
         let now = Instant::now();
         let mut kept = self.kept.lock().unwrap();
-        if kept.len() >= CAPACITY {
-            kept.retain(|_, entry| entry.expires > now);
+        let kept = &mut *kept;
+        let due = kept
+            .swept
+            .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
+        if kept.entries.len() >= CAPACITY && due {
+            kept.entries.retain(|_, entry| entry.expires > now);
+            kept.swept = Some(now);
         }
-        if kept.len() >= CAPACITY {
-            let any = kept.keys().next().cloned();
-            any.map(|k| kept.remove(&k));
+        if kept.entries.len() >= CAPACITY {
+            let any = kept.entries.keys().next().cloned();
+            any.map(|k| kept.entries.remove(&k));
         }
-        kept.insert(
+        kept.entries.insert(
             key(query),
-            Kept {
+            Entry {
                 answers: answers.to_vec(),
                 stored: now,
                 expires: now + Duration::from_secs(u64::from(ttl)),
@@ -84,7 +100,7 @@ impl Cache {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.kept.lock().unwrap().len()
+        self.kept.lock().unwrap().entries.len()
     }
 }
 

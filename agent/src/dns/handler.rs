@@ -54,8 +54,10 @@ impl<U: Resolve> RequestHandler for Proxy<U> {
         request: &Request,
         response_handle: R,
     ) -> ResponseInfo {
-        let reply = self.reply(request).await;
-        send(request, reply, response_handle).await
+        // Encodes the question: once a request.
+        let echo = echoable(&request.queries);
+        let reply = self.reply(request, echo).await;
+        send(request, echo, reply, response_handle).await
     }
 }
 
@@ -75,10 +77,11 @@ impl<U: Resolve> Proxy<U> {
         }
     }
 
-    async fn reply(&self, request: &Request) -> Reply {
+    /// `echo`: whether the question can be echoed as sent (`echoable`).
+    async fn reply(&self, request: &Request, echo: bool) -> Reply {
         let questions = request.queries.queries();
         let rcode = check_request(request.metadata.op_code, questions.len())
-            .or((!echoable(&request.queries)).then_some(ResponseCode::FormErr));
+            .or((!echo).then_some(ResponseCode::FormErr));
         if let Some(rcode) = rcode {
             tracing::debug!(op = %request.metadata.op_code, questions = questions.len(), %rcode, "unsupported request");
             return Reply::error(rcode);
@@ -208,10 +211,11 @@ impl<U: Resolve> Proxy<U> {
 }
 
 /// Answers with the request's ID, RD and CD copied, RA set, the question
-/// echoed and `reply`'s records; hickory-server sets TC when they do not fit
-/// the client's UDP size (512, or its EDNS size).
+/// echoed if `echo` and `reply`'s records; hickory-server sets TC when they
+/// do not fit the client's UDP size (512, or its EDNS size).
 async fn send<R: ResponseHandler>(
     request: &Request,
+    echo: bool,
     reply: Reply,
     mut response_handle: R,
 ) -> ResponseInfo {
@@ -222,7 +226,7 @@ async fn send<R: ResponseHandler>(
     // A question that cannot be echoed as sent (it got FORMERR) is left
     // out, as hickory-server leaves out one that does not decode.
     let none = Queries::read(&mut BinDecoder::new(&[]), 0).expect("no question reads");
-    let queries = match echoable(&request.queries) {
+    let queries = match echo {
         true => &request.queries,
         false => &none,
     };

@@ -11,6 +11,10 @@ use rbm_agent::reload;
 use rbm_agent::run::{run, RunOptions};
 use rbm_agent::status;
 use rbm_agent::supervise;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(
@@ -156,13 +160,12 @@ fn start(
     resolv_conf: PathBuf,
     secrets: PathBuf,
 ) -> ExitCode {
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RBM_LOG")
-                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
-        )
+        .with_ansi(false);
+    tracing_subscriber::registry()
+        .with(log_filter(std::env::var("RBM_LOG").ok()))
+        .with(log)
         .init();
     let result = read_profile(profile).and_then(|(text, origin)| {
         let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -182,6 +185,26 @@ fn start(
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to log: `RBM_LOG`, comma-separated `LEVEL`, `TARGET` or
+/// `TARGET=LEVEL` directives (`RUST_LOG`'s syntax without span filters),
+/// or `info,hickory_server=warn` when it is unset or invalid. An empty
+/// `RBM_LOG` logs nothing.
+fn log_filter(var: Option<String>) -> Targets {
+    let parsed = var.and_then(|v| {
+        let directives: Vec<&str> = v.split(',').filter(|d| !d.is_empty()).collect();
+        if directives.is_empty() {
+            Some(Targets::new())
+        } else {
+            directives.join(",").parse().ok()
+        }
+    });
+    parsed.unwrap_or_else(|| {
+        Targets::new()
+            .with_default(Level::INFO)
+            .with_target("hickory_server", Level::WARN)
+    })
 }
 
 fn reload(profile: Option<PathBuf>, json: bool, control: &std::path::Path) -> ExitCode {
@@ -258,5 +281,40 @@ fn show_status(json: bool, control: &std::path::Path) -> ExitCode {
             eprintln!("rbm-agent status: {e}");
             ExitCode::from(3)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(filter: &Targets, target: &str, level: Level) -> bool {
+        filter.would_enable(target, &level)
+    }
+
+    #[test]
+    fn without_rbm_log_the_agent_logs_info_and_hickory_server_only_warnings() {
+        for var in [None, Some("info,=nonsense".to_string())] {
+            let f = log_filter(var);
+            assert!(on(&f, "rbm_agent::run", Level::INFO));
+            assert!(!on(&f, "rbm_agent::run", Level::DEBUG));
+            assert!(on(&f, "hickory_server::server", Level::WARN));
+            assert!(!on(&f, "hickory_server::server", Level::INFO));
+        }
+    }
+
+    #[test]
+    fn rbm_log_takes_levels_and_targets_as_rust_log_does() {
+        let f = log_filter(Some("warn,rbm_agent::dns=debug,,netlink_proto".into()));
+        assert!(on(&f, "rbm_agent::dns::handler", Level::DEBUG));
+        assert!(!on(&f, "rbm_agent::run", Level::INFO));
+        assert!(on(&f, "rbm_agent::run", Level::WARN));
+        assert!(on(&f, "netlink_proto::connection", Level::TRACE));
+    }
+
+    #[test]
+    fn an_empty_rbm_log_logs_nothing() {
+        let f = log_filter(Some(String::new()));
+        assert!(!on(&f, "rbm_agent::run", Level::ERROR));
     }
 }

@@ -135,7 +135,8 @@ fn start(
 /// What to log: `RBM_LOG`, comma-separated `LEVEL`, `TARGET` or
 /// `TARGET=LEVEL` directives (`RUST_LOG`'s syntax without span filters),
 /// or `info,hickory_server=warn` when it is unset or invalid. An empty
-/// `RBM_LOG` logs nothing.
+/// `RBM_LOG` logs nothing. Release builds have no events below info (see
+/// agent/Cargo.toml): there `RBM_LOG` can only quieten.
 fn log_filter(var: Option<String>) -> Targets {
     let parsed = var.and_then(|v| {
         let directives: Vec<&str> = v.split(',').filter(|d| !d.is_empty()).collect();

@@ -1,8 +1,9 @@
-//! Interfaces and routes over rtnetlink: find the enclave interface (the one
-//! with an address in the enclave subnet) and the uplink (the other one
-//! with a default route), and make sure the sentry's own default route is
-//! the uplink's. Once the filter is in force: forwarding on, and the
-//! bottle's gateway address (`sentry_ip`) on the enclave interface.
+//! Interfaces and routes over rtnetlink (`rtnl`): find the enclave
+//! interface (the one with an address in the enclave subnet) and the uplink
+//! (the other one with a default route), and make sure the sentry's own
+//! default route is the uplink's. Once the filter is in force: forwarding
+//! on, and the bottle's gateway address (`sentry_ip`) on the enclave
+//! interface.
 //!
 //! Podman gives the sentry the enclave's default route too (via itself).
 //! The launcher creates it with a higher metric than the uplink's, so it
@@ -10,19 +11,15 @@
 //! a route that vanished). Only an enclave default route that would win or
 //! tie is deleted.
 
+mod rtnl;
+
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use futures::TryStreamExt;
-use rtnetlink::packet_core::{DefaultNla, NLA_F_NESTED};
-use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{AfSpecInet, AfSpecUnspec, LinkAttribute, LinkMessage};
-use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage};
-use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, RouteMessageBuilder};
-
 use ipnet::Ipv4Net;
+
+use rtnl::Rtnl;
 
 use crate::firewall::ruleset::Interfaces;
 
@@ -109,42 +106,29 @@ pub fn plan(enclave_index: u32, defaults: &[DefaultRoute]) -> Plan {
     }
 }
 
-/// One rtnetlink connection for the agent's start: [`Links::setup`] first,
+/// One rtnetlink socket for the agent's start: [`Links::setup`] first,
 /// then, once the filter is in force, [`Links::enable_forwarding`] and
-/// [`Links::hold_gateway`]. Dropping it closes the connection.
+/// [`Links::hold_gateway`]. Dropping it closes the socket.
 pub struct Links {
-    handle: Handle,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Links {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    rtnl: Rtnl,
 }
 
 impl Links {
-    /// Opens the connection (inside a tokio runtime).
+    /// Opens the socket.
     pub fn open() -> Result<Links, LinksError> {
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(nl)?;
         Ok(Links {
-            handle,
-            task: tokio::spawn(conn),
+            rtnl: Rtnl::open().map_err(nl)?,
         })
     }
 
     /// Finds the interfaces and removes the enclave default routes.
-    pub async fn setup(&self, subnet: Ipv4Net) -> Result<LinkReport, LinksError> {
-        let handle = &self.handle;
-        let names = link_names(handle).await?;
-        let enclave_index = index_in_subnet(handle, subnet)
-            .await?
-            .ok_or(LinksError::NoEnclave(subnet))?;
+    pub fn setup(&mut self, subnet: Ipv4Net) -> Result<LinkReport, LinksError> {
+        let rtnl = &mut self.rtnl;
+        let names = link_names(rtnl)?;
+        let enclave_index = index_in_subnet(rtnl, subnet)?.ok_or(LinksError::NoEnclave(subnet))?;
         let enclave = names.get(&enclave_index).cloned().unwrap_or_default();
-        let mut routes =
-            default_routes(handle, RouteMessageBuilder::<Ipv4Addr>::new().build()).await?;
-        routes
-            .extend(default_routes(handle, RouteMessageBuilder::<Ipv6Addr>::new().build()).await?);
+        let mut routes = default_routes(rtnl, false)?;
+        routes.extend(default_routes(rtnl, true)?);
         let summary: Vec<DefaultRoute> = routes.iter().map(|(r, _)| r.clone()).collect();
         let Plan {
             delete,
@@ -154,12 +138,7 @@ impl Links {
         for &i in &delete {
             let (route, msg) = &routes[i];
             tracing::warn!(dev = %enclave, gateway = ?route.gateway, metric = route.metric, "the enclave's default route would beat the uplink's: deleting it");
-            handle
-                .route()
-                .del(msg.clone())
-                .execute()
-                .await
-                .map_err(nl)?;
+            rtnl.request(rtnl::RTM_DELROUTE, 0, msg).map_err(nl)?;
         }
         let uplink_index = uplink.ok_or_else(|| LinksError::NoUplink(enclave.clone()))?;
         let uplink = names.get(&uplink_index).cloned().unwrap_or_default();
@@ -182,21 +161,19 @@ impl Links {
     /// given that address by hand). Podman gives the sentry another address
     /// (`Enclave::sentry_link_ip`), so until this runs the bottle's packets
     /// find no gateway: nothing reaches the sentry before its filter holds.
-    pub async fn hold_gateway(
-        &self,
+    pub fn hold_gateway(
+        &mut self,
         report: &LinkReport,
         sentry_ip: Ipv4Addr,
         prefix: u8,
     ) -> Result<(), LinksError> {
-        let handle = &self.handle;
-        let result = handle
-            .address()
-            .add(report.indices[0], IpAddr::V4(sentry_ip), prefix)
-            .execute()
-            .await;
-        match result {
+        let msg = rtnl::new_address_v4(report.indices[0], sentry_ip, prefix);
+        match self
+            .rtnl
+            .request(rtnl::RTM_NEWADDR, rtnl::CREATE_EXCL, &msg)
+        {
             Ok(()) => Ok(()),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
             Err(e) => Err(LinksError::Gateway(sentry_ip, e.to_string())),
         }
     }
@@ -209,23 +186,11 @@ impl Links {
     /// calls this once its first full ruleset is in force: a sentry that starts
     /// or restarts while its bottle runs forwards nothing before its filter
     /// holds. A restarted worker finds it on already; the ruleset stayed too.
-    pub async fn enable_forwarding(&self, report: &LinkReport) -> Result<(), LinksError> {
-        let handle = &self.handle;
+    pub fn enable_forwarding(&mut self, report: &LinkReport) -> Result<(), LinksError> {
         for index in report.indices {
-            let mut msg = LinkMessage::default();
-            msg.header.index = index;
-            msg.attributes
-                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
-                    AfSpecInet::Other(DefaultNla::new(
-                        IFLA_INET_CONF | NLA_F_NESTED,
-                        forwarding_on(),
-                    )),
-                ])]));
-            handle
-                .link()
-                .set(msg)
-                .execute()
-                .await
+            let msg = rtnl::set_inet_conf(index, &forwarding_on());
+            self.rtnl
+                .request(rtnl::RTM_SETLINK, rtnl::CREATE_EXCL, &msg)
                 .map_err(|e| LinksError::Forwarding(e.to_string()))?;
         }
         let conf = Path::new("/proc/sys/net/ipv4/conf");
@@ -236,78 +201,46 @@ impl Links {
     }
 }
 
-async fn link_names(handle: &Handle) -> Result<HashMap<u32, String>, LinksError> {
-    let mut links = handle.link().get().execute();
-    let mut out = HashMap::new();
-    while let Some(link) = links.try_next().await.map_err(nl)? {
-        for a in &link.attributes {
-            if let LinkAttribute::IfName(name) = a {
-                out.insert(link.header.index, name.clone());
-            }
-        }
-    }
-    Ok(out)
+fn link_names(rtnl: &mut Rtnl) -> Result<HashMap<u32, String>, LinksError> {
+    let links = rtnl
+        .dump(rtnl::RTM_GETLINK, &rtnl::links_request())
+        .map_err(nl)?;
+    Ok(links.iter().filter_map(|m| rtnl::link_name(m)).collect())
 }
 
-/// The first interface with an address in `subnet`. The dump is read to
-/// its end: a dump left unread makes netlink-proto warn, once for every
-/// message it could not hand over, in every sentry's log.
-async fn index_in_subnet(handle: &Handle, subnet: Ipv4Net) -> Result<Option<u32>, LinksError> {
-    let mut addrs = handle.address().get().execute();
-    let mut found = None;
-    while let Some(msg) = addrs.try_next().await.map_err(nl)? {
-        let inside = msg.attributes.iter().any(|a| {
-            matches!(a, AddressAttribute::Address(IpAddr::V4(x)) | AddressAttribute::Local(IpAddr::V4(x)) if subnet.contains(x))
-        });
-        if inside && found.is_none() {
-            found = Some(msg.header.index);
-        }
-    }
-    Ok(found)
+fn index_in_subnet(rtnl: &mut Rtnl, subnet: Ipv4Net) -> Result<Option<u32>, LinksError> {
+    let addrs = rtnl
+        .dump(rtnl::RTM_GETADDR, &rtnl::addresses_request())
+        .map_err(nl)?;
+    Ok(addrs
+        .iter()
+        .filter_map(|m| rtnl::address_v4s(m))
+        .find(|(_, ips)| ips.iter().any(|ip| subnet.contains(ip)))
+        .map(|(index, _)| index))
 }
 
-async fn default_routes(
-    handle: &Handle,
-    filter: RouteMessage,
-) -> Result<Vec<(DefaultRoute, RouteMessage)>, LinksError> {
-    let mut routes = handle.route().get(filter).execute();
+/// The default routes of the main table of one family (IPv4 or IPv6)
+/// that leave through an interface, each with its message (to delete it).
+fn default_routes(rtnl: &mut Rtnl, v6: bool) -> Result<Vec<(DefaultRoute, Vec<u8>)>, LinksError> {
+    let msgs = rtnl
+        .dump(rtnl::RTM_GETROUTE, &rtnl::routes_request(v6))
+        .map_err(nl)?;
     let mut out = Vec::new();
-    while let Some(msg) = routes.try_next().await.map_err(nl)? {
-        if msg.header.destination_prefix_length != 0 || msg.header.table != 254 {
+    for msg in msgs {
+        let Some(r) = rtnl::route(&msg) else {
+            continue;
+        };
+        if r.dst_len != 0 || r.table != rtnl::RT_TABLE_MAIN {
             continue;
         }
-        let oif = msg.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        });
-        let gateway = msg.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Gateway(rtnetlink::packet_route::route::RouteAddress::Inet(g)) => {
-                Some(IpAddr::V4(*g))
-            }
-            RouteAttribute::Gateway(rtnetlink::packet_route::route::RouteAddress::Inet6(g)) => {
-                Some(IpAddr::V6(*g))
-            }
-            _ => None,
-        });
-        let metric = msg
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                RouteAttribute::Priority(m) => Some(*m),
-                _ => None,
-            })
-            .unwrap_or(0);
-        let v6 = msg.header.address_family == AddressFamily::Inet6;
-        if let Some(oif) = oif {
-            out.push((
-                DefaultRoute {
-                    oif,
-                    gateway,
-                    v6,
-                    metric,
-                },
-                msg,
-            ));
+        if let Some(oif) = r.oif {
+            let route = DefaultRoute {
+                oif,
+                gateway: r.gateway,
+                v6: r.v6,
+                metric: r.metric,
+            };
+            out.push((route, msg));
         }
     }
     Ok(out)
@@ -316,7 +249,6 @@ async fn default_routes(
 /// `IPV4_DEVCONF_FORWARDING` (include/uapi/linux/ip.h), an attribute of
 /// `IFLA_INET_CONF` in `IFLA_AF_SPEC`/`AF_INET`.
 const IPV4_DEVCONF_FORWARDING: u16 = 1;
-const IFLA_INET_CONF: u16 = 1;
 
 /// The nested attribute `IPV4_DEVCONF_FORWARDING = 1`, alone: the other
 /// settings of the interface stay as they are.

@@ -1,104 +1,54 @@
 //! `rbm-agent`: runs in the sentry (as PID 1 of a `FROM scratch` image).
 
+mod cli;
+
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use cli::{Command, Parsed};
 use rbm_agent::denylog::watch;
 use rbm_agent::profile::Profile;
 use rbm_agent::reload;
 use rbm_agent::run::{run, RunOptions};
 use rbm_agent::status;
 use rbm_agent::supervise;
-
-#[derive(Parser)]
-#[command(
-    name = "rbm-agent",
-    version,
-    about = "The rbm sentry's filtering agent: nftables over netlink and a DNS allowlist proxy"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Program the filter, serve DNS and the control socket until SIGTERM (the default).
-    Run {
-        /// Profile file; without it the profile's TOML text is read from $RBM_PROFILE.
-        #[arg(long)]
-        profile: Option<PathBuf>,
-        /// Control socket path.
-        #[arg(long, default_value = status::DEFAULT_SOCKET)]
-        control: PathBuf,
-        /// Where to find upstream resolvers when the profile names none.
-        #[arg(long, default_value = "/etc/resolv.conf")]
-        resolv_conf: PathBuf,
-        /// Where the credentials' real values are (rbm-cred-ENV files).
-        #[arg(long, default_value = rbm_agent::creds::SECRETS_DIR)]
-        secrets: PathBuf,
-        /// Be the agent itself, not its supervisor (which, as the sentry's
-        /// PID 1, restarts it when it dies).
-        #[arg(long, hide = true)]
-        worker: bool,
-    },
-    /// Tell what is allowed, learned and denied. Exit 0 only when the agent is ready.
-    Status {
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value = status::DEFAULT_SOCKET)]
-        control: PathBuf,
-    },
-    /// Follow what the sentry refuses, as it happens (until interrupted).
-    Watch {
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value = status::DEFAULT_SOCKET)]
-        control: PathBuf,
-    },
-    /// Apply a changed profile to the running agent at once, without a
-    /// restart: only its [uplink] policy may differ. Exit 0 reloaded, 2
-    /// refused (nothing changed), 1 failed (nothing changed).
-    Reload {
-        /// The profile file; without it the profile's text is read from stdin.
-        #[arg(long)]
-        profile: Option<PathBuf>,
-        /// Print what happened as JSON.
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value = status::DEFAULT_SOCKET)]
-        control: PathBuf,
-    },
-    /// Print the certificate (PEM) of the CA the credential proxy signs
-    /// with, for the bottle to trust.
-    Ca {
-        #[arg(long, default_value = status::DEFAULT_SOCKET)]
-        control: PathBuf,
-    },
-    /// Validate a profile and exit.
-    Check { profile: PathBuf },
-}
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let cli = Cli::parse();
-    let runs = matches!(cli.command, None | Some(Command::Run { .. }));
+    let command = match cli::parse(&std::env::args_os().collect::<Vec<_>>()) {
+        Parsed::Command(command) => command,
+        Parsed::Print(text) => {
+            let mut out = std::io::stdout();
+            let text = cli::for_stream(&text, out.is_terminal());
+            let _ = out.write_all(text.as_bytes());
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Error(text) => {
+            let mut out = std::io::stderr();
+            let text = cli::for_stream(&text, out.is_terminal());
+            let _ = out.write_all(text.as_bytes());
+            return ExitCode::from(2);
+        }
+    };
+    let runs = matches!(command, None | Some(Command::Run { .. }));
     if runs && supervise::should_supervise(&args) {
         let mut args = args;
-        if cli.command.is_none() {
+        if command.is_none() {
             args.push("run".into());
         }
         return supervise::supervise(&args);
     }
-    let command = cli.command.unwrap_or(Command::Run {
+    let command = command.unwrap_or(Command::Run {
         profile: None,
         control: status::DEFAULT_SOCKET.into(),
         resolv_conf: "/etc/resolv.conf".into(),
         secrets: rbm_agent::creds::SECRETS_DIR.into(),
-        worker: false,
     });
     match command {
         Command::Run {
@@ -106,7 +56,6 @@ fn main() -> ExitCode {
             control,
             resolv_conf,
             secrets,
-            ..
         } => start(profile, control, resolv_conf, secrets),
         Command::Ca { control } => {
             let (cert, _) = rbm_agent::creds::ca::paths(&control);
@@ -156,13 +105,12 @@ fn start(
     resolv_conf: PathBuf,
     secrets: PathBuf,
 ) -> ExitCode {
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RBM_LOG")
-                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
-        )
+        .with_ansi(false);
+    tracing_subscriber::registry()
+        .with(log_filter(std::env::var("RBM_LOG").ok()))
+        .with(log)
         .init();
     let result = read_profile(profile).and_then(|(text, origin)| {
         let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -182,6 +130,27 @@ fn start(
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to log: `RBM_LOG`, comma-separated `LEVEL`, `TARGET` or
+/// `TARGET=LEVEL` directives (`RUST_LOG`'s syntax without span filters),
+/// or `info,hickory_server=warn` when it is unset or invalid. An empty
+/// `RBM_LOG` logs nothing. Release builds have no events below info (see
+/// agent/Cargo.toml): there `RBM_LOG` can only quieten.
+fn log_filter(var: Option<String>) -> Targets {
+    let parsed = var.and_then(|v| {
+        let directives: Vec<&str> = v.split(',').filter(|d| !d.is_empty()).collect();
+        if directives.is_empty() {
+            Some(Targets::new())
+        } else {
+            directives.join(",").parse().ok()
+        }
+    });
+    parsed.unwrap_or_else(|| {
+        Targets::new()
+            .with_default(Level::INFO)
+            .with_target("hickory_server", Level::WARN)
+    })
 }
 
 fn reload(profile: Option<PathBuf>, json: bool, control: &std::path::Path) -> ExitCode {
@@ -258,5 +227,40 @@ fn show_status(json: bool, control: &std::path::Path) -> ExitCode {
             eprintln!("rbm-agent status: {e}");
             ExitCode::from(3)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(filter: &Targets, target: &str, level: Level) -> bool {
+        filter.would_enable(target, &level)
+    }
+
+    #[test]
+    fn without_rbm_log_the_agent_logs_info_and_hickory_server_only_warnings() {
+        for var in [None, Some("info,=nonsense".to_string())] {
+            let f = log_filter(var);
+            assert!(on(&f, "rbm_agent::run", Level::INFO));
+            assert!(!on(&f, "rbm_agent::run", Level::DEBUG));
+            assert!(on(&f, "hickory_server::server", Level::WARN));
+            assert!(!on(&f, "hickory_server::server", Level::INFO));
+        }
+    }
+
+    #[test]
+    fn rbm_log_takes_levels_and_targets_as_rust_log_does() {
+        let f = log_filter(Some("warn,rbm_agent::dns=debug,,netlink_proto".into()));
+        assert!(on(&f, "rbm_agent::dns::handler", Level::DEBUG));
+        assert!(!on(&f, "rbm_agent::run", Level::INFO));
+        assert!(on(&f, "rbm_agent::run", Level::WARN));
+        assert!(on(&f, "netlink_proto::connection", Level::TRACE));
+    }
+
+    #[test]
+    fn an_empty_rbm_log_logs_nothing() {
+        let f = log_filter(Some(String::new()));
+        assert!(!on(&f, "rbm_agent::run", Level::ERROR));
     }
 }

@@ -61,8 +61,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     )?;
 
     let upstreams = upstreams(&profile, &opts)?;
-    let links = Links::open()?;
-    let report = links.setup(profile.enclave.subnet).await?;
+    let mut links = Links::open()?;
+    let report = links.setup(profile.enclave.subnet)?;
     let moniker = profile.moniker.clone();
     let interfaces = report.interfaces.clone();
     tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, gateways = ?report.uplink_gateways, removed_routes = report.removed_routes, kept_routes = report.kept_routes, "interfaces");
@@ -134,14 +134,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // Only now does the sentry forward at all (it started with forwarding off).
     links
         .enable_forwarding(&report)
-        .await
         .context("turning forwarding on")?;
     tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, "forwarding on");
     // And only now can the bottle reach the sentry at all: its gateway.
     let enclave = cell.get().enclave;
     links
         .hold_gateway(&report, enclave.sentry_ip, enclave.subnet.prefix_len())
-        .await
         .context("putting the bottle's gateway address on the enclave interface")?;
     drop(links);
     // The credential proxy listens as soon as the bottle can reach the

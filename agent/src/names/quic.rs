@@ -4,12 +4,9 @@
 //! observer can. Versions 1 and 2; anything else is refused (the client
 //! falls back to TCP, where the name is checked too).
 
-use aes::cipher::{BlockEncrypt, KeyInit};
-use aes::Aes128;
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes128Gcm, Nonce};
-use hkdf::Hkdf;
-use sha2::Sha256;
+use ring::aead::quic::{HeaderProtectionKey, AES_128};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
+use ring::hkdf::{KeyType, Prk, Salt, HKDF_SHA256};
 
 use super::{tls, Seen};
 
@@ -59,15 +56,25 @@ fn version(number: u32) -> Option<Version> {
     }
 }
 
+/// An HKDF output length, as ring takes it.
+struct Len(usize);
+
+impl KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
 /// TLS 1.3's HKDF-Expand-Label with an empty context.
-fn expand_label(secret: &Hkdf<Sha256>, label: &[u8], out: &mut [u8]) {
+fn expand_label(secret: &Prk, label: &[u8], out: &mut [u8]) {
     let mut info = (out.len() as u16).to_be_bytes().to_vec();
     info.push((6 + label.len()) as u8);
     info.extend_from_slice(b"tls13 ");
     info.extend_from_slice(label);
     info.push(0);
     secret
-        .expand(&info, out)
+        .expand(&[&info], Len(out.len()))
+        .and_then(|okm| okm.fill(out))
         .expect("output lengths are fixed and small");
 }
 
@@ -75,10 +82,10 @@ fn expand_label(secret: &Hkdf<Sha256>, label: &[u8], out: &mut [u8]) {
 /// the client's first Initial).
 pub fn client_keys(version_number: u32, dcid: &[u8]) -> Option<Keys> {
     let v = version(version_number)?;
-    let (_, initial) = Hkdf::<Sha256>::extract(Some(v.salt), dcid);
+    let initial = Salt::new(HKDF_SHA256, v.salt).extract(dcid);
     let mut client = [0u8; 32];
     expand_label(&initial, b"client in", &mut client);
-    let client = Hkdf::<Sha256>::from_prk(&client).expect("32 bytes is a valid PRK");
+    let client = Prk::new_less_safe(HKDF_SHA256, &client);
     let mut keys = Keys {
         key: [0; 16],
         iv: [0; 12],
@@ -90,12 +97,17 @@ pub fn client_keys(version_number: u32, dcid: &[u8]) -> Option<Keys> {
     Some(keys)
 }
 
-/// The header-protection mask for `sample`.
-pub fn mask(hp: &[u8; 16], sample: &[u8]) -> [u8; 16] {
-    let cipher = Aes128::new(hp.into());
-    let mut block = aes::Block::clone_from_slice(&sample[..SAMPLE]);
-    cipher.encrypt_block(&mut block);
-    block.into()
+/// The header-protection mask for `sample`: for the first byte's low
+/// bits, then for a packet number of up to 4 bytes.
+pub fn mask(hp: &[u8; 16], sample: &[u8]) -> [u8; 5] {
+    HeaderProtectionKey::new(&AES_128, hp)
+        .and_then(|key| key.new_mask(&sample[..SAMPLE]))
+        .expect("a 16-byte key and a 16-byte sample")
+}
+
+/// The AEAD key of the Initial packets.
+fn packet_key(key: &[u8; 16]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_128_GCM, key).expect("a 16-byte key"))
 }
 
 /// The AEAD nonce: the IV with the packet number XORed into its end.
@@ -220,17 +232,13 @@ fn initial_packet(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, &'static str> 
         .get(pn_at + pn_len..end)
         .filter(|s| s.len() >= TAG)
         .ok_or("a QUIC packet too short for its tag")?;
-    let cipher = Aes128Gcm::new(&keys.key.into());
-    let nonce = nonce(&keys.iv, packet_number);
-    let frames = cipher
-        .decrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: sealed,
-                aad: &header,
-            },
-        )
-        .map_err(|_| "a QUIC Initial that does not decrypt")?;
+    let nonce = Nonce::assume_unique_for_key(nonce(&keys.iv, packet_number));
+    let mut frames = sealed.to_vec();
+    let plain = packet_key(&keys.key)
+        .open_in_place(nonce, Aad::from(&header), &mut frames)
+        .map_err(|_| "a QUIC Initial that does not decrypt")?
+        .len();
+    frames.truncate(plain);
     Ok(Some((frames, end)))
 }
 
@@ -316,6 +324,9 @@ mod tests {
         assert_eq!(keys.key.to_vec(), hex("1f369613dd76d5467730efcbe3b1a22d"));
         assert_eq!(keys.iv.to_vec(), hex("fa044b2f42a3fd3b46fb255c"));
         assert_eq!(keys.hp.to_vec(), hex("9f50449e04a0e810283a1e9933adedd2"));
+        // RFC 9001 A.2: the header protection of the client's Initial.
+        let sample = hex("d1b1c98dd7689fb8ec11d242b123dc9b");
+        assert_eq!(mask(&keys.hp, &sample).to_vec(), hex("437b9aec36"));
         let v2 = client_keys(V2, &hex("8394c8f03e515708")).unwrap();
         assert_eq!(v2.key.to_vec(), hex("8b1a0bc121284290a29e0971b5cd045d"));
         assert!(client_keys(0xff00_001d, b"x").is_none());
@@ -341,13 +352,12 @@ mod tests {
         header.extend_from_slice(&(0x4000 | length as u16).to_be_bytes());
         let pn_at = header.len();
         header.extend_from_slice(&(pn as u16).to_be_bytes());
-        let sealed = Aes128Gcm::new(&keys.key.into())
-            .encrypt(
-                Nonce::from_slice(&nonce(&keys.iv, pn)),
-                Payload {
-                    msg: &frames,
-                    aad: &header,
-                },
+        let mut sealed = frames;
+        packet_key(&keys.key)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce(&keys.iv, pn)),
+                Aad::from(&header),
+                &mut sealed,
             )
             .unwrap();
         let mut packet = [header, sealed].concat();

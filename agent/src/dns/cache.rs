@@ -15,7 +15,9 @@ use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 
 /// Answers kept at most. Bounded, so a flood of fresh names cannot grow
 /// the agent's memory: when full, expired answers go first, then any.
-pub(crate) const CAPACITY: usize = 1024;
+/// 448 fills a table of 512 slots (a hash map grows past 7/8 full), about
+/// 0.2 MB with the answers; 1,024 took 0.6 MB. dnsmasq keeps 150.
+pub(crate) const CAPACITY: usize = 448;
 /// How often a full cache is read through for expired answers. Reading
 /// it on every answer cost a flood of fresh names a scan of all of it
 /// per query; in between, a full cache makes room by dropping any one.

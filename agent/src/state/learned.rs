@@ -1,7 +1,7 @@
 //! Every address a name opened, expired or not, as the agent remembers it:
 //! compactly, for a flood of fresh names must grow the agent by little
-//! (an IPv4 address takes 16 bytes in a hash map, its name one piece of
-//! `Names` unless another name shares it, its ports an index).
+//! (an IPv4 address takes 12 bytes in a hash map, its name and ports one
+//! piece of `Names` unless another name shares it).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -20,8 +20,9 @@ pub(super) const MAX_LEARNED_KEPT: usize = 16384;
 /// the whole map, too slow to do on every answer (it grew with the map:
 /// up to 0.2 ms of a fresh name's time at 10,000 addresses).
 pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(1);
-/// The latest expiry a slot holds, in ms since the epoch (8,900 years).
-const LATEST: u64 = (1 << 48) - 1;
+/// The latest expiry a slot holds, in seconds since the epoch (136 years,
+/// longer than any TTL).
+const LATEST: u32 = u32::MAX;
 /// A name's top bit in a slot: a reload took the address away.
 const REVOKED: u32 = 1 << 31;
 /// A map at least this many times larger than what it holds gives back
@@ -31,37 +32,23 @@ const SHRINK_AT: usize = 4;
 /// What is remembered of one address.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    /// When it expires, in ms since the epoch: the low 32 bits, the high 16.
-    expires_low: u32,
-    expires_high: u16,
-    /// Its ports in the `PortsTable`.
-    ports: u16,
-    /// Its name's `NameId`, and `REVOKED`.
+    /// When it expires, in whole seconds since the epoch, rounded down:
+    /// the record never says an address is open longer than the kernel's
+    /// set has it.
+    expires: u32,
+    /// Its name's `NameId` (which has its ports), and `REVOKED`.
     name: u32,
 }
 
-const _: () = assert!(size_of::<(Ipv4Addr, Slot)>() == 16);
+const _: () = assert!(size_of::<(Ipv4Addr, Slot)>() == 12);
 
 impl Slot {
-    fn new(expires: u64, ports: u16, name: NameId) -> Slot {
+    fn new(expires: u32, name: NameId) -> Slot {
         debug_assert!(name.index() & REVOKED == 0, "2^31 pieces are never made");
-        let mut slot = Slot {
-            expires_low: 0,
-            expires_high: 0,
-            ports,
+        Slot {
+            expires,
             name: name.index(),
-        };
-        slot.set_expires(expires);
-        slot
-    }
-
-    fn expires(&self) -> u64 {
-        u64::from(self.expires_high) << 32 | u64::from(self.expires_low)
-    }
-
-    fn set_expires(&mut self, ms: u64) {
-        let ms = ms.min(LATEST);
-        (self.expires_low, self.expires_high) = (ms as u32, (ms >> 32) as u16);
+        }
     }
 
     fn name(&self) -> NameId {
@@ -75,45 +62,41 @@ impl Slot {
 
 /// The ports learned addresses were opened for, each set kept once: there
 /// are as many as the policy has grants (a reload gives the addresses it
-/// keeps the new policy's), besides those of revoked addresses.
+/// keeps the new policy's), besides those of revoked addresses. A set is
+/// in use from `intern` until `Names` lets go of the last name with it.
 #[derive(Debug, Default)]
 struct PortsTable {
-    /// Each set and how many slots hold it; 0: free.
-    sets: Vec<(Ports, u32)>,
+    /// Each set; none: free.
+    sets: Vec<Option<Ports>>,
 }
 
 impl PortsTable {
-    /// `ports`, held once more; none if 65,536 other sets are held.
+    /// `ports`' index; none if 65,536 other sets are in use.
     fn intern(&mut self, ports: &Ports) -> Option<u16> {
-        let held = self.sets.iter().position(|(p, n)| *n > 0 && p == ports);
+        let held = self.sets.iter().position(|p| p.as_ref() == Some(ports));
         let at = match held {
             Some(at) => at,
-            None => match self.sets.iter().position(|(_, n)| *n == 0) {
+            None => match self.sets.iter().position(Option::is_none) {
                 Some(at) => {
-                    self.sets[at].0 = ports.clone();
+                    self.sets[at] = Some(ports.clone());
                     at
                 }
                 None if self.sets.len() <= usize::from(u16::MAX) => {
-                    self.sets.push((ports.clone(), 0));
+                    self.sets.push(Some(ports.clone()));
                     self.sets.len() - 1
                 }
                 None => return None,
             },
         };
-        self.sets[at].1 += 1;
         Some(at as u16)
     }
 
-    fn release(&mut self, id: u16) {
-        let set = &mut self.sets[usize::from(id)];
-        set.1 -= 1;
-        if set.1 == 0 {
-            set.0 = Ports::All;
-        }
+    fn free(&mut self, id: u16) {
+        self.sets[usize::from(id)] = None;
     }
 
     fn get(&self, id: u16) -> &Ports {
-        &self.sets[usize::from(id)].0
+        self.sets[usize::from(id)].as_ref().unwrap_or(&Ports::All)
     }
 }
 
@@ -151,16 +134,20 @@ impl Learned {
         self.v4.len() + self.v6.len()
     }
 
-    /// `at` in ms since the epoch, no earlier than the epoch and no later
+    /// `at` in whole seconds since the epoch, no earlier than the epoch and no later
     /// than `LATEST`; rounded down, so that what is remembered never
     /// outlives the kernel's element.
-    fn ms(&self, at: Instant) -> u64 {
-        let ms = at.saturating_duration_since(self.epoch).as_millis();
-        u64::try_from(ms).unwrap_or(LATEST).min(LATEST)
+    fn secs(&self, at: Instant) -> u32 {
+        let secs = at.saturating_duration_since(self.epoch).as_secs();
+        u32::try_from(secs).unwrap_or(LATEST)
     }
 
-    fn instant(&self, ms: u64) -> Instant {
-        self.epoch + Duration::from_millis(ms)
+    fn instant(&self, secs: u32) -> Instant {
+        self.epoch + Duration::from_secs(secs.into())
+    }
+
+    fn ports(&self, slot: &Slot) -> &Ports {
+        self.ports.get(self.names.ports(slot.name()))
     }
 
     fn slot(&self, addr: IpAddr) -> Option<&Slot> {
@@ -184,8 +171,9 @@ impl Learned {
 
     /// Lets go of what `slot` held.
     fn forget(names: &mut Names, ports: &mut PortsTable, slot: &Slot) {
-        names.release(slot.name());
-        ports.release(slot.ports);
+        if let Some(unused) = names.release(slot.name()) {
+            ports.free(unused);
+        }
     }
 
     /// Keeps the slots `keep` says, forgets the others.
@@ -223,11 +211,11 @@ impl Learned {
         {
             return;
         }
-        let now_ms = self.ms(now);
-        let kept_ms = EXPIRED_KEPT.as_millis() as u64;
-        self.retain(|slot| now_ms.saturating_sub(slot.expires()) < kept_ms);
+        let now_secs = self.secs(now);
+        let kept_secs = EXPIRED_KEPT.as_secs() as u32;
+        self.retain(|slot| now_secs.saturating_sub(slot.expires) < kept_secs);
         if self.len() >= MAX_LEARNED_KEPT {
-            self.retain(|slot| slot.expires() > now_ms);
+            self.retain(|slot| slot.expires > now_secs);
         }
         self.swept = Some(now);
     }
@@ -236,19 +224,27 @@ impl Learned {
     /// (not one whose ports find no room, 65,536 other sets in use: the
     /// kernel has it all the same).
     pub(super) fn record(&mut self, name: &str, items: &[Learn], sent: Instant) {
-        if items.is_empty() {
-            return;
-        }
-        let name = self.names.intern(name);
+        // The name with the ports of the item before, held once by `last`.
+        let mut last: Option<(&Ports, NameId)> = None;
         for item in items {
-            let Some(ports) = self.ports.intern(&item.ports) else {
-                continue;
+            let id = match last {
+                Some((ports, id)) if *ports == item.ports => id,
+                _ => {
+                    let Some(ports) = self.ports.intern(&item.ports) else {
+                        continue;
+                    };
+                    let id = self.names.intern(name, ports);
+                    if let Some((_, before)) = last.replace((&item.ports, id)) {
+                        self.forget_name(before);
+                    }
+                    id
+                }
             };
             let expires = sent
                 .checked_add(item.timeout)
-                .map_or(LATEST, |t| self.ms(t));
-            self.names.hold(name);
-            let slot = Slot::new(expires, ports, name);
+                .map_or(LATEST, |t| self.secs(t));
+            self.names.hold(id);
+            let slot = Slot::new(expires, id);
             let old = match item.addr {
                 IpAddr::V4(a) => self.v4.insert(a, slot),
                 IpAddr::V6(a) => self.v6.insert(a, slot),
@@ -257,7 +253,16 @@ impl Learned {
                 Learned::forget(&mut self.names, &mut self.ports, &old);
             }
         }
-        self.names.release(name);
+        if let Some((_, id)) = last {
+            self.forget_name(id);
+        }
+    }
+
+    /// Lets go of `id` once.
+    fn forget_name(&mut self, id: NameId) {
+        if let Some(unused) = self.names.release(id) {
+            self.ports.free(unused);
+        }
     }
 
     /// What was last learned for `addr`, even if it has expired since.
@@ -265,8 +270,8 @@ impl Learned {
         let slot = self.slot(addr)?;
         Some(LearnedRecord {
             name: self.names.name(slot.name()),
-            ports: self.ports.get(slot.ports).clone(),
-            expires: self.instant(slot.expires()),
+            ports: self.ports(slot).clone(),
+            expires: self.instant(slot.expires),
             revoked: slot.revoked(),
         })
     }
@@ -276,8 +281,8 @@ impl Learned {
     pub(super) fn still_open(&self, item: &Learn, now: Instant) -> Option<Duration> {
         let slot = self
             .slot(item.addr)
-            .filter(|s| *self.ports.get(s.ports) == item.ports)?;
-        let left = self.instant(slot.expires()).saturating_duration_since(now);
+            .filter(|s| *self.ports(s) == item.ports)?;
+        let left = self.instant(slot.expires).saturating_duration_since(now);
         (left >= item.timeout / 2).then_some(left)
     }
 
@@ -301,7 +306,7 @@ impl Learned {
                 ports: ports.clone(),
                 timeout,
             };
-            let expires = self.instant(slot.expires());
+            let expires = self.instant(slot.expires);
             if expires > now {
                 plan.relearn.push(item(expires - now));
             }
@@ -313,21 +318,27 @@ impl Learned {
     /// The reload of `plan` is in force (see `Shared::reloaded`).
     pub(super) fn reloaded(&mut self, plan: &ReloadPlan, now: Instant) {
         for item in &plan.kept {
+            let Some(slot) = self.slot(item.addr).copied() else {
+                continue;
+            };
+            if *self.ports(&slot) == item.ports {
+                continue;
+            }
             let Some(ports) = self.ports.intern(&item.ports) else {
                 continue;
             };
-            let old = self.slot_mut(item.addr).map(|slot| {
-                let old = slot.ports;
-                slot.ports = ports;
-                old
-            });
-            self.ports.release(old.unwrap_or(ports));
+            let name = self.names.name(slot.name());
+            let id = self.names.intern(&name, ports);
+            if let Some(kept) = self.slot_mut(item.addr) {
+                kept.name = id.index() | slot.name & REVOKED;
+            }
+            self.forget_name(slot.name());
         }
-        let now_ms = self.ms(now);
+        let now_secs = self.secs(now);
         for addr in &plan.revoked {
             if let Some(slot) = self.slot_mut(*addr) {
                 slot.name |= REVOKED;
-                slot.set_expires(slot.expires().min(now_ms));
+                slot.expires = slot.expires.min(now_secs);
             }
         }
     }
@@ -335,19 +346,19 @@ impl Learned {
     /// Learned addresses that have not expired, soonest to expire first
     /// (then by address).
     pub(super) fn views(&self, now: Instant) -> Vec<LearnedView> {
-        let now_ms = self.ms(now);
+        let now_secs = self.secs(now);
         let mut v: Vec<LearnedView> = self
             .slots()
-            .filter(|(_, slot)| slot.expires() > now_ms)
+            .filter(|(_, slot)| slot.expires > now_secs)
             .map(|(addr, slot)| LearnedView {
                 addr,
                 name: self.names.name(slot.name()),
-                ports: match self.ports.get(slot.ports) {
+                ports: match self.ports(slot) {
                     Ports::All => None,
                     Ports::Only(p) => Some(p.iter().copied().collect()),
                 },
                 expires_in_secs: self
-                    .instant(slot.expires())
+                    .instant(slot.expires)
                     .saturating_duration_since(now)
                     .as_secs_f64()
                     .ceil() as u64,
@@ -360,9 +371,9 @@ impl Learned {
     /// Every address expires at `at` (tests: set, not slept).
     #[cfg(test)]
     pub(super) fn expire_all(&mut self, at: Instant) {
-        let ms = self.ms(at);
+        let secs = self.secs(at);
         let slots = self.v4.values_mut().chain(self.v6.values_mut());
-        slots.for_each(|slot| slot.set_expires(ms));
+        slots.for_each(|slot| slot.expires = secs);
     }
 }
 
@@ -400,12 +411,12 @@ mod tests {
         assert_eq!(record("192.0.2.1").ports, Ports::All);
         assert_eq!(record("2001:db8::1").name, "a.example.test");
         assert_eq!(record("2001:db8::1").ports, https);
-        assert_eq!(l.names.pieces_held(), 4);
+        assert_eq!(l.names.pieces_held(), 8, "other ports: nothing shared");
         l.expire_all(now - EXPIRED_KEPT);
         l.sweep_if_due(now);
         assert_eq!(l.len(), 0);
         assert_eq!(l.names.pieces_held(), 0);
-        assert!(l.ports.sets.iter().all(|(_, held)| *held == 0));
+        assert!(l.ports.sets.iter().all(Option::is_none));
     }
 
     #[test]
@@ -461,10 +472,11 @@ mod tests {
     fn the_longest_ttl_fits_a_slot() {
         let mut l = Learned::default();
         let now = Instant::now();
-        let forever = Duration::from_secs(u32::MAX.into());
+        // RFC 2181: a TTL is at most 2^31 - 1 seconds.
+        let forever = Duration::from_secs((1 << 31) - 1);
         l.record("a.test", &[learn("192.0.2.1", Ports::All, forever)], now);
         let expires = l.record_of("192.0.2.1".parse().unwrap()).unwrap().expires;
-        assert!(expires <= now + forever && expires + Duration::from_millis(1) > now + forever);
+        assert!(expires <= now + forever && expires + Duration::from_secs(1) > now + forever);
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! The names learned addresses were answered for, each kept once and in
-//! pieces: a piece is a label with its dot (or part of a long label) and
-//! the piece after it, so every name below one parent shares the parent's
-//! pieces, and a flood of fresh names under one domain costs one small
-//! piece a name.
+//! The names learned addresses were answered for, with the ports they were
+//! opened for, each kept once and in pieces: a piece is a label with its
+//! dot (or part of a long label) and the piece after it, so every name
+//! below one parent shares the parent's pieces, and a flood of fresh names
+//! under one domain costs one small piece a name. A name's last piece is
+//! its ports: a `PORTS` byte, which no name has (names are UTF-8), and the
+//! ports' index, so that an address needs nothing but its name.
 
 use std::hash::{BuildHasher, RandomState};
 
@@ -19,8 +21,11 @@ const LEN_BITS: u32 = 4;
 const ONE_HOLDER: u32 = 1 << LEN_BITS;
 /// No piece: the end of a name, or of the free list.
 const NONE: u32 = u32::MAX;
+/// The first byte of a ports piece: never in UTF-8.
+const PORTS: u8 = 0xFF;
 
-/// A name in `Names`. Whoever has one holds a reference to it.
+/// A name and its ports in `Names`. Whoever has one holds a reference
+/// to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct NameId(u32);
 
@@ -57,6 +62,14 @@ impl Piece {
     fn holders(&self) -> u32 {
         self.held >> LEN_BITS
     }
+
+    /// The ports this piece stands for, if it is a ports piece.
+    fn ports(&self) -> Option<u16> {
+        match self.bytes() {
+            [PORTS, low, high] => Some(u16::from_le_bytes([*low, *high])),
+            _ => None,
+        }
+    }
 }
 
 /// Every name held, by pieces.
@@ -79,14 +92,12 @@ fn pieces(name: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 impl Names {
-    /// `name`, held once more.
-    pub(super) fn intern(&mut self, name: &str) -> NameId {
-        let mut at = NONE;
+    /// `name` with `ports` (an index the caller keeps), held once more.
+    pub(super) fn intern(&mut self, name: &str, ports: u16) -> NameId {
+        let [low, high] = ports.to_le_bytes();
+        let mut at = self.piece(&[PORTS, low, high], NONE);
         for piece in pieces(name.as_bytes()) {
             at = self.piece(piece, at);
-        }
-        if at == NONE {
-            at = self.piece(b"", NONE);
         }
         self.hold(NameId(at));
         NameId(at)
@@ -97,15 +108,18 @@ impl Names {
         self.pieces[id.0 as usize].held += ONE_HOLDER;
     }
 
-    /// Lets go of `id`: its pieces no name holds any more are free.
-    pub(super) fn release(&mut self, id: NameId) {
+    /// Lets go of `id`: its pieces no name holds any more are free. The
+    /// ports index, if no name has those ports any more.
+    pub(super) fn release(&mut self, id: NameId) -> Option<u16> {
         let mut at = id.0;
+        let mut freed = None;
         while at != NONE {
             let piece = &mut self.pieces[at as usize];
             piece.held -= ONE_HOLDER;
             if piece.holders() > 0 {
-                return;
+                break;
             }
+            freed = piece.ports();
             let (freed, next) = (*piece, piece.next);
             let hash = self.hash(freed.bytes(), next);
             if let Ok(entry) = self.index.find_entry(hash, |i| *i == at) {
@@ -115,6 +129,7 @@ impl Names {
             self.free = Some(at);
             at = next;
         }
+        freed
     }
 
     /// The name `id` stands for.
@@ -123,11 +138,24 @@ impl Names {
         let mut at = id.0;
         while at != NONE {
             let piece = &self.pieces[at as usize];
+            if piece.ports().is_some() {
+                break;
+            }
             bytes.extend_from_slice(piece.bytes());
             at = piece.next;
         }
         // Pieces only cut a name that was whole: it is UTF-8 again.
         String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+    }
+
+    /// The ports index `id` was interned with.
+    pub(super) fn ports(&self, id: NameId) -> u16 {
+        let mut piece = &self.pieces[id.0 as usize];
+        while piece.next != NONE {
+            piece = &self.pieces[piece.next as usize];
+        }
+        // Every name ends in its ports.
+        piece.ports().unwrap_or_default()
     }
 
     /// How many pieces are in use.
@@ -193,14 +221,18 @@ mod tests {
     #[test]
     fn names_under_one_parent_share_its_pieces() {
         let mut names = Names::default();
-        let a = names.intern("n1.flood.example.test");
-        assert_eq!(names.pieces_held(), 4);
-        let b = names.intern("n2.flood.example.test");
-        assert_eq!(names.pieces_held(), 5, "one piece more");
+        let a = names.intern("n1.flood.example.test", 0);
+        assert_eq!(names.pieces_held(), 5, "4 and the ports");
+        let b = names.intern("n2.flood.example.test", 0);
+        assert_eq!(names.pieces_held(), 6, "one piece more");
         assert_eq!(names.name(a), "n1.flood.example.test");
         assert_eq!(names.name(b), "n2.flood.example.test");
-        assert_eq!(names.intern("n1.flood.example.test"), a, "the same name");
-        assert_eq!(names.pieces_held(), 5);
+        assert_eq!(names.intern("n1.flood.example.test", 0), a, "the same name");
+        assert_eq!(names.pieces_held(), 6);
+        let other = names.intern("n1.flood.example.test", 7);
+        assert_ne!(other, a, "other ports");
+        assert_eq!((names.ports(a), names.ports(other)), (0, 7));
+        assert_eq!(names.name(other), "n1.flood.example.test");
     }
 
     #[test]
@@ -214,25 +246,26 @@ mod tests {
             "a-label-of-thirty-one-bytes-xyz.example.test",
             "ünïcödé-läbel-longer-than-a-piece.test",
         ] {
-            let id = names.intern(name);
+            let id = names.intern(name, u16::MAX);
             assert_eq!(names.name(id), name);
+            assert_eq!(names.ports(id), u16::MAX);
         }
     }
 
     #[test]
     fn a_name_no_one_holds_frees_its_pieces_for_the_next() {
         let mut names = Names::default();
-        let a = names.intern("a.example.test");
-        let b = names.intern("b.example.test");
+        let a = names.intern("a.example.test", 3);
+        let b = names.intern("b.example.test", 3);
         names.hold(a);
-        names.release(a);
-        assert_eq!(names.pieces_held(), 4, "still held once");
-        names.release(a);
-        assert_eq!(names.pieces_held(), 3, "a. is free");
-        names.release(b);
+        assert_eq!(names.release(a), None);
+        assert_eq!(names.pieces_held(), 5, "still held once");
+        assert_eq!(names.release(a), None, "b still has the ports");
+        assert_eq!(names.pieces_held(), 4, "a. is free");
+        assert_eq!(names.release(b), Some(3), "no name has the ports");
         assert_eq!(names.pieces_held(), 0);
-        let c = names.intern("c.example.test");
+        let c = names.intern("c.example.test", 4);
         assert_eq!(names.name(c), "c.example.test");
-        assert_eq!(names.pieces.len(), 4, "made of the freed pieces");
+        assert_eq!(names.pieces.len(), 5, "made of the freed pieces");
     }
 }

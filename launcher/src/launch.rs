@@ -136,11 +136,11 @@ fn start(
     let planned = creds::prepare(podman, p, &loaded.dir)?;
     progress(&format!("creating networks {} and {}", n.enclave, n.uplink));
     // Two independent calls: at once.
-    std::thread::scope(|s| {
-        let uplink = s.spawn(|| podman.run(&args::network_create_uplink(p)));
-        let enclave = podman.run(&args::network_create_enclave(p));
-        enclave.and(survey::join(uplink))
-    })?;
+    let (uplink, enclave) = survey::at_once(
+        || podman.run(&args::network_create_uplink(p)),
+        || podman.run(&args::network_create_enclave(p)),
+    );
+    enclave.and(uplink)?;
     progress(&format!("starting sentry {}", n.sentry));
     let sentry_extra = creds::sentry_args(&planned);
     podman.run(&args::sentry_run(

@@ -26,16 +26,20 @@ pub struct Present {
 impl Present {
     /// Lists the three kinds at once.
     pub fn ask(podman: &Podman) -> Present {
-        thread::scope(|s| {
-            let containers = s.spawn(|| list(podman, Kind::Container));
-            let networks = s.spawn(|| list(podman, Kind::Network));
-            let secrets = list(podman, Kind::Secret);
-            Present {
-                containers: join(containers),
-                networks: join(networks),
-                secrets,
-            }
-        })
+        let (containers, (networks, secrets)) = at_once(
+            || list(podman, Kind::Container),
+            || {
+                at_once(
+                    || list(podman, Kind::Network),
+                    || list(podman, Kind::Secret),
+                )
+            },
+        );
+        Present {
+            containers,
+            networks,
+            secrets,
+        }
     }
 
     fn of(&self, kind: Kind) -> Option<&[String]> {
@@ -96,16 +100,18 @@ pub struct Images {
 impl Images {
     /// Asks both at once.
     pub fn ask(podman: &Podman, profile: &Profile) -> Images {
-        thread::scope(|s| {
-            let bottle = s.spawn(|| podman.output(&args::image_exists(&profile.bottle.image)));
-            let sentry_label = podman
-                .run(&args::image_label(SENTRY_IMAGE, AGENT_STAMP_LABEL))
-                .ok();
-            Images {
-                bottle: join(bottle),
-                sentry_label,
-            }
-        })
+        let (bottle, sentry_label) = at_once(
+            || podman.output(&args::image_exists(&profile.bottle.image)),
+            || {
+                podman
+                    .run(&args::image_label(SENTRY_IMAGE, AGENT_STAMP_LABEL))
+                    .ok()
+            },
+        );
+        Images {
+            bottle,
+            sentry_label,
+        }
     }
 }
 
@@ -119,34 +125,32 @@ pub struct Survey {
 impl Survey {
     /// Asks of the images and what exists at once.
     pub fn ask(podman: &Podman, profile: &Profile) -> Survey {
-        thread::scope(|s| {
-            let images = s.spawn(|| Images::ask(podman, profile));
-            let present = Present::ask(podman);
-            Survey {
-                images: join(images),
-                present,
-            }
-        })
+        let (images, present) = at_once(|| Images::ask(podman, profile), || Present::ask(podman));
+        Survey { images, present }
     }
 
     /// Asks podman what it is (`podman info`) while it asks the survey.
     /// The host comes first in the result: if podman cannot say what it is,
     /// that is the error to report.
     pub fn ask_with_host(podman: &Podman, profile: &Profile) -> (Result<Host, Error>, Survey) {
-        thread::scope(|s| {
-            let survey = s.spawn(|| Survey::ask(podman, profile));
-            let host = Host::detect(podman);
-            (host, join(survey))
-        })
+        let (survey, host) = at_once(|| Survey::ask(podman, profile), || Host::detect(podman));
+        (host, survey)
     }
 }
 
 /// Asks podman what it is while it lists what exists (for `stop`).
 pub fn host_and_present(podman: &Podman) -> (Result<Host, Error>, Present) {
+    let (present, host) = at_once(|| Present::ask(podman), || Host::detect(podman));
+    (host, present)
+}
+
+/// Runs `a` on a scoped thread while `b` runs here; both results. A
+/// panic in either goes on in this thread once both have finished.
+pub(super) fn at_once<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
     thread::scope(|s| {
-        let present = s.spawn(|| Present::ask(podman));
-        let host = Host::detect(podman);
-        (host, join(present))
+        let a = s.spawn(a);
+        let b = b();
+        (join(a), b)
     })
 }
 

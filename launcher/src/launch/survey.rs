@@ -58,8 +58,8 @@ impl Present {
     }
 
     /// The Podman secrets rbm made for the profile (a credential's value,
-    /// the CA files); not a secret the profile named as its source. None
-    /// if secrets could not be listed.
+    /// the CA files); not a secret the profile named as its source. Empty
+    /// if secrets could not be listed (then `stop` removes none).
     pub fn our_secrets(&self, names: &Names) -> Vec<String> {
         let prefix = crate::creds::secret_prefix(names);
         self.of(Kind::Secret)

@@ -149,7 +149,8 @@ fn one_by_one_round(fw: &mut Firewall, socket: &Socket, round: u32, out: &mut On
         out.kernel.push(t.elapsed());
 
         let item = [learn_item(base + 2 * ONE_BY_ONE + i)];
-        let elems = &elements(&item, Target::Learned)[sets::LEARNED4];
+        let by_set = elements(&item, Target::Learned);
+        let elems = by_set.get(sets::LEARNED4).unwrap();
         let reqs = encode::set_elems(Cmd::NewSetElem, TABLE, sets::LEARNED4, elems);
         let t = Instant::now();
         send_acked(socket, &mut buf, &reqs, &mut seq);

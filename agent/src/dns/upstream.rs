@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, Query};
@@ -23,6 +24,8 @@ const UDP_BUFFER: usize = 4096;
 /// Upstream queries in flight at once; a flood from the bottle waits (within
 /// the budget) instead of using up the sentry's sockets.
 const MAX_IN_FLIGHT: usize = 256;
+/// Receive buffers kept for the next queries once a burst is over.
+const BUFFERS_KEPT: usize = 8;
 
 /// Where the proxy's forwarded questions get their answers: the upstream
 /// resolvers, or (`dns::fuzz`) an answer given in memory.
@@ -36,6 +39,38 @@ pub(crate) struct Upstream {
     servers: Vec<SocketAddr>,
     try_timeout: Duration,
     in_flight: Semaphore,
+    buffers: Buffers,
+}
+
+/// Receive buffers of UDP answers, kept for the next query: musl's
+/// allocator maps a fresh 4 KiB buffer's pages in and unmaps them when it
+/// is freed, two system calls and a TLB flush on every fresh name.
+#[derive(Default)]
+struct Buffers(Mutex<Vec<Box<[u8]>>>);
+
+/// A buffer taken from `Buffers`, given back when dropped.
+struct Buffer<'a> {
+    kept: &'a Buffers,
+    bytes: Box<[u8]>,
+}
+
+impl Buffers {
+    fn take(&self) -> Buffer<'_> {
+        let kept = self.0.lock().unwrap().pop();
+        Buffer {
+            kept: self,
+            bytes: kept.unwrap_or_else(|| vec![0u8; UDP_BUFFER].into_boxed_slice()),
+        }
+    }
+}
+
+impl Drop for Buffer<'_> {
+    fn drop(&mut self) {
+        let mut kept = self.kept.0.lock().unwrap();
+        if kept.len() < BUFFERS_KEPT {
+            kept.push(std::mem::take(&mut self.bytes));
+        }
+    }
 }
 
 impl Upstream {
@@ -44,6 +79,7 @@ impl Upstream {
             servers,
             try_timeout,
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            buffers: Buffers::default(),
         }
     }
 
@@ -58,9 +94,15 @@ impl Upstream {
         let bytes = request
             .to_vec()
             .map_err(|e| DnsError::Message(e.to_string()))?;
+        let mut buf = self.buffers.take();
         let answer = self
-            .bounded(server, deadline, ask_udp(server, &request, &bytes))
+            .bounded(
+                server,
+                deadline,
+                ask_udp(server, &request, &bytes, &mut buf.bytes),
+            )
             .await?;
+        drop(buf);
         if !answer.metadata.truncation {
             return Ok(answer);
         }
@@ -139,20 +181,35 @@ fn same_question(a: &Query, b: &Query) -> bool {
 /// Sends from a fresh socket and waits for the matching reply; replies with
 /// a wrong ID or question, or that do not decode, are ignored (they may be
 /// spoofing attempts) and the wait goes on until the caller's timeout.
-async fn ask_udp(server: SocketAddr, request: &Message, bytes: &[u8]) -> Result<Message, DnsError> {
+async fn ask_udp(
+    server: SocketAddr,
+    request: &Message,
+    bytes: &[u8],
+    buf: &mut [u8],
+) -> Result<Message, DnsError> {
     let io_err = |source| DnsError::UpstreamIo { server, source };
     let local: SocketAddr = if server.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let socket = UdpSocket::bind(local).await.map_err(io_err)?;
+    let socket = std::net::UdpSocket::bind(local).map_err(io_err)?;
     // connect(): the kernel drops datagrams from any other address.
-    socket.connect(server).await.map_err(io_err)?;
-    socket.send(bytes).await.map_err(io_err)?;
-    let mut buf = vec![0u8; UDP_BUFFER];
+    socket.connect(server).map_err(io_err)?;
+    socket.set_nonblocking(true).map_err(io_err)?;
+    // Sent at once: the runtime would first wait for the new socket to be
+    // reported writable, one more trip through epoll on every fresh name.
+    let sent = socket.send(bytes);
+    let socket = UdpSocket::from_std(socket).map_err(io_err)?;
+    match sent {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            socket.send(bytes).await.map_err(io_err)?;
+        }
+        Err(e) => return Err(io_err(e)),
+    }
     loop {
-        let len = socket.recv(&mut buf).await.map_err(io_err)?;
+        let len = socket.recv(buf).await.map_err(io_err)?;
         match Message::from_vec(&buf[..len]) {
             Ok(answer) if answers(request, &answer) => return Ok(answer),
             Ok(_) => tracing::debug!(%server, "ignoring a UDP reply with a wrong ID or question"),

@@ -8,7 +8,6 @@ pub mod netlink;
 pub mod ruleset;
 pub mod wire;
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::profile::Ports;
 use crate::profile::Protocol;
-use ruleset::{addr_bytes, sets, Ruleset, SetElem};
+use ruleset::{addr_bytes, sets, BySet, Ruleset, SetElem};
 use wire::{Cmd, Request};
 
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +194,7 @@ pub fn learn_requests(batch: &[(&[Learn], bool)], refresh: Refresh) -> Vec<Reque
     };
     let mut out = Vec::new();
     for &cmd in cmds {
-        for (set, elems) in &by_set {
+        for (set, elems) in by_set.iter() {
             out.extend(encode::set_elems(cmd, ruleset::TABLE, set, elems));
         }
     }
@@ -217,11 +216,8 @@ pub enum Target {
 /// element per port for TCP and for UDP. An element asked for twice (two
 /// names that answer the same address) is there once, with the longer
 /// timeout: the kernel refuses a batch that deletes an element twice.
-pub fn elements<'a>(
-    items: impl IntoIterator<Item = &'a Learn>,
-    target: Target,
-) -> BTreeMap<&'static str, Vec<SetElem>> {
-    let mut by_set: BTreeMap<&'static str, Vec<SetElem>> = BTreeMap::new();
+pub fn elements<'a>(items: impl IntoIterator<Item = &'a Learn>, target: Target) -> BySet {
+    let mut by_set = BySet::default();
     for item in items {
         let timeout_ms = match target {
             Target::Learned | Target::Intercepted => Some(item.timeout.as_millis().max(1) as u64),
@@ -230,7 +226,7 @@ pub fn elements<'a>(
         let v6 = item.addr.is_ipv6();
         if target == Target::Intercepted {
             if !v6 {
-                by_set.entry(sets::CRED4).or_default().push(SetElem {
+                by_set.entry(sets::CRED4).push(SetElem {
                     key: addr_bytes(item.addr),
                     interval_end: false,
                     timeout_ms,
@@ -246,7 +242,7 @@ pub fn elements<'a>(
                     (_, false) => sets::LEARNED4,
                     (_, true) => sets::LEARNED6,
                 };
-                by_set.entry(set).or_default().push(SetElem {
+                by_set.entry(set).push(SetElem {
                     key: addr_bytes(item.addr),
                     interval_end: false,
                     timeout_ms,
@@ -262,7 +258,7 @@ pub fn elements<'a>(
                 for port in ports {
                     for proto in [Protocol::Tcp, Protocol::Udp] {
                         let key = encode::proto_port_key(item.addr, proto.number(), *port);
-                        by_set.entry(set).or_default().push(SetElem {
+                        by_set.entry(set).push(SetElem {
                             key,
                             interval_end: false,
                             timeout_ms,
@@ -272,7 +268,7 @@ pub fn elements<'a>(
             }
         }
     }
-    for elems in by_set.values_mut() {
+    for elems in by_set.iter_mut() {
         elems.sort_by(|a, b| a.key.cmp(&b.key).then(b.timeout_ms.cmp(&a.timeout_ms)));
         elems.dedup_by(|later, first| later.key == first.key);
     }
@@ -361,7 +357,7 @@ mod tests {
             ..short.clone()
         };
         let by_set = elements(&[short, long], Target::Learned);
-        let elems = &by_set[sets::LEARNED4];
+        let elems = by_set.get(sets::LEARNED4).unwrap();
         assert_eq!(elems.len(), 1);
         assert_eq!(elems[0].timeout_ms, Some(300_000));
     }

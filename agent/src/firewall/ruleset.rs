@@ -136,6 +136,47 @@ pub struct SetElem {
     pub timeout_ms: Option<u64>,
 }
 
+/// Set elements by the name of their set, in the names' order. A few sets
+/// at most, so a vector: a `BTreeMap`'s first node takes 456 bytes, which
+/// musl's allocator mapped and unmapped again on every learn.
+#[derive(Debug, Default)]
+pub struct BySet(Vec<(&'static str, Vec<SetElem>)>);
+
+impl BySet {
+    /// `set`'s elements, none yet if it had none.
+    pub fn entry(&mut self, set: &'static str) -> &mut Vec<SetElem> {
+        let at = match self.0.binary_search_by(|(name, _)| name.cmp(&set)) {
+            Ok(at) => at,
+            Err(at) => {
+                self.0.insert(at, (set, Vec::new()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    pub fn get(&self, set: &str) -> Option<&[SetElem]> {
+        let at = self.0.binary_search_by(|(name, _)| name.cmp(&set)).ok()?;
+        Some(&self.0[at].1)
+    }
+
+    /// Every set with its elements, in the order of the sets' names.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &[SetElem])> {
+        self.0.iter().map(|(name, elems)| (*name, elems.as_slice()))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Vec<SetElem>> {
+        self.0.iter_mut().map(|(_, elems)| elems)
+    }
+
+    /// `other`'s elements added to this one's.
+    pub fn extend(&mut self, other: BySet) {
+        for (set, elems) in other.0 {
+            self.entry(set).extend(elems);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     Prerouting,
@@ -380,8 +421,8 @@ impl Ruleset {
 
 impl Ruleset {
     /// Adds elements to the named sets (addresses a reload carries over).
-    pub fn fill(&mut self, elements: std::collections::BTreeMap<&'static str, Vec<SetElem>>) {
-        for (name, elems) in elements {
+    pub fn fill(&mut self, elements: BySet) {
+        for (name, elems) in elements.0 {
             if let Some(set) = self.sets.iter_mut().find(|s| s.name == name) {
                 set.elements.extend(elems);
             }

@@ -4,7 +4,10 @@
 //! interleaved, reported as ratios. "direct" is the bottle with no sentry
 //! software at all: it asks the world's DNS server itself, and the sentry
 //! only routes (no table), so "added" (a side minus direct) is what the
-//! sentry's software costs.
+//! sentry's software costs. "relay" is a bare DNS relay over UDP in the
+//! sentry's place (`rbm-probe dns-relay`: no policy, no cache, no
+//! learning): the least any sentry that answers DNS adds, the floor both
+//! sentries' UDP latency is compared with.
 //!
 //! - DNS, over UDP and over TCP (a new connection per query): the same
 //!   name again; 200 names in rotation; a fresh name each query (each
@@ -31,6 +34,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Result};
 use rbm_tests::agent::Agent;
 use rbm_tests::bench::{self, count_from_env, median, Pooled};
+use rbm_tests::bins::static_bin;
+use rbm_tests::cmd::Spawned;
 use rbm_tests::netns::SENTRY_ENCLAVE_V4;
 use rbm_tests::peer::Dnsmasq;
 use rbm_tests::skip::find_in_path;
@@ -74,6 +79,7 @@ const FLOOD_PROBES: u32 = 2_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Side {
     Direct,
+    Relay,
     Rbm,
     Peer,
 }
@@ -82,6 +88,7 @@ impl Side {
     fn label(self) -> &'static str {
         match self {
             Side::Direct => "direct",
+            Side::Relay => "relay",
             Side::Rbm => "rbm",
             Side::Peer => "peer",
         }
@@ -141,7 +148,7 @@ impl Names {
             let _ = writeln!(zone, "{name}. A {TTL} {addr}");
         }
         let mut next = u32::from(FRESH_BASE);
-        for side in [Side::Direct, Side::Rbm, Side::Peer] {
+        for side in [Side::Direct, Side::Relay, Side::Rbm, Side::Peer] {
             for tcp in [false, true] {
                 for round in 1..=ROUNDS {
                     let template = Names::fresh(side, tcp, round);
@@ -176,6 +183,7 @@ impl Names {
 struct Sentry<'t> {
     _rbm: Option<RbmSentry<'t>>,
     _peer: Option<Dnsmasq<'t>>,
+    _relay: Option<Spawned>,
 }
 
 /// The agent, whose table stays after it stops (fail closed): deleted here.
@@ -238,9 +246,22 @@ fn start(topo: &Topology, side: Side) -> Result<Sentry<'_>> {
         Side::Peer => Some(Dnsmasq::start(topo, &PEER_DOMAINS, DNS)?),
         _ => None,
     };
+    let relay = match side {
+        Side::Relay => {
+            let probe = static_bin("rbm-probe")?;
+            let listen = SocketAddr::from((SENTRY_ENCLAVE_V4, 53)).to_string();
+            let upstream = SocketAddr::from((DNS, 53)).to_string();
+            let args = ["dns-relay", &listen, &upstream];
+            let mut relay = topo.spawn(Ns::Sentry, &probe.to_string_lossy(), &args)?;
+            relay.wait_for_line("ready", Duration::from_secs(10))?;
+            Some(relay)
+        }
+        _ => None,
+    };
     Ok(Sentry {
         _rbm: rbm,
         _peer: peer,
+        _relay: relay,
     })
 }
 
@@ -248,7 +269,7 @@ fn start(topo: &Topology, side: Side) -> Result<Sentry<'_>> {
 fn server(side: Side) -> Ipv4Addr {
     match side {
         Side::Direct => DNS,
-        Side::Rbm | Side::Peer => SENTRY_ENCLAVE_V4,
+        Side::Relay | Side::Rbm | Side::Peer => SENTRY_ENCLAVE_V4,
     }
 }
 
@@ -291,13 +312,18 @@ fn round(
     out: &mut Measured,
 ) -> Result<()> {
     let _sentry = start(topo, side)?;
-    if side != Side::Direct {
+    if matches!(side, Side::Rbm | Side::Peer) {
         check_refuses(topo, world, side)?;
     }
     let server = server(side).to_string();
     let count = plan.names.per_round.to_string();
     let rotation = ROTATION.to_string();
-    for tcp in [false, true] {
+    // The relay is UDP only, and opens nothing to connect to.
+    let protocols: &[bool] = match side {
+        Side::Relay => &[false],
+        _ => &[false, true],
+    };
+    for &tcp in protocols {
         for case in Case::ALL {
             let name = plan.names.template(case, side, tcp, round);
             let mut args = vec![
@@ -318,6 +344,9 @@ fn round(
             let report = bench::probe(topo, Ns::Bottle, &args)?;
             out.dns.entry((tcp, case)).or_default().add(&report)?;
         }
+    }
+    if side == Side::Relay {
+        return Ok(());
     }
     // The target's address is open again for what follows (a sentry's
     // answer opens it; direct needs none).
@@ -404,8 +433,8 @@ fn main() -> Result<()> {
     let mut measured: BTreeMap<Side, Measured> = BTreeMap::new();
     for r in 1..=ROUNDS {
         let order = match r % 2 {
-            1 => [Side::Direct, Side::Rbm, Side::Peer],
-            _ => [Side::Peer, Side::Rbm, Side::Direct],
+            1 => [Side::Direct, Side::Relay, Side::Rbm, Side::Peer],
+            _ => [Side::Peer, Side::Rbm, Side::Relay, Side::Direct],
         };
         for side in order {
             eprintln!("round {r}/{ROUNDS}: {}", side.label());
@@ -515,6 +544,38 @@ fn flood(topo: &Topology, plan: &Plan, side: Side) -> Result<Flooded> {
     })
 }
 
+/// Each sentry's UDP latency over the bare relay's: what its own work
+/// (policy, cache, learning) adds to the least a DNS-answering sentry pays.
+fn floor(m: &BTreeMap<Side, Measured>) {
+    let [direct, relay, rbm, peer] =
+        [Side::Direct, Side::Relay, Side::Rbm, Side::Peer].map(|side| &m[&side]);
+    println!(
+        "\n{:<34} {:>5} {:>11} {:>10} {:>10} {:>10}",
+        "over the bare relay (us)", "", "relay added", "rbm over", "peer over", "over r/p"
+    );
+    for case in Case::ALL {
+        let key = (false, case);
+        let label = format!("DNS UDP {}", case.label());
+        for (stat, pct) in [("p50", 50), ("p99", 99)] {
+            let [d, f, r, p] = [direct, relay, rbm, peer].map(|s| s.dns[&key].percentile(pct));
+            let (ro, po) = (r - f, p - f);
+            let ratio = ratio_of_added(ro, po);
+            println!(
+                "{label:<34} {stat:>5} {:>11.0} {ro:>10.0} {po:>10.0} {ratio:>10}",
+                f - d
+            );
+        }
+    }
+}
+
+/// `rbm / peer` of two added times: none unless both added some.
+fn ratio_of_added(rbm: f64, peer: f64) -> String {
+    match rbm > 0.0 && peer > 0.0 {
+        true => format!("{:.2}", rbm / peer),
+        false => "-".into(),
+    }
+}
+
 /// `Dnsmasq version 2.90`, as dnsmasq prints it.
 fn dnsmasq_version() -> String {
     rbm_tests::run("dnsmasq", &["--version"], Duration::from_secs(10))
@@ -556,17 +617,14 @@ fn report(m: &BTreeMap<Side, Measured>) {
         for (stat, pct) in [("p50", 50), ("p99", 99), ("max", 100)] {
             let (d, r, p) = (d.percentile(pct), r.percentile(pct), p.percentile(pct));
             let (ra, pa) = (r - d, p - d);
-            // A ratio of added times means nothing unless both added some.
-            let added = match ra > 0.0 && pa > 0.0 {
-                true => format!("{:.2}", ra / pa),
-                false => "-".into(),
-            };
+            let added = ratio_of_added(ra, pa);
             println!(
                 "{label:<34} {stat:>5} {d:>8.0} {r:>8.0} {p:>8.0} {ra:>10.0} {pa:>10.0} {added:>10} {:>10.2}",
                 r / p
             );
         }
     }
+    floor(m);
     println!("\niperf3 to a learned address (Gbit/s, medians of {ROUNDS} rounds; % of direct)");
     for (label, pick) in [
         (

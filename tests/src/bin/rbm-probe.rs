@@ -12,7 +12,7 @@ use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use hickory_proto::rr::RecordType;
 use rbm_tests::probe::{
-    conn, dns, hello, hold, https, latency, net, quic, raw, reach, resolv, Report,
+    conn, dns, hello, hold, https, latency, net, quic, raw, reach, relay, resolv, Report,
 };
 
 #[derive(Parser)]
@@ -99,6 +99,12 @@ enum Command {
     },
     /// Listen forever on TCP and UDP; tell each client `bottle LOCAL sees PEER`.
     Serve { addr: SocketAddr },
+    /// (Benchmarks) Relay DNS over UDP from `listen` to `upstream`, one
+    /// query at a time, forever: the least a sentry that answers DNS adds.
+    DnsRelay {
+        listen: SocketAddr,
+        upstream: SocketAddr,
+    },
     /// Send a ClientHello, an HTTP request or text; read the answer.
     Send {
         addr: SocketAddr,
@@ -301,6 +307,7 @@ fn dispatch(command: Command) -> Result<Report, String> {
             })
         }
         Command::Serve { addr } => conn::serve(addr),
+        Command::DnsRelay { listen, upstream } => relay::run(listen, upstream),
         Command::Send {
             addr,
             tls,

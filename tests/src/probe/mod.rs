@@ -12,6 +12,7 @@ pub mod net;
 pub mod quic;
 pub mod raw;
 pub mod reach;
+pub mod relay;
 pub mod resolv;
 
 use serde::Serialize;

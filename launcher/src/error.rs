@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use rbm_profile::ProfileError;
 
 use crate::podman::find::Candidate;
+use crate::podman::host::Mode;
 
 /// How to get a Podman 5 on a machine that has an older one.
 pub const PODMAN5_FIX: &str =
@@ -138,6 +139,40 @@ impl Error {
             _ => 1,
         }
     }
+
+    /// The error with the fix only `mode` needs wherever podman's message
+    /// calls for one, in place of the general fix: for errors made before
+    /// the mode was known (`up` learns it alongside).
+    pub fn for_mode(self, mode: Mode) -> Error {
+        let all = |failures: Vec<Error>| failures.into_iter().map(|e| e.for_mode(mode)).collect();
+        match self {
+            Error::Podman {
+                command,
+                status,
+                stderr,
+                fix,
+            } => Error::Podman {
+                fix: mode.fix_for(&stderr).map_or(fix, str::to_string),
+                command,
+                status,
+                stderr,
+            },
+            Error::CleanupFailed {
+                cause,
+                failures,
+                profile,
+            } => Error::CleanupFailed {
+                cause: Box::new(cause.for_mode(mode)),
+                failures: all(failures),
+                profile,
+            },
+            Error::StopFailed { profile, failures } => Error::StopFailed {
+                profile,
+                failures: all(failures),
+            },
+            other => other,
+        }
+    }
 }
 
 fn paths(list: &[PathBuf]) -> String {
@@ -229,14 +264,47 @@ mod tests {
         assert_eq!(e.exit_code(), 1);
     }
 
+    /// `podman NAME` failed with `stderr`; the general fix is `fix`.
+    fn failed(name: &str, stderr: &str, fix: &str) -> Error {
+        Error::Podman {
+            command: format!("podman {name}"),
+            status: "exit status 125".into(),
+            stderr: stderr.into(),
+            fix: fix.into(),
+        }
+    }
+
+    #[test]
+    fn a_mode_learned_later_fixes_every_podman_failure() {
+        let refused = |n: &str| {
+            let port = "Error: rootlessport cannot expose privileged port 80";
+            failed(&format!("run {n}"), port, "general")
+        };
+        let e = || Error::CleanupFailed {
+            cause: Box::new(refused("a")),
+            failures: vec![Error::StopFailed {
+                profile: "demo".into(),
+                failures: vec![refused("b")],
+            }],
+            profile: "demo".into(),
+        };
+        let general = e().to_string();
+        assert_eq!(general.matches("fix: general").count(), 2, "{general}");
+        assert_eq!(e().for_mode(Mode::Rootful).to_string(), general);
+        let rootless = e().for_mode(Mode::Rootless).to_string();
+        assert_eq!(
+            rootless
+                .matches("fix: rootless Podman cannot publish")
+                .count(),
+            2,
+            "{rootless}"
+        );
+        assert!(!rootless.contains("general"), "{rootless}");
+    }
+
     #[test]
     fn cleanup_failures_are_all_listed() {
-        let one = |n: &str| Error::Podman {
-            command: format!("podman rm {n}"),
-            status: "exit status 125".into(),
-            stderr: "boom".into(),
-            fix: "f".into(),
-        };
+        let one = |n: &str| failed(&format!("rm {n}"), "boom", "f");
         let e = Error::CleanupFailed {
             cause: Box::new(Error::SentryExited {
                 name: "rbm-demo-sentry".into(),

@@ -184,19 +184,19 @@ impl Podman {
     /// The error for a command that exited non-zero.
     pub fn failure(&self, args: &[String], out: &Output) -> Error {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Error::Podman {
+        let error = Error::Podman {
             command: display_command(&self.program, args),
             status: out.status.to_string(),
-            fix: self
-                .mode
-                .and_then(|m| m.fix_for(&stderr))
-                .unwrap_or_else(|| fix_for(&stderr))
-                .to_string(),
+            fix: fix_for(&stderr).to_string(),
             stderr: if stderr.is_empty() {
                 "(no message)".to_string()
             } else {
                 stderr
             },
+        };
+        match self.mode {
+            Some(mode) => error.for_mode(mode),
+            None => error,
         }
     }
 }

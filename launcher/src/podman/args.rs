@@ -28,6 +28,11 @@ pub fn info(format: &str) -> Vec<String> {
     v(&["info", "--format", format])
 }
 
+/// `podman version` printing `format` (a Go template).
+pub fn version(format: &str) -> Vec<String> {
+    v(&["version", "--format", format])
+}
+
 /// The bottle's network: no gateway, no podman DNS, default route via the sentry.
 pub fn network_create_enclave(p: &Profile) -> Vec<String> {
     let e = &p.enclave;

@@ -1,7 +1,7 @@
-//! What Podman says about itself (`podman info`): its version, and whether
-//! it runs rootful or rootless. Everything rbm does differently in the two
-//! modes lives here, in [`Mode`]; the rest of the launcher is the same for
-//! both.
+//! What Podman says about itself: its version and architecture (`podman
+//! version`), and whether it runs rootful or rootless (`podman info`).
+//! Everything rbm does differently in the two modes lives here, in
+//! [`Mode`]; the rest of the launcher is the same for both.
 //!
 //! How the modes differ for rbm:
 //! - Networks: rootful, netavark's bridges live in the host's network
@@ -83,15 +83,9 @@ pub const INFO_FORMAT: &str = "{{.Version.Version}}|{{.Host.Security.Rootless}}|
 impl Host {
     /// Asks `podman info`; fails unless it is Podman 5 or newer.
     pub fn detect(podman: &Podman) -> Result<Host, Error> {
-        let out = podman.run(&args::info(INFO_FORMAT))?;
-        let host = Host::parse(&out).ok_or_else(|| Error::Podman {
-            command: crate::podman::display_command(podman.program(), &args::info(INFO_FORMAT)),
-            status: "exit status: 0".into(),
-            stderr: format!("unexpected output {:?}", out.trim()),
-            fix: "make sure the program is Podman 5 or newer".into(),
-        })?;
-        check_version(podman.program(), &host.version)?;
-        Ok(host)
+        ask(podman, &args::info(INFO_FORMAT), Host::parse, |h| {
+            &h.version
+        })
     }
 
     /// Parses [`INFO_FORMAT`]'s line.
@@ -129,6 +123,61 @@ impl Host {
             extra.join(", ")
         )
     }
+}
+
+/// What `up` must know of podman before it acts, from `podman version`:
+/// `podman info` says more, but it starts helper programs, and on
+/// rootless Podman 5.8 it takes twice as long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engine {
+    /// The version of the Podman that runs the containers, e.g. `5.8.6`.
+    pub version: String,
+    /// The architecture of the machine that runs them (`amd64`, `arm64`).
+    pub arch: String,
+}
+
+/// One line, `VERSION|OS/ARCH`, of the Podman that runs the containers:
+/// the server's if podman is a remote client (a podman machine's client
+/// is macOS or Windows, maybe on another architecture), else the local
+/// podman's, which has no server.
+pub const VERSION_FORMAT: &str =
+    "{{with .Server}}{{.Version}}|{{.OsArch}}{{else}}{{.Client.Version}}|{{.Client.OsArch}}{{end}}";
+
+impl Engine {
+    /// Asks `podman version`; fails unless it is Podman 5 or newer.
+    pub fn detect(podman: &Podman) -> Result<Engine, Error> {
+        let args = args::version(VERSION_FORMAT);
+        ask(podman, &args, Engine::parse, |e| &e.version)
+    }
+
+    /// Parses [`VERSION_FORMAT`]'s line (`5.8.6|linux/amd64`).
+    pub fn parse(line: &str) -> Option<Engine> {
+        let (version, os_arch) = line.trim().split_once('|')?;
+        let (_os, arch) = os_arch.trim().split_once('/')?;
+        (!version.trim().is_empty() && !arch.is_empty()).then(|| Engine {
+            version: version.trim().to_string(),
+            arch: arch.to_string(),
+        })
+    }
+}
+
+/// Runs `args` and parses podman's answer, whose `version` must be 5 or
+/// newer; an answer `parse` rejects is an error that shows it.
+fn ask<T>(
+    podman: &Podman,
+    args: &[String],
+    parse: fn(&str) -> Option<T>,
+    version: fn(&T) -> &str,
+) -> Result<T, Error> {
+    let out = podman.run(args)?;
+    let answer = parse(&out).ok_or_else(|| Error::Podman {
+        command: crate::podman::display_command(podman.program(), args),
+        status: "exit status: 0".into(),
+        stderr: format!("unexpected output {:?}", out.trim()),
+        fix: "make sure the program is Podman 5 or newer".into(),
+    })?;
+    check_version(podman.program(), version(&answer))?;
+    Ok(answer)
 }
 
 /// The host setting that decides what a new network namespace starts from:
@@ -228,6 +277,44 @@ mod tests {
         let old = Host::detect(&fake("4.3.1|false|amd64|")).unwrap_err();
         assert!(matches!(old, Error::PodmanTooOld { .. }), "{old}");
         let odd = Host::detect(&fake("hello")).unwrap_err().to_string();
+        assert!(odd.contains("unexpected output \"hello\""), "{odd}");
+    }
+
+    #[test]
+    fn version_line_is_parsed() {
+        assert_eq!(
+            Engine::parse("5.8.6|linux/arm64\n"),
+            Some(Engine {
+                version: "5.8.6".into(),
+                arch: "arm64".into(),
+            })
+        );
+        assert_eq!(Engine::parse("5.8.6|amd64"), None);
+        assert_eq!(Engine::parse("|linux/amd64"), None);
+        assert_eq!(Engine::parse("5.8.6|linux/"), None);
+        assert_eq!(Engine::parse("hello"), None);
+    }
+
+    #[test]
+    fn engine_asks_podman_version_and_checks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = |out: &str| {
+            let script = format!(
+                "#!/bin/sh\n[ \"$1 $2 $3\" = 'version --format {VERSION_FORMAT}' ] || exit 3\necho '{out}'\n"
+            );
+            Podman::new(fake_program(dir.path(), "podman", &script))
+        };
+        let engine = Engine::detect(&fake("5.8.6|linux/amd64")).unwrap();
+        assert_eq!(
+            (engine.version.as_str(), engine.arch.as_str()),
+            ("5.8.6", "amd64")
+        );
+        let old = Engine::detect(&fake("4.9.4|linux/arm64")).unwrap_err();
+        assert!(
+            matches!(old, Error::PodmanTooOld { ref found, .. } if found == "4.9.4"),
+            "{old}"
+        );
+        let odd = Engine::detect(&fake("hello")).unwrap_err().to_string();
         assert!(odd.contains("unexpected output \"hello\""), "{odd}");
     }
 

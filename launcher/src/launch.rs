@@ -12,7 +12,7 @@ use crate::creds;
 use crate::error::Error;
 use crate::images::{self, SENTRY_IMAGE};
 use crate::lookup::Loaded;
-use crate::podman::host::Host;
+use crate::podman::host::{Engine, Host};
 use crate::podman::{args, Podman};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -30,17 +30,54 @@ pub struct UpOptions {
 mod survey;
 pub use survey::{host_and_present, Images, Present, Survey};
 
-/// Starts the sentry, waits for its filter, then starts the bottle.
-/// `survey` is what podman said before (`Survey::ask_with_host`). On
-/// failure everything of the profile is removed again.
+/// `up` from the start: asks what podman runs (`podman version`: Podman 5
+/// or newer, and the architecture the agent is chosen for) and what exists
+/// at once, starts the pair, and says so. Whether podman is rootful or
+/// rootless (`podman info`) only the summary and the fixes of errors need:
+/// `podman info` starts helper programs, on rootless Podman the slowest
+/// question of all, so it runs alongside and is waited for at the end.
+/// `options` are `up`'s options for the Podman found.
 pub fn up(
     podman: &Podman,
-    host: &Host,
+    loaded: &Loaded,
+    options: impl FnOnce(&Engine) -> Result<UpOptions, Error>,
+) -> Result<(), Error> {
+    let (host, started) = survey::at_once(
+        || Host::detect(podman),
+        || {
+            let (engine, survey) = Survey::ask_with_engine(podman, &loaded.profile);
+            let engine = engine?;
+            let opts = options(&engine)?;
+            up_surveyed(podman, &engine.arch, loaded, &opts, survey)?;
+            Ok::<_, Error>((engine, opts.profile_arg))
+        },
+    );
+    let (on, profile_arg) = match (host, started) {
+        (Ok(host), Ok((_, profile_arg))) => (host.describe(), profile_arg),
+        (Ok(host), Err(e)) => return Err(e.for_mode(host.mode)),
+        (Err(_), Err(e)) => return Err(e),
+        (Err(e), Ok((engine, profile_arg))) => {
+            progress(&format!("note: podman cannot say if it is rootless: {e}"));
+            let on = format!("Podman {} ({})", engine.version, engine.arch);
+            (on, profile_arg)
+        }
+    };
+    println!("{}", summary(&loaded.profile, &on, &profile_arg));
+    Ok(())
+}
+
+/// Starts the sentry, waits for its filter, then starts the bottle, for a
+/// Podman that runs containers on `arch`. `survey` is what podman said
+/// before (`Survey::ask_with_engine`). On failure everything of the
+/// profile is removed again.
+pub fn up_surveyed(
+    podman: &Podman,
+    arch: &str,
     loaded: &Loaded,
     opts: &UpOptions,
     survey: Survey,
 ) -> Result<(), Error> {
-    let volumes = prepare(podman, host, loaded, opts, survey.images)?;
+    let volumes = prepare(podman, arch, loaded, opts, survey.images)?;
     let names = loaded.profile.names();
     stop_present(podman, &names, &opts.profile_arg, &survey.present)?;
     if let Err(cause) = start(podman, loaded, &volumes, opts) {
@@ -52,17 +89,16 @@ pub fn up(
             &opts.profile_arg,
         ));
     }
-    println!("{}", summary(&loaded.profile, host, &opts.profile_arg));
     Ok(())
 }
 
 /// What `up` (and `quadlet`) need before any container: the checks that
 /// touch nothing, the bottle's volume directories, and a sentry image made
-/// from the agent. `images` is what podman said of them. Returns the
-/// volumes with resolved host paths.
+/// from the agent for `arch`. `images` is what podman said of them.
+/// Returns the volumes with resolved host paths.
 pub fn prepare(
     podman: &Podman,
-    host: &Host,
+    arch: &str,
     loaded: &Loaded,
     opts: &UpOptions,
     images: Images,
@@ -79,7 +115,7 @@ pub fn prepare(
             "making {SENTRY_IMAGE} from {}",
             opts.agent.display()
         ));
-        images::build_sentry_image(podman, &opts.agent, &stamp, &host.arch)?;
+        images::build_sentry_image(podman, &opts.agent, &stamp, arch)?;
     }
     Ok(volumes)
 }
@@ -308,15 +344,11 @@ fn remove_at_once(podman: &Podman, removals: &[args::Removal]) -> Vec<Error> {
     })
 }
 
-/// What `up` prints once both containers run.
-pub fn summary(p: &Profile, host: &Host, profile_arg: &str) -> String {
+/// What `up` prints once both containers run on the Podman described as `on`.
+pub fn summary(p: &Profile, on: &str, profile_arg: &str) -> String {
     let n = p.names();
     let e = &p.enclave;
-    let mut s = format!(
-        "rbm: {profile_arg} is up (moniker {}) on {}\n",
-        p.moniker,
-        host.describe()
-    );
+    let mut s = format!("rbm: {profile_arg} is up (moniker {}) on {on}\n", p.moniker);
     s += &format!(
         "  sentry  {}  {} on {}, uplink {}; filter ready\n",
         n.sentry, e.sentry_ip, n.enclave, n.uplink

@@ -243,24 +243,23 @@ fn ready(chosen: Chosen, places: &Places, arg: &str) -> Result<(Podman, Host, Lo
     Ok((podman, host, loaded))
 }
 
-/// The options of `up` (and `quadlet`) from their arguments, for `host`.
-fn up_options(places: &Places, host: &Host, a: UpArgs) -> Result<UpOptions, Error> {
+/// The options of `up` (and `quadlet`) from their arguments, for a
+/// Podman that runs containers on `arch`.
+fn up_options(places: &Places, arch: &str, a: UpArgs) -> Result<UpOptions, Error> {
     Ok(UpOptions {
-        agent: places.agent(a.agent, &host.arch)?,
+        agent: places.agent(a.agent, arch)?,
         ready_timeout: Duration::from_secs(a.ready_timeout),
         profile_arg: a.profile,
     })
 }
 
-/// `up`: what podman is and what exists are asked at once, then `launch::up`.
+/// `up`: the profile, podman, then `launch::up`.
 fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
     let loaded = lookup::load(&a.profile, places)?;
     let podman = find_podman(chosen, places)?;
-    let (host, survey) = launch::Survey::ask_with_host(&podman, &loaded.profile);
-    let host = host?;
-    let podman = podman.with_mode(host.mode);
-    let opts = up_options(places, &host, a)?;
-    launch::up(&podman, &host, &loaded, &opts, survey)?;
+    launch::up(&podman, &loaded, |engine| {
+        up_options(places, &engine.arch, a)
+    })?;
     Ok(0)
 }
 
@@ -268,7 +267,7 @@ fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
 /// commands that start them.
 fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Result<u8> {
     let (podman, host, loaded) = ready(chosen, places, &a.profile)?;
-    let opts = up_options(places, &host, a)?;
+    let opts = up_options(places, &host.arch, a)?;
     if let Some(c) = loaded.profile.credentials.first() {
         return Err(Error::Credential {
             env: c.env.clone(),
@@ -278,7 +277,7 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
         .into());
     }
     let images = launch::Images::ask(&podman, &loaded.profile);
-    let volumes = launch::prepare(&podman, &host, &loaded, &opts, images)?;
+    let volumes = launch::prepare(&podman, &host.arch, &loaded, &opts, images)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
         .canonicalize()

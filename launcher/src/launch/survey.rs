@@ -11,7 +11,7 @@ use rbm_profile::{Names, Profile};
 use crate::error::Error;
 use crate::images::{AGENT_STAMP_LABEL, SENTRY_IMAGE};
 use crate::podman::args::{self, Kind, Removal};
-use crate::podman::host::Host;
+use crate::podman::host::{Engine, Host};
 use crate::podman::Podman;
 
 /// Which containers, networks and secrets exist, one listing of each kind.
@@ -129,12 +129,12 @@ impl Survey {
         Survey { images, present }
     }
 
-    /// Asks podman what it is (`podman info`) while it asks the survey.
-    /// The host comes first in the result: if podman cannot say what it is,
-    /// that is the error to report.
-    pub fn ask_with_host(podman: &Podman, profile: &Profile) -> (Result<Host, Error>, Survey) {
-        let (survey, host) = at_once(|| Survey::ask(podman, profile), || Host::detect(podman));
-        (host, survey)
+    /// Asks what podman runs (`podman version`) while it asks the survey.
+    /// The engine comes first in the result: if podman cannot say what it
+    /// is, that is the error to report.
+    pub fn ask_with_engine(podman: &Podman, profile: &Profile) -> (Result<Engine, Error>, Survey) {
+        let (survey, engine) = at_once(|| Survey::ask(podman, profile), || Engine::detect(podman));
+        (engine, survey)
     }
 }
 

@@ -43,7 +43,7 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
         "#!/bin/sh\nprintf '%s\\n' \"$(echo \"$*\" | tr '\\n' ' ')\" >> {log}\n\
          case \"$*\" in {fail}) echo 'Error: simulated' >&2; exit 1;; esac\n\
          case \"$1 $2\" in\n  'exec '*) printf '%s' '{status}';;\n  'container inspect') echo {running};;\n  'image inspect') exit 125;;\n  'import '*) cat > /dev/null;;\n  \
-         'ps --all') printf 'rbm-demo-bottle\\nrbm-demo-sentry\\n';;\n  'network ls') printf 'podman\\nrbm-demo-enclave\\nrbm-demo-uplink\\n';;\nesac\nexit 0\n",
+         'ps --all') printf 'rbm-demo-bottle\\nrbm-demo-sentry\\n';;\n  'version --format') echo '5.8.6|linux/amd64';;\n  'info --format') echo '5.8.6|true|amd64|netavark 1.17.2';;\n  'network ls') printf 'podman\\nrbm-demo-enclave\\nrbm-demo-uplink\\n';;\nesac\nexit 0\n",
         log = d.join("log").display()
     );
     let podman = fake_program(d, "podman", &script);
@@ -72,7 +72,7 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
 impl Fake {
     fn up(&self) -> Result<(), Error> {
         let survey = Survey::ask(&self.podman, &self.loaded.profile);
-        up(&self.podman, &host(), &self.loaded, &self.opts, survey)
+        up_surveyed(&self.podman, "amd64", &self.loaded, &self.opts, survey)
     }
     /// The calls made, first three words each. Calls made at once are in
     /// the order they were made in; `at_once` sorts them.
@@ -160,6 +160,49 @@ fn up_builds_clears_creates_waits_then_starts_the_bottle() {
         f.dir.path().join("work").is_dir(),
         "relative volume directory is created"
     );
+}
+
+#[test]
+fn up_asks_the_version_with_the_survey_and_the_mode_alongside() {
+    let f = fake(r#"{"ready":true}"#, "true", "__never__");
+    launch_up(&f, "amd64").unwrap();
+    let mut calls = f.calls();
+    let info = calls.iter().position(|c| c.starts_with("info --format"));
+    calls.remove(info.expect("podman info was asked"));
+    let mut asked = SURVEY.to_vec();
+    asked.push("version --format {{with");
+    asked.sort();
+    assert_eq!(at_once(calls.clone(), 0, asked.len())[..asked.len()], asked);
+    assert!(!calls.iter().any(|c| c.starts_with("info")), "{calls:?}");
+    assert!(f.bottle_started());
+}
+
+#[test]
+fn a_failure_gets_the_fix_of_the_mode_podman_said_later() {
+    let f = fake(r#"{"ready":true}"#, "true", "*'run -d'*rbm-demo-sentry*");
+    let refused = "Error: rootlessport cannot expose privileged port 80";
+    let script = std::fs::read_to_string(f.podman.program())
+        .unwrap()
+        .replace("Error: simulated", refused);
+    fake_program(f.dir.path(), "podman", &script);
+    let rootless = launch_up(&f, "amd64").unwrap_err().to_string();
+    assert!(rootless.contains(refused), "{rootless}");
+    assert!(
+        rootless.contains("fix: rootless Podman cannot publish"),
+        "{rootless}"
+    );
+    fake_program(f.dir.path(), "podman", &script.replace("|true|", "|false|"));
+    let rootful = launch_up(&f, "amd64").unwrap_err().to_string();
+    assert!(rootful.contains(refused), "{rootful}");
+    assert!(!rootful.contains("fix: rootless"), "{rootful}");
+}
+
+/// `launch::up` from the start, checking the architecture it chose for.
+fn launch_up(f: &Fake, arch: &str) -> Result<(), Error> {
+    up(&f.podman, &f.loaded, |engine| {
+        assert_eq!(engine.arch, arch);
+        Ok(f.opts.clone())
+    })
 }
 
 #[test]
@@ -335,7 +378,7 @@ fn ready_needs_json_saying_so() {
 #[test]
 fn summary_says_how_to_reach_it() {
     let f = fake("", "true", "__never__");
-    let s = summary(&f.loaded.profile, &host(), "demo");
+    let s = summary(&f.loaded.profile, &host().describe(), "demo");
     assert!(
         s.starts_with("rbm: demo is up (moniker demo) on Podman 5.8.6 rootless"),
         "{s}"

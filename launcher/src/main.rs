@@ -10,7 +10,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use rbm_launch::launch::{self, UpOptions};
 use rbm_launch::lookup::{self, Loaded, Places, Shipped};
 use rbm_launch::podman::find::{self, PROVISIONED};
-use rbm_launch::podman::host::{hardening, Host, Mode, DEVCONF_INHERIT};
+use rbm_launch::podman::host::{hardening, Engine, Host, Mode, DEVCONF_INHERIT};
 use rbm_launch::podman::{Podman, Remote};
 use rbm_launch::{exec, quadlet, Error};
 
@@ -218,15 +218,27 @@ struct Chosen {
 
 /// The podman to use: as chosen, else found.
 fn find_podman(chosen: Chosen, places: &Places) -> Result<Podman, Error> {
+    Ok(find_engine(chosen, places)?.0)
+}
+
+/// The podman to use, and what `podman version` said of it if it was
+/// found on PATH and is run as it was asked (not `--remote` or through
+/// a named connection).
+fn find_engine(chosen: Chosen, places: &Places) -> Result<(Podman, Option<Engine>), Error> {
     let script = places.shipped.as_ref().map(Shipped::podman5);
     let path = std::env::var_os("PATH");
-    let program = find::find(
+    let found = find::find(
         chosen.program,
         path.as_deref(),
         Path::new(PROVISIONED),
         script.as_deref(),
     )?;
-    Ok(Podman::new(program).with_remote(chosen.remote))
+    let as_asked = !chosen.remote.default && chosen.remote.connection.is_none();
+    let engine = found.engine.filter(|_| as_asked);
+    Ok((
+        Podman::new(found.program).with_remote(chosen.remote),
+        engine,
+    ))
 }
 
 /// The podman to use and what it says it is.
@@ -256,8 +268,8 @@ fn up_options(places: &Places, arch: &str, a: UpArgs) -> Result<UpOptions, Error
 /// `up`: the profile, podman, then `launch::up`.
 fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
     let loaded = lookup::load(&a.profile, places)?;
-    let podman = find_podman(chosen, places)?;
-    launch::up(&podman, &loaded, |engine| {
+    let (podman, engine) = find_engine(chosen, places)?;
+    launch::up(&podman, engine, &loaded, |engine| {
         up_options(places, &engine.arch, a)
     })?;
     Ok(0)

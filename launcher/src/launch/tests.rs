@@ -163,12 +163,10 @@ fn up_builds_clears_creates_waits_then_starts_the_bottle() {
 }
 
 #[test]
-fn up_asks_the_version_with_the_survey_and_the_mode_alongside() {
+fn up_asks_the_version_with_the_survey_and_the_mode_only_after_a_failure() {
     let f = fake(r#"{"ready":true}"#, "true", "__never__");
     launch_up(&f, "amd64").unwrap();
-    let mut calls = f.calls();
-    let info = calls.iter().position(|c| c.starts_with("info --format"));
-    calls.remove(info.expect("podman info was asked"));
+    let calls = f.calls();
     let mut asked = SURVEY.to_vec();
     asked.push("version --format {{with");
     asked.sort();
@@ -178,7 +176,7 @@ fn up_asks_the_version_with_the_survey_and_the_mode_alongside() {
 }
 
 #[test]
-fn a_failure_gets_the_fix_of_the_mode_podman_said_later() {
+fn a_failure_gets_the_fix_of_the_mode_podman_says_then() {
     let f = fake(r#"{"ready":true}"#, "true", "*'run -d'*rbm-demo-sentry*");
     let refused = "Error: rootlessport cannot expose privileged port 80";
     let script = std::fs::read_to_string(f.podman.program())
@@ -197,9 +195,27 @@ fn a_failure_gets_the_fix_of_the_mode_podman_said_later() {
     assert!(!rootful.contains("fix: rootless"), "{rootful}");
 }
 
+#[test]
+fn up_asks_no_version_that_finding_podman_asked() {
+    let f = fake(r#"{"ready":true}"#, "true", "__never__");
+    let known = Engine {
+        version: "5.8.6".into(),
+        arch: "arm64".into(),
+    };
+    up(&f.podman, Some(known), &f.loaded, |engine| {
+        assert_eq!(engine.arch, "arm64");
+        Ok(f.opts.clone())
+    })
+    .unwrap();
+    let calls = f.calls();
+    let asked = |what: &str| calls.iter().any(|c| c.starts_with(what));
+    assert!(!asked("version") && !asked("info"), "{calls:?}");
+    assert!(f.bottle_started());
+}
+
 /// `launch::up` from the start, checking the architecture it chose for.
 fn launch_up(f: &Fake, arch: &str) -> Result<(), Error> {
-    up(&f.podman, &f.loaded, |engine| {
+    up(&f.podman, None, &f.loaded, |engine| {
         assert_eq!(engine.arch, arch);
         Ok(f.opts.clone())
     })

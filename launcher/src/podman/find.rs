@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::error::Error;
-use crate::podman::host::major;
+use crate::podman::args;
+use crate::podman::host::{major, Engine, VERSION_FORMAT};
 
 /// The wrapper `scripts/podman5 up` leaves for its default Podman (Linux).
 pub const PROVISIONED: &str = "/run/rbm-podman5/podman";
@@ -23,8 +24,17 @@ pub const PODMAN_FILE: &str = if cfg!(windows) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub path: PathBuf,
-    /// What `--version` said, or why it could not say.
+    /// What `podman version` said, or why it could not say.
     pub found: String,
+}
+
+/// The podman program to run, and what it said it is when it was asked
+/// (none when the user named it: it is taken as it is). `up` needs no
+/// other `podman version`: one podman process less before it acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub program: PathBuf,
+    pub engine: Option<Engine>,
 }
 
 /// Finds the podman to use: `explicit` (--podman or RBM_PODMAN) as it is,
@@ -36,9 +46,12 @@ pub fn find(
     path: Option<&std::ffi::OsStr>,
     provisioned: &Path,
     script: Option<&Path>,
-) -> Result<PathBuf, Error> {
+) -> Result<Found, Error> {
     if let Some(program) = explicit {
-        return Ok(program);
+        return Ok(Found {
+            program,
+            engine: None,
+        });
     }
     let on_path = path
         .map(std::env::split_paths)
@@ -50,11 +63,16 @@ pub fn find(
         if !is_executable(&candidate) {
             continue;
         }
-        match version_of(&candidate) {
-            Ok(v) if major(&v).is_some_and(|m| m >= 5) => return Ok(candidate),
-            Ok(v) => passed_over.push(Candidate {
+        match engine_of(&candidate) {
+            Ok(engine) if major(&engine.version).is_some_and(|m| m >= 5) => {
+                return Ok(Found {
+                    program: candidate,
+                    engine: Some(engine),
+                })
+            }
+            Ok(engine) => passed_over.push(Candidate {
                 path: candidate,
-                found: format!("Podman {v}"),
+                found: format!("Podman {}", engine.version),
             }),
             Err(e) => passed_over.push(Candidate {
                 path: candidate,
@@ -68,24 +86,24 @@ pub fn find(
     })
 }
 
-/// `podman --version`'s last word (`podman version 5.8.6` -> `5.8.6`).
-fn version_of(program: &Path) -> Result<String, String> {
+/// What `podman version` says `program` is (the Podman it runs
+/// containers with: [`VERSION_FORMAT`]).
+fn engine_of(program: &Path) -> Result<Engine, String> {
     let out = Command::new(program)
-        .arg("--version")
+        .args(args::version(VERSION_FORMAT))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    match text.split_whitespace().last() {
-        Some(v) if out.status.success() => Ok(v.to_string()),
+    match Engine::parse(&text) {
+        Some(engine) if out.status.success() => Ok(engine),
+        None if out.status.success() => Err(format!("`version` said {:?}", text.trim())),
         _ => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let why = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-            Err(
-                format!("`--version` failed ({}): {}", out.status, why.trim())
-                    .trim_end_matches([' ', ':'])
-                    .to_string(),
-            )
+            Err(format!("`version` failed ({}): {}", out.status, why.trim())
+                .trim_end_matches([' ', ':'])
+                .to_string())
         }
     }
 }
@@ -113,14 +131,15 @@ mod tests {
         fake_program(
             dir,
             "podman",
-            &format!("#!/bin/sh\necho 'podman version {version}'\n"),
+            &format!("#!/bin/sh\necho '{version}|linux/amd64'\n"),
         )
     }
 
     #[test]
     fn explicit_wins_without_asking() {
-        let got = find(Some("/x/podman".into()), None, Path::new("/none"), None);
-        assert_eq!(got.unwrap(), PathBuf::from("/x/podman"));
+        let got = find(Some("/x/podman".into()), None, Path::new("/none"), None).unwrap();
+        assert_eq!(got.program, PathBuf::from("/x/podman"));
+        assert_eq!(got.engine, None);
     }
 
     #[test]
@@ -130,9 +149,12 @@ mod tests {
         let new = podman_printing(&t.path().join("new"), "5.8.6");
         let dirs = ["empty", "old", "new"].map(|d| t.path().join(d));
         let path = std::env::join_paths(dirs).unwrap();
+        let found = find(None, Some(&path), Path::new("/none"), None).unwrap();
+        assert_eq!(found.program, new);
+        let engine = found.engine.unwrap();
         assert_eq!(
-            find(None, Some(&path), Path::new("/none"), None).unwrap(),
-            new
+            (engine.version.as_str(), engine.arch.as_str()),
+            ("5.8.6", "amd64")
         );
     }
 
@@ -142,7 +164,10 @@ mod tests {
         let old = podman_printing(&t.path().join("old"), "4.3.1");
         let path = std::env::join_paths([t.path().join("old")]).unwrap();
         let wrapper = podman_printing(&t.path().join("run"), "5.4.2");
-        assert_eq!(find(None, Some(&path), &wrapper, None).unwrap(), wrapper);
+        assert_eq!(
+            find(None, Some(&path), &wrapper, None).unwrap().program,
+            wrapper
+        );
         // A wrapper that cannot run (scripts/podman5's needs root) is passed over.
         let broken = fake_program(
             &t.path().join("run"),
@@ -152,7 +177,7 @@ exit 1
 ",
         );
         let err = find(None, Some(&path), &broken, None).unwrap_err();
-        assert!(err.to_string().contains("`--version` failed"), "{err}");
+        assert!(err.to_string().contains("`version` failed"), "{err}");
 
         let script = Path::new("/opt/rbm/scripts/podman5");
         let err = find(None, Some(&path), Path::new("/none"), Some(script)).unwrap_err();

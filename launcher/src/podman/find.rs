@@ -74,10 +74,21 @@ pub fn find(
                 path: candidate,
                 found: format!("Podman {}", engine.version),
             }),
-            Err(e) => passed_over.push(Candidate {
-                path: candidate,
-                found: e,
-            }),
+            // A client whose machine or service does not answer (a podman
+            // machine not started) is still the podman to use: `up` asks
+            // it again and says why it cannot.
+            Err(e) => match client_version(&candidate) {
+                Ok(v) if major(&v).is_some_and(|m| m >= 5) => {
+                    return Ok(Found {
+                        program: candidate,
+                        engine: None,
+                    })
+                }
+                _ => passed_over.push(Candidate {
+                    path: candidate,
+                    found: e,
+                }),
+            },
         }
     }
     Err(Error::NoPodman5 {
@@ -89,23 +100,35 @@ pub fn find(
 /// What `podman version` says `program` is (the Podman it runs
 /// containers with: [`VERSION_FORMAT`]).
 fn engine_of(program: &Path) -> Result<Engine, String> {
+    let args = args::version(VERSION_FORMAT);
+    let text = answer(program, &args, "`version`")?;
+    Engine::parse(&text).ok_or_else(|| format!("`version` said {:?}", text.trim()))
+}
+
+/// `podman --version`'s last word (`podman version 5.8.6` -> `5.8.6`):
+/// the client's own, which needs no machine or service.
+fn client_version(program: &Path) -> Result<String, String> {
+    let text = answer(program, &["--version".to_string()], "`--version`")?;
+    let last = text.split_whitespace().last();
+    last.map(str::to_string)
+        .ok_or_else(|| format!("`--version` said {:?}", text.trim()))
+}
+
+/// What `program ARGS` printed, or why it failed (`what` names the call).
+fn answer(program: &Path, args: &[String], what: &str) -> Result<String, String> {
     let out = Command::new(program)
-        .args(args::version(VERSION_FORMAT))
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    match Engine::parse(&text) {
-        Some(engine) if out.status.success() => Ok(engine),
-        None if out.status.success() => Err(format!("`version` said {:?}", text.trim())),
-        _ => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let why = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-            Err(format!("`version` failed ({}): {}", out.status, why.trim())
-                .trim_end_matches([' ', ':'])
-                .to_string())
-        }
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let why = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    Err(format!("{what} failed ({}): {}", out.status, why.trim())
+        .trim_end_matches([' ', ':'])
+        .to_string())
 }
 
 #[cfg(unix)]
@@ -178,6 +201,17 @@ exit 1
         );
         let err = find(None, Some(&path), &broken, None).unwrap_err();
         assert!(err.to_string().contains("`version` failed"), "{err}");
+        // A client whose machine does not answer is taken, asked nothing more.
+        let stopped = fake_program(
+            &t.path().join("run"),
+            "stopped",
+            "#!/bin/sh
+[ \"$1\" = --version ] && echo 'podman version 5.8.6' && exit 0
+echo 'Error: Cannot connect to Podman' >&2; exit 125
+",
+        );
+        let found = find(None, Some(&path), &stopped, None).unwrap();
+        assert_eq!((found.program, found.engine), (stopped, None));
 
         let script = Path::new("/opt/rbm/scripts/podman5");
         let err = find(None, Some(&path), Path::new("/none"), Some(script)).unwrap_err();

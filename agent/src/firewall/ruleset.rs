@@ -145,7 +145,7 @@ pub struct BySet(Vec<(&'static str, Vec<SetElem>)>);
 impl BySet {
     /// `set`'s elements, none yet if it had none.
     pub fn entry(&mut self, set: &'static str) -> &mut Vec<SetElem> {
-        let at = match self.0.binary_search_by(|(name, _)| name.cmp(&set)) {
+        let at = match self.find(set) {
             Ok(at) => at,
             Err(at) => {
                 self.0.insert(at, (set, Vec::new()));
@@ -156,8 +156,13 @@ impl BySet {
     }
 
     pub fn get(&self, set: &str) -> Option<&[SetElem]> {
-        let at = self.0.binary_search_by(|(name, _)| name.cmp(&set)).ok()?;
+        let at = self.find(set).ok()?;
         Some(&self.0[at].1)
+    }
+
+    /// Where `set` is, or would go.
+    fn find(&self, set: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(name, _)| (*name).cmp(set))
     }
 
     /// Every set with its elements, in the order of the sets' names.

@@ -169,9 +169,10 @@ impl Learned {
         v4.chain(self.v6.iter().map(|(a, s)| (IpAddr::V6(*a), s)))
     }
 
-    /// Lets go of what `slot` held.
-    fn forget(names: &mut Names, ports: &mut PortsTable, slot: &Slot) {
-        if let Some(unused) = names.release(slot.name()) {
+    /// Lets go of `name` once, and of its ports if no name has them any
+    /// more. (Not a method: `retain` holds the maps while it calls it.)
+    fn forget(names: &mut Names, ports: &mut PortsTable, name: NameId) {
+        if let Some(unused) = names.release(name) {
             ports.free(unused);
         }
     }
@@ -188,7 +189,7 @@ impl Learned {
         let mut kept = |slot: &Slot| {
             let kept = keep(slot);
             if !kept {
-                Learned::forget(names, ports, slot);
+                Learned::forget(names, ports, slot.name());
             }
             kept
         };
@@ -235,7 +236,7 @@ impl Learned {
                     };
                     let id = self.names.intern(name, ports);
                     if let Some((_, before)) = last.replace((&item.ports, id)) {
-                        self.forget_name(before);
+                        Learned::forget(&mut self.names, &mut self.ports, before);
                     }
                     id
                 }
@@ -250,18 +251,11 @@ impl Learned {
                 IpAddr::V6(a) => self.v6.insert(a, slot),
             };
             if let Some(old) = old {
-                Learned::forget(&mut self.names, &mut self.ports, &old);
+                Learned::forget(&mut self.names, &mut self.ports, old.name());
             }
         }
         if let Some((_, id)) = last {
-            self.forget_name(id);
-        }
-    }
-
-    /// Lets go of `id` once.
-    fn forget_name(&mut self, id: NameId) {
-        if let Some(unused) = self.names.release(id) {
-            self.ports.free(unused);
+            Learned::forget(&mut self.names, &mut self.ports, id);
         }
     }
 
@@ -332,7 +326,7 @@ impl Learned {
             if let Some(kept) = self.slot_mut(item.addr) {
                 kept.name = id.index() | slot.name & REVOKED;
             }
-            self.forget_name(slot.name());
+            Learned::forget(&mut self.names, &mut self.ports, slot.name());
         }
         let now_secs = self.secs(now);
         for addr in &plan.revoked {

@@ -103,6 +103,70 @@ def http_keep_alive_second_host():
     return (got == len(first) + len(second), f"tcp {r}; the world got {got} of {len(first) + len(second)} bytes")
 
 
+# Found by reading the agent as an attacker would (issue 21): a verdict
+# kept for a 4-tuple, a QUIC flow checked once, HTTP a lenient server reads.
+
+
+@case("names", "a ClientHello for the allowed name, a reset, then from the same source port a ClientHello for a refused name",
+      "the first reaches its world; the second is closed, no byte of it reaches the world", egress=["DNS", "API:443"])
+def reused_source_port_carries_another_name():
+    dns_query(CFG["api_name"], timeout=2)
+    port = random.randint(30000, 60000)
+    first = tcp_send_from(port, CFG["api"], 443, client_hello(CFG["api_name"]))
+    second = tcp_send_from(port, CFG["api"], 443, client_hello(CFG["other_name"]))
+    return (bool(world_got(first)) and blocked(second), f"first {first}; second {second}")
+
+
+@case("names", "a QUIC Initial for the allowed name, then from the same socket a new QUIC connection (another ID) for a refused name",
+      "the first reaches its world; the second is dropped", egress=["DNS", "API:443"])
+def second_quic_connection_on_one_flow():
+    dns_query(CFG["api_name"], timeout=2)
+    out = probe("send", f"{CFG['api']}:443", "--quic", CFG["other_name"], "--after-quic", CFG["api_name"],
+                "--timeout-ms", "800")
+    first_ok = "before" not in (out.get("error") or "")
+    return (first_ok and not out.get("ok"), json.dumps(out)[:160])
+
+
+def http_on_8080(request):
+    dns_query(CFG["api_name"], timeout=2)
+    r = tcp_send_parts(CFG["api"], 8080, [request])
+    return (blocked(r), f"tcp {r}")
+
+
+@case("names", "HTTP with a refused Host to the allowed name's port 8080, after an empty line (which servers skip)",
+      "closed; nothing reaches the world", egress=["DNS", "API:8080/empty"])
+def http_after_an_empty_line():
+    return http_on_8080(b"\r\n" + plain_request(CFG["other_name"]))
+
+
+@case("names", "HTTP/1.2 with a refused Host to the allowed name's port 8080 (servers read it as 1.1)",
+      "closed; nothing reaches the world", egress=["DNS", "API:8080/empty"])
+def http_1_2_with_a_refused_host():
+    return http_on_8080(plain_request(CFG["other_name"]).replace(b"HTTP/1.1", b"HTTP/1.2", 1))
+
+
+@case("names", "HTTP/2 prior knowledge (h2c) to the allowed name's port 8080",
+      "closed (the check cannot read HPACK); nothing reaches the world", egress=["DNS", "API:8080/empty"])
+def h2c_prior_knowledge():
+    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    return http_on_8080(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings)
+
+
+@case("names", "an absolute target of another scheme (xyz://refused/) with the allowed Host, to port 8080",
+      "closed; nothing reaches the world", egress=["DNS", "API:8080/empty"])
+def absolute_target_of_another_scheme():
+    return http_on_8080(f"GET xyz://{CFG['other_name']}/ HTTP/1.1\r\nHost: {CFG['api_name']}\r\n\r\n".encode())
+
+
+@case("names", "a ClientHello whose server name holds terminal escape sequences (ESC ] title, ESC [2J clear)",
+      "closed; battery.rs then checks that `rbm-launch status` shows it with no control byte",
+      egress=["DNS", "API:443/empty"])
+def escape_sequences_as_a_server_name():
+    dns_query(CFG["api_name"], timeout=2)
+    out = probe("send", f"{CFG['api']}:443", "--tls", ESCAPE_NAME, "--timeout-ms", "800")
+    return (not out.get("ok"), json.dumps(out)[:160])
+
+
 # Credentials: the bottle holds a placeholder; the real key must reach the
 # credential's host and nothing else (battery.rs also looks for it in every
 # byte the sentry sent out and in every world's log).
@@ -191,12 +255,30 @@ def compressed_echo_of_the_credential():
 
 
 @case("creds", "the placeholder inside the credential host's TLS, with the Host of another allowed name (front.battery.test)",
-      "the real key goes to the credential host's own server only, whatever the Host says (battery.rs checks the worlds' logs)",
+      "403 from the sentry: nothing swapped, nothing forwarded (a front end that routes by Host would hand the key to another origin)",
       egress=["DNS", "CRED:443"])
 def placeholder_with_another_host_inside_the_credential_tls():
     dns_query(CFG["cred_name"], timeout=2)
     r = https_get(CFG["cred"], CFG["cred_name"], bearer=placeholder(), host=CFG["front_name"])
-    return (r == f"200 auth: Bearer {placeholder()}", f"https {r}")
+    return (r.startswith("403 "), f"https {r}")
+
+
+@case("creds", "Basic credentials with the placeholder as password, asking the credential host to echo its Authorization",
+      "the echo comes back as the bottle sent it (the base64 the sentry made of the real key is redacted too)",
+      egress=["DNS", "CRED:443"])
+def basic_credentials_echoed():
+    dns_query(CFG["cred_name"], timeout=2)
+    sent = "Basic " + base64.b64encode(f"rbm:{placeholder()}".encode()).decode()
+    r = https_get(CFG["cred"], CFG["cred_name"], auth=sent)
+    return (placeholder() != "" and r == f"200 auth: {sent}", f"https {r}")
+
+
+@case("creds", "the credential host from a client that verifies as Python 3.13 does (X.509 strict)",
+      "the sentry's certificate is accepted; the echo holds the placeholder", egress=["DNS", "CRED:443"])
+def strict_client_takes_the_sentry_certificate():
+    dns_query(CFG["cred_name"], timeout=2)
+    r = https_get(CFG["cred"], CFG["cred_name"], bearer=placeholder(), strict=True)
+    return (placeholder() != "" and r == f"200 auth: Bearer {placeholder()}", f"https {r}")
 
 
 # ---------------------------------------------------------------- driver

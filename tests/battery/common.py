@@ -16,6 +16,9 @@ import sys
 import time
 
 CFG = {}  # the run's configuration (attacks.py run CONFIG_JSON), filled in place
+# A server name with terminal escapes (window title, clear screen): what the
+# operator's terminal must never get raw (battery.rs reads `status` after).
+ESCAPE_NAME = "\x1b]0;rbm-pwned\x07\x1b[2Jescape.battery.test"
 SHUT = 0.8  # seconds of silence that count as "blocked"
 GAP = 0.3  # pause after each case, so late packets fall in its window
 
@@ -199,16 +202,22 @@ def placeholder():
     return os.environ.get("API_KEY", "")
 
 
-def https_get(ip, name, path="/", bearer=None, host=None, verify=True, timeout=3, gzip_ok=False):
+def https_get(ip, name, path="/", bearer=None, host=None, verify=True, timeout=3, gzip_ok=False,
+              auth=None, strict=False):
     """One HTTP/1.1 GET over TLS to ip:443 with server name `name` (and Host
     `host`, by default the same): "STATUS BODY", or what failed. `verify`
     trusts what the bottle trusts (SSL_CERT_FILE: the public roots and the
-    sentry's CA); `gzip_ok` accepts a gzip-encoded body (and decodes it)."""
+    sentry's CA); `strict` verifies as Python 3.13 does by default (X.509
+    strict: key identifiers and the rest RFC 5280 asks for); `gzip_ok`
+    accepts a gzip-encoded body (and decodes it); `auth` is a whole
+    Authorization value (instead of `bearer`)."""
     ctx = ssl.create_default_context()
+    if strict:
+        ctx.verify_flags |= ssl.VERIFY_X509_STRICT
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    auth = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
+    auth = f"Authorization: {auth}\r\n" if auth else f"Authorization: Bearer {bearer}\r\n" if bearer else ""
     accept = "Accept-Encoding: gzip\r\n" if gzip_ok else ""
     req = f"GET {path} HTTP/1.1\r\nHost: {host or name}\r\n{auth}{accept}Connection: close\r\n\r\n"
     try:
@@ -301,6 +310,28 @@ def re_nothing_got(data):
     (a server that speaks first); that is not a byte out."""
     greeting = data.startswith(b"world ") and b" sees " in data
     return greeting or (data.startswith(b"world ") and data.rstrip().endswith(b" got 0 bytes"))
+
+
+def tcp_send_from(port, ip, dport, data, timeout=SHUT):
+    """Connects from local `port` (SO_REUSEADDR), sends `data`, reads the
+    answer and ends with a reset (SO_LINGER 0), so the same port can
+    connect again at once: 'answered ...', 'reset', 'closed' or 'silent'."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.settimeout(timeout)
+    try:
+        s.bind(("", port))
+        s.connect((ip, dport))
+        s.sendall(data)
+        got = s.recv(4096)
+        return f"answered {got[:40]!r}" if got else "closed"
+    except ConnectionResetError:
+        return "reset"
+    except OSError as e:
+        return f"silent ({e})"
+    finally:
+        s.close()
 
 
 def tcp_try(ip, port, payload=b"", timeout=SHUT, family=socket.AF_INET):

@@ -10,6 +10,7 @@ pub mod bins;
 pub mod bottle;
 pub mod certs;
 pub mod cmd;
+pub mod encode;
 pub mod files;
 pub mod json;
 pub mod launcher;

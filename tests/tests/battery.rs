@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, ensure, Context, Result};
 use rbm_tests::bins::workspace_root;
 use rbm_tests::certs::{Leaf, TestCa};
+use rbm_tests::encode::base64;
 use rbm_tests::files::write_file;
 use rbm_tests::launcher::{Launched, Launcher};
 use rbm_tests::podman::{
@@ -424,6 +425,8 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
     fronting_seen(&b, &mut cases)?;
     let key_case = real_key_stayed(&b, &cases)?;
     cases.push(key_case);
+    let status_case = status_shows_bottle_names_escaped(&b)?;
+    cases.push(status_case);
 
     // The 20,000-query flood, the scans and the rest are behind it.
     let rss_after = podman.agent_rss_kib(&b.sentry)?;
@@ -519,45 +522,55 @@ fn real_key_stayed(b: &Battery, cases: &[Case]) -> Result<Case> {
     let mut c = rust_case(
         "creds",
         "the-real-key-reaches-its-host-only",
-        "after every case: look for the real key in every byte the sentry sent out, in every world's log and in what the bottle saw",
+        "after every case: look for the real key (as it is, and in base64 alone and in Basic credentials) in every byte the sentry sent out, in every world's log and in what the bottle saw",
         "not in the capture (which holds what went out in the clear) nor in the bottle; only the credential host's world got it",
         epoch(),
     );
     let placeholder = bottle_placeholder(b)?;
     let clear = format!("Host: {API_NAME}");
-    let out = b.podman.run_ok(&[
+    // Every form the sentry itself puts the key on the wire in: as it is,
+    // in the Basic credentials it builds (`basic-credentials-echoed` sends
+    // user rbm), and base64 alone.
+    let forms = [
+        REAL_KEY.to_string(),
+        base64(format!("rbm:{REAL_KEY}").as_bytes()),
+        base64(REAL_KEY.as_bytes()),
+    ];
+    let mut args = vec![
         "exec",
         &b.witness,
         "python3",
         "/battery/attacks.py",
         "count",
-        "/tmp/uplink.pcap",
-        REAL_KEY,
-        &placeholder,
-        &clear,
-    ])?;
+    ];
+    args.push("/tmp/uplink.pcap");
+    args.extend([placeholder.as_str(), clear.as_str()]);
+    args.extend(forms.iter().map(String::as_str));
+    let out = b.podman.run_ok(&args)?;
     let counted: Value = serde_json::from_str(out.stdout.trim())
         .with_context(|| format!("the witness's count: {}", out.stdout))?;
     let count = |i: usize| counted["count"][i].as_u64().unwrap_or(0);
-    let (real, seen, visible) = (count(0), count(1), count(2));
+    let (seen, visible) = (count(0), count(1));
+    let real: u64 = (2..2 + forms.len()).map(count).sum();
+    let in_text = |text: &str| {
+        forms
+            .iter()
+            .map(|f| text.matches(f.as_str()).count())
+            .sum::<usize>()
+    };
     let mut at_host = 0;
     let mut elsewhere = Vec::new();
     for w in &b.worlds {
-        let n = b
-            .podman
-            .run_ok(&["logs", &w.name])?
-            .stdout
-            .matches(REAL_KEY)
-            .count();
+        let log = b.podman.run_ok(&["logs", &w.name])?.stdout;
         if w.ip == uplink(CRED) {
-            at_host = n;
-        } else if n > 0 {
-            elsewhere.push(format!("{} ({n})", w.name));
+            at_host = log.matches(REAL_KEY).count();
+        } else if in_text(&log) > 0 {
+            elsewhere.push(format!("{} ({})", w.name, in_text(&log)));
         }
     }
     let in_bottle: Vec<&str> = cases
         .iter()
-        .filter(|c| c.observed.contains(REAL_KEY))
+        .filter(|c| in_text(&c.observed) > 0)
         .map(|c| c.id.as_str())
         .collect();
     c.t1 = epoch();
@@ -568,6 +581,33 @@ fn real_key_stayed(b: &Battery, cases: &[Case]) -> Result<Case> {
          times, `{clear}` {visible} times; {CRED_NAME}'s world got the real key {at_host} times; \
          other worlds: {elsewhere:?}; cases whose bottle saw it: {in_bottle:?}",
         counted["bytes"]
+    );
+    Ok(c)
+}
+
+/// Judged on the Rust side: after a ClientHello whose server name holds
+/// terminal escapes (`escape-sequences-as-a-server-name`), what the
+/// operator reads in `rbm-launch status` holds no control byte.
+fn status_shows_bottle_names_escaped(b: &Battery) -> Result<Case> {
+    let mut c = rust_case(
+        "names",
+        "status-shows-bottle-names-escaped",
+        "after a server name with terminal escapes: `rbm-launch status` on the operator's terminal",
+        "the name is shown escaped: no ESC, BEL or other control byte reaches the terminal",
+        epoch(),
+    );
+    let out = b.launch(&["status", &b.launched.profile], CMD_TIMEOUT)?;
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let controls = text
+        .chars()
+        .filter(|ch| ch.is_control() && *ch != '\n' && *ch != '\t')
+        .count();
+    let shown = text.contains("escape.battery.test");
+    c.t1 = epoch();
+    c.bottle_ok = controls == 0 && shown;
+    c.observed = format!(
+        "`status` ({} bytes) holds {controls} control characters; the name is shown: {shown}",
+        text.len()
     );
     Ok(c)
 }

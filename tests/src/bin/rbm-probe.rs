@@ -128,6 +128,14 @@ enum Command {
         /// One datagram instead of a TCP connection.
         #[arg(long)]
         udp: bool,
+        /// With --quic: first, from the same socket, QUIC Initials for this
+        /// name (another connection on the same UDP flow), and their reply.
+        #[arg(long, requires = "quic")]
+        after_quic: Option<String>,
+        /// Over TCP: connect from this local port (one a connection just
+        /// used), and end with a reset.
+        #[arg(long)]
+        from_port: Option<u16>,
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
@@ -316,6 +324,8 @@ fn dispatch(command: Command) -> Result<Report, String> {
             quic,
             split,
             udp,
+            after_quic,
+            from_port,
             timeout_ms,
         } => {
             let named = |name: &str| hello::client_hello(Some(name).filter(|n| !n.is_empty()));
@@ -326,10 +336,20 @@ fn dispatch(command: Command) -> Result<Report, String> {
                 (.., Some(name)) => named(name),
                 _ => return Err("usage: send needs --tls, --http, --text or --quic".into()),
             };
+            let before = match &after_quic {
+                Some(name) => quic::initials_of(&quic::FIRST_DCID, &named(name), None),
+                None => vec![],
+            };
             let carrier = match (quic.is_some(), udp) {
-                (true, _) => conn::Carrier::Udp(quic::initials(&data, split)),
-                (false, true) => conn::Carrier::Udp(vec![data.clone()]),
-                (false, false) => conn::Carrier::Tcp { split },
+                (true, _) => conn::Carrier::Udp {
+                    before,
+                    datagrams: quic::initials(&data, split),
+                },
+                (false, true) => conn::Carrier::Udp {
+                    before,
+                    datagrams: vec![data.clone()],
+                },
+                (false, false) => conn::Carrier::Tcp { split, from_port },
             };
             conn::run_send(addr, &data, carrier, ms(timeout_ms))
         }

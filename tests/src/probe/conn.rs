@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::net::{connect, describe, error_kind, read_to_eof_by, timed_out, unspecified_for};
+use super::net::{
+    connect, connect_from, describe, error_kind, read_to_eof_by, reset_on_close, timed_out,
+    unspecified_for,
+};
 use super::Report;
 
 /// What a datagram probe sends.
@@ -39,9 +42,15 @@ pub fn run_tcp(addr: SocketAddr, timeout: Duration) -> Report {
 pub enum Carrier {
     Tcp {
         split: Option<usize>,
+        /// From this local port, ended with a reset.
+        from_port: Option<u16>,
     },
-    /// Each of these datagrams in turn; the first reply counts.
-    Udp(Vec<Vec<u8>>),
+    /// Each of these datagrams in turn; the first reply counts. `before`:
+    /// datagrams sent first on the same socket, whose reply is awaited.
+    Udp {
+        before: Vec<Vec<u8>>,
+        datagrams: Vec<Vec<u8>>,
+    },
 }
 
 /// `send`: over TCP, connect, send `data` (in two writes at `split`, apart
@@ -49,11 +58,19 @@ pub enum Carrier {
 /// answer until it closes. Over UDP: the datagrams, then one reply.
 pub fn run_send(addr: SocketAddr, data: &[u8], carrier: Carrier, timeout: Duration) -> Report {
     match carrier {
-        Carrier::Tcp { split } => report(tcp_send(addr, data, split, timeout)),
-        Carrier::Udp(datagrams) => report(
+        Carrier::Tcp { split, from_port } => {
+            report(tcp_send(addr, data, split, from_port, timeout))
+        }
+        Carrier::Udp { before, datagrams } => report(
             UdpSocket::bind(unspecified_for(&addr))
                 .map_err(|e| describe("bind", &e))
-                .and_then(|socket| udp_exchange(&socket, addr, &datagrams, timeout)),
+                .and_then(|socket| {
+                    if !before.is_empty() {
+                        udp_exchange(&socket, addr, &before, timeout)
+                            .map_err(|e| format!("before: {e}"))?;
+                    }
+                    udp_exchange(&socket, addr, &datagrams, timeout)
+                }),
         ),
     }
 }
@@ -78,13 +95,20 @@ fn tcp_send(
     addr: SocketAddr,
     data: &[u8],
     split: Option<usize>,
+    from_port: Option<u16>,
     timeout: Duration,
 ) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
-    let mut stream =
-        connect(addr, timeout).map_err(|e| describe(&format!("connect {addr}"), &e))?;
+    let mut stream = match from_port {
+        Some(port) => connect_from(addr, port, timeout),
+        None => connect(addr, timeout),
+    }
+    .map_err(|e| describe(&format!("connect {addr}"), &e))?;
     let fail = |e: io::Error| describe(&format!("send to {addr}"), &e);
     stream.set_nodelay(true).map_err(fail)?;
+    if from_port.is_some() {
+        reset_on_close(&stream).map_err(fail)?;
+    }
     let (first, second) = data.split_at(split.unwrap_or(data.len()).min(data.len()));
     stream.write_all(first).map_err(fail)?;
     if !second.is_empty() {

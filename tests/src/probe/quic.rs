@@ -18,6 +18,8 @@ const INITIAL_SALT: [u8; 20] = [
 /// Clients pad the datagrams that carry Initials to at least this.
 const MIN_DATAGRAM: usize = 1200;
 const DCID: [u8; 8] = [0x52, 0x42, 0x4d, 0x70, 0x72, 0x6f, 0x62, 0x65];
+/// The connection ID of `send --after-quic`'s first connection ("RBMfirst").
+pub const FIRST_DCID: [u8; 8] = *b"RBMfirst";
 
 fn label(secret: &Hkdf<Sha256>, name: &[u8], out: &mut [u8]) {
     let mut info = (out.len() as u16).to_be_bytes().to_vec();
@@ -36,12 +38,17 @@ fn handshake_message(record: &[u8]) -> &[u8] {
 /// Datagrams of Initial packets carrying the ClientHello in `record`: one,
 /// or two when `split` cuts the CRYPTO data there (the name in the second).
 pub fn initials(record: &[u8], split: Option<usize>) -> Vec<Vec<u8>> {
+    initials_of(&DCID, record, split)
+}
+
+/// `initials`, of a connection with another Destination Connection ID.
+pub fn initials_of(dcid: &[u8; 8], record: &[u8], split: Option<usize>) -> Vec<Vec<u8>> {
     let hello = handshake_message(record);
     let cut = split.unwrap_or(hello.len()).min(hello.len());
     let (first, second) = hello.split_at(cut);
-    let mut out = vec![packet(0, 0, first)];
+    let mut out = vec![packet(dcid, 0, 0, first)];
     if !second.is_empty() {
-        out.push(packet(1, cut as u64, second));
+        out.push(packet(dcid, 1, cut as u64, second));
     }
     out
 }
@@ -50,8 +57,8 @@ fn varint(v: u64) -> [u8; 4] {
     (0x8000_0000 | v as u32).to_be_bytes()
 }
 
-fn packet(number: u64, offset: u64, crypto: &[u8]) -> Vec<u8> {
-    let (_, initial) = Hkdf::<Sha256>::extract(Some(&INITIAL_SALT), &DCID);
+fn packet(dcid: &[u8; 8], number: u64, offset: u64, crypto: &[u8]) -> Vec<u8> {
+    let (_, initial) = Hkdf::<Sha256>::extract(Some(&INITIAL_SALT), dcid);
     let mut client = [0u8; 32];
     label(&initial, b"client in", &mut client);
     let client = Hkdf::<Sha256>::from_prk(&client).expect("a 32-byte key");
@@ -66,8 +73,8 @@ fn packet(number: u64, offset: u64, crypto: &[u8]) -> Vec<u8> {
     frames.extend_from_slice(crypto);
     let mut header = vec![0xc1];
     header.extend_from_slice(&VERSION_1.to_be_bytes());
-    header.push(DCID.len() as u8);
-    header.extend_from_slice(&DCID);
+    header.push(dcid.len() as u8);
+    header.extend_from_slice(dcid);
     header.extend_from_slice(&[0, 0]); // no source ID, no token
     let fixed = header.len() + 4 + 2 + 16;
     frames.resize(frames.len().max(MIN_DATAGRAM - fixed), 0); // PADDING

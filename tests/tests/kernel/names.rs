@@ -199,6 +199,70 @@ fn quic_initials_are_read_and_only_allowed_names_pass() -> Result<()> {
 }
 
 #[test]
+fn a_new_connection_from_a_reused_source_port_is_checked_again() -> Result<()> {
+    let Some(lab) = names_lab(true)? else {
+        return Ok(());
+    };
+    let https = sock(NAMES, 443);
+    // An allowed hello from port P, a reset, then another name from P: the
+    // agent once answered the new SYN with the old connection's verdict.
+    let passed = lab.passes(https, &["--tls", ALLOWED_NAME, "--from-port", "41001"])?;
+    lab.refused(https, &["--tls", FOREIGN_NAME, "--from-port", "41001"])?;
+    let receipts = lab.receipts(2)?;
+    only_passed_brought_bytes(&receipts, &[passed]);
+    Ok(())
+}
+
+#[test]
+fn a_second_quic_connection_on_an_allowed_udp_flow_is_checked() -> Result<()> {
+    let Some(lab) = names_lab(true)? else {
+        return Ok(());
+    };
+    let quic = sock(NAMES, 443);
+    // From one socket: Initials for the allowed name (a reply comes), then
+    // a new QUIC connection (another connection ID) for a foreign name.
+    lab.refused(
+        quic,
+        &["--quic", FOREIGN_NAME, "--after-quic", ALLOWED_NAME],
+    )?;
+    let passed = lab.passes(
+        quic,
+        &["--quic", ALLOWED_NAME, "--after-quic", ALLOWED_NAME],
+    )?;
+    let receipts = lab.receipts(3)?;
+    let bytes: Vec<usize> = receipts.iter().map(|r| r.bytes).collect();
+    assert_eq!(
+        bytes, [passed; 3],
+        "the foreign Initial never arrived: {receipts:?}"
+    );
+    let denials = serde_json::to_string(&lab.name_denials()?)?;
+    assert!(denials.contains(FOREIGN_NAME), "{denials}");
+    Ok(())
+}
+
+#[test]
+fn http_that_a_lenient_server_reads_is_checked_on_other_ports() -> Result<()> {
+    let Some(lab) = names_lab(true)? else {
+        return Ok(());
+    };
+    let other = sock(NAMES, 8443);
+    let foreign = format!("GET / HTTP/1.1\r\nHost: {FOREIGN_NAME}\r\n\r\n");
+    for request in [
+        format!("\r\n{foreign}"),
+        foreign.replace("HTTP/1.1", "HTTP/1.2"),
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string(),
+        format!("GET xyz://{FOREIGN_NAME}/ HTTP/1.1\r\nHost: {ALLOWED_NAME}\r\n\r\n"),
+    ] {
+        lab.refused(other, &["--text", &request])?;
+    }
+    let allowed = format!("\r\nGET / HTTP/1.2\r\nHost: {ALLOWED_NAME}\r\n\r\n");
+    let passed = lab.passes(other, &["--text", &allowed])?;
+    let receipts = lab.receipts(5)?;
+    only_passed_brought_bytes(&receipts, &[passed]);
+    Ok(())
+}
+
+#[test]
 fn cidrs_and_name_binding_off_keep_address_only_filtering() -> Result<()> {
     let Some(lab) = names_lab(true)? else {
         return Ok(());

@@ -56,17 +56,19 @@ pub fn tcp(policy: &Policy, port: u16, stream: &[u8]) -> Outcome {
     };
     // In the clear, a credential's placeholder can be seen: it goes only
     // through the credential proxy, to its own hosts.
-    match outcome {
-        Outcome::Allow { name } => match policy.placeholder_in(stream) {
-            Some(env) => deny(
-                format!(
-                    "the placeholder of {env}, in the clear (it goes only to its hosts, over TLS)"
-                ),
-                name,
-            ),
-            None => Outcome::Allow { name },
-        },
-        other => other,
+    // A stream still held is looked at too: a line protocol that has not
+    // ended its first line may already carry it.
+    let name = match &outcome {
+        Outcome::Allow { name } => name.clone(),
+        Outcome::Hold => None,
+        Outcome::Deny(_) => return outcome,
+    };
+    match policy.placeholder_in(stream) {
+        Some(env) => deny(
+            format!("the placeholder of {env}, in the clear (it goes only to its hosts, over TLS)"),
+            name,
+        ),
+        None => outcome,
     }
 }
 
@@ -81,11 +83,19 @@ pub fn tls_name(stream: &[u8]) -> Option<String> {
 
 /// A UDP flow to `port` from its datagrams so far. Only QUIC (UDP 443)
 /// is held for a check; its name is in the first Initial packets.
-pub fn udp(policy: &Policy, port: u16, datagrams: &[&[u8]]) -> Outcome {
+/// `known`: the QUIC connections already allowed on this flow, whose keys
+/// a later Initial of theirs uses.
+pub fn udp(
+    policy: &Policy,
+    port: u16,
+    datagrams: &[&[u8]],
+    known: &[super::quic::Origin],
+) -> Outcome {
     if port != HTTPS {
         return Outcome::Allow { name: None };
     }
-    names(policy, port, "QUIC", super::quic::initial_name(datagrams))
+    let seen = super::quic::initial_name_keyed(datagrams, known);
+    names(policy, port, "QUIC", seen)
 }
 
 /// Whether a protocol's names are all allowed on `port`.
@@ -225,5 +235,34 @@ mod tests {
             "HTTP name evil.test is not allowed"
         );
         assert_eq!(tcp(&p, 80, b"GET / HTTP/1.1\r\nHo"), Outcome::Hold);
+    }
+
+    #[test]
+    fn http_a_lenient_server_reads_is_checked_on_any_port() {
+        let p = p();
+        for req in [
+            &b"\r\nGET / HTTP/1.1\r\nHost: evil.test\r\n\r\n"[..],
+            b"GET / HTTP/1.2\r\nHost: evil.test\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET xyz://evil.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        ] {
+            for port in [80, 8080] {
+                assert!(
+                    matches!(tcp(&p, port, req), Outcome::Deny(_)),
+                    "{port} {:?}",
+                    String::from_utf8_lossy(req)
+                );
+            }
+        }
+        assert_eq!(
+            tcp(&p, 8080, b"\r\nGET / HTTP/1.1\r\n"),
+            Outcome::Hold,
+            "an incomplete head waits"
+        );
+        assert_eq!(
+            tcp(&p, 5432, b"\0\0\0\x08\x04\xd2\x16\x2f"),
+            Outcome::Allow { name: None },
+            "a protocol that cannot be HTTP passes on other ports"
+        );
     }
 }

@@ -45,6 +45,12 @@ const NFT_GOTO: u32 = (-4i32) as u32;
 const NFT_RETURN: u32 = (-5i32) as u32;
 const NFT_REJECT_TCP_RST: u32 = 1;
 const TCP: u8 = 6;
+const UDP: u8 = 17;
+/// TCP flag bits (the header's 14th byte).
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
 const NAT_DNAT: u32 = 1;
 const IFNAMSIZ: usize = 16;
 const ICMPV6: u8 = 58;
@@ -411,6 +417,18 @@ impl Exprs<'_> {
             }
             Match::L4Proto(proto) => self.l4proto(*proto),
             Match::TcpNoPayload { v6, doff } => self.tcp_no_payload(*v6, *doff),
+            Match::TcpSyn => {
+                self.l4proto(TCP);
+                self.payload(PAYLOAD_TRANSPORT, 13, 1, REG_1);
+                self.and(&[TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK]);
+                self.cmp(CMP_EQ, &[TCP_SYN]);
+            }
+            Match::QuicLongHeader => {
+                self.l4proto(UDP);
+                self.payload(PAYLOAD_TRANSPORT, 8, 1, REG_1);
+                self.and(&[0x80]);
+                self.cmp(CMP_EQ, &[0x80]);
+            }
             Match::Limit { per_second, burst } => self.expr("limit", |d| {
                 d.u64be(1, *per_second)
                     .u64be(2, 1)

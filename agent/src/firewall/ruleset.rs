@@ -260,6 +260,12 @@ pub enum Match {
         v6: bool,
         doff: u8,
     },
+    /// A TCP segment that opens a connection: SYN, and none of ACK, RST
+    /// or FIN.
+    TcpSyn,
+    /// A UDP datagram whose first payload byte has its high bit set: a
+    /// QUIC long-header packet (Initial, 0-RTT, Handshake, Retry).
+    QuicLongHeader,
     /// At most `per_second` packets a second (after a burst), across all
     /// packets this rule sees: past it the rule does not match.
     Limit {
@@ -574,13 +580,8 @@ fn binds_names(input: &FirewallInput) -> bool {
 /// again.
 fn name_verdict_rules(generation: u16) -> Vec<Rule> {
     use marks::*;
+    let allowed = || Match::CtMark(ct(generation, ALLOWED));
     vec![
-        // The fast path of every decided connection, both ways.
-        rule(
-            vec![Match::CtMark(ct(generation, ALLOWED))],
-            Action::Accept,
-            "accept:name-decided",
-        ),
         rule(
             vec![Match::PacketMark(PACKET_ALLOW)],
             Action::Accept,
@@ -593,6 +594,35 @@ fn name_verdict_rules(generation: u16) -> Vec<Rule> {
             "drop:name-denied",
         )
         .marking(ct(generation, DENIED)),
+        // The fast path of every decided connection, both ways...
+        rule(
+            vec![allowed(), Match::CtReply],
+            Action::Accept,
+            "accept:name-decided-reply",
+        ),
+        // ...but a new connection on the same addresses and ports: after a
+        // reset, conntrack keeps the old entry (and its mark) for a SYN
+        // from the same source port, and a new ClientHello would pass
+        // unread. Checked again from its SYN.
+        rule(
+            vec![allowed(), Match::TcpSyn],
+            Action::Goto(chains::NAME_CHECK),
+            "name:syn-again",
+        )
+        .marking(ct(generation, NAMED)),
+        // ...and a QUIC Initial on an allowed UDP flow may open a second
+        // QUIC connection (new connection IDs, another name) on the same
+        // 4-tuple: the agent reads every long-header packet.
+        rule(
+            vec![
+                allowed(),
+                Match::ProtoPort(Protocol::Udp.number(), 443),
+                Match::QuicLongHeader,
+            ],
+            Action::Queue,
+            "name:quic-long-header",
+        ),
+        rule(vec![allowed()], Action::Accept, "accept:name-decided"),
         rule(
             vec![Match::CtMark(ct(generation, NAMED))],
             Action::Goto(chains::NAME_CHECK),
@@ -726,6 +756,8 @@ fn name_check_chains(generation: u16) -> Vec<ChainDef> {
             Action::Queue,
             "name:syn",
         ),
+        // A SYN on a conntrack entry kept from an earlier connection.
+        rule(vec![Match::TcpSyn], Action::Queue, "name:syn-reused"),
     ];
     for v6 in [false, true] {
         check.extend(TCP_DOFF.map(|doff| {
@@ -1134,7 +1166,7 @@ mod tests {
                 .position(|c| *c == "accept:established")
                 .unwrap();
             let names = access == Mode::Allowlist;
-            assert_eq!(established, if names { 7 } else { 3 });
+            assert_eq!(established, if names { 10 } else { 3 });
         }
     }
 
@@ -1143,21 +1175,30 @@ mod tests {
         let r = Ruleset::build(&input(Mode::Allowlist));
         let f = chain(&r, "forward");
         assert_eq!(
-            comments(f)[..8],
+            comments(f)[..11],
             [
                 "drop:spoofed-source",
                 "recheck:older",
                 "drop:refused-before",
-                "accept:name-decided",
                 "accept:name-allowed",
                 "drop:name-denied",
+                "accept:name-decided-reply",
+                "name:syn-again",
+                "name:quic-long-header",
+                "accept:name-decided",
                 "name:undecided",
                 "accept:established"
             ]
         );
         let mark = |kind| Some(CtMarkSet::To(marks::ct(0, kind)));
-        assert_eq!(f.rules[4].set_ct_mark, mark(marks::ALLOWED));
-        assert_eq!(f.rules[5].set_ct_mark, mark(marks::DENIED));
+        assert_eq!(f.rules[3].set_ct_mark, mark(marks::ALLOWED));
+        assert_eq!(f.rules[4].set_ct_mark, mark(marks::DENIED));
+        assert_eq!(
+            f.rules[6].set_ct_mark,
+            mark(marks::NAMED),
+            "a new connection on an allowed one's ports is checked again"
+        );
+        assert_eq!(f.rules[7].action, Action::Queue);
         for r in f
             .rules
             .iter()

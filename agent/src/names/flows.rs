@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::judge::{self, Denial, Outcome};
-use super::packet::{FlowKey, Packet, Transport};
+use super::packet::{FlowKey, Packet, Transport, UDP};
+use super::quic::{self, Again, Origin};
 use crate::policy::Policy;
 
 /// How long a connection may take to show its name.
@@ -25,6 +26,8 @@ const MAX_REMEMBERED: usize = 8192;
 /// for a client that connects first and speaks later.
 const START_KEPT: Duration = Duration::from_secs(600);
 const MAX_STARTS: usize = 16384;
+/// QUIC connections allowed on one UDP flow, remembered at most.
+const MAX_ORIGINS: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -60,6 +63,10 @@ pub struct Flows {
     /// stream is read from there and nowhere else: a client that sends a
     /// later segment first must not make the check read from its middle.
     starts: HashMap<FlowKey, (u32, Instant)>,
+    /// The QUIC connections allowed on each UDP flow, and when it was last
+    /// seen: the kernel hands the agent every long-header datagram of an
+    /// allowed flow, and one that opens another connection is checked.
+    quic: HashMap<FlowKey, (Vec<Origin>, Instant)>,
 }
 
 impl Flows {
@@ -83,11 +90,21 @@ impl Flows {
             return pass(Verdict::Pass);
         };
         let key = packet.key;
-        if let Some((verdict, _)) = self.decided.get(&key) {
-            return pass(*verdict);
-        }
+        let held = self.held.contains_key(&key);
         if let Transport::Tcp { seq, syn: true } = packet.transport {
+            // A SYN starts a connection: what was decided for an earlier
+            // one on the same addresses and ports is not its verdict (a
+            // client that reuses its source port would otherwise send any
+            // name on an allowed connection's verdict).
+            self.decided.remove(&key);
             self.remember_start(key, seq.wrapping_add(1), now);
+        } else if !held {
+            if self.quic.contains_key(&key) {
+                return self.quic_again(policy, now, id, &packet);
+            }
+            if let Some((verdict, _)) = self.decided.get(&key) {
+                return pass(*verdict);
+            }
         }
         if packet.payload.is_empty() {
             return pass(Verdict::Pass);
@@ -112,8 +129,43 @@ impl Flows {
         });
         held.bytes += packet.payload.len();
         held.packets.push((id, seq, packet.payload.to_vec()));
-        let outcome = judge_held(policy, &key, start, held);
+        let known = self.quic.get(&key).map_or(&[][..], |(k, _)| &k[..]);
+        let outcome = judge_held(policy, &key, start, held, known);
         self.finish(key, outcome, now)
+    }
+
+    /// A datagram of a UDP flow whose QUIC connection was allowed: it
+    /// passes unless it opens another QUIC connection, whose name is then
+    /// read as a new flow's.
+    fn quic_again(&mut self, policy: &Policy, now: Instant, id: u32, packet: &Packet) -> Step {
+        let key = packet.key;
+        let (known, seen) = self.quic.get_mut(&key).expect("the caller looked");
+        *seen = now;
+        let why = match quic::again(packet.payload, known) {
+            Again::Known => {
+                return Step {
+                    verdicts: vec![(id, Verdict::Pass)],
+                    decided: vec![],
+                }
+            }
+            Again::Refused(why) => why,
+            Again::New => {
+                let held = self.held.entry(key).or_insert(Held {
+                    since: now,
+                    bytes: packet.payload.len(),
+                    packets: vec![(id, 0, packet.payload.to_vec())],
+                });
+                let known = self.quic.get(&key).map_or(&[][..], |(k, _)| &k[..]);
+                let outcome = judge_held(policy, &key, None, held, known);
+                return self.finish(key, outcome, now);
+            }
+        };
+        self.quic.remove(&key);
+        self.remember(key, Verdict::Deny, now);
+        Step {
+            verdicts: vec![(id, Verdict::Deny)],
+            decided: vec![(key, denial(why))],
+        }
     }
 
     /// Denies every connection held longer than `HOLD_FOR`.
@@ -134,6 +186,8 @@ impl Flows {
         self.decided
             .retain(|_, (_, at)| now.duration_since(*at) < REMEMBER);
         self.starts
+            .retain(|_, (_, at)| now.duration_since(*at) < START_KEPT);
+        self.quic
             .retain(|_, (_, at)| now.duration_since(*at) < START_KEPT);
         step
     }
@@ -163,6 +217,9 @@ impl Flows {
         let held = self.held.remove(&key);
         self.starts.remove(&key);
         self.remember(key, verdict, now);
+        if key.proto == UDP {
+            self.remember_quic(key, verdict, held.as_ref(), now);
+        }
         Step {
             verdicts: held
                 .into_iter()
@@ -170,6 +227,31 @@ impl Flows {
                 .map(|(id, _, _)| (id, verdict))
                 .collect(),
             decided: vec![(key, outcome)],
+        }
+    }
+
+    /// After a UDP flow's verdict: the QUIC connection it allowed joins
+    /// those known on the flow; a denied flow keeps none.
+    fn remember_quic(&mut self, key: FlowKey, verdict: Verdict, held: Option<&Held>, now: Instant) {
+        if verdict != Verdict::Allow {
+            self.quic.remove(&key);
+            return;
+        }
+        let origin = held
+            .and_then(|h| h.packets.first())
+            .and_then(|(_, _, d)| quic::initial_origin(d).ok().flatten());
+        let Some(origin) = origin else { return };
+        if !self.quic.contains_key(&key) && self.quic.len() >= MAX_STARTS {
+            self.quic
+                .retain(|_, (_, at)| now.duration_since(*at) < START_KEPT / 4);
+        }
+        let (known, seen) = self.quic.entry(key).or_insert_with(|| (Vec::new(), now));
+        *seen = now;
+        if !known.contains(&origin) {
+            if known.len() >= MAX_ORIGINS {
+                known.remove(0);
+            }
+            known.push(origin);
         }
     }
 
@@ -192,7 +274,13 @@ fn denial(reason: &str) -> Outcome {
     })
 }
 
-fn judge_held(policy: &Policy, key: &FlowKey, start: Option<u32>, held: &Held) -> Outcome {
+fn judge_held(
+    policy: &Policy,
+    key: &FlowKey,
+    start: Option<u32>,
+    held: &Held,
+    known: &[Origin],
+) -> Outcome {
     let port = key.dst.port();
     let outcome = if key.proto == super::packet::TCP {
         let Some(start) = start else {
@@ -204,7 +292,7 @@ fn judge_held(policy: &Policy, key: &FlowKey, start: Option<u32>, held: &Held) -
         }
     } else {
         let datagrams: Vec<&[u8]> = held.packets.iter().map(|(_, _, d)| &d[..]).collect();
-        judge::udp(policy, port, &datagrams)
+        judge::udp(policy, port, &datagrams, known)
     };
     if outcome == Outcome::Hold && held.bytes > MAX_BYTES {
         return denial("no complete name in the first 48 KiB");
@@ -371,6 +459,88 @@ mod tests {
         }
         assert!(last.verdicts.iter().all(|(_, v)| *v == Verdict::Deny));
         assert!(!last.verdicts.is_empty(), "denied before 48 KiB");
+    }
+
+    #[test]
+    fn a_new_connection_on_a_reused_source_port_is_checked_again() {
+        let now = Instant::now();
+        let mut flows = connected(now);
+        let allowed = records(&hello("a.test", 100, true), 1 << 14);
+        let step = feed(&mut flows, 1, DATA, &allowed, now);
+        assert_eq!(step.verdicts, vec![(1, Verdict::Allow)]);
+        // A reset, then a SYN from the same port to the same address.
+        let step = feed(&mut flows, 2, SYN_SEQ, b"", now);
+        assert_eq!(
+            step.verdicts,
+            vec![(2, Verdict::Pass)],
+            "not the old verdict"
+        );
+        let evil = records(&hello("evil.test", 100, true), 1 << 14);
+        let step = feed(&mut flows, 3, DATA, &evil, now);
+        assert_eq!(step.verdicts, vec![(3, Verdict::Deny)]);
+    }
+
+    fn datagram<'a>(payload: &'a [u8]) -> Packet<'a> {
+        Packet {
+            key: FlowKey {
+                proto: UDP,
+                src: "10.242.0.3:40000".parse().unwrap(),
+                dst: DST.parse().unwrap(),
+            },
+            transport: Transport::Udp,
+            payload,
+        }
+    }
+
+    #[test]
+    fn a_second_quic_connection_on_an_allowed_flow_is_checked() {
+        use crate::names::quic::tests::{initial, initial_keyed};
+        const V1: u32 = 1;
+        let now = Instant::now();
+        let mut flows = Flows::default();
+        let first = initial(V1, b"first-id", 0, 0, &hello("a.test", 100, false));
+        let step = flows.packet(&p(), now, 1, Some(datagram(&first)));
+        assert_eq!(step.verdicts, vec![(1, Verdict::Allow)]);
+        // The same connection's later Initial (the server's ID, the first
+        // keys), and a short-header packet: they pass.
+        let later = initial_keyed(V1, b"first-id", b"server-id", 1, 0, b"");
+        let step = flows.packet(&p(), now, 2, Some(datagram(&later)));
+        assert_eq!(step.verdicts, vec![(2, Verdict::Pass)]);
+        let step = flows.packet(&p(), now, 3, Some(datagram(b"\x40short")));
+        assert_eq!(step.verdicts, vec![(3, Verdict::Pass)]);
+        // Another allowed connection on the same flow, then a refused one.
+        let second = initial(V1, b"second-id", 0, 0, &hello("a.test", 100, false));
+        let step = flows.packet(&p(), now, 4, Some(datagram(&second)));
+        assert_eq!(step.verdicts, vec![(4, Verdict::Allow)]);
+        let evil = initial(V1, b"evil-id", 0, 0, &hello("evil.test", 100, false));
+        let step = flows.packet(&p(), now, 5, Some(datagram(&evil)));
+        assert_eq!(step.verdicts, vec![(5, Verdict::Deny)]);
+        assert!(
+            matches!(&step.decided[0].1, Outcome::Deny(d) if d.name.as_deref() == Some("evil.test"))
+        );
+        // The flow is refused from then on.
+        let step = flows.packet(&p(), now, 6, Some(datagram(&later)));
+        assert_eq!(step.verdicts, vec![(6, Verdict::Deny)]);
+    }
+
+    #[test]
+    fn a_second_quic_hello_over_two_datagrams_is_held_then_judged() {
+        use crate::names::quic::tests::initial;
+        const V1: u32 = 1;
+        let now = Instant::now();
+        let mut flows = Flows::default();
+        let first = initial(V1, b"first-id", 0, 0, &hello("a.test", 100, false));
+        flows.packet(&p(), now, 1, Some(datagram(&first)));
+        let evil = hello("evil.test", 3000, false);
+        let (one, two) = evil.split_at(1000);
+        let one = initial(V1, b"evil-id", 0, 0, one);
+        let two = initial(V1, b"evil-id", 1, 1000, two);
+        assert!(flows
+            .packet(&p(), now, 2, Some(datagram(&one)))
+            .verdicts
+            .is_empty());
+        let step = flows.packet(&p(), now, 3, Some(datagram(&two)));
+        assert_eq!(step.verdicts, vec![(2, Verdict::Deny), (3, Verdict::Deny)]);
     }
 
     #[test]

@@ -134,12 +134,30 @@ pub fn varint(buf: &[u8]) -> Option<(u64, usize)> {
 /// The server name in the client's Initial packets so far (one datagram
 /// may carry several packets; the ClientHello may span datagrams).
 pub fn initial_name(datagrams: &[&[u8]]) -> Seen {
+    initial_name_keyed(datagrams, &[])
+}
+
+/// `initial_name`, where a packet that does not decrypt with the keys of
+/// its own ID may be a later Initial of one of the `known` connections
+/// (the server's ID, the first ID's keys).
+pub fn initial_name_keyed(datagrams: &[&[u8]], known: &[Origin]) -> Seen {
     let mut crypto: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut initials = 0;
+    let open = |packet: &[u8]| {
+        let own = initial_packet(packet);
+        if matches!(own, Ok(Some(_))) {
+            return own;
+        }
+        known
+            .iter()
+            .map(|o| initial_packet_keyed(packet, Some(o)))
+            .find(|r| matches!(r, Ok(Some(_))))
+            .unwrap_or(own)
+    };
     for datagram in datagrams {
         let mut rest = *datagram;
         while !rest.is_empty() {
-            match initial_packet(rest) {
+            match open(rest) {
                 Ok(Some((frames, used))) => {
                     if let Err(why) = crypto_frames(&frames, &mut crypto) {
                         return Seen::Malformed(why);
@@ -172,10 +190,99 @@ pub fn initial_name(datagrams: &[&[u8]]) -> Seen {
     }
 }
 
+/// The connection a client's Initial belongs to: its version and the
+/// Destination Connection ID its keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub version: u32,
+    pub dcid: Vec<u8>,
+}
+
+/// What a long-header datagram on a QUIC flow already allowed can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Again {
+    /// Nothing new: a short header, a Handshake or 0-RTT packet (which no
+    /// server takes as a new connection), or an Initial of a connection
+    /// already allowed that carries no ClientHello bytes (its ACKs).
+    Known,
+    /// An Initial that carries ClientHello bytes, or of another connection
+    /// (its own ID and keys): a server whose connection is gone, or that
+    /// routes by the new ID, opens a connection for it, so its name is
+    /// read as a new flow's (a retransmitted hello names the same name).
+    New,
+    Refused(&'static str),
+}
+
+/// Whether `datagram`, sent on a UDP flow whose allowed QUIC connections
+/// are `known`, may open another one.
+pub fn again(datagram: &[u8], known: &[Origin]) -> Again {
+    match initial_origin(datagram) {
+        Ok(None) => Again::Known,
+        Err(why) => Again::Refused(why),
+        Ok(Some(_)) => {
+            let acks_only = |o: &Origin| match initial_packet_keyed(datagram, Some(o)) {
+                Ok(Some((frames, _))) => {
+                    let mut crypto = Vec::new();
+                    crypto_frames(&frames, &mut crypto).is_ok() && crypto.is_empty()
+                }
+                _ => false,
+            };
+            if known.iter().any(acks_only) {
+                Again::Known
+            } else {
+                Again::New
+            }
+        }
+    }
+}
+
+/// The origin of the Initial at the start of `datagram` as its header
+/// says (its own Destination Connection ID); `None` when it does not start
+/// with a long-header Initial; an error for a version rbm cannot read.
+pub fn initial_origin(datagram: &[u8]) -> Result<Option<Origin>, &'static str> {
+    let Some(&first) = datagram.first() else {
+        return Ok(None);
+    };
+    if first & 0x80 == 0 {
+        return Ok(None);
+    }
+    let version_number = u32::from_be_bytes(
+        datagram
+            .get(1..5)
+            .ok_or("a truncated QUIC header")?
+            .try_into()
+            .expect("four bytes"),
+    );
+    let v = version(version_number).ok_or("QUIC of a version rbm cannot read")?;
+    if (first >> 4) & 0x03 != v.initial_type {
+        return Ok(None);
+    }
+    let len = usize::from(*datagram.get(5).ok_or("a truncated QUIC header")?);
+    if len > MAX_CID {
+        return Err("a QUIC connection ID longer than 20 bytes");
+    }
+    let dcid = datagram.get(6..6 + len).ok_or("a truncated QUIC header")?;
+    Ok(Some(Origin {
+        version: version_number,
+        dcid: dcid.to_vec(),
+    }))
+}
+
 /// Decrypts the Initial packet at the start of `buf`: its frames and how
 /// many bytes of `buf` it took. `None` when `buf` does not start with a
 /// long-header Initial.
 fn initial_packet(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, &'static str> {
+    initial_packet_keyed(buf, None)
+}
+
+/// `initial_packet`, with the keys of `origin` (a connection's first
+/// Destination Connection ID) rather than those of the packet's own ID:
+/// a client's later Initials carry the ID the server chose, and the keys
+/// of the first.
+fn initial_packet_keyed(
+    buf: &[u8],
+    origin: Option<&Origin>,
+) -> Result<Option<(Vec<u8>, usize)>, &'static str> {
     let first = buf[0];
     if first & 0x80 == 0 {
         return Ok(None);
@@ -214,7 +321,12 @@ fn initial_packet(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, &'static str> 
         .checked_add(length as usize)
         .filter(|end| *end <= buf.len())
         .ok_or("a QUIC packet longer than its datagram")?;
-    let keys = client_keys(number, dcid).expect("the version was checked");
+    let keys = match origin {
+        Some(o) if o.version != number => return Err("another QUIC version"),
+        Some(o) => client_keys(number, &o.dcid),
+        None => client_keys(number, dcid),
+    }
+    .expect("the version was checked");
     let sample = buf
         .get(pn_at + 4..pn_at + 4 + SAMPLE)
         .ok_or("a QUIC packet too short to sample")?;
@@ -307,7 +419,7 @@ fn contiguous(mut pieces: Vec<(u64, Vec<u8>)>) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::names::tls::tests::hello;
 
@@ -334,12 +446,30 @@ mod tests {
 
     /// A client Initial carrying `crypto` at `offset` (the client's side of
     /// the protection the agent removes).
-    fn initial(version: u32, dcid: &[u8], pn: u64, offset: u64, crypto: &[u8]) -> Vec<u8> {
-        let keys = client_keys(version, dcid).unwrap();
-        let mut frames = vec![0x06];
-        frames.extend(encode_varint(offset));
-        frames.extend(encode_varint(crypto.len() as u64));
-        frames.extend_from_slice(crypto);
+    pub fn initial(version: u32, dcid: &[u8], pn: u64, offset: u64, crypto: &[u8]) -> Vec<u8> {
+        initial_keyed(version, dcid, dcid, pn, offset, crypto)
+    }
+
+    /// An Initial with `dcid` in its header and the keys of `keyed_by` (a
+    /// client's Initial after the server chose its connection ID).
+    pub fn initial_keyed(
+        version: u32,
+        keyed_by: &[u8],
+        dcid: &[u8],
+        pn: u64,
+        offset: u64,
+        crypto: &[u8],
+    ) -> Vec<u8> {
+        let keys = client_keys(version, keyed_by).unwrap();
+        // No hello bytes: a PING (the ACKs of a later Initial, as far as
+        // the check cares).
+        let mut frames = vec![0x01];
+        if !crypto.is_empty() {
+            frames = vec![0x06];
+            frames.extend(encode_varint(offset));
+            frames.extend(encode_varint(crypto.len() as u64));
+            frames.extend_from_slice(crypto);
+        }
         frames.resize(frames.len().max(1162), 0);
         let initial_type = version_type(version);
         let mut header = vec![0xc0 | (initial_type << 4) | 0x01];
@@ -375,6 +505,60 @@ mod tests {
     fn encode_varint(v: u64) -> Vec<u8> {
         assert!(v < 1 << 30);
         (0x8000_0000 | v as u32).to_be_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_second_connection_on_an_allowed_flow_is_told_from_the_first() {
+        let first = b"\x01\x02\x03\x04\x05\x06\x07\x08";
+        let known = [Origin {
+            version: V1,
+            dcid: first.to_vec(),
+        }];
+        let hello_a = hello("a.test", 100, false);
+        let opening = initial(V1, first, 0, 0, &hello_a);
+        assert_eq!(
+            initial_origin(&opening),
+            Ok(Some(known[0].clone())),
+            "the origin is the header's ID"
+        );
+        assert_eq!(again(&opening, &known), Again::New, "a hello, even resent");
+        let acks = initial_keyed(V1, first, b"server-chosen", 1, 0, b"");
+        assert_eq!(
+            again(&acks, &known),
+            Again::Known,
+            "the same connection's ACKs"
+        );
+        let resent = initial_keyed(V1, first, b"server-chosen", 2, 0, &hello_a);
+        assert_eq!(again(&resent, &known), Again::New, "a hello is read again");
+        assert_eq!(
+            initial_name_keyed(&[&resent], &known),
+            Seen::Name("a.test".into()),
+            "with the first keys"
+        );
+        assert!(matches!(initial_name(&[&resent]), Seen::Malformed(_)));
+        let reused = initial(V1, first, 3, 0, &hello("evil.test", 100, false));
+        assert_eq!(
+            again(&reused, &known),
+            Again::New,
+            "the same ID, a new hello"
+        );
+        let other = initial(V1, b"another-id", 0, 0, &hello("evil.test", 100, false));
+        assert_eq!(again(&other, &known), Again::New);
+        let mut handshake = acks.clone();
+        handshake[0] = 0xe0;
+        assert_eq!(again(&handshake, &known), Again::Known, "not an Initial");
+        assert_eq!(again(b"\x40short", &known), Again::Known);
+        let mut unknown = other.clone();
+        unknown[1..5].copy_from_slice(&0xff00_001du32.to_be_bytes());
+        assert!(matches!(again(&unknown, &known), Again::Refused(_)));
+        let mut v2 = initial(V2, first, 0, 0, &hello_a);
+        assert_eq!(
+            again(&v2, &known),
+            Again::New,
+            "another version, other keys"
+        );
+        v2.truncate(7);
+        assert!(matches!(again(&v2, &known), Again::Refused(_)));
     }
 
     #[test]

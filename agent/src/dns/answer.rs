@@ -63,9 +63,13 @@ fn cname_of<'r>(
         })
 }
 
-/// `Name` equality ignores case.
+/// `Name` equality ignores case. A record with no data is not an answer
+/// (RFC 2136 uses it in UPDATE only); a query's answer holding one does
+/// not decode, and the bottle could not parse it.
 fn owned_by(record: &Record, name: &Name) -> bool {
-    record.dns_class == DNSClass::IN && &record.name == name
+    record.dns_class == DNSClass::IN
+        && &record.name == name
+        && !matches!(record.data, RData::Update0(_))
 }
 
 fn address_of(record: &Record) -> Option<IpAddr> {
@@ -255,6 +259,24 @@ mod tests {
         chaos.dns_class = DNSClass::CH;
         let txt = Record::from_rdata(name("a.test"), 60, RData::TXT(TXT::new(vec!["x".into()])));
         assert!(cname_chain(&name("a.test"), RecordType::A, &[chaos, txt]).is_empty());
+    }
+
+    #[test]
+    fn records_with_no_data_are_dropped() {
+        let empty = |owner, qtype| Record::from_rdata(name(owner), 60, RData::Update0(qtype));
+        let records = [
+            empty("a.test", RecordType::CNAME),
+            empty("a.test", RecordType::HTTPS),
+            a("a.test", "192.0.2.1", 60),
+        ];
+        assert_eq!(
+            names(&cname_chain(&name("a.test"), RecordType::HTTPS, &records)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            names(&cname_chain(&name("a.test"), RecordType::A, &records)),
+            ["a.test. A"]
+        );
     }
 
     #[test]

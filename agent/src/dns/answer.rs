@@ -326,6 +326,29 @@ mod tests {
     }
 
     #[test]
+    fn the_podman_host_s_addresses_are_withheld_unless_cidrs_open_them() {
+        let mut p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test"]);
+        p.host = vec![
+            "192.168.1.20/32".parse().unwrap(),
+            "10.88.0.0/16".parse().unwrap(),
+        ];
+        let records = || {
+            vec![
+                a("a.test", "192.168.1.20", 60),
+                a("a.test", "10.88.0.1", 60),
+                a("a.test", "192.0.2.1", 60),
+            ]
+        };
+        let (kept, withheld) = withhold_protected(records(), &p);
+        assert_eq!(kept, [a("a.test", "192.0.2.1", 60)]);
+        assert_eq!(withheld.len(), 2);
+        p.cidrs = vec!["192.168.1.0/24".parse().unwrap()];
+        let (kept, withheld) = withhold_protected(records(), &p);
+        assert_eq!(kept.len(), 2, "the LAN address is open by cidrs: {kept:?}");
+        assert_eq!(withheld, ["10.88.0.1".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
     fn ech_and_address_hints_are_stripped_from_https_records() {
         use hickory_proto::rr::rdata::svcb::{Alpn, EchConfigList, IpHint, SVCB};
         use hickory_proto::rr::rdata::{A, HTTPS};

@@ -103,13 +103,27 @@ fn from_if_inet6(text: &str) -> Vec<IpNet> {
     nets
 }
 
+/// `networks` (Podman's, `from_networks`) and then this machine's own
+/// (`local`): what `up` and `quadlet` hand the sentry.
+pub fn with_local(mut networks: Vec<IpNet>) -> Vec<IpNet> {
+    for net in local() {
+        push(&mut networks, net);
+    }
+    networks
+}
+
+/// The value of `ENV`, addresses without `/32` or `/128`.
+pub fn value(nets: &[IpNet]) -> String {
+    let list: Vec<String> = nets.iter().map(|n| short(*n)).collect();
+    list.join(",")
+}
+
 /// `-e RBM_HOST_NETS=...` for the sentry, nothing when there are none.
 pub fn sentry_args(nets: &[IpNet]) -> Vec<String> {
     if nets.is_empty() {
         return vec![];
     }
-    let list: Vec<String> = nets.iter().map(|n| short(*n)).collect();
-    vec!["-e".into(), format!("{ENV}={}", list.join(","))]
+    vec!["-e".into(), format!("{ENV}={}", value(nets))]
 }
 
 /// A single address without its `/32` or `/128`.

@@ -85,12 +85,7 @@ pub fn up_surveyed(
     let volumes = prepare(podman, arch, loaded, opts, survey.images)?;
     let names = loaded.profile.names();
     stop_present(podman, &names, &opts.profile_arg, &survey.present)?;
-    let mut host_nets = survey.present.host_nets.clone();
-    for net in hostnets::local() {
-        if !host_nets.contains(&net) {
-            host_nets.push(net);
-        }
-    }
+    let host_nets = hostnets::with_local(survey.present.host_nets.clone());
     if let Err(cause) = start(podman, loaded, &volumes, opts, &host_nets) {
         progress("start failed; removing what was created");
         return Err(cleanup_after(

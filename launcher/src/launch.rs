@@ -85,6 +85,11 @@ pub fn up_surveyed(
     let volumes = prepare(podman, arch, loaded, opts, survey.images)?;
     let names = loaded.profile.names();
     stop_present(podman, &names, &opts.profile_arg, &survey.present)?;
+    if !survey.present.networks_known() {
+        progress(
+            "could not list Podman's networks: their gateways are not withheld from DNS answers",
+        );
+    }
     let host_nets = hostnets::with_local(survey.present.host_nets.clone());
     if let Err(cause) = start(podman, loaded, &volumes, opts, &host_nets) {
         progress("start failed; removing what was created");

@@ -57,6 +57,11 @@ impl Present {
         }
     }
 
+    /// Whether the networks were listed (and so `host_nets` gathered).
+    pub fn networks_known(&self) -> bool {
+        self.networks.is_some()
+    }
+
     /// Whether `removal`'s object may exist: it was listed, or its kind
     /// could not be listed.
     pub fn may_hold(&self, removal: &Removal) -> bool {

@@ -104,8 +104,14 @@ fn from_if_inet6(text: &str) -> Vec<IpNet> {
 }
 
 /// `networks` (Podman's, `from_networks`) and then this machine's own
-/// (`local`): what `up` and `quadlet` hand the sentry.
-pub fn with_local(mut networks: Vec<IpNet>) -> Vec<IpNet> {
+/// (`local`): what `up` and `quadlet` hand the sentry. The profile's own
+/// uplink subnet is not among them (one left by an earlier run): the
+/// sentry's neighbours there are what the profile reaches by design; its
+/// gateway stays withheld.
+pub fn with_local(mut networks: Vec<IpNet>, profile: &rbm_profile::Profile) -> Vec<IpNet> {
+    if let Some(own) = profile.uplink.subnet {
+        networks.retain(|n| *n != IpNet::V4(own.trunc()));
+    }
     for net in local() {
         push(&mut networks, net);
     }

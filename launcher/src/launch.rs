@@ -90,7 +90,7 @@ pub fn up_surveyed(
             "could not list Podman's networks: their gateways are not withheld from DNS answers",
         );
     }
-    let host_nets = hostnets::with_local(survey.present.host_nets.clone());
+    let host_nets = hostnets::with_local(survey.present.host_nets.clone(), &loaded.profile);
     if let Err(cause) = start(podman, loaded, &volumes, opts, &host_nets) {
         progress("start failed; removing what was created");
         return Err(cleanup_after(

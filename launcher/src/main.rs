@@ -290,7 +290,7 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
     }
     let images = launch::Images::ask(&podman, &loaded.profile);
     let volumes = launch::prepare(&podman, &host.arch, &loaded, &opts, images)?;
-    let host_nets = hostnets::with_local(launch::Present::ask(&podman).host_nets);
+    let host_nets = hostnets::with_local(launch::Present::ask(&podman).host_nets, &loaded.profile);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
         .canonicalize()

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod reload;
 pub use rbm_profile as profile;
 pub mod run;
+pub mod shown;
 pub mod state;
 pub mod status;
 pub mod supervise;

@@ -34,6 +34,10 @@ pub struct Policy {
     /// Addresses no DNS answer may open: the machine itself, the enclave,
     /// link-local (cloud metadata), multicast. Only `cidrs` can open them.
     pub protected: Vec<IpNet>,
+    /// The Podman host's own addresses and networks (its interfaces, every
+    /// Podman network's subnet and gateway, the uplink's gateway): no DNS
+    /// answer may open them either, unless a range in `cidrs` holds them.
+    pub host: Vec<IpNet>,
     /// The credential hosts: their TLS goes through the credential proxy.
     pub intercept_hosts: Vec<String>,
     /// Each credential's variable and the placeholder the bottle got: seen
@@ -63,6 +67,25 @@ pub fn protected_ranges(enclave: &Enclave) -> Vec<IpNet> {
         .collect();
     v.push(IpNet::V4(enclave.subnet));
     v
+}
+
+/// The variable in which the launcher hands the sentry the Podman host's
+/// addresses and networks (`Policy::host`), comma-separated.
+pub const HOST_ENV: &str = "RBM_HOST_NETS";
+
+/// `HOST_ENV`'s value: addresses (`10.88.0.1`, `fd00::1`) and networks
+/// (`10.88.0.0/16`), separated by commas; empty entries are skipped.
+pub fn parse_host_nets(text: &str) -> Result<Vec<IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{HOST_ENV}: {t:?} is neither an address nor a network"))
+        })
+        .collect()
 }
 
 /// The policy in force, shared by everything that enforces it and replaced
@@ -97,6 +120,7 @@ impl Policy {
             enclave: p.enclave,
             entries: p.entries.clone(),
             protected: protected_ranges(&p.enclave),
+            host: vec![],
             intercept_hosts: {
                 let mut hosts: Vec<String> =
                     p.credentials.iter().flat_map(|c| c.hosts.clone()).collect();
@@ -128,9 +152,13 @@ impl Policy {
         self.name_binding && self.access == Mode::Allowlist
     }
 
-    /// Whether a DNS answer may open `ip` (see `protected`).
+    /// Whether a DNS answer may open `ip` (see `protected` and `host`).
+    /// DNS rebinding: an allowed name that resolves to the workstation's
+    /// LAN address or a Podman bridge's gateway would open the services
+    /// listening there (only the profile's own `cidrs` may).
     pub fn may_learn(&self, ip: IpAddr) -> bool {
-        !self.protected.iter().any(|net| net.contains(&ip))
+        let within = |nets: &[IpNet]| nets.iter().any(|net| net.contains(&ip));
+        !within(&self.protected) && (!within(&self.host) || within(&self.cidrs))
     }
 
     /// The ports the domain rules give `qname`, if any rule matches.
@@ -262,6 +290,40 @@ mod tests {
         for ip in ["198.51.100.10", "10.243.0.9", "2001:db8::1"] {
             assert!(p.may_learn(ip.parse().unwrap()), "{ip} may be learned");
         }
+    }
+
+    #[test]
+    fn the_podman_host_s_addresses_are_not_learned_unless_cidrs_hold_them() {
+        let mut p = policy_with(&["a.test"]);
+        p.host = parse_host_nets("192.168.1.20, 10.88.0.0/16,10.89.0.1,fd00::7,").unwrap();
+        for ip in [
+            "192.168.1.20",
+            "10.88.0.1",
+            "10.88.3.4",
+            "10.89.0.1",
+            "fd00::7",
+        ] {
+            assert!(!p.may_learn(ip.parse().unwrap()), "{ip} is the host's");
+        }
+        for ip in ["192.168.1.21", "10.89.0.2", "198.51.100.10"] {
+            assert!(p.may_learn(ip.parse().unwrap()), "{ip} may be learned");
+        }
+        p.cidrs = vec!["192.168.1.0/24".parse().unwrap()];
+        assert!(
+            p.may_learn("192.168.1.20".parse().unwrap()),
+            "cidrs open it"
+        );
+        p.cidrs = vec!["127.0.0.0/8".parse().unwrap()];
+        assert!(
+            !p.may_learn("127.0.0.1".parse().unwrap()),
+            "cidrs do not make loopback learnable"
+        );
+        assert!(parse_host_nets("10.88.0.1,nope").is_err());
+        assert_eq!(parse_host_nets("").unwrap(), vec![]);
+        assert_eq!(
+            parse_host_nets("10.88.0.1/16").unwrap(),
+            ["10.88.0.0/16".parse::<IpNet>().unwrap()]
+        );
     }
 
     #[test]

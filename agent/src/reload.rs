@@ -130,8 +130,9 @@ pub struct Enforcer {
     /// Fixed for the agent's life.
     pub upstreams: Vec<IpAddr>,
     pub interfaces: Interfaces,
-    /// Added to every policy's protected ranges (the uplink's gateways).
-    pub protected: Vec<IpNet>,
+    /// Every policy's `host`: the Podman host's addresses and networks the
+    /// launcher handed over, and the uplink's gateways.
+    pub host: Vec<IpNet>,
     /// The credentials' placeholders, fixed for the agent's life.
     pub placeholders: Vec<(String, Vec<u8>)>,
     pub state_file: PathBuf,
@@ -153,15 +154,16 @@ impl Current {
     }
 }
 
-/// The policy of `profile` in this sentry: with its protected ranges (the
-/// uplink's gateways) and the credentials' placeholders.
+/// The policy of `profile` in this sentry: with the Podman host's
+/// addresses and networks (`Policy::host`) and the credentials'
+/// placeholders.
 pub fn sentry_policy(
     profile: &Profile,
-    protected: &[IpNet],
+    host: &[IpNet],
     placeholders: &[(String, Vec<u8>)],
 ) -> Policy {
     let mut policy = Policy::from_profile(profile);
-    policy.protected.extend(protected.iter().copied());
+    policy.host = host.to_vec();
     policy.placeholders = placeholders.to_vec();
     policy
 }
@@ -174,7 +176,7 @@ impl Enforcer {
         shared: Arc<Shared>,
         upstreams: Vec<IpAddr>,
         interfaces: Interfaces,
-        protected: Vec<IpNet>,
+        host: Vec<IpNet>,
         placeholders: Vec<(String, Vec<u8>)>,
         profile: Profile,
         persisted: Option<Persisted>,
@@ -196,7 +198,7 @@ impl Enforcer {
             shared,
             upstreams,
             interfaces,
-            protected,
+            host,
             placeholders,
             state_file,
             start_name_check,
@@ -206,7 +208,7 @@ impl Enforcer {
 
     /// The policy of `profile` in this sentry.
     pub fn policy_of(&self, profile: &Profile) -> Policy {
-        sentry_policy(profile, &self.protected, &self.placeholders)
+        sentry_policy(profile, &self.host, &self.placeholders)
     }
 
     /// The whole ruleset of `policy` in `generation`.

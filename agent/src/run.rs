@@ -19,7 +19,7 @@ use crate::firewall::ruleset::Ruleset;
 use crate::firewall::Firewall;
 use crate::links::Links;
 use crate::names::{self, queue::NfQueue};
-use crate::policy::PolicyCell;
+use crate::policy::{self, PolicyCell};
 use crate::profile::Mode;
 use crate::profile::Profile;
 use crate::reload::{self, Enforcer};
@@ -59,6 +59,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         std::env::var(creds::ENV).ok().as_deref(),
         &opts.secrets,
     )?;
+    // What the launcher saw of the Podman host; a value it cannot read is
+    // a broken launcher, and guessing would leave the host open: stop.
+    let host_nets = match std::env::var(policy::HOST_ENV) {
+        Ok(text) => policy::parse_host_nets(&text).map_err(anyhow::Error::msg)?,
+        Err(_) => vec![],
+    };
 
     let upstreams = upstreams(&profile, &opts)?;
     let mut links = Links::open()?;
@@ -66,16 +72,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let moniker = profile.moniker.clone();
     let interfaces = report.interfaces.clone();
     tracing::info!(enclave = %interfaces.enclave, uplink = %interfaces.uplink, gateways = ?report.uplink_gateways, removed_routes = report.removed_routes, kept_routes = report.kept_routes, "interfaces");
-    let gateways: Vec<IpNet> = report
+    tracing::info!(
+        ?host_nets,
+        "the Podman host's addresses and networks, withheld from answers"
+    );
+    let mut host: Vec<IpNet> = report
         .uplink_gateways
         .iter()
         .map(|gw| IpNet::from(*gw))
         .collect();
+    host.extend(host_nets);
     let placeholders: Vec<(String, Vec<u8>)> = credentials
         .iter()
         .map(|c| (c.secret.env.clone(), c.secret.placeholder.clone()))
         .collect();
-    let policy = reload::sentry_policy(&profile, &gateways, &placeholders);
+    let policy = reload::sentry_policy(&profile, &host, &placeholders);
     let binds_names = policy.binds_names();
     let cell = Arc::new(PolicyCell::new(policy));
     let shared = Arc::new(Shared::default());
@@ -104,7 +115,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         shared.clone(),
         upstreams.clone(),
         interfaces.clone(),
-        gateways,
+        host,
         placeholders,
         profile,
         persisted,

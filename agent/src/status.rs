@@ -17,6 +17,7 @@ use crate::firewall::ruleset::{Interfaces, LEARNED_MAX};
 use crate::firewall::{Firewall, RuleCounter};
 use crate::policy::PolicyCell;
 use crate::profile::Mode;
+use crate::shown::{self, shown, shown_or};
 use crate::state::{Denied, DnsCounts, LearnedView, NameCounts, NameDenial, Shared};
 
 pub const DEFAULT_SOCKET: &str = "/run/rbm/agent.sock";
@@ -160,8 +161,8 @@ pub fn serve(
             tokio::spawn(async move {
                 let report = tokio::task::spawn_blocking(move || source.report()).await;
                 if let Ok(report) = report {
-                    let body = serde_json::to_vec(&report).unwrap_or_default();
-                    let _ = stream.write_all(&body).await;
+                    let body = shown::json(serde_json::to_string(&report).unwrap_or_default());
+                    let _ = stream.write_all(body.as_bytes()).await;
                 }
             });
         }
@@ -266,12 +267,15 @@ pub fn render(r: &StatusReport) -> String {
         };
         line(format!(
             "    {:<40} {:<30} {:<14} {}s left",
-            l.addr, l.name, ports, l.expires_in_secs
+            l.addr,
+            shown(&l.name),
+            ports,
+            l.expires_in_secs
         ));
     }
     line(format!(
         "  refused:     {}",
-        join(r.refused_names.iter().rev())
+        join(r.refused_names.iter().rev().map(|n| shown(n)))
     ));
     if r.name_binding {
         line(format!(
@@ -281,10 +285,10 @@ pub fn render(r: &StatusReport) -> String {
         for d in r.name_denials.iter().rev() {
             line(format!(
                 "    {} {:<28} {:<30} {}",
-                d.proto,
+                shown(&d.proto),
                 d.dst,
-                d.name.as_deref().unwrap_or("(no name)"),
-                d.reason
+                shown_or(d.name.as_deref(), "(no name)"),
+                shown(&d.reason)
             ));
         }
     } else {
@@ -333,9 +337,8 @@ mod tests {
         assert_eq!((c.accepted, c.dropped), (5, 3));
     }
 
-    #[test]
-    fn render_shows_learned_and_refused() {
-        let r = StatusReport {
+    fn report() -> StatusReport {
+        StatusReport {
             ready: true,
             dns_mode: Mode::Allowlist,
             access_mode: Mode::Allowlist,
@@ -387,7 +390,12 @@ mod tests {
             restarts: 2,
             reloads: 1,
             generation: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn render_shows_learned_and_refused() {
+        let r = report();
         let text = render(&r);
         assert!(text.contains("READY"));
         assert!(
@@ -401,6 +409,32 @@ mod tests {
         assert!(text.contains("restarts:    2"));
         assert!(text.contains("reloads:     1 (policy generation 1)"));
         let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn names_from_the_bottle_reach_the_terminal_escaped() {
+        // An SNI, a Host or a DNS question is the bottle's to choose: raw,
+        // "\x1b[2J" would clear the operator's screen and "\r" rewrite a line.
+        let evil = "a.test\x1b[2J\rok\u{9b}1m\x7f";
+        let mut r = report();
+        r.learned[0].name = evil.into();
+        r.refused_names = vec![evil.into()];
+        r.name_denials[0].name = Some(evil.into());
+        r.name_denials[0].reason = format!("TLS name {evil} is not allowed");
+        r.denied[0].name = Some(evil.into());
+        r.denied[0].reason = format!("expired 1 s ago ({evil})");
+        let text = render(&r);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert_eq!(
+            text.matches(r"a.test\u{1b}[2J\rok\u{9b}1m\u{7f}").count(),
+            6
+        );
+        let json = shown::json(serde_json::to_string_pretty(&r).unwrap());
+        assert!(!json.chars().any(|c| c.is_control() && c != '\n'), "{json}");
         assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
     }
 

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use rbm_profile::{Names, Profile};
 
 use crate::creds;
 use crate::error::Error;
+use crate::hostnets;
 use crate::images::{self, SENTRY_IMAGE};
 use crate::lookup::Loaded;
 use crate::podman::host::{Engine, Host};
@@ -83,7 +85,13 @@ pub fn up_surveyed(
     let volumes = prepare(podman, arch, loaded, opts, survey.images)?;
     let names = loaded.profile.names();
     stop_present(podman, &names, &opts.profile_arg, &survey.present)?;
-    if let Err(cause) = start(podman, loaded, &volumes, opts) {
+    if !survey.present.networks_known() {
+        progress(
+            "could not list Podman's networks: their gateways are not withheld from DNS answers",
+        );
+    }
+    let host_nets = hostnets::with_local(survey.present.host_nets.clone(), &loaded.profile);
+    if let Err(cause) = start(podman, loaded, &volumes, opts, &host_nets) {
         progress("start failed; removing what was created");
         return Err(cleanup_after(
             cause,
@@ -169,6 +177,7 @@ fn start(
     loaded: &Loaded,
     volumes: &[String],
     opts: &UpOptions,
+    host_nets: &[IpNet],
 ) -> Result<(), Error> {
     let p = &loaded.profile;
     let n = p.names();
@@ -181,7 +190,8 @@ fn start(
     );
     enclave.and(uplink)?;
     progress(&format!("starting sentry {}", n.sentry));
-    let sentry_extra = creds::sentry_args(&planned);
+    let mut sentry_extra = creds::sentry_args(&planned);
+    sentry_extra.extend(hostnets::sentry_args(host_nets));
     podman.run(&args::sentry_run(
         p,
         &loaded.text,

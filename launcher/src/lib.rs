@@ -3,12 +3,14 @@
 //! `lookup` finds rbm's own files and the profile, `podman` finds and drives
 //! the podman CLI (argument vectors in `podman::args`; rootful or rootless in
 //! `podman::host`), `images` keeps the sentry image in step with the agent
-//! binary, `launch` runs the fail-closed up/stop sequence, and `exec`
-//! attaches to running containers.
+//! binary, `launch` runs the fail-closed up/stop sequence, `hostnets`
+//! gathers the Podman host's addresses the sentry withholds from DNS
+//! answers, and `exec` attaches to running containers.
 
 pub mod creds;
 pub mod error;
 pub mod exec;
+pub mod hostnets;
 pub mod images;
 pub mod launch;
 pub mod lookup;

@@ -12,7 +12,7 @@ use rbm_launch::lookup::{self, Loaded, Places, Shipped};
 use rbm_launch::podman::find::{self, PROVISIONED};
 use rbm_launch::podman::host::{hardening, Engine, Host, Mode, DEVCONF_INHERIT};
 use rbm_launch::podman::{Podman, Remote};
-use rbm_launch::{exec, quadlet, Error};
+use rbm_launch::{exec, hostnets, quadlet, Error};
 
 const AFTER_HELP: &str = "\
 PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
@@ -290,6 +290,7 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
     }
     let images = launch::Images::ask(&podman, &loaded.profile);
     let volumes = launch::prepare(&podman, &host.arch, &loaded, &opts, images)?;
+    let host_nets = hostnets::with_local(launch::Present::ask(&podman).host_nets, &loaded.profile);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
         .canonicalize()
@@ -297,7 +298,7 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
     let profile = dir.join(quadlet::profile_file(&loaded.profile));
     std::fs::write(&profile, &loaded.text)
         .with_context(|| format!("cannot write {}", profile.display()))?;
-    for unit in quadlet::units(&loaded.profile, &profile, &volumes) {
+    for unit in quadlet::units(&loaded.profile, &profile, &volumes, &host_nets) {
         let path = dir.join(&unit.file);
         std::fs::write(&path, &unit.text)
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -8,8 +8,10 @@
 
 use std::path::Path;
 
+use ipnet::IpNet;
 use rbm_profile::Profile;
 
+use crate::hostnets;
 use crate::images::SENTRY_IMAGE;
 use crate::podman::args::{ENCLAVE_ROUTE_METRIC, MONIKER_LABEL};
 
@@ -30,8 +32,9 @@ pub fn profile_file(p: &Profile) -> String {
 
 /// The four units. `profile` is the absolute path of the profile copy the
 /// sentry mounts; `volumes` are the bottle's volumes with host paths
-/// resolved.
-pub fn units(p: &Profile, profile: &Path, volumes: &[String]) -> Vec<Unit> {
+/// resolved; `host_nets` the Podman host's addresses and networks
+/// (`hostnets`) as they are now: the sentry withholds them from answers.
+pub fn units(p: &Profile, profile: &Path, volumes: &[String], host_nets: &[IpNet]) -> Vec<Unit> {
     let n = p.names();
     let label = format!("Label={MONIKER_LABEL}={}", p.moniker);
     let mut enclave = vec![
@@ -85,6 +88,13 @@ pub fn units(p: &Profile, profile: &Path, volumes: &[String]) -> Vec<Unit> {
         "HealthRetries=1".into(),
         "Notify=healthy".into(),
     ];
+    if !host_nets.is_empty() {
+        sentry.push(format!(
+            "Environment={}={}",
+            hostnets::ENV,
+            hostnets::value(host_nets)
+        ));
+    }
     for e in &p.entries {
         sentry.push(format!(
             "PublishPort=127.0.0.1:{0}:{0}/{1}",
@@ -195,6 +205,10 @@ mod tests {
             &profile(),
             &PathBuf::from("/etc/containers/systemd/rbm-demo-profile.toml"),
             &["/srv/work:/workspace".into()],
+            &[
+                "10.88.0.0/16".parse().unwrap(),
+                "10.88.0.1/32".parse().unwrap(),
+            ],
         );
         let files: Vec<&str> = units.iter().map(|u| u.file.as_str()).collect();
         assert_eq!(
@@ -217,6 +231,7 @@ mod tests {
             "HealthCmd=/rbm-agent status",
             "PublishPort=127.0.0.1:8890:8890/tcp",
             "Volume=/etc/containers/systemd/rbm-demo-profile.toml:/rbm/profile.toml:ro",
+            "Environment=RBM_HOST_NETS=10.88.0.0/16,10.88.0.1",
         ] {
             assert!(sentry.contains(&format!("{line}\n")), "{line} in {sentry}");
         }

@@ -62,7 +62,7 @@ fn why_forward(
         return "uplink.access is disabled".into();
     }
     if !policy.may_learn(dst) {
-        return "a protected address (the machine, link-local, multicast or the enclave): no answer opens it".into();
+        return "a protected address (the machine, the Podman host, link-local, multicast or the enclave): no answer opens it".into();
     }
     let Some(record) = record else {
         return "never resolved".into();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::shown::{self, shown, shown_or};
 use crate::state::{Denied, Shared};
 use crate::status::{bind_socket, StatusError};
 
@@ -37,9 +38,9 @@ pub fn serve(path: &Path, shared: Arc<Shared>) -> std::io::Result<tokio::task::J
                         Err(RecvError::Lagged(_)) => continue,
                         Err(RecvError::Closed) => return,
                     };
-                    let mut line = serde_json::to_vec(&denied).unwrap_or_default();
-                    line.push(b'\n');
-                    if stream.write_all(&line).await.is_err() {
+                    let mut line = shown::json(serde_json::to_string(&denied).unwrap_or_default());
+                    line.push('\n');
+                    if stream.write_all(line.as_bytes()).await.is_err() {
                         return;
                     }
                 }
@@ -80,13 +81,14 @@ pub fn render(d: &Denied) -> String {
     let day = d.at % 86_400;
     let clock = format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60);
     let target = match (&d.proto, d.dst) {
-        (Some(proto), Some(dst)) => format!("{proto} {dst}"),
+        (Some(proto), Some(dst)) => format!("{} {dst}", shown(proto)),
         _ => "dns".to_string(),
     };
-    let name = d.name.as_deref().unwrap_or("-");
     format!(
-        "{clock} {:<10} {target:<30} {name:<30} {}",
-        d.kind, d.reason
+        "{clock} {:<10} {target:<30} {:<30} {}",
+        shown(&d.kind),
+        shown_or(d.name.as_deref(), "-"),
+        shown(&d.reason)
     )
 }
 
@@ -95,7 +97,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_denial_reads_as_one_line() {
+    fn a_denial_reads_as_one_line_with_the_bottle_s_names_escaped() {
         let d = Denied {
             at: 3600 * 25 + 61,
             kind: "connection".into(),
@@ -110,6 +112,19 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("never resolved"));
+
+        let named = Denied {
+            kind: "name".into(),
+            name: Some("x.test\x1b]0;owned\x07\r".into()),
+            reason: "TLS name x.test\x1b]0;owned\x07\r is not allowed".into(),
+            ..d.clone()
+        };
+        let line = render(&named);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.contains(r"x.test\u{1b}]0;owned\u{7}\r is not allowed"),
+            "{line}"
+        );
         assert_eq!(
             socket_path(Path::new("/run/rbm/agent.sock")),
             Path::new("/run/rbm/agent.watch")

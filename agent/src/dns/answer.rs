@@ -63,9 +63,13 @@ fn cname_of<'r>(
         })
 }
 
-/// `Name` equality ignores case.
+/// `Name` equality ignores case. A record with no data is not an answer
+/// (RFC 2136 uses it in UPDATE only); a query's answer holding one does
+/// not decode, and the bottle could not parse it.
 fn owned_by(record: &Record, name: &Name) -> bool {
-    record.dns_class == DNSClass::IN && &record.name == name
+    record.dns_class == DNSClass::IN
+        && &record.name == name
+        && !matches!(record.data, RData::Update0(_))
 }
 
 fn address_of(record: &Record) -> Option<IpAddr> {
@@ -258,6 +262,24 @@ mod tests {
     }
 
     #[test]
+    fn records_with_no_data_are_dropped() {
+        let empty = |owner, qtype| Record::from_rdata(name(owner), 60, RData::Update0(qtype));
+        let records = [
+            empty("a.test", RecordType::CNAME),
+            empty("a.test", RecordType::HTTPS),
+            a("a.test", "192.0.2.1", 60),
+        ];
+        assert_eq!(
+            names(&cname_chain(&name("a.test"), RecordType::HTTPS, &records)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            names(&cname_chain(&name("a.test"), RecordType::A, &records)),
+            ["a.test. A"]
+        );
+    }
+
+    #[test]
     fn learn_items_take_every_address_with_the_ttl_floor() {
         let p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test"]);
         let records = [
@@ -301,6 +323,29 @@ mod tests {
         assert!(learn_items(&kept, &Ports::All, &p)
             .iter()
             .all(|l| l.addr == "192.0.2.1".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn the_podman_host_s_addresses_are_withheld_unless_cidrs_open_them() {
+        let mut p = policy(Mode::Allowlist, Mode::Allowlist, &["a.test"]);
+        p.host = vec![
+            "192.168.1.20/32".parse().unwrap(),
+            "10.88.0.0/16".parse().unwrap(),
+        ];
+        let records = || {
+            vec![
+                a("a.test", "192.168.1.20", 60),
+                a("a.test", "10.88.0.1", 60),
+                a("a.test", "192.0.2.1", 60),
+            ]
+        };
+        let (kept, withheld) = withhold_protected(records(), &p);
+        assert_eq!(kept, [a("a.test", "192.0.2.1", 60)]);
+        assert_eq!(withheld.len(), 2);
+        p.cidrs = vec!["192.168.1.0/24".parse().unwrap()];
+        let (kept, withheld) = withhold_protected(records(), &p);
+        assert_eq!(kept.len(), 2, "the LAN address is open by cidrs: {kept:?}");
+        assert_eq!(withheld, ["10.88.0.1".parse::<IpAddr>().unwrap()]);
     }
 
     #[test]

@@ -4,9 +4,9 @@ use std::iter;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, Query, ResponseCode};
+use hickory_proto::op::{Edns, Header, HeaderCounts, Message, Metadata, Query, ResponseCode};
 use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::BinDecoder;
+use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
@@ -230,10 +230,19 @@ async fn send<R: ResponseHandler>(
         true => &request.queries,
         false => &none,
     };
+    let mut answers = reply.answers;
+    // The bottle must get an answer it can parse: one that does not decode
+    // (a record hickory encodes but will not read back) could crash or
+    // confuse the bottle's resolver, and a fuzzer found one. Fail closed.
+    if let Err(error) = decodes(queries, edns.as_ref(), metadata, &answers) {
+        tracing::error!(%error, "the answer would not decode; answering SERVFAIL");
+        metadata.response_code = ResponseCode::ServFail;
+        answers.clear();
+    }
     let builder = MessageResponseBuilder::new(queries, edns.as_ref());
     let response = builder.build(
         metadata,
-        reply.answers.iter(),
+        answers.iter(),
         iter::empty(),
         iter::empty(),
         iter::empty(),
@@ -250,6 +259,30 @@ async fn send<R: ResponseHandler>(
     }
 }
 
+/// Encodes the answer whole, as no client size limits it, and decodes it
+/// back: whatever hickory-server sends is this or a prefix of its records.
+fn decodes(
+    queries: &Queries,
+    edns: Option<&Edns>,
+    metadata: Metadata,
+    answers: &[Record],
+) -> Result<(), String> {
+    let response = MessageResponseBuilder::new(queries, edns).build(
+        metadata,
+        answers.iter(),
+        iter::empty(),
+        iter::empty(),
+        iter::empty(),
+    );
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    response
+        .destructive_emit(&mut encoder)
+        .map_err(|e| format!("does not encode: {e}"))?;
+    Message::from_vec(&bytes).map_err(|e| format!("does not decode: {e}"))?;
+    Ok(())
+}
+
 /// An OPT record when the client sent one, announcing the client's own size.
 fn response_edns(request: &Request) -> Option<Edns> {
     request.edns.as_ref().map(|_| {
@@ -257,4 +290,22 @@ fn response_edns(request: &Request) -> Option<Edns> {
         edns.set_max_payload(request.max_payload());
         edns
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::tests::{a, name};
+    use hickory_proto::rr::{RData, RecordType};
+
+    #[test]
+    fn an_answer_that_would_not_decode_is_caught_before_it_is_sent() {
+        let none = Queries::read(&mut BinDecoder::new(&[]), 0).unwrap();
+        let metadata = Metadata::response_from_request(&Message::query().metadata);
+        let good = [a("a.test", "192.0.2.1", 60)];
+        assert_eq!(decodes(&none, None, metadata, &good), Ok(()));
+        // No data: only an UPDATE message may carry such a record.
+        let empty = Record::from_rdata(name("a.test"), 60, RData::Update0(RecordType::HTTPS));
+        assert!(decodes(&none, None, metadata, &[empty]).is_err());
+    }
 }

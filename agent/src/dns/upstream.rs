@@ -162,10 +162,13 @@ pub(crate) fn build_request(query: &Query) -> Message {
     request
 }
 
-/// Is `answer` the response to `request`: same ID, same single question?
+/// Is `answer` the response to `request`: same ID, same opcode, same
+/// single question? Another opcode is not an answer: an UPDATE message may
+/// carry records with no data, which no query's answer may hold.
 pub(crate) fn answers(request: &Message, answer: &Message) -> bool {
     answer.metadata.message_type == MessageType::Response
         && answer.metadata.id == request.metadata.id
+        && answer.metadata.op_code == request.metadata.op_code
         && answer.queries.len() == 1
         && request
             .queries
@@ -264,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_reply_with_the_same_id_and_question_is_accepted() {
+    fn only_a_reply_with_the_same_id_opcode_and_question_is_accepted() {
         let request = build_request(&Query::query(name("a.test"), RecordType::A));
         assert!(answers(&request, &reply_to(&request)));
 
@@ -291,5 +294,9 @@ mod tests {
         let mut a_query = reply_to(&request);
         a_query.metadata.message_type = MessageType::Query;
         assert!(!answers(&request, &a_query));
+
+        let mut an_update = reply_to(&request);
+        an_update.metadata.op_code = hickory_proto::op::OpCode::Update;
+        assert!(!answers(&request, &an_update));
     }
 }

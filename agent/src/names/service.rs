@@ -9,6 +9,7 @@ use super::judge::Outcome;
 use super::packet::{self, FlowKey};
 use super::queue::PacketQueue;
 use crate::policy::PolicyCell;
+use crate::shown::shown;
 use crate::state::{unix_now, NameDenial, Shared};
 
 /// How often held connections are checked for their deadline.
@@ -75,7 +76,10 @@ fn record(shared: &Shared, key: &FlowKey, outcome: Outcome) {
             } else {
                 "udp"
             };
-            tracing::info!(dst = %key.dst, proto, name = ?denial.name, reason = %denial.reason, "name check: denied");
+            // The reason quotes the bottle's name: escaped for the log too
+            // (the subscriber escapes ESC, not a CR that rewrites a line).
+            let reason = shown(&denial.reason);
+            tracing::info!(dst = %key.dst, proto, name = ?denial.name, %reason, "name check: denied");
             shared.record_name_denial(NameDenial {
                 at: unix_now(),
                 proto: proto.into(),

@@ -6,9 +6,11 @@
 use std::process::Output;
 use std::thread::{self, ScopedJoinHandle};
 
+use ipnet::IpNet;
 use rbm_profile::{Names, Profile};
 
 use crate::error::Error;
+use crate::hostnets;
 use crate::images::{AGENT_STAMP_LABEL, SENTRY_IMAGE};
 use crate::podman::args::{self, Kind, Removal};
 use crate::podman::host::{Engine, Host};
@@ -21,6 +23,9 @@ pub struct Present {
     containers: Option<Vec<String>>,
     networks: Option<Vec<String>>,
     secrets: Option<Vec<String>>,
+    /// Every network's subnets and gateways (`hostnets`), from the same
+    /// listing; none if it failed.
+    pub host_nets: Vec<IpNet>,
 }
 
 impl Present {
@@ -35,10 +40,12 @@ impl Present {
                 )
             },
         );
+        let host_nets = networks.as_deref().map_or(vec![], hostnets::from_networks);
         Present {
-            containers,
-            networks,
-            secrets,
+            containers: containers.as_deref().map(names),
+            networks: networks.as_deref().map(names),
+            secrets: secrets.as_deref().map(names),
+            host_nets,
         }
     }
 
@@ -48,6 +55,11 @@ impl Present {
             Kind::Network => self.networks.as_deref(),
             Kind::Secret => self.secrets.as_deref(),
         }
+    }
+
+    /// Whether the networks were listed (and so `host_nets` gathered).
+    pub fn networks_known(&self) -> bool {
+        self.networks.is_some()
     }
 
     /// Whether `removal`'s object may exist: it was listed, or its kind
@@ -75,16 +87,18 @@ impl Present {
     }
 }
 
-/// The names `podman KIND ls` prints; None if it failed.
-fn list(podman: &Podman, kind: Kind) -> Option<Vec<String>> {
-    let out = podman.run(&kind.list()).ok()?;
-    Some(
-        out.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect(),
-    )
+/// What `podman KIND ls` prints; None if it failed.
+fn list(podman: &Podman, kind: Kind) -> Option<String> {
+    podman.run(&kind.list()).ok()
+}
+
+/// The names in a listing: the first word of each line.
+fn names(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The images `up` needs: whether the bottle's exists, and which agent

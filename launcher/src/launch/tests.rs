@@ -43,7 +43,7 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
         "#!/bin/sh\nprintf '%s\\n' \"$(echo \"$*\" | tr '\\n' ' ')\" >> {log}\n\
          case \"$*\" in {fail}) echo 'Error: simulated' >&2; exit 1;; esac\n\
          case \"$1 $2\" in\n  'exec '*) printf '%s' '{status}';;\n  'container inspect') echo {running};;\n  'image inspect') exit 125;;\n  'import '*) cat > /dev/null;;\n  \
-         'ps --all') printf 'rbm-demo-bottle\\nrbm-demo-sentry\\n';;\n  'version --format') echo '5.8.6|linux/amd64';;\n  'info --format') echo '5.8.6|true|amd64|netavark 1.17.2';;\n  'network ls') printf 'podman\\nrbm-demo-enclave\\nrbm-demo-uplink\\n';;\nesac\nexit 0\n",
+         'ps --all') printf 'rbm-demo-bottle\\nrbm-demo-sentry\\n';;\n  'version --format') echo '5.8.6|linux/amd64';;\n  'info --format') echo '5.8.6|true|amd64|netavark 1.17.2';;\n  'network ls') printf 'podman 10.88.0.0/16 10.88.0.1\\nrbm-demo-enclave 10.242.0.0/24 <nil>\\nrbm-demo-uplink 10.89.0.0/24 10.89.0.1\\n';;\nesac\nexit 0\n",
         log = d.join("log").display()
     );
     let podman = fake_program(d, "podman", &script);
@@ -160,6 +160,37 @@ fn up_builds_clears_creates_waits_then_starts_the_bottle() {
         f.dir.path().join("work").is_dir(),
         "relative volume directory is created"
     );
+}
+
+#[test]
+fn up_hands_the_sentry_every_podman_network_and_this_machine_s_addresses() {
+    let f = fake(r#"{"ready":true}"#, "true", "__never__");
+    f.up().unwrap();
+    let log = std::fs::read_to_string(f.dir.path().join("log")).unwrap();
+    let sentry = log
+        .lines()
+        .find(|l| l.starts_with("run ") && l.contains("--name rbm-demo-sentry"))
+        .expect("the sentry was started");
+    let value = sentry
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("RBM_HOST_NETS="))
+        .expect("the sentry gets RBM_HOST_NETS");
+    let nets: Vec<&str> = value.split(',').collect();
+    assert_eq!(
+        nets[..5],
+        [
+            "10.88.0.0/16",
+            "10.88.0.1",
+            "10.242.0.0/24",
+            "10.89.0.0/24",
+            "10.89.0.1"
+        ],
+        "{value}"
+    );
+    for net in crate::hostnets::local() {
+        let text = net.addr().to_string();
+        assert!(nets.contains(&text.as_str()), "{text} missing from {value}");
+    }
 }
 
 #[test]

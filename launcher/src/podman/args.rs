@@ -164,7 +164,9 @@ impl Kind {
     pub fn list(self) -> Vec<String> {
         match self {
             Kind::Container => v(&["ps", "--all", "--format", "{{.Names}}"]),
-            Kind::Network | Kind::Secret => v(&[self.as_str(), "ls", "--format", "{{.Name}}"]),
+            // With the subnets and gateways: the sentry withholds them.
+            Kind::Network => v(&["network", "ls", "--format", crate::hostnets::NETWORK_FORMAT]),
+            Kind::Secret => v(&["secret", "ls", "--format", "{{.Name}}"]),
         }
     }
 }

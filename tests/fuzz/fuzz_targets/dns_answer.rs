@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::svcb::SvcParamKey;
 use hickory_proto::rr::{RData, Record};
 use libfuzzer_sys::fuzz_target;
@@ -57,9 +57,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(answer.queries, std::slice::from_ref(&question));
 
     // The reply as the upstream client decodes it; one it would not take
-    // (undecodable, another question) is SERVFAIL, with nothing learned.
+    // (undecodable, another opcode or question) is SERVFAIL, with nothing learned.
     let upstream = Message::from_vec(reply).ok().filter(|m| {
         m.metadata.message_type == MessageType::Response
+            && m.metadata.op_code == OpCode::Query
             && m.queries == std::slice::from_ref(&question)
     });
     let Some(upstream) = upstream else {

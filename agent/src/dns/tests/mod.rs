@@ -36,6 +36,7 @@ pub(crate) fn policy(dns: Mode, access: Mode, domains: &[&str]) -> Policy {
         enclave: ENCLAVE,
         entries: vec![],
         protected: crate::policy::protected_ranges(&ENCLAVE),
+        host: vec![],
         intercept_hosts: vec![],
         placeholders: vec![],
     }

@@ -20,6 +20,15 @@ const REAL_B: &str = "sk-real-value-of-key-b-9876543210";
 const PH_A: &str = "rbm-placeholder-aaaaaaaaaaaaaaaa";
 const PH_B: &str = "rbm-placeholder-bbbbbbbbbbbbbbbb";
 
+/// Makes every TLS context of a Python script (urllib's too) verify as
+/// Python 3.13's default context does: with OpenSSL's strict X.509 checks,
+/// which refuse, e.g., a leaf without an authorityKeyIdentifier.
+const STRICT_AS_PYTHON_3_13: &str = "import ssl\n\
+_made = ssl.create_default_context\n\
+def _strict(*a, **k):\n    ctx = _made(*a, **k)\n    ctx.verify_flags |= ssl.VERIFY_X509_STRICT\n    return ctx\n\
+ssl.create_default_context = _strict\n\
+ssl._create_default_https_context = _strict\n";
+
 /// The bottle's view: the rbm CA file, and the world CA file (for what
 /// must stay end to end).
 struct CredLab {
@@ -118,9 +127,13 @@ impl CredLab {
     }
 
     /// A Python script in the bottle, trusting the rbm CA through
-    /// SSL_CERT_FILE as the bottle's environment would; fails unless it
-    /// exits 0.
+    /// SSL_CERT_FILE as the bottle's environment would, and verifying
+    /// certificates as strictly as Python 3.13 does by default
+    /// (`VERIFY_X509_STRICT`, whatever this Python's version); fails
+    /// unless it exits 0.
     fn python(&self, script: &str) -> Result<rbm_tests::cmd::Output> {
+        let script = format!("{STRICT_AS_PYTHON_3_13}{script}");
+        let script = script.as_str();
         let env = format!("SSL_CERT_FILE={}", self.rbm_ca);
         self.lab
             .topo

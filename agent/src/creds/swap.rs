@@ -1,8 +1,7 @@
-//! What the credential proxy changes in what passes through it: the
-//! placeholder becomes the real value in a request's head (headers, also
-//! inside Basic authorization, and the target), and the real value becomes
-//! the placeholder again in everything that comes back, the body streamed.
-//! Pure byte work, no I/O.
+//! What the credential proxy changes in a request: the placeholder becomes
+//! the real value in its head (headers, also inside Basic authorization,
+//! and the target). Pure byte work, no I/O; `redact` undoes it in what
+//! comes back.
 
 use base64::Engine;
 
@@ -45,7 +44,7 @@ pub fn replace(data: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
 
 /// `data` with every `from` of `pairs` replaced by its `to`, one pair
 /// after the other; `None` if none occurred.
-fn replace_all<'a>(
+pub(super) fn replace_all<'a>(
     data: &[u8],
     pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
 ) -> Option<Vec<u8>> {
@@ -102,77 +101,6 @@ pub fn placeholders_in<'a>(value: &[u8], others: &'a [Secret]) -> Vec<&'a Secret
         .collect()
 }
 
-/// Replaces each secret's real value by its placeholder in a stream of
-/// chunks, across chunk boundaries: it holds back only the bytes at a
-/// chunk's end that could start a real value.
-#[derive(Debug)]
-pub struct Redactor {
-    secrets: Vec<(Vec<u8>, Vec<u8>)>,
-    carry: Vec<u8>,
-}
-
-impl Redactor {
-    pub fn new(secrets: &[Secret]) -> Redactor {
-        Redactor {
-            secrets: secrets
-                .iter()
-                .filter(|s| !s.real.is_empty())
-                .map(|s| (s.real.clone(), s.placeholder.clone()))
-                .collect(),
-            carry: Vec::new(),
-        }
-    }
-
-    /// The whole of a value at once (a header).
-    pub fn redact_all(&self, data: &[u8]) -> Option<Vec<u8>> {
-        replace_all(
-            data,
-            self.secrets
-                .iter()
-                .map(|(real, placeholder)| (real.as_slice(), placeholder.as_slice())),
-        )
-    }
-
-    /// What of `chunk` (after what was held back) can go out now.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        if self.secrets.is_empty() {
-            return chunk.to_vec();
-        }
-        let mut data = std::mem::take(&mut self.carry);
-        if data.is_empty() && !self.secrets.iter().any(|(real, _)| contains(chunk, real)) {
-            // The common case: nothing to redact, nothing held back before.
-            let hold = self.partial_suffix(chunk);
-            self.carry = chunk[chunk.len() - hold..].to_vec();
-            return chunk[..chunk.len() - hold].to_vec();
-        }
-        data.extend_from_slice(chunk);
-        let mut data = self.redact_all(&data).unwrap_or(data);
-        let hold = self.partial_suffix(&data);
-        self.carry = data.split_off(data.len() - hold);
-        data
-    }
-
-    /// What was held back, at the end of the stream.
-    pub fn finish(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.carry)
-    }
-
-    /// The length of the longest end of `data` that is a proper start of
-    /// some real value.
-    fn partial_suffix(&self, data: &[u8]) -> usize {
-        self.secrets
-            .iter()
-            .map(|(real, _)| {
-                (1..real.len().min(data.len() + 1))
-                    .rev()
-                    .find(|&n| data.ends_with(&real[..n]))
-                    .unwrap_or(0)
-            })
-            .max()
-            .unwrap_or(0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,27 +130,5 @@ mod tests {
         assert_eq!(placeholders_in(basic.as_bytes(), &s).len(), 1);
         assert!(placeholders_in(b"x rbm-ph-1 y", &s).len() == 1);
         assert!(placeholders_in(b"nothing", &s).is_empty());
-    }
-
-    #[test]
-    fn real_values_are_redacted_across_chunk_boundaries() {
-        let s = [secret("K", "rbm-ph-1", "sk-real-1")];
-        let text = b"data: here is sk-real-1 and sk-real-1, sk-real no\n";
-        for cut in 1..text.len() {
-            let mut r = Redactor::new(&s);
-            let mut out = Vec::new();
-            for chunk in text.chunks(cut) {
-                out.extend(r.push(chunk));
-            }
-            out.extend(r.finish());
-            assert_eq!(
-                out, b"data: here is rbm-ph-1 and rbm-ph-1, sk-real no\n",
-                "chunks of {cut}"
-            );
-        }
-        let mut r = Redactor::new(&s);
-        assert_eq!(r.push(b"plain text"), b"plain text", "nothing held back");
-        assert_eq!(r.push(b" then sk-re"), b" then ", "a possible start waits");
-        assert_eq!(r.push(b"ad"), b"sk-read");
     }
 }

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::head;
 use super::redact::{Redacting, Redactor};
 use super::swap::{self, Secret};
 use crate::state::{unix_now, Denied, Shared};
@@ -91,6 +92,11 @@ impl Exchange {
     }
 
     pub(super) async fn pass(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        if let Err(reason) = head::names_only(&self.host, self.dst.port(), req.uri(), req.headers())
+        {
+            tracing::warn!(host = %self.host, %reason, "credential: request for another host refused");
+            return self.deny(StatusCode::FORBIDDEN, reason);
+        }
         if let Some(env) = self.foreign(&req) {
             let reason = format!(
                 "the placeholder of {env} sent to {}, not one of its hosts",

@@ -1,0 +1,193 @@
+//! Requests through a credential host's exchange on loopback: a bottle
+//! that writes raw HTTP/1.1, the exchange as the proxy serves it, and a
+//! stand-in for the real host that records the bytes it got and answers
+//! with bytes the test writes. Each test is named after the attack.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::exchange::{Exchange, Sender};
+use super::swap::Secret;
+use crate::state::Shared;
+
+const HOST: &str = "api.a.test";
+const REAL: &str = "sk-real-value-of-a-0123456789";
+const PLACEHOLDER: &str = "rbm-placeholder-aaaaaaaaaaaaaaaa";
+/// Another host's credential.
+const OTHER_PLACEHOLDER: &str = "rbm-placeholder-bbbbbbbbbbbbbbbb";
+
+fn secret(env: &str, placeholder: &str, real: &str) -> Secret {
+    Secret {
+        env: env.into(),
+        placeholder: placeholder.into(),
+        real: real.into(),
+    }
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// What each side saw of one request.
+struct Trip {
+    /// Everything the bottle read back.
+    bottle: String,
+    /// Everything the real host read.
+    host: String,
+}
+
+/// Reads until the peer closes or stays silent for a while.
+async fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut wait = Duration::from_secs(5);
+    while let Ok(Ok(n)) = tokio::time::timeout(wait, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        wait = Duration::from_millis(300);
+    }
+    got
+}
+
+/// `request` from the bottle through the exchange; the real host answers
+/// what `answer` makes of the request head it got.
+async fn trip(request: &str, answer: impl FnOnce(&str) -> String + Send + 'static) -> Trip {
+    let real_host = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let real_addr = real_host.local_addr().unwrap();
+    let host_side = tokio::spawn(async move {
+        let (mut s, _) = real_host.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => return String::from_utf8_lossy(&got).into_owned(),
+            }
+        }
+        let got = String::from_utf8_lossy(&got).into_owned();
+        s.write_all(answer(&got).as_bytes()).await.unwrap();
+        s.shutdown().await.unwrap();
+        got
+    });
+    let sender = Sender::connect(TcpStream::connect(real_addr).await.unwrap(), false)
+        .await
+        .unwrap();
+    let exchange = Arc::new(Exchange {
+        sender,
+        here: vec![secret("KEY_A", PLACEHOLDER, REAL)],
+        others: vec![secret("KEY_B", OTHER_PLACEHOLDER, "sk-real-value-of-b")],
+        host: HOST.into(),
+        dst: SocketAddr::from(([127, 0, 0, 1], 443)),
+        shared: Arc::new(Shared::default()),
+    });
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (s, _) = proxy.accept().await.unwrap();
+        let service = hyper::service::service_fn(move |req| {
+            let exchange = exchange.clone();
+            async move { Ok::<_, std::convert::Infallible>(exchange.pass(req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(s), service)
+            .with_upgrades()
+            .await;
+    });
+    let mut bottle = TcpStream::connect(proxy_addr).await.unwrap();
+    bottle.write_all(request.as_bytes()).await.unwrap();
+    let got = read_all(&mut bottle).await;
+    drop(bottle);
+    Trip {
+        bottle: String::from_utf8_lossy(&got).into_owned(),
+        host: host_side.await.unwrap(),
+    }
+}
+
+/// A plain 200 whose body echoes the request head.
+fn echo(head: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+        head.len()
+    )
+}
+
+fn status(trip: &Trip) -> &str {
+    trip.bottle.lines().next().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_request_for_another_host_inside_the_credential_hosts_tls_gets_no_real_value() {
+    let auth = format!("Authorization: Bearer {PLACEHOLDER}\r\nConnection: close\r\n\r\n");
+    for (what, head) in [
+        (
+            "another Host",
+            format!("GET / HTTP/1.1\r\nHost: evil.test\r\n{auth}"),
+        ),
+        (
+            "an absolute target for another host",
+            format!("GET https://evil.test/ HTTP/1.1\r\nHost: {HOST}\r\n{auth}"),
+        ),
+        (
+            "an absolute target with another port",
+            format!("GET https://{HOST}:8443/ HTTP/1.1\r\nHost: {HOST}\r\n{auth}"),
+        ),
+        (
+            "a Host with another port",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}:8443\r\n{auth}"),
+        ),
+        (
+            "a Host with user information",
+            format!("GET / HTTP/1.1\r\nHost: x@{HOST}\r\n{auth}"),
+        ),
+        (
+            "two Host headers",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nHost: evil.test\r\n{auth}"),
+        ),
+        (
+            "two Host headers naming the credential host",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nHost: {HOST}\r\n{auth}"),
+        ),
+    ] {
+        let t = trip(&head, echo).await;
+        assert!(
+            status(&t).starts_with("HTTP/1.1 403"),
+            "{what}: {}",
+            t.bottle
+        );
+        assert_eq!(t.host, "", "{what}: the real host got a request");
+    }
+    for (what, head) in [
+        (
+            "its name",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n{auth}"),
+        ),
+        (
+            "its name in capitals, with the connection's port",
+            format!("GET / HTTP/1.1\r\nHost: API.A.Test:443\r\n{auth}"),
+        ),
+        (
+            "an absolute target for it",
+            format!("GET https://{HOST}/x HTTP/1.1\r\nHost: {HOST}\r\n{auth}"),
+        ),
+    ] {
+        let t = trip(&head, echo).await;
+        assert!(
+            status(&t).starts_with("HTTP/1.1 200"),
+            "{what}: {}",
+            t.bottle
+        );
+        assert!(
+            t.host.contains(&format!("Bearer {REAL}")),
+            "{what}: {}",
+            t.host
+        );
+    }
+}

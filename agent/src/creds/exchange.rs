@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::head;
+use super::head::{self, Upgrade};
 use super::redact::{Redacting, Redactor};
 use super::swap::{self, Secret};
 use crate::state::{unix_now, Denied, Shared};
@@ -97,6 +97,15 @@ impl Exchange {
             tracing::warn!(host = %self.host, %reason, "credential: request for another host refused");
             return self.deny(StatusCode::FORBIDDEN, reason);
         }
+        let upgrade = match head::upgrade(req.method(), req.headers()) {
+            Ok(upgrade) => upgrade,
+            Err(reason) => {
+                tracing::warn!(host = %self.host, %reason, "credential: upgrade refused");
+                return self.deny(StatusCode::FORBIDDEN, reason);
+            }
+        };
+        // HTTP2-Settings only goes with an upgrade to h2c, refused above.
+        req.headers_mut().remove("http2-settings");
         if let Some(env) = self.foreign(&req) {
             let reason = format!(
                 "the placeholder of {env} sent to {}, not one of its hosts",
@@ -107,7 +116,7 @@ impl Exchange {
         }
         self.swap(&mut req);
         ask_uncompressed(req.headers_mut());
-        let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = (upgrade == Upgrade::WebSocket).then(|| hyper::upgrade::on(&mut req));
         let mut resp = match self.sender.send(req).await {
             Ok(resp) => resp,
             Err(error) => {
@@ -127,15 +136,26 @@ impl Exchange {
             return self.deny(StatusCode::BAD_GATEWAY, reason);
         }
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let server_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    if let (Ok(a), Ok(b)) = (client_upgrade.await, server_upgrade.await) {
-                        let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
-                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
-                    }
-                });
-            }
+            // The real host may switch to another protocol than asked: the
+            // bytes after the switch are not redacted, so only a switch to
+            // the WebSocket the bottle asked for goes on.
+            let Some(client_upgrade) =
+                client_upgrade.filter(|_| head::switched_to_websocket(resp.headers()))
+            else {
+                let reason = format!(
+                    "{} switched protocols unasked, or not to WebSocket",
+                    self.host
+                );
+                tracing::warn!(host = %self.host, "credential: switch of protocol refused");
+                return self.deny(StatusCode::BAD_GATEWAY, reason);
+            };
+            let server_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(a), Ok(b)) = (client_upgrade.await, server_upgrade.await) {
+                    let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
+                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                }
+            });
         }
         let redactor = Redactor::new(&self.here);
         // Redaction may change the body's length: it goes without one
@@ -205,10 +225,6 @@ fn unreadable_encoding(headers: &http::HeaderMap) -> Option<String> {
                 .collect::<Vec<_>>()
         })
         .find(|e| !e.is_empty() && e != "identity")
-}
-
-fn is_upgrade(req: &Request<Incoming>) -> bool {
-    req.headers().contains_key(http::header::UPGRADE)
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {

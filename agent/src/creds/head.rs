@@ -2,9 +2,9 @@
 //! before anything is swapped or sent: which host it names, and which
 //! change of protocol it asks for. No I/O; `exchange` acts on them.
 
-use http::header::HOST;
+use http::header::{HOST, UPGRADE};
 use http::uri::Authority;
-use http::{HeaderMap, Uri};
+use http::{HeaderMap, Method, Uri};
 
 /// Whether a request names `host` on `port` (the port the bottle's
 /// connection went to), and only it: its Host header, its `:authority`
@@ -64,6 +64,62 @@ fn names(host: &str, port: u16, value: &str) -> bool {
     name.eq_ignore_ascii_case(host) && authority.port_u16().is_none_or(|p| p == port)
 }
 
+/// The change of protocol a request asks for, of those that may pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    None,
+    WebSocket,
+}
+
+/// The change of protocol a request asks for; `Err` (why) for any but
+/// WebSocket.
+///
+/// After a switch the proxy copies bytes both ways and redacts nothing:
+/// the real value, reflected into the new protocol, would reach the
+/// bottle. WebSocket is let through because the APIs that take keys use it
+/// (realtime APIs) and the README names it, with its frames unredacted, as
+/// a known gap; any other upgrade (`h2c`, a TLS upgrade) or a CONNECT
+/// tunnel would open the same gap for no client's need, so they are
+/// refused.
+pub fn upgrade(method: &Method, headers: &HeaderMap) -> Result<Upgrade, String> {
+    if method == Method::CONNECT {
+        return Err("a CONNECT: a tunnel's bytes would pass unredacted".into());
+    }
+    let asked = protocols(headers);
+    match asked.as_slice() {
+        [] => Ok(Upgrade::None),
+        [one] if is_websocket(one) => Ok(Upgrade::WebSocket),
+        _ => Err(format!(
+            "an Upgrade to {}: only WebSocket upgrades pass (what comes back after any switch is not redacted)",
+            asked.join(", ")
+        )),
+    }
+}
+
+/// Whether a 101 answer switched to WebSocket and nothing else.
+pub fn switched_to_websocket(headers: &HeaderMap) -> bool {
+    matches!(protocols(headers).as_slice(), [one] if is_websocket(one))
+}
+
+/// The protocols of a head's Upgrade headers, in order.
+fn protocols(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(UPGRADE)
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn is_websocket(protocol: &str) -> bool {
+    protocol.eq_ignore_ascii_case("websocket")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +154,22 @@ mod tests {
         ] {
             assert!(ok(uri, hosts).is_err(), "{uri} {hosts:?}");
         }
+    }
+
+    #[test]
+    fn only_a_websocket_upgrade_is_let_through() {
+        let asked = |method: Method, values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(UPGRADE, http::HeaderValue::from_static(v));
+            }
+            upgrade(&method, &headers)
+        };
+        assert_eq!(asked(Method::GET, &[]), Ok(Upgrade::None));
+        assert_eq!(asked(Method::GET, &["WebSocket"]), Ok(Upgrade::WebSocket));
+        for values in [&["h2c"][..], &["websocket, h2c"], &["websocket", "TLS/1.2"]] {
+            assert!(asked(Method::GET, values).is_err(), "{values:?}");
+        }
+        assert!(asked(Method::CONNECT, &[]).is_err());
     }
 }

@@ -191,3 +191,59 @@ async fn a_request_for_another_host_inside_the_credential_hosts_tls_gets_no_real
         );
     }
 }
+
+/// A 101 to whatever protocol the request asked for, then the real value
+/// in the switched stream.
+fn switch(head: &str) -> String {
+    let to = head
+        .lines()
+        .find_map(|l| l.strip_prefix("upgrade: ").or(l.strip_prefix("Upgrade: ")))
+        .unwrap_or("h2c");
+    format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {to}\r\n\r\nraw {REAL}\n")
+}
+
+#[tokio::test]
+async fn an_upgrade_to_another_protocol_cannot_carry_the_real_value_past_redaction() {
+    let auth = format!("Authorization: Bearer {PLACEHOLDER}\r\n\r\n");
+    for (what, head) in [
+        (
+            "h2c",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n{auth}"),
+        ),
+        (
+            "websocket and another",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket, foo/1\r\n{auth}"),
+        ),
+        (
+            "CONNECT",
+            format!("CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n{auth}"),
+        ),
+    ] {
+        let t = trip(&head, switch).await;
+        assert!(status(&t).starts_with("HTTP/1.1 403"), "{what}: {}", t.bottle);
+        assert!(!t.bottle.contains(REAL), "{what}: {}", t.bottle);
+        assert_eq!(t.host, "", "{what}: the real host got a request");
+    }
+    // A settings header without an upgrade is not passed on.
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nConnection: close\r\n{auth}"
+    );
+    let t = trip(&head, echo).await;
+    assert!(status(&t).starts_with("HTTP/1.1 200"), "{}", t.bottle);
+    assert!(
+        !t.host.to_ascii_lowercase().contains("http2-settings"),
+        "{}",
+        t.host
+    );
+    // A WebSocket upgrade passes, but the real host must switch to
+    // WebSocket, not to something else.
+    let ws = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{auth}"
+    );
+    let t = trip(&ws, switch).await;
+    assert!(status(&t).starts_with("HTTP/1.1 101"), "{}", t.bottle);
+    assert!(t.host.contains(&format!("Bearer {REAL}")), "{}", t.host);
+    let t = trip(&ws, |_| switch("Upgrade: h2c")).await;
+    assert!(status(&t).starts_with("HTTP/1.1 502"), "{}", t.bottle);
+    assert!(!t.bottle.contains(REAL), "{}", t.bottle);
+}

@@ -13,11 +13,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::head::{self, Upgrade};
-use super::redact::{Redacting, Redactor};
+use super::redact::{BoxError, Redacting, Redactor};
 use super::swap::{self, Secret};
 use crate::state::{unix_now, Denied, Shared};
 
-pub(super) type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub(super) type ProxyBody = BoxBody<Bytes, BoxError>;
 pub(super) type H2Send = hyper::client::conn::http2::SendRequest<Incoming>;
 
 /// The sentry's connection to the real host, one request at a time
@@ -114,7 +114,7 @@ impl Exchange {
             tracing::warn!(host = %self.host, %env, "credential: foreign placeholder refused");
             return self.deny(StatusCode::FORBIDDEN, reason);
         }
-        self.swap(&mut req);
+        let made = self.swap(&mut req);
         ask_uncompressed(req.headers_mut());
         let client_upgrade = (upgrade == Upgrade::WebSocket).then(|| hyper::upgrade::on(&mut req));
         let mut resp = match self.sender.send(req).await {
@@ -157,17 +157,23 @@ impl Exchange {
                 }
             });
         }
-        let redactor = Redactor::new(&self.here);
+        let mut redactor = Redactor::new(&self.here);
+        for (form, sent) in made {
+            redactor.learn(form, sent);
+        }
         // Redaction may change the body's length: it goes without one
         // (chunked, or HTTP/2 frames) instead.
         resp.headers_mut().remove(http::header::CONTENT_LENGTH);
-        for value in resp.headers_mut().values_mut() {
-            if let Some(v) = redactor.redact_all(value.as_bytes()) {
-                if let Ok(v) = HeaderValue::from_bytes(&v) {
-                    *value = v;
-                }
-            }
+        let (mut head, body) = resp.into_parts();
+        if let Err(reason) = redactor.redact_head(&mut head) {
+            let reason = format!(
+                "{} answered with {reason}, which cannot be redacted",
+                self.host
+            );
+            tracing::warn!(host = %self.host, %reason, "credential: answer refused");
+            return self.deny(StatusCode::BAD_GATEWAY, reason);
         }
+        let resp = Response::from_parts(head, body);
         resp.map(|body| Redacting::new(body, redactor).boxed())
     }
 
@@ -184,21 +190,26 @@ impl Exchange {
             })
     }
 
-    /// The placeholders of this host's credentials, real in the head.
-    fn swap(&self, req: &mut Request<Incoming>) {
+    /// The placeholders of this host's credentials, real in the head;
+    /// returns the encodings of real values it made, each with what the
+    /// bottle sent in its place.
+    fn swap(&self, req: &mut Request<Incoming>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut made = Vec::new();
         for value in req.headers_mut().values_mut() {
-            if let Some(v) = swap::swap_value(value.as_bytes(), &self.here) {
-                if let Ok(v) = HeaderValue::from_bytes(&v) {
+            if let Some(swapped) = swap::swap_value(value.as_bytes(), &self.here) {
+                if let Ok(v) = HeaderValue::from_bytes(&swapped.value) {
                     *value = v;
+                    made.extend(swapped.encoded);
                 }
             }
         }
         let uri = req.uri().to_string();
-        if let Some(v) = swap::swap_value(uri.as_bytes(), &self.here) {
-            if let Ok(uri) = Uri::try_from(v) {
+        if let Some(swapped) = swap::swap_value(uri.as_bytes(), &self.here) {
+            if let Ok(uri) = Uri::try_from(swapped.value) {
                 *req.uri_mut() = uri;
             }
         }
+        made
     }
 }
 

@@ -44,7 +44,7 @@ pub fn replace(data: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
 
 /// `data` with every `from` of `pairs` replaced by its `to`, one pair
 /// after the other; `None` if none occurred.
-pub(super) fn replace_all<'a>(
+fn replace_all<'a>(
     data: &[u8],
     pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
 ) -> Option<Vec<u8>> {
@@ -68,17 +68,37 @@ pub fn contains(data: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && memchr::memmem::find(data, needle).is_some()
 }
 
+/// A request head value after the swap.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Swapped {
+    pub value: Vec<u8>,
+    /// Basic credentials the swap encoded with a real value inside, and
+    /// the bottle's own encoding they replaced: an echo of the first is
+    /// given back as the second (`redact`).
+    pub encoded: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 /// A request head value with the placeholders of `secrets` swapped for
 /// their real values, also inside `Basic` credentials; `None` if it holds
 /// none.
-pub fn swap_value(value: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
+pub fn swap_value(value: &[u8], secrets: &[Secret]) -> Option<Swapped> {
     let plain = replace_all(value, placeholder_to_real(secrets));
     let current = plain.as_deref().unwrap_or(value);
-    swap_basic(current, secrets).or(plain)
+    match swap_basic(current, secrets) {
+        Some((value, encoded)) => Some(Swapped {
+            value,
+            encoded: Some(encoded),
+        }),
+        None => plain.map(|value| Swapped {
+            value,
+            encoded: None,
+        }),
+    }
 }
 
-/// `Basic BASE64(user:password)` with a placeholder inside, re-encoded.
-fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
+/// `Basic BASE64(user:password)` with a placeholder inside, re-encoded;
+/// with the new encoding and the one it replaced.
+fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<(Vec<u8>, (Vec<u8>, Vec<u8>))> {
     let text = std::str::from_utf8(value).ok()?;
     let (scheme, encoded) = text.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -87,7 +107,11 @@ fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
     let engine = base64::engine::general_purpose::STANDARD;
     let decoded = engine.decode(encoded.trim()).ok()?;
     let swapped = replace_all(&decoded, placeholder_to_real(secrets))?;
-    Some(format!("{scheme} {}", engine.encode(swapped)).into_bytes())
+    let made = engine.encode(swapped);
+    Some((
+        format!("{scheme} {made}").into_bytes(),
+        (made.into_bytes(), encoded.trim().as_bytes().to_vec()),
+    ))
 }
 
 /// The secrets among `others` whose placeholder (plain or in Basic
@@ -118,13 +142,19 @@ mod tests {
         let s = [secret("K", "rbm-ph-1", "sk-real-1")];
         assert_eq!(
             swap_value(b"Bearer rbm-ph-1", &s).unwrap(),
-            b"Bearer sk-real-1"
+            Swapped {
+                value: b"Bearer sk-real-1".to_vec(),
+                encoded: None
+            }
         );
         assert_eq!(swap_value(b"no secret here", &s), None);
         let engine = base64::engine::general_purpose::STANDARD;
         let basic = format!("Basic {}", engine.encode("user:rbm-ph-1"));
         let swapped = swap_value(basic.as_bytes(), &s).unwrap();
-        let text = String::from_utf8(swapped).unwrap();
+        let (made, sent) = swapped.encoded.unwrap();
+        assert_eq!(sent, basic.strip_prefix("Basic ").unwrap().as_bytes());
+        let text = String::from_utf8(swapped.value).unwrap();
+        assert_eq!(text.strip_prefix("Basic ").unwrap().as_bytes(), made);
         let decoded = engine.decode(text.strip_prefix("Basic ").unwrap()).unwrap();
         assert_eq!(decoded, b"user:sk-real-1");
         assert_eq!(placeholders_in(basic.as_bytes(), &s).len(), 1);

@@ -247,3 +247,82 @@ async fn an_upgrade_to_another_protocol_cannot_carry_the_real_value_past_redacti
     assert!(status(&t).starts_with("HTTP/1.1 502"), "{}", t.bottle);
     assert!(!t.bottle.contains(REAL), "{}", t.bottle);
 }
+
+#[tokio::test]
+async fn an_echo_of_basic_credentials_hands_back_the_bottles_own_not_the_real_value_encoded() {
+    let bottles = b64(&format!("user:{PLACEHOLDER}"));
+    let made = b64(&format!("user:{REAL}"));
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Basic {bottles}\r\nConnection: close\r\n\r\n"
+    );
+    let t = trip(&head, echo).await;
+    assert!(t.host.contains(&made), "{}", t.host);
+    assert!(!t.bottle.contains(&made), "{}", t.bottle);
+    assert!(
+        t.bottle.contains(&format!("Basic {bottles}")),
+        "{}",
+        t.bottle
+    );
+}
+
+#[tokio::test]
+async fn the_real_value_in_base64_is_redacted_like_the_real_value() {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PLACEHOLDER}\r\nConnection: close\r\n\r\n"
+    );
+    let body = format!("{} and {}", b64(REAL), b64(REAL).trim_end_matches('='));
+    let t = trip(&head, move |_| {
+        format!(
+            "HTTP/1.1 200 OK\r\nX-Echo: {body}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
+    .await;
+    assert!(status(&t).starts_with("HTTP/1.1 200"), "{}", t.bottle);
+    assert!(
+        !t.bottle.contains(b64(REAL).trim_end_matches('=')),
+        "{}",
+        t.bottle
+    );
+    assert!(t.bottle.contains(&b64(PLACEHOLDER)), "{}", t.bottle);
+}
+
+#[tokio::test]
+async fn the_real_value_in_a_trailer_or_a_reason_phrase_is_redacted() {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PLACEHOLDER}\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+    );
+    let t = trip(&head, |_| {
+        format!(
+            "HTTP/1.1 200 echo {REAL}\r\nTransfer-Encoding: chunked\r\nTrailer: x-echo\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\nx-echo: {REAL}\r\n\r\n"
+        )
+    })
+    .await;
+    assert!(status(&t).starts_with("HTTP/1.1 200"), "{}", t.bottle);
+    assert!(t.bottle.contains("hello"), "{}", t.bottle);
+    assert!(!t.bottle.contains(REAL), "{}", t.bottle);
+    assert!(
+        status(&t).ends_with(&format!("200 echo {PLACEHOLDER}")),
+        "{}",
+        t.bottle
+    );
+    assert!(
+        t.bottle.contains(&format!("x-echo: {PLACEHOLDER}")),
+        "{}",
+        t.bottle
+    );
+}
+
+#[tokio::test]
+async fn a_real_value_that_cannot_be_redacted_gets_502() {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PLACEHOLDER}\r\nConnection: close\r\n\r\n"
+    );
+    // A header's name cannot be rewritten in place.
+    let t = trip(&head, |_| {
+        format!("HTTP/1.1 200 OK\r\nx-{REAL}: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    })
+    .await;
+    assert!(status(&t).starts_with("HTTP/1.1 502"), "{}", t.bottle);
+    assert!(!t.bottle.contains(REAL), "{}", t.bottle);
+}

@@ -194,7 +194,12 @@ fn the_world_gets_the_real_value_and_the_bottle_only_ever_its_placeholder() -> R
         .check()?;
     let got = c.got("/basic")?;
     assert!(got[0].authorization.starts_with("Basic "), "{got:?}");
-    assert!(!out.stdout.contains(REAL_A), "{}", out.stdout);
+    // The echo of the encoding the sentry made comes back as the bottle's
+    // own: base64 of user:PH_A.
+    assert_eq!(
+        out.stdout,
+        "auth: Basic dXNlcjpyYm0tcGxhY2Vob2xkZXItYWFhYWFhYWFhYWFhYWFhYQ==\n"
+    );
 
     // Python's own TLS stack and HTTP client, trusting the bundle through
     // SSL_CERT_FILE as the bottle's environment would.
@@ -374,6 +379,44 @@ fn a_placeholder_for_another_host_is_refused_and_other_names_stay_end_to_end() -
         plain.last().unwrap().authorization,
         format!("Bearer {PH_A}")
     );
+    Ok(())
+}
+
+#[test]
+fn a_request_for_another_host_or_protocol_inside_a_credential_hosts_tls_gets_no_real_value(
+) -> Result<()> {
+    let Some(c) = cred_lab()? else {
+        return Ok(());
+    };
+    let bearer = format!("Authorization: Bearer {PH_A}");
+    let url = format!("https://{API}/elsewhere");
+    for (what, args) in [
+        (
+            "another Host",
+            vec!["--http1.1", "-H", "Host: plain.cred.test"],
+        ),
+        (
+            "another :authority",
+            vec!["--http2", "-H", "Host: plain.cred.test"],
+        ),
+        (
+            "an upgrade to h2c",
+            vec![
+                "--http1.1",
+                "-H",
+                "Connection: Upgrade",
+                "-H",
+                "Upgrade: h2c",
+            ],
+        ),
+    ] {
+        let mut all = vec!["-w", "%{http_code}", "-H", bearer.as_str()];
+        all.extend(args);
+        all.push(&url);
+        let out = c.curl(&c.rbm_ca, &all)?;
+        assert!(out.stdout.ends_with("403"), "{what}: {}", out.stdout);
+    }
+    assert!(c.got("/elsewhere")?.is_empty(), "the world got a request");
     Ok(())
 }
 

@@ -100,7 +100,8 @@ impl Redactor {
         self.first[usize::from(form[0])] = true;
         self.forms.push((form, replacement));
         // A longer form first: one that holds a shorter is replaced whole.
-        self.forms.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.forms
+            .sort_by_key(|(form, _)| std::cmp::Reverse(form.len()));
     }
 
     /// The whole of a value at once (a header).

@@ -84,21 +84,17 @@ pub struct Swapped {
 pub fn swap_value(value: &[u8], secrets: &[Secret]) -> Option<Swapped> {
     let plain = replace_all(value, placeholder_to_real(secrets));
     let current = plain.as_deref().unwrap_or(value);
-    match swap_basic(current, secrets) {
-        Some((value, encoded)) => Some(Swapped {
-            value,
-            encoded: Some(encoded),
-        }),
-        None => plain.map(|value| Swapped {
+    swap_basic(current, secrets).or_else(|| {
+        plain.map(|value| Swapped {
             value,
             encoded: None,
-        }),
-    }
+        })
+    })
 }
 
 /// `Basic BASE64(user:password)` with a placeholder inside, re-encoded;
 /// with the new encoding and the one it replaced.
-fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<(Vec<u8>, (Vec<u8>, Vec<u8>))> {
+fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<Swapped> {
     let text = std::str::from_utf8(value).ok()?;
     let (scheme, encoded) = text.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -108,10 +104,10 @@ fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<(Vec<u8>, (Vec<u8>, Ve
     let decoded = engine.decode(encoded.trim()).ok()?;
     let swapped = replace_all(&decoded, placeholder_to_real(secrets))?;
     let made = engine.encode(swapped);
-    Some((
-        format!("{scheme} {made}").into_bytes(),
-        (made.into_bytes(), encoded.trim().as_bytes().to_vec()),
-    ))
+    Some(Swapped {
+        value: format!("{scheme} {made}").into_bytes(),
+        encoded: Some((made.into_bytes(), encoded.trim().as_bytes().to_vec())),
+    })
 }
 
 /// The secrets among `others` whose placeholder (plain or in Basic

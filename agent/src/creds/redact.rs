@@ -17,13 +17,22 @@ use super::swap::{contains, Secret};
 /// same form of its placeholder, in a head at once or in a stream of
 /// chunks, across chunk boundaries: it holds back only the bytes at a
 /// chunk's end that could start a form.
-#[derive(Debug)]
 pub struct Redactor {
     /// Each form of a real value and what replaces it, longest first.
     forms: Vec<(Vec<u8>, Vec<u8>)>,
     /// The bytes a form starts with.
     first: [bool; 256],
     carry: Vec<u8>,
+}
+
+/// Without the forms: they are real values, and must not reach a log.
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("forms", &self.forms.len())
+            .field("held", &self.carry.len())
+            .finish()
+    }
 }
 
 /// What comes back is redacted for every form in which the sentry sent a

@@ -50,8 +50,14 @@ fn ca_params(moniker: &str, hosts: &[String]) -> CertificateParams {
     dn.push(DnType::CommonName, format!("rbm {moniker} credential CA"));
     dn.push(DnType::OrganizationName, "rbm");
     params.distinguished_name = dn;
+    // What RFC 5280 asks of a CA, and OpenSSL's strict mode (Python 3.13's
+    // default) checks: basicConstraints critical and keyUsage (rcgen
+    // writes both critical), a subjectKeyIdentifier (rcgen writes one for
+    // every CA) and, though a self-signed one may omit it, an
+    // authorityKeyIdentifier (its own key's).
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.use_authority_key_identifier_extension = true;
     params.name_constraints = Some(NameConstraints {
         permitted_subtrees: hosts
             .iter()
@@ -129,22 +135,37 @@ impl Authority {
     }
 
     fn make_leaf(&self, host: &str) -> anyhow::Result<CertifiedKey> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![host.to_string()])?;
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, host);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(90);
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let (cert, key) = self.issue(host)?;
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)?;
         Ok(CertifiedKey::new(
             vec![cert.der().clone(), self.ca_der.clone()],
             signing,
         ))
+    }
+
+    /// A new certificate for `host`, signed by the CA, and its key.
+    fn issue(&self, host: &str) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![host.to_string()])?;
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, host);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // A leaf without an authorityKeyIdentifier is refused by OpenSSL's
+        // strict mode ("Missing Authority Key Identifier"), on by default
+        // in Python 3.13. The identifier is the CA key's, derived as for
+        // the CA's subjectKeyIdentifier (rcgen's default method; a CA kept
+        // from an older agent had it too). `ExplicitNoCa` gives the leaf
+        // its own subjectKeyIdentifier and a basicConstraints saying it is
+        // no CA.
+        params.use_authority_key_identifier_extension = true;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(90);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert, key))
     }
 }
 
@@ -181,5 +202,89 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o600
         );
+    }
+
+    /// The CA, a leaf for `host` and its key, as PEM files in `dir`.
+    fn write_leaf(authority: &Authority, host: &str, dir: &Path) -> [PathBuf; 3] {
+        let (cert, key) = authority.issue(host).unwrap();
+        let files = [
+            dir.join("ca.pem"),
+            dir.join("leaf.pem"),
+            dir.join("leaf.key"),
+        ];
+        std::fs::write(&files[0], authority.ca_pem()).unwrap();
+        std::fs::write(&files[1], cert.pem()).unwrap();
+        std::fs::write(&files[2], key.serialize_pem()).unwrap();
+        files
+    }
+
+    /// A TLS handshake in memory, no socket: Python's `ssl` as a server
+    /// with the leaf, and as a client with the checks Python 3.13 makes
+    /// by default (`VERIFY_X509_STRICT`).
+    const STRICT_HANDSHAKE: &str = r#"
+import ssl, sys
+ca, cert, key, host = sys.argv[1:]
+server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server.load_cert_chain(cert, key)
+client = ssl.create_default_context(cafile=ca)
+client.verify_flags |= ssl.VERIFY_X509_STRICT
+c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+sides = [(client.wrap_bio(c_in, c_out, server_hostname=host), c_out, s_in),
+         (server.wrap_bio(s_in, s_out, server_side=True), s_out, c_in)]
+done = set()
+for _ in range(20):
+    for i, (side, out, peer) in enumerate(sides):
+        if i not in done:
+            try:
+                side.do_handshake()
+                done.add(i)
+            except ssl.SSLWantReadError:
+                pass
+        peer.write(out.read())
+print("verified" if done == {0, 1} else "stuck")
+"#;
+
+    /// Whether `tool` runs here; says so loudly when it does not.
+    fn have(tool: &str) -> bool {
+        let there = std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !there {
+            eprintln!("SKIPPED: {tool} is not on this machine; the strict X.509 check with it did not run");
+        }
+        there
+    }
+
+    #[test]
+    fn clients_that_verify_strictly_as_python_3_13_does_take_the_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = paths(&dir.path().join("agent.sock"));
+        let hosts = vec!["api.a.test".to_string()];
+        let authority = Authority::load_or_create(&cert, &key, "tt", &hosts).unwrap();
+        let [ca, leaf, leaf_key] = write_leaf(&authority, "api.a.test", dir.path());
+        if have("python3") {
+            let out = std::process::Command::new("python3")
+                .args(["-c", STRICT_HANDSHAKE])
+                .args([&ca, &leaf, &leaf_key])
+                .arg("api.a.test")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && said.trim() == "verified", "{said}");
+        }
+        if have("openssl") {
+            for cert in [&ca, &leaf] {
+                let out = std::process::Command::new("openssl")
+                    .args(["verify", "-x509_strict", "-CAfile"])
+                    .args([&ca, cert])
+                    .output()
+                    .unwrap();
+                let said = String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr);
+                assert!(out.status.success(), "{}: {said}", cert.display());
+            }
+        }
     }
 }

@@ -2,13 +2,20 @@
 //! environment variable; the sentry has the real value (a Podman secret)
 //! and puts it into the requests the bottle sends to that credential's
 //! hosts, and only those: their TLS is terminated in the sentry with a
-//! certificate of a CA made for the profile (`ca`), each request's head is
-//! rewritten (`swap`) and sent on over the sentry's own verified TLS
-//! connection to the real host (`proxy`). All other TLS stays end to end.
+//! certificate of a CA made for the profile (`ca`, by `proxy`), each
+//! request is checked (`head`) and sent on (`exchange`) with its head rewritten
+//! (`swap`) over the sentry's own verified TLS connection to the real host,
+//! and the answer comes back redacted (`redact`). All other TLS stays end
+//! to end.
 
 pub mod ca;
+mod exchange;
+mod head;
 pub mod proxy;
+mod redact;
 pub mod swap;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 

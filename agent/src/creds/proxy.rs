@@ -25,11 +25,6 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, Uri};
-use http_body::{Body, Frame};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -40,20 +35,19 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
 
 use super::ca::Authority;
-use super::swap::{self, Redactor, Secret};
+use super::exchange::{Exchange, H2Send, Sender};
+use super::swap::Secret;
 use super::Credential;
 use crate::names::judge::{self, Outcome};
 use crate::names::tls::MAX_HELLO;
 use crate::policy::PolicyCell;
-use crate::state::{unix_now, Denied, NameDenial, Shared};
+use crate::state::{unix_now, NameDenial, Shared};
 
 /// How long a client may take to send its ClientHello.
 const HELLO_WITHIN: Duration = Duration::from_secs(5);
 /// How long the real host may take to accept a connection.
 const CONNECT_WITHIN: Duration = Duration::from_secs(10);
 const HTTPS: u16 = 443;
-
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 pub struct Proxy {
     creds: Vec<Credential>,
@@ -69,8 +63,6 @@ pub struct Proxy {
     /// connections to the same host and address.
     pool: std::sync::Mutex<HashMap<(String, SocketAddr), H2Send>>,
 }
-
-type H2Send = hyper::client::conn::http2::SendRequest<Incoming>;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -321,264 +313,6 @@ impl ResolvesServerCert for Fixed {
     }
 }
 
-/// The sentry's connection to the real host, one request at a time
-/// (HTTP/1.1) or many (HTTP/2).
-enum Sender {
-    H1(tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<Incoming>>),
-    H2(H2Send),
-}
-
-impl Sender {
-    async fn connect(
-        up: tokio_rustls::client::TlsStream<TcpStream>,
-        h2: bool,
-    ) -> anyhow::Result<Sender> {
-        let io = TokioIo::new(up);
-        Ok(if h2 {
-            let (send, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
-            tokio::spawn(conn);
-            Sender::H2(send)
-        } else {
-            let (send, conn) = hyper::client::conn::http1::handshake(io).await?;
-            tokio::spawn(conn.with_upgrades());
-            Sender::H1(tokio::sync::Mutex::new(send))
-        })
-    }
-
-    async fn send(&self, req: Request<Incoming>) -> hyper::Result<Response<Incoming>> {
-        match self {
-            Sender::H1(send) => {
-                let mut send = send.lock().await;
-                send.ready().await?;
-                send.send_request(req).await
-            }
-            Sender::H2(send) => {
-                let mut send = send.clone();
-                send.ready().await?;
-                send.send_request(req).await
-            }
-        }
-    }
-}
-
-/// What one terminated connection needs for each exchange.
-struct Exchange {
-    sender: Sender,
-    /// This host's credentials: swapped in.
-    here: Vec<Secret>,
-    /// Other hosts' credentials: their placeholder here is refused.
-    others: Vec<Secret>,
-    host: String,
-    dst: SocketAddr,
-    shared: Arc<Shared>,
-}
-
-impl Exchange {
-    /// Records a credential denial (status and deny log) and answers the
-    /// bottle with `status` and the reason.
-    fn deny(&self, status: StatusCode, reason: String) -> Response<ProxyBody> {
-        let body = format!("rbm: {reason}\n");
-        self.shared.record_denied(Denied {
-            at: unix_now(),
-            kind: "credential".into(),
-            proto: Some("https".into()),
-            dst: Some(self.dst),
-            name: Some(self.host.clone()),
-            reason,
-        });
-        plain(status, &body)
-    }
-
-    async fn pass(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
-        if let Some(env) = self.foreign(&req) {
-            let reason = format!(
-                "the placeholder of {env} sent to {}, not one of its hosts",
-                self.host
-            );
-            tracing::warn!(host = %self.host, %env, "credential: foreign placeholder refused");
-            return self.deny(StatusCode::FORBIDDEN, reason);
-        }
-        self.swap(&mut req);
-        ask_uncompressed(req.headers_mut());
-        let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-        let mut resp = match self.sender.send(req).await {
-            Ok(resp) => resp,
-            Err(error) => {
-                tracing::warn!(host = %self.host, %error, "credential: the real host failed");
-                return plain(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("rbm: {} did not answer: {error}\n", self.host),
-                );
-            }
-        };
-        if let Some(encoding) = unreadable_encoding(resp.headers()) {
-            let reason = format!(
-                "{} answered with Content-Encoding {encoding}, from which the real value could not be redacted",
-                self.host
-            );
-            tracing::warn!(host = %self.host, %encoding, "credential: compressed answer refused");
-            return self.deny(StatusCode::BAD_GATEWAY, reason);
-        }
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let server_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    if let (Ok(a), Ok(b)) = (client_upgrade.await, server_upgrade.await) {
-                        let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
-                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
-                    }
-                });
-            }
-        }
-        let redactor = Redactor::new(&self.here);
-        // Redaction may change the body's length: it goes without one
-        // (chunked, or HTTP/2 frames) instead.
-        resp.headers_mut().remove(http::header::CONTENT_LENGTH);
-        for value in resp.headers_mut().values_mut() {
-            if let Some(v) = redactor.redact_all(value.as_bytes()) {
-                if let Ok(v) = HeaderValue::from_bytes(&v) {
-                    *value = v;
-                }
-            }
-        }
-        resp.map(|body| {
-            Redacting {
-                inner: body,
-                redactor,
-                trailers: None,
-                done: false,
-            }
-            .boxed()
-        })
-    }
-
-    /// The env name of another host's credential whose placeholder the
-    /// request carries (in its target or headers).
-    fn foreign(&self, req: &Request<Incoming>) -> Option<String> {
-        let uri = req.uri().to_string();
-        std::iter::once(uri.as_bytes())
-            .chain(req.headers().values().map(HeaderValue::as_bytes))
-            .find_map(|v| {
-                swap::placeholders_in(v, &self.others)
-                    .first()
-                    .map(|s| s.env.clone())
-            })
-    }
-
-    /// The placeholders of this host's credentials, real in the head.
-    fn swap(&self, req: &mut Request<Incoming>) {
-        for value in req.headers_mut().values_mut() {
-            if let Some(v) = swap::swap_value(value.as_bytes(), &self.here) {
-                if let Ok(v) = HeaderValue::from_bytes(&v) {
-                    *value = v;
-                }
-            }
-        }
-        let uri = req.uri().to_string();
-        if let Some(v) = swap::swap_value(uri.as_bytes(), &self.here) {
-            if let Ok(uri) = Uri::try_from(v) {
-                *req.uri_mut() = uri;
-            }
-        }
-    }
-}
-
-/// Asks the real host for its answer uncompressed: the redactor reads plain
-/// bytes, and a real value the host reflects in a compressed body would
-/// reach the bottle unseen.
-fn ask_uncompressed(headers: &mut http::HeaderMap) {
-    headers.insert(
-        http::header::ACCEPT_ENCODING,
-        HeaderValue::from_static("identity"),
-    );
-}
-
-/// The Content-Encoding of an answer that the redactor cannot read (any
-/// but identity), if any: such an answer is refused, not passed on.
-fn unreadable_encoding(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(http::header::CONTENT_ENCODING)
-        .iter()
-        .flat_map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .split(',')
-                .map(|e| e.trim().to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        })
-        .find(|e| !e.is_empty() && e != "identity")
-}
-
-fn is_upgrade(req: &Request<Incoming>) -> bool {
-    req.headers().contains_key(http::header::UPGRADE)
-}
-
-fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let mut resp = Response::new(
-        Full::new(Bytes::from(text.to_string()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *resp.status_mut() = status;
-    resp
-}
-
-/// A response body with the real values redacted as it streams.
-struct Redacting {
-    inner: Incoming,
-    redactor: Redactor,
-    trailers: Option<Frame<Bytes>>,
-    done: bool,
-}
-
-impl Body for Redacting {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        loop {
-            if let Some(trailers) = self.trailers.take() {
-                return Poll::Ready(Some(Ok(trailers)));
-            }
-            if self.done {
-                return Poll::Ready(None);
-            }
-            let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(frame) => frame,
-            };
-            match frame {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        let out = self.redactor.push(&data);
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                        }
-                    }
-                    Err(trailers) => {
-                        self.trailers = Some(trailers);
-                        let rest = self.redactor.finish();
-                        if !rest.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))));
-                        }
-                    }
-                },
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => {
-                    self.done = true;
-                    let rest = self.redactor.finish();
-                    if !rest.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))));
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Another name on a credential host's address: its bytes go, untouched,
 /// where the bottle sent them.
 async fn splice(
@@ -694,44 +428,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_real_host_is_asked_for_an_uncompressed_answer() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            http::header::ACCEPT_ENCODING,
-            HeaderValue::from_static("gzip, br"),
-        );
-        ask_uncompressed(&mut headers);
-        let asked: Vec<_> = headers
-            .get_all(http::header::ACCEPT_ENCODING)
-            .iter()
-            .collect();
-        assert_eq!(asked, ["identity"]);
-    }
-
-    #[test]
-    fn a_compressed_answer_is_unreadable_for_the_redactor() {
-        let encoded = |values: &[&'static str]| {
-            let mut headers = http::HeaderMap::new();
-            for v in values {
-                headers.append(http::header::CONTENT_ENCODING, HeaderValue::from_static(v));
-            }
-            unreadable_encoding(&headers)
-        };
-        assert_eq!(encoded(&[]), None);
-        assert_eq!(encoded(&["identity"]), None);
-        assert_eq!(encoded(&["gzip"]).as_deref(), Some("gzip"));
-        assert_eq!(encoded(&["identity, BR"]).as_deref(), Some("br"));
-        assert_eq!(
-            encoded(&["identity", "deflate"]).as_deref(),
-            Some("deflate")
-        );
     }
 }

@@ -1,8 +1,7 @@
-//! What the credential proxy changes in what passes through it: the
-//! placeholder becomes the real value in a request's head (headers, also
-//! inside Basic authorization, and the target), and the real value becomes
-//! the placeholder again in everything that comes back, the body streamed.
-//! Pure byte work, no I/O.
+//! What the credential proxy changes in a request: the placeholder becomes
+//! the real value in its head (headers, also inside Basic authorization,
+//! and the target). Pure byte work, no I/O; `redact` undoes it in what
+//! comes back.
 
 use base64::Engine;
 
@@ -69,17 +68,33 @@ pub fn contains(data: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && memchr::memmem::find(data, needle).is_some()
 }
 
+/// A request head value after the swap.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Swapped {
+    pub value: Vec<u8>,
+    /// Basic credentials the swap encoded with a real value inside, and
+    /// the bottle's own encoding they replaced: an echo of the first is
+    /// given back as the second (`redact`).
+    pub encoded: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 /// A request head value with the placeholders of `secrets` swapped for
 /// their real values, also inside `Basic` credentials; `None` if it holds
 /// none.
-pub fn swap_value(value: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
+pub fn swap_value(value: &[u8], secrets: &[Secret]) -> Option<Swapped> {
     let plain = replace_all(value, placeholder_to_real(secrets));
     let current = plain.as_deref().unwrap_or(value);
-    swap_basic(current, secrets).or(plain)
+    swap_basic(current, secrets).or_else(|| {
+        plain.map(|value| Swapped {
+            value,
+            encoded: None,
+        })
+    })
 }
 
-/// `Basic BASE64(user:password)` with a placeholder inside, re-encoded.
-fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
+/// `Basic BASE64(user:password)` with a placeholder inside, re-encoded;
+/// with the new encoding and the one it replaced.
+fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<Swapped> {
     let text = std::str::from_utf8(value).ok()?;
     let (scheme, encoded) = text.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -88,7 +103,11 @@ fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
     let engine = base64::engine::general_purpose::STANDARD;
     let decoded = engine.decode(encoded.trim()).ok()?;
     let swapped = replace_all(&decoded, placeholder_to_real(secrets))?;
-    Some(format!("{scheme} {}", engine.encode(swapped)).into_bytes())
+    let made = engine.encode(swapped);
+    Some(Swapped {
+        value: format!("{scheme} {made}").into_bytes(),
+        encoded: Some((made.into_bytes(), encoded.trim().as_bytes().to_vec())),
+    })
 }
 
 /// The secrets among `others` whose placeholder (plain or in Basic
@@ -100,77 +119,6 @@ pub fn placeholders_in<'a>(value: &[u8], others: &'a [Secret]) -> Vec<&'a Secret
             contains(value, &s.placeholder) || swap_basic(value, std::slice::from_ref(*s)).is_some()
         })
         .collect()
-}
-
-/// Replaces each secret's real value by its placeholder in a stream of
-/// chunks, across chunk boundaries: it holds back only the bytes at a
-/// chunk's end that could start a real value.
-#[derive(Debug)]
-pub struct Redactor {
-    secrets: Vec<(Vec<u8>, Vec<u8>)>,
-    carry: Vec<u8>,
-}
-
-impl Redactor {
-    pub fn new(secrets: &[Secret]) -> Redactor {
-        Redactor {
-            secrets: secrets
-                .iter()
-                .filter(|s| !s.real.is_empty())
-                .map(|s| (s.real.clone(), s.placeholder.clone()))
-                .collect(),
-            carry: Vec::new(),
-        }
-    }
-
-    /// The whole of a value at once (a header).
-    pub fn redact_all(&self, data: &[u8]) -> Option<Vec<u8>> {
-        replace_all(
-            data,
-            self.secrets
-                .iter()
-                .map(|(real, placeholder)| (real.as_slice(), placeholder.as_slice())),
-        )
-    }
-
-    /// What of `chunk` (after what was held back) can go out now.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        if self.secrets.is_empty() {
-            return chunk.to_vec();
-        }
-        let mut data = std::mem::take(&mut self.carry);
-        if data.is_empty() && !self.secrets.iter().any(|(real, _)| contains(chunk, real)) {
-            // The common case: nothing to redact, nothing held back before.
-            let hold = self.partial_suffix(chunk);
-            self.carry = chunk[chunk.len() - hold..].to_vec();
-            return chunk[..chunk.len() - hold].to_vec();
-        }
-        data.extend_from_slice(chunk);
-        let mut data = self.redact_all(&data).unwrap_or(data);
-        let hold = self.partial_suffix(&data);
-        self.carry = data.split_off(data.len() - hold);
-        data
-    }
-
-    /// What was held back, at the end of the stream.
-    pub fn finish(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.carry)
-    }
-
-    /// The length of the longest end of `data` that is a proper start of
-    /// some real value.
-    fn partial_suffix(&self, data: &[u8]) -> usize {
-        self.secrets
-            .iter()
-            .map(|(real, _)| {
-                (1..real.len().min(data.len() + 1))
-                    .rev()
-                    .find(|&n| data.ends_with(&real[..n]))
-                    .unwrap_or(0)
-            })
-            .max()
-            .unwrap_or(0)
-    }
 }
 
 #[cfg(test)]
@@ -190,39 +138,23 @@ mod tests {
         let s = [secret("K", "rbm-ph-1", "sk-real-1")];
         assert_eq!(
             swap_value(b"Bearer rbm-ph-1", &s).unwrap(),
-            b"Bearer sk-real-1"
+            Swapped {
+                value: b"Bearer sk-real-1".to_vec(),
+                encoded: None
+            }
         );
         assert_eq!(swap_value(b"no secret here", &s), None);
         let engine = base64::engine::general_purpose::STANDARD;
         let basic = format!("Basic {}", engine.encode("user:rbm-ph-1"));
         let swapped = swap_value(basic.as_bytes(), &s).unwrap();
-        let text = String::from_utf8(swapped).unwrap();
+        let (made, sent) = swapped.encoded.unwrap();
+        assert_eq!(sent, basic.strip_prefix("Basic ").unwrap().as_bytes());
+        let text = String::from_utf8(swapped.value).unwrap();
+        assert_eq!(text.strip_prefix("Basic ").unwrap().as_bytes(), made);
         let decoded = engine.decode(text.strip_prefix("Basic ").unwrap()).unwrap();
         assert_eq!(decoded, b"user:sk-real-1");
         assert_eq!(placeholders_in(basic.as_bytes(), &s).len(), 1);
         assert!(placeholders_in(b"x rbm-ph-1 y", &s).len() == 1);
         assert!(placeholders_in(b"nothing", &s).is_empty());
-    }
-
-    #[test]
-    fn real_values_are_redacted_across_chunk_boundaries() {
-        let s = [secret("K", "rbm-ph-1", "sk-real-1")];
-        let text = b"data: here is sk-real-1 and sk-real-1, sk-real no\n";
-        for cut in 1..text.len() {
-            let mut r = Redactor::new(&s);
-            let mut out = Vec::new();
-            for chunk in text.chunks(cut) {
-                out.extend(r.push(chunk));
-            }
-            out.extend(r.finish());
-            assert_eq!(
-                out, b"data: here is rbm-ph-1 and rbm-ph-1, sk-real no\n",
-                "chunks of {cut}"
-            );
-        }
-        let mut r = Redactor::new(&s);
-        assert_eq!(r.push(b"plain text"), b"plain text", "nothing held back");
-        assert_eq!(r.push(b" then sk-re"), b" then ", "a possible start waits");
-        assert_eq!(r.push(b"ad"), b"sk-read");
     }
 }

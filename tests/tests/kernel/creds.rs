@@ -20,6 +20,15 @@ const REAL_B: &str = "sk-real-value-of-key-b-9876543210";
 const PH_A: &str = "rbm-placeholder-aaaaaaaaaaaaaaaa";
 const PH_B: &str = "rbm-placeholder-bbbbbbbbbbbbbbbb";
 
+/// Makes every TLS context of a Python script (urllib's too) verify as
+/// Python 3.13's default context does: with OpenSSL's strict X.509 checks,
+/// which refuse, e.g., a leaf without an authorityKeyIdentifier.
+const STRICT_AS_PYTHON_3_13: &str = "import ssl\n\
+_made = ssl.create_default_context\n\
+def _strict(*a, **k):\n    ctx = _made(*a, **k)\n    ctx.verify_flags |= ssl.VERIFY_X509_STRICT\n    return ctx\n\
+ssl.create_default_context = _strict\n\
+ssl._create_default_https_context = _strict\n";
+
 /// The bottle's view: the rbm CA file, and the world CA file (for what
 /// must stay end to end).
 struct CredLab {
@@ -118,9 +127,13 @@ impl CredLab {
     }
 
     /// A Python script in the bottle, trusting the rbm CA through
-    /// SSL_CERT_FILE as the bottle's environment would; fails unless it
-    /// exits 0.
+    /// SSL_CERT_FILE as the bottle's environment would, and verifying
+    /// certificates as strictly as Python 3.13 does by default
+    /// (`VERIFY_X509_STRICT`, whatever this Python's version); fails
+    /// unless it exits 0.
     fn python(&self, script: &str) -> Result<rbm_tests::cmd::Output> {
+        let script = format!("{STRICT_AS_PYTHON_3_13}{script}");
+        let script = script.as_str();
         let env = format!("SSL_CERT_FILE={}", self.rbm_ca);
         self.lab
             .topo
@@ -181,7 +194,12 @@ fn the_world_gets_the_real_value_and_the_bottle_only_ever_its_placeholder() -> R
         .check()?;
     let got = c.got("/basic")?;
     assert!(got[0].authorization.starts_with("Basic "), "{got:?}");
-    assert!(!out.stdout.contains(REAL_A), "{}", out.stdout);
+    // The echo of the encoding the sentry made comes back as the bottle's
+    // own: base64 of user:PH_A.
+    assert_eq!(
+        out.stdout,
+        "auth: Basic dXNlcjpyYm0tcGxhY2Vob2xkZXItYWFhYWFhYWFhYWFhYWFhYQ==\n"
+    );
 
     // Python's own TLS stack and HTTP client, trusting the bundle through
     // SSL_CERT_FILE as the bottle's environment would.
@@ -361,6 +379,44 @@ fn a_placeholder_for_another_host_is_refused_and_other_names_stay_end_to_end() -
         plain.last().unwrap().authorization,
         format!("Bearer {PH_A}")
     );
+    Ok(())
+}
+
+#[test]
+fn a_request_for_another_host_or_protocol_inside_a_credential_hosts_tls_gets_no_real_value(
+) -> Result<()> {
+    let Some(c) = cred_lab()? else {
+        return Ok(());
+    };
+    let bearer = format!("Authorization: Bearer {PH_A}");
+    let url = format!("https://{API}/elsewhere");
+    for (what, args) in [
+        (
+            "another Host",
+            vec!["--http1.1", "-H", "Host: plain.cred.test"],
+        ),
+        (
+            "another :authority",
+            vec!["--http2", "-H", "Host: plain.cred.test"],
+        ),
+        (
+            "an upgrade to h2c",
+            vec![
+                "--http1.1",
+                "-H",
+                "Connection: Upgrade",
+                "-H",
+                "Upgrade: h2c",
+            ],
+        ),
+    ] {
+        let mut all = vec!["-w", "%{http_code}", "-H", bearer.as_str()];
+        all.extend(args);
+        all.push(&url);
+        let out = c.curl(&c.rbm_ca, &all)?;
+        assert!(out.stdout.ends_with("403"), "{what}: {}", out.stdout);
+    }
+    assert!(c.got("/elsewhere")?.is_empty(), "the world got a request");
     Ok(())
 }
 

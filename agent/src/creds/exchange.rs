@@ -1,0 +1,288 @@
+//! One request inside a credential host's TLS: the checks on it, the
+//! placeholders swapped in its head, its trip to the real host over the
+//! sentry's own connection, and the answer's way back through redaction.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::head::{self, Upgrade};
+use super::redact::{BoxError, Redacting, Redactor};
+use super::swap::{self, Secret};
+use crate::state::{unix_now, Denied, Shared};
+
+pub(super) type ProxyBody = BoxBody<Bytes, BoxError>;
+pub(super) type H2Send = hyper::client::conn::http2::SendRequest<Incoming>;
+
+/// The sentry's connection to the real host, one request at a time
+/// (HTTP/1.1) or many (HTTP/2).
+pub(super) enum Sender {
+    H1(tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<Incoming>>),
+    H2(H2Send),
+}
+
+impl Sender {
+    /// HTTP/2 or HTTP/1.1 over `up`, the sentry's connection to the real
+    /// host.
+    pub(super) async fn connect<T>(up: T, h2: bool) -> anyhow::Result<Sender>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let io = TokioIo::new(up);
+        Ok(if h2 {
+            let (send, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+            tokio::spawn(conn);
+            Sender::H2(send)
+        } else {
+            let (send, conn) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(conn.with_upgrades());
+            Sender::H1(tokio::sync::Mutex::new(send))
+        })
+    }
+
+    async fn send(&self, req: Request<Incoming>) -> hyper::Result<Response<Incoming>> {
+        match self {
+            Sender::H1(send) => {
+                let mut send = send.lock().await;
+                send.ready().await?;
+                send.send_request(req).await
+            }
+            Sender::H2(send) => {
+                let mut send = send.clone();
+                send.ready().await?;
+                send.send_request(req).await
+            }
+        }
+    }
+}
+
+/// What one terminated connection needs for each exchange.
+pub(super) struct Exchange {
+    pub(super) sender: Sender,
+    /// This host's credentials: swapped in.
+    pub(super) here: Vec<Secret>,
+    /// Other hosts' credentials: their placeholder here is refused.
+    pub(super) others: Vec<Secret>,
+    pub(super) host: String,
+    pub(super) dst: SocketAddr,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Exchange {
+    /// Records a credential denial (status and deny log) and answers the
+    /// bottle with `status` and the reason.
+    fn deny(&self, status: StatusCode, reason: String) -> Response<ProxyBody> {
+        let body = format!("rbm: {reason}\n");
+        self.shared.record_denied(Denied {
+            at: unix_now(),
+            kind: "credential".into(),
+            proto: Some("https".into()),
+            dst: Some(self.dst),
+            name: Some(self.host.clone()),
+            reason,
+        });
+        plain(status, &body)
+    }
+
+    pub(super) async fn pass(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        if let Err(reason) = head::names_only(&self.host, self.dst.port(), req.uri(), req.headers())
+        {
+            tracing::warn!(host = %self.host, %reason, "credential: request for another host refused");
+            return self.deny(StatusCode::FORBIDDEN, reason);
+        }
+        let upgrade = match head::upgrade(req.method(), req.headers()) {
+            Ok(upgrade) => upgrade,
+            Err(reason) => {
+                tracing::warn!(host = %self.host, %reason, "credential: upgrade refused");
+                return self.deny(StatusCode::FORBIDDEN, reason);
+            }
+        };
+        // HTTP2-Settings only goes with an upgrade to h2c, refused above.
+        req.headers_mut().remove("http2-settings");
+        if let Some(env) = self.foreign(&req) {
+            let reason = format!(
+                "the placeholder of {env} sent to {}, not one of its hosts",
+                self.host
+            );
+            tracing::warn!(host = %self.host, %env, "credential: foreign placeholder refused");
+            return self.deny(StatusCode::FORBIDDEN, reason);
+        }
+        let made = self.swap(&mut req);
+        ask_uncompressed(req.headers_mut());
+        let client_upgrade = (upgrade == Upgrade::WebSocket).then(|| hyper::upgrade::on(&mut req));
+        let mut resp = match self.sender.send(req).await {
+            Ok(resp) => resp,
+            Err(error) => {
+                tracing::warn!(host = %self.host, %error, "credential: the real host failed");
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("rbm: {} did not answer: {error}\n", self.host),
+                );
+            }
+        };
+        if let Some(encoding) = unreadable_encoding(resp.headers()) {
+            let reason = format!(
+                "{} answered with Content-Encoding {encoding}, from which the real value could not be redacted",
+                self.host
+            );
+            tracing::warn!(host = %self.host, %encoding, "credential: compressed answer refused");
+            return self.deny(StatusCode::BAD_GATEWAY, reason);
+        }
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The real host may switch to another protocol than asked: the
+            // bytes after the switch are not redacted, so only a switch to
+            // the WebSocket the bottle asked for goes on.
+            let Some(client_upgrade) =
+                client_upgrade.filter(|_| head::switched_to_websocket(resp.headers()))
+            else {
+                let reason = format!(
+                    "{} switched protocols unasked, or not to WebSocket",
+                    self.host
+                );
+                tracing::warn!(host = %self.host, "credential: switch of protocol refused");
+                return self.deny(StatusCode::BAD_GATEWAY, reason);
+            };
+            let server_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(a), Ok(b)) = (client_upgrade.await, server_upgrade.await) {
+                    let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
+                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                }
+            });
+        }
+        let mut redactor = Redactor::new(&self.here);
+        for (form, sent) in made {
+            redactor.learn(form, sent);
+        }
+        // Redaction may change the body's length: it goes without one
+        // (chunked, or HTTP/2 frames) instead.
+        resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+        let (mut head, body) = resp.into_parts();
+        if let Err(reason) = redactor.redact_head(&mut head) {
+            let reason = format!(
+                "{} answered with {reason}, which cannot be redacted",
+                self.host
+            );
+            tracing::warn!(host = %self.host, %reason, "credential: answer refused");
+            return self.deny(StatusCode::BAD_GATEWAY, reason);
+        }
+        let resp = Response::from_parts(head, body);
+        resp.map(|body| Redacting::new(body, redactor).boxed())
+    }
+
+    /// The env name of another host's credential whose placeholder the
+    /// request carries (in its target or headers).
+    fn foreign(&self, req: &Request<Incoming>) -> Option<String> {
+        let uri = req.uri().to_string();
+        std::iter::once(uri.as_bytes())
+            .chain(req.headers().values().map(HeaderValue::as_bytes))
+            .find_map(|v| {
+                swap::placeholders_in(v, &self.others)
+                    .first()
+                    .map(|s| s.env.clone())
+            })
+    }
+
+    /// The placeholders of this host's credentials, real in the head;
+    /// returns the encodings of real values it made, each with what the
+    /// bottle sent in its place.
+    fn swap(&self, req: &mut Request<Incoming>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut made = Vec::new();
+        for value in req.headers_mut().values_mut() {
+            if let Some(swapped) = swap::swap_value(value.as_bytes(), &self.here) {
+                if let Ok(v) = HeaderValue::from_bytes(&swapped.value) {
+                    *value = v;
+                    made.extend(swapped.encoded);
+                }
+            }
+        }
+        let uri = req.uri().to_string();
+        if let Some(swapped) = swap::swap_value(uri.as_bytes(), &self.here) {
+            if let Ok(uri) = Uri::try_from(swapped.value) {
+                *req.uri_mut() = uri;
+            }
+        }
+        made
+    }
+}
+
+/// Asks the real host for its answer uncompressed: the redactor reads plain
+/// bytes, and a real value the host reflects in a compressed body would
+/// reach the bottle unseen.
+fn ask_uncompressed(headers: &mut http::HeaderMap) {
+    headers.insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+}
+
+/// The Content-Encoding of an answer that the redactor cannot read (any
+/// but identity), if any: such an answer is refused, not passed on.
+fn unreadable_encoding(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .map(|e| e.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .find(|e| !e.is_empty() && e != "identity")
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(text.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_real_host_is_asked_for_an_uncompressed_answer() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, br"),
+        );
+        ask_uncompressed(&mut headers);
+        let asked: Vec<_> = headers
+            .get_all(http::header::ACCEPT_ENCODING)
+            .iter()
+            .collect();
+        assert_eq!(asked, ["identity"]);
+    }
+
+    #[test]
+    fn a_compressed_answer_is_unreadable_for_the_redactor() {
+        let encoded = |values: &[&'static str]| {
+            let mut headers = http::HeaderMap::new();
+            for v in values {
+                headers.append(http::header::CONTENT_ENCODING, HeaderValue::from_static(v));
+            }
+            unreadable_encoding(&headers)
+        };
+        assert_eq!(encoded(&[]), None);
+        assert_eq!(encoded(&["identity"]), None);
+        assert_eq!(encoded(&["gzip"]).as_deref(), Some("gzip"));
+        assert_eq!(encoded(&["identity, BR"]).as_deref(), Some("br"));
+        assert_eq!(
+            encoded(&["identity", "deflate"]).as_deref(),
+            Some("deflate")
+        );
+    }
+}

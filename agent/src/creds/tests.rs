@@ -1,0 +1,328 @@
+//! Requests through a credential host's exchange on loopback: a bottle
+//! that writes raw HTTP/1.1, the exchange as the proxy serves it, and a
+//! stand-in for the real host that records the bytes it got and answers
+//! with bytes the test writes. Each test is named after the attack.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::exchange::{Exchange, Sender};
+use super::swap::Secret;
+use crate::state::Shared;
+
+const HOST: &str = "api.a.test";
+const REAL: &str = "sk-real-value-of-a-0123456789";
+const PLACEHOLDER: &str = "rbm-placeholder-aaaaaaaaaaaaaaaa";
+/// Another host's credential.
+const OTHER_PLACEHOLDER: &str = "rbm-placeholder-bbbbbbbbbbbbbbbb";
+
+fn secret(env: &str, placeholder: &str, real: &str) -> Secret {
+    Secret {
+        env: env.into(),
+        placeholder: placeholder.into(),
+        real: real.into(),
+    }
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// What each side saw of one request.
+struct Trip {
+    /// Everything the bottle read back.
+    bottle: String,
+    /// Everything the real host read.
+    host: String,
+}
+
+/// Reads until the peer closes or stays silent for a while.
+async fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut wait = Duration::from_secs(5);
+    while let Ok(Ok(n)) = tokio::time::timeout(wait, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        wait = Duration::from_millis(300);
+    }
+    got
+}
+
+/// `request` from the bottle through the exchange; the real host answers
+/// what `answer` makes of the request head it got.
+async fn trip(request: &str, answer: impl FnOnce(&str) -> String + Send + 'static) -> Trip {
+    let real_host = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let real_addr = real_host.local_addr().unwrap();
+    let host_side = tokio::spawn(async move {
+        let (mut s, _) = real_host.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => return String::from_utf8_lossy(&got).into_owned(),
+            }
+        }
+        let got = String::from_utf8_lossy(&got).into_owned();
+        s.write_all(answer(&got).as_bytes()).await.unwrap();
+        s.shutdown().await.unwrap();
+        got
+    });
+    let sender = Sender::connect(TcpStream::connect(real_addr).await.unwrap(), false)
+        .await
+        .unwrap();
+    let exchange = Arc::new(Exchange {
+        sender,
+        here: vec![secret("KEY_A", PLACEHOLDER, REAL)],
+        others: vec![secret("KEY_B", OTHER_PLACEHOLDER, "sk-real-value-of-b")],
+        host: HOST.into(),
+        dst: SocketAddr::from(([127, 0, 0, 1], 443)),
+        shared: Arc::new(Shared::default()),
+    });
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (s, _) = proxy.accept().await.unwrap();
+        let service = hyper::service::service_fn(move |req| {
+            let exchange = exchange.clone();
+            async move { Ok::<_, std::convert::Infallible>(exchange.pass(req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(s), service)
+            .with_upgrades()
+            .await;
+    });
+    let mut bottle = TcpStream::connect(proxy_addr).await.unwrap();
+    bottle.write_all(request.as_bytes()).await.unwrap();
+    let got = read_all(&mut bottle).await;
+    drop(bottle);
+    Trip {
+        bottle: String::from_utf8_lossy(&got).into_owned(),
+        host: host_side.await.unwrap(),
+    }
+}
+
+/// A plain 200 whose body echoes the request head.
+fn echo(head: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+        head.len()
+    )
+}
+
+fn status(trip: &Trip) -> &str {
+    trip.bottle.lines().next().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_request_for_another_host_inside_the_credential_hosts_tls_gets_no_real_value() {
+    let auth = format!("Authorization: Bearer {PLACEHOLDER}\r\nConnection: close\r\n\r\n");
+    for (what, head) in [
+        (
+            "another Host",
+            format!("GET / HTTP/1.1\r\nHost: evil.test\r\n{auth}"),
+        ),
+        (
+            "an absolute target for another host",
+            format!("GET https://evil.test/ HTTP/1.1\r\nHost: {HOST}\r\n{auth}"),
+        ),
+        (
+            "an absolute target with another port",
+            format!("GET https://{HOST}:8443/ HTTP/1.1\r\nHost: {HOST}\r\n{auth}"),
+        ),
+        (
+            "a Host with another port",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}:8443\r\n{auth}"),
+        ),
+        (
+            "a Host with user information",
+            format!("GET / HTTP/1.1\r\nHost: x@{HOST}\r\n{auth}"),
+        ),
+        (
+            "two Host headers",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nHost: evil.test\r\n{auth}"),
+        ),
+        (
+            "two Host headers naming the credential host",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nHost: {HOST}\r\n{auth}"),
+        ),
+    ] {
+        let t = trip(&head, echo).await;
+        assert!(
+            status(&t).starts_with("HTTP/1.1 403"),
+            "{what}: {}",
+            t.bottle
+        );
+        assert_eq!(t.host, "", "{what}: the real host got a request");
+    }
+    for (what, head) in [
+        (
+            "its name",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n{auth}"),
+        ),
+        (
+            "its name in capitals, with the connection's port",
+            format!("GET / HTTP/1.1\r\nHost: API.A.Test:443\r\n{auth}"),
+        ),
+        (
+            "an absolute target for it",
+            format!("GET https://{HOST}/x HTTP/1.1\r\nHost: {HOST}\r\n{auth}"),
+        ),
+    ] {
+        let t = trip(&head, echo).await;
+        assert!(
+            status(&t).starts_with("HTTP/1.1 200"),
+            "{what}: {}",
+            t.bottle
+        );
+        assert!(
+            t.host.contains(&format!("Bearer {REAL}")),
+            "{what}: {}",
+            t.host
+        );
+    }
+}
+
+/// A 101 to whatever protocol the request asked for, then the real value
+/// in the switched stream.
+fn switch(head: &str) -> String {
+    let to = head
+        .lines()
+        .find_map(|l| l.strip_prefix("upgrade: ").or(l.strip_prefix("Upgrade: ")))
+        .unwrap_or("h2c");
+    format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {to}\r\n\r\nraw {REAL}\n")
+}
+
+#[tokio::test]
+async fn an_upgrade_to_another_protocol_cannot_carry_the_real_value_past_redaction() {
+    let auth = format!("Authorization: Bearer {PLACEHOLDER}\r\n\r\n");
+    for (what, head) in [
+        (
+            "h2c",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n{auth}"),
+        ),
+        (
+            "websocket and another",
+            format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket, foo/1\r\n{auth}"),
+        ),
+        (
+            "CONNECT",
+            format!("CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n{auth}"),
+        ),
+    ] {
+        let t = trip(&head, switch).await;
+        assert!(status(&t).starts_with("HTTP/1.1 403"), "{what}: {}", t.bottle);
+        assert!(!t.bottle.contains(REAL), "{what}: {}", t.bottle);
+        assert_eq!(t.host, "", "{what}: the real host got a request");
+    }
+    // A settings header without an upgrade is not passed on.
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nConnection: close\r\n{auth}"
+    );
+    let t = trip(&head, echo).await;
+    assert!(status(&t).starts_with("HTTP/1.1 200"), "{}", t.bottle);
+    assert!(
+        !t.host.to_ascii_lowercase().contains("http2-settings"),
+        "{}",
+        t.host
+    );
+    // A WebSocket upgrade passes, but the real host must switch to
+    // WebSocket, not to something else.
+    let ws = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{auth}"
+    );
+    let t = trip(&ws, switch).await;
+    assert!(status(&t).starts_with("HTTP/1.1 101"), "{}", t.bottle);
+    assert!(t.host.contains(&format!("Bearer {REAL}")), "{}", t.host);
+    let t = trip(&ws, |_| switch("Upgrade: h2c")).await;
+    assert!(status(&t).starts_with("HTTP/1.1 502"), "{}", t.bottle);
+    assert!(!t.bottle.contains(REAL), "{}", t.bottle);
+}
+
+#[tokio::test]
+async fn an_echo_of_basic_credentials_hands_back_the_bottles_own_not_the_real_value_encoded() {
+    let bottles = b64(&format!("user:{PLACEHOLDER}"));
+    let made = b64(&format!("user:{REAL}"));
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Basic {bottles}\r\nConnection: close\r\n\r\n"
+    );
+    let t = trip(&head, echo).await;
+    assert!(t.host.contains(&made), "{}", t.host);
+    assert!(!t.bottle.contains(&made), "{}", t.bottle);
+    assert!(
+        t.bottle.contains(&format!("Basic {bottles}")),
+        "{}",
+        t.bottle
+    );
+}
+
+#[tokio::test]
+async fn the_real_value_in_base64_is_redacted_like_the_real_value() {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PLACEHOLDER}\r\nConnection: close\r\n\r\n"
+    );
+    let body = format!("{} and {}", b64(REAL), b64(REAL).trim_end_matches('='));
+    let t = trip(&head, move |_| {
+        format!(
+            "HTTP/1.1 200 OK\r\nX-Echo: {body}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
+    .await;
+    assert!(status(&t).starts_with("HTTP/1.1 200"), "{}", t.bottle);
+    assert!(
+        !t.bottle.contains(b64(REAL).trim_end_matches('=')),
+        "{}",
+        t.bottle
+    );
+    assert!(t.bottle.contains(&b64(PLACEHOLDER)), "{}", t.bottle);
+}
+
+#[tokio::test]
+async fn the_real_value_in_a_trailer_or_a_reason_phrase_is_redacted() {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PLACEHOLDER}\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+    );
+    let t = trip(&head, |_| {
+        format!(
+            "HTTP/1.1 200 echo {REAL}\r\nTransfer-Encoding: chunked\r\nTrailer: x-echo\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\nx-echo: {REAL}\r\n\r\n"
+        )
+    })
+    .await;
+    assert!(status(&t).starts_with("HTTP/1.1 200"), "{}", t.bottle);
+    assert!(t.bottle.contains("hello"), "{}", t.bottle);
+    assert!(!t.bottle.contains(REAL), "{}", t.bottle);
+    assert!(
+        status(&t).ends_with(&format!("200 echo {PLACEHOLDER}")),
+        "{}",
+        t.bottle
+    );
+    assert!(
+        t.bottle.contains(&format!("x-echo: {PLACEHOLDER}")),
+        "{}",
+        t.bottle
+    );
+}
+
+#[tokio::test]
+async fn a_real_value_that_cannot_be_redacted_gets_502() {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PLACEHOLDER}\r\nConnection: close\r\n\r\n"
+    );
+    // A header's name cannot be rewritten in place.
+    let t = trip(&head, |_| {
+        format!("HTTP/1.1 200 OK\r\nx-{REAL}: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    })
+    .await;
+    assert!(status(&t).starts_with("HTTP/1.1 502"), "{}", t.bottle);
+    assert!(!t.bottle.contains(REAL), "{}", t.bottle);
+}

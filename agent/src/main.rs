@@ -212,7 +212,9 @@ fn show_status(json: bool, control: &std::path::Path) -> ExitCode {
             if json {
                 println!(
                     "{}",
-                    rbm_agent::shown::json(serde_json::to_string_pretty(&report).unwrap_or_default())
+                    rbm_agent::shown::json(
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    )
                 );
             } else {
                 print!("{}", status::render(&report));

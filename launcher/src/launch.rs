@@ -86,9 +86,14 @@ pub fn up_surveyed(
     let names = loaded.profile.names();
     stop_present(podman, &names, &opts.profile_arg, &survey.present)?;
     if !survey.present.networks_known() {
-        progress(
-            "could not list Podman's networks: their gateways are not withheld from DNS answers",
-        );
+        // Fail closed: without the list, a DNS answer could open a bridge
+        // of the Podman host (its gateway) to the bottle.
+        return Err(Error::Podman {
+            command: "podman network ls".into(),
+            status: "failed".into(),
+            stderr: "Podman's networks could not be listed, so their gateways cannot be withheld from DNS answers".into(),
+            fix: "check that `podman network ls` works for this user, then run `rbm-launch up` again".into(),
+        });
     }
     let host_nets = hostnets::with_local(survey.present.host_nets.clone(), &loaded.profile);
     if let Err(cause) = start(podman, loaded, &volumes, opts, &host_nets) {

@@ -94,13 +94,16 @@ impl Exchange {
     pub(super) async fn pass(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         if let Err(reason) = head::names_only(&self.host, self.dst.port(), req.uri(), req.headers())
         {
-            tracing::warn!(host = %self.host, %reason, "credential: request for another host refused");
+            // The reason quotes the bottle's Host: escaped for the log.
+            let shown = crate::shown::shown(&reason);
+            tracing::warn!(host = %self.host, reason = %shown, "credential: request for another host refused");
             return self.deny(StatusCode::FORBIDDEN, reason);
         }
         let upgrade = match head::upgrade(req.method(), req.headers()) {
             Ok(upgrade) => upgrade,
             Err(reason) => {
-                tracing::warn!(host = %self.host, %reason, "credential: upgrade refused");
+                let shown = crate::shown::shown(&reason);
+                tracing::warn!(host = %self.host, reason = %shown, "credential: upgrade refused");
                 return self.deny(StatusCode::FORBIDDEN, reason);
             }
         };

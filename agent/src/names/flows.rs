@@ -74,7 +74,8 @@ impl Flows {
         self.held.len()
     }
 
-    /// One packet from the queue (`None`: not TCP or UDP, passed as is).
+    /// One packet from the queue (`None`: one that does not parse as TCP
+    /// or UDP, refused).
     pub fn packet(
         &mut self,
         policy: &Policy,
@@ -86,8 +87,12 @@ impl Flows {
             verdicts: vec![(id, verdict)],
             decided: vec![],
         };
+        // The kernel queues only TCP and UDP 443 here, whole (conntrack
+        // reassembled them): one the agent cannot read (an IPv6 extension
+        // header it does not know, an atomic fragment) could carry a name
+        // past the check, so its connection is refused.
         let Some(packet) = packet else {
-            return pass(Verdict::Pass);
+            return pass(Verdict::Deny);
         };
         let key = packet.key;
         let held = self.held.contains_key(&key);
@@ -96,8 +101,17 @@ impl Flows {
             // one on the same addresses and ports is not its verdict (a
             // client that reuses its source port would otherwise send any
             // name on an allowed connection's verdict).
-            self.decided.remove(&key);
-            self.remember_start(key, seq.wrapping_add(1), now);
+            let start = seq.wrapping_add(1);
+            let earlier = self.decided.remove(&key).is_some();
+            let moved = self.starts.get(&key).is_some_and(|(s, _)| *s != start);
+            if moved && !earlier {
+                // A second SYN with another sequence number on a connection
+                // not yet judged: a raw socket moving where the check reads,
+                // so that a decoy sent "before" the real start is what it
+                // judges while the server reads on from the first SYN.
+                return self.refuse_now(key, id, now, "a second SYN with another start");
+            }
+            self.remember_start(key, start, now);
         } else if !held {
             if self.quic.contains_key(&key) {
                 return self.quic_again(policy, now, id, &packet);
@@ -160,12 +174,23 @@ impl Flows {
                 return self.finish(key, outcome, now);
             }
         };
+        self.refuse_now(key, id, now, why)
+    }
+
+    /// Denies the connection at this packet (and any it held).
+    fn refuse_now(&mut self, key: FlowKey, id: u32, now: Instant, why: &str) -> Step {
+        let mut step = match self.held.contains_key(&key) {
+            true => self.finish(key, denial(why), now),
+            false => Step {
+                verdicts: vec![],
+                decided: vec![(key, denial(why))],
+            },
+        };
+        self.starts.remove(&key);
         self.quic.remove(&key);
         self.remember(key, Verdict::Deny, now);
-        Step {
-            verdicts: vec![(id, Verdict::Deny)],
-            decided: vec![(key, denial(why))],
-        }
+        step.verdicts.push((id, Verdict::Deny));
+        step
     }
 
     /// Denies every connection held longer than `HOLD_FOR`.
@@ -480,6 +505,30 @@ mod tests {
         assert_eq!(step.verdicts, vec![(3, Verdict::Deny)]);
     }
 
+    #[test]
+    fn a_second_syn_cannot_move_where_the_check_reads() {
+        let now = Instant::now();
+        let mut flows = connected(now);
+        // A decoy hello placed "before" the real start by a raw SYN whose
+        // sequence number is lower: the server never reads it.
+        let decoy = records(&hello("a.test", 100, true), 1 << 14);
+        let earlier = SYN_SEQ.wrapping_sub(decoy.len() as u32);
+        let mut syn = tcp4(DST.parse().unwrap(), earlier, b"");
+        syn[33] = 0x02; // the flags: SYN alone
+        let step = flows.packet(&p(), now, 2, parse(&syn));
+        assert_eq!(step.verdicts, vec![(2, Verdict::Deny)]);
+        let step = feed(&mut flows, 3, earlier.wrapping_add(1), &decoy, now);
+        assert_eq!(
+            step.verdicts,
+            vec![(3, Verdict::Deny)],
+            "refused from then on"
+        );
+        // The same SYN again (a retransmission) changes nothing.
+        let mut flows = connected(now);
+        let step = feed(&mut flows, 4, SYN_SEQ, b"", now);
+        assert_eq!(step.verdicts, vec![(4, Verdict::Pass)]);
+    }
+
     fn datagram<'a>(payload: &'a [u8]) -> Packet<'a> {
         Packet {
             key: FlowKey {
@@ -544,7 +593,7 @@ mod tests {
     }
 
     #[test]
-    fn packets_without_payload_or_not_tcp_udp_just_pass() {
+    fn packets_without_payload_pass_and_unreadable_ones_are_refused() {
         let now = Instant::now();
         let mut flows = connected(now);
         assert_eq!(
@@ -553,7 +602,8 @@ mod tests {
         );
         assert_eq!(
             flows.packet(&p(), now, 8, None).verdicts,
-            vec![(8, Verdict::Pass)]
+            vec![(8, Verdict::Deny)],
+            "what cannot be read is refused"
         );
     }
 }

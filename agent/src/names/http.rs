@@ -9,10 +9,11 @@
 
 use super::Seen;
 
-/// Bytes that may appear in a request line. Anything else (a NUL, a
-/// control byte) before the first line feed means it is not HTTP.
-fn in_request_line(b: u8) -> bool {
-    b == b'\t' || b == b'\r' || (b >= 0x20 && b != 0x7f)
+/// What some server splits a request line on: Python's `http.server`
+/// splits on any Unicode blank of Latin-1 (vertical tab, form feed, the
+/// information separators, NEL, no-break space), not only space and tab.
+fn is_blank(b: u8) -> bool {
+    matches!(b, 0x09..=0x0d | 0x1c..=0x1f | b' ' | 0x85 | 0xa0)
 }
 
 /// RFC 9110's `tchar`: the bytes of a method token.
@@ -20,18 +21,20 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Whether `stream` can still become an HTTP/1.x request: (after empty
-/// lines or blanks, which servers skip) a method token, then a blank.
+/// Whether `stream` can still become an HTTP/1.x request: (after blanks
+/// and empty lines, which servers skip) a method token, then a blank. A
+/// NUL before the first line feed rules it out (binary protocols show one
+/// early; no server that routes by Host takes one).
 pub fn may_be_request(stream: &[u8]) -> bool {
     let line = skip_blank(stream);
     let line = &line[..find(line, b"\n").unwrap_or(line.len())];
-    if !line.iter().all(|b| in_request_line(*b)) {
+    if line.contains(&0) {
         return false;
     }
     let method_len = line.iter().take_while(|b| is_tchar(**b)).count();
     match line.get(method_len) {
         None => true,
-        Some(b) => method_len > 0 && (*b == b' ' || *b == b'\t'),
+        Some(b) => method_len > 0 && is_blank(*b),
     }
 }
 
@@ -39,7 +42,7 @@ pub fn may_be_request(stream: &[u8]) -> bool {
 fn skip_blank(stream: &[u8]) -> &[u8] {
     let start = stream
         .iter()
-        .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .position(|b| !is_blank(*b))
         .unwrap_or(stream.len());
     &stream[start..]
 }
@@ -57,7 +60,7 @@ pub fn request(stream: &[u8]) -> Seen {
     };
     let line = stream[..line_end].trim_ascii();
     let words: Vec<&[u8]> = line
-        .split(|b| *b == b' ' || *b == b'\t')
+        .split(|b| is_blank(*b))
         .filter(|w| !w.is_empty())
         .collect();
     let (method, target) = match words[..] {
@@ -74,7 +77,8 @@ pub fn request(stream: &[u8]) -> Seen {
     // A server reads HTTP/0.9 (no Host), HTTP/2 prior knowledge (names in
     // HPACK frames) or a target with blanks in it in ways the check does
     // not: refused rather than guessed.
-    if words.len() != 3 || !is_http1(version) {
+    let plain = |b: &u8| *b == b' ' || *b == b'\t' || (0x20..0x7f).contains(b) || *b >= 0x80;
+    if words.len() != 3 || !is_http1(version) || !line.iter().all(plain) {
         return Seen::Malformed("an HTTP request line the name check cannot read");
     }
     let Some(headers) = header_lines(&stream[line_end + 1..]) else {
@@ -231,6 +235,11 @@ mod tests {
         evil(b"get / http/1.1\r\nHost: evil.test\r\n\r\n");
         evil(b"GETTINGVERYLONGMETHODNAME / HTTP/1.1\r\nHost: evil.test\r\n\r\n");
         evil(b"GET\t/\tHTTP/1.1\r\nHost: evil.test\r\n\r\n");
+        // Python's http.server splits on any blank and takes control bytes.
+        evil(b"GET\x0c/\x0cHTTP/1.1\r\nHost: evil.test\r\n\r\n");
+        evil(b"GET\x1f/\xa0HTTP/1.1\r\nHost: evil.test\r\n\r\n");
+        evil(b"GET /\x01 HTTP/1.1\r\nHost: evil.test\r\n\r\n");
+        evil(b"\x0bGET / HTTP/1.1\r\nHost: evil.test\r\n\r\n");
         // An absolute target of any scheme names the host a server routes to.
         evil(b"GET xyz://evil.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n");
         // What the check cannot read is refused.

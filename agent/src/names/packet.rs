@@ -52,8 +52,8 @@ pub struct IpHeader<'a> {
 }
 
 /// `None` for anything that is not a whole TCP or UDP packet (ICMP, a
-/// fragment, a truncated header): the caller lets those pass unjudged, as
-/// the kernel's own rules already admitted them.
+/// fragment, a truncated header, an unknown IPv6 extension header): the
+/// name check refuses those, as it cannot read them.
 pub fn parse(ip: &[u8]) -> Option<Packet<'_>> {
     let h = ip_header(ip)?;
     let fragmented = match ip[0] >> 4 {

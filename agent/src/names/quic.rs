@@ -23,6 +23,9 @@ const V2_SALT: [u8; 20] = [
 const MAX_CID: usize = 20;
 const SAMPLE: usize = 16;
 const TAG: usize = 16;
+/// A protected packet's least length after its header: a packet number
+/// and enough for the header-protection sample, which includes the tag.
+const MIN_PROTECTED: u64 = (4 + SAMPLE) as u64;
 /// CRYPTO data gathered from the Initials at most.
 const MAX_CRYPTO: usize = 64 << 10;
 
@@ -165,8 +168,14 @@ pub fn initial_name_keyed(datagrams: &[&[u8]], known: &[Origin]) -> Seen {
                     initials += 1;
                     rest = &rest[used..];
                 }
-                // Not an Initial (0-RTT, padding datagrams...): skip the rest.
-                Ok(None) => break,
+                // Not an Initial: a 0-RTT or Handshake packet is skipped
+                // (an Initial may follow it); a short header, padding or a
+                // Retry ends the datagram.
+                Ok(None) => match long_packet(rest) {
+                    Ok(Some((_, len))) => rest = &rest[len..],
+                    Ok(None) => break,
+                    Err(why) => return Seen::Malformed(why),
+                },
                 Err(why) => return Seen::Malformed(why),
             }
         }
@@ -215,25 +224,73 @@ pub enum Again {
 
 /// Whether `datagram`, sent on a UDP flow whose allowed QUIC connections
 /// are `known`, may open another one.
+/// Every long-header packet of the datagram is looked at, not only the
+/// first: a server reads on past a packet it cannot decrypt, so an Initial
+/// coalesced behind a known one (or behind a Handshake packet) could open
+/// a connection unread.
 pub fn again(datagram: &[u8], known: &[Origin]) -> Again {
-    match initial_origin(datagram) {
-        Ok(None) => Again::Known,
-        Err(why) => Again::Refused(why),
-        Ok(Some(_)) => {
-            let acks_only = |o: &Origin| match initial_packet_keyed(datagram, Some(o)) {
-                Ok(Some((frames, _))) => {
-                    let mut crypto = Vec::new();
-                    crypto_frames(&frames, &mut crypto).is_ok() && crypto.is_empty()
+    let acks_only = |packet: &[u8], o: &Origin| match initial_packet_keyed(packet, Some(o)) {
+        Ok(Some((frames, _))) => {
+            let mut crypto = Vec::new();
+            crypto_frames(&frames, &mut crypto).is_ok() && crypto.is_empty()
+        }
+        _ => false,
+    };
+    let mut rest = datagram;
+    while !rest.is_empty() {
+        match long_packet(rest) {
+            Err(why) => return Again::Refused(why),
+            // A short header or a Retry: the rest of the datagram is it.
+            Ok(None) => break,
+            Ok(Some((initial, len))) => {
+                if initial && !known.iter().any(|o| acks_only(&rest[..len], o)) {
+                    return Again::New;
                 }
-                _ => false,
-            };
-            if known.iter().any(acks_only) {
-                Again::Known
-            } else {
-                Again::New
+                rest = &rest[len..];
             }
         }
     }
+    Again::Known
+}
+
+/// The long-header packet at the start of `buf`: whether it is an Initial,
+/// and its length. `None` for a short header or a Retry, which take the
+/// rest of the datagram.
+fn long_packet(buf: &[u8]) -> Result<Option<(bool, usize)>, &'static str> {
+    const TRUNCATED: &str = "a truncated QUIC header";
+    let first = buf[0];
+    if first & 0x80 == 0 {
+        return Ok(None);
+    }
+    let number = u32::from_be_bytes(buf.get(1..5).ok_or(TRUNCATED)?.try_into().expect("four"));
+    let v = version(number).ok_or("QUIC of a version rbm cannot read")?;
+    let kind = (first >> 4) & 0x03;
+    if kind == (v.initial_type + 3) & 0x03 {
+        return Ok(None);
+    }
+    let mut at = 5;
+    for _ in 0..2 {
+        let len = usize::from(*buf.get(at).ok_or(TRUNCATED)?);
+        if len > MAX_CID {
+            return Err("a QUIC connection ID longer than 20 bytes");
+        }
+        at += 1 + len;
+    }
+    let initial = kind == v.initial_type;
+    if initial {
+        let (token, n) = varint(buf.get(at..).ok_or(TRUNCATED)?).ok_or(TRUNCATED)?;
+        at = at.saturating_add(n).saturating_add(token as usize);
+    }
+    let (length, n) = varint(buf.get(at..).ok_or(TRUNCATED)?).ok_or(TRUNCATED)?;
+    if length < MIN_PROTECTED {
+        // A server drops it, and where it reads on from is anyone's guess.
+        return Err("a QUIC packet too short for a packet number and a tag");
+    }
+    let end = (at + n)
+        .checked_add(length as usize)
+        .filter(|end| *end <= buf.len())
+        .ok_or("a QUIC packet longer than its datagram")?;
+    Ok(Some((initial, end)))
 }
 
 /// The origin of the Initial at the start of `datagram` as its header
@@ -544,9 +601,27 @@ pub mod tests {
         );
         let other = initial(V1, b"another-id", 0, 0, &hello("evil.test", 100, false));
         assert_eq!(again(&other, &known), Again::New);
-        let mut handshake = acks.clone();
-        handshake[0] = 0xe0;
+        // A Handshake packet: type 2, and no token field.
+        let token_at = 6 + b"server-chosen".len() + 1;
+        let handshake = [&[0xe0][..], &acks[1..token_at], &acks[token_at + 1..]].concat();
         assert_eq!(again(&handshake, &known), Again::Known, "not an Initial");
+        let mut hollow = handshake.clone();
+        hollow[token_at..token_at + 2].copy_from_slice(&[0x40, 0x00]);
+        assert!(
+            matches!(again(&hollow, &known), Again::Refused(_)),
+            "a packet too short to hold a packet number and a tag"
+        );
+        // Another connection's Initial coalesced behind a known ACK-only
+        // Initial, or behind a Handshake packet, is read.
+        let evil = initial(V1, b"evil-id", 0, 0, &hello("evil.test", 100, false));
+        for front in [&acks, &handshake] {
+            let coalesced = [front.as_slice(), &evil].concat();
+            assert_eq!(again(&coalesced, &known), Again::New);
+            assert_eq!(
+                initial_name_keyed(&[&coalesced], &known),
+                Seen::Name("evil.test".into())
+            );
+        }
         assert_eq!(again(b"\x40short", &known), Again::Known);
         let mut unknown = other.clone();
         unknown[1..5].copy_from_slice(&0xff00_001du32.to_be_bytes());

@@ -167,6 +167,54 @@ def escape_sequences_as_a_server_name():
     return (not out.get("ok"), json.dumps(out)[:160])
 
 
+@case("names", "HTTP with a refused Host to port 8080, its request line split by form feeds (Python's http.server reads it)",
+      "closed; nothing reaches the world", egress=["DNS", "API:8080/empty"])
+def http_split_by_form_feeds():
+    return http_on_8080(plain_request(CFG["other_name"]).replace(b" ", b"\x0c", 2))
+
+
+@case("names", "raw sockets: a second SYN with a lower sequence number and a decoy ClientHello for the allowed name "
+      "'before' the real start, then the real ClientHello for a refused name",
+      "closed at the second SYN; no byte of the refused name's hello reaches the world", egress=["DNS", "API:443"])
+def second_syn_moves_where_the_check_reads():
+    from scapy.all import IP, TCP, AsyncSniffer, conf
+    from scapy.all import send as raw_send
+
+    conf.verb = 0
+    dns_query(CFG["api_name"], timeout=2)
+    api = CFG["api"]
+    sniffer = AsyncSniffer(iface=CFG["ifname"], count=2,
+                           filter=f"tcp and host {api} and port 443 and tcp[tcpflags] & tcp-syn != 0")
+    sniffer.start()
+    time.sleep(0.5)
+    s = socket.create_connection((api, 443), timeout=2)
+    sniffer.join(timeout=2)
+    seen = {p[TCP].flags.value & 0x12: p[TCP] for p in (sniffer.results or [])}
+    if 0x02 not in seen or 0x12 not in seen:
+        s.close()
+        return (False, f"did not see the handshake ({len(sniffer.results or [])} packets)")
+    syn, synack = seen[0x02], seen[0x12]
+    decoy = client_hello(CFG["api_name"])
+    base = (syn.seq - len(decoy)) & 0xFFFFFFFF
+    ip = IP(src=CFG["bottle"], dst=api)
+    raw_send(ip / TCP(sport=syn.sport, dport=443, flags="S", seq=base), verbose=0)
+    time.sleep(0.1)
+    raw_send(ip / TCP(sport=syn.sport, dport=443, flags="PA", seq=(base + 1) & 0xFFFFFFFF,
+                      ack=(synack.seq + 1) & 0xFFFFFFFF) / decoy, verbose=0)
+    time.sleep(0.2)
+    try:
+        s.sendall(client_hello(CFG["other_name"]))
+        got = s.recv(4096)
+        r = f"answered {got[:40]!r}" if got else "closed"
+    except ConnectionResetError:
+        r = "reset"
+    except OSError as e:
+        r = f"silent ({e})"
+    finally:
+        s.close()
+    return (blocked(r), f"the real hello: {r}")
+
+
 # Credentials: the bottle holds a placeholder; the real key must reach the
 # credential's host and nothing else (battery.rs also looks for it in every
 # byte the sentry sent out and in every world's log).

@@ -68,6 +68,16 @@ pub trait Transport: Send {
         let _ = (table, set);
         Ok(vec![])
     }
+    /// Hands `each` the original destination of every connection conntrack
+    /// tracks in this namespace (ctnetlink). A transport that cannot tell
+    /// sees none: then no address is kept open for being in use.
+    fn conntrack_destinations(
+        &mut self,
+        each: &mut dyn FnMut(IpAddr),
+    ) -> Result<(), FirewallError> {
+        let _ = each;
+        Ok(())
+    }
 }
 
 /// A set element's timeout and the time it has left, in ms.
@@ -175,6 +185,14 @@ impl Firewall {
 
     pub fn counters(&mut self) -> Result<Vec<RuleCounter>, FirewallError> {
         self.transport.dump_rules(ruleset::TABLE)
+    }
+
+    /// Hands `each` the original destination of every tracked connection.
+    pub fn connection_destinations(
+        &mut self,
+        each: &mut dyn FnMut(IpAddr),
+    ) -> Result<(), FirewallError> {
+        self.transport.conntrack_destinations(each)
     }
 }
 

@@ -17,6 +17,7 @@ use crate::firewall::netlink::NetlinkTransport;
 use crate::firewall::ruleset::marks;
 use crate::firewall::ruleset::Ruleset;
 use crate::firewall::Firewall;
+use crate::inuse;
 use crate::links::Links;
 use crate::names::{self, queue::NfQueue};
 use crate::policy::{self, PolicyCell};
@@ -195,6 +196,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let _dns = dns::serve(config, cell.clone(), enforcer.clone(), shared.clone())
         .await
         .context("starting the DNS proxy")?;
+    let keeper = inuse::Keeper::new(firewall.clone(), enforcer.batcher.clone(), shared.clone());
+    let _inuse = inuse::start(keeper);
 
     let restarts = std::env::var(crate::supervise::RESTARTS_ENV)
         .ok()

@@ -66,6 +66,31 @@ pub fn conntrack_orig_dst(attrs: &[u8]) -> Option<IpAddr> {
     Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v6).ok()?)))
 }
 
+/// The key and the time left (ms) of each element with a timeout in one
+/// NEWSETELEM message's attributes.
+pub fn set_elem_keys(attrs: &[u8]) -> Vec<(Vec<u8>, u64)> {
+    parse_attrs(attrs)
+        .into_iter()
+        .filter(|(kind, _)| *kind == attr::SET_ELEM_LIST_ELEMENTS)
+        .flat_map(|(_, list)| parse_attrs(list))
+        .filter_map(|(_, elem)| {
+            let attrs = parse_attrs(elem);
+            let find = |wanted| {
+                attrs
+                    .iter()
+                    .find(|(kind, _)| *kind == wanted)
+                    .map(|(_, v)| *v)
+            };
+            let key = parse_attrs(find(attr::SET_ELEM_KEY)?)
+                .into_iter()
+                .find(|(kind, _)| *kind == attr::DATA_VALUE)?
+                .1;
+            let left = u64::from_be_bytes(find(attr::SET_ELEM_EXPIRATION)?.try_into().ok()?);
+            Some((key.to_vec(), left))
+        })
+        .collect()
+}
+
 fn c_string(v: &[u8]) -> String {
     let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
     String::from_utf8_lossy(&v[..end]).into_owned()

@@ -241,6 +241,21 @@ impl Transport for NetlinkTransport {
         Ok(out)
     }
 
+    fn dump_set_elements(
+        &mut self,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<(Vec<u8>, u64)>, FirewallError> {
+        let mut a = wire::Attrs::new();
+        a.str(attr::SET_ELEM_LIST_TABLE, table)
+            .str(attr::SET_ELEM_LIST_SET, set);
+        let mut out = Vec::new();
+        self.dump(Cmd::GetSetElem, a, "set element dump", |attrs| {
+            out.extend(super::decode::set_elem_keys(attrs))
+        })?;
+        Ok(out)
+    }
+
     fn conntrack_destinations(
         &mut self,
         each: &mut dyn FnMut(IpAddr),

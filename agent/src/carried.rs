@@ -35,11 +35,14 @@ const CARRIED_SETS: [&str; 5] = [
     sets::CRED4,
 ];
 
+/// One set's elements: each key, with the time it has left (ms).
+type Elems = Vec<(Vec<u8>, u64)>;
+
 /// The learned elements of the table before the restart.
 #[derive(Debug, Default)]
 pub struct Carried {
     /// Set by set, each element with the time it had left as its timeout.
-    elements: Vec<(&'static str, Vec<(Vec<u8>, u64)>)>,
+    elements: Vec<(&'static str, Elems)>,
 }
 
 impl Carried {
@@ -151,7 +154,7 @@ mod tests {
 
     /// A kernel whose table's sets hold `sets`.
     struct Left {
-        sets: Vec<(&'static str, Vec<(Vec<u8>, u64)>)>,
+        sets: Vec<(&'static str, Elems)>,
     }
 
     impl Transport for Left {

@@ -20,10 +20,16 @@ use crate::policy::{PolicyCell, Verdict};
 /// Runs once the kernel took a job's addresses, under the firewall's lock.
 pub type Then = Box<dyn FnOnce(&[Learn]) + Send>;
 
+/// Which of a job's addresses still go to the kernel, asked under the
+/// firewall's lock (so no learn can come between the question and the
+/// batch).
+pub type Still = Arc<dyn Fn(&Learn) -> bool + Send + Sync>;
+
 struct Job {
     qname: String,
     items: Vec<Learn>,
     then: Then,
+    still: Option<Still>,
     done: oneshot::Sender<Result<(), FirewallError>>,
 }
 
@@ -51,13 +57,35 @@ impl Batcher {
         items: Vec<Learn>,
         then: Then,
     ) -> Result<(), FirewallError> {
-        let (done, answer) = oneshot::channel();
-        self.queue.lock().unwrap().push(Job {
-            qname: qname.to_string(),
-            items,
-            then,
-            done,
-        });
+        let job = (qname.to_string(), items, then);
+        let mut results = self.learn_all(vec![job], None).await;
+        results.pop().unwrap_or(Err(FirewallError::Unanswered(1)))
+    }
+
+    /// `learn` of several names' addresses, queued together so that they
+    /// go in one batch; of each, only the addresses `still` keeps (all,
+    /// without it). One result per job, in order.
+    pub async fn learn_all(
+        self: &Arc<Self>,
+        jobs: Vec<(String, Vec<Learn>, Then)>,
+        still: Option<Still>,
+    ) -> Vec<Result<(), FirewallError>> {
+        let mut answers = Vec::with_capacity(jobs.len());
+        {
+            let mut queue = self.queue.lock().unwrap();
+            for (qname, items, then) in jobs {
+                let (done, answer) = oneshot::channel();
+                let still = still.clone();
+                queue.push(Job {
+                    qname,
+                    items,
+                    then,
+                    still,
+                    done,
+                });
+                answers.push(answer);
+            }
+        }
         match self.firewall.try_lock() {
             Ok(firewall) => self.take_queue(firewall),
             Err(TryLockError::WouldBlock) => {
@@ -69,7 +97,11 @@ impl Batcher {
             }
             Err(TryLockError::Poisoned(_)) => panic!("the firewall's lock is poisoned"),
         }
-        answer.await.unwrap_or(Err(FirewallError::Unanswered(1)))
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(answer.await.unwrap_or(Err(FirewallError::Unanswered(1))));
+        }
+        results
     }
 
     /// Sends every queued job in one batch. A job whose name the policy no
@@ -83,7 +115,14 @@ impl Batcher {
         }
         let policy = self.policy.get();
         let mut granted = Vec::with_capacity(jobs.len());
-        for job in jobs {
+        for mut job in jobs {
+            if let Some(still) = job.still.take() {
+                job.items.retain(|item| still(item));
+                if job.items.is_empty() {
+                    let _ = job.done.send(Ok(()));
+                    continue;
+                }
+            }
             let still = match policy.verdict(&job.qname) {
                 Verdict::Forward { grant: Some(ports) } => {
                     job.items.iter().all(|item| item.ports == ports)

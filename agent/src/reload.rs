@@ -124,7 +124,7 @@ pub enum Outcome {
 pub struct Enforcer {
     pub firewall: Arc<Mutex<Firewall>>,
     /// Learns, in batches, into the same firewall.
-    batcher: Arc<Batcher>,
+    pub batcher: Arc<Batcher>,
     pub policy: Arc<PolicyCell>,
     pub shared: Arc<Shared>,
     /// Fixed for the agent's life.

@@ -5,11 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ipnet::{IpNet, Ipv4Net};
 
+use crate::carried::{Carried, BEFORE_RESTART};
 use crate::creds::{self, ca, proxy::Proxy};
 use crate::denylog::{self, nflog::NfLog, watch};
 use crate::dns::{self, DnsConfig};
@@ -17,6 +18,7 @@ use crate::firewall::netlink::NetlinkTransport;
 use crate::firewall::ruleset::marks;
 use crate::firewall::ruleset::Ruleset;
 use crate::firewall::Firewall;
+use crate::inuse;
 use crate::links::Links;
 use crate::names::{self, queue::NfQueue};
 use crate::policy::{self, PolicyCell};
@@ -46,6 +48,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         None => Profile::parse(&opts.profile_text, &opts.profile_origin)?,
     };
     let mut firewall = Firewall::new(Box::new(NetlinkTransport::open()?));
+    // What an agent before this one learned, read before the lockdown
+    // replaces its table (the supervisor restarts us in its namespace).
+    let carried = Carried::read(&mut firewall).unwrap_or_else(|e| {
+        tracing::warn!("cannot read what the agent before learned, so it is closed: {e}");
+        Carried::default()
+    });
+    let read_at = Instant::now();
     firewall
         .install(&Ruleset::lockdown())
         .context("installing the lockdown ruleset")?;
@@ -125,10 +134,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     ));
     let policy = cell.get();
     let (generation, reloads) = shared.generation();
+    let mut ruleset = enforcer.ruleset(&policy, generation);
+    ruleset.fill(carried.elements(read_at.elapsed()));
     firewall
         .lock()
         .unwrap()
-        .install(&enforcer.ruleset(&policy, generation))
+        .install(&ruleset)
         .with_context(|| {
             if binds_names {
                 "installing the rbm ruleset (name binding needs the kernel's nft_compat with xtables' NFQUEUE target; without them, set uplink.name_binding = false)"
@@ -142,6 +153,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         reloads,
         "filter in force"
     );
+    if !carried.is_empty() {
+        let learns = carried.learns();
+        shared.record_learned(BEFORE_RESTART, &learns, read_at);
+        tracing::info!(
+            addresses = learns.len(),
+            "carried over what the agent before learned"
+        );
+    }
     // Only now does the sentry forward at all (it started with forwarding off).
     links
         .enable_forwarding(&report)
@@ -195,6 +214,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let _dns = dns::serve(config, cell.clone(), enforcer.clone(), shared.clone())
         .await
         .context("starting the DNS proxy")?;
+    let keeper = inuse::Keeper::new(firewall.clone(), enforcer.batcher.clone(), shared.clone());
+    let _inuse = inuse::start(keeper);
 
     let restarts = std::env::var(crate::supervise::RESTARTS_ENV)
         .ok()

@@ -49,6 +49,10 @@ pub struct StatusReport {
     /// (`LEARNED_MAX` addresses).
     #[serde(default)]
     pub learned_full: u64,
+    /// Of the learned, how many are open past their TTL because
+    /// connections use them (`crate::inuse`).
+    #[serde(default)]
+    pub in_use: usize,
     pub refused_names: Vec<String>,
     /// Whether connections must show an allowed name on the wire.
     #[serde(default)]
@@ -113,6 +117,7 @@ impl StatusSource {
             dns: self.shared.dns_counts(),
             learned: self.shared.learned(),
             learned_full: self.shared.learned_full(),
+            in_use: self.shared.in_use(),
             refused_names: self.shared.refused_names(),
             name_binding: policy.binds_names(),
             names: self.shared.name_counts(),
@@ -254,6 +259,13 @@ pub fn render(r: &StatusReport) -> String {
         r.dns.allowed, r.dns.cached, r.dns.refused, r.dns.failed
     ));
     line(format!("  learned:     {}", r.learned.len()));
+    if r.in_use > 0 {
+        line(format!(
+            "  in use:      {} kept open past their TTL while connections use them, {} s after the last",
+            r.in_use,
+            crate::inuse::GRACE.as_secs()
+        ));
+    }
     if r.learned_full > 0 {
         line(format!(
             "  FULL:        {} answers got SERVFAIL: a learned set holds {} addresses already",
@@ -266,11 +278,12 @@ pub fn render(r: &StatusReport) -> String {
             Some(p) => format!("ports {}", join(p.iter())),
         };
         line(format!(
-            "    {:<40} {:<30} {:<14} {}s left",
+            "    {:<40} {:<30} {:<14} {}s left{}",
             l.addr,
             shown(&l.name),
             ports,
-            l.expires_in_secs
+            l.expires_in_secs,
+            if l.in_use { " (in use)" } else { "" }
         ));
     }
     line(format!(
@@ -363,8 +376,10 @@ mod tests {
                 name: "a.test".into(),
                 ports: None,
                 expires_in_secs: 29,
+                in_use: true,
             }],
             learned_full: 2,
+            in_use: 1,
             refused_names: vec!["evil.test".into()],
             name_binding: true,
             names: NameCounts {
@@ -403,6 +418,7 @@ mod tests {
         );
         assert!(text.contains("refused:     evil.test"));
         assert!(text.contains("FULL:        2 answers got SERVFAIL"));
+        assert!(text.contains("in use:      1 kept open") && text.contains("29s left (in use)"));
         assert!(text.contains("3 connections allowed, 1 denied"));
         assert!(text.contains("fronted.test") && text.contains("198.51.100.10:443"));
         assert!(text.contains("7 in all") && text.contains("udp 198.51.100.20:53"));

@@ -1,5 +1,7 @@
 //! Reading back from the kernel: each rule's counter and comment, each
-//! set element's timeout.
+//! set element's timeout, each connection's original destination.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::wire::{attr, parse_attrs};
 use super::{ElemTimes, RuleCounter};
@@ -43,6 +45,48 @@ pub fn set_elem_timeouts(attrs: &[u8]) -> Vec<ElemTimes> {
                 timeout_ms: ms(attr::SET_ELEM_TIMEOUT)?,
                 expires_in_ms: ms(attr::SET_ELEM_EXPIRATION)?,
             })
+        })
+        .collect()
+}
+
+/// The original direction's destination address of one ctnetlink
+/// connection (CTA_TUPLE_ORIG / CTA_TUPLE_IP / CTA_IP_V4_DST or _V6_DST).
+pub fn conntrack_orig_dst(attrs: &[u8]) -> Option<IpAddr> {
+    let find = |buf, kind| {
+        parse_attrs(buf)
+            .into_iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, v)| v)
+    };
+    let ip = find(find(attrs, attr::CTA_TUPLE_ORIG)?, attr::CTA_TUPLE_IP)?;
+    if let Some(v4) = find(ip, attr::CTA_IP_V4_DST) {
+        return Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v4).ok()?)));
+    }
+    let v6 = find(ip, attr::CTA_IP_V6_DST)?;
+    Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v6).ok()?)))
+}
+
+/// The key and the time left (ms) of each element with a timeout in one
+/// NEWSETELEM message's attributes.
+pub fn set_elem_keys(attrs: &[u8]) -> Vec<(Vec<u8>, u64)> {
+    parse_attrs(attrs)
+        .into_iter()
+        .filter(|(kind, _)| *kind == attr::SET_ELEM_LIST_ELEMENTS)
+        .flat_map(|(_, list)| parse_attrs(list))
+        .filter_map(|(_, elem)| {
+            let attrs = parse_attrs(elem);
+            let find = |wanted| {
+                attrs
+                    .iter()
+                    .find(|(kind, _)| *kind == wanted)
+                    .map(|(_, v)| *v)
+            };
+            let key = parse_attrs(find(attr::SET_ELEM_KEY)?)
+                .into_iter()
+                .find(|(kind, _)| *kind == attr::DATA_VALUE)?
+                .1;
+            let left = u64::from_be_bytes(find(attr::SET_ELEM_EXPIRATION)?.try_into().ok()?);
+            Some((key.to_vec(), left))
         })
         .collect()
 }
@@ -134,5 +178,28 @@ mod tests {
     fn garbage_decodes_to_nothing() {
         assert!(rule_counter(&[1, 2, 3, 4, 5]).is_none());
         assert!(udata_comment(&[0, 200]).is_none());
+    }
+
+    #[test]
+    fn a_connection_s_original_destination_is_read_for_both_families() {
+        use super::super::wire::Attrs;
+        let conn = |kind, dst: &[u8]| {
+            let mut a = Attrs::new();
+            a.nested(attr::CTA_TUPLE_ORIG, |t| {
+                t.nested(attr::CTA_TUPLE_IP, |ip| {
+                    ip.bytes(kind - 1, &vec![9; dst.len()]).bytes(kind, dst);
+                });
+            });
+            a.0
+        };
+        let v4 = conn(attr::CTA_IP_V4_DST, &[198, 51, 100, 10]);
+        assert_eq!(
+            conntrack_orig_dst(&v4),
+            Some("198.51.100.10".parse().unwrap())
+        );
+        let six: Ipv6Addr = "fd00:99::10".parse().unwrap();
+        let v6 = conn(attr::CTA_IP_V6_DST, &six.octets());
+        assert_eq!(conntrack_orig_dst(&v6), Some(IpAddr::V6(six)));
+        assert_eq!(conntrack_orig_dst(&v4[..v4.len() - 2]), None, "truncated");
     }
 }

@@ -68,6 +68,26 @@ pub trait Transport: Send {
         let _ = (table, set);
         Ok(vec![])
     }
+    /// The key and the time left (ms) of each element with a timeout in
+    /// `table`'s `set` (none if either does not exist).
+    fn dump_set_elements(
+        &mut self,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<(Vec<u8>, u64)>, FirewallError> {
+        let _ = (table, set);
+        Ok(vec![])
+    }
+    /// Hands `each` the original destination of every connection conntrack
+    /// tracks in this namespace (ctnetlink). A transport that cannot tell
+    /// sees none: then no address is kept open for being in use.
+    fn conntrack_destinations(
+        &mut self,
+        each: &mut dyn FnMut(IpAddr),
+    ) -> Result<(), FirewallError> {
+        let _ = each;
+        Ok(())
+    }
 }
 
 /// A set element's timeout and the time it has left, in ms.
@@ -175,6 +195,20 @@ impl Firewall {
 
     pub fn counters(&mut self) -> Result<Vec<RuleCounter>, FirewallError> {
         self.transport.dump_rules(ruleset::TABLE)
+    }
+
+    /// The key and time left (ms) of each element with a timeout in the
+    /// agent's table's `set`, as the kernel has it now.
+    pub fn set_elements(&mut self, set: &str) -> Result<Vec<(Vec<u8>, u64)>, FirewallError> {
+        self.transport.dump_set_elements(ruleset::TABLE, set)
+    }
+
+    /// Hands `each` the original destination of every tracked connection.
+    pub fn connection_destinations(
+        &mut self,
+        each: &mut dyn FnMut(IpAddr),
+    ) -> Result<(), FirewallError> {
+        self.transport.conntrack_destinations(each)
     }
 }
 

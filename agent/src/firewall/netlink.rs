@@ -2,6 +2,7 @@
 //! rule dumps for the counters.
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
@@ -117,14 +118,15 @@ fn set_int_opt(socket: &Socket, opt: libc::c_int, value: libc::c_int) {
 }
 
 impl NetlinkTransport {
-    /// Sends a dump request and hands each answered message's attributes
-    /// to `each`; a table or set that does not exist is an empty dump.
+    /// Sends an nf_tables dump request and hands each answered message's
+    /// attributes to `each`; a table or set that does not exist is an
+    /// empty dump.
     fn dump(
         &mut self,
         cmd: Cmd,
         attrs: wire::Attrs,
         what: &str,
-        mut each: impl FnMut(&[u8]),
+        each: impl FnMut(&[u8]),
     ) -> Result<(), FirewallError> {
         let req = Request {
             cmd,
@@ -133,9 +135,19 @@ impl NetlinkTransport {
             attrs: attrs.0,
         };
         let seq = self.next_seq(0);
-        self.socket
-            .send(&wire::single(&req, seq), 0)
-            .map_err(FirewallError::Io)?;
+        self.dump_message(&wire::single(&req, seq), seq, what, each)
+    }
+
+    /// Sends `message`, a dump request framed with `seq`, and hands each
+    /// answer's attributes (after its `nfgenmsg`) to `each`.
+    fn dump_message(
+        &mut self,
+        message: &[u8],
+        seq: u32,
+        what: &str,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<(), FirewallError> {
+        self.socket.send(message, 0).map_err(FirewallError::Io)?;
         loop {
             let Some(n) = self.recv_queued(true)? else {
                 continue;
@@ -227,5 +239,41 @@ impl Transport for NetlinkTransport {
             out.extend(super::decode::set_elem_timeouts(attrs))
         })?;
         Ok(out)
+    }
+
+    fn dump_set_elements(
+        &mut self,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<(Vec<u8>, u64)>, FirewallError> {
+        let mut a = wire::Attrs::new();
+        a.str(attr::SET_ELEM_LIST_TABLE, table)
+            .str(attr::SET_ELEM_LIST_SET, set);
+        let mut out = Vec::new();
+        self.dump(Cmd::GetSetElem, a, "set element dump", |attrs| {
+            out.extend(super::decode::set_elem_keys(attrs))
+        })?;
+        Ok(out)
+    }
+
+    fn conntrack_destinations(
+        &mut self,
+        each: &mut dyn FnMut(IpAddr),
+    ) -> Result<(), FirewallError> {
+        let seq = self.next_seq(0);
+        // Family 0: connections of both IPv4 and IPv6.
+        let message = wire::nfnl_message(
+            wire::NFNL_SUBSYS_CTNETLINK,
+            wire::IPCTNL_MSG_CT_GET,
+            NLM_F_DUMP,
+            seq,
+            0,
+            &wire::Attrs::new(),
+        );
+        self.dump_message(&message, seq, "conntrack dump", |attrs| {
+            if let Some(dst) = super::decode::conntrack_orig_dst(attrs) {
+                each(dst);
+            }
+        })
     }
 }

@@ -14,6 +14,9 @@ pub const NLMSG_DONE: u16 = 3;
 pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 pub const NFNL_MSG_BATCH_END: u16 = 0x11;
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
+/// ctnetlink (linux/netfilter/nfnetlink_conntrack.h): the conntrack table.
+pub const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+pub const IPCTNL_MSG_CT_GET: u16 = 1;
 
 pub const NFPROTO_INET: u8 = 1;
 pub const NFPROTO_IPV4: u8 = 2;
@@ -80,6 +83,11 @@ pub mod attr {
 
     pub const COUNTER_BYTES: u16 = 1;
     pub const COUNTER_PACKETS: u16 = 2;
+
+    pub const CTA_TUPLE_ORIG: u16 = 1;
+    pub const CTA_TUPLE_IP: u16 = 1;
+    pub const CTA_IP_V4_DST: u16 = 2;
+    pub const CTA_IP_V6_DST: u16 = 4;
 }
 
 pub const NFT_SET_INTERVAL: u32 = 0x4;

@@ -25,6 +25,10 @@ pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(1);
 const LATEST: u32 = u32::MAX;
 /// A name's top bit in a slot: a reload took the address away.
 const REVOKED: u32 = 1 << 31;
+/// The next bit: connections kept the address open past its TTL (see
+/// `crate::inuse`); a fresh DNS answer that re-opens it clears it.
+const IN_USE: u32 = 1 << 30;
+const FLAGS: u32 = REVOKED | IN_USE;
 /// A map at least this many times larger than what it holds gives back
 /// the rest (once a flood expired).
 const SHRINK_AT: usize = 4;
@@ -36,23 +40,27 @@ struct Slot {
     /// the record never says an address is open longer than the kernel's
     /// set has it.
     expires: u32,
-    /// Its name's `NameId` (which has its ports), and `REVOKED`.
+    /// Its name's `NameId` (which has its ports), `REVOKED` and `IN_USE`.
     name: u32,
 }
 
 const _: () = assert!(size_of::<(Ipv4Addr, Slot)>() == 12);
 
 impl Slot {
-    fn new(expires: u32, name: NameId) -> Slot {
-        debug_assert!(name.index() & REVOKED == 0, "2^31 pieces are never made");
+    fn new(expires: u32, name: NameId, in_use: bool) -> Slot {
+        debug_assert!(name.index() & FLAGS == 0, "2^30 pieces are never made");
         Slot {
             expires,
-            name: name.index(),
+            name: name.index() | if in_use { IN_USE } else { 0 },
         }
     }
 
     fn name(&self) -> NameId {
-        NameId::from_index(self.name & !REVOKED)
+        NameId::from_index(self.name & !FLAGS)
+    }
+
+    fn in_use(&self) -> bool {
+        self.name & IN_USE != 0
     }
 
     fn revoked(&self) -> bool {
@@ -223,8 +231,9 @@ impl Learned {
 
     /// Remembers addresses that `name` taught, sent to the kernel at `sent`
     /// (not one whose ports find no room, 65,536 other sets in use: the
-    /// kernel has it all the same).
-    pub(super) fn record(&mut self, name: &str, items: &[Learn], sent: Instant) {
+    /// kernel has it all the same); `in_use`: kept open for connections to
+    /// them, not for a DNS answer.
+    pub(super) fn record(&mut self, name: &str, items: &[Learn], sent: Instant, in_use: bool) {
         // The name with the ports of the item before, held once by `last`.
         let mut last: Option<(&Ports, NameId)> = None;
         for item in items {
@@ -245,7 +254,7 @@ impl Learned {
                 .checked_add(item.timeout)
                 .map_or(LATEST, |t| self.secs(t));
             self.names.hold(id);
-            let slot = Slot::new(expires, id);
+            let slot = Slot::new(expires, id, in_use);
             let old = match item.addr {
                 IpAddr::V4(a) => self.v4.insert(a, slot),
                 IpAddr::V6(a) => self.v6.insert(a, slot),
@@ -324,7 +333,7 @@ impl Learned {
             let name = self.names.name(slot.name());
             let id = self.names.intern(&name, ports);
             if let Some(kept) = self.slot_mut(item.addr) {
-                kept.name = id.index() | slot.name & REVOKED;
+                kept.name = id.index() | slot.name & FLAGS;
             }
             Learned::forget(&mut self.names, &mut self.ports, slot.name());
         }
@@ -335,6 +344,38 @@ impl Learned {
                 slot.expires = slot.expires.min(now_secs);
             }
         }
+    }
+
+    /// Addresses a name opened and no reload revoked whose element expires
+    /// between `late` ago and `ahead` from now (the kernel's at most a
+    /// second later), soonest first, at most `max` of them.
+    pub(super) fn expiring(
+        &self,
+        now: Instant,
+        late: Duration,
+        ahead: Duration,
+        max: usize,
+    ) -> Vec<(IpAddr, String, Ports)> {
+        let from = self.secs(now.checked_sub(late).unwrap_or(now));
+        let to = self.secs(now + ahead);
+        let mut due: Vec<(u32, IpAddr, &Slot)> = self
+            .slots()
+            .filter(|(_, s)| !s.revoked() && s.expires > from && s.expires <= to)
+            .map(|(addr, s)| (s.expires, addr, s))
+            .collect();
+        due.sort_unstable_by_key(|(expires, addr, _)| (*expires, *addr));
+        due.truncate(max);
+        due.into_iter()
+            .map(|(_, addr, s)| (addr, self.names.name(s.name()), self.ports(s).clone()))
+            .collect()
+    }
+
+    /// How many open addresses are open because connections used them.
+    pub(super) fn in_use(&self, now: Instant) -> usize {
+        let now_secs = self.secs(now);
+        self.slots()
+            .filter(|(_, s)| s.in_use() && !s.revoked() && s.expires > now_secs)
+            .count()
     }
 
     /// Learned addresses that have not expired, soonest to expire first
@@ -356,6 +397,7 @@ impl Learned {
                     .saturating_duration_since(now)
                     .as_secs_f64()
                     .ceil() as u64,
+                in_use: slot.in_use(),
             })
             .collect();
         v.sort_unstable_by_key(|e| (e.expires_in_secs, e.addr));
@@ -394,11 +436,12 @@ mod tests {
             learn("192.0.2.1", https.clone(), MINUTE),
             learn("2001:db8::1", https.clone(), MINUTE),
         ];
-        l.record("a.example.test", &a, now);
+        l.record("a.example.test", &a, now, false);
         l.record(
             "b.example.test",
             &[learn("192.0.2.1", Ports::All, MINUTE)],
             now,
+            false,
         );
         let record = |addr: &str| l.record_of(addr.parse().unwrap()).unwrap();
         assert_eq!(record("192.0.2.1").name, "b.example.test");
@@ -424,7 +467,7 @@ mod tests {
                 timeout: MINUTE,
             })
             .collect();
-        l.record("flood.test", &items, now);
+        l.record("flood.test", &items, now, false);
         assert!(l.v4.capacity() >= 20_000);
         l.expire_all(now - Duration::from_secs(1));
         l.sweep_if_due(now);
@@ -440,7 +483,7 @@ mod tests {
             learn("192.0.2.2", Ports::All, MINUTE),
             learn("192.0.2.1", Ports::All, MINUTE),
         ];
-        l.record("a.test", &items, now);
+        l.record("a.test", &items, now, false);
         let https = Ports::Only([443].into());
         let plan = l.plan(now, |addr, name| {
             assert_eq!(name, "a.test");
@@ -468,7 +511,12 @@ mod tests {
         let now = Instant::now();
         // RFC 2181: a TTL is at most 2^31 - 1 seconds.
         let forever = Duration::from_secs((1 << 31) - 1);
-        l.record("a.test", &[learn("192.0.2.1", Ports::All, forever)], now);
+        l.record(
+            "a.test",
+            &[learn("192.0.2.1", Ports::All, forever)],
+            now,
+            false,
+        );
         let expires = l.record_of("192.0.2.1".parse().unwrap()).unwrap().expires;
         assert!(expires <= now + forever && expires + Duration::from_secs(1) > now + forever);
     }
@@ -483,11 +531,49 @@ mod tests {
             learn("192.0.2.1", Ports::All, MINUTE),
             learn("192.0.2.3", Ports::All, MINUTE / 2),
         ];
-        l.record("a.test", &items, now);
+        l.record("a.test", &items, now, false);
         let listed: Vec<String> = l.views(now).iter().map(|v| v.addr.to_string()).collect();
         assert_eq!(
             listed,
             ["192.0.2.3", "192.0.2.1", "192.0.2.2", "2001:db8::1"]
+        );
+    }
+
+    #[test]
+    fn only_unrevoked_addresses_about_to_expire_are_due_for_a_look() {
+        let mut l = Learned::default();
+        let now = Instant::now();
+        let secs = Duration::from_secs;
+        let items = [
+            learn("192.0.2.1", Ports::All, secs(2)),
+            learn("192.0.2.2", Ports::All, MINUTE),
+            learn("192.0.2.3", Ports::All, secs(1)),
+            learn("192.0.2.4", Ports::All, secs(2)),
+        ];
+        l.record("a.test", &items, now, false);
+        let plan = l.plan(now, |addr, _| (addr != items[3].addr).then_some(Ports::All));
+        l.reloaded(&plan, now);
+        let due = l.expiring(now, secs(2), secs(3), 10);
+        let addrs: Vec<IpAddr> = due.iter().map(|(addr, _, _)| *addr).collect();
+        assert_eq!(
+            addrs,
+            [items[2].addr, items[0].addr],
+            "soonest first; revoked and far ones not"
+        );
+        assert_eq!(due[0].1, "a.test");
+        assert_eq!(l.expiring(now, secs(2), secs(3), 1).len(), 1, "bounded");
+        assert_eq!(l.in_use(now), 0);
+        l.record("a.test", &items[..1], now, true);
+        assert_eq!(l.in_use(now), 1);
+        assert!(l
+            .views(now)
+            .iter()
+            .any(|v| v.in_use && v.addr == items[0].addr));
+        l.record("a.test", &items[..1], now, false);
+        assert_eq!(
+            l.in_use(now),
+            0,
+            "a fresh answer opens it for its TTL again"
         );
     }
 }

@@ -147,6 +147,9 @@ pub struct LearnedView {
     /// `null` for all ports.
     pub ports: Option<Vec<u16>>,
     pub expires_in_secs: u64,
+    /// Kept open past its TTL because connections used it.
+    #[serde(default)]
+    pub in_use: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,7 +219,33 @@ impl Shared {
     pub fn record_learned(&self, name: &str, items: &[Learn], sent: Instant) {
         let mut learned = self.learned.lock().unwrap();
         learned.sweep_if_due(Instant::now());
-        learned.record(name, items, sent);
+        learned.record(name, items, sent, false);
+    }
+
+    /// Remembers addresses of `name` that connections kept open: re-added
+    /// to the kernel at `sent` for the grace period (`crate::inuse`).
+    pub fn record_kept(&self, name: &str, items: &[Learn], sent: Instant) {
+        let mut learned = self.learned.lock().unwrap();
+        learned.sweep_if_due(Instant::now());
+        learned.record(name, items, sent, true);
+    }
+
+    /// Addresses a name opened (and no reload revoked) whose element
+    /// expires between `late` ago and `ahead` from now, soonest first, at
+    /// most `max`: its address, its name and its ports.
+    pub fn expiring(
+        &self,
+        late: Duration,
+        ahead: Duration,
+        max: usize,
+    ) -> Vec<(IpAddr, String, Ports)> {
+        let learned = self.learned.lock().unwrap();
+        learned.expiring(Instant::now(), late, ahead, max)
+    }
+
+    /// How many addresses are open because connections use them.
+    pub fn in_use(&self) -> usize {
+        self.learned.lock().unwrap().in_use(Instant::now())
     }
 
     /// Whether `more` addresses may still be learned: the agent remembers

@@ -18,7 +18,31 @@ pub(crate) struct RawCredential {
     #[serde(default)]
     hosts: Vec<String>,
     upstream_ca: Option<String>,
+    headers: Option<Vec<String>>,
+    query: Option<String>,
 }
+
+/// The headers besides `Authorization` that carry a credential's real
+/// value when the profile names none of its own: the API-key headers of
+/// the common model APIs (Anthropic and OpenAI-style, Google).
+pub const DEFAULT_HEADERS: &[&str] = &["x-api-key", "x-goog-api-key"];
+
+/// Headers that route or frame a request, never a credential's place: a
+/// real value in one would be read by every front end on the way (Host is
+/// what the credential host's front end routes and logs by), or break the
+/// request's framing.
+const NOT_A_PLACE: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+];
 
 /// A secret the bottle never holds: it gets a placeholder in `env`, and
 /// the sentry puts the real value (from `from`) in its requests to `hosts`.
@@ -31,6 +55,13 @@ pub struct Credential {
     /// A CA file (PEM) that the sentry also trusts for these hosts' real
     /// certificates, as written (relative to the profile's directory).
     pub upstream_ca: Option<String>,
+    /// The headers besides `Authorization` (which always does) whose
+    /// values get the real value, lowercase: the profile's `headers`, or
+    /// `DEFAULT_HEADERS`. Anywhere else the placeholder stays as it is.
+    pub headers: Vec<String>,
+    /// The one query parameter whose value gets the real value when it is
+    /// exactly the placeholder, for APIs that take their key in the URL.
+    pub query: Option<String>,
 }
 
 /// Where the real value of a credential is, on the machine that runs
@@ -138,10 +169,64 @@ impl Validator {
                     from,
                     hosts,
                     upstream_ca: c.upstream_ca.clone(),
+                    headers: self.headers(&field("headers"), c.headers.as_deref()),
+                    query: self.query(&field("query"), c.query.as_deref()),
                 });
             }
         }
         out
+    }
+
+    /// The header names a credential goes in (`field`, as the profile
+    /// wrote them, or the default), lowercase.
+    fn headers(&mut self, field: &str, declared: Option<&[String]>) -> Vec<String> {
+        let Some(declared) = declared else {
+            return DEFAULT_HEADERS.iter().map(|h| h.to_string()).collect();
+        };
+        let mut out: Vec<String> = Vec::new();
+        for (j, name) in declared.iter().enumerate() {
+            let field = format!("{field}[{j}]");
+            let lower = name.to_ascii_lowercase();
+            if lower.is_empty() || !lower.bytes().all(is_token_byte) {
+                self.fail(
+                    &field,
+                    format!("{name:?} is not an HTTP header name"),
+                    "write the header's name alone, e.g. \"x-api-key\"",
+                );
+            } else if NOT_A_PLACE.contains(&lower.as_str()) {
+                self.fail(
+                    &field,
+                    format!("{lower} routes or frames the request, it does not carry a credential"),
+                    "remove it; name the header the API reads its key from, e.g. \"x-api-key\"",
+                );
+            } else if out.contains(&lower) {
+                self.fail(
+                    &field,
+                    format!("{lower} is named twice"),
+                    "name each header once",
+                );
+            } else {
+                out.push(lower);
+            }
+        }
+        out
+    }
+
+    /// The query parameter a credential goes in, if the profile names one.
+    fn query(&mut self, field: &str, name: Option<&str>) -> Option<String> {
+        let name = name?;
+        // Unreserved characters only: the name is compared with the
+        // request's bytes as they are, never decoded.
+        let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+        if name.is_empty() || !name.bytes().all(unreserved) {
+            self.fail(
+                field,
+                format!("{name:?} is not a query parameter name rbm can match"),
+                "write the parameter's name as the API's URLs have it, letters, digits and -._~ only, e.g. \"key\"",
+            );
+            return None;
+        }
+        Some(name.to_string())
     }
 
     fn source(&mut self, field: &str, text: &str) -> Option<Source> {
@@ -174,6 +259,11 @@ impl Validator {
     }
 }
 
+/// A byte of an HTTP token (RFC 9110), what a header name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +281,8 @@ mod tests {
                 from: Source::Env("REAL_KEY".into()),
                 hosts: vec!["pypi.org".into()],
                 upstream_ca: Some("./ca.pem".into()),
+                headers: vec!["x-api-key".into(), "x-goog-api-key".into()],
+                query: None,
             }]
         );
         for (from, source) in [
@@ -248,5 +340,53 @@ mod tests {
             "credential[0].hosts",
             "needs uplink.access = \"allowlist\""
         ));
+    }
+
+    #[test]
+    fn a_credential_may_name_its_own_headers_and_one_query_parameter() {
+        let text = format!(
+            "{GOOD}{CREDENTIAL}headers = [\"X-Custom-Key\", \"api-key\"]\nquery = \"key\"\n"
+        );
+        let c = &parse(&text).unwrap().credentials[0];
+        assert_eq!(c.headers, ["x-custom-key", "api-key"]);
+        assert_eq!(c.query.as_deref(), Some("key"));
+        // An empty list leaves Authorization alone.
+        let text = format!("{GOOD}{CREDENTIAL}headers = []\n");
+        assert!(parse(&text).unwrap().credentials[0].headers.is_empty());
+    }
+
+    #[test]
+    fn a_header_or_query_parameter_that_cannot_carry_a_credential_names_the_field_and_the_fix() {
+        let bad = |extra: &str| {
+            let text = format!("{GOOD}{CREDENTIAL}{extra}\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("profiles/x.toml") && err.contains("fix:"),
+                "{err}"
+            );
+            problems(&text)
+        };
+        let p = bad("headers = [\"x api key\"]");
+        assert!(
+            has(&p, "credential[0].headers[0]", "not an HTTP header name"),
+            "{p:?}"
+        );
+        let p = bad("headers = [\"x-api-key\", \"Host\"]");
+        assert!(
+            has(&p, "credential[0].headers[1]", "host routes or frames"),
+            "{p:?}"
+        );
+        let p = bad("headers = [\"x-k\", \"X-K\"]");
+        assert!(
+            has(&p, "credential[0].headers[1]", "x-k is named twice"),
+            "{p:?}"
+        );
+        for name in ["", "a b", "k%65y", "key="] {
+            let p = bad(&format!("query = \"{name}\""));
+            assert!(
+                has(&p, "credential[0].query", "not a query parameter name"),
+                "{name:?}: {p:?}"
+            );
+        }
     }
 }

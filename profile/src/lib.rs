@@ -12,9 +12,12 @@ use std::path::{Path, PathBuf};
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
+mod credential;
 mod rule;
 mod validate;
 
+use credential::RawCredential;
+pub use credential::{Credential, Source};
 pub use rule::{normalize, DomainRule, Mode, Ports, RuleError};
 use validate::Validator;
 
@@ -76,16 +79,6 @@ struct RawProfile {
     entry: Vec<RawEntry>,
     #[serde(default)]
     credential: Vec<RawCredential>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCredential {
-    env: String,
-    from: String,
-    #[serde(default)]
-    hosts: Vec<String>,
-    upstream_ca: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,41 +165,6 @@ pub struct Profile {
     pub uplink: Uplink,
     pub entries: Vec<Entry>,
     pub credentials: Vec<Credential>,
-}
-
-/// A secret the bottle never holds: it gets a placeholder in `env`, and
-/// the sentry puts the real value (from `from`) in its requests to `hosts`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credential {
-    pub env: String,
-    pub from: Source,
-    /// Exact names, lowercase, no trailing dot.
-    pub hosts: Vec<String>,
-    /// A CA file (PEM) that the sentry also trusts for these hosts' real
-    /// certificates, as written (relative to the profile's directory).
-    pub upstream_ca: Option<String>,
-}
-
-/// Where the real value of a credential is, on the machine that runs
-/// `rbm-launch`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// `env:NAME`: the launcher's environment variable NAME.
-    Env(String),
-    /// `file:PATH`: the contents of a file (one trailing newline dropped).
-    File(String),
-    /// `podman-secret:NAME`: a Podman secret that already exists.
-    PodmanSecret(String),
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Env(n) => write!(f, "env:{n}"),
-            Source::File(p) => write!(f, "file:{p}"),
-            Source::PodmanSecret(n) => write!(f, "podman-secret:{n}"),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -430,18 +388,18 @@ bottle_port = 8888
 protocol = "tcp"
 "#;
 
-    fn parse(text: &str) -> Result<Profile, ProfileError> {
+    pub(crate) fn parse(text: &str) -> Result<Profile, ProfileError> {
         Profile::parse(text, Path::new("profiles/x.toml"))
     }
 
-    fn problems(text: &str) -> Vec<Problem> {
+    pub(crate) fn problems(text: &str) -> Vec<Problem> {
         match parse(text) {
             Err(ProfileError::Invalid { problems, .. }) => problems,
             other => panic!("expected invalid, got {other:?}"),
         }
     }
 
-    fn with(from: &str, to: &str) -> String {
+    pub(crate) fn with(from: &str, to: &str) -> String {
         assert!(GOOD.contains(from), "test bug: {from:?} not in GOOD");
         GOOD.replacen(from, to, 1)
     }
@@ -490,83 +448,12 @@ protocol = "tcp"
         }
     }
 
-    const CREDENTIAL: &str = "\n[[credential]]\nenv = \"API_KEY\"\nfrom = \"env:REAL_KEY\"\nhosts = [\"PyPI.org.\"]\nupstream_ca = \"./ca.pem\"\n";
-
-    #[test]
-    fn a_credential_names_its_variable_source_and_hosts() {
-        let p = parse(&format!("{GOOD}{CREDENTIAL}")).unwrap();
-        assert_eq!(
-            p.credentials,
-            vec![Credential {
-                env: "API_KEY".into(),
-                from: Source::Env("REAL_KEY".into()),
-                hosts: vec!["pypi.org".into()],
-                upstream_ca: Some("./ca.pem".into()),
-            }]
-        );
-        for (from, source) in [
-            ("file:/k", Source::File("/k".into())),
-            ("podman-secret:s1", Source::PodmanSecret("s1".into())),
-        ] {
-            let text = format!("{GOOD}{}", CREDENTIAL.replace("env:REAL_KEY", from));
-            assert_eq!(parse(&text).unwrap().credentials[0].from, source);
-        }
-        let changed = parse(&format!("{GOOD}{}", CREDENTIAL.replace("API_KEY", "OTHER"))).unwrap();
-        assert_eq!(p.restart_fields(&changed), vec!["credential"]);
-    }
-
-    #[test]
-    fn bad_credentials_name_the_field_and_the_fix() {
-        let bad = |from: &str, to: &str| {
-            assert!(CREDENTIAL.contains(from), "test bug: {from}");
-            problems(&format!("{GOOD}{}", CREDENTIAL.replace(from, to)))
-        };
-        let p = bad("env:REAL_KEY", "vault:x");
-        assert!(
-            has(&p, "credential[0].from", "unknown source \"vault\""),
-            "{p:?}"
-        );
-        let p = bad("PyPI.org.", "api.other.test");
-        assert!(
-            has(
-                &p,
-                "credential[0].hosts[0]",
-                "not allowed on port 443 by uplink.domains"
-            ),
-            "{p:?}"
-        );
-        let p = bad("PyPI.org.", "*.pythonhosted.org");
-        assert!(
-            has(&p, "credential[0].hosts[0]", "not an exact DNS name"),
-            "{p:?}"
-        );
-        let p = bad("hosts = [\"PyPI.org.\"]", "hosts = []");
-        assert!(has(&p, "credential[0].hosts", "is empty"), "{p:?}");
-        let p = bad("API_KEY", "KEY");
-        assert!(
-            has(&p, "credential[0].env", "also set in bottle.env"),
-            "{p:?}"
-        );
-        let twice = format!("{GOOD}{CREDENTIAL}{CREDENTIAL}");
-        assert!(has(
-            &problems(&twice),
-            "credential[1].env",
-            "API_KEY has two credentials"
-        ));
-        let global = with("access = \"allowlist\"", "access = \"global\"");
-        assert!(has(
-            &problems(&format!("{global}{CREDENTIAL}")),
-            "credential[0].hosts",
-            "needs uplink.access = \"allowlist\""
-        ));
-    }
-
     fn with_text(text: &str, from: &str, to: &str) -> String {
         assert!(text.contains(from), "test bug: {from:?} not in the text");
         text.replacen(from, to, 1)
     }
 
-    fn has(problems: &[Problem], field: &str, needle: &str) -> bool {
+    pub(crate) fn has(problems: &[Problem], field: &str, needle: &str) -> bool {
         problems
             .iter()
             .any(|p| p.field == field && p.to_string().contains(needle))

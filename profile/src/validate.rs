@@ -7,9 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 
 use super::{
-    normalize, Bottle, Credential, DomainRule, Enclave, Entry, Mode, Ports, Problem, Profile,
-    RawBottle, RawCredential, RawEnclave, RawEntry, RawProfile, RawUplink, Source, Uplink,
-    DEFAULT_MIN_TTL, MAX_MIN_TTL,
+    Bottle, DomainRule, Enclave, Entry, Mode, Problem, Profile, RawBottle, RawEnclave, RawEntry,
+    RawProfile, RawUplink, Uplink, DEFAULT_MIN_TTL, MAX_MIN_TTL,
 };
 
 #[derive(Default)]
@@ -18,7 +17,7 @@ pub(super) struct Validator {
 }
 
 impl Validator {
-    fn fail(&mut self, field: &str, message: impl Into<String>, fix: impl Into<String>) {
+    pub(crate) fn fail(&mut self, field: &str, message: impl Into<String>, fix: impl Into<String>) {
         self.problems.push(Problem {
             field: field.to_string(),
             message: message.into(),
@@ -46,123 +45,6 @@ impl Validator {
             uplink,
             entries,
             credentials,
-        }
-    }
-
-    fn credentials(
-        &mut self,
-        raw: &[RawCredential],
-        uplink: &Uplink,
-        bottle: &Bottle,
-    ) -> Vec<Credential> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for (i, c) in raw.iter().enumerate() {
-            let field = |name: &str| format!("credential[{i}].{name}");
-            if !is_env_name(&c.env) {
-                self.fail(
-                    &field("env"),
-                    format!("{:?} is not a valid environment variable name", c.env),
-                    "use letters, digits and _ only, not starting with a digit, e.g. \"ANTHROPIC_API_KEY\"",
-                );
-            } else if !seen.insert(c.env.clone()) {
-                self.fail(
-                    &field("env"),
-                    format!("{} has two credentials", c.env),
-                    "give each credential its own variable",
-                );
-            } else if bottle.env.contains_key(&c.env) {
-                self.fail(
-                    &field("env"),
-                    format!("{} is also set in bottle.env", c.env),
-                    "remove it from bottle.env: the bottle gets the credential's placeholder there",
-                );
-            }
-            let from = self.source(&field("from"), &c.from);
-            if c.hosts.is_empty() {
-                self.fail(
-                    &field("hosts"),
-                    "is empty: the real value would go nowhere",
-                    "list the names the real value is sent to, e.g. [\"api.anthropic.com\"]",
-                );
-            }
-            let hosts: Vec<String> = c.hosts.iter().map(|h| normalize(h)).collect();
-            for (j, host) in hosts.iter().enumerate() {
-                let field = format!("credential[{i}].hosts[{j}]");
-                match DomainRule::parse(host) {
-                    Ok(rule)
-                        if !rule.wildcard && rule.ports == Ports::All && !host.contains(':') => {}
-                    _ => {
-                        self.fail(
-                            &field,
-                            format!("{host:?} is not an exact DNS name"),
-                            "write one name, without a wildcard or port, e.g. \"api.anthropic.com\"",
-                        );
-                        continue;
-                    }
-                }
-                let granted =
-                    uplink
-                        .domains
-                        .iter()
-                        .filter(|r| r.matches(host))
-                        .any(|r| match &r.ports {
-                            Ports::All => true,
-                            Ports::Only(p) => p.contains(&443),
-                        });
-                if !granted {
-                    self.fail(
-                        &field,
-                        format!("{host} is not allowed on port 443 by uplink.domains"),
-                        format!("add \"{host}\" (or \"{host}:443\") to uplink.domains"),
-                    );
-                }
-            }
-            if uplink.access != Mode::Allowlist || uplink.dns == Mode::Disabled {
-                self.fail(
-                    &field("hosts"),
-                    "needs uplink.access = \"allowlist\" and DNS through the sentry: the sentry finds the hosts' connections by the addresses their names answer",
-                    "set uplink.access = \"allowlist\" and uplink.dns to \"allowlist\" or \"global\"",
-                );
-            }
-            if let Some(from) = from {
-                out.push(Credential {
-                    env: c.env.clone(),
-                    from,
-                    hosts,
-                    upstream_ca: c.upstream_ca.clone(),
-                });
-            }
-        }
-        out
-    }
-
-    fn source(&mut self, field: &str, text: &str) -> Option<Source> {
-        let fix = "write env:NAME (an environment variable of rbm-launch), file:PATH or podman-secret:NAME";
-        let Some((kind, rest)) = text.split_once(':') else {
-            self.fail(field, format!("{text:?} names no source"), fix);
-            return None;
-        };
-        if rest.is_empty() {
-            self.fail(field, format!("{text:?} has nothing after {kind}:"), fix);
-            return None;
-        }
-        match kind {
-            "env" if is_env_name(rest) => Some(Source::Env(rest.to_string())),
-            "env" => {
-                self.fail(
-                    field,
-                    format!("{rest:?} is not an environment variable name"),
-                    fix,
-                );
-                None
-            }
-            "file" => Some(Source::File(rest.to_string())),
-            "podman-secret" => Some(Source::PodmanSecret(rest.to_string())),
-            other => {
-                self.fail(field, format!("unknown source {other:?}"), fix);
-                None
-            }
         }
     }
 
@@ -493,7 +375,7 @@ impl Validator {
 }
 
 /// Letters, digits and `_`, not starting with a digit.
-fn is_env_name(key: &str) -> bool {
+pub(crate) fn is_env_name(key: &str) -> bool {
     key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -193,26 +193,46 @@ impl Exchange {
             })
     }
 
-    /// The placeholders of this host's credentials, real in the head;
-    /// returns the encodings of real values it made, each with what the
-    /// bottle sent in its place.
-    fn swap(&self, req: &mut Request<Incoming>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    /// The placeholders of this host's credentials, real where each
+    /// credential goes (`swap::Places`) and nowhere else; returns the
+    /// encodings of real values it made, each with what the bottle sent in
+    /// its place. The placeholders left elsewhere (the path, other
+    /// parameters, other headers) are counted in the log, never shown.
+    fn swap(&self, req: &mut Request<Incoming>) -> swap::Made {
         let mut made = Vec::new();
-        for value in req.headers_mut().values_mut() {
-            if let Some(swapped) = swap::swap_value(value.as_bytes(), &self.here) {
+        for (name, value) in req.headers_mut().iter_mut() {
+            if let Some(swapped) = swap::swap_header(name.as_str(), value.as_bytes(), &self.here) {
                 if let Ok(v) = HeaderValue::from_bytes(&swapped.value) {
                     *value = v;
                     made.extend(swapped.encoded);
                 }
             }
         }
-        let uri = req.uri().to_string();
-        if let Some(swapped) = swap::swap_value(uri.as_bytes(), &self.here) {
-            if let Ok(uri) = Uri::try_from(swapped.value) {
+        let target = req.uri().path_and_query().map(|pq| pq.as_str().to_string());
+        if let Some((target, encoded)) = target.and_then(|t| swap::swap_query(&t, &self.here)) {
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = target.parse().ok();
+            // A target that does not parse again keeps its placeholder.
+            if let Ok(uri) = Uri::from_parts(parts) {
                 *req.uri_mut() = uri;
+                made.extend(encoded);
             }
         }
+        let left = self.placeholders_left(req);
+        if left > 0 {
+            tracing::info!(host = %self.host, places = left, "credential: placeholder left as it is outside the credential's headers and query parameter");
+        }
         made
+    }
+
+    /// How many places of the request's head (its target, each header
+    /// value) still hold a placeholder of this host's credentials.
+    fn placeholders_left(&self, req: &Request<Incoming>) -> usize {
+        let target = req.uri().to_string();
+        std::iter::once(target.as_bytes())
+            .chain(req.headers().values().map(HeaderValue::as_bytes))
+            .filter(|v| !swap::placeholders_in(v, &self.here).is_empty())
+            .count()
     }
 }
 

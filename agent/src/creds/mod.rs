@@ -23,7 +23,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
-use swap::Secret;
+use swap::{Places, Secret};
 
 /// What the launcher tells the sentry about each credential, as JSON in
 /// this environment variable: the placeholder the bottle got, and the
@@ -47,6 +47,7 @@ pub struct Passed {
 /// One credential, ready for the proxy.
 #[derive(Debug, Clone)]
 pub struct Credential {
+    /// With where in a request the real value goes (`swap::Places`).
     pub secret: Secret,
     pub hosts: Vec<String>,
     /// Extra trust anchors for the hosts' real certificates (PEM).
@@ -110,10 +111,36 @@ pub fn load(
                 env: c.env.clone(),
                 placeholder,
                 real,
+                places: Places {
+                    headers: c.headers.clone(),
+                    query: c.query.clone(),
+                },
             },
             hosts: c.hosts.clone(),
             upstream_ca: p.upstream_ca.clone(),
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+
+    #[test]
+    fn each_credential_goes_where_its_profile_says_and_authorization_only_elsewhere_by_default() {
+        let text = "moniker = \"tt\"\n[bottle]\nimage = \"i\"\n[enclave]\nsubnet = \"10.242.0.0/24\"\nsentry_ip = \"10.242.0.2\"\nbottle_ip = \"10.242.0.3\"\n[uplink]\ndns = \"allowlist\"\naccess = \"allowlist\"\ndomains = [\"a.test\", \"g.test\"]\n[[credential]]\nenv = \"A\"\nfrom = \"env:X\"\nhosts = [\"a.test\"]\n[[credential]]\nenv = \"G\"\nfrom = \"env:Y\"\nhosts = [\"g.test\"]\nheaders = [\"X-Custom-Key\"]\nquery = \"key\"\n";
+        let profile = Profile::parse(text, Path::new("p.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(secret_file(dir.path(), "A"), "sk-a\n").unwrap();
+        std::fs::write(secret_file(dir.path(), "G"), "sk-g").unwrap();
+        let passed = r#"[{"env":"A","placeholder":"rbm-aaaaaaaaaaaaaaaa"},{"env":"G","placeholder":"rbm-gggggggggggggggg"}]"#;
+        let creds = load(&profile, Some(passed), dir.path()).unwrap();
+        let places: Vec<&Places> = creds.iter().map(|c| &c.secret.places).collect();
+        assert_eq!(places[0].headers, ["x-api-key", "x-goog-api-key"]);
+        assert_eq!(places[0].query, None);
+        assert_eq!(places[1].headers, ["x-custom-key"]);
+        assert_eq!(places[1].query.as_deref(), Some("key"));
+        assert!(places[1].header("authorization") && !places[1].header("x-api-key"));
+    }
 }

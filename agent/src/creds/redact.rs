@@ -319,12 +319,14 @@ impl Body for Redacting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::creds::swap::Places;
 
     fn secret(env: &str, placeholder: &str, real: &str) -> Secret {
         Secret {
             env: env.into(),
             placeholder: placeholder.into(),
             real: real.into(),
+            places: Places::default(),
         }
     }
 

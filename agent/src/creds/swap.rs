@@ -1,7 +1,8 @@
 //! What the credential proxy changes in a request: the placeholder becomes
-//! the real value in its head (headers, also inside Basic authorization,
-//! and the target). Pure byte work, no I/O; `redact` undoes it in what
-//! comes back.
+//! the real value where the credential goes (`Places`: Authorization, also
+//! inside Basic credentials, the credential's headers and its one query
+//! parameter) and nowhere else. Pure byte work, no I/O; `redact` undoes
+//! it in what comes back.
 
 use base64::Engine;
 
@@ -12,6 +13,28 @@ pub struct Secret {
     pub env: String,
     pub placeholder: Vec<u8>,
     pub real: Vec<u8>,
+    pub places: Places,
+}
+
+/// Where in a request a credential's real value goes. Everywhere else the
+/// placeholder stays: a bottle that writes it into a path, an issue's
+/// title or any header the host stores and shows would have the host
+/// publish the real value, so only the places an API reads its key from
+/// get it. The default is Authorization alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Places {
+    /// Header names besides Authorization (which always is one), lowercase.
+    pub headers: Vec<String>,
+    /// The query parameter whose value, when it is exactly the
+    /// placeholder, becomes the real value.
+    pub query: Option<String>,
+}
+
+impl Places {
+    /// Whether the header `name` (lowercase, as `http` keeps it) is one.
+    pub fn header(&self, name: &str) -> bool {
+        name == "authorization" || self.headers.iter().any(|h| h == name)
+    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -58,7 +81,7 @@ fn replace_all<'a>(
 }
 
 /// Each secret's placeholder, then its real value.
-fn placeholder_to_real(secrets: &[Secret]) -> impl Iterator<Item = (&[u8], &[u8])> {
+fn placeholder_to_real<'a>(secrets: &'a [&Secret]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
     secrets
         .iter()
         .map(|s| (s.placeholder.as_slice(), s.real.as_slice()))
@@ -67,6 +90,10 @@ fn placeholder_to_real(secrets: &[Secret]) -> impl Iterator<Item = (&[u8], &[u8]
 pub fn contains(data: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && memchr::memmem::find(data, needle).is_some()
 }
+
+/// Encodings of real values a swap made, each with what the bottle sent in
+/// its place.
+pub type Made = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// A request head value after the swap.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,10 +105,17 @@ pub struct Swapped {
     pub encoded: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A request head value with the placeholders of `secrets` swapped for
-/// their real values, also inside `Basic` credentials; `None` if it holds
-/// none.
-pub fn swap_value(value: &[u8], secrets: &[Secret]) -> Option<Swapped> {
+/// The value of the header `name` (lowercase) with the placeholders of
+/// those `secrets` that go in this header swapped for their real values,
+/// also inside `Basic` credentials; `None` if it holds none of them.
+pub fn swap_header(name: &str, value: &[u8], secrets: &[Secret]) -> Option<Swapped> {
+    let here: Vec<&Secret> = secrets.iter().filter(|s| s.places.header(name)).collect();
+    swap_value(value, &here)
+}
+
+/// `value` with the placeholders of `secrets` swapped for their real
+/// values, also inside `Basic` credentials; `None` if it holds none.
+fn swap_value(value: &[u8], secrets: &[&Secret]) -> Option<Swapped> {
     let plain = replace_all(value, placeholder_to_real(secrets));
     let current = plain.as_deref().unwrap_or(value);
     swap_basic(current, secrets).or_else(|| {
@@ -94,7 +128,7 @@ pub fn swap_value(value: &[u8], secrets: &[Secret]) -> Option<Swapped> {
 
 /// `Basic BASE64(user:password)` with a placeholder inside, re-encoded;
 /// with the new encoding and the one it replaced.
-fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<Swapped> {
+fn swap_basic(value: &[u8], secrets: &[&Secret]) -> Option<Swapped> {
     let text = std::str::from_utf8(value).ok()?;
     let (scheme, encoded) = text.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -115,10 +149,60 @@ fn swap_basic(value: &[u8], secrets: &[Secret]) -> Option<Swapped> {
 pub fn placeholders_in<'a>(value: &[u8], others: &'a [Secret]) -> Vec<&'a Secret> {
     others
         .iter()
-        .filter(|s| {
-            contains(value, &s.placeholder) || swap_basic(value, std::slice::from_ref(*s)).is_some()
-        })
+        .filter(|s| contains(value, &s.placeholder) || swap_basic(value, &[s]).is_some())
         .collect()
+}
+
+/// A request target (path and query) whose query parameter named in a
+/// secret's `Places` is exactly that secret's placeholder, with the real
+/// value there (percent-encoded), and the encodings it made that differ
+/// from the real value, each with the placeholder it replaced (`redact`
+/// gives them back as such); `None` if there was no such parameter.
+///
+/// Only a whole value equal to the placeholder is swapped, compared as the
+/// bytes are: a placeholder inside a longer value, in another parameter
+/// or in the path stays what it is.
+pub fn swap_query(target: &str, secrets: &[Secret]) -> Option<(String, Made)> {
+    let (path, query) = target.split_once('?')?;
+    let mut swapped = false;
+    let mut made = Vec::new();
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| {
+            let Some((name, value)) = param.split_once('=') else {
+                return param.to_string();
+            };
+            let goes_here = secrets.iter().find(|s| {
+                s.places.query.as_deref() == Some(name) && value.as_bytes() == s.placeholder
+            });
+            match goes_here {
+                Some(s) => {
+                    swapped = true;
+                    let encoded = percent_encode(&s.real);
+                    if encoded.as_bytes() != s.real.as_slice() {
+                        made.push((encoded.clone().into_bytes(), s.placeholder.clone()));
+                    }
+                    format!("{name}={encoded}")
+                }
+                None => param.to_string(),
+            }
+        })
+        .collect();
+    swapped.then(|| (format!("{path}?{}", params.join("&")), made))
+}
+
+/// `data` with every byte but the unreserved ones (RFC 3986) written `%XX`:
+/// a real value goes into a query as one parameter value, whatever it holds.
+fn percent_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len());
+    for &b in data {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -130,6 +214,7 @@ mod tests {
             env: env.into(),
             placeholder: placeholder.into(),
             real: real.into(),
+            places: Places::default(),
         }
     }
 
@@ -137,16 +222,16 @@ mod tests {
     fn placeholders_become_real_values_in_headers_and_basic_credentials() {
         let s = [secret("K", "rbm-ph-1", "sk-real-1")];
         assert_eq!(
-            swap_value(b"Bearer rbm-ph-1", &s).unwrap(),
+            swap_header("authorization", b"Bearer rbm-ph-1", &s).unwrap(),
             Swapped {
                 value: b"Bearer sk-real-1".to_vec(),
                 encoded: None
             }
         );
-        assert_eq!(swap_value(b"no secret here", &s), None);
+        assert_eq!(swap_header("authorization", b"no secret here", &s), None);
         let engine = base64::engine::general_purpose::STANDARD;
         let basic = format!("Basic {}", engine.encode("user:rbm-ph-1"));
-        let swapped = swap_value(basic.as_bytes(), &s).unwrap();
+        let swapped = swap_header("authorization", basic.as_bytes(), &s).unwrap();
         let (made, sent) = swapped.encoded.unwrap();
         assert_eq!(sent, basic.strip_prefix("Basic ").unwrap().as_bytes());
         let text = String::from_utf8(swapped.value).unwrap();
@@ -156,5 +241,56 @@ mod tests {
         assert_eq!(placeholders_in(basic.as_bytes(), &s).len(), 1);
         assert!(placeholders_in(b"x rbm-ph-1 y", &s).len() == 1);
         assert!(placeholders_in(b"nothing", &s).is_empty());
+    }
+
+    #[test]
+    fn the_real_value_goes_in_authorization_and_the_credentials_headers_only() {
+        let mut s = secret("K", "rbm-ph-1", "sk-real-1");
+        s.places.headers = vec!["x-api-key".into(), "x-custom-key".into()];
+        let other = secret("O", "rbm-ph-2", "sk-real-2");
+        let s = [s, other];
+        let swapped = |name: &str, value: &[u8]| swap_header(name, value, &s).map(|v| v.value);
+        assert_eq!(
+            swapped("x-api-key", b"rbm-ph-1"),
+            Some(b"sk-real-1".to_vec())
+        );
+        assert_eq!(
+            swapped("x-custom-key", b"rbm-ph-1"),
+            Some(b"sk-real-1".to_vec())
+        );
+        assert_eq!(swapped("x-title", b"rbm-ph-1"), None);
+        assert_eq!(swapped("cookie", b"k=rbm-ph-1"), None);
+        // Each credential in its own places: O goes in Authorization only.
+        assert_eq!(swapped("x-api-key", b"rbm-ph-2"), None);
+        assert_eq!(
+            swapped("authorization", b"Bearer rbm-ph-2"),
+            Some(b"Bearer sk-real-2".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_query_parameter_gets_the_real_value_only_when_it_is_exactly_the_placeholder() {
+        let mut s = secret("K", "rbm-ph-1", "sk real&1");
+        s.places.query = Some("key".into());
+        let s = [s];
+        let (target, made) = swap_query("/v1/rbm-ph-1?title=rbm-ph-1&key=rbm-ph-1&q", &s).unwrap();
+        assert_eq!(target, "/v1/rbm-ph-1?title=rbm-ph-1&key=sk%20real%261&q");
+        assert_eq!(made, [(b"sk%20real%261".to_vec(), b"rbm-ph-1".to_vec())]);
+        for target in [
+            "/v1/rbm-ph-1",
+            "/v1?title=rbm-ph-1",
+            "/v1?key=x-rbm-ph-1",
+            "/v1?KEY=rbm-ph-1",
+            "/v1?k%65y=rbm-ph-1",
+            "/v1?keys=rbm-ph-1",
+        ] {
+            assert_eq!(swap_query(target, &s), None, "{target}");
+        }
+        let plain = [secret("K", "rbm-ph-1", "sk-real-1")];
+        assert_eq!(swap_query("/v1?key=rbm-ph-1", &plain), None);
+        let mut unencoded = secret("K", "rbm-ph-1", "sk-real-1");
+        unencoded.places.query = Some("key".into());
+        let (target, made) = swap_query("/v1?key=rbm-ph-1", &[unencoded]).unwrap();
+        assert_eq!((target.as_str(), made.len()), ("/v1?key=sk-real-1", 0));
     }
 }

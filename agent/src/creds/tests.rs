@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::exchange::{Exchange, Sender};
-use super::swap::Secret;
+use super::swap::{Places, Secret};
 use crate::state::Shared;
 
 const HOST: &str = "api.a.test";
@@ -22,11 +22,17 @@ const PLACEHOLDER: &str = "rbm-placeholder-aaaaaaaaaaaaaaaa";
 /// Another host's credential.
 const OTHER_PLACEHOLDER: &str = "rbm-placeholder-bbbbbbbbbbbbbbbb";
 
+/// A credential that goes in Authorization, `x-api-key`, `x-custom-key`
+/// and the query parameter `key`.
 fn secret(env: &str, placeholder: &str, real: &str) -> Secret {
     Secret {
         env: env.into(),
         placeholder: placeholder.into(),
         real: real.into(),
+        places: Places {
+            headers: vec!["x-api-key".into(), "x-custom-key".into()],
+            query: Some("key".into()),
+        },
     }
 }
 
@@ -66,7 +72,7 @@ async fn trip(request: &str, answer: impl FnOnce(&str) -> String + Send + 'stati
         let (mut s, _) = real_host.accept().await.unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        while !complete(&got) {
             match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
                 Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
                 _ => return String::from_utf8_lossy(&got).into_owned(),
@@ -109,6 +115,21 @@ async fn trip(request: &str, answer: impl FnOnce(&str) -> String + Send + 'stati
         bottle: String::from_utf8_lossy(&got).into_owned(),
         host: host_side.await.unwrap(),
     }
+}
+
+/// Whether `got` holds a request's whole head, and as much body as its
+/// Content-Length says.
+fn complete(got: &[u8]) -> bool {
+    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    got.len() >= end + 4 + length
 }
 
 /// A plain 200 whose body echoes the request head.
@@ -324,5 +345,44 @@ async fn a_real_value_that_cannot_be_redacted_gets_502() {
     })
     .await;
     assert!(status(&t).starts_with("HTTP/1.1 502"), "{}", t.bottle);
+    assert!(!t.bottle.contains(REAL), "{}", t.bottle);
+}
+
+#[tokio::test]
+async fn a_placeholder_outside_where_the_credential_goes_reaches_the_host_as_the_placeholder() {
+    // A host that stores and shows what it gets (an issue's title, a
+    // path in its logs) would publish the real value written there.
+    let body = format!("{{\"title\":\"{PLACEHOLDER}\"}}");
+    let head = format!(
+        "POST /issues/{PLACEHOLDER}?title={PLACEHOLDER}&key={PLACEHOLDER} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {PLACEHOLDER}\r\nx-title: {PLACEHOLDER}\r\nx-note: see {PLACEHOLDER}\r\nx-api-key: {PLACEHOLDER}\r\nx-custom-key: {PLACEHOLDER}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let t = trip(&head, echo).await;
+    assert!(status(&t).starts_with("HTTP/1.1 200"), "{}", t.bottle);
+    let first = t.host.lines().next().unwrap_or("");
+    assert_eq!(
+        first,
+        format!("POST /issues/{PLACEHOLDER}?title={PLACEHOLDER}&key={REAL} HTTP/1.1"),
+        "only the credential's query parameter gets the real value: {}",
+        t.host
+    );
+    let host = t.host.to_ascii_lowercase();
+    for stays in ["x-title: ", "x-note: see "] {
+        assert!(
+            host.contains(&format!("{stays}{PLACEHOLDER}")),
+            "{}",
+            t.host
+        );
+    }
+    assert!(
+        t.host.ends_with(&body),
+        "the body is never swapped: {}",
+        t.host
+    );
+    for swapped in ["authorization: bearer ", "x-api-key: ", "x-custom-key: "] {
+        assert!(host.contains(&format!("{swapped}{REAL}")), "{}", t.host);
+    }
+    assert_eq!(t.host.matches(REAL).count(), 4, "{}", t.host);
+    // What the host echoes comes back as the placeholder everywhere.
     assert!(!t.bottle.contains(REAL), "{}", t.bottle);
 }

@@ -49,8 +49,9 @@ struct Cli {
     #[arg(long)]
     echo: Vec<SocketAddr>,
     /// HTTPS on ADDR with the certificate chain and key in these PEM files
-    /// (`ADDR,CERT_FILE,KEY_FILE`): logs `https VERSION HOST PATH AUTH` per
-    /// request and echoes the Authorization header (repeatable).
+    /// (`ADDR,CERT_FILE,KEY_FILE`): logs `https` and the request as JSON
+    /// (version, host, path, query, headers) per request and echoes the
+    /// Authorization header (repeatable).
     #[arg(long)]
     https: Vec<rbm_tests::world::https::HttpsServer>,
     /// Append one line `PROTO QNAME QTYPE` per DNS query received; `-`:

@@ -1,6 +1,7 @@
 //! The world's HTTPS servers: TLS with a certificate the test made
-//! (HTTP/2 or HTTP/1.1 by ALPN). Each request is logged as
-//! `https VERSION HOST PATH AUTHORIZATION` before it is answered; the answer
+//! (HTTP/2 or HTTP/1.1 by ALPN). Each request is logged as `https ` and a
+//! JSON `HttpsRequest` (its version, host, path, query and headers) before
+//! it is answered; the answer
 //! echoes the Authorization header (`auth: VALUE`), and `/stream` sends it
 //! in three chunks 300 ms apart (a response that must arrive as it comes);
 //! `/gzip` sends it gzip-encoded when the request accepts gzip (as real
@@ -68,27 +69,25 @@ impl std::fmt::Display for HttpsServer {
 }
 
 /// One request as the world logged it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct HttpsRequest {
     pub version: String,
     pub host: String,
     pub path: String,
+    /// The target's query, without `?`; empty if it had none.
+    pub query: String,
     pub authorization: String,
+    /// Every header but Authorization, by lowercase name; the values of a
+    /// name given more than once joined with ", ".
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// The HTTPS requests in a log's text.
 pub fn parse_https(text: &str) -> Vec<HttpsRequest> {
     text.lines()
         .filter_map(|l| l.strip_prefix(HTTPS_LINE))
-        .filter_map(|l| {
-            let mut parts = l.splitn(4, ' ');
-            Some(HttpsRequest {
-                version: parts.next()?.into(),
-                host: parts.next()?.into(),
-                path: parts.next()?.into(),
-                authorization: parts.next().unwrap_or("").into(),
-            })
-        })
+        .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
 
@@ -165,10 +164,27 @@ fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, I
         .unwrap_or_else(|| header("host"));
     let auth = header("authorization");
     let gzip = req.uri().path() == "/gzip" && header("accept-encoding").contains("gzip");
+    let mut headers = std::collections::BTreeMap::<String, String>::new();
+    for (name, value) in req.headers() {
+        if name != hyper::header::AUTHORIZATION {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            headers
+                .entry(name.as_str().into())
+                .and_modify(|v| *v = format!("{v}, {value}"))
+                .or_insert_with(|| value.into_owned());
+        }
+    }
+    let logged = HttpsRequest {
+        version: format!("{:?}", req.version()),
+        host,
+        path: req.uri().path().into(),
+        query: req.uri().query().unwrap_or("").into(),
+        authorization: auth.clone(),
+        headers,
+    };
     log(&format!(
-        "{HTTPS_LINE}{:?} {host} {} {auth}",
-        req.version(),
-        req.uri().path()
+        "{HTTPS_LINE}{}",
+        serde_json::to_string(&logged).expect("strings serialize")
     ));
     let line = format!("auth: {auth}\n");
     if req.headers().contains_key(hyper::header::UPGRADE) {
@@ -246,5 +262,27 @@ impl Body for Chunks {
         self.0
             .poll_recv(cx)
             .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logged_request_reads_back_with_its_query_and_headers() {
+        let r = HttpsRequest {
+            version: "HTTP/2.0".into(),
+            host: "api.test".into(),
+            path: "/a b".into(),
+            query: "k=v".into(),
+            authorization: "Bearer x y".into(),
+            headers: [("x-title".to_string(), "t\nu".to_string())].into(),
+        };
+        let log = format!(
+            "other line\n{HTTPS_LINE}{}\n",
+            serde_json::to_string(&r).unwrap()
+        );
+        assert_eq!(parse_https(&log), vec![r]);
     }
 }

@@ -235,6 +235,39 @@ fn the_world_gets_the_real_value_and_the_bottle_only_ever_its_placeholder() -> R
 }
 
 #[test]
+fn a_placeholder_in_the_path_or_a_header_the_host_stores_reaches_the_world_as_the_placeholder(
+) -> Result<()> {
+    let Some(c) = cred_lab()? else {
+        return Ok(());
+    };
+    // A host that publishes what it gets (a path in its logs, an issue's
+    // title) must never get the real value there: only Authorization does.
+    let path = format!("/issues/{PH_A}");
+    for version in ["--http2", "--http1.1"] {
+        c.curl(
+            &c.rbm_ca,
+            &[
+                version,
+                "-H",
+                &format!("Authorization: Bearer {PH_A}"),
+                "-H",
+                &format!("x-title: {PH_A}"),
+                &format!("https://{API}{path}?title={PH_A}"),
+            ],
+        )?
+        .check()?;
+    }
+    let got = c.got(&path)?;
+    assert_eq!(got.len(), 2, "{got:?}");
+    for r in &got {
+        assert_eq!(r.authorization, format!("Bearer {REAL_A}"), "{r:?}");
+        assert_eq!(r.query, format!("title={PH_A}"), "{r:?}");
+        assert_eq!(r.headers.get("x-title"), Some(&PH_A.to_string()), "{r:?}");
+    }
+    Ok(())
+}
+
+#[test]
 fn an_echo_asked_compressed_comes_back_plain_and_redacted() -> Result<()> {
     let Some(c) = cred_lab()? else {
         return Ok(());

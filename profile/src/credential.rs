@@ -1,0 +1,392 @@
+//! The `[[credential]]` section of a profile: a secret the bottle only
+//! sees as a placeholder, where its real value comes from and which hosts
+//! get it; its raw shape, its checks and its validated form.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::validate::{is_env_name, Validator};
+use crate::{normalize, Bottle, DomainRule, Mode, Ports, Uplink};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredential {
+    env: String,
+    from: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+    upstream_ca: Option<String>,
+    headers: Option<Vec<String>>,
+    query: Option<String>,
+}
+
+/// The headers besides `Authorization` that carry a credential's real
+/// value when the profile names none of its own: the API-key headers of
+/// the common model APIs (Anthropic and OpenAI-style, Google).
+pub const DEFAULT_HEADERS: &[&str] = &["x-api-key", "x-goog-api-key"];
+
+/// Headers that route or frame a request, never a credential's place: a
+/// real value in one would be read by every front end on the way (Host is
+/// what the credential host's front end routes and logs by), or break the
+/// request's framing.
+const NOT_A_PLACE: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+];
+
+/// A secret the bottle never holds: it gets a placeholder in `env`, and
+/// the sentry puts the real value (from `from`) in its requests to `hosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub env: String,
+    pub from: Source,
+    /// Exact names, lowercase, no trailing dot.
+    pub hosts: Vec<String>,
+    /// A CA file (PEM) that the sentry also trusts for these hosts' real
+    /// certificates, as written (relative to the profile's directory).
+    pub upstream_ca: Option<String>,
+    /// The headers besides `Authorization` (which always does) whose
+    /// values get the real value, lowercase: the profile's `headers`, or
+    /// `DEFAULT_HEADERS`. Anywhere else the placeholder stays as it is.
+    pub headers: Vec<String>,
+    /// The one query parameter whose value gets the real value when it is
+    /// exactly the placeholder, for APIs that take their key in the URL.
+    pub query: Option<String>,
+}
+
+/// Where the real value of a credential is, on the machine that runs
+/// `rbm-launch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `env:NAME`: the launcher's environment variable NAME.
+    Env(String),
+    /// `file:PATH`: the contents of a file (one trailing newline dropped).
+    File(String),
+    /// `podman-secret:NAME`: a Podman secret that already exists.
+    PodmanSecret(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Env(n) => write!(f, "env:{n}"),
+            Source::File(p) => write!(f, "file:{p}"),
+            Source::PodmanSecret(n) => write!(f, "podman-secret:{n}"),
+        }
+    }
+}
+
+impl Validator {
+    pub(crate) fn credentials(
+        &mut self,
+        raw: &[RawCredential],
+        uplink: &Uplink,
+        bottle: &Bottle,
+    ) -> Vec<Credential> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, c) in raw.iter().enumerate() {
+            let field = |name: &str| format!("credential[{i}].{name}");
+            if !is_env_name(&c.env) {
+                self.fail(
+                    &field("env"),
+                    format!("{:?} is not a valid environment variable name", c.env),
+                    "use letters, digits and _ only, not starting with a digit, e.g. \"ANTHROPIC_API_KEY\"",
+                );
+            } else if !seen.insert(c.env.clone()) {
+                self.fail(
+                    &field("env"),
+                    format!("{} has two credentials", c.env),
+                    "give each credential its own variable",
+                );
+            } else if bottle.env.contains_key(&c.env) {
+                self.fail(
+                    &field("env"),
+                    format!("{} is also set in bottle.env", c.env),
+                    "remove it from bottle.env: the bottle gets the credential's placeholder there",
+                );
+            }
+            let from = self.source(&field("from"), &c.from);
+            if c.hosts.is_empty() {
+                self.fail(
+                    &field("hosts"),
+                    "is empty: the real value would go nowhere",
+                    "list the names the real value is sent to, e.g. [\"api.anthropic.com\"]",
+                );
+            }
+            let hosts: Vec<String> = c.hosts.iter().map(|h| normalize(h)).collect();
+            for (j, host) in hosts.iter().enumerate() {
+                let field = format!("credential[{i}].hosts[{j}]");
+                match DomainRule::parse(host) {
+                    Ok(rule)
+                        if !rule.wildcard && rule.ports == Ports::All && !host.contains(':') => {}
+                    _ => {
+                        self.fail(
+                            &field,
+                            format!("{host:?} is not an exact DNS name"),
+                            "write one name, without a wildcard or port, e.g. \"api.anthropic.com\"",
+                        );
+                        continue;
+                    }
+                }
+                let granted =
+                    uplink
+                        .domains
+                        .iter()
+                        .filter(|r| r.matches(host))
+                        .any(|r| match &r.ports {
+                            Ports::All => true,
+                            Ports::Only(p) => p.contains(&443),
+                        });
+                if !granted {
+                    self.fail(
+                        &field,
+                        format!("{host} is not allowed on port 443 by uplink.domains"),
+                        format!("add \"{host}\" (or \"{host}:443\") to uplink.domains"),
+                    );
+                }
+            }
+            if uplink.access != Mode::Allowlist || uplink.dns == Mode::Disabled {
+                self.fail(
+                    &field("hosts"),
+                    "needs uplink.access = \"allowlist\" and DNS through the sentry: the sentry finds the hosts' connections by the addresses their names answer",
+                    "set uplink.access = \"allowlist\" and uplink.dns to \"allowlist\" or \"global\"",
+                );
+            }
+            if let Some(from) = from {
+                out.push(Credential {
+                    env: c.env.clone(),
+                    from,
+                    hosts,
+                    upstream_ca: c.upstream_ca.clone(),
+                    headers: self.headers(&field("headers"), c.headers.as_deref()),
+                    query: self.query(&field("query"), c.query.as_deref()),
+                });
+            }
+        }
+        out
+    }
+
+    /// The header names a credential goes in (`field`, as the profile
+    /// wrote them, or the default), lowercase.
+    fn headers(&mut self, field: &str, declared: Option<&[String]>) -> Vec<String> {
+        let Some(declared) = declared else {
+            return DEFAULT_HEADERS.iter().map(|h| h.to_string()).collect();
+        };
+        let mut out: Vec<String> = Vec::new();
+        for (j, name) in declared.iter().enumerate() {
+            let field = format!("{field}[{j}]");
+            let lower = name.to_ascii_lowercase();
+            if lower.is_empty() || !lower.bytes().all(is_token_byte) {
+                self.fail(
+                    &field,
+                    format!("{name:?} is not an HTTP header name"),
+                    "write the header's name alone, e.g. \"x-api-key\"",
+                );
+            } else if NOT_A_PLACE.contains(&lower.as_str()) {
+                self.fail(
+                    &field,
+                    format!("{lower} routes or frames the request, it does not carry a credential"),
+                    "remove it; name the header the API reads its key from, e.g. \"x-api-key\"",
+                );
+            } else if out.contains(&lower) {
+                self.fail(
+                    &field,
+                    format!("{lower} is named twice"),
+                    "name each header once",
+                );
+            } else {
+                out.push(lower);
+            }
+        }
+        out
+    }
+
+    /// The query parameter a credential goes in, if the profile names one.
+    fn query(&mut self, field: &str, name: Option<&str>) -> Option<String> {
+        let name = name?;
+        // Unreserved characters only: the name is compared with the
+        // request's bytes as they are, never decoded.
+        let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+        if name.is_empty() || !name.bytes().all(unreserved) {
+            self.fail(
+                field,
+                format!("{name:?} is not a query parameter name rbm can match"),
+                "write the parameter's name as the API's URLs have it, letters, digits and -._~ only, e.g. \"key\"",
+            );
+            return None;
+        }
+        Some(name.to_string())
+    }
+
+    fn source(&mut self, field: &str, text: &str) -> Option<Source> {
+        let fix = "write env:NAME (an environment variable of rbm-launch), file:PATH or podman-secret:NAME";
+        let Some((kind, rest)) = text.split_once(':') else {
+            self.fail(field, format!("{text:?} names no source"), fix);
+            return None;
+        };
+        if rest.is_empty() {
+            self.fail(field, format!("{text:?} has nothing after {kind}:"), fix);
+            return None;
+        }
+        match kind {
+            "env" if is_env_name(rest) => Some(Source::Env(rest.to_string())),
+            "env" => {
+                self.fail(
+                    field,
+                    format!("{rest:?} is not an environment variable name"),
+                    fix,
+                );
+                None
+            }
+            "file" => Some(Source::File(rest.to_string())),
+            "podman-secret" => Some(Source::PodmanSecret(rest.to_string())),
+            other => {
+                self.fail(field, format!("unknown source {other:?}"), fix);
+                None
+            }
+        }
+    }
+}
+
+/// A byte of an HTTP token (RFC 9110), what a header name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{has, parse, problems, with, GOOD};
+
+    const CREDENTIAL: &str = "\n[[credential]]\nenv = \"API_KEY\"\nfrom = \"env:REAL_KEY\"\nhosts = [\"PyPI.org.\"]\nupstream_ca = \"./ca.pem\"\n";
+
+    #[test]
+    fn a_credential_names_its_variable_source_and_hosts() {
+        let p = parse(&format!("{GOOD}{CREDENTIAL}")).unwrap();
+        assert_eq!(
+            p.credentials,
+            vec![Credential {
+                env: "API_KEY".into(),
+                from: Source::Env("REAL_KEY".into()),
+                hosts: vec!["pypi.org".into()],
+                upstream_ca: Some("./ca.pem".into()),
+                headers: vec!["x-api-key".into(), "x-goog-api-key".into()],
+                query: None,
+            }]
+        );
+        for (from, source) in [
+            ("file:/k", Source::File("/k".into())),
+            ("podman-secret:s1", Source::PodmanSecret("s1".into())),
+        ] {
+            let text = format!("{GOOD}{}", CREDENTIAL.replace("env:REAL_KEY", from));
+            assert_eq!(parse(&text).unwrap().credentials[0].from, source);
+        }
+        let changed = parse(&format!("{GOOD}{}", CREDENTIAL.replace("API_KEY", "OTHER"))).unwrap();
+        assert_eq!(p.restart_fields(&changed), vec!["credential"]);
+    }
+
+    #[test]
+    fn bad_credentials_name_the_field_and_the_fix() {
+        let bad = |from: &str, to: &str| {
+            assert!(CREDENTIAL.contains(from), "test bug: {from}");
+            problems(&format!("{GOOD}{}", CREDENTIAL.replace(from, to)))
+        };
+        let p = bad("env:REAL_KEY", "vault:x");
+        assert!(
+            has(&p, "credential[0].from", "unknown source \"vault\""),
+            "{p:?}"
+        );
+        let p = bad("PyPI.org.", "api.other.test");
+        assert!(
+            has(
+                &p,
+                "credential[0].hosts[0]",
+                "not allowed on port 443 by uplink.domains"
+            ),
+            "{p:?}"
+        );
+        let p = bad("PyPI.org.", "*.pythonhosted.org");
+        assert!(
+            has(&p, "credential[0].hosts[0]", "not an exact DNS name"),
+            "{p:?}"
+        );
+        let p = bad("hosts = [\"PyPI.org.\"]", "hosts = []");
+        assert!(has(&p, "credential[0].hosts", "is empty"), "{p:?}");
+        let p = bad("API_KEY", "KEY");
+        assert!(
+            has(&p, "credential[0].env", "also set in bottle.env"),
+            "{p:?}"
+        );
+        let twice = format!("{GOOD}{CREDENTIAL}{CREDENTIAL}");
+        assert!(has(
+            &problems(&twice),
+            "credential[1].env",
+            "API_KEY has two credentials"
+        ));
+        let global = with("access = \"allowlist\"", "access = \"global\"");
+        assert!(has(
+            &problems(&format!("{global}{CREDENTIAL}")),
+            "credential[0].hosts",
+            "needs uplink.access = \"allowlist\""
+        ));
+    }
+
+    #[test]
+    fn a_credential_may_name_its_own_headers_and_one_query_parameter() {
+        let text = format!(
+            "{GOOD}{CREDENTIAL}headers = [\"X-Custom-Key\", \"api-key\"]\nquery = \"key\"\n"
+        );
+        let c = &parse(&text).unwrap().credentials[0];
+        assert_eq!(c.headers, ["x-custom-key", "api-key"]);
+        assert_eq!(c.query.as_deref(), Some("key"));
+        // An empty list leaves Authorization alone.
+        let text = format!("{GOOD}{CREDENTIAL}headers = []\n");
+        assert!(parse(&text).unwrap().credentials[0].headers.is_empty());
+    }
+
+    #[test]
+    fn a_header_or_query_parameter_that_cannot_carry_a_credential_names_the_field_and_the_fix() {
+        let bad = |extra: &str| {
+            let text = format!("{GOOD}{CREDENTIAL}{extra}\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("profiles/x.toml") && err.contains("fix:"),
+                "{err}"
+            );
+            problems(&text)
+        };
+        let p = bad("headers = [\"x api key\"]");
+        assert!(
+            has(&p, "credential[0].headers[0]", "not an HTTP header name"),
+            "{p:?}"
+        );
+        let p = bad("headers = [\"x-api-key\", \"Host\"]");
+        assert!(
+            has(&p, "credential[0].headers[1]", "host routes or frames"),
+            "{p:?}"
+        );
+        let p = bad("headers = [\"x-k\", \"X-K\"]");
+        assert!(
+            has(&p, "credential[0].headers[1]", "x-k is named twice"),
+            "{p:?}"
+        );
+        for name in ["", "a b", "k%65y", "key="] {
+            let p = bad(&format!("query = \"{name}\""));
+            assert!(
+                has(&p, "credential[0].query", "not a query parameter name"),
+                "{name:?}: {p:?}"
+            );
+        }
+    }
+}

@@ -44,6 +44,19 @@ const NOT_A_PLACE: &[&str] = &[
     "http2-settings",
 ];
 
+/// What a header or query parameter that carries a key is named for, one
+/// of these in its name: a shared profile must not be able to point the
+/// real value at a place the host stores and shows (`x-title`, `referer`,
+/// `user-agent`, a `title` or `q` parameter): the host would publish it.
+const KEY_WORDS: &[&str] = &[
+    "key", "token", "auth", "secret", "credential", "password", "signature",
+];
+
+/// Whether `name` (lowercase) is named for a key (`KEY_WORDS`).
+fn named_for_a_key(name: &str) -> bool {
+    KEY_WORDS.iter().any(|w| name.contains(w))
+}
+
 /// A secret the bottle never holds: it gets a placeholder in `env`, and
 /// the sentry puts the real value (from `from`) in its requests to `hosts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +212,12 @@ impl Validator {
                     format!("{lower} routes or frames the request, it does not carry a credential"),
                     "remove it; name the header the API reads its key from, e.g. \"x-api-key\"",
                 );
+            } else if !named_for_a_key(&lower) {
+                self.fail(
+                    &field,
+                    format!("{lower} is not named for a key (a header a host may store and show)"),
+                    "name a header whose name says it carries a key (one of key, token, auth, secret, credential, password, signature), e.g. \"x-api-key\"",
+                );
             } else if out.contains(&lower) {
                 self.fail(
                     &field,
@@ -223,6 +242,14 @@ impl Validator {
                 field,
                 format!("{name:?} is not a query parameter name rbm can match"),
                 "write the parameter's name as the API's URLs have it, letters, digits and -._~ only, e.g. \"key\"",
+            );
+            return None;
+        }
+        if !named_for_a_key(&name.to_ascii_lowercase()) {
+            self.fail(
+                field,
+                format!("{name:?} is not named for a key (a parameter a host may store and show)"),
+                "name the parameter the API reads its key from; its name says so (one of key, token, auth, secret, credential, password, signature), e.g. \"key\"",
             );
             return None;
         }
@@ -376,11 +403,23 @@ mod tests {
             has(&p, "credential[0].headers[1]", "host routes or frames"),
             "{p:?}"
         );
-        let p = bad("headers = [\"x-k\", \"X-K\"]");
+        let p = bad("headers = [\"x-key\", \"X-Key\"]");
         assert!(
-            has(&p, "credential[0].headers[1]", "x-k is named twice"),
+            has(&p, "credential[0].headers[1]", "x-key is named twice"),
             "{p:?}"
         );
+        // A place a host stores and shows, named by a shared profile.
+        for name in ["x-title", "http-referer", "user-agent", "cookie"] {
+            let p = bad(&format!("headers = [\"{name}\"]"));
+            assert!(
+                has(&p, "credential[0].headers[0]", "not named for a key"),
+                "{name}: {p:?}"
+            );
+        }
+        for name in ["title", "q"] {
+            let p = bad(&format!("query = \"{name}\""));
+            assert!(has(&p, "credential[0].query", "not named for a key"), "{p:?}");
+        }
         for name in ["", "a b", "k%65y", "key="] {
             let p = bad(&format!("query = \"{name}\""));
             assert!(

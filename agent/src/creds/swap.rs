@@ -65,28 +65,6 @@ pub fn replace(data: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `data` with every `from` of `pairs` replaced by its `to`, one pair
-/// after the other; `None` if none occurred.
-fn replace_all<'a>(
-    data: &[u8],
-    pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Option<Vec<u8>> {
-    let mut current: Option<Vec<u8>> = None;
-    for (from, to) in pairs {
-        if let Some(v) = replace(current.as_deref().unwrap_or(data), from, to) {
-            current = Some(v);
-        }
-    }
-    current
-}
-
-/// Each secret's placeholder, then its real value.
-fn placeholder_to_real<'a>(secrets: &'a [&Secret]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
-    secrets
-        .iter()
-        .map(|s| (s.placeholder.as_slice(), s.real.as_slice()))
-}
-
 pub fn contains(data: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && memchr::memmem::find(data, needle).is_some()
 }
@@ -113,35 +91,73 @@ pub fn swap_header(name: &str, value: &[u8], secrets: &[Secret]) -> Option<Swapp
     swap_value(value, &here)
 }
 
-/// `value` with the placeholders of `secrets` swapped for their real
-/// values, also inside `Basic` credentials; `None` if it holds none.
+/// `value` with a placeholder of `secrets` swapped for its real value,
+/// where a credential is: the whole value (`x-api-key: PH`), the one word
+/// after a scheme (`Bearer PH`, `token PH`), or in `Basic` credentials the
+/// whole user or the whole password; `None` otherwise. A placeholder inside
+/// anything longer (`Digest username="PH"`, an OAuth callback, a Basic user
+/// `x-PH`, `note PH note`) stays what it is: a host stores and shows such
+/// values (audit logs of failed logins, callbacks it follows).
 fn swap_value(value: &[u8], secrets: &[&Secret]) -> Option<Swapped> {
-    let plain = replace_all(value, placeholder_to_real(secrets));
-    let current = plain.as_deref().unwrap_or(value);
-    swap_basic(current, secrets).or_else(|| {
-        plain.map(|value| Swapped {
-            value,
+    let text = value.trim_ascii();
+    let whole = |s: &&&Secret| text == s.placeholder.as_slice();
+    if let Some(s) = secrets.iter().find(whole) {
+        return Some(Swapped {
+            value: s.real.clone(),
             encoded: None,
-        })
+        });
+    }
+    let space = text.iter().position(|b| *b == b' ')?;
+    let (scheme, rest) = (&text[..space], &text[space + 1..]);
+    if scheme.eq_ignore_ascii_case(b"basic") {
+        return swap_basic(scheme, rest, secrets);
+    }
+    let token = !scheme.is_empty() && scheme.iter().all(|b| b.is_ascii_alphanumeric() || b"-._~+".contains(b));
+    let s = secrets.iter().find(|s| rest == s.placeholder.as_slice()).filter(|_| token)?;
+    Some(Swapped {
+        value: [scheme, b" ", &s.real].concat(),
+        encoded: None,
     })
 }
 
-/// `Basic BASE64(user:password)` with a placeholder inside, re-encoded;
-/// with the new encoding and the one it replaced.
-fn swap_basic(value: &[u8], secrets: &[&Secret]) -> Option<Swapped> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (scheme, encoded) = text.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
+/// `Basic BASE64(user:password)` whose user or password is exactly a
+/// placeholder (git takes a token as either), re-encoded; with the new
+/// encoding and the one it replaced.
+fn swap_basic(scheme: &[u8], encoded: &[u8], secrets: &[&Secret]) -> Option<Swapped> {
     let engine = base64::engine::general_purpose::STANDARD;
-    let decoded = engine.decode(encoded.trim()).ok()?;
-    let swapped = replace_all(&decoded, placeholder_to_real(secrets))?;
+    let decoded = engine.decode(encoded).ok()?;
+    let colon = decoded.iter().position(|b| *b == b':')?;
+    let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
+    let swapped = secrets.iter().find_map(|s| {
+        if password == s.placeholder.as_slice() {
+            Some([user, b":", &s.real].concat())
+        } else if user == s.placeholder.as_slice() {
+            Some([&s.real[..], b":", password].concat())
+        } else {
+            None
+        }
+    })?;
     let made = engine.encode(swapped);
     Some(Swapped {
-        value: format!("{scheme} {made}").into_bytes(),
-        encoded: Some((made.into_bytes(), encoded.trim().as_bytes().to_vec())),
+        value: [scheme, b" ", made.as_bytes()].concat(),
+        encoded: Some((made.into_bytes(), encoded.to_vec())),
     })
+}
+
+/// Whether `value` is Basic credentials that hold `s`'s placeholder
+/// anywhere.
+fn in_basic(value: &[u8], s: &Secret) -> bool {
+    let text = value.trim_ascii();
+    let Some(space) = text.iter().position(|b| *b == b' ') else {
+        return false;
+    };
+    if !text[..space].eq_ignore_ascii_case(b"basic") {
+        return false;
+    }
+    let engine = base64::engine::general_purpose::STANDARD;
+    engine
+        .decode(text[space + 1..].trim_ascii())
+        .is_ok_and(|decoded| contains(&decoded, &s.placeholder))
 }
 
 /// The secrets among `others` whose placeholder (plain or in Basic
@@ -149,7 +165,7 @@ fn swap_basic(value: &[u8], secrets: &[&Secret]) -> Option<Swapped> {
 pub fn placeholders_in<'a>(value: &[u8], others: &'a [Secret]) -> Vec<&'a Secret> {
     others
         .iter()
-        .filter(|s| contains(value, &s.placeholder) || swap_basic(value, &[s]).is_some())
+        .filter(|s| contains(value, &s.placeholder) || in_basic(value, s))
         .collect()
 }
 
@@ -241,6 +257,37 @@ mod tests {
         assert_eq!(placeholders_in(basic.as_bytes(), &s).len(), 1);
         assert!(placeholders_in(b"x rbm-ph-1 y", &s).len() == 1);
         assert!(placeholders_in(b"nothing", &s).is_empty());
+    }
+
+    #[test]
+    fn a_placeholder_inside_a_longer_value_stays_what_it_is() {
+        let mut s = secret("K", "rbm-ph-1", "sk-real-1");
+        s.places.headers = vec!["x-api-key".into()];
+        let s = [s];
+        let engine = base64::engine::general_purpose::STANDARD;
+        for (name, value) in [
+            ("authorization", "Digest username=\"rbm-ph-1\", uri=\"/\"".to_string()),
+            ("authorization", "OAuth oauth_callback=\"https://evil/?rbm-ph-1\"".into()),
+            ("authorization", "Bearer rbm-ph-1 rbm-ph-1".into()),
+            ("authorization", format!("Basic {}", engine.encode("x-rbm-ph-1:pw"))),
+            ("authorization", format!("Basic {}", engine.encode("user:rbm-ph-1x"))),
+            ("x-api-key", "note rbm-ph-1 note".into()),
+        ] {
+            assert_eq!(swap_header(name, value.as_bytes(), &s), None, "{name}: {value}");
+        }
+        // The whole user of Basic credentials (git takes a token there).
+        let user = format!("Basic {}", engine.encode("rbm-ph-1:x-oauth-basic"));
+        let swapped = swap_header("authorization", user.as_bytes(), &s).unwrap();
+        let made = String::from_utf8(swapped.encoded.unwrap().0).unwrap();
+        assert_eq!(engine.decode(made).unwrap(), b"sk-real-1:x-oauth-basic");
+        assert_eq!(
+            swap_header("authorization", b"token rbm-ph-1", &s).unwrap().value,
+            b"token sk-real-1"
+        );
+        // Still refused when it names another credential's host.
+        assert_eq!(placeholders_in(user.as_bytes(), &s).len(), 1);
+        let embedded = format!("Basic {}", engine.encode("x-rbm-ph-1:pw"));
+        assert_eq!(placeholders_in(embedded.as_bytes(), &s).len(), 1);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! The kernel does not know which name opened an element, so the agent's
 //! records name carried addresses `BEFORE_RESTART`. The policy they were
 //! opened under is the one the new agent enforces (a reload is written
-//! down before it goes in), so nothing is opened that the policy would
+//! down before it goes in, marked in progress until its table is in: an
+//! agent that died in between left a table of the policy before, and
+//! nothing of it is carried), so nothing is opened that the policy would
 //! not. A name the policy does not know is never granted: a later reload
 //! closes carried addresses (a new answer opens them again), and they are
 //! not kept open past their time for being in use (`crate::inuse`).

@@ -65,6 +65,12 @@ pub struct Persisted {
     pub generation: u16,
     pub reloads: u64,
     pub profile: String,
+    /// Written before the reload's table goes in, cleared once it is: an
+    /// agent that finds it set died in between, so the table it finds was
+    /// made under the policy before, and what that table learned is not
+    /// carried over (`crate::carried`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub installing: bool,
 }
 
 /// The policy a reload left, if one did.
@@ -265,10 +271,11 @@ impl Enforcer {
         if generation != current.generation() {
             rs.fill(elements(&plan.kept, Target::Kept));
         }
-        let persisted = Persisted {
+        let mut persisted = Persisted {
             generation,
             reloads: current.persisted.as_ref().map_or(0, |p| p.reloads) + 1,
             profile: text.to_string(),
+            installing: true,
         };
         if let Err(e) = store_state(&self.state_file, Some(&persisted)) {
             return Outcome::Failed(format!(
@@ -281,6 +288,12 @@ impl Enforcer {
                 tracing::error!(%undo, "cannot put the previous policy back in its file");
             }
             return Outcome::Failed(format!("the kernel refused the new ruleset: {e}"));
+        }
+        persisted.installing = false;
+        if let Err(e) = store_state(&self.state_file, Some(&persisted)) {
+            // The new policy is in force and written down; only a restart
+            // would carry nothing over.
+            tracing::warn!("cannot mark the reload done in {}: {e}", self.state_file.display());
         }
         let summary = Summary {
             added: rules_diff(&policy, &old),
@@ -448,13 +461,19 @@ mod tests {
     use crate::profile::Ports;
     use std::time::Instant;
 
-    /// Takes every batch, or refuses every batch.
+    /// Takes every batch, or refuses every batch; `peek`: the state file,
+    /// read as each batch goes in.
     struct Kernel {
         refuse: bool,
+        peek: Option<(PathBuf, Arc<Mutex<Vec<bool>>>)>,
     }
 
     impl Transport for Kernel {
         fn apply(&mut self, _: &[Request]) -> Result<(), FirewallError> {
+            if let Some((path, seen)) = &self.peek {
+                let installing = load_state(path).unwrap().is_some_and(|p| p.installing);
+                seen.lock().unwrap().push(installing);
+            }
             if self.refuse {
                 Err(FirewallError::Unanswered(1))
             } else {
@@ -475,7 +494,7 @@ mod tests {
         let profile = Profile::parse(&first, Path::new("t")).unwrap();
         let policy = Arc::new(PolicyCell::new(Policy::from_profile(&profile)));
         Enforcer::new(
-            Arc::new(Mutex::new(Firewall::new(Box::new(Kernel { refuse })))),
+            Arc::new(Mutex::new(Firewall::new(Box::new(Kernel { refuse, peek: None })))),
             policy,
             Arc::new(Shared::default()),
             vec!["192.0.2.53".parse().unwrap()],
@@ -547,6 +566,25 @@ mod tests {
         let never = Box::new(|_: &[Learn]| panic!("must not record"));
         let result = e.learn("a.test", vec![item], never).await;
         assert!(matches!(result, Err(FirewallError::PolicyChanged(_))));
+    }
+
+    #[test]
+    fn a_reload_is_marked_in_progress_while_its_table_goes_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = enforcer(dir.path(), false);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let peek = Some((e.state_file.clone(), Arc::clone(&seen)));
+        e.firewall = Arc::new(Mutex::new(Firewall::new(Box::new(Kernel {
+            refuse: false,
+            peek,
+        }))));
+        assert!(matches!(
+            e.reload(&text("\"b.test\"", "i")),
+            Outcome::Reloaded(_)
+        ));
+        assert_eq!(*seen.lock().unwrap(), [true], "an agent dying here carries nothing");
+        let after = load_state(&e.state_file).unwrap().unwrap();
+        assert!(!after.installing, "done");
     }
 
     #[test]

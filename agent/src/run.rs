@@ -50,10 +50,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut firewall = Firewall::new(Box::new(NetlinkTransport::open()?));
     // What an agent before this one learned, read before the lockdown
     // replaces its table (the supervisor restarts us in its namespace).
-    let carried = Carried::read(&mut firewall).unwrap_or_else(|e| {
-        tracing::warn!("cannot read what the agent before learned, so it is closed: {e}");
+    let carried = if persisted.as_ref().is_some_and(|p| p.installing) {
+        // The agent before died inside a reload: its table may hold what
+        // the policy before opened (a name the reload removed).
+        tracing::warn!("the agent before died inside a reload: nothing it learned is carried over");
         Carried::default()
-    });
+    } else {
+        Carried::read(&mut firewall).unwrap_or_else(|e| {
+            tracing::warn!("cannot read what the agent before learned, so it is closed: {e}");
+            Carried::default()
+        })
+    };
     let read_at = Instant::now();
     firewall
         .install(&Ruleset::lockdown())

@@ -50,14 +50,32 @@ pub fn set_elem_timeouts(attrs: &[u8]) -> Vec<ElemTimes> {
 }
 
 /// The original direction's destination address of one ctnetlink
-/// connection (CTA_TUPLE_ORIG / CTA_TUPLE_IP / CTA_IP_V4_DST or _V6_DST).
+/// connection (CTA_TUPLE_ORIG / CTA_TUPLE_IP / CTA_IP_V4_DST or _V6_DST),
+/// if it is one that counts as a use: the other end answered it (a
+/// datagram the bottle sends on and on to an address that never replies,
+/// or a SYN, keeps an entry alive without any use) and the name check did
+/// not refuse it (its mark is not DENIED).
 pub fn conntrack_orig_dst(attrs: &[u8]) -> Option<IpAddr> {
+    use super::ruleset::marks;
     let find = |buf, kind| {
         parse_attrs(buf)
             .into_iter()
             .find(|(k, _)| *k == kind)
             .map(|(_, v)| v)
     };
+    let u32_of = |kind| {
+        find(attrs, kind)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(u32::from_be_bytes)
+    };
+    let status = u32_of(attr::CTA_STATUS)?;
+    if status & (super::wire::IPS_SEEN_REPLY | super::wire::IPS_ASSURED) == 0 {
+        return None;
+    }
+    let refused = marks::SIGNATURE | marks::DENIED;
+    if u32_of(attr::CTA_MARK).is_some_and(|m| m & marks::KIND_MASK == refused) {
+        return None;
+    }
     let ip = find(find(attrs, attr::CTA_TUPLE_ORIG)?, attr::CTA_TUPLE_IP)?;
     if let Some(v4) = find(ip, attr::CTA_IP_V4_DST) {
         return Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v4).ok()?)));
@@ -183,8 +201,9 @@ mod tests {
     #[test]
     fn a_connection_s_original_destination_is_read_for_both_families() {
         use super::super::wire::Attrs;
-        let conn = |kind, dst: &[u8]| {
+        let with = |kind, dst: &[u8], status: u32, mark: u32| {
             let mut a = Attrs::new();
+            a.u32be(attr::CTA_STATUS, status).u32be(attr::CTA_MARK, mark);
             a.nested(attr::CTA_TUPLE_ORIG, |t| {
                 t.nested(attr::CTA_TUPLE_IP, |ip| {
                     ip.bytes(kind - 1, &vec![9; dst.len()]).bytes(kind, dst);
@@ -192,6 +211,8 @@ mod tests {
             });
             a.0
         };
+        let answered = super::super::wire::IPS_SEEN_REPLY;
+        let conn = |kind, dst: &[u8]| with(kind, dst, answered, 0);
         let v4 = conn(attr::CTA_IP_V4_DST, &[198, 51, 100, 10]);
         assert_eq!(
             conntrack_orig_dst(&v4),
@@ -201,5 +222,11 @@ mod tests {
         let v6 = conn(attr::CTA_IP_V6_DST, &six.octets());
         assert_eq!(conntrack_orig_dst(&v6), Some(IpAddr::V6(six)));
         assert_eq!(conntrack_orig_dst(&v4[..v4.len() - 2]), None, "truncated");
+        let dst = [198, 51, 100, 10];
+        let unanswered = with(attr::CTA_IP_V4_DST, &dst, 0, 0);
+        assert_eq!(conntrack_orig_dst(&unanswered), None, "never answered");
+        let refused = super::super::ruleset::marks::ct(3, super::super::ruleset::marks::DENIED);
+        let denied = with(attr::CTA_IP_V4_DST, &dst, answered, refused);
+        assert_eq!(conntrack_orig_dst(&denied), None, "refused by the name check");
     }
 }

@@ -88,7 +88,14 @@ pub mod attr {
     pub const CTA_TUPLE_IP: u16 = 1;
     pub const CTA_IP_V4_DST: u16 = 2;
     pub const CTA_IP_V6_DST: u16 = 4;
+    pub const CTA_STATUS: u16 = 3;
+    pub const CTA_MARK: u16 = 8;
 }
+
+/// conntrack status bits (IPS_*): the connection saw a reply, or is
+/// assured (a reply, and for TCP a completed handshake).
+pub const IPS_SEEN_REPLY: u32 = 1 << 1;
+pub const IPS_ASSURED: u32 = 1 << 2;
 
 pub const NFT_SET_INTERVAL: u32 = 0x4;
 pub const NFT_SET_TIMEOUT: u32 = 0x10;

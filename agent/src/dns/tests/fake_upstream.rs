@@ -28,9 +28,15 @@ pub(super) struct FakeUpstream {
 
 impl FakeUpstream {
     pub async fn start() -> FakeUpstream {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.unwrap();
+        // The same port number for UDP and TCP: another process may hold
+        // the TCP one of a free UDP port, so try again on another.
+        let (udp, addr, tcp) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = TcpListener::bind(addr).await {
+                break (udp, addr, tcp);
+            }
+        };
         let fake = FakeUpstream {
             addr,
             seen: Arc::default(),

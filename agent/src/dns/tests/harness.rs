@@ -75,9 +75,19 @@ pub(super) async fn start(
     let shared = Arc::new(Shared::default());
     let learner = Arc::new(learner);
     let policy = Arc::new(PolicyCell::new(policy));
-    let handle = serve(config, policy.clone(), learner.clone(), shared.clone())
-        .await
-        .unwrap();
+    // Port 0 picks a free UDP port, and the TCP listener takes the same
+    // number, which another process may hold: try again on another.
+    let mut tries = 0;
+    let handle = loop {
+        match serve(config.clone(), policy.clone(), learner.clone(), shared.clone()).await {
+            Ok(handle) => break handle,
+            Err(e) if tries < 20 => {
+                tries += 1;
+                eprintln!("the proxy's ports, try {tries}: {e}");
+            }
+            Err(e) => panic!("the proxy does not start: {e}"),
+        }
+    };
     let addr = handle.local_addr();
     assert!(addr.ip().is_loopback() && addr.port() != 0);
     Proxy {

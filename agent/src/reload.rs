@@ -293,7 +293,10 @@ impl Enforcer {
         if let Err(e) = store_state(&self.state_file, Some(&persisted)) {
             // The new policy is in force and written down; only a restart
             // would carry nothing over.
-            tracing::warn!("cannot mark the reload done in {}: {e}", self.state_file.display());
+            tracing::warn!(
+                "cannot mark the reload done in {}: {e}",
+                self.state_file.display()
+            );
         }
         let summary = Summary {
             added: rules_diff(&policy, &old),
@@ -494,7 +497,10 @@ mod tests {
         let profile = Profile::parse(&first, Path::new("t")).unwrap();
         let policy = Arc::new(PolicyCell::new(Policy::from_profile(&profile)));
         Enforcer::new(
-            Arc::new(Mutex::new(Firewall::new(Box::new(Kernel { refuse, peek: None })))),
+            Arc::new(Mutex::new(Firewall::new(Box::new(Kernel {
+                refuse,
+                peek: None,
+            })))),
             policy,
             Arc::new(Shared::default()),
             vec!["192.0.2.53".parse().unwrap()],
@@ -582,7 +588,11 @@ mod tests {
             e.reload(&text("\"b.test\"", "i")),
             Outcome::Reloaded(_)
         ));
-        assert_eq!(*seen.lock().unwrap(), [true], "an agent dying here carries nothing");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [true],
+            "an agent dying here carries nothing"
+        );
         let after = load_state(&e.state_file).unwrap().unwrap();
         assert!(!after.installing, "done");
     }

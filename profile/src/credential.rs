@@ -49,7 +49,13 @@ const NOT_A_PLACE: &[&str] = &[
 /// real value at a place the host stores and shows (`x-title`, `referer`,
 /// `user-agent`, a `title` or `q` parameter): the host would publish it.
 const KEY_WORDS: &[&str] = &[
-    "key", "token", "auth", "secret", "credential", "password", "signature",
+    "key",
+    "token",
+    "auth",
+    "secret",
+    "credential",
+    "password",
+    "signature",
 ];
 
 /// Whether `name` (lowercase) is named for a key (`KEY_WORDS`).
@@ -418,7 +424,10 @@ mod tests {
         }
         for name in ["title", "q"] {
             let p = bad(&format!("query = \"{name}\""));
-            assert!(has(&p, "credential[0].query", "not named for a key"), "{p:?}");
+            assert!(
+                has(&p, "credential[0].query", "not named for a key"),
+                "{p:?}"
+            );
         }
         for name in ["", "a b", "k%65y", "key="] {
             let p = bad(&format!("query = \"{name}\""));

@@ -112,8 +112,14 @@ fn swap_value(value: &[u8], secrets: &[&Secret]) -> Option<Swapped> {
     if scheme.eq_ignore_ascii_case(b"basic") {
         return swap_basic(scheme, rest, secrets);
     }
-    let token = !scheme.is_empty() && scheme.iter().all(|b| b.is_ascii_alphanumeric() || b"-._~+".contains(b));
-    let s = secrets.iter().find(|s| rest == s.placeholder.as_slice()).filter(|_| token)?;
+    let token = !scheme.is_empty()
+        && scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+".contains(b));
+    let s = secrets
+        .iter()
+        .find(|s| rest == s.placeholder.as_slice())
+        .filter(|_| token)?;
     Some(Swapped {
         value: [scheme, b" ", &s.real].concat(),
         encoded: None,
@@ -266,14 +272,30 @@ mod tests {
         let s = [s];
         let engine = base64::engine::general_purpose::STANDARD;
         for (name, value) in [
-            ("authorization", "Digest username=\"rbm-ph-1\", uri=\"/\"".to_string()),
-            ("authorization", "OAuth oauth_callback=\"https://evil/?rbm-ph-1\"".into()),
+            (
+                "authorization",
+                "Digest username=\"rbm-ph-1\", uri=\"/\"".to_string(),
+            ),
+            (
+                "authorization",
+                "OAuth oauth_callback=\"https://evil/?rbm-ph-1\"".into(),
+            ),
             ("authorization", "Bearer rbm-ph-1 rbm-ph-1".into()),
-            ("authorization", format!("Basic {}", engine.encode("x-rbm-ph-1:pw"))),
-            ("authorization", format!("Basic {}", engine.encode("user:rbm-ph-1x"))),
+            (
+                "authorization",
+                format!("Basic {}", engine.encode("x-rbm-ph-1:pw")),
+            ),
+            (
+                "authorization",
+                format!("Basic {}", engine.encode("user:rbm-ph-1x")),
+            ),
             ("x-api-key", "note rbm-ph-1 note".into()),
         ] {
-            assert_eq!(swap_header(name, value.as_bytes(), &s), None, "{name}: {value}");
+            assert_eq!(
+                swap_header(name, value.as_bytes(), &s),
+                None,
+                "{name}: {value}"
+            );
         }
         // The whole user of Basic credentials (git takes a token there).
         let user = format!("Basic {}", engine.encode("rbm-ph-1:x-oauth-basic"));
@@ -281,7 +303,9 @@ mod tests {
         let made = String::from_utf8(swapped.encoded.unwrap().0).unwrap();
         assert_eq!(engine.decode(made).unwrap(), b"sk-real-1:x-oauth-basic");
         assert_eq!(
-            swap_header("authorization", b"token rbm-ph-1", &s).unwrap().value,
+            swap_header("authorization", b"token rbm-ph-1", &s)
+                .unwrap()
+                .value,
             b"token sk-real-1"
         );
         // Still refused when it names another credential's host.

@@ -203,7 +203,8 @@ mod tests {
         use super::super::wire::Attrs;
         let with = |kind, dst: &[u8], status: u32, mark: u32| {
             let mut a = Attrs::new();
-            a.u32be(attr::CTA_STATUS, status).u32be(attr::CTA_MARK, mark);
+            a.u32be(attr::CTA_STATUS, status)
+                .u32be(attr::CTA_MARK, mark);
             a.nested(attr::CTA_TUPLE_ORIG, |t| {
                 t.nested(attr::CTA_TUPLE_IP, |ip| {
                     ip.bytes(kind - 1, &vec![9; dst.len()]).bytes(kind, dst);
@@ -227,6 +228,10 @@ mod tests {
         assert_eq!(conntrack_orig_dst(&unanswered), None, "never answered");
         let refused = super::super::ruleset::marks::ct(3, super::super::ruleset::marks::DENIED);
         let denied = with(attr::CTA_IP_V4_DST, &dst, answered, refused);
-        assert_eq!(conntrack_orig_dst(&denied), None, "refused by the name check");
+        assert_eq!(
+            conntrack_orig_dst(&denied),
+            None,
+            "refused by the name check"
+        );
     }
 }

@@ -70,7 +70,8 @@ pub fn request(stream: &[u8]) -> Seen {
     let version = words[words.len() - 1];
     let has_version = version.len() >= 5 && version[..5].eq_ignore_ascii_case(b"HTTP/");
     let has_target = target.starts_with(b"/") || target == b"*" || find(target, b"://").is_some();
-    if !has_version && !(words.len() == 2 && has_target) {
+    let http09 = words.len() == 2 && has_target;
+    if !(has_version || http09) {
         // "EHLO mail.test", "USER anonymous": a line protocol, not HTTP.
         return Seen::NotThis;
     }

@@ -79,7 +79,14 @@ pub(super) async fn start(
     // number, which another process may hold: try again on another.
     let mut tries = 0;
     let handle = loop {
-        match serve(config.clone(), policy.clone(), learner.clone(), shared.clone()).await {
+        match serve(
+            config.clone(),
+            policy.clone(),
+            learner.clone(),
+            shared.clone(),
+        )
+        .await
+        {
             Ok(handle) => break handle,
             Err(e) if tries < 20 => {
                 tries += 1;

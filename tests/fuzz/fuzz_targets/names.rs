@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         2 => {
-            let outcome = judge::udp(policy, port, &pieces(rest));
+            let outcome = judge::udp(policy, port, &pieces(rest), &[]);
             check_allow(policy, packet::UDP, port, &outcome);
         }
         _ => {
@@ -88,6 +88,12 @@ fuzz_target!(|data: &[u8]| {
             http::may_be_request(rest);
             http::request(rest);
             quic::initial_name(&[rest]);
+            let known = [quic::Origin {
+                version: 1,
+                dcid: b"fuzzfuzz".to_vec(),
+            }];
+            quic::again(rest, &known);
+            quic::initial_name_keyed(&[rest], &known);
         }
     }
 });

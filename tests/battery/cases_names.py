@@ -114,6 +114,7 @@ def reused_source_port_carries_another_name():
     port = random.randint(30000, 60000)
     first = tcp_send_from(port, CFG["api"], 443, client_hello(CFG["api_name"]))
     second = tcp_send_from(port, CFG["api"], 443, client_hello(CFG["other_name"]))
+    world_closes()
     return (bool(world_got(first)) and blocked(second), f"first {first}; second {second}")
 
 
@@ -121,8 +122,9 @@ def reused_source_port_carries_another_name():
       "the first reaches its world; the second is dropped", egress=["DNS", "API:443"])
 def second_quic_connection_on_one_flow():
     dns_query(CFG["api_name"], timeout=2)
+    # Split: datagrams under the MTU (a fragment's port the witness cannot read).
     out = probe("send", f"{CFG['api']}:443", "--quic", CFG["other_name"], "--after-quic", CFG["api_name"],
-                "--timeout-ms", "800")
+                "--split", "600", "--timeout-ms", "800")
     first_ok = "before" not in (out.get("error") or "")
     return (first_ok and not out.get("ok"), json.dumps(out)[:160])
 
@@ -130,6 +132,7 @@ def second_quic_connection_on_one_flow():
 def http_on_8080(request):
     dns_query(CFG["api_name"], timeout=2)
     r = tcp_send_parts(CFG["api"], 8080, [request])
+    world_closes()
     return (blocked(r), f"tcp {r}")
 
 
@@ -164,6 +167,7 @@ def absolute_target_of_another_scheme():
 def escape_sequences_as_a_server_name():
     dns_query(CFG["api_name"], timeout=2)
     out = probe("send", f"{CFG['api']}:443", "--tls", ESCAPE_NAME, "--timeout-ms", "800")
+    world_closes()
     return (not out.get("ok"), json.dumps(out)[:160])
 
 
@@ -212,6 +216,7 @@ def second_syn_moves_where_the_check_reads():
         r = f"silent ({e})"
     finally:
         s.close()
+    world_closes()
     return (blocked(r), f"the real hello: {r}")
 
 

@@ -304,6 +304,13 @@ def tcp_send_parts(ip, port, parts, timeout=SHUT, pause=0.15, family=socket.AF_I
         s.close()
 
 
+def world_closes():
+    """Waits for the world's own close of a refused connection (after 0.5 s
+    without bytes), which the sentry answers with a reset to the world: it
+    falls in the case that caused it, not in the next one's window."""
+    time.sleep(1)
+
+
 def re_nothing_got(data):
     """The world's "what did you get" answer when it got no byte: its
     greeting may come back while the sentry holds the bottle's first bytes

@@ -12,7 +12,8 @@
 //! Writes the table tests/battery/results-podman-VERSION-MODE.md.
 //!
 //! Network safety: every address is the test's own: enclave 10.250.60.0/24,
-//! uplink 10.251.60.0/24 and the worlds on it; the witness routes the
+//! uplink 10.251.60.0/24 and the worlds on it, a neighbouring network
+//! 10.252.60.0/24 (its gateway on the Podman host); the witness routes the
 //! link-local range (cloud metadata) to the trap world first.
 //!
 //! Needs root and RBM_PODMAN (like tests/e2e.rs); scripts/test runs it on
@@ -52,6 +53,13 @@ const API_NAME: &str = "api.battery.test";
 const OTHER_NAME: &str = "other.battery.test";
 const PORTS_NAME: &str = "ports.battery.test";
 const SHORT_NAME: &str = "short.battery.test";
+/// An allowed name that resolves to an address of the Podman host: the
+/// gateway of a neighbouring network the test creates (another project's
+/// bridge), which the sentry must withhold from the answer.
+const HOST_NAME: &str = "host.battery.test";
+const NEIGHBOUR_NET: &str = "rbm-battery-neighbour";
+const NEIGHBOUR_SUBNET: &str = "10.252.60.0/24";
+const NEIGHBOUR_GATEWAY: &str = "10.252.60.1";
 const SHORT_TTL: u32 = 2;
 /// The credential's host (HTTPS with a certificate of the world's CA,
 /// which only the sentry trusts, through `upstream_ca`) and another
@@ -134,7 +142,7 @@ bottle_ip = "{bottle}"
 [uplink]
 dns = "allowlist"
 access = "allowlist"
-domains = [{api}"{PORTS_NAME}:443", "{SHORT_NAME}", "{CRED_NAME}", "{FRONT_NAME}"]
+domains = [{api}"{PORTS_NAME}:443", "{SHORT_NAME}", "{CRED_NAME}", "{FRONT_NAME}", "{HOST_NAME}"]
 cidrs = ["{cidr}/32"]
 upstream_dns = ["{resolver}"]
 subnet = "{uplink}/24"
@@ -171,7 +179,7 @@ fn world_certs() -> &'static (TestCa, Leaf, Leaf) {
 fn world_setup(host: u8) -> WorldSetup {
     let zone = format!(
         "{API_NAME}. A 60 {}\n{OTHER_NAME}. A 60 {}\n{PORTS_NAME}. A 60 {}\n{SHORT_NAME}. A {SHORT_TTL} {}\n\
-         {CRED_NAME}. A 60 {}\n{FRONT_NAME}. A 60 {}\n",
+         {CRED_NAME}. A 60 {}\n{FRONT_NAME}. A 60 {}\n{HOST_NAME}. A 60 {NEIGHBOUR_GATEWAY}\n",
         uplink(API),
         uplink(TRAP),
         uplink(PORTS),
@@ -219,6 +227,9 @@ impl Drop for Battery {
     fn drop(&mut self) {
         let _ = self.podman.remove_container(&self.witness);
         self.worlds.clear();
+        let _ = self
+            .podman
+            .run(&["network", "rm", "--force", NEIGHBOUR_NET]);
     }
 }
 
@@ -311,6 +322,25 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         bottle: names.1,
         sentry: names.0,
     };
+    // Another project's network on the same Podman, there before `up`,
+    // with a container on it (so that its bridge, and the gateway address
+    // on the host, exist: a packet to it stays on this machine).
+    let _ = podman.run(&["network", "rm", "--force", NEIGHBOUR_NET]);
+    podman.run_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        NEIGHBOUR_SUBNET,
+        NEIGHBOUR_NET,
+    ])?;
+    let neighbour: Ipv4Addr = Ipv4Addr::new(10, 252, N, 2);
+    b.worlds.push(WorldContainer::start(
+        &podman,
+        &format!("{MONIKER}-neighbour"),
+        NEIGHBOUR_NET,
+        neighbour,
+        &WorldSetup::new("").tcp([SocketAddr::from((neighbour, 80))]),
+    )?);
     b.launch(&["up", &b.launched.profile], UP_TIMEOUT)?
         .check()
         .context("rbm-launch up")?;
@@ -388,6 +418,8 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         "other_name": OTHER_NAME,
         "ports_name": PORTS_NAME,
         "short_name": SHORT_NAME,
+        "host_name": HOST_NAME,
+        "neighbour_gateway": NEIGHBOUR_GATEWAY,
         "cred_name": CRED_NAME,
         "front_name": FRONT_NAME,
         "short_ttl": SHORT_TTL,

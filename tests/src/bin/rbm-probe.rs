@@ -337,7 +337,7 @@ fn dispatch(command: Command) -> Result<Report, String> {
                 _ => return Err("usage: send needs --tls, --http, --text or --quic".into()),
             };
             let before = match &after_quic {
-                Some(name) => quic::initials_of(&quic::FIRST_DCID, &named(name), None),
+                Some(name) => quic::initials_of(&quic::FIRST_DCID, &named(name), split),
                 None => vec![],
             };
             let carrier = match (quic.is_some(), udp) {

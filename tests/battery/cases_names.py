@@ -326,6 +326,17 @@ def basic_credentials_echoed():
     return (placeholder() != "" and r == f"200 auth: {sent}", f"https {r}")
 
 
+@case("creds", "the placeholder in a path, a query parameter and an x-title header the credential host would store and publish",
+      "those keep the placeholder, only Authorization gets the real key (battery.rs reads the world's log of the request)",
+      egress=["DNS", "CRED:443"])
+def placeholder_where_the_host_publishes():
+    dns_query(CFG["cred_name"], timeout=2)
+    ph = placeholder()
+    r = https_get(CFG["cred"], CFG["cred_name"], path=f"/published/{ph}?title={ph}", bearer=ph,
+                  extra=f"x-title: {ph}\r\n")
+    return (ph != "" and r == f"200 auth: Bearer {ph}", f"https {r}")
+
+
 @case("creds", "the credential host from a client that verifies as Python 3.13 does (X.509 strict)",
       "the sentry's certificate is accepted; the echo holds the placeholder", egress=["DNS", "CRED:443"])
 def strict_client_takes_the_sentry_certificate():

@@ -203,14 +203,14 @@ def placeholder():
 
 
 def https_get(ip, name, path="/", bearer=None, host=None, verify=True, timeout=3, gzip_ok=False,
-              auth=None, strict=False):
+              auth=None, strict=False, extra=""):
     """One HTTP/1.1 GET over TLS to ip:443 with server name `name` (and Host
     `host`, by default the same): "STATUS BODY", or what failed. `verify`
     trusts what the bottle trusts (SSL_CERT_FILE: the public roots and the
     sentry's CA); `strict` verifies as Python 3.13 does by default (X.509
     strict: key identifiers and the rest RFC 5280 asks for); `gzip_ok`
     accepts a gzip-encoded body (and decodes it); `auth` is a whole
-    Authorization value (instead of `bearer`)."""
+    Authorization value (instead of `bearer`); `extra` more header lines."""
     ctx = ssl.create_default_context()
     if strict:
         ctx.verify_flags |= ssl.VERIFY_X509_STRICT
@@ -219,7 +219,7 @@ def https_get(ip, name, path="/", bearer=None, host=None, verify=True, timeout=3
         ctx.verify_mode = ssl.CERT_NONE
     auth = f"Authorization: {auth}\r\n" if auth else f"Authorization: Bearer {bearer}\r\n" if bearer else ""
     accept = "Accept-Encoding: gzip\r\n" if gzip_ok else ""
-    req = f"GET {path} HTTP/1.1\r\nHost: {host or name}\r\n{auth}{accept}Connection: close\r\n\r\n"
+    req = f"GET {path} HTTP/1.1\r\nHost: {host or name}\r\n{auth}{accept}{extra}Connection: close\r\n\r\n"
     try:
         with socket.create_connection((ip, 443), timeout=timeout) as raw:
             with ctx.wrap_socket(raw, server_hostname=name) as tls:

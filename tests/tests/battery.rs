@@ -455,6 +455,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
     }
 
     fronting_seen(&b, &mut cases)?;
+    published_kept_the_placeholder(&b, &mut cases)?;
     let key_case = real_key_stayed(&b, &cases)?;
     cases.push(key_case);
     let status_case = status_shows_bottle_names_escaped(&b)?;
@@ -541,6 +542,36 @@ fn fronting_seen(b: &Battery, cases: &mut [Case]) -> Result<()> {
     let _ = write!(
         c.observed,
         "; {FRONT_NAME}'s world logged a request for Host {OTHER_NAME}: {served}"
+    );
+    Ok(())
+}
+
+/// `placeholder-where-the-host-publishes`: the credential host's world
+/// logged the request with the placeholder in its path, query and x-title
+/// (what a host stores and shows), the real key in Authorization only.
+fn published_kept_the_placeholder(b: &Battery, cases: &mut [Case]) -> Result<()> {
+    let Some(c) = cases
+        .iter_mut()
+        .find(|c| c.id == "placeholder-where-the-host-publishes")
+    else {
+        return Ok(());
+    };
+    let placeholder = bottle_placeholder(b)?;
+    let requests = b.world(CRED)?.https_requests()?;
+    let Some(r) = requests.iter().find(|r| r.path.starts_with("/published/")) else {
+        c.bottle_ok = false;
+        c.observed.push_str("; the world logged no such request");
+        return Ok(());
+    };
+    let title = r.headers.get("x-title").map_or("", String::as_str);
+    let kept = r.path.ends_with(&placeholder)
+        && r.query == format!("title={placeholder}")
+        && title == placeholder
+        && r.authorization.contains(REAL_KEY);
+    c.bottle_ok &= kept;
+    let _ = write!(
+        c.observed,
+        "; the world got path, query and x-title with the placeholder and the real key in Authorization only: {kept}"
     );
     Ok(())
 }

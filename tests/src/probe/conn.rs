@@ -68,6 +68,9 @@ pub fn run_send(addr: SocketAddr, data: &[u8], carrier: Carrier, timeout: Durati
                     if !before.is_empty() {
                         udp_exchange(&socket, addr, &before, timeout)
                             .map_err(|e| format!("before: {e}"))?;
+                        // The other datagrams' replies: a late one must not
+                        // pass for the answer to what is sent next.
+                        drain(&socket, Duration::from_millis(300));
                     }
                     udp_exchange(&socket, addr, &datagrams, timeout)
                 }),
@@ -180,6 +183,14 @@ pub fn tcp_line(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
     let data = read_to_eof_by(&mut stream, deadline, timeout)
         .map_err(|e| describe(&format!("read from {addr}"), &e))?;
     Ok(String::from_utf8_lossy(&data).trim().to_string())
+}
+
+/// Reads and drops what arrives on `socket` until it is quiet for `quiet`.
+fn drain(socket: &UdpSocket, quiet: Duration) {
+    let mut buf = vec![0u8; 65535];
+    if socket.set_read_timeout(Some(quiet)).is_ok() {
+        while socket.recv(&mut buf).is_ok() {}
+    }
 }
 
 /// Sends one datagram to `addr` from `socket` and waits for one reply from it.

@@ -319,16 +319,7 @@ impl Body for Redacting {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::creds::swap::Places;
-
-    fn secret(env: &str, placeholder: &str, real: &str) -> Secret {
-        Secret {
-            env: env.into(),
-            placeholder: placeholder.into(),
-            real: real.into(),
-            places: Places::default(),
-        }
-    }
+    use crate::creds::swap::tests::secret;
 
     #[test]
     fn real_values_are_redacted_across_chunk_boundaries() {

@@ -228,10 +228,11 @@ fn percent_encode(data: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn secret(env: &str, placeholder: &str, real: &str) -> Secret {
+    /// A credential that goes in Authorization only.
+    pub(crate) fn secret(env: &str, placeholder: &str, real: &str) -> Secret {
         Secret {
             env: env.into(),
             placeholder: placeholder.into(),

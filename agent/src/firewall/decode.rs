@@ -28,22 +28,36 @@ pub fn rule_counter(attrs: &[u8]) -> Option<RuleCounter> {
     })
 }
 
-/// The timeout and the time left (ms) of each element in one NEWSETELEM
-/// message's attributes.
-pub fn set_elem_timeouts(attrs: &[u8]) -> Vec<ElemTimes> {
+/// The attributes of each element in one NEWSETELEM message's attributes.
+fn set_elems(attrs: &[u8]) -> impl Iterator<Item = Vec<(u16, &[u8])>> {
     parse_attrs(attrs)
         .into_iter()
         .filter(|(kind, _)| *kind == attr::SET_ELEM_LIST_ELEMENTS)
         .flat_map(|(_, list)| parse_attrs(list))
-        .filter_map(|(_, elem)| {
-            let attrs = parse_attrs(elem);
-            let ms = |wanted| {
-                let (_, v) = attrs.iter().find(|(kind, _)| *kind == wanted)?;
-                Some(u64::from_be_bytes((*v).try_into().ok()?))
-            };
+        .map(|(_, elem)| parse_attrs(elem))
+}
+
+/// The value of attribute `wanted` among `attrs`.
+fn value<'a>(attrs: &[(u16, &'a [u8])], wanted: u16) -> Option<&'a [u8]> {
+    attrs
+        .iter()
+        .find(|(kind, _)| *kind == wanted)
+        .map(|(_, v)| *v)
+}
+
+/// The big-endian u64 of attribute `wanted` among `attrs`.
+fn u64_value(attrs: &[(u16, &[u8])], wanted: u16) -> Option<u64> {
+    Some(u64::from_be_bytes(value(attrs, wanted)?.try_into().ok()?))
+}
+
+/// The timeout and the time left (ms) of each element in one NEWSETELEM
+/// message's attributes.
+pub fn set_elem_timeouts(attrs: &[u8]) -> Vec<ElemTimes> {
+    set_elems(attrs)
+        .filter_map(|elem| {
             Some(ElemTimes {
-                timeout_ms: ms(attr::SET_ELEM_TIMEOUT)?,
-                expires_in_ms: ms(attr::SET_ELEM_EXPIRATION)?,
+                timeout_ms: u64_value(&elem, attr::SET_ELEM_TIMEOUT)?,
+                expires_in_ms: u64_value(&elem, attr::SET_ELEM_EXPIRATION)?,
             })
         })
         .collect()
@@ -87,23 +101,13 @@ pub fn conntrack_orig_dst(attrs: &[u8]) -> Option<IpAddr> {
 /// The key and the time left (ms) of each element with a timeout in one
 /// NEWSETELEM message's attributes.
 pub fn set_elem_keys(attrs: &[u8]) -> Vec<(Vec<u8>, u64)> {
-    parse_attrs(attrs)
-        .into_iter()
-        .filter(|(kind, _)| *kind == attr::SET_ELEM_LIST_ELEMENTS)
-        .flat_map(|(_, list)| parse_attrs(list))
-        .filter_map(|(_, elem)| {
-            let attrs = parse_attrs(elem);
-            let find = |wanted| {
-                attrs
-                    .iter()
-                    .find(|(kind, _)| *kind == wanted)
-                    .map(|(_, v)| *v)
-            };
-            let key = parse_attrs(find(attr::SET_ELEM_KEY)?)
-                .into_iter()
-                .find(|(kind, _)| *kind == attr::DATA_VALUE)?
-                .1;
-            let left = u64::from_be_bytes(find(attr::SET_ELEM_EXPIRATION)?.try_into().ok()?);
+    set_elems(attrs)
+        .filter_map(|elem| {
+            let key = value(
+                &parse_attrs(value(&elem, attr::SET_ELEM_KEY)?),
+                attr::DATA_VALUE,
+            )?;
+            let left = u64_value(&elem, attr::SET_ELEM_EXPIRATION)?;
             Some((key.to_vec(), left))
         })
         .collect()

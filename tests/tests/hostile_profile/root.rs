@@ -1,0 +1,9 @@
+//! Hostile-profile cases: root.
+
+use anyhow::Result;
+
+use crate::common::{Ctx, Row};
+
+pub fn cases(_ctx: &Ctx) -> Result<Vec<Row>> {
+    Ok(Vec::new())
+}

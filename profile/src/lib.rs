@@ -15,11 +15,13 @@ use serde::{Deserialize, Serialize};
 mod credential;
 mod rule;
 mod validate;
+mod volume;
 
 use credential::RawCredential;
 pub use credential::{Credential, Source};
 pub use rule::{normalize, DomainRule, Mode, Ports, RuleError};
 use validate::Validator;
+pub use volume::{ResolvedVolume, Volume};
 
 /// One thing wrong with a profile: where, what, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +90,10 @@ struct RawBottle {
     command: Option<Vec<String>>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Each a string or a table (`volume`): read there, for messages
+    /// that name the volume.
     #[serde(default)]
-    volumes: Vec<String>,
+    volumes: Vec<toml::Value>,
     workdir: Option<String>,
 }
 
@@ -172,8 +176,9 @@ pub struct Bottle {
     pub image: String,
     pub command: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
-    /// As written in the profile (podman -v syntax, host part maybe relative).
-    pub volumes: Vec<String>,
+    /// Host folders the bottle gets; `Profile::resolve_volumes` says
+    /// where they are on this machine.
+    pub volumes: Vec<Volume>,
     pub workdir: Option<String>,
 }
 
@@ -240,6 +245,11 @@ impl Profile {
             message: syntax_message(&e),
         })?;
         let mut v = Validator::default();
+        // The same text as a plain table: every string in it, whatever
+        // field it belongs to, is checked for control characters.
+        if let Ok(table) = text.parse::<toml::Table>() {
+            v.problems.extend(validate::control_characters(&table));
+        }
         let profile = v.profile(raw);
         if v.problems.is_empty() {
             Ok(profile)
@@ -251,21 +261,16 @@ impl Profile {
         }
     }
 
-    /// Volumes with relative host paths made absolute against `base`
-    /// (the directory holding the profile file).
-    pub fn volumes_resolved(&self, base: &Path) -> Vec<String> {
+    /// The volumes with their host paths resolved against `folder` (the
+    /// folder holding the profile file), symbolic links included; the
+    /// first one that leaves the folder without saying `outside = true`
+    /// is a problem. Touches nothing.
+    pub fn resolve_volumes(&self, folder: &Path) -> Result<Vec<ResolvedVolume>, Problem> {
         self.bottle
             .volumes
             .iter()
-            .map(|v| {
-                let (host, rest) = v.split_once(':').unwrap_or((v.as_str(), ""));
-                let host_path = if host.starts_with('/') {
-                    PathBuf::from(host)
-                } else {
-                    base.join(host)
-                };
-                format!("{}:{}", host_path.display(), rest)
-            })
+            .enumerate()
+            .map(|(i, v)| v.resolve(folder, &format!("bottle.volumes[{i}]")))
             .collect()
     }
 
@@ -474,8 +479,13 @@ protocol = "tcp"
         );
         assert_eq!(p.names().sentry, "rbm-demo-sentry");
         assert_eq!(
-            p.volumes_resolved(Path::new("/p")),
-            vec!["/p/./work:/workspace".to_string()]
+            p.bottle.volumes,
+            vec![Volume {
+                host: "./work".into(),
+                bottle: "/workspace".into(),
+                read_only: false,
+                outside: false
+            }]
         );
     }
 
@@ -632,16 +642,6 @@ protocol = "tcp"
             &problems(&with("\"192.0.2.53\"", "\"dns.google\"")),
             "uplink.upstream_dns[0]",
             "not an IP"
-        ));
-        assert!(has(
-            &problems(&with("\"./work:/workspace\"", "\"./work\"")),
-            "bottle.volumes[0]",
-            "podman -v"
-        ));
-        assert!(has(
-            &problems(&with("\"./work:/workspace\"", "\"./work:workspace\"")),
-            "bottle.volumes[0]",
-            "not absolute"
         ));
         assert!(has(
             &problems(&with("workdir = \"/workspace\"", "workdir = \"w\"")),

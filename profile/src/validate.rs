@@ -88,9 +88,12 @@ impl Validator {
                 );
             }
         }
-        for (i, vol) in raw.volumes.iter().enumerate() {
-            self.volume(i, vol);
-        }
+        let volumes = raw
+            .volumes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, vol)| self.volume(i, vol))
+            .collect();
         if let Some(w) = &raw.workdir {
             if !w.starts_with('/') {
                 self.fail(
@@ -104,23 +107,8 @@ impl Validator {
             image: raw.image,
             command: raw.command,
             env: raw.env,
-            volumes: raw.volumes,
+            volumes,
             workdir: raw.workdir,
-        }
-    }
-
-    fn volume(&mut self, i: usize, vol: &str) {
-        let field = format!("bottle.volumes[{i}]");
-        let parts: Vec<&str> = vol.split(':').collect();
-        let fix = "write HOST_PATH:BOTTLE_PATH[:OPTIONS], e.g. \"./work:/workspace\" or \"/data:/data:ro\"";
-        if !(2..=3).contains(&parts.len()) || parts[0].is_empty() {
-            self.fail(&field, format!("{vol:?} is not in podman -v form"), fix);
-        } else if !parts[1].starts_with('/') {
-            self.fail(
-                &field,
-                format!("bottle path {:?} is not absolute", parts[1]),
-                fix,
-            );
         }
     }
 
@@ -374,6 +362,66 @@ impl Validator {
     }
 }
 
+/// Every string of the profile, keys included, is data: none may hold a
+/// control character. A newline in a value that goes into a unit file
+/// (Quadlet's `WorkingDir=`, `Exec=`, ...) would start a key of its own
+/// there, e.g. `ExecStartPre=` running as root at boot; a tab, NUL or
+/// carriage return changes how systemd, podman or a terminal reads it.
+/// One problem per string, named by its place (`bottle.command[2]`,
+/// `bottle.env.K`, `credential[0].from`).
+pub(super) fn control_characters(table: &toml::Table) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    walk_table(table, "", &mut problems);
+    problems
+}
+
+fn walk_table(table: &toml::Table, at: &str, problems: &mut Vec<Problem>) {
+    for (key, value) in table {
+        let field = if at.is_empty() {
+            key.clone()
+        } else {
+            format!("{at}.{key}")
+        };
+        if let Some(c) = key.chars().find(|c| c.is_control()) {
+            problems.push(control_problem(&format!("{field:?}"), "its name", c));
+        }
+        walk(value, &field, problems);
+    }
+}
+
+fn walk(value: &toml::Value, field: &str, problems: &mut Vec<Problem>) {
+    match value {
+        toml::Value::String(s) => {
+            if let Some(c) = s.chars().find(|c| c.is_control()) {
+                problems.push(control_problem(field, "the value", c));
+            }
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(item, &format!("{field}[{i}]"), problems);
+            }
+        }
+        toml::Value::Table(t) => walk_table(t, field, problems),
+        _ => {}
+    }
+}
+
+fn control_problem(field: &str, what: &str, c: char) -> Problem {
+    let name = match c {
+        '\n' => "a newline".to_string(),
+        '\r' => "a carriage return".to_string(),
+        '\t' => "a tab".to_string(),
+        '\0' => "a NUL".to_string(),
+        '\u{7f}' => "a DEL".to_string(),
+        c => format!("the control character U+{:04X}", c as u32),
+    };
+    Problem {
+        field: field.to_string(),
+        message: format!("{what} holds {name}: a profile's strings are data, and a control character could be read as syntax (a newline starts a new key in a unit file)"),
+        fix: "write it on one line without control characters (no \\n, \\t or \\u escapes of them); a command's arguments go in separate list items".to_string(),
+    }
+}
+
 /// Letters, digits and `_`, not starting with a digit.
 pub(crate) fn is_env_name(key: &str) -> bool {
     key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -382,4 +430,91 @@ pub(crate) fn is_env_name(key: &str) -> bool {
 
 fn first_host(net: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()) + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::{has, parse, problems, with, GOOD};
+
+    const INJECTED: &str =
+        r#"/tmp\n[Service]\nExecStartPre=/bin/sh -c \"id > /tmp/rbm-pwned\"\n[Container]"#;
+
+    #[test]
+    fn a_newline_in_any_string_is_refused_with_its_field() {
+        let credential = "\n[[credential]]\nenv = \"API_KEY\"\nfrom = \"env:REAL_KEY\"\nhosts = [\"pypi.org\"]\nupstream_ca = \"./ca.pem\"\n";
+        for (from, to, field) in [
+            (
+                "\"/workspace\"",
+                format!("\"{INJECTED}\""),
+                "bottle.workdir",
+            ),
+            ("\"free text\"", "\"a\\nb\"".into(), "description"),
+            (
+                "\"localhost/rbm-demo-bottle:latest\"",
+                "\"img\\n[Service]\"".into(),
+                "bottle.image",
+            ),
+            (
+                "[\"sleep\", \"infinity\"]",
+                "[\"sleep\", \"x\", \"1\\nExecStartPre=/bin/id\"]".into(),
+                "bottle.command[2]",
+            ),
+            ("\"value\"", "\"v\\r\\nX=1\"".into(), "bottle.env.KEY"),
+            (
+                "\"./work:/workspace\"",
+                "\"./work:/workspace:ro\\nExecStartPre=/bin/id\"".into(),
+                "bottle.volumes[0]",
+            ),
+            (
+                "\"./work:/workspace\"",
+                "{ host = \"./w\\tx\", bottle = \"/w\" }".into(),
+                "bottle.volumes[0].host",
+            ),
+            (
+                "\"pypi.org\",",
+                "\"pypi.org\\u0000\",".into(),
+                "uplink.domains[0]",
+            ),
+            (
+                "\"192.0.2.53\"",
+                "\"192.0.2.53\\u007f\"".into(),
+                "uplink.upstream_dns[0]",
+            ),
+        ] {
+            let p = problems(&with(from, &to));
+            assert!(
+                has(&p, field, "control character") || has(&p, field, "holds a"),
+                "{field}: {p:?}"
+            );
+            assert!(
+                has(&p, field, "fix: write it on one line"),
+                "{field}: {p:?}"
+            );
+        }
+        let text = format!("{GOOD}{}", credential.replace("env:REAL_KEY", "file:/k\\n"));
+        assert!(has(&problems(&text), "credential[0].from", "a newline"));
+        let text = format!(
+            "{GOOD}{}",
+            credential.replace("./ca.pem", "./ca\\u001b.pem")
+        );
+        assert!(has(&problems(&text), "credential[0].upstream_ca", "U+001B"));
+    }
+
+    #[test]
+    fn a_multi_line_string_is_refused_too() {
+        let p = problems(&with("\"free text\"", "\"\"\"\nline one\nline two\"\"\""));
+        assert!(has(&p, "description", "a newline"), "{p:?}");
+    }
+
+    #[test]
+    fn percent_dollar_quotes_and_backslashes_are_plain_data() {
+        let text = with("\"value\"", r#""%h ${HOME} $HOME \"q\" 'q' \\ ;""#);
+        let p = parse(&with_workdir(&text, "/w/%h/$HOME")).unwrap();
+        assert_eq!(p.bottle.env["KEY"], r#"%h ${HOME} $HOME "q" 'q' \ ;"#);
+        assert_eq!(p.bottle.workdir.as_deref(), Some("/w/%h/$HOME"));
+    }
+
+    fn with_workdir(text: &str, workdir: &str) -> String {
+        text.replacen("\"/workspace\"\n", &format!("{workdir:?}\n"), 1)
+    }
 }

@@ -7,7 +7,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use rbm_profile::{Names, Profile};
+use rbm_profile::{Names, Profile, ProfileError, ResolvedVolume};
 
 use crate::creds;
 use crate::error::Error;
@@ -54,10 +54,10 @@ pub fn up(
         };
         let engine = engine?;
         let opts = options(&engine)?;
-        up_surveyed(podman, &engine.arch, loaded, &opts, survey)?;
-        Ok::<_, Error>((engine, opts.profile_arg))
+        let volumes = up_surveyed(podman, &engine.arch, loaded, &opts, survey)?;
+        Ok::<_, Error>((engine, opts.profile_arg, volumes))
     })();
-    let (engine, profile_arg) = match started {
+    let (engine, profile_arg, volumes) = match started {
         Ok(started) => started,
         Err(e) => {
             return Err(match Host::detect(podman) {
@@ -67,21 +67,21 @@ pub fn up(
         }
     };
     let on = format!("Podman {} ({})", engine.version, engine.arch);
-    println!("{}", summary(&loaded.profile, &on, &profile_arg));
+    println!("{}", summary(&loaded.profile, &volumes, &on, &profile_arg));
     Ok(())
 }
 
 /// Starts the sentry, waits for its filter, then starts the bottle, for a
 /// Podman that runs containers on `arch`. `survey` is what podman said
 /// before (`Survey::ask_with_engine`). On failure everything of the
-/// profile is removed again.
+/// profile is removed again. Returns the bottle's volumes as mounted.
 pub fn up_surveyed(
     podman: &Podman,
     arch: &str,
     loaded: &Loaded,
     opts: &UpOptions,
     survey: Survey,
-) -> Result<(), Error> {
+) -> Result<Vec<ResolvedVolume>, Error> {
     let volumes = prepare(podman, arch, loaded, opts, survey.images)?;
     let names = loaded.profile.names();
     stop_present(podman, &names, &opts.profile_arg, &survey.present)?;
@@ -105,7 +105,7 @@ pub fn up_surveyed(
             &opts.profile_arg,
         ));
     }
-    Ok(())
+    Ok(volumes)
 }
 
 /// What `up` (and `quadlet`) need before any container: the checks that
@@ -118,7 +118,7 @@ pub fn prepare(
     loaded: &Loaded,
     opts: &UpOptions,
     images: Images,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<ResolvedVolume>, Error> {
     let stamp = images::agent_stamp(&opts.agent)?;
     if images.bottle?.status.code() != Some(0) {
         return Err(Error::BottleImageMissing {
@@ -150,37 +150,66 @@ fn cleanup_after(cause: Error, podman: &Podman, names: &Names, profile_arg: &str
     }
 }
 
-/// A relative host path (e.g. "./work", relative to the profile's directory)
-/// that does not exist yet is created as an empty directory: it is the
-/// bottle's workspace. A missing absolute host path is an error.
-pub fn prepare_volumes(profile: &Profile, dir: &Path, file: &Path) -> Result<Vec<String>, Error> {
-    for vol in &profile.bottle.volumes {
-        let host = vol.split(':').next().unwrap_or_default();
-        let path = dir.join(host);
-        if path.exists() {
+/// The bottle's volumes, resolved against the profile's folder `dir`
+/// (symbolic links followed): one that leaves the folder without saying
+/// `outside = true` is refused, naming the profile `file` and the field.
+/// A missing host folder inside the profile's folder (e.g. "./work", the
+/// bottle's workspace) is created, 0700 (the bottle's files are nobody
+/// else's business); rbm never creates one outside it: a missing
+/// `outside` path is an error.
+pub fn prepare_volumes(
+    profile: &Profile,
+    dir: &Path,
+    file: &Path,
+) -> Result<Vec<ResolvedVolume>, Error> {
+    let invalid = |problem| {
+        Error::Profile(ProfileError::Invalid {
+            file: file.to_path_buf(),
+            problems: vec![problem],
+        })
+    };
+    let mut volumes = profile.resolve_volumes(dir).map_err(invalid)?;
+    for (i, vol) in volumes.iter_mut().enumerate() {
+        if !vol.missing {
             continue;
         }
-        if Path::new(host).is_absolute() {
+        if vol.outside {
             return Err(Error::VolumeMissing {
-                path,
+                path: vol.host.clone(),
                 profile: file.to_path_buf(),
             });
         }
-        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
-            what: "cannot create volume directory",
-            path: path.clone(),
-            fix: "create it yourself, or change bottle.volumes",
-            source,
-        })?;
-        progress(&format!("created volume directory {}", path.display()));
+        create_private_dir(&vol.host)?;
+        progress(&format!("created volume directory {}", vol.host.display()));
+        // Resolved again: what was made must still be inside the folder.
+        let field = format!("bottle.volumes[{i}]");
+        *vol = profile.bottle.volumes[i]
+            .resolve(dir, &field)
+            .map_err(invalid)?;
     }
-    Ok(profile.volumes_resolved(dir))
+    Ok(volumes)
+}
+
+/// Creates `path` and its missing parents, each 0700. Who owns them is
+/// left to whoever runs rbm-launch (the bottle's user mapping decides
+/// what it may do there).
+fn create_private_dir(path: &Path) -> Result<(), Error> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(|source| Error::Io {
+        what: "cannot create volume directory",
+        path: path.to_path_buf(),
+        fix: "create it yourself, or change bottle.volumes",
+        source,
+    })
 }
 
 fn start(
     podman: &Podman,
     loaded: &Loaded,
-    volumes: &[String],
+    volumes: &[ResolvedVolume],
     opts: &UpOptions,
     host_nets: &[IpNet],
 ) -> Result<(), Error> {
@@ -223,7 +252,8 @@ fn start(
     }
     progress(&format!("sentry ready; starting bottle {}", n.bottle));
     let bottle_extra = creds::bottle_args(&planned, &n);
-    podman.run(&args::bottle_run(p, volumes, &bottle_extra))?;
+    let volumes: Vec<String> = volumes.iter().map(ResolvedVolume::podman_arg).collect();
+    podman.run(&args::bottle_run(p, &volumes, &bottle_extra))?;
     Ok(())
 }
 
@@ -362,8 +392,10 @@ fn remove_at_once(podman: &Podman, removals: &[args::Removal]) -> Vec<Error> {
     })
 }
 
-/// What `up` prints once both containers run on the Podman described as `on`.
-pub fn summary(p: &Profile, on: &str, profile_arg: &str) -> String {
+/// What `up` prints once both containers run on the Podman described as
+/// `on`: among it each host folder the bottle got, those outside the
+/// profile's folder marked so.
+pub fn summary(p: &Profile, volumes: &[ResolvedVolume], on: &str, profile_arg: &str) -> String {
     let n = p.names();
     let e = &p.enclave;
     let mut s = format!("rbm: {profile_arg} is up (moniker {}) on {on}\n", p.moniker);
@@ -375,6 +407,9 @@ pub fn summary(p: &Profile, on: &str, profile_arg: &str) -> String {
         "  bottle  {}  {} ({}), DNS and route via the sentry\n",
         n.bottle, e.bottle_ip, p.bottle.image
     );
+    for vol in volumes {
+        s += &format!("  volume  {vol}\n");
+    }
     for en in &p.entries {
         let proto = en.protocol.as_str();
         let url = match proto {

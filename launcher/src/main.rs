@@ -13,6 +13,7 @@ use rbm_launch::podman::find::{self, PROVISIONED};
 use rbm_launch::podman::host::{hardening, Engine, Host, Mode, DEVCONF_INHERIT};
 use rbm_launch::podman::{Podman, Remote};
 use rbm_launch::{exec, hostnets, quadlet, Error};
+use rbm_profile::{ProfileError, ResolvedVolume};
 
 const AFTER_HELP: &str = "\
 PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
@@ -289,16 +290,26 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
         .into());
     }
     let images = launch::Images::ask(&podman, &loaded.profile);
-    let volumes = launch::prepare(&podman, &host.arch, &loaded, &opts, images)?;
+    let volumes: Vec<String> = launch::prepare(&podman, &host.arch, &loaded, &opts, images)?
+        .iter()
+        .map(ResolvedVolume::podman_arg)
+        .collect();
     let host_nets = hostnets::with_local(launch::Present::ask(&podman).host_nets, &loaded.profile);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let profile = dir.join(quadlet::profile_file(&loaded.profile));
+    // All units first: a value that cannot be written leaves no file.
+    let units = quadlet::units(&loaded.profile, &profile, &volumes, &host_nets).map_err(|p| {
+        Error::Profile(ProfileError::Invalid {
+            file: loaded.path.clone(),
+            problems: vec![p],
+        })
+    })?;
     std::fs::write(&profile, &loaded.text)
         .with_context(|| format!("cannot write {}", profile.display()))?;
-    for unit in quadlet::units(&loaded.profile, &profile, &volumes, &host_nets) {
+    for unit in units {
         let path = dir.join(&unit.file);
         std::fs::write(&path, &unit.text)
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -70,7 +70,7 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
 }
 
 impl Fake {
-    fn up(&self) -> Result<(), Error> {
+    fn up(&self) -> Result<Vec<ResolvedVolume>, Error> {
         let survey = Survey::ask(&self.podman, &self.loaded.profile);
         up_surveyed(&self.podman, "amd64", &self.loaded, &self.opts, survey)
     }
@@ -414,12 +414,49 @@ fn a_clean_start_removes_nothing() {
 fn missing_absolute_volume_is_an_error() {
     let f = fake("", "true", "__never__");
     let mut p = f.loaded.profile.clone();
-    p.bottle.volumes = vec!["/nonexistent/rbm/x:/x".into()];
+    p.bottle.volumes = vec![rbm_profile::Volume {
+        host: "/nonexistent/rbm/x".into(),
+        bottle: "/x".into(),
+        read_only: false,
+        outside: true,
+    }];
     let err = prepare_volumes(&p, f.dir.path(), Path::new("demo.toml")).unwrap_err();
     assert!(
         matches!(err, Error::VolumeMissing { .. }) && err.exit_code() == 2,
         "{err}"
     );
+    assert!(!Path::new("/nonexistent/rbm").exists());
+}
+
+#[test]
+fn a_missing_workspace_is_created_inside_the_folder_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fake("", "true", "__never__");
+    let dir = f.dir.path().canonicalize().unwrap();
+    let vols = prepare_volumes(&f.loaded.profile, &dir, Path::new("demo.toml")).unwrap();
+    let work = dir.join("work");
+    assert_eq!(vols[0].host, work);
+    assert!(!vols[0].missing && !vols[0].outside);
+    let mode = std::fs::metadata(&work).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+}
+
+#[test]
+fn a_workspace_that_links_out_of_the_folder_is_refused_with_the_file_and_field() {
+    let f = fake("", "true", "__never__");
+    let dir = f.dir.path().canonicalize().unwrap();
+    let away = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(away.path(), dir.join("work")).unwrap();
+    let err = prepare_volumes(&f.loaded.profile, &dir, Path::new("demo.toml")).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("demo.toml")
+            && text.contains("bottle.volumes[0]")
+            && text.contains("outside the profile's folder")
+            && text.contains("fix:"),
+        "{text}"
+    );
+    assert_eq!(err.exit_code(), 2);
 }
 
 #[test]
@@ -434,7 +471,28 @@ fn ready_needs_json_saying_so() {
 #[test]
 fn summary_says_how_to_reach_it() {
     let f = fake("", "true", "__never__");
-    let s = summary(&f.loaded.profile, &host().describe(), "demo");
+    let vols = [
+        ResolvedVolume {
+            host: "/p/work".into(),
+            bottle: "/workspace".into(),
+            read_only: false,
+            outside: false,
+            missing: false,
+        },
+        ResolvedVolume {
+            host: "/srv/data".into(),
+            bottle: "/data".into(),
+            read_only: true,
+            outside: true,
+            missing: false,
+        },
+    ];
+    let s = summary(&f.loaded.profile, &vols, &host().describe(), "demo");
+    assert!(s.contains("  volume  /p/work -> /workspace\n"), "{s}");
+    assert!(
+        s.contains("  volume  /srv/data -> /data (read-only) [outside the profile's folder]\n"),
+        "{s}"
+    );
     assert!(
         s.starts_with("rbm: demo is up (moniker demo) on Podman 5.8.6 rootless"),
         "{s}"

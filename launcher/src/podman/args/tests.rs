@@ -7,7 +7,7 @@ moniker = "demo"
 image = "localhost/rbm-demo-bottle:latest"
 command = ["sleep", "infinity"]
 env = { B = "2", A = "1" }
-volumes = ["./work:/workspace", "/data:/data:ro"]
+volumes = ["./work:/workspace", { host = "/data", bottle = "/data", read_only = true, outside = true }]
 workdir = "/workspace"
 [enclave]
 subnet = "10.242.0.0/24"
@@ -78,14 +78,17 @@ fn sentry_run_is_exact() {
 #[test]
 fn bottle_run_is_exact() {
     let p = profile();
-    let vols = p.volumes_resolved(Path::new("/repo/profiles"));
+    let vols = [
+        "/repo/profiles/work:/workspace".into(),
+        "/data:/data:ro".into(),
+    ];
     assert_eq!(
         bottle_run(&p, &vols, &[]),
         words(
             "run -d --pull=never --name rbm-demo-bottle --label rbm.moniker=demo \
              --network rbm-demo-enclave:ip=10.242.0.3 --dns 10.242.0.2 \
              --cap-drop NET_ADMIN --cap-drop NET_RAW -e A=1 -e B=2 \
-             -v /repo/profiles/./work:/workspace -v /data:/data:ro -w /workspace \
+             -v /repo/profiles/work:/workspace -v /data:/data:ro -w /workspace \
              localhost/rbm-demo-bottle:latest sleep infinity"
         )
     );

@@ -1,9 +1,186 @@
-//! Hostile-profile cases: volumes.
+//! Hostile-profile cases: volumes. A shared profile's host paths stay in
+//! its own folder: a `./work` that is a symbolic link to the reader's
+//! home, a `../x` or an absolute path would hand the untrusted bottle
+//! folders its reader never meant to give, and the options `U` (chown
+//! the host tree) and `z`/`Z` (relabel it) change the host's files. Only
+//! a volume that says `outside = true` leaves the folder, and `up` then
+//! says so. A missing workspace is created private (0700).
+//!
+//! Monikers hpa5..hpa7; the networks 10.250.71.0/24 and 10.251.71.0/24,
+//! one pair up at a time and stopped after it; nothing is sent anywhere.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use anyhow::Result;
+use rbm_tests::files::write_file;
+use rbm_tests::launcher::{Launched, Launcher};
 
-use crate::common::{Ctx, Row};
+use crate::common::{first_error, Ctx, Row};
+use crate::syntax::{path, profile, said};
 
-pub fn cases(_ctx: &Ctx) -> Result<Vec<Row>> {
-    Ok(Vec::new())
+const SERVE: &str = r#"command = ["/rbm-probe", "serve"]"#;
+
+pub fn cases(ctx: &Ctx) -> Result<Vec<Row>> {
+    let mut rows = vec![symlinked_workspace(ctx)?];
+    rows.extend(refused_by_check(ctx)?);
+    rows.extend(created_and_declared(ctx)?);
+    Ok(rows)
+}
+
+/// `up` of `file`, stopped again when the result is dropped.
+fn up(ctx: &Ctx, file: &Path) -> Result<(rbm_tests::Output, Launched)> {
+    let profile = path(file);
+    let guard = Launched {
+        launcher: Launcher::find(ctx.podman.clone())?,
+        profile: profile.clone(),
+    };
+    Ok((ctx.launch(&["up", &profile])?, guard))
+}
+
+/// The issue's case: `./work` is a link to a folder outside the profile's
+/// own (in real life the reader's home); `up` must refuse before anything
+/// starts.
+fn symlinked_workspace(ctx: &Ctx) -> Result<Row> {
+    let case = "symlinked-workspace-leaves-the-folder";
+    let dir = ctx.dir(case)?;
+    let away = ctx.dir(&format!("{case}-home"))?;
+    write_file(&away, "secret.txt", "the reader's file")?;
+    std::os::unix::fs::symlink(&away, dir.join("work"))?;
+    let bottle = format!("{SERVE}\nvolumes = [\"./work:/workspace\"]");
+    let file = write_file(&dir, "rbm.toml", &profile("hpa5", 71, &bottle))?;
+    let (out, _stopped) = up(ctx, &file)?;
+    let started = ctx.podman.is_running("rbm-hpa5-bottle").unwrap_or(false);
+    let named = out.status.code() == Some(2)
+        && out.stderr.contains(&path(&file))
+        && out.stderr.contains("bottle.volumes[0]")
+        && out.stderr.contains("fix:");
+    let observed = if out.success() {
+        format!(
+            "up started the bottle (running: {started}) with {} mounted at /workspace",
+            away.display()
+        )
+    } else {
+        said(&out, "bottle.volumes[0]")
+    };
+    Ok(Row::new(
+        "volumes",
+        case,
+        "`./work` is a symbolic link to a folder outside the profile's (the reader's home)",
+        "`up` refuses it, naming the file, the field and the fix; no container starts",
+        observed,
+        named && !started,
+    ))
+}
+
+/// Volumes `check` must refuse by their words alone.
+fn refused_by_check(ctx: &Ctx) -> Result<Vec<Row>> {
+    let outside = ctx.dir("volume-absolute")?;
+    let cases = [
+        (
+            "dotdot-volume-leaves-the-folder",
+            "../x:/x".to_string(),
+            "a host path with `..` (`../x:/x`)",
+            "outside = true",
+        ),
+        (
+            "absolute-volume-without-outside",
+            format!("{}:/data", outside.display()),
+            "an absolute host path without `outside = true`",
+            "outside = true",
+        ),
+        (
+            "chown-option-U",
+            "./work:/workspace:U".to_string(),
+            "the option `U`: podman chowns the host folder to the bottle's user",
+            "is not allowed",
+        ),
+        (
+            "relabel-option-z",
+            "./work:/workspace:z".to_string(),
+            "the option `z`: podman relabels the host folder for every container",
+            "is not allowed",
+        ),
+        (
+            "relabel-option-Z",
+            "./work:/workspace:ro,Z".to_string(),
+            "the options `ro,Z`: podman relabels the host folder for this container alone",
+            "is not allowed",
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (case, volume, tries, needle) in cases {
+        let dir = ctx.dir(case)?;
+        let bottle = format!("{SERVE}\nvolumes = [\"{volume}\"]");
+        let file = write_file(&dir, "rbm.toml", &profile("hpa6", 71, &bottle))?;
+        let out = ctx.launch(&["check", &path(&file)])?;
+        let pass = out.status.code() == Some(2)
+            && out.stderr.contains(&path(&file))
+            && out.stderr.contains("field `bottle.volumes[0]`")
+            && out.stderr.contains(needle)
+            && out.stderr.contains("fix:");
+        let observed = said(&out, "bottle.volumes[0]");
+        rows.push(Row::new(
+            "volumes",
+            case,
+            tries,
+            "`check` refuses it, naming the file, the field and the fix",
+            observed,
+            pass,
+        ));
+    }
+    Ok(rows)
+}
+
+/// One `up`: a missing `./work` is created 0700, inside the folder; an
+/// `outside = true` volume is mounted and `up`'s summary states it.
+fn created_and_declared(ctx: &Ctx) -> Result<Vec<Row>> {
+    let case = "missing-workspace-created-private";
+    let dir = ctx.dir(case)?;
+    let data = ctx.dir("declared-outside-volume-data")?;
+    let bottle = format!(
+        "{SERVE}\nvolumes = [\"./work:/workspace\", {{ host = \"{}\", bottle = \"/data\", read_only = true, outside = true }}]",
+        data.display()
+    );
+    let file = write_file(&dir, "rbm.toml", &profile("hpa7", 71, &bottle))?;
+    let (out, _stopped) = up(ctx, &file)?;
+    let work = dir.join("work");
+    let mode = std::fs::metadata(&work).map(|m| m.permissions().mode() & 0o777);
+    let created = match &mode {
+        Ok(m) => format!("./work created {m:o}"),
+        Err(e) => format!("./work not created ({e})"),
+    };
+    let workspace = Row::new(
+        "volumes",
+        case,
+        "`./work` does not exist yet",
+        "`up` creates it inside the profile's folder, mode 0700",
+        if out.success() {
+            created
+        } else {
+            format!("{created}; {}", first_error(&out))
+        },
+        out.success() && matches!(mode, Ok(0o700)),
+    );
+    let stated = format!(
+        "volume  {} -> /data (read-only) [outside the profile's folder]",
+        data.display()
+    );
+    let said = out.stdout.contains(&stated);
+    let declared = Row::new(
+        "volumes",
+        "declared-outside-volume-is-stated",
+        "a volume outside the folder that says so: `{ host = \"/abs\", bottle = \"/data\", read_only = true, outside = true }`",
+        "`up` mounts it and its summary names it as outside the profile's folder (control)",
+        if out.success() {
+            match out.stdout.lines().find(|l| l.contains("-> /data")) {
+                Some(line) => line.trim().to_string(),
+                None => "up ran; its summary does not name the volume".to_string(),
+            }
+        } else {
+            first_error(&out)
+        },
+        out.success() && said,
+    );
+    Ok(vec![workspace, declared])
 }

@@ -95,7 +95,7 @@ impl Validator {
             other => {
                 self.fail(
                     &field,
-                    format!("is a {}, not a volume", other.type_str()),
+                    format!("is not a volume (a TOML {})", other.type_str()),
                     format!(
                         "write {STRING_FORM}, or a table {}",
                         table_form("/HOST_PATH", "/BOTTLE_PATH", false)
@@ -169,7 +169,7 @@ impl Validator {
             Some(other) => {
                 self.fail(
                     &format!("{field}.{key}"),
-                    format!("is a {}, not a path", other.type_str()),
+                    format!("is not a path (a TOML {})", other.type_str()),
                     "write the path as a string",
                 );
                 None
@@ -190,7 +190,7 @@ impl Validator {
             Some(other) => {
                 self.fail(
                     &format!("{field}.{key}"),
-                    format!("is a {}, not true or false", other.type_str()),
+                    format!("is not true or false (a TOML {})", other.type_str()),
                     format!("write {key} = true or leave it out"),
                 );
                 None

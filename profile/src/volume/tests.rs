@@ -103,7 +103,11 @@ fn malformed_volumes_name_the_field_and_the_fix() {
             "not absolute",
         ),
         (r#"[":/x"]"#, "bottle.volumes[0]", "not HOST_PATH"),
-        (r#"[3]"#, "bottle.volumes[0]", "is a integer, not a volume"),
+        (
+            r#"[3]"#,
+            "bottle.volumes[0]",
+            "is not a volume (a TOML integer)",
+        ),
         (
             r#"[{ host = "./w" }]"#,
             "bottle.volumes[0].bottle",

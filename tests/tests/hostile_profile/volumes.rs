@@ -6,7 +6,7 @@
 //! a volume that says `outside = true` leaves the folder, and `up` then
 //! says so. A missing workspace is created private (0700).
 //!
-//! Monikers hpa5..hpa7; the networks 10.250.71.0/24 and 10.251.71.0/24,
+//! Monikers hpa5..hpa8; the networks 10.250.71.0/24 and 10.251.71.0/24,
 //! one pair up at a time and stopped after it; nothing is sent anywhere.
 
 use std::os::unix::fs::PermissionsExt;
@@ -24,7 +24,8 @@ const SERVE: &str = r#"command = ["/rbm-probe", "serve"]"#;
 pub fn cases(ctx: &Ctx) -> Result<Vec<Row>> {
     let mut rows = vec![symlinked_workspace(ctx)?];
     rows.extend(refused_by_check(ctx)?);
-    rows.extend(created_and_declared(ctx)?);
+    rows.push(created(ctx)?);
+    rows.push(declared(ctx)?);
     Ok(rows)
 }
 
@@ -36,6 +37,17 @@ fn up(ctx: &Ctx, file: &Path) -> Result<(rbm_tests::Output, Launched)> {
         profile: profile.clone(),
     };
     Ok((ctx.launch(&["up", &profile])?, guard))
+}
+
+/// `SOURCE:DESTINATION` of each mount of `container`; None if it does
+/// not exist.
+fn mounts(ctx: &Ctx, container: &str) -> Option<String> {
+    let format = "{{range .Mounts}}{{.Source}}:{{.Destination}} {{end}}";
+    let out = ctx
+        .podman
+        .run(&["container", "inspect", "--format", format, container])
+        .ok()?;
+    out.success().then(|| out.stdout.trim().to_string())
 }
 
 /// The case: `./work` is a link to a folder outside the profile's
@@ -50,18 +62,17 @@ fn symlinked_workspace(ctx: &Ctx) -> Result<Row> {
     let bottle = format!("{SERVE}\nvolumes = [\"./work:/workspace\"]");
     let file = write_file(&dir, "rbm.toml", &profile("hpa5", 71, &bottle))?;
     let (out, _stopped) = up(ctx, &file)?;
-    let started = ctx.podman.is_running("rbm-hpa5-bottle").unwrap_or(false);
+    let started = mounts(ctx, "rbm-hpa5-bottle");
     let named = out.status.code() == Some(2)
         && out.stderr.contains(&path(&file))
         && out.stderr.contains("bottle.volumes[0]")
         && out.stderr.contains("fix:");
-    let observed = if out.success() {
-        format!(
-            "up started the bottle (running: {started}) with {} mounted at /workspace",
+    let observed = match &started {
+        Some(mounts) => format!(
+            "up made the bottle; its mounts: {mounts} (./work links to {})",
             away.display()
-        )
-    } else {
-        said(&out, "bottle.volumes[0]")
+        ),
+        None => said(&out, "bottle.volumes[0]"),
     };
     Ok(Row::new(
         "volumes",
@@ -69,7 +80,7 @@ fn symlinked_workspace(ctx: &Ctx) -> Result<Row> {
         "`./work` is a symbolic link to a folder outside the profile's (the reader's home)",
         "`up` refuses it, naming the file, the field and the fix; no container starts",
         observed,
-        named && !started,
+        named && started.is_none(),
     ))
 }
 
@@ -132,25 +143,20 @@ fn refused_by_check(ctx: &Ctx) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// One `up`: a missing `./work` is created 0700, inside the folder; an
-/// `outside = true` volume is mounted and `up`'s summary states it.
-fn created_and_declared(ctx: &Ctx) -> Result<Vec<Row>> {
+/// A missing `./work` is created inside the folder, 0700 (not the
+/// umask's 0755 that let every local user read the bottle's workspace).
+fn created(ctx: &Ctx) -> Result<Row> {
     let case = "missing-workspace-created-private";
     let dir = ctx.dir(case)?;
-    let data = ctx.dir("declared-outside-volume-data")?;
-    let bottle = format!(
-        "{SERVE}\nvolumes = [\"./work:/workspace\", {{ host = \"{}\", bottle = \"/data\", read_only = true, outside = true }}]",
-        data.display()
-    );
+    let bottle = format!("{SERVE}\nvolumes = [\"./work:/workspace\"]");
     let file = write_file(&dir, "rbm.toml", &profile("hpa7", 71, &bottle))?;
     let (out, _stopped) = up(ctx, &file)?;
-    let work = dir.join("work");
-    let mode = std::fs::metadata(&work).map(|m| m.permissions().mode() & 0o777);
+    let mode = std::fs::metadata(dir.join("work")).map(|m| m.permissions().mode() & 0o777);
     let created = match &mode {
         Ok(m) => format!("./work created {m:o}"),
         Err(e) => format!("./work not created ({e})"),
     };
-    let workspace = Row::new(
+    Ok(Row::new(
         "volumes",
         case,
         "`./work` does not exist yet",
@@ -161,26 +167,42 @@ fn created_and_declared(ctx: &Ctx) -> Result<Vec<Row>> {
             format!("{created}; {}", first_error(&out))
         },
         out.success() && matches!(mode, Ok(0o700)),
+    ))
+}
+
+/// The control: a volume outside the folder that says `outside = true` is
+/// mounted, and `up`'s summary names it as outside.
+fn declared(ctx: &Ctx) -> Result<Row> {
+    let case = "declared-outside-volume-is-stated";
+    let dir = ctx.dir(case)?;
+    let data = ctx.dir(&format!("{case}-data"))?;
+    let bottle = format!(
+        "{SERVE}\nvolumes = [{{ host = \"{}\", bottle = \"/data\", read_only = true, outside = true }}]",
+        data.display()
     );
+    let file = write_file(&dir, "rbm.toml", &profile("hpa8", 71, &bottle))?;
+    let (out, _stopped) = up(ctx, &file)?;
     let stated = format!(
         "volume  {} -> /data (read-only) [outside the profile's folder]",
         data.display()
     );
-    let said = out.stdout.contains(&stated);
-    let declared = Row::new(
+    let mounted = mounts(ctx, "rbm-hpa8-bottle")
+        .is_some_and(|m| m.contains(&format!("{}:/data", data.display())));
+    let observed = if out.success() {
+        let line = out.stdout.lines().find(|l| l.contains("-> /data"));
+        format!(
+            "{}; mounted: {mounted}",
+            line.map_or("the summary does not name the volume", str::trim)
+        )
+    } else {
+        first_error(&out)
+    };
+    Ok(Row::new(
         "volumes",
-        "declared-outside-volume-is-stated",
+        case,
         "a volume outside the folder that says so: `{ host = \"/abs\", bottle = \"/data\", read_only = true, outside = true }`",
         "`up` mounts it and its summary names it as outside the profile's folder (control)",
-        if out.success() {
-            match out.stdout.lines().find(|l| l.contains("-> /data")) {
-                Some(line) => line.trim().to_string(),
-                None => "up ran; its summary does not name the volume".to_string(),
-            }
-        } else {
-            first_error(&out)
-        },
-        out.success() && said,
-    );
-    Ok(vec![workspace, declared])
+        observed,
+        out.success() && out.stdout.contains(&stated) && mounted,
+    ))
 }

@@ -12,7 +12,8 @@ use rbm_launch::lookup::{self, Loaded, Places, Shipped};
 use rbm_launch::podman::find::{self, PROVISIONED};
 use rbm_launch::podman::host::{hardening, Engine, Host, Mode, DEVCONF_INHERIT};
 use rbm_launch::podman::{Podman, Remote};
-use rbm_launch::{exec, hostnets, quadlet, takes::Takes, trust, Error};
+use rbm_launch::takes::{self, Takes};
+use rbm_launch::{exec, hostnets, quadlet, trust, Error};
 
 const AFTER_HELP: &str = "\
 PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
@@ -175,7 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let loaded = lookup::load(&p.profile, &places)?;
             let takes = Takes::of(&loaded)?;
             println!("{}", loaded.summary());
-            println!("rbm: {} {takes}", loaded.path.display());
+            println!("{}", takes::statement(&loaded, &takes));
             Ok(0)
         }
         Command::Info => info(chosen, &places),

@@ -152,6 +152,20 @@ impl fmt::Display for Takes {
     }
 }
 
+/// What `up` and `check` print: the profile (its resolved path) and what
+/// it takes.
+pub fn statement(loaded: &Loaded, takes: &Takes) -> String {
+    format!("rbm: {} {takes}", shown(loaded).display())
+}
+
+/// The profile's path as shown: resolved (no `./` or symlink in it).
+pub fn shown(loaded: &Loaded) -> PathBuf {
+    loaded
+        .path
+        .canonicalize()
+        .unwrap_or_else(|_| loaded.path.clone())
+}
+
 fn place(outside: bool) -> &'static str {
     if outside {
         "OUTSIDE the profile's folder"

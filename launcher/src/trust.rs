@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::lookup::Loaded;
-use crate::takes::Takes;
+use crate::takes::{self, Takes};
 
 /// The file of remembered yeses under the state directory.
 const STORE: &str = "rbm/trusted";
@@ -25,7 +25,7 @@ const STORE: &str = "rbm/trusted";
 /// yet.
 pub fn before_start(loaded: &Loaded, again: &str, yes: bool) -> Result<Takes, Error> {
     let takes = Takes::of(loaded)?;
-    println!("rbm: {} {takes}", loaded.path.display());
+    println!("{}", takes::statement(loaded, &takes));
     if !takes.needs_yes() {
         return Ok(takes);
     }
@@ -50,10 +50,10 @@ pub fn before_start(loaded: &Loaded, again: &str, yes: bool) -> Result<Takes, Er
             Ok(takes)
         }
         Decision::Declined => Err(Error::Declined {
-            profile: loaded.path.clone(),
+            profile: takes::shown(loaded),
         }),
         Decision::NoTerminal => Err(Error::NeedsYes {
-            profile: loaded.path.clone(),
+            profile: takes::shown(loaded),
             takes: takes.lines(),
             command: again.to_string(),
             store: store.describe(),
@@ -97,7 +97,7 @@ fn ask(loaded: &Loaded) -> Option<bool> {
     }
     eprint!(
         "rbm-launch: {} wants what is listed above. Start it? Type yes to go on: ",
-        loaded.path.display()
+        takes::shown(loaded).display()
     );
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
@@ -113,10 +113,7 @@ fn is_yes(answer: &str) -> bool {
 /// its text and what it takes (resolved paths: a symlink that now leads
 /// elsewhere asks again), hex.
 pub fn profile_hash(loaded: &Loaded, takes: &Takes) -> String {
-    let path = loaded
-        .path
-        .canonicalize()
-        .unwrap_or_else(|_| loaded.path.clone());
+    let path = takes::shown(loaded);
     let mut h = Sha256::new();
     h.update(b"rbm trust 1\0");
     h.update(path.to_string_lossy().as_bytes());

@@ -309,7 +309,7 @@ fn file_up_the_tree(ctx: &Ctx) -> Result<Row> {
         "profile.toml",
         &profile("hpd3", "file:../secret", HOST),
     )?;
-    let out = launch(ctx, &dir, &["check", &file.to_string_lossy()])?;
+    let out = ctx.launch(&["check", &file.to_string_lossy()])?;
     Ok(Row::new(
         GROUP,
         "credential-file-up-the-tree",

@@ -26,19 +26,33 @@ const STORE: &str = "rbm/trusted";
 pub fn before_start(loaded: &Loaded, again: &str, yes: bool) -> Result<Takes, Error> {
     let takes = Takes::of(loaded)?;
     println!("{}", takes::statement(loaded, &takes));
+    consent(loaded, &takes, again, yes, &Store::from_env(), || {
+        ask(loaded)
+    })?;
+    Ok(takes)
+}
+
+/// The yes for what `loaded` takes (`takes`), if it needs one: from
+/// `store`, `yes`, or `ask` (None: no terminal). Ok to go on.
+fn consent(
+    loaded: &Loaded,
+    takes: &Takes,
+    again: &str,
+    yes: bool,
+    store: &Store,
+    ask: impl FnOnce() -> Option<bool>,
+) -> Result<(), Error> {
     if !takes.needs_yes() {
-        return Ok(takes);
+        return Ok(());
     }
-    let store = Store::from_env();
-    let hash = profile_hash(loaded, &takes);
-    let decision = decide(store.holds(&hash), yes, || ask(loaded));
-    match decision {
+    let hash = profile_hash(loaded, takes);
+    match decide(store.holds(&hash), yes, ask) {
         Decision::Remembered => {
             eprintln!(
                 "rbm-launch: you said yes to this profile before ({})",
                 store.describe()
             );
-            Ok(takes)
+            Ok(())
         }
         Decision::Yes => {
             if let Err(e) = store.add(&hash) {
@@ -47,7 +61,7 @@ pub fn before_start(loaded: &Loaded, again: &str, yes: bool) -> Result<Takes, Er
                     store.describe()
                 );
             }
-            Ok(takes)
+            Ok(())
         }
         Decision::Declined => Err(Error::Declined {
             profile: takes::shown(loaded),
@@ -244,6 +258,50 @@ mod tests {
         let changed = TEXT.replace("HOST_TOKEN", "OTHER_TOKEN");
         assert_ne!(one, hash(&loaded(&a, &changed)));
         assert_ne!(one, hash(&loaded(&b, TEXT)), "the same text elsewhere");
+    }
+
+    #[test]
+    fn a_credential_needs_a_yes_once_and_again_when_the_profile_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::at(&t.path().join("state/rbm/trusted"));
+        let go = |text: &str, yes: bool, answer: Option<bool>| {
+            let l = loaded(t.path(), text);
+            let takes = Takes::of(&l).unwrap();
+            consent(
+                &l,
+                &takes,
+                "rbm-launch up --yes p.toml",
+                yes,
+                &store,
+                || answer,
+            )
+        };
+        let err = go(TEXT, false, None).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            msg.contains("credential  K: from env:HOST_TOKEN, sent only to a.test")
+                && msg.contains("nothing started; fix:")
+                && msg.contains("run `rbm-launch up --yes p.toml`"),
+            "{msg}"
+        );
+        assert!(
+            !t.path().join("state").exists(),
+            "a refusal remembers nothing"
+        );
+        let declined = go(TEXT, false, Some(false)).unwrap_err().to_string();
+        assert!(declined.starts_with("you did not say yes"), "{declined}");
+        go(TEXT, true, None).unwrap();
+        go(TEXT, false, None).expect("remembered");
+        let other_host = TEXT.replace("\"a.test\"]\n", "\"b.test\"]\n");
+        assert!(
+            go(&other_host, false, None).is_err(),
+            "changed: asked again"
+        );
+        go(&other_host, false, Some(true)).expect("a yes on the terminal");
+        go(&other_host, false, None).expect("remembered too");
+        let no_credential = TEXT.split("[[credential]]").next().unwrap();
+        go(no_credential, false, None).expect("nothing to say yes to");
     }
 
     #[test]

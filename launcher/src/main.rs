@@ -27,7 +27,13 @@ of an install, or the checkout it was built in).
   rbm-launch shell demo -- rbm-probe dns example.com
   rbm-launch reload demo               apply the profile's changed [uplink] policy now
   rbm-launch stop demo                 remove bottle, sentry and networks
+  rbm-launch up --yes ./rbm.toml       for scripts: say yes to what the profile takes
   rbm-launch info                      which Podman and agent rbm-launch uses
+
+`up` and `quadlet` first print what the profile takes from this machine (host
+paths, credentials and the hosts they go to); a credential or a path outside
+the profile's folder needs a yes, asked on the terminal (or --yes) and then
+remembered for that profile as it is, in $XDG_STATE_HOME/rbm/trusted.
 
 Podman 5 or newer is required (older podman lacks `network create --route`),
 rootful or rootless, local or remote (podman machine on macOS and Windows,
@@ -36,7 +42,7 @@ CONTAINER_HOST, --connection, --remote): rbm-launch asks Podman what it is. With
 private Podman 5 that `scripts/podman5 up` provisioned (as root) on this
 machine.
 
-Exit codes: 0 ok, 2 bad profile or usage, 1 other errors; status and shell
+Exit codes: 0 ok, 2 bad profile or usage (or no yes), 1 other errors; status and shell
 pass through the exit code of the command they run.";
 
 /// Runs an untrusted container (the bottle) behind a trusted one (the sentry)

@@ -11,6 +11,7 @@ use rbm_profile::{Names, Profile, Source};
 
 use crate::error::Error;
 use crate::podman::Podman;
+use crate::takes;
 
 /// Where the bottle finds the CA files.
 pub const BUNDLE_PATH: &str = "/etc/rbm/ca-bundle.pem";
@@ -72,14 +73,17 @@ pub fn prepare(podman: &Podman, profile: &Profile, dir: &Path) -> Result<Vec<Pla
             message,
             fix: fix.into(),
         };
-        let upstream_ca = match &c.upstream_ca {
-            None => None,
-            Some(file) => Some(std::fs::read_to_string(dir.join(file)).map_err(|e| {
+        // Resolved and checked again here, where they are read: a file
+        // that leads out of the profile's folder needs `outside = true`.
+        let paths = takes::credential_paths(c, dir)?;
+        let upstream_ca = match (&c.upstream_ca, &paths.upstream_ca) {
+            (Some(file), Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
                 fail(
                     format!("cannot read its upstream_ca {file}: {e}"),
                     "correct the path (relative to the profile's directory)",
                 )
             })?),
+            _ => None,
         };
         let (secret, ours) = match &c.from {
             Source::PodmanSecret(name) => {
@@ -96,7 +100,7 @@ pub fn prepare(podman: &Podman, profile: &Profile, dir: &Path) -> Result<Vec<Pla
                 (name.clone(), false)
             }
             source => {
-                let value = read_value(source, dir)
+                let value = read_value(source, paths.file.as_deref())
                     .map_err(|m| fail(m, "set it, or point `from` at where the value is"))?;
                 let secret = cred_secret(&names, &c.env);
                 podman.run_with_input(&create_secret(&secret), value.as_bytes())?;
@@ -122,16 +126,16 @@ pub fn create_secret(name: &str) -> Vec<String> {
         .to_vec()
 }
 
-fn read_value(source: &Source, dir: &Path) -> Result<String, String> {
-    let value = match source {
-        Source::Env(name) => std::env::var(name)
+/// The real value from `source`; `file` is a `file:` source's path,
+/// resolved (`takes::credential_paths`).
+fn read_value(source: &Source, file: Option<&Path>) -> Result<String, String> {
+    let value = match (source, file) {
+        (Source::Env(name), _) => std::env::var(name)
             .map_err(|_| format!("{source}: the variable {name} is not set for rbm-launch"))?,
-        Source::File(path) => {
-            let path = dir.join(path);
-            std::fs::read_to_string(&path)
-                .map_err(|e| format!("{source}: cannot read {}: {e}", path.display()))?
-        }
-        Source::PodmanSecret(_) => unreachable!("a Podman secret is not read"),
+        (Source::File(_), Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{source}: cannot read {}: {e}", path.display()))?,
+        (Source::File(_), None) => unreachable!("a file: source has its path resolved"),
+        (Source::PodmanSecret(_), _) => unreachable!("a Podman secret is not read"),
     };
     let value = value.strip_suffix('\n').unwrap_or(&value).to_string();
     if value.is_empty() {
@@ -252,22 +256,23 @@ mod tests {
     fn a_value_that_cannot_be_read_names_its_source() {
         let dir = tempfile::tempdir().unwrap();
         let unset = Source::Env("RBM_TEST_SURELY_UNSET_42".into());
-        let err = read_value(&unset, dir.path()).unwrap_err();
+        let err = read_value(&unset, None).unwrap_err();
         assert!(err.contains("RBM_TEST_SURELY_UNSET_42 is not set"), "{err}");
-        let missing = Source::File("nope.txt".into());
-        assert!(read_value(&missing, dir.path())
+        let file = |name: &str| (Source::File(name.into()), dir.path().join(name));
+        let (missing, path) = file("nope.txt");
+        assert!(read_value(&missing, Some(&path))
             .unwrap_err()
             .contains("cannot read"));
         std::fs::write(dir.path().join("key"), "sk-1\n").unwrap();
-        let file = Source::File("key".into());
+        let (key, path) = file("key");
         assert_eq!(
-            read_value(&file, dir.path()).unwrap(),
+            read_value(&key, Some(&path)).unwrap(),
             "sk-1",
             "one newline dropped"
         );
         std::fs::write(dir.path().join("empty"), "\n").unwrap();
-        let empty = Source::File("empty".into());
-        assert!(read_value(&empty, dir.path())
+        let (empty, path) = file("empty");
+        assert!(read_value(&empty, Some(&path))
             .unwrap_err()
             .ends_with("is empty"));
     }

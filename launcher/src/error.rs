@@ -112,6 +112,17 @@ pub enum Error {
         fix: String,
     },
 
+    #[error("profile {} takes what no one said yes to:\n{}\nnothing started; fix: read the list; if you agree, run `{command}` (rbm-launch then remembers the yes for this profile as it is, in {store}; a changed profile is asked about again), or run rbm-launch on a terminal to be asked", .profile.display(), taken_list(.takes))]
+    NeedsYes {
+        profile: PathBuf,
+        takes: Vec<String>,
+        command: String,
+        store: String,
+    },
+
+    #[error("you did not say yes to profile {}; nothing started; fix: read what it takes (above) and the profile itself, and answer yes only if you trust them", .profile.display())]
+    Declined { profile: PathBuf },
+
     #[error("{cause}\n{}fix: after fixing the cause, run `rbm-launch stop {profile}` to remove the leftovers", cleanup_list(.failures))]
     CleanupFailed {
         cause: Box<Error>,
@@ -135,7 +146,9 @@ impl Error {
             | Error::UnknownProfile { .. }
             | Error::VolumeMissing { .. }
             | Error::ReloadNeedsRestart { .. }
-            | Error::Credential { .. } => 2,
+            | Error::Credential { .. }
+            | Error::NeedsYes { .. }
+            | Error::Declined { .. } => 2,
             _ => 1,
         }
     }
@@ -218,6 +231,13 @@ fn names(list: &[String]) -> String {
     } else {
         list.join(", ")
     }
+}
+
+fn taken_list(list: &[String]) -> String {
+    list.iter()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn cleanup_list(failures: &[Error]) -> String {

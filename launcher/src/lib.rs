@@ -5,7 +5,8 @@
 //! `podman::host`), `images` keeps the sentry image in step with the agent
 //! binary, `launch` runs the fail-closed up/stop sequence, `hostnets`
 //! gathers the Podman host's addresses the sentry withholds from DNS
-//! answers, and `exec` attaches to running containers.
+//! answers, `exec` attaches to running containers, and `takes` and `trust`
+//! say what a profile takes from the host and want a yes for it.
 
 pub mod creds;
 pub mod error;
@@ -16,6 +17,8 @@ pub mod launch;
 pub mod lookup;
 pub mod podman;
 pub mod quadlet;
+pub mod takes;
+pub mod trust;
 
 pub use error::Error;
 

@@ -12,7 +12,8 @@ use rbm_launch::lookup::{self, Loaded, Places, Shipped};
 use rbm_launch::podman::find::{self, PROVISIONED};
 use rbm_launch::podman::host::{hardening, Engine, Host, Mode, DEVCONF_INHERIT};
 use rbm_launch::podman::{Podman, Remote};
-use rbm_launch::{exec, hostnets, quadlet, Error};
+use rbm_launch::takes::{self, Takes};
+use rbm_launch::{exec, hostnets, quadlet, trust, Error};
 use rbm_profile::{ProfileError, ResolvedVolume};
 
 const AFTER_HELP: &str = "\
@@ -27,7 +28,13 @@ of an install, or the checkout it was built in).
   rbm-launch shell demo -- rbm-probe dns example.com
   rbm-launch reload demo               apply the profile's changed [uplink] policy now
   rbm-launch stop demo                 remove bottle, sentry and networks
+  rbm-launch up --yes ./rbm.toml       for scripts: say yes to what the profile takes
   rbm-launch info                      which Podman and agent rbm-launch uses
+
+`up` and `quadlet` first print what the profile takes from this machine (host
+paths, credentials and the hosts they go to); a credential or a path outside
+the profile's folder needs a yes, asked on the terminal (or --yes) and then
+remembered for that profile as it is, in $XDG_STATE_HOME/rbm/trusted.
 
 Podman 5 or newer is required (older podman lacks `network create --route`),
 rootful or rootless, local or remote (podman machine on macOS and Windows,
@@ -36,7 +43,7 @@ CONTAINER_HOST, --connection, --remote): rbm-launch asks Podman what it is. With
 private Podman 5 that `scripts/podman5 up` provisioned (as root) on this
 machine.
 
-Exit codes: 0 ok, 2 bad profile or usage, 1 other errors; status and shell
+Exit codes: 0 ok, 2 bad profile or usage (or no yes), 1 other errors; status and shell
 pass through the exit code of the command they run.";
 
 /// Runs an untrusted container (the bottle) behind a trusted one (the sentry)
@@ -141,6 +148,12 @@ struct UpArgs {
     /// How long to wait for the sentry's filter before giving up
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     ready_timeout: u64,
+
+    /// Say yes to what the profile takes from this machine (its credentials, host paths outside
+    /// its folder) without being asked, for scripts; read the list it prints first. The yes is
+    /// remembered for this profile as it is
+    #[arg(long)]
+    yes: bool,
 }
 
 fn main() -> ExitCode {
@@ -167,7 +180,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Up(a) => up(chosen, &places, a),
         Command::Quadlet { up: a, dir } => quadlet(chosen, &places, a, &dir),
         Command::Check(p) => {
-            println!("{}", lookup::load(&p.profile, &places)?.summary());
+            let loaded = lookup::load(&p.profile, &places)?;
+            let takes = Takes::of(&loaded)?;
+            println!("{}", loaded.summary());
+            println!("{}", takes::statement(&loaded, &takes));
             Ok(0)
         }
         Command::Info => info(chosen, &places),
@@ -266,9 +282,15 @@ fn up_options(places: &Places, arch: &str, a: UpArgs) -> Result<UpOptions, Error
     })
 }
 
-/// `up`: the profile, podman, then `launch::up`.
+/// `up`: the profile, what it takes (and the yes for it), podman, then
+/// `launch::up`.
 fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
     let loaded = lookup::load(&a.profile, places)?;
+    trust::before_start(
+        &loaded,
+        &format!("rbm-launch up --yes {}", a.profile),
+        a.yes,
+    )?;
     let (podman, engine) = find_engine(chosen, places)?;
     launch::up(&podman, engine, &loaded, |engine| {
         up_options(places, &engine.arch, a)
@@ -279,16 +301,23 @@ fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
 /// `rbm-launch quadlet`: the units, the profile beside them, and the
 /// commands that start them.
 fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Result<u8> {
-    let (podman, host, loaded) = ready(chosen, places, &a.profile)?;
-    let opts = up_options(places, &host.arch, a)?;
+    let loaded = lookup::load(&a.profile, places)?;
     if let Some(c) = loaded.profile.credentials.first() {
         return Err(Error::Credential {
             env: c.env.clone(),
             message: "Quadlet units do not carry credentials yet (their CA and placeholders are made at `up`)".into(),
-            fix: format!("start this profile with `rbm-launch up {}`", opts.profile_arg),
+            fix: format!("start this profile with `rbm-launch up {}`", a.profile),
         }
         .into());
     }
+    let again = format!(
+        "rbm-launch quadlet --yes --dir {} {}",
+        dir.display(),
+        a.profile
+    );
+    trust::before_start(&loaded, &again, a.yes)?;
+    let (podman, host) = podman(chosen, places)?;
+    let opts = up_options(places, &host.arch, a)?;
     let images = launch::Images::ask(&podman, &loaded.profile);
     let volumes: Vec<String> = launch::prepare(&podman, &host.arch, &loaded, &opts, images)?
         .iter()
@@ -441,8 +470,15 @@ mod tests {
             ))
         };
         assert!(
-            matches!(parse("rbm-launch demo").unwrap().command, Command::Up(ref a) if a.profile == "demo" && a.ready_timeout == 30)
+            matches!(parse("rbm-launch demo").unwrap().command, Command::Up(ref a) if a.profile == "demo" && a.ready_timeout == 30 && !a.yes)
         );
+        assert!(
+            matches!(parse("rbm-launch --yes ./p.toml").unwrap().command, Command::Up(ref a) if a.profile == "./p.toml" && a.yes)
+        );
+        assert!(matches!(
+            parse("rbm-launch quadlet --yes --dir /d demo").unwrap().command,
+            Command::Quadlet { ref up, .. } if up.yes
+        ));
         assert!(matches!(
             parse("rbm-launch --podman /p stop demo").unwrap().command,
             Command::Stop(_)

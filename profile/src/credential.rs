@@ -20,6 +20,8 @@ pub(crate) struct RawCredential {
     upstream_ca: Option<String>,
     headers: Option<Vec<String>>,
     query: Option<String>,
+    #[serde(default)]
+    outside: bool,
 }
 
 /// The headers besides `Authorization` that carry a credential's real
@@ -81,6 +83,10 @@ pub struct Credential {
     /// The one query parameter whose value gets the real value when it is
     /// exactly the placeholder, for APIs that take their key in the URL.
     pub query: Option<String>,
+    /// The profile says (`outside = true`) that its `file:` source or
+    /// `upstream_ca` may lie outside the profile's folder: only then may
+    /// either be absolute or hold `..`, and `up` asks before it reads them.
+    pub outside: bool,
 }
 
 /// Where the real value of a credential is, on the machine that runs
@@ -111,6 +117,7 @@ impl Validator {
         raw: &[RawCredential],
         uplink: &Uplink,
         bottle: &Bottle,
+        moniker: &str,
     ) -> Vec<Credential> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -136,6 +143,7 @@ impl Validator {
                 );
             }
             let from = self.source(&field("from"), &c.from);
+            self.reach(i, c, from.as_ref(), moniker);
             if c.hosts.is_empty() {
                 self.fail(
                     &field("hosts"),
@@ -190,10 +198,49 @@ impl Validator {
                     upstream_ca: c.upstream_ca.clone(),
                     headers: self.headers(&field("headers"), c.headers.as_deref()),
                     query: self.query(&field("query"), c.query.as_deref()),
+                    outside: c.outside,
                 });
             }
         }
         out
+    }
+
+    /// What a shared profile must not reach without saying so: a `file:`
+    /// source or `upstream_ca` outside its folder (a profile could read
+    /// the user's `~/.ssh` key or another project's token and send it to
+    /// a host of its choosing) needs `outside = true`; another profile's
+    /// Podman secret is out of reach.
+    fn reach(&mut self, i: usize, c: &RawCredential, from: Option<&Source>, moniker: &str) {
+        let field = |name: &str| format!("credential[{i}].{name}");
+        let outside_fix = "put the file in the profile's folder and name it by a relative path without `..`, \
+            or add `outside = true` to this credential if you mean it (rbm-launch then names the file and asks you before it reads it)";
+        if let (Some(Source::File(path)), false) = (from, c.outside) {
+            if crate::leaves_folder(path) {
+                self.fail(
+                    &field("from"),
+                    format!("file:{path} is outside the profile's folder"),
+                    outside_fix,
+                );
+            }
+        }
+        if let (Some(path), false) = (&c.upstream_ca, c.outside) {
+            if crate::leaves_folder(path) {
+                self.fail(
+                    &field("upstream_ca"),
+                    format!("{path} is outside the profile's folder"),
+                    outside_fix,
+                );
+            }
+        }
+        if let Some(Source::PodmanSecret(name)) = from {
+            if let Some(owner) = rbm_secret_owner(name).filter(|o| *o != moniker) {
+                self.fail(
+                    &field("from"),
+                    format!("{name} is a secret rbm made for another profile (moniker {owner})"),
+                    "name a Podman secret you created for this profile (its name must not start with rbm-), or use env:NAME or file:PATH",
+                );
+            }
+        }
     }
 
     /// The header names a credential goes in (`field`, as the profile
@@ -292,6 +339,13 @@ impl Validator {
     }
 }
 
+/// The moniker of the profile a Podman secret named `rbm-<moniker>-...`
+/// belongs to (rbm names the secrets it makes so), if it is named so.
+fn rbm_secret_owner(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("rbm-")?;
+    Some(rest.split('-').next().unwrap_or(rest))
+}
+
 /// A byte of an HTTP token (RFC 9110), what a header name is made of.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -316,10 +370,11 @@ mod tests {
                 upstream_ca: Some("./ca.pem".into()),
                 headers: vec!["x-api-key".into(), "x-goog-api-key".into()],
                 query: None,
+                outside: false,
             }]
         );
         for (from, source) in [
-            ("file:/k", Source::File("/k".into())),
+            ("file:keys/k", Source::File("keys/k".into())),
             ("podman-secret:s1", Source::PodmanSecret("s1".into())),
         ] {
             let text = format!("{GOOD}{}", CREDENTIAL.replace("env:REAL_KEY", from));
@@ -373,6 +428,88 @@ mod tests {
             "credential[0].hosts",
             "needs uplink.access = \"allowlist\""
         ));
+    }
+
+    #[test]
+    fn a_file_outside_the_profiles_folder_needs_outside_true() {
+        for (from, to, field) in [
+            ("env:REAL_KEY", "file:../secret", "credential[0].from"),
+            (
+                "env:REAL_KEY",
+                "file:/home/u/.ssh/id_ed25519",
+                "credential[0].from",
+            ),
+            ("env:REAL_KEY", "file:keys/../../k", "credential[0].from"),
+            ("./ca.pem", "../ca.pem", "credential[0].upstream_ca"),
+            ("./ca.pem", "/etc/ssl/ca.pem", "credential[0].upstream_ca"),
+        ] {
+            let text = format!("{GOOD}{}", CREDENTIAL.replace(from, to));
+            let p = problems(&text);
+            assert!(
+                has(&p, field, "outside the profile's folder")
+                    && has(&p, field, "add `outside = true`"),
+                "{to}: {p:?}"
+            );
+            let c = &parse(&format!("{text}outside = true\n"))
+                .unwrap()
+                .credentials[0];
+            assert!(c.outside, "{to}");
+        }
+        let inside = format!(
+            "{GOOD}{}",
+            CREDENTIAL.replace("env:REAL_KEY", "file:keys/k")
+        );
+        assert!(!parse(&inside).unwrap().credentials[0].outside);
+    }
+
+    #[test]
+    fn another_profiles_podman_secret_is_out_of_reach() {
+        let with_secret = |name: &str| {
+            format!(
+                "{GOOD}{}",
+                CREDENTIAL.replace("env:REAL_KEY", &format!("podman-secret:{name}"))
+            )
+        };
+        for name in [
+            "rbm-other-cred-X",
+            "rbm-other-ca",
+            "rbm-demox-cred-API_KEY",
+            "rbm-",
+        ] {
+            let p = problems(&with_secret(name));
+            assert!(
+                has(
+                    &p,
+                    "credential[0].from",
+                    "a secret rbm made for another profile"
+                ) && has(&p, "credential[0].from", "must not start with rbm-"),
+                "{name}: {p:?}"
+            );
+        }
+        // The user's own secrets, and this profile's own (moniker demo).
+        for name in ["my-token", "rbmx-token", "rbm-demo-cred-OTHER"] {
+            assert!(parse(&with_secret(name)).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_path_leaves_the_folder_by_its_text() {
+        for out in [
+            "/k",
+            "..",
+            "../k",
+            "a/../../k",
+            "a/..",
+            "\\\\srv\\k",
+            "C:\\k",
+            "c:/k",
+            "a\\..\\k",
+        ] {
+            assert!(crate::leaves_folder(out), "{out}");
+        }
+        for inside in ["k", "./k", "a/b", "..k", "k..", "a/.../k", "~/k"] {
+            assert!(!crate::leaves_folder(inside), "{inside}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use credential::RawCredential;
 pub use credential::{Credential, Source};
 pub use rule::{normalize, DomainRule, Mode, Ports, RuleError};
 use validate::Validator;
-pub use volume::{ResolvedVolume, Volume};
+pub use volume::{resolve_in, ResolvedVolume, Volume};
 
 /// One thing wrong with a profile: where, what, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,6 +319,19 @@ impl Profile {
             .map(|(field, _)| field)
             .collect()
     }
+}
+
+/// Whether a host path as a profile wrote it leaves the profile's folder
+/// by its text alone: absolute (on any system rbm-launch runs on), or with
+/// a `..` component. What a relative path resolves to (symlinks) only the
+/// launcher can tell.
+pub fn leaves_folder(path: &str) -> bool {
+    let drive = path.as_bytes().get(1) == Some(&b':') && path.as_bytes()[0].is_ascii_alphabetic();
+    path.starts_with('/')
+        || path.starts_with('\\')
+        || drive
+        || Path::new(path).is_absolute()
+        || path.split(['/', '\\']).any(|c| c == "..")
 }
 
 fn syntax_message(e: &toml::de::Error) -> String {

@@ -31,7 +31,7 @@ impl Validator {
         let enclave = self.enclave(&raw.enclave);
         let uplink = self.uplink(raw.uplink, enclave.as_ref());
         let entries = self.entries(&raw.entry);
-        let credentials = self.credentials(&raw.credential, &uplink, &bottle);
+        let credentials = self.credentials(&raw.credential, &uplink, &bottle, &raw.moniker);
         let enclave = enclave.unwrap_or(Enclave {
             subnet: Ipv4Net::default(),
             sentry_ip: Ipv4Addr::UNSPECIFIED,

@@ -273,12 +273,12 @@ impl Volume {
                 "check that the profile's folder exists and can be read".into(),
             )
         })?;
-        // Lexically first (`./a/./b` is `a/b`), so that each step back
-        // from a missing path drops one real name.
-        let written: PathBuf = folder.join(&self.host).components().collect();
-        let (host, missing) = resolve_existing(&written).map_err(|e| {
+        let (host, missing) = resolve_in(&folder, &self.host).map_err(|e| {
             problem(
-                format!("host path {} cannot be resolved: {e}", written.display()),
+                format!(
+                    "host path {} cannot be resolved: {e}",
+                    folder.join(&self.host).display()
+                ),
                 "check that you may read it".into(),
             )
         })?;
@@ -315,6 +315,18 @@ impl Volume {
             missing,
         })
     }
+}
+
+/// A path as a profile whose folder is `folder` (resolved) writes it,
+/// resolved on this machine: joined to `folder` if relative, the longest
+/// existing part with symbolic links followed, the rest as written;
+/// whether some of it is missing. The one rule for every host path a
+/// profile names (volumes, a credential's file and CA).
+pub fn resolve_in(folder: &Path, written: &str) -> std::io::Result<(PathBuf, bool)> {
+    // Lexically first (`./a/./b` is `a/b`), so that each step back from a
+    // missing path drops one real name.
+    let joined: PathBuf = folder.join(written).components().collect();
+    resolve_existing(&joined)
 }
 
 /// `path` with its longest existing ancestor resolved (canonical) and the

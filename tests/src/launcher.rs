@@ -47,7 +47,27 @@ impl Launcher {
     }
 
     pub fn run(&self, args: &[&str], timeout: Duration) -> Result<Output> {
-        let (program, all) = self.command_line(args);
+        self.run_with_env(&[], args, timeout)
+    }
+
+    /// `rbm-launch ARGS` with `env` (name, value) added to its environment
+    /// (e.g. a credential's variable, or `XDG_STATE_HOME`: where rbm-launch
+    /// remembers the yeses).
+    pub fn run_with_env(
+        &self,
+        env: &[(&str, &str)],
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<Output> {
+        let (program, mut all) = self.command_line(args);
+        // After `env`'s own options (`-u NAME`, `-C /`), before the program.
+        let at = all
+            .iter()
+            .position(|a| *a == self.program)
+            .expect("the command line runs rbm-launch");
+        for (i, (name, value)) in env.iter().enumerate() {
+            all.insert(at + i, format!("{name}={value}"));
+        }
         cmd::run(&program, &all, timeout)
     }
 

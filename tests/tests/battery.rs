@@ -341,7 +341,8 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         neighbour,
         &WorldSetup::new("").tcp([SocketAddr::from((neighbour, 80))]),
     )?);
-    b.launch(&["up", &b.launched.profile], UP_TIMEOUT)?
+    // --yes: the profile's credential is the test's own (no terminal to ask on).
+    b.launch(&["up", "--yes", &b.launched.profile], UP_TIMEOUT)?
         .check()
         .context("rbm-launch up")?;
     for host in hosts {

@@ -285,9 +285,12 @@ impl Lab {
         self.launched.launcher.run(&args, timeout)
     }
 
-    /// `rbm-launch up PROFILE` (with the agent shipped beside the launcher).
+    /// `rbm-launch up PROFILE` (with the agent shipped beside the launcher);
+    /// `--yes` to a profile with a credential, which the test wrote itself
+    /// (no terminal here to ask on).
     fn up(&self) -> Result<Output> {
-        self.launch("up", &[], UP_TIMEOUT)
+        let yes: &[&str] = if self.spec.creds { &["--yes"] } else { &[] };
+        self.launch("up", yes, UP_TIMEOUT)
     }
 
     /// `rbm-launch status PROFILE --json`.

@@ -53,6 +53,9 @@ fn a_hostile_profile_does_not_reach_the_host() -> Result<()> {
         .filter(|r| !r.pass)
         .map(|r| r.case.as_str())
         .collect();
-    ensure!(failed.is_empty(), "cases that got through: {failed:?}\n{text}");
+    ensure!(
+        failed.is_empty(),
+        "cases that got through: {failed:?}\n{text}"
+    );
     Ok(())
 }

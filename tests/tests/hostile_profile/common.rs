@@ -105,7 +105,8 @@ pub fn first_error(out: &Output) -> String {
 pub fn table(label: &str, rows: &[Row]) -> String {
     let passed = rows.iter().filter(|r| r.pass).count();
     let mut s = format!("# rbm hostile profile: {label}\n\n");
-    s += "Written by `tests/tests/hostile_profile.rs` (the last run on this Podman); do not edit.\n";
+    s +=
+        "Written by `tests/tests/hostile_profile.rs` (the last run on this Podman); do not edit.\n";
     let _ = writeln!(s, "{passed} of {} cases passed.", rows.len());
     s += "A case passes when rbm-launch refused the profile with the file, the field and the fix, \
           or what it let through stayed harmless on the host (checked there).\n\n";

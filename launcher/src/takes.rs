@@ -1,0 +1,195 @@
+//! What a profile takes from the machine that runs it: the host paths its
+//! bottle gets, the secrets rbm-launch reads for it and the hosts each is
+//! sent to. `up` and `quadlet` print it before anything starts, and
+//! `trust` wants a yes for it. A profile is often someone else's (a
+//! repository's `rbm.toml`): this is what it could take from the user.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rbm_profile::{leaves_folder, resolve_in, Credential, ProfileError, ResolvedVolume, Source};
+
+use crate::error::Error;
+use crate::lookup::Loaded;
+
+/// What a profile takes, in the order the profile names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takes {
+    /// Resolved: where on this machine, and whether outside the folder.
+    pub volumes: Vec<ResolvedVolume>,
+    pub credentials: Vec<Taken>,
+}
+
+/// A credential: where rbm-launch reads its real value, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub env: String,
+    pub from: Source,
+    pub hosts: Vec<String>,
+    pub paths: CredentialPaths,
+}
+
+/// The files a credential reads, resolved and checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialPaths {
+    /// Its `file:` source.
+    pub file: Option<PathBuf>,
+    /// Its `upstream_ca`.
+    pub upstream_ca: Option<PathBuf>,
+    /// One of them lies outside the profile's folder (`outside = true`).
+    pub outside: bool,
+}
+
+impl Takes {
+    /// What `loaded` takes. Fails if a credential's file or CA resolves
+    /// (through a symlink) outside the profile's folder and the credential
+    /// does not say `outside = true`.
+    pub fn of(loaded: &Loaded) -> Result<Takes, Error> {
+        let dir = &folder(&loaded.dir);
+        let volumes = loaded.profile.resolve_volumes(dir).map_err(|problem| {
+            Error::Profile(ProfileError::Invalid {
+                file: loaded.path.clone(),
+                problems: vec![problem],
+            })
+        })?;
+        let credentials = loaded
+            .profile
+            .credentials
+            .iter()
+            .map(|c| {
+                Ok(Taken {
+                    env: c.env.clone(),
+                    from: c.from.clone(),
+                    hosts: c.hosts.clone(),
+                    paths: credential_paths(c, dir)?,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Takes {
+            volumes,
+            credentials,
+        })
+    }
+
+    /// Whether the user must say yes first: the profile reads a secret, or
+    /// gives the bottle a host path outside its folder.
+    pub fn needs_yes(&self) -> bool {
+        !self.credentials.is_empty() || self.volumes.iter().any(|v| v.outside)
+    }
+
+    /// One line per thing taken, e.g. `credential API_KEY: from
+    /// env:ANTHROPIC_API_KEY, sent only to api.anthropic.com`.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for v in &self.volumes {
+            let options = if v.read_only { " (ro)" } else { "" };
+            out.push(format!(
+                "volume      {} -> {}{options}, {}",
+                v.host.display(),
+                v.bottle,
+                place(v.outside)
+            ));
+        }
+        for c in &self.credentials {
+            let from = match (&c.from, &c.paths.file) {
+                (Source::File(_), Some(file)) => {
+                    format!("file:{} ({})", file.display(), place(c.paths.outside))
+                }
+                (from, _) => from.to_string(),
+            };
+            let mut line = format!(
+                "credential  {}: from {from}, sent only to {}",
+                c.env,
+                c.hosts.join(", ")
+            );
+            if let Some(ca) = &c.paths.upstream_ca {
+                line += &format!("; trusts the CA {} for them", ca.display());
+            }
+            out.push(line);
+        }
+        out
+    }
+}
+
+impl fmt::Display for Takes {
+    /// The statement `up` prints before it starts anything.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines = self.lines();
+        if lines.is_empty() {
+            return write!(f, "takes no host path and no credential from this machine");
+        }
+        write!(f, "takes from this machine:")?;
+        for line in lines {
+            write!(f, "\n  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What `up` and `check` print: the profile (its resolved path) and what
+/// it takes.
+pub fn statement(loaded: &Loaded, takes: &Takes) -> String {
+    format!("rbm: {} {takes}", shown(loaded).display())
+}
+
+/// The profile's path as shown: resolved (no `./` or symlink in it).
+pub fn shown(loaded: &Loaded) -> PathBuf {
+    loaded
+        .path
+        .canonicalize()
+        .unwrap_or_else(|_| loaded.path.clone())
+}
+
+fn place(outside: bool) -> &'static str {
+    if outside {
+        "OUTSIDE the profile's folder"
+    } else {
+        "in the profile's folder"
+    }
+}
+
+/// A credential's file and CA, resolved. A path that resolves outside the
+/// profile's folder (a symlink in the folder that leads to `~/.ssh/id_ed25519`)
+/// is refused unless the credential says `outside = true`: the same rule
+/// as for its text, which the profile's checks apply.
+pub fn credential_paths(c: &Credential, dir: &Path) -> Result<CredentialPaths, Error> {
+    let dir = &folder(dir);
+    let mut paths = CredentialPaths::default();
+    let mut check = |field: &str, written: &str| {
+        let (resolved, _) = resolve_in(dir, written).map_err(|e| Error::Credential {
+            env: c.env.clone(),
+            message: format!("its {field} {written} cannot be resolved: {e}"),
+            fix: "check that the file exists and that you may read it".into(),
+        })?;
+        let inside = !leaves_folder(written) && resolved.starts_with(dir);
+        if !inside && !c.outside {
+            return Err(Error::Credential {
+                env: c.env.clone(),
+                message: format!(
+                    "its {field} {written} resolves to {}, outside the profile's folder {}",
+                    resolved.display(),
+                    dir.display()
+                ),
+                fix: "put the file itself in the profile's folder, or add `outside = true` to this credential if you mean it (rbm-launch then names the file and asks you before it reads it)".into(),
+            });
+        }
+        paths.outside |= !inside;
+        Ok(resolved)
+    };
+    if let Source::File(written) = &c.from {
+        paths.file = Some(check("file", written)?);
+    }
+    if let Some(written) = &c.upstream_ca {
+        paths.upstream_ca = Some(check("upstream_ca", written)?);
+    }
+    Ok(paths)
+}
+
+/// The profile's folder with its symlinks followed, as `resolve_in`
+/// gives paths in it.
+fn folder(dir: &Path) -> PathBuf {
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests;

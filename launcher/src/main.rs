@@ -18,7 +18,9 @@ const AFTER_HELP: &str = "\
 PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
 profiles/NAME.toml, looked up in the current directory, then among the
 profiles shipped with rbm (next to the rbm-launch binary: PREFIX/lib/rbm
-of an install, or the checkout it was built in).
+of an install, or the checkout it was built in; or --rbm-files DIR). rbm's
+own files (the sentry's agent, scripts/podman5) are never taken from the
+current directory.
 
 `rbm-launch PROFILE` is `rbm-launch up PROFILE`. Examples:
   rbm-launch demo                      start the built-in demo profile
@@ -58,6 +60,12 @@ struct Cli {
     /// Talk to the default `podman system connection` (podman --remote)
     #[arg(long, global = true)]
     remote: bool,
+
+    /// rbm's own files (built-in profiles, agents, scripts/podman5): a checkout of rbm or an
+    /// install's PREFIX/lib/rbm [default: beside the rbm-launch binary; never the current
+    /// directory]
+    #[arg(long, env = "RBM_FILES", value_name = "DIR", global = true)]
+    rbm_files: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -154,7 +162,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
-    let places = Places::from_env()?;
+    let places = Places::from_env(cli.rbm_files.as_deref())?;
     let chosen = Chosen {
         program: cli.podman,
         remote: Remote {
@@ -320,7 +328,9 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
 fn info(chosen: Chosen, places: &Places) -> anyhow::Result<u8> {
     match &places.shipped {
         Some(s) => println!("rbm files: {}", s.root.display()),
-        None => println!("rbm files: none found beside rbm-launch or above the current directory"),
+        None => println!(
+            "rbm files: none beside rbm-launch; name them with --rbm-files DIR (or RBM_FILES)"
+        ),
     }
     let dirs: Vec<String> = places
         .profile_dirs()

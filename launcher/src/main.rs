@@ -33,7 +33,7 @@ current directory.
 Podman 5 or newer is required (older podman lacks `network create --route`),
 rootful or rootless, local or remote (podman machine on macOS and Windows,
 CONTAINER_HOST, --connection, --remote): rbm-launch asks Podman what it is. Without
---podman it takes the first podman on PATH that is Podman 5, else the
+--podman it takes the first podman in an absolute PATH entry that is Podman 5, else the
 private Podman 5 that `scripts/podman5 up` provisioned (as root) on this
 machine.
 

@@ -47,6 +47,11 @@ pub enum Error {
         fix: String,
     },
 
+    /// A moniker's pair (or a secret named like rbm's) that this profile
+    /// file did not make: `up` and `stop` leave it alone.
+    #[error("{what}; fix: {fix}")]
+    NotOurs { what: String, fix: String },
+
     #[error("no Podman 5 found{}; fix: {}", passed_over_list(.passed_over), podman5_fix(.script.as_deref()))]
     NoPodman5 {
         passed_over: Vec<Candidate>,

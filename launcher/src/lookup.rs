@@ -264,6 +264,18 @@ pub fn load(arg: &str, places: &Places) -> Result<Loaded, Error> {
 }
 
 impl Loaded {
+    /// Which profile file owns the pair (the `rbm.profile` label): the
+    /// file's canonical path on the machine rbm-launch runs on (a remote
+    /// Podman's client), control characters escaped so that the label
+    /// stays one line of a listing.
+    pub fn owner(&self) -> String {
+        let canonical = self
+            .path
+            .canonicalize()
+            .unwrap_or_else(|_| self.path.clone());
+        owner_of(&canonical)
+    }
+
     /// The one line `rbm-launch check` prints.
     pub fn summary(&self) -> String {
         let p = &self.profile;
@@ -283,6 +295,20 @@ impl Loaded {
             count(p.entries.len(), "entry port")
         )
     }
+}
+
+/// The `rbm.profile` label's value for the profile file at `path`.
+pub fn owner_of(path: &Path) -> String {
+    path.to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn count(n: usize, what: &str) -> String {
@@ -440,6 +466,22 @@ mod tests {
         assert_eq!(
             find_profile("work", &cwd).unwrap(),
             t.path().join("cwd/profiles/work.toml")
+        );
+    }
+
+    #[test]
+    fn the_owner_is_the_canonical_path_on_one_line() {
+        let (t, places) = setup();
+        let l = load("demo", &places).unwrap();
+        let canonical = t
+            .path()
+            .join("cwd/profiles/demo.toml")
+            .canonicalize()
+            .unwrap();
+        assert_eq!(l.owner(), canonical.display().to_string());
+        assert_eq!(
+            owner_of(Path::new("/a\nb\tc/p.toml")),
+            "/a\\u{a}b\\u{9}c/p.toml"
         );
     }
 

@@ -75,8 +75,16 @@ struct Cli {
 enum Command {
     /// Start the sentry, wait until its filter is in force, then start the bottle (the default)
     Up(UpArgs),
-    /// Remove the bottle, then the sentry, then the profile's networks
-    Stop(ProfileArg),
+    /// Remove the bottle, then the sentry, then the profile's networks (and the secrets rbm made
+    /// for it); only a pair this profile file started, or one without rbm's profile label
+    Stop {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Remove whatever has the profile's moniker, even a pair another profile file started
+        /// (e.g. when that file moved)
+        #[arg(long)]
+        force: bool,
+    },
     /// Show the sentry agent's state (`rbm-agent status` in the sentry)
     Status {
         #[command(flatten)]
@@ -178,12 +186,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Info => info(chosen, &places),
-        Command::Stop(p) => {
+        Command::Stop { profile: p, force } => {
             let l = lookup::load(&p.profile, &places)?;
             let podman = find_podman(chosen, &places)?;
-            let (host, present) = launch::host_and_present(&podman);
+            let names = l.profile.names();
+            let (host, present) = launch::host_and_present(&podman, &names);
             let podman = podman.with_mode(host?.mode);
-            launch::stop_present(&podman, &l.profile.names(), &p.profile, &present)?;
+            if !force {
+                launch::may_take(&present, &l, &p.profile, launch::Action::Stop)?;
+            }
+            launch::stop_present(&podman, &names, &p.profile, &present)?;
             println!(
                 "rbm: {} stopped; nothing of moniker {} remains",
                 p.profile, l.profile.moniker
@@ -298,7 +310,8 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
     }
     let images = launch::Images::ask(&podman, &loaded.profile);
     let volumes = launch::prepare(&podman, &host.arch, &loaded, &opts, images)?;
-    let host_nets = hostnets::with_local(launch::Present::ask(&podman).host_nets, &loaded.profile);
+    let present = launch::Present::ask(&podman, &loaded.profile.names());
+    let host_nets = hostnets::with_local(present.host_nets, &loaded.profile);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
         .canonicalize()
@@ -444,8 +457,18 @@ mod tests {
         );
         assert!(matches!(
             parse("rbm-launch --podman /p stop demo").unwrap().command,
-            Command::Stop(_)
+            Command::Stop { force: false, .. }
         ));
+        assert!(matches!(
+            parse("rbm-launch stop --force demo").unwrap().command,
+            Command::Stop { force: true, .. }
+        ));
+        assert_eq!(
+            parse("rbm-launch --rbm-files /opt/rbm info")
+                .unwrap()
+                .rbm_files,
+            Some(PathBuf::from("/opt/rbm"))
+        );
         assert!(matches!(
             parse("rbm-launch status demo --json").unwrap().command,
             Command::Status { json: true, .. }

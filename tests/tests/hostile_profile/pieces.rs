@@ -63,12 +63,7 @@ subnet = "10.251.{n}.0/24"
 /// Removes everything of `moniker` with podman itself, whatever rbm-launch
 /// (old or new) left: containers, networks, and secrets named like rbm's.
 fn clean(podman: &Podman, moniker: &str) -> Result<()> {
-    for what in ["bottle", "sentry"] {
-        podman.remove_container(&format!("rbm-{moniker}-{what}"))?;
-    }
-    for what in ["enclave", "uplink"] {
-        podman.run(&["network", "rm", "--force", &format!("rbm-{moniker}-{what}")])?;
-    }
+    podman.remove_pair(moniker)?;
     let secrets = podman.run_ok(&["secret", "ls", "--format", "{{.Name}}"])?;
     let prefix = format!("rbm-{moniker}-");
     for s in secrets.stdout.lines().filter(|s| s.starts_with(&prefix)) {

@@ -304,8 +304,8 @@ fn secrets_free(present: &Present, p: &Profile, arg: &str) -> Result<(), Error> 
     match wanted.iter().find(|w| foreign.contains(w)) {
         None => Ok(()),
         Some(name) => Err(Error::NotOurs {
-            what: format!("the Podman secret {name} exists and rbm did not make it; `up` of {arg} would replace it"),
-            fix: format!("rename or remove that secret (`podman secret rm {name}` if it is no longer needed), or give the profile another moniker"),
+            what: format!("the Podman secret {name} exists and rbm did not make it (it has no rbm label: a secret of yours, or one an rbm-launch from before labels made); `up` of {arg} would replace it"),
+            fix: format!("rename or remove that secret (`podman secret rm {name}` if it is not yours or no longer needed), or give the profile another moniker"),
         }),
     }
 }

@@ -2,7 +2,10 @@
 //! sentry mounts; the bottle gets a random placeholder in each variable and
 //! trusts the profile's credential CA (made in the sentry, fetched from it)
 //! through a mounted bundle and the usual variables. Nothing of a real
-//! value is in the bottle's environment, files, image or `podman inspect`.
+//! value is in the bottle's environment, files, image or `podman inspect`;
+//! no placeholder is in an argument vector (other local users read those
+//! in /proc): podman gets `-e NAME` and the value in its own environment.
+//! The secrets rbm makes carry its labels, and `stop` removes only those.
 
 use std::path::Path;
 
@@ -10,7 +13,7 @@ use base64::Engine;
 use rbm_profile::{Names, Profile, Source};
 
 use crate::error::Error;
-use crate::podman::Podman;
+use crate::podman::{args, Podman};
 use crate::takes;
 
 /// Where the bottle finds the CA files.
@@ -35,7 +38,7 @@ pub fn secret_prefix(names: &Names) -> String {
     format!("{}-", names.sentry.trim_end_matches("-sentry"))
 }
 
-fn cred_secret(names: &Names, env: &str) -> String {
+pub fn cred_secret(names: &Names, env: &str) -> String {
     format!("{}cred-{env}", secret_prefix(names))
 }
 
@@ -62,9 +65,64 @@ pub fn placeholder() -> Result<String, Error> {
     ))
 }
 
+/// Whether podman itself (or the dynamic loader, or Go's runtime) reads
+/// the variable `name`. The bottle's placeholders reach podman in its own
+/// environment, under the credential's name, so a profile must not name
+/// one of these: it would change what podman does (CONTAINER_HOST,
+/// XDG_RUNTIME_DIR, LD_PRELOAD, PATH, ...).
+pub fn podman_reads(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TMPDIR",
+        "TZ",
+        "LANG",
+        "TERM",
+        "NOTIFY_SOCKET",
+        "SSH_AUTH_SOCK",
+        "REGISTRY_AUTH_FILE",
+        "GODEBUG",
+        "GOGC",
+        "GOMAXPROCS",
+        "GOMEMLIMIT",
+        "GOTRACEBACK",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "FTP_PROXY",
+    ];
+    const PREFIXES: &[&str] = &[
+        "CONTAINER",
+        "_CONTAINERS",
+        "PODMAN",
+        "BUILDAH",
+        "STORAGE_",
+        "LD_",
+        "DYLD_",
+        "XDG_",
+        "LC_",
+        "DBUS_",
+        "SYSTEMD_",
+        "LISTEN_",
+        "RBM_",
+    ];
+    let upper = name.to_ascii_uppercase();
+    EXACT.contains(&upper.as_str()) || PREFIXES.iter().any(|p| upper.starts_with(p))
+}
+
 /// Reads each credential's real value (before anything starts: a missing
-/// one stops `up` with its name) and puts it into a Podman secret.
-pub fn prepare(podman: &Podman, profile: &Profile, dir: &Path) -> Result<Vec<Planned>, Error> {
+/// one stops `up` with its name) and puts it into a Podman secret that
+/// carries rbm's labels (`owner` is the profile file, [`args::labels`]).
+pub fn prepare(
+    podman: &Podman,
+    profile: &Profile,
+    dir: &Path,
+    owner: &str,
+) -> Result<Vec<Planned>, Error> {
     let names = profile.names();
     let mut planned = Vec::new();
     for c in &profile.credentials {
@@ -73,6 +131,12 @@ pub fn prepare(podman: &Podman, profile: &Profile, dir: &Path) -> Result<Vec<Pla
             message,
             fix: fix.into(),
         };
+        if podman_reads(&c.env) {
+            return Err(fail(
+                format!("podman itself reads {}, and rbm-launch hands podman the bottle's placeholder in that variable", c.env),
+                "name the credential's variable otherwise (the bottle's program reads it under that name)",
+            ));
+        }
         // Resolved and checked again here, where they are read: a file
         // that leads out of the profile's folder needs `outside = true`.
         let paths = takes::credential_paths(c, dir)?;
@@ -103,7 +167,7 @@ pub fn prepare(podman: &Podman, profile: &Profile, dir: &Path) -> Result<Vec<Pla
                 let value = read_value(source, paths.file.as_deref())
                     .map_err(|m| fail(m, "set it, or point `from` at where the value is"))?;
                 let secret = cred_secret(&names, &c.env);
-                podman.run_with_input(&create_secret(&secret), value.as_bytes())?;
+                podman.run_with_input(&create_secret(&secret, profile, owner), value.as_bytes())?;
                 (secret, true)
             }
         };
@@ -118,13 +182,18 @@ pub fn prepare(podman: &Podman, profile: &Profile, dir: &Path) -> Result<Vec<Pla
     Ok(planned)
 }
 
-/// `podman secret create --replace NAME -`: the value comes on stdin,
-/// never on a command line.
-pub fn create_secret(name: &str) -> Vec<String> {
-    ["secret", "create", "--replace", name, "-"]
-        .map(String::from)
-        .to_vec()
+/// `podman secret create --replace --label ... NAME -`: the value comes
+/// on stdin, never on a command line; the labels say rbm made it (for
+/// `stop`) and for which profile file.
+pub fn create_secret(name: &str, profile: &Profile, owner: &str) -> Vec<String> {
+    let mut a: Vec<String> = ["secret", "create", "--replace"].map(String::from).to_vec();
+    a.extend(args::labels(profile, owner));
+    a.extend([name.to_string(), "-".to_string()]);
+    a
 }
+
+/// The variable that carries the credentials' placeholders to the agent.
+pub const CREDENTIALS_ENV: &str = "RBM_CREDENTIALS";
 
 /// The real value from `source`; `file` is a `file:` source's path,
 /// resolved (`takes::credential_paths`).
@@ -159,7 +228,8 @@ pub fn sentry_json(planned: &[Planned]) -> String {
     serde_json::Value::Array(list).to_string()
 }
 
-/// The sentry's `podman run` arguments for the credentials.
+/// The sentry's `podman run` arguments for the credentials; the value of
+/// `-e RBM_CREDENTIALS` is in [`sentry_env`].
 pub fn sentry_args(planned: &[Planned]) -> Vec<String> {
     if planned.is_empty() {
         return vec![];
@@ -170,8 +240,25 @@ pub fn sentry_args(planned: &[Planned]) -> Vec<String> {
         a.push(format!("{},target=rbm-cred-{}", p.secret, p.env));
     }
     a.push("-e".into());
-    a.push(format!("RBM_CREDENTIALS={}", sentry_json(planned)));
+    a.push(CREDENTIALS_ENV.into());
     a
+}
+
+/// podman's environment for the sentry's `podman run`: RBM_CREDENTIALS.
+pub fn sentry_env(planned: &[Planned]) -> Vec<(String, String)> {
+    if planned.is_empty() {
+        return vec![];
+    }
+    vec![(CREDENTIALS_ENV.to_string(), sentry_json(planned))]
+}
+
+/// podman's environment for the bottle's `podman run`: each placeholder
+/// under its credential's name (`-e NAME` in [`bottle_args`]).
+pub fn bottle_env(planned: &[Planned]) -> Vec<(String, String)> {
+    planned
+        .iter()
+        .map(|p| (p.env.clone(), p.placeholder.clone()))
+        .collect()
 }
 
 /// The public roots and the profile's CA, as one PEM file: what the
@@ -192,8 +279,9 @@ pub fn bundle(ca_pem: &str) -> String {
     out
 }
 
-/// The bottle's `podman run` arguments: placeholders, the CA files and the
-/// variables that make Node, Python, curl and git trust them.
+/// The bottle's `podman run` arguments: placeholders (named only; their
+/// values in [`bottle_env`]), the CA files and the variables that make
+/// Node, Python, curl and git trust them.
 pub fn bottle_args(planned: &[Planned], names: &Names) -> Vec<String> {
     if planned.is_empty() {
         return vec![];
@@ -201,7 +289,7 @@ pub fn bottle_args(planned: &[Planned], names: &Names) -> Vec<String> {
     let mut a = Vec::new();
     for p in planned {
         a.push("-e".into());
-        a.push(format!("{}={}", p.env, p.placeholder));
+        a.push(p.env.clone());
     }
     a.push("--secret".into());
     a.push(format!("{},target={BUNDLE_PATH}", bundle_secret(names)));
@@ -239,7 +327,11 @@ mod tests {
     fn the_bottle_gets_placeholders_and_trust_the_sentry_the_secret() {
         let names = Names::new("demo");
         let bottle = bottle_args(&planned(), &names).join(" ");
-        assert!(bottle.contains("-e API_KEY=rbm-0123"), "{bottle}");
+        assert!(bottle.starts_with("-e API_KEY --secret"), "{bottle}");
+        assert_eq!(
+            bottle_env(&planned()),
+            [("API_KEY".to_string(), "rbm-0123".to_string())]
+        );
         assert!(bottle.contains("--secret rbm-demo-ca-bundle,target=/etc/rbm/ca-bundle.pem"));
         assert!(bottle.contains("-e NODE_EXTRA_CA_CERTS=/etc/rbm/rbm-ca.pem"));
         assert!(
@@ -248,8 +340,54 @@ mod tests {
         );
         let sentry = sentry_args(&planned()).join(" ");
         assert!(sentry.contains("--secret rbm-demo-cred-API_KEY,target=rbm-cred-API_KEY"));
-        assert!(sentry.contains("\"placeholder\":\"rbm-0123\""));
+        assert!(sentry.ends_with("-e RBM_CREDENTIALS"), "{sentry}");
+        let env = sentry_env(&planned());
+        assert_eq!(env[0].0, "RBM_CREDENTIALS");
+        assert!(env[0].1.contains("\"placeholder\":\"rbm-0123\""));
         assert!(bottle_args(&[], &names).is_empty() && sentry_args(&[]).is_empty());
+        assert!(bottle_env(&[]).is_empty() && sentry_env(&[]).is_empty());
+    }
+
+    #[test]
+    fn no_placeholder_is_in_an_argument_vector() {
+        let names = Names::new("demo");
+        let all = [bottle_args(&planned(), &names), sentry_args(&planned())].concat();
+        assert!(all.iter().all(|a| !a.contains("rbm-0123")), "{all:?}");
+    }
+
+    #[test]
+    fn a_credential_named_like_what_podman_reads_is_refused() {
+        for name in [
+            "CONTAINER_HOST",
+            "XDG_RUNTIME_DIR",
+            "LD_PRELOAD",
+            "PATH",
+            "https_proxy",
+            "RBM_PROFILE",
+        ] {
+            assert!(podman_reads(name), "{name}");
+        }
+        for name in [
+            "API_KEY",
+            "GITHUB_TOKEN",
+            "GOOGLE_API_KEY",
+            "OPENAI_API_KEY",
+        ] {
+            assert!(!podman_reads(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn secrets_rbm_makes_carry_its_labels_and_come_on_stdin() {
+        let p = rbm_profile::Profile::parse(
+            crate::podman::args::tests::PROFILE,
+            Path::new("/p/demo.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            create_secret("rbm-demo-ca", &p, "/p/demo.toml").join(" "),
+            "secret create --replace --label rbm.moniker=demo --label rbm.profile=/p/demo.toml rbm-demo-ca -"
+        );
     }
 
     #[test]

@@ -47,13 +47,18 @@ pub enum Error {
         fix: String,
     },
 
+    /// A moniker's pair (or a secret named like rbm's) that this profile
+    /// file did not make: `up` and `stop` leave it alone.
+    #[error("{what}; fix: {fix}")]
+    NotOurs { what: String, fix: String },
+
     #[error("no Podman 5 found{}; fix: {}", passed_over_list(.passed_over), podman5_fix(.script.as_deref()))]
     NoPodman5 {
         passed_over: Vec<Candidate>,
         script: Option<PathBuf>,
     },
 
-    #[error("the rbm-agent binary for the sentry image ({arch}) was not found{}; fix: in a checkout, build it with `scripts/build-static` (and install rbm with `scripts/install`), or pass --agent PATH (or RBM_AGENT_BIN)", looked_list(.looked))]
+    #[error("the rbm-agent binary for the sentry image ({arch}) was not found{}; fix: in a checkout, build it with `scripts/build-static` (and install rbm with `scripts/install`), or pass --agent PATH (or RBM_AGENT_BIN), or name rbm's files with --rbm-files DIR (or RBM_FILES)", looked_list(.looked))]
     AgentMissing { arch: String, looked: Vec<PathBuf> },
 
     #[error("Podman runs containers for architecture {arch}, and rbm builds its sentry agent for {} only; fix: run rbm on one of those, or build rbm-agent statically for {arch} and pass it with --agent PATH", crate::lookup::AGENT_ARCHES.map(|(a, _)| a).join(", "))]

@@ -30,7 +30,7 @@ pub struct UpOptions {
 }
 
 mod survey;
-pub use survey::{host_and_present, Images, Present, Survey};
+pub use survey::{host_and_present, Images, Listed, Owner, Present, Survey};
 
 /// `up` from the start: asks what podman runs (`podman version`: Podman 5
 /// or newer, and the architecture the agent is chosen for) and what exists
@@ -82,8 +82,11 @@ pub fn up_surveyed(
     opts: &UpOptions,
     survey: Survey,
 ) -> Result<Vec<ResolvedVolume>, Error> {
-    let volumes = prepare(podman, arch, loaded, opts, survey.images)?;
     let names = loaded.profile.names();
+    let arg = &opts.profile_arg;
+    may_take(&survey.present, loaded, arg, Action::Up)?;
+    secrets_free(&survey.present, &loaded.profile, arg)?;
+    let volumes = prepare(podman, arch, loaded, opts, survey.images)?;
     stop_present(podman, &names, &opts.profile_arg, &survey.present)?;
     if !survey.present.networks_known() {
         // Fail closed: without the list, a DNS answer could open a bridge
@@ -215,30 +218,36 @@ fn start(
 ) -> Result<(), Error> {
     let p = &loaded.profile;
     let n = p.names();
-    let planned = creds::prepare(podman, p, &loaded.dir)?;
+    let owner = loaded.owner();
+    let planned = creds::prepare(podman, p, &loaded.dir, &owner)?;
     progress(&format!("creating networks {} and {}", n.enclave, n.uplink));
     // Two independent calls: at once.
     let (uplink, enclave) = survey::at_once(
-        || podman.run(&args::network_create_uplink(p)),
-        || podman.run(&args::network_create_enclave(p)),
+        || podman.run(&args::network_create_uplink(p, &owner)),
+        || podman.run(&args::network_create_enclave(p, &owner)),
     );
     enclave.and(uplink)?;
     progress(&format!("starting sentry {}", n.sentry));
     let mut sentry_extra = creds::sentry_args(&planned);
     sentry_extra.extend(hostnets::sentry_args(host_nets));
-    podman.run(&args::sentry_run(
-        p,
-        &loaded.text,
-        SENTRY_IMAGE,
-        &sentry_extra,
-    ))?;
+    // The profile's text and the placeholders go in podman's environment,
+    // not its argument vector, which any local user can read in /proc.
+    let mut sentry_env = args::sentry_env(&loaded.text);
+    sentry_env.extend(creds::sentry_env(&planned));
+    podman.run_env(
+        &args::sentry_run(p, &owner, SENTRY_IMAGE, &sentry_extra),
+        &sentry_env,
+    )?;
     wait_ready(podman, &n.sentry, opts)?;
     if !planned.is_empty() {
         // The CA was made in the sentry; the bottle gets its certificate.
         let ca = podman.run(&args::agent_ca(&n.sentry))?;
-        podman.run_with_input(&creds::create_secret(&creds::ca_secret(&n)), ca.as_bytes())?;
         podman.run_with_input(
-            &creds::create_secret(&creds::bundle_secret(&n)),
+            &creds::create_secret(&creds::ca_secret(&n), p, &owner),
+            ca.as_bytes(),
+        )?;
+        podman.run_with_input(
+            &creds::create_secret(&creds::bundle_secret(&n), p, &owner),
             creds::bundle(&ca).as_bytes(),
         )?;
         progress(&format!(
@@ -253,8 +262,82 @@ fn start(
     progress(&format!("sentry ready; starting bottle {}", n.bottle));
     let bottle_extra = creds::bottle_args(&planned, &n);
     let volumes: Vec<String> = volumes.iter().map(ResolvedVolume::podman_arg).collect();
-    podman.run(&args::bottle_run(p, &volumes, &bottle_extra))?;
+    podman.run_env(
+        &args::bottle_run(p, &owner, &volumes, &bottle_extra),
+        &creds::bottle_env(&planned),
+    )?;
     Ok(())
+}
+
+/// What is done to a moniker's pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `up`: replaces the pair if this file made it.
+    Up,
+    /// `stop`: removes it.
+    Stop,
+}
+
+/// Whether the profile file `loaded` may replace (`up`) or remove (`stop`)
+/// what exists of its moniker: only its own pair. A profile from someone
+/// else that reuses the moniker of a running pair would otherwise replace
+/// or remove that pair (its sentry, its secrets). A pair without the
+/// label (an rbm-launch before labels, or made by hand) may be stopped by
+/// any file of its moniker, which is how it is cleaned up, but `up` does
+/// not replace it. `stop --force` skips this check.
+pub fn may_take(
+    present: &Present,
+    loaded: &Loaded,
+    arg: &str,
+    action: Action,
+) -> Result<(), Error> {
+    let moniker = &loaded.profile.moniker;
+    let file = loaded.path.display();
+    let what = |whose: String| format!("moniker {moniker} is in use by {whose}, not by {file}");
+    let err = match (present.owner(&loaded.profile.names(), &loaded.owner()), action) {
+        (Owner::Nobody | Owner::This, _) | (Owner::Unlabelled, Action::Stop) => return Ok(()),
+        (Owner::Other(other), Action::Up) => Error::NotOurs {
+            what: what(format!("a pair that the profile file {other} started")),
+            fix: format!("stop that pair with its own file (`rbm-launch stop {other}`), or give {file} another moniker"),
+        },
+        (Owner::Other(other), Action::Stop) => Error::NotOurs {
+            what: what(format!("a pair that the profile file {other} started")),
+            fix: format!("stop it with its own file (`rbm-launch stop {other}`); if that file moved or is gone, `rbm-launch stop --force {arg}`"),
+        },
+        (Owner::Unlabelled, Action::Up) => Error::NotOurs {
+            what: what("a pair without rbm's profile label (started by an older rbm-launch, or by hand)".into()),
+            fix: format!("if it is yours, remove it with `rbm-launch stop {arg}` and run `up` again; or give {file} another moniker"),
+        },
+        (Owner::Unknown, _) => Error::NotOurs {
+            what: format!("podman could not list its containers or networks, so whether moniker {moniker} belongs to {file} is unknown"),
+            fix: format!("check that `podman ps -a` and `podman network ls` work, then run it again (`rbm-launch stop --force {arg}` stops whatever has the moniker)"),
+        },
+    };
+    Err(err)
+}
+
+/// `up` refuses to overwrite a Podman secret named like one it makes for
+/// the profile that rbm did not make (`podman secret create --replace`
+/// would replace a user's own secret).
+fn secrets_free(present: &Present, p: &Profile, arg: &str) -> Result<(), Error> {
+    let n = p.names();
+    let mut wanted: Vec<String> = p
+        .credentials
+        .iter()
+        .filter(|c| !matches!(c.from, rbm_profile::Source::PodmanSecret(_)))
+        .map(|c| creds::cred_secret(&n, &c.env))
+        .collect();
+    if !p.credentials.is_empty() {
+        wanted.extend([creds::ca_secret(&n), creds::bundle_secret(&n)]);
+    }
+    let foreign = present.foreign_secrets(&n);
+    match wanted.iter().find(|w| foreign.contains(w)) {
+        None => Ok(()),
+        Some(name) => Err(Error::NotOurs {
+            what: format!("the Podman secret {name} exists and rbm did not make it (it has no rbm label: a secret of yours, or one an rbm-launch from before labels made); `up` of {arg} would replace it"),
+            fix: format!("rename or remove that secret (`podman secret rm {name}` if it is not yours or no longer needed), or give the profile another moniker"),
+        }),
+    }
 }
 
 /// Polls `rbm-agent status --json` until it says ready, the sentry dies, or
@@ -327,7 +410,7 @@ fn print_logs(podman: &Podman, container: &str) {
 /// after a failure and reports all, except that a bottle that could not be
 /// removed stops everything: its sentry must keep filtering.
 pub fn stop(podman: &Podman, names: &Names, profile_arg: &str) -> Result<(), Error> {
-    stop_present(podman, names, profile_arg, &Present::ask(podman))
+    stop_present(podman, names, profile_arg, &Present::ask(podman, names))
 }
 
 /// `stop`, given what exists: what `present` shows absent is not asked

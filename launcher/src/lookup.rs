@@ -4,9 +4,12 @@
 //! rbm's files are found next to the launcher, whatever the current
 //! directory: in an install (`PREFIX/bin/rbm-launch` with
 //! `PREFIX/lib/rbm/`, as `scripts/install` lays it out) or in the checkout
-//! the launcher was built in (`REPO/target/.../rbm-launch`). A launcher
-//! found in neither (e.g. copied elsewhere) falls back to a checkout at or
-//! above the current directory.
+//! the launcher was built in (`REPO/target/.../rbm-launch`), or where the
+//! user names them (`--rbm-files DIR`, RBM_FILES). Never from the current
+//! directory by itself: the sentry is built from these files' agent and
+//! holds the real keys, and a folder someone else made (a cloned
+//! repository with a `profiles/` and a `scripts/podman5`) must not become
+//! the sentry just because rbm-launch was run in it.
 
 use std::path::{Path, PathBuf};
 
@@ -79,6 +82,17 @@ impl Shipped {
         })
     }
 
+    /// rbm's files in `dir` as the user named it (`--rbm-files`): a
+    /// checkout if it holds the workspace's Cargo.toml, else an install's
+    /// `PREFIX/lib/rbm`.
+    pub fn named(dir: &Path) -> Shipped {
+        if dir.join("Cargo.toml").is_file() {
+            Shipped::checkout(dir)
+        } else {
+            Shipped::install(dir)
+        }
+    }
+
     /// rbm's files for a launcher at `exe`: its install, or the checkout it
     /// lies in.
     pub fn beside(exe: &Path) -> Option<Shipped> {
@@ -104,7 +118,8 @@ pub struct Places {
 }
 
 impl Places {
-    pub fn from_env() -> Result<Places, Error> {
+    /// The places for this process; `named` is `--rbm-files` (RBM_FILES).
+    pub fn from_env(named: Option<&Path>) -> Result<Places, Error> {
         let cwd = std::env::current_dir().map_err(|source| Error::Io {
             what: "cannot read the current directory",
             path: PathBuf::from("."),
@@ -112,15 +127,20 @@ impl Places {
             source,
         })?;
         let exe = std::env::current_exe().ok();
-        Ok(Places::new(cwd, exe.as_deref()))
+        Ok(Places::new(cwd, exe.as_deref(), named))
     }
 
-    /// The places for a launcher at `exe` run in `cwd`.
-    pub fn new(cwd: PathBuf, exe: Option<&Path>) -> Places {
-        let shipped = exe
-            .and_then(|e| e.canonicalize().ok())
-            .and_then(|e| Shipped::beside(&e))
-            .or_else(|| dir_above(&cwd, is_checkout).map(|r| Shipped::checkout(&r)));
+    /// The places for a launcher at `exe` run in `cwd`: rbm's files are
+    /// `named` (relative to `cwd`) if given, else those beside `exe`. The
+    /// current directory is never searched for them (see the module's
+    /// documentation); only a profile NAME is looked up in its `profiles/`.
+    pub fn new(cwd: PathBuf, exe: Option<&Path>, named: Option<&Path>) -> Places {
+        let shipped = match named {
+            Some(dir) => Some(Shipped::named(&cwd.join(dir))),
+            None => exe
+                .and_then(|e| e.canonicalize().ok())
+                .and_then(|e| Shipped::beside(&e)),
+        };
         Places { cwd, shipped }
     }
 
@@ -244,6 +264,18 @@ pub fn load(arg: &str, places: &Places) -> Result<Loaded, Error> {
 }
 
 impl Loaded {
+    /// Which profile file owns the pair (the `rbm.profile` label): the
+    /// file's canonical path on the machine rbm-launch runs on (a remote
+    /// Podman's client), control characters escaped so that the label
+    /// stays one line of a listing.
+    pub fn owner(&self) -> String {
+        let canonical = self
+            .path
+            .canonicalize()
+            .unwrap_or_else(|_| self.path.clone());
+        owner_of(&canonical)
+    }
+
     /// The one line `rbm-launch check` prints.
     pub fn summary(&self) -> String {
         let p = &self.profile;
@@ -263,6 +295,20 @@ impl Loaded {
             count(p.entries.len(), "entry port")
         )
     }
+}
+
+/// The `rbm.profile` label's value for the profile file at `path`.
+pub fn owner_of(path: &Path) -> String {
+    path.to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn count(n: usize, what: &str) -> String {
@@ -292,7 +338,7 @@ mod tests {
             std::fs::write(p, GOOD).unwrap();
         }
         let exe = t.path().join("repo/target/debug/rbm-launch");
-        let places = Places::new(t.path().join("cwd"), Some(&exe));
+        let places = Places::new(t.path().join("cwd"), Some(&exe), None);
         (t, places)
     }
 
@@ -362,7 +408,7 @@ mod tests {
         std::fs::write(prefix.join("lib/rbm/arm64/rbm-agent"), "bin").unwrap();
         let exe = prefix.join("bin/rbm-launch");
         std::fs::write(&exe, "").unwrap();
-        let places = Places::new(PathBuf::from("/"), Some(&exe));
+        let places = Places::new(PathBuf::from("/"), Some(&exe), None);
         let lib = prefix.canonicalize().unwrap().join("lib/rbm");
         assert_eq!(places.shipped, Some(Shipped::install(&lib)));
         assert_eq!(
@@ -387,18 +433,56 @@ mod tests {
     }
 
     #[test]
-    fn a_checkout_is_found_above_the_cwd_when_the_launcher_is_elsewhere() {
+    fn a_checkout_in_or_above_the_cwd_is_never_taken_unless_named() {
         let (t, _) = setup();
+        // A launcher elsewhere (cargo install), run inside a folder that
+        // looks like rbm's (a cloned repository someone else made): its
+        // agent must not become the sentry.
         let elsewhere = t.path().join("bin/rbm-launch");
-        let places = Places::new(t.path().join("repo/profiles"), Some(&elsewhere));
+        for cwd in ["repo", "repo/profiles"] {
+            let places = Places::new(t.path().join(cwd), Some(&elsewhere), None);
+            assert_eq!(places.shipped, None, "{cwd}");
+            let err = places.agent(None, "amd64").unwrap_err().to_string();
+            assert!(!err.contains("repo/target"), "{err}");
+        }
+        // Named, it is used: a checkout (Cargo.toml) or an install's lib/rbm.
+        std::fs::write(t.path().join("repo/Cargo.toml"), "").unwrap();
+        let named = Places::new(
+            t.path().to_path_buf(),
+            Some(&elsewhere),
+            Some(Path::new("repo")),
+        );
         let repo = t.path().join("repo");
-        assert_eq!(places.shipped, Some(Shipped::checkout(&repo)));
-        let err = places.agent(None, "arm64").unwrap_err().to_string();
+        assert_eq!(named.shipped, Some(Shipped::checkout(&repo)));
+        let err = named.agent(None, "arm64").unwrap_err().to_string();
         let want = repo.join("target/aarch64-unknown-linux-musl/release/rbm-agent");
         assert!(err.contains(&want.display().to_string()), "{err}");
-        let nowhere = Places::new(t.path().to_path_buf(), Some(&elsewhere));
-        assert_eq!(nowhere.shipped, None);
-        assert!(nowhere.agent(None, "amd64").is_err());
+        let lib = t.path().join("lib/rbm");
+        let install = Places::new(PathBuf::from("/"), None, Some(&lib));
+        assert_eq!(install.shipped, Some(Shipped::install(&lib)));
+        // A profile NAME is still looked up in the cwd's profiles/: naming
+        // a profile is the user's own choice.
+        let cwd = Places::new(t.path().join("cwd"), Some(&elsewhere), None);
+        assert_eq!(
+            find_profile("work", &cwd).unwrap(),
+            t.path().join("cwd/profiles/work.toml")
+        );
+    }
+
+    #[test]
+    fn the_owner_is_the_canonical_path_on_one_line() {
+        let (t, places) = setup();
+        let l = load("demo", &places).unwrap();
+        let canonical = t
+            .path()
+            .join("cwd/profiles/demo.toml")
+            .canonicalize()
+            .unwrap();
+        assert_eq!(l.owner(), canonical.display().to_string());
+        assert_eq!(
+            owner_of(Path::new("/a\nb\tc/p.toml")),
+            "/a\\u{a}b\\u{9}c/p.toml"
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ const AFTER_HELP: &str = "\
 PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
 profiles/NAME.toml, looked up in the current directory, then among the
 profiles shipped with rbm (next to the rbm-launch binary: PREFIX/lib/rbm
-of an install, or the checkout it was built in).
+of an install, or the checkout it was built in; or --rbm-files DIR). rbm's
+own files (the sentry's agent, scripts/podman5) are never taken from the
+current directory.
 
 `rbm-launch PROFILE` is `rbm-launch up PROFILE`. Examples:
   rbm-launch demo                      start the built-in demo profile
@@ -39,7 +41,7 @@ remembered for that profile as it is, in $XDG_STATE_HOME/rbm/trusted.
 Podman 5 or newer is required (older podman lacks `network create --route`),
 rootful or rootless, local or remote (podman machine on macOS and Windows,
 CONTAINER_HOST, --connection, --remote): rbm-launch asks Podman what it is. Without
---podman it takes the first podman on PATH that is Podman 5, else the
+--podman it takes the first podman in an absolute PATH entry that is Podman 5, else the
 private Podman 5 that `scripts/podman5 up` provisioned (as root) on this
 machine.
 
@@ -67,6 +69,12 @@ struct Cli {
     #[arg(long, global = true)]
     remote: bool,
 
+    /// rbm's own files (built-in profiles, agents, scripts/podman5): a checkout of rbm or an
+    /// install's PREFIX/lib/rbm [default: beside the rbm-launch binary; never the current
+    /// directory]
+    #[arg(long, env = "RBM_FILES", value_name = "DIR", global = true)]
+    rbm_files: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -75,8 +83,16 @@ struct Cli {
 enum Command {
     /// Start the sentry, wait until its filter is in force, then start the bottle (the default)
     Up(UpArgs),
-    /// Remove the bottle, then the sentry, then the profile's networks
-    Stop(ProfileArg),
+    /// Remove the bottle, then the sentry, then the profile's networks (and the secrets rbm made
+    /// for it); only a pair this profile file started, or one without rbm's profile label
+    Stop {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Remove whatever has the profile's moniker, even a pair another profile file started
+        /// (e.g. when that file moved)
+        #[arg(long)]
+        force: bool,
+    },
     /// Show the sentry agent's state (`rbm-agent status` in the sentry)
     Status {
         #[command(flatten)]
@@ -168,7 +184,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
-    let places = Places::from_env()?;
+    let places = Places::from_env(cli.rbm_files.as_deref())?;
     let chosen = Chosen {
         program: cli.podman,
         remote: Remote {
@@ -187,12 +203,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Info => info(chosen, &places),
-        Command::Stop(p) => {
+        Command::Stop { profile: p, force } => {
             let l = lookup::load(&p.profile, &places)?;
             let podman = find_podman(chosen, &places)?;
-            let (host, present) = launch::host_and_present(&podman);
+            let names = l.profile.names();
+            let (host, present) = launch::host_and_present(&podman, &names);
             let podman = podman.with_mode(host?.mode);
-            launch::stop_present(&podman, &l.profile.names(), &p.profile, &present)?;
+            if !force {
+                launch::may_take(&present, &l, &p.profile, launch::Action::Stop)?;
+            }
+            launch::stop_present(&podman, &names, &p.profile, &present)?;
             println!(
                 "rbm: {} stopped; nothing of moniker {} remains",
                 p.profile, l.profile.moniker
@@ -323,7 +343,8 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
         .iter()
         .map(ResolvedVolume::podman_arg)
         .collect();
-    let host_nets = hostnets::with_local(launch::Present::ask(&podman).host_nets, &loaded.profile);
+    let present = launch::Present::ask(&podman, &loaded.profile.names());
+    let host_nets = hostnets::with_local(present.host_nets, &loaded.profile);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
         .canonicalize()
@@ -360,7 +381,9 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
 fn info(chosen: Chosen, places: &Places) -> anyhow::Result<u8> {
     match &places.shipped {
         Some(s) => println!("rbm files: {}", s.root.display()),
-        None => println!("rbm files: none found beside rbm-launch or above the current directory"),
+        None => println!(
+            "rbm files: none beside rbm-launch; name them with --rbm-files DIR (or RBM_FILES)"
+        ),
     }
     let dirs: Vec<String> = places
         .profile_dirs()
@@ -481,8 +504,18 @@ mod tests {
         ));
         assert!(matches!(
             parse("rbm-launch --podman /p stop demo").unwrap().command,
-            Command::Stop(_)
+            Command::Stop { force: false, .. }
         ));
+        assert!(matches!(
+            parse("rbm-launch stop --force demo").unwrap().command,
+            Command::Stop { force: true, .. }
+        ));
+        assert_eq!(
+            parse("rbm-launch --rbm-files /opt/rbm info")
+                .unwrap()
+                .rbm_files,
+            Some(PathBuf::from("/opt/rbm"))
+        );
         assert!(matches!(
             parse("rbm-launch status demo --json").unwrap().command,
             Command::Status { json: true, .. }

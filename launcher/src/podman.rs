@@ -64,6 +64,29 @@ impl Podman {
         command
     }
 
+    /// Runs podman with `env` added to its environment (the values of the
+    /// `-e NAME` in `args`); a non-zero exit is an error. A value in the
+    /// environment, unlike one in the argument vector, is not readable by
+    /// other local users (/proc/PID/environ is private to the owner, and
+    /// /proc/PID/cmdline is not). Podman resolves `-e NAME` on the client
+    /// side, from its own environment, local or remote alike.
+    pub fn run_env(&self, args: &[String], env: &[(String, String)]) -> Result<String, Error> {
+        let out = self
+            .command(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::PodmanMissing {
+                program: self.program.clone(),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(self.failure(args, &out))
+        }
+    }
+
     /// The same program, known to run in `mode`.
     pub fn with_mode(self, mode: Mode) -> Podman {
         Podman {
@@ -401,6 +424,19 @@ mod tests {
             .is_ok());
         let still_there = fake(dir.path(), "", "Error: netavark: No such process", 125);
         assert!(still_there.remove(&args::remove_container("c")).is_err());
+    }
+
+    #[test]
+    fn values_handed_in_the_environment_reach_podman_and_not_its_argv() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = "#!/bin/sh\nprintf '%s|%s' \"$*\" \"$RBM_PROFILE\"\n";
+        let p = Podman::new(fake_program(dir.path(), "podman", script));
+        let args: Vec<String> = ["run", "-e", "RBM_PROFILE"].map(String::from).to_vec();
+        let env = [("RBM_PROFILE".to_string(), "moniker = \"x\"\n".to_string())];
+        assert_eq!(
+            p.run_env(&args, &env).unwrap(),
+            "run -e RBM_PROFILE|moniker = \"x\"\n"
+        );
     }
 
     #[test]

@@ -189,6 +189,23 @@ impl Podman {
         self.run_ok(&["rm", "--force", "--ignore", "--time", "0", name])
             .map(drop)
     }
+
+    /// Removes the pair of `moniker` (bottle, sentry, both networks) that
+    /// an aborted run may have left: one started from another checkout's
+    /// profile file is not this run's, and `rbm-launch up` would refuse
+    /// to replace it (a moniker belongs to the file that started it).
+    pub fn remove_pair(&self, moniker: &str) -> Result<()> {
+        for what in ["bottle", "sentry"] {
+            self.remove_container(&format!("rbm-{moniker}-{what}"))?;
+        }
+        for what in ["enclave", "uplink"] {
+            let name = format!("rbm-{moniker}-{what}");
+            if self.run(&["network", "exists", &name])?.success() {
+                self.run_ok(&["network", "rm", "--force", &name])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn as_list(value: Value) -> Result<Vec<Value>> {

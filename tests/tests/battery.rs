@@ -311,6 +311,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         format!("rbm-{MONIKER}-witness"),
     );
     podman.remove_container(&names.2)?;
+    podman.remove_pair(MONIKER)?;
     let mut b = Battery {
         podman: podman.clone(),
         launched: Launched {

@@ -248,6 +248,7 @@ impl Lab {
             // A world left by an aborted run would keep `up` from clearing the uplink.
             podman.remove_container(&world_name(spec, host))?;
         }
+        podman.remove_pair(spec.moniker)?;
         let mut lab = Lab {
             spec,
             uplink: spec.name("uplink"),

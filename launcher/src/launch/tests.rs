@@ -43,8 +43,9 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
         "#!/bin/sh\nprintf '%s\\n' \"$(echo \"$*\" | tr '\\n' ' ')\" >> {log}\n\
          case \"$*\" in {fail}) echo 'Error: simulated' >&2; exit 1;; esac\n\
          case \"$1 $2\" in\n  'exec '*) printf '%s' '{status}';;\n  'container inspect') echo {running};;\n  'image inspect') exit 125;;\n  'import '*) cat > /dev/null;;\n  \
-         'ps --all') printf 'rbm-demo-bottle\\nrbm-demo-sentry\\n';;\n  'version --format') echo '5.8.6|linux/amd64';;\n  'info --format') echo '5.8.6|true|amd64|netavark 1.17.2';;\n  'network ls') printf 'podman 10.88.0.0/16 10.88.0.1\\nrbm-demo-enclave 10.242.0.0/24 <nil>\\nrbm-demo-uplink 10.89.0.0/24 10.89.0.1\\n';;\nesac\nexit 0\n",
-        log = d.join("log").display()
+         'ps --all') printf 'rbm-demo-bottle\\t{owner}\\nrbm-demo-sentry\\t{owner}\\n';;\n  'version --format') echo '5.8.6|linux/amd64';;\n  'info --format') echo '5.8.6|true|amd64|netavark 1.17.2';;\n  'network ls') printf 'podman 10.88.0.0/16 10.88.0.1\\t\\nrbm-demo-enclave 10.242.0.0/24 <nil>\\t{owner}\\nrbm-demo-uplink 10.89.0.0/24 10.89.0.1\\t{owner}\\n';;\nesac\nexit 0\n",
+        log = d.join("log").display(),
+        owner = d.join("demo.toml").display()
     );
     let podman = fake_program(d, "podman", &script);
     std::fs::write(d.join("agent"), "bin").unwrap();
@@ -160,6 +161,147 @@ fn up_builds_clears_creates_waits_then_starts_the_bottle() {
         f.dir.path().join("work").is_dir(),
         "relative volume directory is created"
     );
+    // Nothing of the profile's text is in an argument vector (any local
+    // user reads those in /proc): RBM_PROFILE is named, its value is in
+    // podman's environment.
+    let log = std::fs::read_to_string(f.dir.path().join("log")).unwrap();
+    assert!(
+        !log.contains("pypi.org") && !log.contains("moniker ="),
+        "{log}"
+    );
+    assert!(log.contains("-e RBM_PROFILE "), "{log}");
+    // What rbm creates says which profile file made it.
+    let owner = format!("rbm.profile={}", f.loaded.path.display());
+    let made: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("run ") || l.starts_with("network create"))
+        .collect();
+    assert_eq!(made.len(), 4, "{log}");
+    assert!(made.iter().all(|l| l.contains(&owner)), "{made:?}");
+}
+
+/// The labels of a listing: each name with `label`.
+fn labelled(names: &[&str], label: &str) -> Option<Vec<Listed>> {
+    Some(
+        names
+            .iter()
+            .map(|n| Listed {
+                name: n.to_string(),
+                label: label.to_string(),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn a_moniker_is_owned_by_the_profile_file_that_started_it() {
+    let f = fake("", "true", "__never__");
+    let names = f.loaded.profile.names();
+    let this = f.loaded.owner();
+    let pair = |label: &str| {
+        Present::from_listed(
+            labelled(&["rbm-demo-bottle", "rbm-demo-sentry"], label),
+            labelled(&["podman", "rbm-demo-enclave", "rbm-demo-uplink"], label),
+            Some(vec![]),
+        )
+    };
+    assert_eq!(
+        Present::from_listed(Some(vec![]), Some(vec![]), None).owner(&names, &this),
+        Owner::Nobody
+    );
+    assert_eq!(pair(&this).owner(&names, &this), Owner::This);
+    assert_eq!(pair("").owner(&names, &this), Owner::Unlabelled);
+    assert_eq!(
+        pair("/x/other.toml").owner(&names, &this),
+        Owner::Other("/x/other.toml".into())
+    );
+    assert_eq!(Present::default().owner(&names, &this), Owner::Unknown);
+    // One object of another file among ours is enough.
+    let mixed = Present::from_listed(
+        labelled(&["rbm-demo-bottle"], &this),
+        labelled(&["rbm-demo-uplink"], "/x/other.toml"),
+        None,
+    );
+    assert_eq!(
+        mixed.owner(&names, &this),
+        Owner::Other("/x/other.toml".into())
+    );
+
+    for action in [Action::Up, Action::Stop] {
+        assert!(may_take(&pair(&this), &f.loaded, "demo", action).is_ok());
+        let err = may_take(&pair("/x/other.toml"), &f.loaded, "demo", action)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the profile file /x/other.toml started")
+                && err.contains("rbm-launch stop /x/other.toml"),
+            "{err}"
+        );
+    }
+    // A pair from before labels: `stop` cleans it up, `up` does not replace it.
+    assert!(may_take(&pair(""), &f.loaded, "demo", Action::Stop).is_ok());
+    let err = may_take(&pair(""), &f.loaded, "demo", Action::Up).unwrap_err();
+    assert!(err.to_string().contains("older rbm-launch"), "{err}");
+}
+
+#[test]
+fn up_of_another_file_with_the_moniker_touches_nothing() {
+    let f = fake(r#"{"ready":true}"#, "true", "__never__");
+    let script = std::fs::read_to_string(f.podman.program())
+        .unwrap()
+        .replace(&f.loaded.path.display().to_string(), "/elsewhere/mine.toml");
+    fake_program(f.dir.path(), "podman", &script);
+    let err = f.up().unwrap_err().to_string();
+    assert!(err.contains("/elsewhere/mine.toml"), "{err}");
+    assert_eq!(at_once(f.calls(), 0, SURVEY.len()), SURVEY, "only asked");
+}
+
+#[test]
+fn stop_removes_only_the_secrets_rbm_made() {
+    let names = Names::new("demo");
+    let secrets = Present::from_listed(
+        Some(vec![]),
+        Some(vec![]),
+        Some(vec![
+            Listed {
+                name: "rbm-demo-ca".into(),
+                label: "demo".into(),
+            },
+            Listed {
+                name: "rbm-demo-cred-A".into(),
+                label: "demo".into(),
+            },
+            // Made by a user under rbm's kind of name, for `podman-secret:`.
+            Listed {
+                name: "rbm-demo-cred-MINE".into(),
+                label: String::new(),
+            },
+            Listed {
+                name: "rbm-other-ca".into(),
+                label: "other".into(),
+            },
+        ]),
+    );
+    assert_eq!(
+        secrets.our_secrets(&names),
+        ["rbm-demo-ca", "rbm-demo-cred-A"]
+    );
+    assert_eq!(secrets.foreign_secrets(&names), ["rbm-demo-cred-MINE"]);
+    // `up` would replace it (`secret create --replace`): refused.
+    let mut p = rbm_profile::Profile::parse(
+        &format!(
+            "{PROFILE}[[credential]]\nenv = \"MINE\"\nfrom = \"env:X\"\nhosts = [\"pypi.org\"]\n"
+        ),
+        Path::new("/p/demo.toml"),
+    )
+    .unwrap();
+    let err = secrets_free(&secrets, &p, "demo").unwrap_err().to_string();
+    assert!(
+        err.contains("rbm-demo-cred-MINE exists and rbm did not make it"),
+        "{err}"
+    );
+    p.credentials[0].env = "OTHER".into();
+    assert!(secrets_free(&secrets, &p, "demo").is_ok());
 }
 
 #[test]
@@ -381,14 +523,23 @@ fn missing_bottle_image_or_agent_touches_nothing() {
 
 #[test]
 fn a_clean_start_removes_nothing() {
+    // Without the containers, who owns the moniker is unknown: nothing
+    // is removed or started.
     let f = fake(r#"{"ready":true}"#, "true", "'ps --all'*");
-    f.up().unwrap();
-    // A listing that fails removes everything of its kind, as if it were there.
-    assert!(f.calls().iter().any(|c| c == "rm --force --ignore"));
-    // Without the networks, their gateways cannot be withheld: nothing starts.
+    let err = f.up().unwrap_err().to_string();
+    assert!(err.contains("could not list"), "{err}");
+    assert!(
+        !f.calls()
+            .iter()
+            .any(|c| c.starts_with("rm ") || c.starts_with("run ")),
+        "{:?}",
+        f.calls()
+    );
+    // Without the networks, neither their owner is known nor can their
+    // gateways be withheld: nothing starts.
     let f = fake(r#"{"ready":true}"#, "true", "'network ls'*");
     let err = f.up().unwrap_err().to_string();
-    assert!(err.contains("cannot be withheld"), "{err}");
+    assert!(err.contains("`podman network ls` work"), "{err}");
     assert!(
         !f.calls().iter().any(|c| c.starts_with("run ")),
         "{:?}",

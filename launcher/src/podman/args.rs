@@ -5,15 +5,28 @@
 
 use rbm_profile::{Names, Profile};
 
-/// Label put on every container and network rbm creates for a profile.
+/// Label put on every container, network and secret rbm creates for a profile.
 pub const MONIKER_LABEL: &str = "rbm.moniker";
+
+/// Label put on every container, network and secret rbm creates: which
+/// profile file made them (its canonical path on the machine rbm-launch
+/// runs on, [`crate::lookup::Loaded::owner`]). A moniker is owned by that
+/// file: `up` and `stop` of another file with the same moniker refuse,
+/// so a profile from someone else cannot replace or remove a running pair.
+pub const PROFILE_LABEL: &str = "rbm.profile";
 
 fn v(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
-fn label(p: &Profile) -> String {
-    format!("{MONIKER_LABEL}={}", p.moniker)
+/// `--label rbm.moniker=M --label rbm.profile=OWNER`.
+pub fn labels(p: &Profile, owner: &str) -> Vec<String> {
+    vec![
+        "--label".into(),
+        format!("{MONIKER_LABEL}={}", p.moniker),
+        "--label".into(),
+        format!("{PROFILE_LABEL}={owner}"),
+    ]
 }
 
 /// The metric of the enclave's default route. The bottle has no other
@@ -34,7 +47,7 @@ pub fn version(format: &str) -> Vec<String> {
 }
 
 /// The bottle's network: no gateway, no podman DNS, default route via the sentry.
-pub fn network_create_enclave(p: &Profile) -> Vec<String> {
+pub fn network_create_enclave(p: &Profile, owner: &str) -> Vec<String> {
     let e = &p.enclave;
     let mut a = v(&["network", "create", "--internal", "--disable-dns"]);
     a.extend([
@@ -42,37 +55,38 @@ pub fn network_create_enclave(p: &Profile) -> Vec<String> {
         e.subnet.to_string(),
         "--route".into(),
         format!("0.0.0.0/0,{},{ENCLAVE_ROUTE_METRIC}", e.sentry_ip),
-        "--label".into(),
-        label(p),
-        p.names().enclave,
     ]);
+    a.extend(labels(p, owner));
+    a.push(p.names().enclave);
     a
 }
 
 /// The sentry's way out: an ordinary podman network.
-pub fn network_create_uplink(p: &Profile) -> Vec<String> {
+pub fn network_create_uplink(p: &Profile, owner: &str) -> Vec<String> {
     let mut a = v(&["network", "create"]);
     if let Some(subnet) = p.uplink.subnet {
         a.extend(["--subnet".into(), subnet.to_string()]);
     }
-    a.extend(["--label".into(), label(p), p.names().uplink]);
+    a.extend(labels(p, owner));
+    a.push(p.names().uplink);
     a
 }
+
+/// The variable that carries the profile's text to the agent.
+pub const PROFILE_ENV: &str = "RBM_PROFILE";
 
 /// The sentry: on both networks, only the capabilities the agent needs,
 /// forwarding off (a new network namespace inherits the host's, which
 /// Podman turns on; the agent turns it on for its two interfaces once its
 /// filter is in force), the profile text in RBM_PROFILE, entry ports on
-/// loopback.
-pub fn sentry_run(p: &Profile, profile_text: &str, image: &str, extra: &[String]) -> Vec<String> {
+/// loopback. RBM_PROFILE is named without its value: the text goes in
+/// podman's environment ([`sentry_env`]), never in an argument vector,
+/// which any local user can read in /proc while podman runs.
+pub fn sentry_run(p: &Profile, owner: &str, image: &str, extra: &[String]) -> Vec<String> {
     let n = p.names();
     let mut a = v(&["run", "-d", "--pull=never"]);
-    a.extend([
-        "--name".into(),
-        n.sentry.clone(),
-        "--label".into(),
-        label(p),
-    ]);
+    a.extend(["--name".into(), n.sentry.clone()]);
+    a.extend(labels(p, owner));
     a.extend(["--network".into(), n.uplink.clone()]);
     a.extend([
         "--network".into(),
@@ -87,7 +101,7 @@ pub fn sentry_run(p: &Profile, profile_text: &str, image: &str, extra: &[String]
         "NET_BIND_SERVICE",
     ]));
     a.extend(v(&["--sysctl", "net.ipv4.ip_forward=0"]));
-    a.extend(["-e".into(), format!("RBM_PROFILE={profile_text}")]);
+    a.extend(["-e".into(), PROFILE_ENV.into()]);
     for e in &p.entries {
         let proto = e.protocol.as_str();
         a.extend([
@@ -100,18 +114,20 @@ pub fn sentry_run(p: &Profile, profile_text: &str, image: &str, extra: &[String]
     a
 }
 
+/// The environment `podman run` of the sentry needs: the profile's text
+/// for `-e RBM_PROFILE`.
+pub fn sentry_env(profile_text: &str) -> Vec<(String, String)> {
+    vec![(PROFILE_ENV.to_string(), profile_text.to_string())]
+}
+
 /// The bottle: only on the enclave, resolver = sentry, no NET_ADMIN/NET_RAW.
 /// `volumes` are the profile's volumes with host paths already resolved.
-pub fn bottle_run(p: &Profile, volumes: &[String], extra: &[String]) -> Vec<String> {
+pub fn bottle_run(p: &Profile, owner: &str, volumes: &[String], extra: &[String]) -> Vec<String> {
     let n = p.names();
     let b = &p.bottle;
     let mut a = v(&["run", "-d", "--pull=never"]);
-    a.extend([
-        "--name".into(),
-        n.bottle.clone(),
-        "--label".into(),
-        label(p),
-    ]);
+    a.extend(["--name".into(), n.bottle.clone()]);
+    a.extend(labels(p, owner));
     a.extend([
         "--network".into(),
         format!("{}:ip={}", n.enclave, p.enclave.bottle_ip),
@@ -160,12 +176,28 @@ impl Kind {
         }
     }
 
-    /// `podman KIND ls` (`ps -a` for containers) printing one name a line.
+    /// `podman KIND ls` (`ps -a` for containers) printing one name a line;
+    /// for containers and networks, a tab and their `rbm.profile` label.
     pub fn list(self) -> Vec<String> {
         match self {
-            Kind::Container => v(&["ps", "--all", "--format", "{{.Names}}"]),
+            Kind::Container => v(&[
+                "ps",
+                "--all",
+                "--format",
+                &format!("{{{{.Names}}}}\t{{{{index .Labels \"{PROFILE_LABEL}\"}}}}"),
+            ]),
             // With the subnets and gateways: the sentry withholds them.
-            Kind::Network => v(&["network", "ls", "--format", crate::hostnets::NETWORK_FORMAT]),
+            // (`.Labels` of a network listing is a string; its map is
+            // `.Network.Labels`, on Podman 5.4 and 5.8 alike.)
+            Kind::Network => v(&[
+                "network",
+                "ls",
+                "--format",
+                &format!(
+                    "{}\t{{{{index .Network.Labels \"{PROFILE_LABEL}\"}}}}",
+                    crate::hostnets::NETWORK_FORMAT
+                ),
+            ]),
             Kind::Secret => v(&["secret", "ls", "--format", "{{.Name}}"]),
         }
     }
@@ -201,6 +233,19 @@ pub fn remove_container(name: &str) -> Removal {
 
 pub fn remove_network(name: &str) -> Removal {
     Removal::of(Kind::Network, name, network_rm(name))
+}
+
+/// `podman secret inspect` printing each secret's name, a tab and its
+/// `rbm.moniker` label (`secret ls` shows no labels).
+pub fn secret_labels(secrets: &[String]) -> Vec<String> {
+    let mut a = v(&[
+        "secret",
+        "inspect",
+        "--format",
+        &format!("{{{{.Spec.Name}}}}\t{{{{index .Spec.Labels \"{MONIKER_LABEL}\"}}}}"),
+    ]);
+    a.extend(secrets.iter().cloned());
+    a
 }
 
 pub fn remove_secret(name: &str) -> Removal {
@@ -306,4 +351,4 @@ pub fn import(image: &str, arch: &str, config: &[String]) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,7 +1,11 @@
 //! Which podman program to run, when the user named none: the first
-//! `podman` on PATH that is Podman 5 or newer, else the private Podman 5
-//! that `scripts/podman5 up` provisioned on this machine, else an error
-//! that says exactly what to run.
+//! `podman` in an absolute PATH entry that is Podman 5 or newer, else the
+//! private Podman 5 that `scripts/podman5 up` provisioned on this machine,
+//! else an error that says exactly what to run.
+//!
+//! Relative PATH entries (`.`, an empty entry, `bin`) are skipped: they name
+//! folders of the current directory, which may be a repository someone
+//! else made, and every candidate is run (`podman version`) to see what it is.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,7 +42,8 @@ pub struct Found {
 }
 
 /// Finds the podman to use: `explicit` (--podman or RBM_PODMAN) as it is,
-/// else a Podman 5 on `path` (the PATH variable's value), else
+/// else a Podman 5 in an absolute entry of `path` (the PATH variable's
+/// value), else
 /// `provisioned` (the scripts/podman5 wrapper) if it exists. `script` is
 /// scripts/podman5 of the rbm checkout or install, for the error's fix.
 pub fn find(
@@ -57,6 +62,7 @@ pub fn find(
         .map(std::env::split_paths)
         .into_iter()
         .flatten()
+        .filter(|dir| dir.is_absolute())
         .map(|dir| dir.join(PODMAN_FILE));
     let mut passed_over = Vec::new();
     for candidate in on_path.chain([provisioned.to_path_buf()]) {
@@ -179,6 +185,42 @@ mod tests {
             (engine.version.as_str(), engine.arch.as_str()),
             ("5.8.6", "amd64")
         );
+    }
+
+    #[test]
+    fn a_podman_in_a_relative_path_entry_is_never_run() {
+        let t = tempfile::tempdir().unwrap();
+        let marker = t.path().join("ran");
+        // What a repository someone else made could hold: ./podman and
+        // ./bin/podman that would leave a marker if they were run.
+        let script = format!(
+            "#!/bin/sh\ntouch {}\necho '5.8.6|linux/amd64'\n",
+            marker.display()
+        );
+        fake_program(t.path(), "podman", &script);
+        std::fs::create_dir_all(t.path().join("bin")).unwrap();
+        fake_program(&t.path().join("bin"), "podman", &script);
+        let real = podman_printing(&t.path().join("real"), "5.4.2");
+        let cwd = std::env::current_dir().unwrap();
+        // Relative to the test's cwd: point the relative entries at t.
+        let rel = pathdiff(t.path(), &cwd);
+        let path = std::ffi::OsString::from(format!(
+            ":.:{0}:{0}/bin:{1}",
+            rel.display(),
+            real.parent().unwrap().display()
+        ));
+        let found = find(None, Some(&path), Path::new("/none"), None).unwrap();
+        assert_eq!(found.program, real);
+        assert!(!marker.exists(), "a relative PATH entry's podman was run");
+    }
+
+    /// `to` relative to `from` (both absolute), with `..` as needed.
+    fn pathdiff(to: &Path, from: &Path) -> PathBuf {
+        let common = from.ancestors().find(|a| to.starts_with(a)).unwrap();
+        let ups = from.strip_prefix(common).unwrap().components().count();
+        let mut rel: PathBuf = std::iter::repeat_n("..", ups).collect();
+        rel.push(to.strip_prefix(common).unwrap());
+        rel
     }
 
     #[test]

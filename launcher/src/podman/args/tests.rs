@@ -31,6 +31,8 @@ fn profile() -> Profile {
     Profile::parse(PROFILE, Path::new("/repo/profiles/demo.toml")).unwrap()
 }
 
+const OWNER: &str = "/repo/profiles/demo.toml";
+
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
@@ -38,8 +40,8 @@ fn words(s: &str) -> Vec<String> {
 #[test]
 fn enclave_network_routes_everything_via_the_sentry() {
     assert_eq!(
-        network_create_enclave(&profile()),
-        words("network create --internal --disable-dns --subnet 10.242.0.0/24 --route 0.0.0.0/0,10.242.0.2,1000 --label rbm.moniker=demo rbm-demo-enclave")
+        network_create_enclave(&profile(), OWNER),
+        words("network create --internal --disable-dns --subnet 10.242.0.0/24 --route 0.0.0.0/0,10.242.0.2,1000 --label rbm.moniker=demo --label rbm.profile=/repo/profiles/demo.toml rbm-demo-enclave")
     );
 }
 
@@ -47,31 +49,32 @@ fn enclave_network_routes_everything_via_the_sentry() {
 fn uplink_network_takes_the_optional_subnet() {
     let mut p = profile();
     assert_eq!(
-        network_create_uplink(&p),
-        words("network create --subnet 10.243.0.0/24 --label rbm.moniker=demo rbm-demo-uplink")
+        network_create_uplink(&p, OWNER),
+        words("network create --subnet 10.243.0.0/24 --label rbm.moniker=demo --label rbm.profile=/repo/profiles/demo.toml rbm-demo-uplink")
     );
     p.uplink.subnet = None;
     assert_eq!(
-        network_create_uplink(&p),
-        words("network create --label rbm.moniker=demo rbm-demo-uplink")
+        network_create_uplink(&p, OWNER),
+        words("network create --label rbm.moniker=demo --label rbm.profile=/repo/profiles/demo.toml rbm-demo-uplink")
     );
 }
 
 #[test]
 fn sentry_run_is_exact() {
-    let mut want = words(
-        "run -d --pull=never --name rbm-demo-sentry --label rbm.moniker=demo \
+    let want = words(
+        "run -d --pull=never --name rbm-demo-sentry --label rbm.moniker=demo --label rbm.profile=/repo/profiles/demo.toml \
          --network rbm-demo-uplink --network rbm-demo-enclave:ip=10.242.0.254 \
          --cap-drop ALL --cap-add NET_ADMIN --cap-add NET_BIND_SERVICE \
-         --sysctl net.ipv4.ip_forward=0 -e",
+         --sysctl net.ipv4.ip_forward=0 -e RBM_PROFILE \
+         -p 127.0.0.1:8890:8890/tcp -p 127.0.0.1:5353:5353/udp localhost/rbm-sentry:latest run",
     );
-    want.push(format!("RBM_PROFILE={PROFILE}"));
-    want.extend(words(
-        "-p 127.0.0.1:8890:8890/tcp -p 127.0.0.1:5353:5353/udp localhost/rbm-sentry:latest run",
-    ));
     assert_eq!(
-        sentry_run(&profile(), PROFILE, "localhost/rbm-sentry:latest", &[]),
+        sentry_run(&profile(), OWNER, "localhost/rbm-sentry:latest", &[]),
         want
+    );
+    assert_eq!(
+        sentry_env(PROFILE),
+        [("RBM_PROFILE".to_string(), PROFILE.to_string())]
     );
 }
 
@@ -83,9 +86,9 @@ fn bottle_run_is_exact() {
         "/data:/data:ro".into(),
     ];
     assert_eq!(
-        bottle_run(&p, &vols, &[]),
+        bottle_run(&p, OWNER, &vols, &[]),
         words(
-            "run -d --pull=never --name rbm-demo-bottle --label rbm.moniker=demo \
+            "run -d --pull=never --name rbm-demo-bottle --label rbm.moniker=demo --label rbm.profile=/repo/profiles/demo.toml \
              --network rbm-demo-enclave:ip=10.242.0.3 --dns 10.242.0.2 \
              --cap-drop NET_ADMIN --cap-drop NET_RAW -e A=1 -e B=2 \
              -v /repo/profiles/work:/workspace -v /data:/data:ro -w /workspace \
@@ -99,14 +102,14 @@ fn bottle_without_command_uses_the_image_default() {
     let mut p = profile();
     p.bottle.command = None;
     p.bottle.workdir = None;
-    let a = bottle_run(&p, &[], &[]);
+    let a = bottle_run(&p, OWNER, &[], &[]);
     assert_eq!(a.last().unwrap(), "localhost/rbm-demo-bottle:latest");
     assert!(!a.contains(&"-w".to_string()) && !a.contains(&"-v".to_string()));
 }
 
 #[test]
 fn bottle_never_joins_the_uplink_and_never_publishes() {
-    let a = bottle_run(&profile(), &[], &[]);
+    let a = bottle_run(&profile(), OWNER, &[], &[]);
     assert!(
         !a.iter()
             .any(|w| w.contains("uplink") || w == "-p" || w.contains("--cap-add")),

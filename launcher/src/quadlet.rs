@@ -26,7 +26,7 @@ use rbm_profile::{Problem, Profile};
 
 use crate::hostnets;
 use crate::images::SENTRY_IMAGE;
-use crate::podman::args::{ENCLAVE_ROUTE_METRIC, MONIKER_LABEL};
+use crate::podman::args::{ENCLAVE_ROUTE_METRIC, MONIKER_LABEL, PROFILE_LABEL};
 
 /// Where the sentry finds the profile (a read-only file mount).
 pub const PROFILE_IN_SENTRY: &str = "/rbm/profile.toml";
@@ -56,7 +56,16 @@ pub fn units(
     host_nets: &[IpNet],
 ) -> Result<Vec<Unit>, Problem> {
     let n = p.names();
-    let label = format!("Label={MONIKER_LABEL}={}", p.moniker);
+    // Owned as `up` owns its pairs: by the profile file, here the copy
+    // beside the units (`rbm-launch stop` takes that file).
+    let label = format!(
+        "Label={MONIKER_LABEL}={}\nLabel={}",
+        p.moniker,
+        word(
+            "profile",
+            &format!("{PROFILE_LABEL}={}", crate::lookup::owner_of(profile))
+        )?
+    );
     let mut enclave = vec![
         "[Network]".to_string(),
         format!("NetworkName={}", n.enclave),
@@ -422,6 +431,7 @@ domains = ["a.test"]
                 "After",
                 "ContainerName",
                 "Image",
+                "Label",
                 "Label",
                 "Network",
                 "DNS",

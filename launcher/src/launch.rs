@@ -14,7 +14,8 @@ use crate::error::Error;
 use crate::hostnets;
 use crate::images::{self, SENTRY_IMAGE};
 use crate::lookup::Loaded;
-use crate::podman::host::{Engine, Host};
+use crate::owner::Owner;
+use crate::podman::host::Engine;
 use crate::podman::{args, Podman};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -32,57 +33,50 @@ pub struct UpOptions {
 mod survey;
 pub use survey::{host_and_present, Images, Present, Survey};
 
-/// `up` from the start: asks what podman runs (`podman version`: Podman 5
-/// or newer, and the architecture the agent is chosen for) and what exists
-/// at once, starts the pair, and says so. Whether podman is rootful or
-/// rootless (`podman info`) only the fixes of errors need: `podman info`
-/// starts helper programs, on rootless Podman the slowest question of all,
-/// and on 2 cores it slowed the five questions asked beside it by about
-/// 0.08 s; so it is asked only when something failed. `known` is what
-/// `podman version` said already, if it was asked to find podman.
-/// `options` are `up`'s options for the Podman found.
+/// `up` from the start: asks what podman runs (`podman info`: Podman 5
+/// or newer, the architecture the agent is chosen for, and whether it is
+/// rootful, rootless or remote, which decides who the bottle is on the
+/// host: [`Owner`]) and what exists at once, starts the pair, and says so.
+/// `podman info` starts helper programs, the slowest question on rootless
+/// Podman; it is asked beside the survey, not before it. `options` are
+/// `up`'s options for the Podman found.
 pub fn up(
     podman: &Podman,
-    known: Option<Engine>,
     loaded: &Loaded,
     options: impl FnOnce(&Engine) -> Result<UpOptions, Error>,
 ) -> Result<(), Error> {
-    let started = (|| {
-        let (engine, survey) = match known {
-            Some(engine) => (Ok(engine), Survey::ask(podman, &loaded.profile)),
-            None => Survey::ask_with_engine(podman, &loaded.profile),
-        };
-        let engine = engine?;
-        let opts = options(&engine)?;
-        up_surveyed(podman, &engine.arch, loaded, &opts, survey)?;
-        Ok::<_, Error>((engine, opts.profile_arg))
-    })();
-    let (engine, profile_arg) = match started {
-        Ok(started) => started,
-        Err(e) => {
-            return Err(match Host::detect(podman) {
-                Ok(host) => e.for_mode(host.mode),
-                Err(_) => e,
-            })
-        }
+    let (host, survey) = Survey::ask_with_host(podman, &loaded.profile);
+    let host = host?;
+    let engine = Engine {
+        version: host.version.clone(),
+        arch: host.arch.clone(),
     };
+    let owner = Owner::of(&host, &loaded.dir);
+    let profile_arg = options(&engine)
+        .and_then(|opts| {
+            up_surveyed(podman, &engine.arch, owner, loaded, &opts, survey)?;
+            Ok(opts.profile_arg)
+        })
+        .map_err(|e| e.for_mode(host.mode))?;
     let on = format!("Podman {} ({})", engine.version, engine.arch);
     println!("{}", summary(&loaded.profile, &on, &profile_arg));
     Ok(())
 }
 
 /// Starts the sentry, waits for its filter, then starts the bottle, for a
-/// Podman that runs containers on `arch`. `survey` is what podman said
-/// before (`Survey::ask_with_engine`). On failure everything of the
-/// profile is removed again.
+/// Podman that runs containers on `arch`, the bottle's root being `owner`
+/// on the host. `survey` is what podman said before
+/// (`Survey::ask_with_host`). On failure everything of the profile is
+/// removed again.
 pub fn up_surveyed(
     podman: &Podman,
     arch: &str,
+    owner: Owner,
     loaded: &Loaded,
     opts: &UpOptions,
     survey: Survey,
 ) -> Result<(), Error> {
-    let volumes = prepare(podman, arch, loaded, opts, survey.images)?;
+    let volumes = prepare(podman, arch, owner, loaded, opts, survey.images)?;
     let names = loaded.profile.names();
     stop_present(podman, &names, &opts.profile_arg, &survey.present)?;
     if !survey.present.networks_known() {
@@ -96,7 +90,7 @@ pub fn up_surveyed(
         });
     }
     let host_nets = hostnets::with_local(survey.present.host_nets.clone(), &loaded.profile);
-    if let Err(cause) = start(podman, loaded, &volumes, opts, &host_nets) {
+    if let Err(cause) = start(podman, loaded, &volumes, owner, opts, &host_nets) {
         progress("start failed; removing what was created");
         return Err(cleanup_after(
             cause,
@@ -110,11 +104,13 @@ pub fn up_surveyed(
 
 /// What `up` (and `quadlet`) need before any container: the checks that
 /// touch nothing, the bottle's volume directories, and a sentry image made
-/// from the agent for `arch`. `images` is what podman said of them.
-/// Returns the volumes with resolved host paths.
+/// from the agent for `arch`. `images` is what podman said of them; the
+/// directories are given to `owner`. Returns the volumes with resolved
+/// host paths.
 pub fn prepare(
     podman: &Podman,
     arch: &str,
+    owner: Owner,
     loaded: &Loaded,
     opts: &UpOptions,
     images: Images,
@@ -125,7 +121,7 @@ pub fn prepare(
             image: loaded.profile.bottle.image.clone(),
         });
     }
-    let volumes = prepare_volumes(&loaded.profile, &loaded.dir, &loaded.path)?;
+    let volumes = prepare_volumes(&loaded.profile, &loaded.dir, &loaded.path, owner)?;
     if images::needs_build(images.sentry_label.as_deref(), &stamp) {
         progress(&format!(
             "making {SENTRY_IMAGE} from {}",
@@ -152,8 +148,14 @@ fn cleanup_after(cause: Error, podman: &Podman, names: &Names, profile_arg: &str
 
 /// A relative host path (e.g. "./work", relative to the profile's directory)
 /// that does not exist yet is created as an empty directory: it is the
-/// bottle's workspace. A missing absolute host path is an error.
-pub fn prepare_volumes(profile: &Profile, dir: &Path, file: &Path) -> Result<Vec<String>, Error> {
+/// bottle's workspace, private (0700) and bottle root's (`owner`). A
+/// missing absolute host path is an error.
+pub fn prepare_volumes(
+    profile: &Profile,
+    dir: &Path,
+    file: &Path,
+    owner: Owner,
+) -> Result<Vec<String>, Error> {
     for vol in &profile.bottle.volumes {
         let host = vol.split(':').next().unwrap_or_default();
         let path = dir.join(host);
@@ -166,12 +168,14 @@ pub fn prepare_volumes(profile: &Profile, dir: &Path, file: &Path) -> Result<Vec
                 profile: file.to_path_buf(),
             });
         }
-        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
-            what: "cannot create volume directory",
-            path: path.clone(),
-            fix: "create it yourself, or change bottle.volumes",
-            source,
-        })?;
+        std::fs::create_dir_all(&path)
+            .and_then(|()| owner.give(&path))
+            .map_err(|source| Error::Io {
+                what: "cannot create volume directory",
+                path: path.clone(),
+                fix: "create it yourself, or change bottle.volumes",
+                source,
+            })?;
         progress(&format!("created volume directory {}", path.display()));
     }
     Ok(profile.volumes_resolved(dir))
@@ -181,6 +185,7 @@ fn start(
     podman: &Podman,
     loaded: &Loaded,
     volumes: &[String],
+    owner: Owner,
     opts: &UpOptions,
     host_nets: &[IpNet],
 ) -> Result<(), Error> {
@@ -222,7 +227,8 @@ fn start(
         ));
     }
     progress(&format!("sentry ready; starting bottle {}", n.bottle));
-    let bottle_extra = creds::bottle_args(&planned, &n);
+    let mut bottle_extra = creds::bottle_args(&planned, &n);
+    bottle_extra.extend(owner.podman_args());
     podman.run(&args::bottle_run(p, volumes, &bottle_extra))?;
     Ok(())
 }

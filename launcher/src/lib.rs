@@ -14,6 +14,7 @@ pub mod hostnets;
 pub mod images;
 pub mod launch;
 pub mod lookup;
+pub mod owner;
 pub mod podman;
 pub mod quadlet;
 

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use rbm_launch::launch::{self, UpOptions};
 use rbm_launch::lookup::{self, Loaded, Places, Shipped};
+use rbm_launch::owner::Owner;
 use rbm_launch::podman::find::{self, PROVISIONED};
 use rbm_launch::podman::host::{hardening, Engine, Host, Mode, DEVCONF_INHERIT};
 use rbm_launch::podman::{Podman, Remote};
@@ -268,8 +269,8 @@ fn up_options(places: &Places, arch: &str, a: UpArgs) -> Result<UpOptions, Error
 /// `up`: the profile, podman, then `launch::up`.
 fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
     let loaded = lookup::load(&a.profile, places)?;
-    let (podman, engine) = find_engine(chosen, places)?;
-    launch::up(&podman, engine, &loaded, |engine| {
+    let podman = find_podman(chosen, places)?;
+    launch::up(&podman, &loaded, |engine| {
         up_options(places, &engine.arch, a)
     })?;
     Ok(0)
@@ -289,7 +290,8 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
         .into());
     }
     let images = launch::Images::ask(&podman, &loaded.profile);
-    let volumes = launch::prepare(&podman, &host.arch, &loaded, &opts, images)?;
+    let owner = Owner::of(&host, &loaded.dir);
+    let volumes = launch::prepare(&podman, &host.arch, owner, &loaded, &opts, images)?;
     let host_nets = hostnets::with_local(launch::Present::ask(&podman).host_nets, &loaded.profile);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
@@ -298,7 +300,7 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
     let profile = dir.join(quadlet::profile_file(&loaded.profile));
     std::fs::write(&profile, &loaded.text)
         .with_context(|| format!("cannot write {}", profile.display()))?;
-    for unit in quadlet::units(&loaded.profile, &profile, &volumes, &host_nets) {
+    for unit in quadlet::units(&loaded.profile, &profile, &volumes, &host_nets, owner) {
         let path = dir.join(&unit.file);
         std::fs::write(&path, &unit.text)
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -13,7 +13,8 @@ use rbm_profile::Profile;
 
 use crate::hostnets;
 use crate::images::SENTRY_IMAGE;
-use crate::podman::args::{ENCLAVE_ROUTE_METRIC, MONIKER_LABEL};
+use crate::owner::Owner;
+use crate::podman::args::{BOTTLE_CAPS, ENCLAVE_ROUTE_METRIC, MONIKER_LABEL};
 
 /// Where the sentry finds the profile (a read-only file mount).
 pub const PROFILE_IN_SENTRY: &str = "/rbm/profile.toml";
@@ -33,8 +34,15 @@ pub fn profile_file(p: &Profile) -> String {
 /// The four units. `profile` is the absolute path of the profile copy the
 /// sentry mounts; `volumes` are the bottle's volumes with host paths
 /// resolved; `host_nets` the Podman host's addresses and networks
-/// (`hostnets`) as they are now: the sentry withholds them from answers.
-pub fn units(p: &Profile, profile: &Path, volumes: &[String], host_nets: &[IpNet]) -> Vec<Unit> {
+/// (`hostnets`) as they are now: the sentry withholds them from answers;
+/// `owner` who the bottle's root is on the host.
+pub fn units(
+    p: &Profile,
+    profile: &Path,
+    volumes: &[String],
+    host_nets: &[IpNet],
+    owner: Owner,
+) -> Vec<Unit> {
     let n = p.names();
     let label = format!("Label={MONIKER_LABEL}={}", p.moniker);
     let mut enclave = vec![
@@ -123,8 +131,10 @@ pub fn units(p: &Profile, profile: &Path, volumes: &[String], host_nets: &[IpNet
         label,
         format!("Network={}.network:ip={}", n.enclave, p.enclave.bottle_ip),
         format!("DNS={}", p.enclave.sentry_ip),
-        "DropCapability=NET_ADMIN NET_RAW".into(),
+        "DropCapability=ALL".into(),
+        format!("AddCapability={}", BOTTLE_CAPS.join(" ")),
     ];
+    bottle.extend(owner.quadlet_lines());
     for (k, v) in &b.env {
         bottle.push(format!("Environment={}", quote(&format!("{k}={v}"))));
     }
@@ -209,6 +219,10 @@ mod tests {
                 "10.88.0.0/16".parse().unwrap(),
                 "10.88.0.1/32".parse().unwrap(),
             ],
+            Owner::User {
+                uid: 1000,
+                gid: 1000,
+            },
         );
         let files: Vec<&str> = units.iter().map(|u| u.file.as_str()).collect();
         assert_eq!(
@@ -244,6 +258,10 @@ mod tests {
             "Environment=\"K=v 1\"",
             "Volume=/srv/work:/workspace",
             "Exec=sleep \"a b\"",
+            "DropCapability=ALL",
+            "AddCapability=CHOWN DAC_OVERRIDE FOWNER KILL SETGID SETUID NET_BIND_SERVICE",
+            "UIDMap=0:1000:1",
+            "GIDMap=1:1862270977:65535",
         ] {
             assert!(bottle.contains(&format!("{line}\n")), "{line} in {bottle}");
         }

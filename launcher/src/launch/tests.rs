@@ -2,6 +2,7 @@
 //! arguments and answers as told).
 
 use super::*;
+use crate::podman::host::Host;
 use crate::podman::host::Mode;
 use crate::testing::fake_program;
 
@@ -72,7 +73,14 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
 impl Fake {
     fn up(&self) -> Result<(), Error> {
         let survey = Survey::ask(&self.podman, &self.loaded.profile);
-        up_surveyed(&self.podman, "amd64", &self.loaded, &self.opts, survey)
+        up_surveyed(
+            &self.podman,
+            "amd64",
+            Owner::Podman,
+            &self.loaded,
+            &self.opts,
+            survey,
+        )
     }
     /// The calls made, first three words each. Calls made at once are in
     /// the order they were made in; `at_once` sorts them.
@@ -95,6 +103,7 @@ fn host() -> Host {
         mode: Mode::Rootless,
         arch: "amd64".into(),
         network: "netavark 1.17.2".into(),
+        remote: false,
     }
 }
 
@@ -194,15 +203,15 @@ fn up_hands_the_sentry_every_podman_network_and_this_machine_s_addresses() {
 }
 
 #[test]
-fn up_asks_the_version_with_the_survey_and_the_mode_only_after_a_failure() {
+fn up_asks_the_mode_with_the_survey_not_before_it() {
     let f = fake(r#"{"ready":true}"#, "true", "__never__");
     launch_up(&f, "amd64").unwrap();
     let calls = f.calls();
     let mut asked = SURVEY.to_vec();
-    asked.push("version --format {{with");
+    asked.push("info --format {{.Version.Version}}|{{.Host.Security.Rootless}}|{{.Host.Arch}}|{{.Host.NetworkBackendInfo.Version}}|{{.Host.ServiceIsRemote}}");
     asked.sort();
     assert_eq!(at_once(calls.clone(), 0, asked.len())[..asked.len()], asked);
-    assert!(!calls.iter().any(|c| c.starts_with("info")), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("version")), "{calls:?}");
     assert!(f.bottle_started());
 }
 
@@ -227,26 +236,34 @@ fn a_failure_gets_the_fix_of_the_mode_podman_says_then() {
 }
 
 #[test]
-fn up_asks_no_version_that_finding_podman_asked() {
+fn a_rootful_bottle_runs_in_a_user_namespace_a_rootless_one_in_podmans() {
     let f = fake(r#"{"ready":true}"#, "true", "__never__");
-    let known = Engine {
-        version: "5.8.6".into(),
-        arch: "arm64".into(),
+    let bottle_run = |f: &Fake| {
+        let log = std::fs::read_to_string(f.dir.path().join("log")).unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.starts_with("run ") && l.contains("--name rbm-demo-bottle"))
+            .unwrap()
+            .to_string();
+        std::fs::remove_file(f.dir.path().join("log")).unwrap();
+        line
     };
-    up(&f.podman, Some(known), &f.loaded, |engine| {
-        assert_eq!(engine.arch, "arm64");
-        Ok(f.opts.clone())
-    })
-    .unwrap();
-    let calls = f.calls();
-    let asked = |what: &str| calls.iter().any(|c| c.starts_with(what));
-    assert!(!asked("version") && !asked("info"), "{calls:?}");
-    assert!(f.bottle_started());
+    launch_up(&f, "amd64").unwrap();
+    let rootless = bottle_run(&f);
+    assert!(rootless.contains(" --cap-drop ALL "), "{rootless}");
+    assert!(!rootless.contains("--uidmap"), "{rootless}");
+    let script = std::fs::read_to_string(f.podman.program()).unwrap();
+    fake_program(f.dir.path(), "podman", &script.replace("|true|", "|false|"));
+    launch_up(&f, "amd64").unwrap();
+    let rootful = bottle_run(&f);
+    assert!(rootful.contains(" --uidmap 0:"), "{rootful}");
+    assert!(rootful.contains(" --gidmap 0:"), "{rootful}");
+    assert!(!rootful.contains("--uidmap 0:0:"), "{rootful}");
 }
 
 /// `launch::up` from the start, checking the architecture it chose for.
 fn launch_up(f: &Fake, arch: &str) -> Result<(), Error> {
-    up(&f.podman, None, &f.loaded, |engine| {
+    up(&f.podman, &f.loaded, |engine| {
         assert_eq!(engine.arch, arch);
         Ok(f.opts.clone())
     })
@@ -415,7 +432,7 @@ fn missing_absolute_volume_is_an_error() {
     let f = fake("", "true", "__never__");
     let mut p = f.loaded.profile.clone();
     p.bottle.volumes = vec!["/nonexistent/rbm/x:/x".into()];
-    let err = prepare_volumes(&p, f.dir.path(), Path::new("demo.toml")).unwrap_err();
+    let err = prepare_volumes(&p, f.dir.path(), Path::new("demo.toml"), Owner::Podman).unwrap_err();
     assert!(
         matches!(err, Error::VolumeMissing { .. }) && err.exit_code() == 2,
         "{err}"

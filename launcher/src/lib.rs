@@ -5,7 +5,9 @@
 //! `podman::host`), `images` keeps the sentry image in step with the agent
 //! binary, `launch` runs the fail-closed up/stop sequence, `hostnets`
 //! gathers the Podman host's addresses the sentry withholds from DNS
-//! answers, and `exec` attaches to running containers.
+//! answers, `owner` says who the bottle's root is on the host (its user
+//! namespace) and owns the directories rbm makes for it, and `exec`
+//! attaches to running containers.
 
 pub mod creds;
 pub mod error;

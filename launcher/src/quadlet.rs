@@ -4,7 +4,8 @@
 //! once the sentry is ready: its health check is `rbm-agent status`, and
 //! `Notify=healthy` makes the sentry's service active only when it passes.
 //! The containers are the ones `rbm-launch up` starts: the same networks,
-//! addresses, capabilities, labels and command (see `podman::args`).
+//! addresses, capabilities, user namespace, labels and command (see
+//! `podman::args` and `owner`).
 
 use std::path::Path;
 

@@ -440,6 +440,16 @@ fn missing_absolute_volume_is_an_error() {
 }
 
 #[test]
+fn a_missing_workspace_is_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fake("", "true", "__never__");
+    let p = f.loaded.profile.clone();
+    prepare_volumes(&p, f.dir.path(), Path::new("demo.toml"), Owner::Podman).unwrap();
+    let work = std::fs::metadata(f.dir.path().join("work")).unwrap();
+    assert_eq!(work.permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
 fn ready_needs_json_saying_so() {
     assert!(is_ready(r#"{"ready":true,"learned":[]}"#));
     assert!(!is_ready(r#"{"ready":false}"#));

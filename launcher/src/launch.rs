@@ -14,7 +14,8 @@ use crate::error::Error;
 use crate::hostnets;
 use crate::images::{self, SENTRY_IMAGE};
 use crate::lookup::Loaded;
-use crate::podman::host::{Engine, Host};
+use crate::owner::BottleRoot;
+use crate::podman::host::Engine;
 use crate::podman::{args, Podman};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -32,52 +33,45 @@ pub struct UpOptions {
 mod survey;
 pub use survey::{host_and_present, Images, Listed, Owner, Present, Survey};
 
-/// `up` from the start: asks what podman runs (`podman version`: Podman 5
-/// or newer, and the architecture the agent is chosen for) and what exists
-/// at once, starts the pair, and says so. Whether podman is rootful or
-/// rootless (`podman info`) only the fixes of errors need: `podman info`
-/// starts helper programs, on rootless Podman the slowest question of all,
-/// and on 2 cores it slowed the five questions asked beside it by about
-/// 0.08 s; so it is asked only when something failed. `known` is what
-/// `podman version` said already, if it was asked to find podman.
-/// `options` are `up`'s options for the Podman found.
+/// `up` from the start: asks what podman runs (`podman info`: Podman 5
+/// or newer, the architecture the agent is chosen for, and whether it is
+/// rootful, rootless or remote, which decides who the bottle is on the
+/// host: [`BottleRoot`]) and what exists at once, starts the pair, and says so.
+/// `podman info` starts helper programs, the slowest question on rootless
+/// Podman; it is asked beside the survey, not before it. `options` are
+/// `up`'s options for the Podman found.
 pub fn up(
     podman: &Podman,
-    known: Option<Engine>,
     loaded: &Loaded,
     options: impl FnOnce(&Engine) -> Result<UpOptions, Error>,
 ) -> Result<(), Error> {
-    let started = (|| {
-        let (engine, survey) = match known {
-            Some(engine) => (Ok(engine), Survey::ask(podman, &loaded.profile)),
-            None => Survey::ask_with_engine(podman, &loaded.profile),
-        };
-        let engine = engine?;
-        let opts = options(&engine)?;
-        let volumes = up_surveyed(podman, &engine.arch, loaded, &opts, survey)?;
-        Ok::<_, Error>((engine, opts.profile_arg, volumes))
-    })();
-    let (engine, profile_arg, volumes) = match started {
-        Ok(started) => started,
-        Err(e) => {
-            return Err(match Host::detect(podman) {
-                Ok(host) => e.for_mode(host.mode),
-                Err(_) => e,
-            })
-        }
+    let (host, survey) = Survey::ask_with_host(podman, &loaded.profile);
+    let host = host?;
+    let engine = Engine {
+        version: host.version.clone(),
+        arch: host.arch.clone(),
     };
+    let root = BottleRoot::of(&host, &loaded.dir);
+    let (profile_arg, volumes) = options(&engine)
+        .and_then(|opts| {
+            let volumes = up_surveyed(podman, &engine.arch, root, loaded, &opts, survey)?;
+            Ok((opts.profile_arg, volumes))
+        })
+        .map_err(|e| e.for_mode(host.mode))?;
     let on = format!("Podman {} ({})", engine.version, engine.arch);
     println!("{}", summary(&loaded.profile, &volumes, &on, &profile_arg));
     Ok(())
 }
 
 /// Starts the sentry, waits for its filter, then starts the bottle, for a
-/// Podman that runs containers on `arch`. `survey` is what podman said
-/// before (`Survey::ask_with_engine`). On failure everything of the
-/// profile is removed again. Returns the bottle's volumes as mounted.
+/// Podman that runs containers on `arch`, the bottle's root being `root`
+/// on the host. `survey` is what podman said before
+/// (`Survey::ask_with_host`). On failure everything of the profile is
+/// removed again. Returns the bottle's volumes as mounted.
 pub fn up_surveyed(
     podman: &Podman,
     arch: &str,
+    root: BottleRoot,
     loaded: &Loaded,
     opts: &UpOptions,
     survey: Survey,
@@ -86,7 +80,7 @@ pub fn up_surveyed(
     let arg = &opts.profile_arg;
     may_take(&survey.present, loaded, arg, Action::Up)?;
     secrets_free(&survey.present, &loaded.profile, arg)?;
-    let volumes = prepare(podman, arch, loaded, opts, survey.images)?;
+    let volumes = prepare(podman, arch, root, loaded, opts, survey.images)?;
     stop_present(podman, &names, &opts.profile_arg, &survey.present)?;
     if !survey.present.networks_known() {
         // Fail closed: without the list, a DNS answer could open a bridge
@@ -99,7 +93,7 @@ pub fn up_surveyed(
         });
     }
     let host_nets = hostnets::with_local(survey.present.host_nets.clone(), &loaded.profile);
-    if let Err(cause) = start(podman, loaded, &volumes, opts, &host_nets) {
+    if let Err(cause) = start(podman, loaded, &volumes, root, opts, &host_nets) {
         progress("start failed; removing what was created");
         return Err(cleanup_after(
             cause,
@@ -113,11 +107,13 @@ pub fn up_surveyed(
 
 /// What `up` (and `quadlet`) need before any container: the checks that
 /// touch nothing, the bottle's volume directories, and a sentry image made
-/// from the agent for `arch`. `images` is what podman said of them.
-/// Returns the volumes with resolved host paths.
+/// from the agent for `arch`. `images` is what podman said of them; the
+/// directories are given to `owner`. Returns the volumes with resolved
+/// host paths.
 pub fn prepare(
     podman: &Podman,
     arch: &str,
+    root: BottleRoot,
     loaded: &Loaded,
     opts: &UpOptions,
     images: Images,
@@ -128,7 +124,7 @@ pub fn prepare(
             image: loaded.profile.bottle.image.clone(),
         });
     }
-    let volumes = prepare_volumes(&loaded.profile, &loaded.dir, &loaded.path)?;
+    let volumes = prepare_volumes(&loaded.profile, &loaded.dir, &loaded.path, root)?;
     if images::needs_build(images.sentry_label.as_deref(), &stamp) {
         progress(&format!(
             "making {SENTRY_IMAGE} from {}",
@@ -158,12 +154,13 @@ fn cleanup_after(cause: Error, podman: &Podman, names: &Names, profile_arg: &str
 /// `outside = true` is refused, naming the profile `file` and the field.
 /// A missing host folder inside the profile's folder (e.g. "./work", the
 /// bottle's workspace) is created, 0700 (the bottle's files are nobody
-/// else's business); rbm never creates one outside it: a missing
-/// `outside` path is an error.
+/// else's business) and bottle root's (`root`); rbm never creates one
+/// outside it: a missing `outside` path is an error.
 pub fn prepare_volumes(
     profile: &Profile,
     dir: &Path,
     file: &Path,
+    root: BottleRoot,
 ) -> Result<Vec<ResolvedVolume>, Error> {
     let invalid = |problem| {
         Error::Profile(ProfileError::Invalid {
@@ -183,6 +180,12 @@ pub fn prepare_volumes(
             });
         }
         create_private_dir(&vol.host)?;
+        root.give(&vol.host).map_err(|source| Error::Io {
+            what: "cannot give the volume directory to the bottle's root",
+            path: vol.host.clone(),
+            fix: "create it yourself, or change bottle.volumes",
+            source,
+        })?;
         progress(&format!("created volume directory {}", vol.host.display()));
         // Resolved again: what was made must still be inside the folder.
         let field = format!("bottle.volumes[{i}]");
@@ -213,6 +216,7 @@ fn start(
     podman: &Podman,
     loaded: &Loaded,
     volumes: &[ResolvedVolume],
+    root: BottleRoot,
     opts: &UpOptions,
     host_nets: &[IpNet],
 ) -> Result<(), Error> {
@@ -260,7 +264,8 @@ fn start(
         ));
     }
     progress(&format!("sentry ready; starting bottle {}", n.bottle));
-    let bottle_extra = creds::bottle_args(&planned, &n);
+    let mut bottle_extra = creds::bottle_args(&planned, &n);
+    bottle_extra.extend(root.podman_args());
     let volumes: Vec<String> = volumes.iter().map(ResolvedVolume::podman_arg).collect();
     podman.run_env(
         &args::bottle_run(p, &owner, &volumes, &bottle_extra),

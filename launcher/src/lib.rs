@@ -5,8 +5,10 @@
 //! `podman::host`), `images` keeps the sentry image in step with the agent
 //! binary, `launch` runs the fail-closed up/stop sequence, `hostnets`
 //! gathers the Podman host's addresses the sentry withholds from DNS
-//! answers, `exec` attaches to running containers, and `takes` and `trust`
-//! say what a profile takes from the host and want a yes for it.
+//! answers, `owner` says who the bottle's root is on the host (its user
+//! namespace) and owns the directories rbm makes for it, `exec` attaches
+//! to running containers, and `takes` and `trust` say what a profile
+//! takes from the host and want a yes for it.
 
 pub mod creds;
 pub mod error;
@@ -15,6 +17,7 @@ pub mod hostnets;
 pub mod images;
 pub mod launch;
 pub mod lookup;
+pub mod owner;
 pub mod podman;
 pub mod quadlet;
 pub mod takes;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use rbm_launch::launch::{self, UpOptions};
 use rbm_launch::lookup::{self, Loaded, Places, Shipped};
+use rbm_launch::owner::BottleRoot;
 use rbm_launch::podman::find::{self, PROVISIONED};
 use rbm_launch::podman::host::{hardening, Engine, Host, Mode, DEVCONF_INHERIT};
 use rbm_launch::podman::{Podman, Remote};
@@ -311,8 +312,8 @@ fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
         &format!("rbm-launch up --yes {}", a.profile),
         a.yes,
     )?;
-    let (podman, engine) = find_engine(chosen, places)?;
-    launch::up(&podman, engine, &loaded, |engine| {
+    let podman = find_podman(chosen, places)?;
+    launch::up(&podman, &loaded, |engine| {
         up_options(places, &engine.arch, a)
     })?;
     Ok(0)
@@ -339,7 +340,8 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
     let (podman, host) = podman(chosen, places)?;
     let opts = up_options(places, &host.arch, a)?;
     let images = launch::Images::ask(&podman, &loaded.profile);
-    let volumes: Vec<String> = launch::prepare(&podman, &host.arch, &loaded, &opts, images)?
+    let root = BottleRoot::of(&host, &loaded.dir);
+    let volumes: Vec<String> = launch::prepare(&podman, &host.arch, root, &loaded, &opts, images)?
         .iter()
         .map(ResolvedVolume::podman_arg)
         .collect();
@@ -351,12 +353,13 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let profile = dir.join(quadlet::profile_file(&loaded.profile));
     // All units first: a value that cannot be written leaves no file.
-    let units = quadlet::units(&loaded.profile, &profile, &volumes, &host_nets).map_err(|p| {
-        Error::Profile(ProfileError::Invalid {
-            file: loaded.path.clone(),
-            problems: vec![p],
-        })
-    })?;
+    let units =
+        quadlet::units(&loaded.profile, &profile, &volumes, &host_nets, root).map_err(|p| {
+            Error::Profile(ProfileError::Invalid {
+                file: loaded.path.clone(),
+                problems: vec![p],
+            })
+        })?;
     std::fs::write(&profile, &loaded.text)
         .with_context(|| format!("cannot write {}", profile.display()))?;
     for unit in units {

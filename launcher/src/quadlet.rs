@@ -4,7 +4,8 @@
 //! once the sentry is ready: its health check is `rbm-agent status`, and
 //! `Notify=healthy` makes the sentry's service active only when it passes.
 //! The containers are the ones `rbm-launch up` starts: the same networks,
-//! addresses, capabilities, labels and command (see `podman::args`).
+//! addresses, capabilities, user namespace, labels and command (see
+//! `podman::args` and `owner`).
 //!
 //! Every value from the profile is data, never unit syntax: a shared
 //! profile must not add a key (an `ExecStartPre=` that runs as root at
@@ -26,7 +27,8 @@ use rbm_profile::{Problem, Profile};
 
 use crate::hostnets;
 use crate::images::SENTRY_IMAGE;
-use crate::podman::args::{ENCLAVE_ROUTE_METRIC, MONIKER_LABEL, PROFILE_LABEL};
+use crate::owner::BottleRoot;
+use crate::podman::args::{BOTTLE_CAPS, ENCLAVE_ROUTE_METRIC, MONIKER_LABEL, PROFILE_LABEL};
 
 /// Where the sentry finds the profile (a read-only file mount).
 pub const PROFILE_IN_SENTRY: &str = "/rbm/profile.toml";
@@ -48,12 +50,14 @@ pub fn profile_file(p: &Profile) -> String {
 /// resolved (podman's `-v` form); `host_nets` the Podman host's addresses
 /// and networks (`hostnets`) as they are now: the sentry withholds them
 /// from answers. A value Quadlet would misread is a problem naming its
-/// field, and nothing is written.
+/// field, and nothing is written. `root` is who the bottle's root is on
+/// the host.
 pub fn units(
     p: &Profile,
     profile: &Path,
     volumes: &[String],
     host_nets: &[IpNet],
+    root: BottleRoot,
 ) -> Result<Vec<Unit>, Problem> {
     let n = p.names();
     // Owned as `up` owns its pairs: by the profile file, here the copy
@@ -160,8 +164,10 @@ pub fn units(
         label,
         format!("Network={}.network:ip={}", n.enclave, p.enclave.bottle_ip),
         format!("DNS={}", p.enclave.sentry_ip),
-        "DropCapability=NET_ADMIN NET_RAW".into(),
+        "DropCapability=ALL".into(),
+        format!("AddCapability={}", BOTTLE_CAPS.join(" ")),
     ];
+    bottle.extend(root.quadlet_lines());
     for (k, v) in &b.env {
         let field = format!("bottle.env.{k}");
         bottle.push(format!(
@@ -333,6 +339,10 @@ mod tests {
                 "10.88.0.0/16".parse().unwrap(),
                 "10.88.0.1/32".parse().unwrap(),
             ],
+            BottleRoot::User {
+                uid: 1000,
+                gid: 1000,
+            },
         )
         .unwrap();
         let files: Vec<&str> = units.iter().map(|u| u.file.as_str()).collect();
@@ -369,6 +379,10 @@ mod tests {
             "Environment=\"K=v 1\"",
             "Volume=/srv/work:/workspace",
             "Exec=sleep \"a b\"",
+            "DropCapability=ALL",
+            "AddCapability=CHOWN DAC_OVERRIDE FOWNER KILL SETGID SETUID NET_BIND_SERVICE",
+            "UIDMap=0:1000:1",
+            "GIDMap=1:1862270977:65535",
         ] {
             assert!(bottle.contains(&format!("{line}\n")), "{line} in {bottle}");
         }
@@ -405,6 +419,7 @@ domains = ["a.test"]
             Path::new("/etc/units/rbm-demo-profile.toml"),
             volumes,
             &[],
+            BottleRoot::Range,
         )
     }
 
@@ -436,6 +451,9 @@ domains = ["a.test"]
                 "Network",
                 "DNS",
                 "DropCapability",
+                "AddCapability",
+                "UIDMap",
+                "GIDMap",
                 "Environment",
                 "Environment",
                 "Volume",

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::hostnets;
 use crate::images::{AGENT_STAMP_LABEL, SENTRY_IMAGE};
 use crate::podman::args::{self, Kind, Removal};
-use crate::podman::host::{Engine, Host};
+use crate::podman::host::Host;
 use crate::podman::Podman;
 
 /// An object podman listed, and the label that says who made it: for a
@@ -297,12 +297,12 @@ impl Survey {
         Survey { images, present }
     }
 
-    /// Asks what podman runs (`podman version`) while it asks the survey.
-    /// The engine comes first in the result: if podman cannot say what it
+    /// Asks what podman runs (`podman info`) while it asks the survey.
+    /// The host comes first in the result: if podman cannot say what it
     /// is, that is the error to report.
-    pub fn ask_with_engine(podman: &Podman, profile: &Profile) -> (Result<Engine, Error>, Survey) {
-        let (survey, engine) = at_once(|| Survey::ask(podman, profile), || Engine::detect(podman));
-        (engine, survey)
+    pub fn ask_with_host(podman: &Podman, profile: &Profile) -> (Result<Host, Error>, Survey) {
+        let (survey, host) = at_once(|| Survey::ask(podman, profile), || Host::detect(podman));
+        (host, survey)
     }
 }
 

@@ -2,6 +2,7 @@
 //! arguments and answers as told).
 
 use super::*;
+use crate::podman::host::Host;
 use crate::podman::host::Mode;
 use crate::testing::fake_program;
 
@@ -73,7 +74,14 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
 impl Fake {
     fn up(&self) -> Result<Vec<ResolvedVolume>, Error> {
         let survey = Survey::ask(&self.podman, &self.loaded.profile);
-        up_surveyed(&self.podman, "amd64", &self.loaded, &self.opts, survey)
+        up_surveyed(
+            &self.podman,
+            "amd64",
+            BottleRoot::Podman,
+            &self.loaded,
+            &self.opts,
+            survey,
+        )
     }
     /// The calls made, first three words each. Calls made at once are in
     /// the order they were made in; `at_once` sorts them.
@@ -96,6 +104,7 @@ fn host() -> Host {
         mode: Mode::Rootless,
         arch: "amd64".into(),
         network: "netavark 1.17.2".into(),
+        remote: false,
     }
 }
 
@@ -336,15 +345,15 @@ fn up_hands_the_sentry_every_podman_network_and_this_machine_s_addresses() {
 }
 
 #[test]
-fn up_asks_the_version_with_the_survey_and_the_mode_only_after_a_failure() {
+fn up_asks_the_mode_with_the_survey_not_before_it() {
     let f = fake(r#"{"ready":true}"#, "true", "__never__");
     launch_up(&f, "amd64").unwrap();
     let calls = f.calls();
     let mut asked = SURVEY.to_vec();
-    asked.push("version --format {{with");
+    asked.push("info --format {{.Version.Version}}|{{.Host.Security.Rootless}}|{{.Host.Arch}}|{{.Host.NetworkBackendInfo.Version}}|{{.Host.ServiceIsRemote}}");
     asked.sort();
     assert_eq!(at_once(calls.clone(), 0, asked.len())[..asked.len()], asked);
-    assert!(!calls.iter().any(|c| c.starts_with("info")), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("version")), "{calls:?}");
     assert!(f.bottle_started());
 }
 
@@ -369,26 +378,34 @@ fn a_failure_gets_the_fix_of_the_mode_podman_says_then() {
 }
 
 #[test]
-fn up_asks_no_version_that_finding_podman_asked() {
+fn a_rootful_bottle_runs_in_a_user_namespace_a_rootless_one_in_podmans() {
     let f = fake(r#"{"ready":true}"#, "true", "__never__");
-    let known = Engine {
-        version: "5.8.6".into(),
-        arch: "arm64".into(),
+    let bottle_run = |f: &Fake| {
+        let log = std::fs::read_to_string(f.dir.path().join("log")).unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.starts_with("run ") && l.contains("--name rbm-demo-bottle"))
+            .unwrap()
+            .to_string();
+        std::fs::remove_file(f.dir.path().join("log")).unwrap();
+        line
     };
-    up(&f.podman, Some(known), &f.loaded, |engine| {
-        assert_eq!(engine.arch, "arm64");
-        Ok(f.opts.clone())
-    })
-    .unwrap();
-    let calls = f.calls();
-    let asked = |what: &str| calls.iter().any(|c| c.starts_with(what));
-    assert!(!asked("version") && !asked("info"), "{calls:?}");
-    assert!(f.bottle_started());
+    launch_up(&f, "amd64").unwrap();
+    let rootless = bottle_run(&f);
+    assert!(rootless.contains(" --cap-drop ALL "), "{rootless}");
+    assert!(!rootless.contains("--uidmap"), "{rootless}");
+    let script = std::fs::read_to_string(f.podman.program()).unwrap();
+    fake_program(f.dir.path(), "podman", &script.replace("|true|", "|false|"));
+    launch_up(&f, "amd64").unwrap();
+    let rootful = bottle_run(&f);
+    assert!(rootful.contains(" --uidmap 0:"), "{rootful}");
+    assert!(rootful.contains(" --gidmap 0:"), "{rootful}");
+    assert!(!rootful.contains("--uidmap 0:0:"), "{rootful}");
 }
 
 /// `launch::up` from the start, checking the architecture it chose for.
 fn launch_up(f: &Fake, arch: &str) -> Result<(), Error> {
-    up(&f.podman, None, &f.loaded, |engine| {
+    up(&f.podman, &f.loaded, |engine| {
         assert_eq!(engine.arch, arch);
         Ok(f.opts.clone())
     })
@@ -571,7 +588,8 @@ fn missing_absolute_volume_is_an_error() {
         read_only: false,
         outside: true,
     }];
-    let err = prepare_volumes(&p, f.dir.path(), Path::new("demo.toml")).unwrap_err();
+    let err =
+        prepare_volumes(&p, f.dir.path(), Path::new("demo.toml"), BottleRoot::Podman).unwrap_err();
     assert!(
         matches!(err, Error::VolumeMissing { .. }) && err.exit_code() == 2,
         "{err}"
@@ -584,7 +602,13 @@ fn a_missing_workspace_is_created_inside_the_folder_and_private() {
     use std::os::unix::fs::PermissionsExt;
     let f = fake("", "true", "__never__");
     let dir = f.dir.path().canonicalize().unwrap();
-    let vols = prepare_volumes(&f.loaded.profile, &dir, Path::new("demo.toml")).unwrap();
+    let vols = prepare_volumes(
+        &f.loaded.profile,
+        &dir,
+        Path::new("demo.toml"),
+        BottleRoot::Podman,
+    )
+    .unwrap();
     let work = dir.join("work");
     assert_eq!(vols[0].host, work);
     assert!(!vols[0].missing && !vols[0].outside);
@@ -598,7 +622,13 @@ fn a_workspace_that_links_out_of_the_folder_is_refused_with_the_file_and_field()
     let dir = f.dir.path().canonicalize().unwrap();
     let away = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(away.path(), dir.join("work")).unwrap();
-    let err = prepare_volumes(&f.loaded.profile, &dir, Path::new("demo.toml")).unwrap_err();
+    let err = prepare_volumes(
+        &f.loaded.profile,
+        &dir,
+        Path::new("demo.toml"),
+        BottleRoot::Podman,
+    )
+    .unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("demo.toml")

@@ -120,8 +120,33 @@ pub fn sentry_env(profile_text: &str) -> Vec<(String, String)> {
     vec![(PROFILE_ENV.to_string(), profile_text.to_string())]
 }
 
-/// The bottle: only on the enclave, resolver = sentry, no NET_ADMIN/NET_RAW.
-/// `volumes` are the profile's volumes with host paths already resolved.
+/// The only capabilities the bottle keeps (`--cap-drop ALL` first), each
+/// for what a coding agent, a build or a server in it needs. Left out of
+/// Podman's default set: FSETID and SETFCAP (they keep setuid bits and set
+/// file capabilities: a program left in the workspace for the host),
+/// SETPCAP, SYS_CHROOT, MKNOD (device nodes) and AUDIT_WRITE; never
+/// NET_ADMIN or NET_RAW (routes, filters and raw packets past the sentry).
+pub const BOTTLE_CAPS: [&str; 7] = [
+    // Package managers (apt, npm, pip as root) set the owners of what they unpack.
+    "CHOWN",
+    // Root in the bottle reads and writes files of its other users (caches, builds).
+    "DAC_OVERRIDE",
+    // chmod and utimes on files root does not own (tar, cp -p, git checkouts).
+    "FOWNER",
+    // Servers and shells stop their own children of other users (su, sudo'd jobs).
+    "KILL",
+    // Dropping to another group: apt's _apt sandbox, su, sudo, setpriv.
+    "SETGID",
+    // Dropping to another user: the same.
+    "SETUID",
+    // A server in the bottle on a port below 1024 (e.g. 80) for an [[entry]].
+    "NET_BIND_SERVICE",
+];
+
+/// The bottle: only on the enclave, resolver = sentry, only
+/// [`BOTTLE_CAPS`]. `volumes` are the profile's volumes with host paths
+/// already resolved; `extra` holds, among others, its user namespace
+/// (`owner::BottleRoot`).
 pub fn bottle_run(p: &Profile, owner: &str, volumes: &[String], extra: &[String]) -> Vec<String> {
     let n = p.names();
     let b = &p.bottle;
@@ -133,7 +158,10 @@ pub fn bottle_run(p: &Profile, owner: &str, volumes: &[String], extra: &[String]
         format!("{}:ip={}", n.enclave, p.enclave.bottle_ip),
     ]);
     a.extend(["--dns".into(), p.enclave.sentry_ip.to_string()]);
-    a.extend(v(&["--cap-drop", "NET_ADMIN", "--cap-drop", "NET_RAW"]));
+    a.extend(v(&["--cap-drop", "ALL"]));
+    for cap in BOTTLE_CAPS {
+        a.extend(["--cap-add".into(), cap.to_string()]);
+    }
     for (k, val) in &b.env {
         a.extend(["-e".into(), format!("{k}={val}")]);
     }

@@ -75,10 +75,13 @@ pub struct Host {
     pub arch: String,
     /// The network backend's version, e.g. `netavark 1.17.2`.
     pub network: String,
+    /// Whether podman is a client of a remote service (podman machine,
+    /// CONTAINER_HOST): this machine's users mean nothing there.
+    pub remote: bool,
 }
 
 /// One line: `podman info` with exactly the fields rbm reads, `|`-separated.
-pub const INFO_FORMAT: &str = "{{.Version.Version}}|{{.Host.Security.Rootless}}|{{.Host.Arch}}|{{.Host.NetworkBackendInfo.Version}}";
+pub const INFO_FORMAT: &str = "{{.Version.Version}}|{{.Host.Security.Rootless}}|{{.Host.Arch}}|{{.Host.NetworkBackendInfo.Version}}|{{.Host.ServiceIsRemote}}";
 
 impl Host {
     /// Asks `podman info`; fails unless it is Podman 5 or newer.
@@ -99,11 +102,13 @@ impl Host {
         };
         let arch = fields.next()?.trim().to_string();
         let network = fields.next().unwrap_or("").trim().to_string();
+        let remote = fields.next().is_some_and(|f| f.trim() == "true");
         (!version.is_empty()).then_some(Host {
             version,
             mode,
             arch,
             network,
+            remote,
         })
     }
 
@@ -230,13 +235,19 @@ mod tests {
     #[test]
     fn info_line_is_parsed() {
         assert_eq!(
-            Host::parse("5.8.6|true|amd64|netavark 1.17.2\n"),
+            Host::parse("5.8.6|true|amd64|netavark 1.17.2|false\n"),
             Some(Host {
                 version: "5.8.6".into(),
                 mode: Mode::Rootless,
                 arch: "amd64".into(),
                 network: "netavark 1.17.2".into(),
+                remote: false,
             })
+        );
+        assert!(
+            Host::parse("5.4.2|false|amd64|netavark 1.14.0|true")
+                .unwrap()
+                .remote
         );
         let rootful = Host::parse("5.4.2|false|arm64|").unwrap();
         assert_eq!(

@@ -90,7 +90,9 @@ fn bottle_run_is_exact() {
         words(
             "run -d --pull=never --name rbm-demo-bottle --label rbm.moniker=demo --label rbm.profile=/repo/profiles/demo.toml \
              --network rbm-demo-enclave:ip=10.242.0.3 --dns 10.242.0.2 \
-             --cap-drop NET_ADMIN --cap-drop NET_RAW -e A=1 -e B=2 \
+             --cap-drop ALL --cap-add CHOWN --cap-add DAC_OVERRIDE --cap-add FOWNER \
+             --cap-add KILL --cap-add SETGID --cap-add SETUID --cap-add NET_BIND_SERVICE \
+             -e A=1 -e B=2 \
              -v /repo/profiles/work:/workspace -v /data:/data:ro -w /workspace \
              localhost/rbm-demo-bottle:latest sleep infinity"
         )
@@ -111,10 +113,36 @@ fn bottle_without_command_uses_the_image_default() {
 fn bottle_never_joins_the_uplink_and_never_publishes() {
     let a = bottle_run(&profile(), OWNER, &[], &[]);
     assert!(
-        !a.iter()
-            .any(|w| w.contains("uplink") || w == "-p" || w.contains("--cap-add")),
+        !a.iter().any(|w| w.contains("uplink") || w == "-p"),
         "{a:?}"
     );
+}
+
+#[test]
+fn bottle_drops_every_capability_but_the_listed_ones() {
+    let a = bottle_run(&profile(), OWNER, &[], &[]);
+    let drop = a.iter().position(|w| w == "--cap-drop").unwrap();
+    assert_eq!(a[drop + 1], "ALL");
+    let added: Vec<&str> = a
+        .windows(2)
+        .filter(|w| w[0] == "--cap-add")
+        .map(|w| w[1].as_str())
+        .collect();
+    assert_eq!(added, BOTTLE_CAPS);
+    for never in [
+        "NET_ADMIN",
+        "NET_RAW",
+        "FSETID",
+        "SETFCAP",
+        "MKNOD",
+        "SYS_CHROOT",
+        "SETPCAP",
+        "SYS_ADMIN",
+    ] {
+        assert!(!added.contains(&never), "{never} in {a:?}");
+    }
+    let cap_drop = a.iter().filter(|w| *w == "--cap-drop").count();
+    assert_eq!(cap_drop, 1, "ALL is dropped first, once: {a:?}");
 }
 
 #[test]

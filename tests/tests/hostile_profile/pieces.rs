@@ -174,7 +174,7 @@ fn argv_case(ctx: &Ctx) -> Result<Row> {
     let log = dir.join("argv.log");
     let logger = logging_podman(ctx, &dir, &log)?;
     let row = (|| {
-        launch_with(&logger, &["up", &file])?
+        launch_with(&logger, &["up", "--yes", &file])?
             .check()
             .context("up of the credential pair")?;
         let env = podman.run_ok(&[
@@ -231,7 +231,7 @@ fn user_secret_case(ctx: &Ctx) -> Result<Row> {
     std::fs::write(&file, profile("hpc2", 75, "a user's secret", &credential))?;
     let file = file.display().to_string();
     let row = (|| {
-        let up = ctx.launch(&["up", &file])?;
+        let up = ctx.launch(&["up", "--yes", &file])?;
         let stop = ctx.launch(&["stop", &file])?;
         let kept = podman.run(&["secret", "exists", secret])?.success();
         let mut ours_gone = true;

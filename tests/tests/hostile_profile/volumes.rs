@@ -29,14 +29,15 @@ pub fn cases(ctx: &Ctx) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// `up` of `file`, stopped again when the result is dropped.
+/// `up --yes` of `file` (a yes does not let a volume out: the profile's
+/// own words must), stopped again when the result is dropped.
 fn up(ctx: &Ctx, file: &Path) -> Result<(rbm_tests::Output, Launched)> {
     let profile = path(file);
     let guard = Launched {
         launcher: Launcher::find(ctx.podman.clone())?,
         profile: profile.clone(),
     };
-    Ok((ctx.launch(&["up", &profile])?, guard))
+    Ok((ctx.launch(&["up", "--yes", &profile])?, guard))
 }
 
 /// `SOURCE:DESTINATION` of each mount of `container`; None if it does

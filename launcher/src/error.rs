@@ -52,6 +52,14 @@ pub enum Error {
     #[error("{what}; fix: {fix}")]
     NotOurs { what: String, fix: String },
 
+    /// A profile argument rbm will not take as it is (exit 2).
+    #[error("profile {arg}: {what}; fix: {fix}")]
+    ProfileArg {
+        arg: String,
+        what: String,
+        fix: String,
+    },
+
     #[error("no Podman 5 found{}; fix: {}", passed_over_list(.passed_over), podman5_fix(.script.as_deref()))]
     NoPodman5 {
         passed_over: Vec<Candidate>,
@@ -149,6 +157,7 @@ impl Error {
         match self {
             Error::Profile(_)
             | Error::UnknownProfile { .. }
+            | Error::ProfileArg { .. }
             | Error::VolumeMissing { .. }
             | Error::ReloadNeedsRestart { .. }
             | Error::Credential { .. }

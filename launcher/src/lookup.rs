@@ -203,8 +203,25 @@ pub fn find_profile(arg: &str, places: &Places) -> Result<PathBuf, Error> {
     }
     let dirs = places.profile_dirs();
     let looked: Vec<PathBuf> = dirs.iter().map(|d| d.join(format!("{arg}.toml"))).collect();
-    if let Some(found) = looked.iter().find(|p| p.is_file()) {
-        return Ok(found.clone());
+    let found: Vec<&PathBuf> = looked.iter().filter(|p| p.is_file()).collect();
+    if let [here, shipped, ..] = found[..] {
+        // A repository's own profiles/demo.toml must not pass for the
+        // demo rbm ships when someone types `rbm-launch demo` in it.
+        return Err(Error::ProfileArg {
+            arg: arg.to_string(),
+            what: format!(
+                "{} in the current directory has the name of a profile rbm ships ({})",
+                here.display(),
+                shipped.display()
+            ),
+            fix: format!(
+                "give the path of the one you mean: `./profiles/{arg}.toml` for the one here, or {} for rbm's",
+                shipped.display()
+            ),
+        });
+    }
+    if let Some(found) = found.first() {
+        return Ok((*found).clone());
     }
     Err(Error::UnknownProfile {
         name: arg.to_string(),
@@ -250,7 +267,21 @@ pub fn load(arg: &str, places: &Places) -> Result<Loaded, Error> {
         source,
     })?;
     let profile = Profile::parse(&text, &path)?;
-    let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+    // The profile's folder is what its volumes and files are relative to,
+    // and what they may not leave: it must be a real file's folder. A
+    // pipe (`curl ... | rbm-launch up /dev/stdin`) would make it /dev.
+    let canonical = path
+        .canonicalize()
+        .ok()
+        .filter(|c| c.is_file())
+        .ok_or_else(|| Error::ProfileArg {
+            arg: arg.to_string(),
+            what: format!(
+                "{} is not a regular file (a pipe, a device or gone), so it has no folder of its own for its volumes and files",
+                path.display()
+            ),
+            fix: "save the profile as a file in the folder it is meant for, and give that file's path".into(),
+        })?;
     let dir = canonical
         .parent()
         .map(Path::to_path_buf)
@@ -346,13 +377,41 @@ mod tests {
     fn name_is_looked_up_in_cwd_then_repo() {
         let (t, places) = setup();
         assert_eq!(
-            find_profile("demo", &places).unwrap(),
-            t.path().join("cwd/profiles/demo.toml")
+            find_profile("work", &places).unwrap(),
+            t.path().join("cwd/profiles/work.toml")
         );
         assert_eq!(
             find_profile("other", &places).unwrap(),
             t.path().join("repo/profiles/other.toml")
         );
+    }
+
+    #[test]
+    fn a_name_here_that_shadows_a_shipped_profile_is_refused() {
+        let (_t, places) = setup();
+        let err = find_profile("demo", &places).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("has the name of a profile rbm ships")
+                && text.contains("./profiles/demo.toml"),
+            "{text}"
+        );
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_profile_that_is_not_a_regular_file_has_no_folder() {
+        let (t, places) = setup();
+        // A named pipe, as `... | rbm-launch up /dev/stdin` would give:
+        // read through, its folder would be /dev.
+        let fifo = t.path().join("cwd/p.toml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let writer = std::thread::spawn(move || std::fs::write(&fifo, GOOD).unwrap());
+        let err = load("p.toml", &places).unwrap_err();
+        writer.join().unwrap();
+        assert!(err.to_string().contains("is not a regular file"), "{err}");
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]
@@ -472,10 +531,10 @@ mod tests {
     #[test]
     fn the_owner_is_the_canonical_path_on_one_line() {
         let (t, places) = setup();
-        let l = load("demo", &places).unwrap();
+        let l = load("work", &places).unwrap();
         let canonical = t
             .path()
-            .join("cwd/profiles/demo.toml")
+            .join("cwd/profiles/work.toml")
             .canonicalize()
             .unwrap();
         assert_eq!(l.owner(), canonical.display().to_string());
@@ -488,7 +547,7 @@ mod tests {
     #[test]
     fn load_validates_and_summarizes() {
         let (t, places) = setup();
-        let l = load("demo", &places).unwrap();
+        let l = load("work", &places).unwrap();
         assert_eq!(l.dir, t.path().join("cwd/profiles").canonicalize().unwrap());
         assert_eq!(l.text, GOOD);
         let s = l.summary();

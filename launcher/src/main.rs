@@ -21,9 +21,10 @@ const AFTER_HELP: &str = "\
 PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
 profiles/NAME.toml, looked up in the current directory, then among the
 profiles shipped with rbm (next to the rbm-launch binary: PREFIX/lib/rbm
-of an install, or the checkout it was built in; or --rbm-files DIR). rbm's
+of an install, or the checkout it was built in; or --rbm-files DIR); a
+NAME found in both is refused (give the path of the one you mean). rbm's
 own files (the sentry's agent, scripts/podman5) are never taken from the
-current directory.
+current directory, nor is a profile from a pipe (/dev/stdin).
 
 `rbm-launch PROFILE` is `rbm-launch up PROFILE`. Examples:
   rbm-launch demo                      start the built-in demo profile

@@ -151,14 +151,20 @@ pub fn prepare(
         };
         let (secret, ours) = match &c.from {
             Source::PodmanSecret(name) => {
-                if !podman
-                    .output(&["secret".into(), "inspect".into(), name.clone()])?
-                    .status
-                    .success()
-                {
+                // By its exact name: Podman also takes a prefix of a
+                // secret's ID, and `a` may be some other profile's key.
+                let out = podman.output(&[
+                    "secret".into(),
+                    "inspect".into(),
+                    "--format".into(),
+                    "{{.Spec.Name}}".into(),
+                    name.clone(),
+                ])?;
+                let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if !out.status.success() || found != *name {
                     return Err(fail(
-                        format!("the Podman secret {name} does not exist"),
-                        "create it with `podman secret create NAME FILE`, or name another source",
+                        format!("no Podman secret is named exactly {name}"),
+                        "create it with `podman secret create NAME FILE` and name it in full, or name another source",
                     ));
                 }
                 (name.clone(), false)

@@ -7,7 +7,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use rbm_profile::{leaves_folder, resolve_in, Credential, ProfileError, ResolvedVolume, Source};
+use rbm_profile::{
+    leaves_folder, resolve_in, Credential, Entry, ProfileError, ResolvedVolume, Source,
+};
 
 use crate::error::Error;
 use crate::lookup::Loaded;
@@ -17,6 +19,9 @@ use crate::lookup::Loaded;
 pub struct Takes {
     /// Resolved: where on this machine, and whether outside the folder.
     pub volumes: Vec<ResolvedVolume>,
+    /// Loopback ports of this machine that lead into the bottle (a port
+    /// a local service would use gets the bottle's answers instead).
+    pub entries: Vec<Entry>,
     pub credentials: Vec<Taken>,
 }
 
@@ -67,6 +72,7 @@ impl Takes {
             .collect::<Result<_, Error>>()?;
         Ok(Takes {
             volumes,
+            entries: loaded.profile.entries.clone(),
             credentials,
         })
     }
@@ -106,6 +112,14 @@ impl Takes {
                 line += &format!("; trusts the CA {} for them", ca.display());
             }
             out.push(line);
+        }
+        for e in &self.entries {
+            out.push(format!(
+                "entry       127.0.0.1:{}/{} on this machine -> the bottle's port {}",
+                e.host_port,
+                e.protocol.as_str(),
+                e.bottle_port
+            ));
         }
         out
     }

@@ -124,8 +124,8 @@ fn is_yes(answer: &str) -> bool {
 }
 
 /// The hash a yes is remembered by: sha256 of the profile's resolved path,
-/// its text and what it takes (resolved paths: a symlink that now leads
-/// elsewhere asks again), hex.
+/// its text, what it takes (resolved paths: a symlink that now leads
+/// elsewhere asks again) and its credentials' upstream CAs, hex.
 pub fn profile_hash(loaded: &Loaded, takes: &Takes) -> String {
     let path = takes::shown(loaded);
     let mut h = Sha256::new();
@@ -135,6 +135,14 @@ pub fn profile_hash(loaded: &Loaded, takes: &Takes) -> String {
     h.update(loaded.text.as_bytes());
     h.update(b"\0");
     h.update(takes.lines().join("\n").as_bytes());
+    // The CA the sentry trusts for a credential's hosts is what the key's
+    // safety rests on: a changed CA file asks again, as a changed text does.
+    for c in &takes.credentials {
+        if let Some(ca) = &c.paths.upstream_ca {
+            h.update(b"\0");
+            h.update(&std::fs::read(ca).unwrap_or_default());
+        }
+    }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -258,6 +266,12 @@ mod tests {
         let changed = TEXT.replace("HOST_TOKEN", "OTHER_TOKEN");
         assert_ne!(one, hash(&loaded(&a, &changed)));
         assert_ne!(one, hash(&loaded(&b, TEXT)), "the same text elsewhere");
+        // The same text whose upstream CA file changed.
+        std::fs::write(a.join("ca.pem"), "one").unwrap();
+        let with_ca = format!("{TEXT}upstream_ca = \"ca.pem\"\n");
+        let first = hash(&loaded(&a, &with_ca));
+        std::fs::write(a.join("ca.pem"), "two").unwrap();
+        assert_ne!(first, hash(&loaded(&a, &with_ca)), "another CA");
     }
 
     #[test]

@@ -233,6 +233,17 @@ impl Validator {
             }
         }
         if let Some(Source::PodmanSecret(name)) = from {
+            let fair = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !fair {
+                self.fail(
+                    &field("from"),
+                    format!("{name:?} is not a Podman secret's name"),
+                    "write the secret's full name: a letter or digit, then letters, digits, _, . or -",
+                );
+            }
             if let Some(owner) = rbm_secret_owner(name).filter(|o| *o != moniker) {
                 self.fail(
                     &field("from"),
@@ -489,6 +500,14 @@ mod tests {
         // The user's own secrets, and this profile's own (moniker demo).
         for name in ["my-token", "rbmx-token", "rbm-demo-cred-OTHER"] {
             assert!(parse(&with_secret(name)).is_ok(), "{name}");
+        }
+        // Not a name: an option podman would read, or what no secret is called.
+        for name in ["-a", "--all", "a b", "x/y", ".a"] {
+            let p = problems(&with_secret(name));
+            assert!(
+                has(&p, "credential[0].from", "not a Podman secret's name"),
+                "{name}: {p:?}"
+            );
         }
     }
 

@@ -478,6 +478,21 @@ protocol = "tcp"
     }
 
     #[test]
+    fn an_image_that_podman_would_read_as_an_option_is_refused() {
+        for image in ["--privileged", "-v", "--help", "a b"] {
+            let text = GOOD.replace(
+                "image = \"localhost/rbm-demo-bottle:latest\"",
+                &format!("image = {image:?}"),
+            );
+            let p = problems(&text);
+            assert!(
+                has(&p, "bottle.image", "is not an image name"),
+                "{image}: {p:?}"
+            );
+        }
+    }
+
+    #[test]
     fn good_profile_parses() {
         let p = parse(GOOD).unwrap();
         assert_eq!(p.moniker, "demo");

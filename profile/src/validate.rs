@@ -69,6 +69,13 @@ impl Validator {
                 "is empty",
                 "name a local image, e.g. \"localhost/rbm-demo-bottle:latest\"",
             );
+        } else if raw.image.starts_with('-') || raw.image.contains(char::is_whitespace) {
+            // `podman run` would read "--privileged" as its own option.
+            self.fail(
+                "bottle.image",
+                format!("{:?} is not an image name", raw.image),
+                "name a local image, e.g. \"localhost/rbm-demo-bottle:latest\"",
+            );
         }
         if let Some(cmd) = &raw.command {
             if cmd.is_empty() {

@@ -179,3 +179,20 @@ fn a_credential_file_through_a_symlink_out_of_the_folder_is_refused_unless_outsi
     let paths = &Takes::of(&loaded(&f, "", &text)).unwrap().credentials[0].paths;
     assert!(paths.outside && paths.file == Some(f.elsewhere.join("secret")));
 }
+
+#[test]
+fn entry_ports_are_listed() {
+    let f = folder();
+    let mut l = loaded(&f, "", "");
+    l.profile.entries = vec![rbm_profile::Entry {
+        host_port: 5432,
+        bottle_port: 8888,
+        protocol: rbm_profile::Protocol::Tcp,
+    }];
+    let takes = Takes::of(&l).unwrap();
+    assert_eq!(
+        takes.lines(),
+        ["entry       127.0.0.1:5432/tcp on this machine -> the bottle's port 8888"]
+    );
+    assert!(!takes.needs_yes(), "listed, not asked for");
+}

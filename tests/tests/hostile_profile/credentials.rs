@@ -33,6 +33,7 @@ pub fn cases(ctx: &Ctx) -> Result<Vec<Row>> {
     rows.push(file_through_a_symlink(ctx)?);
     rows.push(file_up_the_tree(ctx)?);
     rows.push(another_profiles_secret(ctx)?);
+    rows.push(secret_by_id_prefix(ctx)?);
     Ok(rows)
 }
 
@@ -347,5 +348,35 @@ fn another_profiles_secret(ctx: &Ctx) -> Result<Row> {
             &["credential[0].from", OTHER_SECRET, "another profile"],
             &gone,
         ),
+    ))
+}
+
+/// `podman-secret:` with a few hex digits: Podman takes a prefix of a
+/// secret's ID as well as its name, so `a` may be another profile's key.
+fn secret_by_id_prefix(ctx: &Ctx) -> Result<Row> {
+    let m = "hpd5";
+    let _clean = Clean::new(ctx, m)?;
+    let _other = Clean::new(ctx, "hpd8")?;
+    let dir = ctx.dir("cred-id-prefix")?;
+    let value = write_file(&dir, "value", TOKEN)?;
+    let other = "rbm-hpd8-cred-HPD_TOKEN";
+    let id = ctx
+        .podman
+        .run_ok(&["secret", "create", other, &value.to_string_lossy()])?
+        .stdout
+        .trim()
+        .to_string();
+    let prefix = &id[..6.min(id.len())];
+    let from = format!("podman-secret:{prefix}");
+    let file = write_file(&dir, "profile.toml", &profile(m, &from, HOST))?;
+    let out = launch(ctx, &dir, &["up", "--yes", &file.to_string_lossy()])?;
+    let gone = left(ctx, m)?;
+    Ok(Row::new(
+        GROUP,
+        "podman-secret-by-id-prefix",
+        &format!("from = \"{from}\": the first digits of the ID of {other}, the secret rbm made for profile hpd8"),
+        "refused (exit 2): no secret is named exactly that; nothing starts",
+        refused(&out, &gone),
+        is_refusal(&out, &["no Podman secret is named exactly", prefix], &gone),
     ))
 }

@@ -90,9 +90,31 @@ pub fn cases(ctx: &Ctx) -> Result<Vec<Row>> {
             refused && named,
         ));
     }
+    rows.push(image_option(ctx)?);
     rows.push(quadlet_injection(ctx)?);
     rows.push(quadlet_literal(ctx)?);
     Ok(rows)
+}
+
+/// An image named like one of `podman run`'s own options.
+fn image_option(ctx: &Ctx) -> Result<Row> {
+    let case = "image-is-a-podman-option";
+    let dir = ctx.dir(case)?;
+    let text = profile("hpa1", 70, SERVE).replace(
+        &format!("image = \"{BOTTLE_IMAGE}\""),
+        "image = \"--privileged\"",
+    );
+    let file = write_file(&dir, "rbm.toml", &text)?;
+    let out = ctx.launch(&["check", &path(&file)])?;
+    let named = out.stderr.contains("field `bottle.image`") && out.stderr.contains("fix:");
+    Ok(Row::new(
+        "syntax",
+        case,
+        "`bottle.image = \"--privileged\"`: the image word of `podman run` read as its option",
+        "`check` refuses it, naming the field and the fix",
+        said(&out, "bottle.image"),
+        out.status.code() == Some(2) && named,
+    ))
 }
 
 pub fn path(p: &Path) -> String {

@@ -31,6 +31,8 @@ pub fn cases(ctx: &Ctx) -> Result<Vec<Row>> {
     rows.push(user_secret_case(ctx).context("user secret case")?);
     rows.push(relative_path_podman(ctx).context("relative PATH case")?);
     rows.push(checkout_in_cwd(ctx).context("checkout in the cwd case")?);
+    rows.push(shadowed_demo(ctx).context("shadowed demo case")?);
+    rows.push(profile_from_a_pipe(ctx).context("pipe case")?);
     Ok(rows)
 }
 
@@ -427,5 +429,60 @@ fn checkout_in_cwd(ctx: &Ctx) -> Result<Row> {
         "the folder is not taken as rbm's files (its agent would become the sentry); only --rbm-files names them",
         files,
         !taken && !marker.exists(),
+    ))
+}
+
+/// A cloned repository with its own `profiles/demo.toml`: `rbm-launch
+/// check demo` typed there must not take it for rbm's demo.
+fn shadowed_demo(ctx: &Ctx) -> Result<Row> {
+    let dir = ctx.dir("pieces-shadow")?;
+    std::fs::create_dir_all(dir.join("profiles"))?;
+    std::fs::write(
+        dir.join("profiles/demo.toml"),
+        profile("hpc4", 74, "a repository's own demo", ""),
+    )?;
+    let cwd = dir.display().to_string();
+    let out = cmd::run(
+        "env",
+        &["-C", &cwd, &launcher()?, "check", "demo"],
+        Duration::from_secs(30),
+    )?;
+    let refused = out.status.code() == Some(2)
+        && out.stderr.contains("has the name of a profile rbm ships")
+        && out.stderr.contains("fix:");
+    Ok(Row::new(
+        GROUP,
+        "repository-profile-shadows-the-demo",
+        "`rbm-launch check demo` typed in a cloned repository that holds its own profiles/demo.toml",
+        "refused (exit 2): the name is rbm's demo's too; the fix names both paths",
+        format!("exit {:?}: {}", out.status.code(), first_error(&out)),
+        refused,
+    ))
+}
+
+/// `cat rbm.toml | rbm-launch check /dev/stdin`: read from a pipe, the
+/// profile's folder would be /dev, and `./shm` a volume "in its folder".
+fn profile_from_a_pipe(ctx: &Ctx) -> Result<Row> {
+    let dir = ctx.dir("pieces-pipe")?;
+    let text = profile("hpc5", 74, "from a pipe", "")
+        .replace("[enclave]", "volumes = [\"./shm:/shm\"]\n\n[enclave]");
+    let file = dir.join("rbm.toml");
+    std::fs::write(&file, text)?;
+    let script = format!("cat {} | {} check /dev/stdin", file.display(), launcher()?);
+    let out = cmd::run("sh", &["-c", &script], Duration::from_secs(30))?;
+    let took_dev = out.stdout.contains("/dev/shm");
+    let refused = out.status.code() == Some(2) && out.stderr.contains("is not a regular file");
+    Ok(Row::new(
+        GROUP,
+        "profile-from-a-pipe",
+        "`cat rbm.toml | rbm-launch check /dev/stdin` with a volume ./shm (its folder would be /dev)",
+        "refused (exit 2): a profile is a regular file, its folder its own",
+        format!(
+            "exit {:?}: {}{}",
+            out.status.code(),
+            first_error(&out),
+            if took_dev { "; listed /dev/shm" } else { "" }
+        ),
+        refused && !took_dev,
     ))
 }

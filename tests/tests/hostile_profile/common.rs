@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use rbm_tests::launcher::Launcher;
-use rbm_tests::podman::{fresh_dir, require_podman, test_images, Podman};
+use rbm_tests::podman::{fresh_dir, require_podman, test_images, Podman, BOTTLE_IMAGE};
 use rbm_tests::Output;
 
 /// How long one rbm-launch command may take.
@@ -127,4 +127,44 @@ pub fn table(label: &str, rows: &[Row]) -> String {
         );
     }
     s
+}
+
+/// The `[uplink]` of a profile that reaches nothing.
+pub const REACHES_NOTHING: &str = "dns = \"disabled\"\naccess = \"disabled\"";
+
+/// A profile of moniker `moniker` on 10.250.`net`.0/24 (enclave) and
+/// 10.251.`net`.0/24 (uplink, the profile's own) whose bottle runs the
+/// test image with `bottle`'s lines besides, and `uplink`'s policy.
+pub fn profile(moniker: &str, net: u8, description: &str, bottle: &str, uplink: &str) -> String {
+    format!(
+        r#"moniker = "{moniker}"
+description = "{description}"
+
+[bottle]
+image = "{BOTTLE_IMAGE}"
+{bottle}
+
+[enclave]
+subnet = "10.250.{net}.0/24"
+sentry_ip = "10.250.{net}.2"
+bottle_ip = "10.250.{net}.3"
+
+[uplink]
+{uplink}
+subnet = "10.251.{net}.0/24"
+"#
+    )
+}
+
+/// Removes everything of `moniker` with podman itself, whatever rbm-launch
+/// (old, new, or one that refused the profile) left: containers, networks,
+/// and secrets named like rbm's.
+pub fn clean(podman: &Podman, moniker: &str) -> Result<()> {
+    podman.remove_pair(moniker)?;
+    let secrets = podman.run_ok(&["secret", "ls", "--format", "{{.Name}}"])?;
+    let prefix = format!("rbm-{moniker}-");
+    for s in secrets.stdout.lines().filter(|s| s.starts_with(&prefix)) {
+        podman.run(&["secret", "rm", s])?;
+    }
+    Ok(())
 }

@@ -16,7 +16,7 @@ use rbm_tests::files::write_file;
 use rbm_tests::podman::BOTTLE_IMAGE;
 use rbm_tests::Output;
 
-use crate::common::{first_error, Ctx, Row, LAUNCH_TIMEOUT};
+use crate::common::{self, first_error, Ctx, Row, LAUNCH_TIMEOUT};
 
 const GROUP: &str = "credentials";
 /// The variable a hostile profile reads, and its value for the test.
@@ -79,20 +79,8 @@ fn launch(ctx: &Ctx, dir: &Path, args: &[&str]) -> Result<Output> {
     )
 }
 
-/// Removes everything of `moniker` with podman itself (a launcher that
-/// refuses the profile would not remove it).
 fn clean(ctx: &Ctx, m: &str) -> Result<()> {
-    let p = &ctx.podman;
-    for what in ["bottle", "sentry"] {
-        p.run(&["rm", "--force", "--time", "0", &format!("rbm-{m}-{what}")])?;
-    }
-    for what in ["enclave", "uplink"] {
-        p.run(&["network", "rm", "--force", &format!("rbm-{m}-{what}")])?;
-    }
-    for secret in secrets(ctx, m)? {
-        p.run(&["secret", "rm", &secret])?;
-    }
-    Ok(())
+    common::clean(&ctx.podman, m)
 }
 
 /// `clean` now and on drop, even after a failed case.

@@ -17,10 +17,10 @@ use anyhow::{Context, Result};
 use rbm_tests::bins::workspace_root;
 use rbm_tests::cmd;
 use rbm_tests::launcher::{ENTER_ENV, LAUNCH_ENV};
-use rbm_tests::podman::{Podman, BOTTLE_IMAGE, PODMAN_ENV};
+use rbm_tests::podman::{Podman, PODMAN_ENV};
 use rbm_tests::Output;
 
-use crate::common::{first_error, Ctx, Row, LAUNCH_TIMEOUT};
+use crate::common::{self, clean, first_error, Ctx, Row, LAUNCH_TIMEOUT};
 
 const GROUP: &str = "pieces";
 
@@ -39,39 +39,11 @@ pub fn cases(ctx: &Ctx) -> Result<Vec<Row>> {
 /// A profile of moniker `moniker` on 10.250.N.0/24 (uplink 10.251.N.0/24),
 /// with `extra` appended (a credential).
 fn profile(moniker: &str, n: u8, description: &str, extra: &str) -> String {
-    format!(
-        r#"moniker = "{moniker}"
-description = "{description}"
-
-[bottle]
-image = "{BOTTLE_IMAGE}"
-command = ["/rbm-probe", "serve", "0.0.0.0:8888"]
-
-[enclave]
-subnet = "10.250.{n}.0/24"
-sentry_ip = "10.250.{n}.2"
-bottle_ip = "10.250.{n}.3"
-
-[uplink]
-dns = "allowlist"
-access = "allowlist"
-domains = ["api.hpc.test"]
-upstream_dns = ["10.251.{n}.53"]
-subnet = "10.251.{n}.0/24"
-{extra}"#
-    )
-}
-
-/// Removes everything of `moniker` with podman itself, whatever rbm-launch
-/// (old or new) left: containers, networks, and secrets named like rbm's.
-fn clean(podman: &Podman, moniker: &str) -> Result<()> {
-    podman.remove_pair(moniker)?;
-    let secrets = podman.run_ok(&["secret", "ls", "--format", "{{.Name}}"])?;
-    let prefix = format!("rbm-{moniker}-");
-    for s in secrets.stdout.lines().filter(|s| s.starts_with(&prefix)) {
-        podman.run(&["secret", "rm", s])?;
-    }
-    Ok(())
+    let uplink = format!(
+        "dns = \"allowlist\"\naccess = \"allowlist\"\ndomains = [\"api.hpc.test\"]\nupstream_dns = [\"10.251.{n}.53\"]"
+    );
+    let bottle = r#"command = ["/rbm-probe", "serve", "0.0.0.0:8888"]"#;
+    common::profile(moniker, n, description, bottle, &uplink) + extra
 }
 
 /// The ID of container `name`, if it exists.

@@ -11,9 +11,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use anyhow::{Context, Result};
 use rbm_tests::files::write_file;
 use rbm_tests::launcher::{Launched, Launcher};
-use rbm_tests::podman::BOTTLE_IMAGE;
 
-use crate::common::{first_error, Ctx, Row};
+use crate::common::{self, first_error, Ctx, Row};
 
 const GROUP: &str = "root";
 const MONIKER: &str = "hpb1";
@@ -27,25 +26,12 @@ const BOTTLE_CAP_EFF: u64 = 1 | 1 << 1 | 1 << 3 | 1 << 5 | 1 << 6 | 1 << 7 | 1 <
 const BUSYBOX: &str = "/bin/busybox";
 
 fn profile() -> String {
-    format!(
-        r#"moniker = "{MONIKER}"
-description = "hostile profile: a bottle that wants host root over its workspace"
-
-[bottle]
-image = "{BOTTLE_IMAGE}"
-command = ["/tools/busybox", "sleep", "infinity"]
-volumes = ["./tools:/tools:ro", "./work:/work"]
-
-[enclave]
-subnet = "10.250.72.0/24"
-sentry_ip = "10.250.72.2"
-bottle_ip = "10.250.72.3"
-
-[uplink]
-dns = "disabled"
-access = "disabled"
-subnet = "10.251.72.0/24"
-"#
+    common::profile(
+        MONIKER,
+        72,
+        "hostile profile: a bottle that wants host root over its workspace",
+        "command = [\"/tools/busybox\", \"sleep\", \"infinity\"]\nvolumes = [\"./tools:/tools:ro\", \"./work:/work\"]",
+        common::REACHES_NOTHING,
     )
 }
 

@@ -15,30 +15,18 @@ use anyhow::{Context, Result};
 use rbm_tests::files::write_file;
 use rbm_tests::podman::BOTTLE_IMAGE;
 
-use crate::common::{first_error, Ctx, Row, LAUNCH_TIMEOUT};
+use crate::common::{self, first_error, Ctx, Row, LAUNCH_TIMEOUT};
 
 /// A profile of moniker `moniker` on 10.250.`net`.0/24 (enclave) and
 /// 10.251.`net`.0/24 (uplink) whose bottle runs the test image with
 /// `bottle`'s lines besides; reaching nothing.
 pub fn profile(moniker: &str, net: u8, bottle: &str) -> String {
-    format!(
-        r#"moniker = "{moniker}"
-description = "rbm hostile profile test"
-
-[bottle]
-image = "{BOTTLE_IMAGE}"
-{bottle}
-
-[enclave]
-subnet = "10.250.{net}.0/24"
-sentry_ip = "10.250.{net}.2"
-bottle_ip = "10.250.{net}.3"
-
-[uplink]
-dns = "disabled"
-access = "disabled"
-subnet = "10.251.{net}.0/24"
-"#
+    common::profile(
+        moniker,
+        net,
+        "rbm hostile profile test",
+        bottle,
+        common::REACHES_NOTHING,
     )
 }
 

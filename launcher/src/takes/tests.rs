@@ -66,7 +66,7 @@ fn volumes_outside_the_folder_are_marked_and_a_link_out_is_refused() {
     let f = folder();
     let l = loaded(
         &f,
-        "volumes = [\"./work:/w\", \"work/new:/n:ro\", { host = \"/etc\", bottle = \"/e\", read_only = true, outside = true }, { host = \"../elsewhere\", bottle = \"/x\", outside = true }, { host = \"home\", bottle = \"/h\", outside = true }]",
+        "volumes = [\"./work:/w:ro\", \"work/new:/n:ro\", { host = \"/etc\", bottle = \"/e\", read_only = true, outside = true }, { host = \"../elsewhere\", bottle = \"/x\", outside = true }, { host = \"home\", bottle = \"/h\", outside = true }]",
         "",
     );
     let takes = Takes::of(&l).unwrap();

@@ -7,7 +7,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use rbm_profile::{leaves_folder, resolve_in, Credential, ProfileError, ResolvedVolume, Source};
+use rbm_profile::{
+    leaves_folder, resolve_in, Credential, ProfileError, ResolvedVolume, Source, Volume,
+};
 
 use crate::error::Error;
 use crate::lookup::Loaded;
@@ -61,7 +63,7 @@ impl Takes {
                     env: c.env.clone(),
                     from: c.from.clone(),
                     hosts: c.hosts.clone(),
-                    paths: credential_paths(c, dir)?,
+                    paths: credential_paths(c, dir, &loaded.profile.bottle.volumes)?,
                 })
             })
             .collect::<Result<_, Error>>()?;
@@ -151,9 +153,60 @@ fn place(outside: bool) -> &'static str {
 /// A credential's file and CA, resolved. A path that resolves outside the
 /// profile's folder (a symlink in the folder that leads to `~/.ssh/id_ed25519`)
 /// is refused unless the credential says `outside = true`: the same rule
-/// as for its text, which the profile's checks apply.
-pub fn credential_paths(c: &Credential, dir: &Path) -> Result<CredentialPaths, Error> {
+/// as for its text, which the profile's checks apply. One inside a folder
+/// the bottle gets (`volumes`, the profile's) is refused as well: a
+/// writable one lets the bottle put a link to `~/.git-credentials` there
+/// between the yes and the read, and a `file:` in any of them hands the
+/// bottle the real value.
+pub fn credential_paths(
+    c: &Credential,
+    dir: &Path,
+    volumes: &[Volume],
+) -> Result<CredentialPaths, Error> {
     let dir = &folder(dir);
+    // Each volume by its words and resolved (one that cannot be resolved
+    // is refused where volumes are).
+    let lexical = |written: &str| -> PathBuf { dir.join(written).components().collect() };
+    let mounted: Vec<(&Volume, Vec<PathBuf>)> = volumes
+        .iter()
+        .map(|v| {
+            let resolved = resolve_in(dir, &v.host).ok().map(|(p, _)| p);
+            (v, resolved.into_iter().chain([lexical(&v.host)]).collect())
+        })
+        .collect();
+    let in_volume = |field: &str, written: &str, resolved: &Path| {
+        let places = [resolved.to_path_buf(), lexical(written)];
+        let secret = field == "file";
+        let (i, v) = mounted
+            .iter()
+            .enumerate()
+            .find(|(_, (v, hosts))| {
+                (secret || !v.read_only)
+                    && hosts
+                        .iter()
+                        .any(|h| places.iter().any(|p| p.starts_with(h)))
+            })
+            .map(|(i, (v, _))| (i, *v))?;
+        let (why, fix) = if v.read_only {
+            (
+                "the bottle could read the real value there",
+                "move the file out of the folder the bottle gets (e.g. beside it)",
+            )
+        } else {
+            (
+                "the bottle may write there and could put a link to another file of yours in its place before rbm-launch reads it",
+                "move the file out of the folder the bottle gets (e.g. beside it), or mount that volume read-only",
+            )
+        };
+        Some(Error::Credential {
+            env: c.env.clone(),
+            message: format!(
+                "its {field} {written} lies inside the folder {} that the bottle gets (bottle.volumes[{i}]): {why}",
+                v.host
+            ),
+            fix: fix.into(),
+        })
+    };
     let mut paths = CredentialPaths::default();
     let mut check = |field: &str, written: &str| {
         let (resolved, _) = resolve_in(dir, written).map_err(|e| Error::Credential {
@@ -172,6 +225,9 @@ pub fn credential_paths(c: &Credential, dir: &Path) -> Result<CredentialPaths, E
                 ),
                 fix: "put the file itself in the profile's folder, or add `outside = true` to this credential if you mean it (rbm-launch then names the file and asks you before it reads it)".into(),
             });
+        }
+        if let Some(err) = in_volume(field, written, &resolved) {
+            return Err(err);
         }
         paths.outside |= !inside;
         Ok(resolved)

@@ -251,7 +251,7 @@ impl Validator {
                 .zip(&lexical)
                 .find(|((_, o), path)| !o.read_only && strictly_inside(&lexical[a], path));
             if let Some(((i, o), _)) = outer {
-                let p = nested_problem(*i, &o.host, *j, &inner.host, &inner.bottle);
+                let p = nested_problem(*i, &o.host, *j, &inner.host);
                 self.fail(&p.field, p.message, p.fix);
             }
         }
@@ -380,20 +380,14 @@ fn strictly_inside(inner: &Path, outer: &Path) -> bool {
     inner.is_absolute() == outer.is_absolute() && inner != outer && inner.starts_with(outer)
 }
 
-fn nested_problem(
-    outer: usize,
-    outer_host: &str,
-    inner: usize,
-    inner_host: &str,
-    bottle: &str,
-) -> Problem {
+fn nested_problem(outer: usize, outer_host: &str, inner: usize, inner_host: &str) -> Problem {
     Problem {
         field: format!("bottle.volumes[{inner}]"),
         message: format!(
             "host path {inner_host:?} lies inside {outer_host:?} (bottle.volumes[{outer}]), which the bottle may write: it could put a symbolic link where {inner_host:?} is, and the next start would mount what the link names (the host's / as well)"
         ),
         fix: format!(
-            "keep the folders apart (e.g. \"./work\" and \"./cache\", side by side), or drop bottle.volumes[{inner}] (the bottle reaches it through bottle.volumes[{outer}]), or make bottle.volumes[{outer}] read-only; {bottle} must not lie inside the other volume's folder"
+            "keep the folders apart (e.g. \"./work\" and \"./cache\", side by side), or drop bottle.volumes[{inner}] (the bottle reaches it through bottle.volumes[{outer}]), or make bottle.volumes[{outer}] read-only"
         ),
     }
 }
@@ -428,7 +422,6 @@ pub fn volumes_apart(volumes: &[ResolvedVolume]) -> Result<(), Problem> {
                 &outer.host.display().to_string(),
                 j,
                 &inner.host.display().to_string(),
-                &inner.bottle,
             ));
         }
     }

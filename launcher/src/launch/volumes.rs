@@ -241,4 +241,41 @@ mod tests {
         assert_eq!((owner(&away), owner(&away.join("work"))), before);
         assert!(!away.join("new").exists() && !away.join("work/new").exists());
     }
+
+    #[test]
+    fn a_folder_replaced_by_a_link_after_the_check_is_refused_before_the_run() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().canonicalize().unwrap();
+        let text = "moniker = \"demo\"\n[bottle]\nimage = \"i\"\nvolumes = [\"./work:/w\", \"./cache:/c\"]\n[enclave]\nsubnet = \"10.242.0.0/24\"\nsentry_ip = \"10.242.0.2\"\nbottle_ip = \"10.242.0.3\"\n[uplink]\ndns = \"disabled\"\naccess = \"disabled\"\n";
+        let file = dir.join("rbm.toml");
+        std::fs::write(&file, text).unwrap();
+        let p = Profile::parse(text, &file).unwrap();
+        let vols = prepare_volumes(&p, &dir, &file, BottleRoot::Podman).unwrap();
+        unchanged(&p, &dir, &file, &vols).unwrap();
+        // The bottle of before turns `cache` into a link to /.
+        std::fs::remove_dir(dir.join("cache")).unwrap();
+        symlink("/", dir.join("cache")).unwrap();
+        let err = unchanged(&p, &dir, &file, &vols).unwrap_err().to_string();
+        assert!(
+            err.contains("bottle.volumes[1]") && err.contains("fix:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn up_refuses_a_writable_volume_that_holds_the_profile_through_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().canonicalize().unwrap();
+        symlink(&dir, dir.join("all")).unwrap();
+        let text = "moniker = \"demo\"\n[bottle]\nimage = \"i\"\nvolumes = [\"./all:/src\"]\n[enclave]\nsubnet = \"10.242.0.0/24\"\nsentry_ip = \"10.242.0.2\"\nbottle_ip = \"10.242.0.3\"\n[uplink]\ndns = \"disabled\"\naccess = \"disabled\"\n";
+        let file = dir.join("rbm.toml");
+        std::fs::write(&file, text).unwrap();
+        let p = Profile::parse(text, &file).unwrap();
+        let err = prepare_volumes(&p, &dir, &file, BottleRoot::Podman)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds the profile file"), "{err}");
+        let ro = Profile::parse(&text.replace("/src\"", "/src:ro\""), &file).unwrap();
+        prepare_volumes(&ro, &dir, &file, BottleRoot::Podman).unwrap();
+    }
 }

@@ -139,7 +139,7 @@ pub fn prepare(
         }
         // Resolved and checked again here, where they are read: a file
         // that leads out of the profile's folder needs `outside = true`.
-        let paths = takes::credential_paths(c, dir)?;
+        let paths = takes::credential_paths(c, dir, &profile.bottle.volumes)?;
         let upstream_ca = match (&c.upstream_ca, &paths.upstream_ca) {
             (Some(file), Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
                 fail(

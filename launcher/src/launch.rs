@@ -2,12 +2,12 @@
 //! only after its sentry's agent reports ready; removal goes bottle first,
 //! and a bottle that cannot be removed keeps its sentry.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use rbm_profile::{Names, Profile, ProfileError, ResolvedVolume};
+use rbm_profile::{Names, Profile, ResolvedVolume};
 
 use crate::creds;
 use crate::error::Error;
@@ -31,7 +31,9 @@ pub struct UpOptions {
 }
 
 mod survey;
+mod volumes;
 pub use survey::{host_and_present, Images, Listed, Owner, Present, Survey};
+pub use volumes::prepare_volumes;
 
 /// `up` from the start: asks what podman runs (`podman info`: Podman 5
 /// or newer, the architecture the agent is chosen for, and whether it is
@@ -149,69 +151,6 @@ fn cleanup_after(cause: Error, podman: &Podman, names: &Names, profile_arg: &str
     }
 }
 
-/// The bottle's volumes, resolved against the profile's folder `dir`
-/// (symbolic links followed): one that leaves the folder without saying
-/// `outside = true` is refused, naming the profile `file` and the field.
-/// A missing host folder inside the profile's folder (e.g. "./work", the
-/// bottle's workspace) is created, 0700 (the bottle's files are nobody
-/// else's business) and bottle root's (`root`); rbm never creates one
-/// outside it: a missing `outside` path is an error.
-pub fn prepare_volumes(
-    profile: &Profile,
-    dir: &Path,
-    file: &Path,
-    root: BottleRoot,
-) -> Result<Vec<ResolvedVolume>, Error> {
-    let invalid = |problem| {
-        Error::Profile(ProfileError::Invalid {
-            file: file.to_path_buf(),
-            problems: vec![problem],
-        })
-    };
-    let mut volumes = profile.resolve_volumes(dir).map_err(invalid)?;
-    for (i, vol) in volumes.iter_mut().enumerate() {
-        if !vol.missing {
-            continue;
-        }
-        if vol.outside {
-            return Err(Error::VolumeMissing {
-                path: vol.host.clone(),
-                profile: file.to_path_buf(),
-            });
-        }
-        create_private_dir(&vol.host)?;
-        root.give(&vol.host).map_err(|source| Error::Io {
-            what: "cannot give the volume directory to the bottle's root",
-            path: vol.host.clone(),
-            fix: "create it yourself, or change bottle.volumes",
-            source,
-        })?;
-        progress(&format!("created volume directory {}", vol.host.display()));
-        // Resolved again: what was made must still be inside the folder.
-        let field = format!("bottle.volumes[{i}]");
-        *vol = profile.bottle.volumes[i]
-            .resolve(dir, &field)
-            .map_err(invalid)?;
-    }
-    Ok(volumes)
-}
-
-/// Creates `path` and its missing parents, each 0700. Who owns them is
-/// left to whoever runs rbm-launch (the bottle's user mapping decides
-/// what it may do there).
-fn create_private_dir(path: &Path) -> Result<(), Error> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path).map_err(|source| Error::Io {
-        what: "cannot create volume directory",
-        path: path.to_path_buf(),
-        fix: "create it yourself, or change bottle.volumes",
-        source,
-    })
-}
-
 fn start(
     podman: &Podman,
     loaded: &Loaded,
@@ -263,6 +202,9 @@ fn start(
                 .join(", ")
         ));
     }
+    // The old pair is gone and the sentry is ready: what the bottle mounts
+    // (by path) must be what was listed and checked.
+    volumes::unchanged(p, &loaded.dir, &loaded.path, volumes)?;
     progress(&format!("sentry ready; starting bottle {}", n.bottle));
     let mut bottle_extra = creds::bottle_args(&planned, &n);
     bottle_extra.extend(root.podman_args());

@@ -134,13 +134,16 @@ impl BottleRoot {
             .collect()
     }
 
-    /// Makes a directory rbm created for the bottle private (0700: other
-    /// local users do not reach what the bottle leaves there) and bottle
-    /// root's, so the bottle can write it.
-    pub fn give(self, path: &Path) -> std::io::Result<()> {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    /// Makes a directory rbm just created for the bottle private (0700:
+    /// other local users do not reach what the bottle leaves there) and
+    /// bottle root's, so the bottle can write it. Through the open `dir`
+    /// (fchmod, fchown), never a path: a path could meanwhile lead through
+    /// a symbolic link to a folder of the host's (`launch::volumes::make_dirs`
+    /// opens it without following one).
+    pub fn give(self, dir: &std::fs::File) -> std::io::Result<()> {
+        dir.set_permissions(std::fs::Permissions::from_mode(0o700))?;
         match self.host_ids() {
-            Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
+            Some((uid, gid)) => std::os::unix::fs::fchown(dir, Some(uid), Some(gid)),
             None => Ok(()),
         }
     }
@@ -258,7 +261,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("work");
         std::fs::create_dir(&path).unwrap();
-        BottleRoot::Podman.give(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        BottleRoot::Podman
+            .give(&std::fs::File::open(&path).unwrap())
+            .unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
     }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use rbm_profile::{
-    leaves_folder, resolve_in, Credential, Entry, ProfileError, ResolvedVolume, Source,
+    leaves_folder, resolve_in, Credential, Entry, ProfileError, ResolvedVolume, Source, Volume,
 };
 
 use crate::error::Error;
@@ -51,12 +51,15 @@ impl Takes {
     /// does not say `outside = true`.
     pub fn of(loaded: &Loaded) -> Result<Takes, Error> {
         let dir = &folder(&loaded.dir);
-        let volumes = loaded.profile.resolve_volumes(dir).map_err(|problem| {
+        let invalid = |problem| {
             Error::Profile(ProfileError::Invalid {
                 file: loaded.path.clone(),
                 problems: vec![problem],
             })
-        })?;
+        };
+        let volumes = loaded.profile.resolve_volumes(dir).map_err(invalid)?;
+        // Resolved too, so that `check` also sees a link to the folder.
+        rbm_profile::profile_outside(&volumes, &loaded.path).map_err(invalid)?;
         let credentials = loaded
             .profile
             .credentials
@@ -66,7 +69,7 @@ impl Takes {
                     env: c.env.clone(),
                     from: c.from.clone(),
                     hosts: c.hosts.clone(),
-                    paths: credential_paths(c, dir)?,
+                    paths: credential_paths(c, dir, &loaded.profile.bottle.volumes)?,
                 })
             })
             .collect::<Result<_, Error>>()?;
@@ -165,9 +168,60 @@ fn place(outside: bool) -> &'static str {
 /// A credential's file and CA, resolved. A path that resolves outside the
 /// profile's folder (a symlink in the folder that leads to `~/.ssh/id_ed25519`)
 /// is refused unless the credential says `outside = true`: the same rule
-/// as for its text, which the profile's checks apply.
-pub fn credential_paths(c: &Credential, dir: &Path) -> Result<CredentialPaths, Error> {
+/// as for its text, which the profile's checks apply. One inside a folder
+/// the bottle gets (`volumes`, the profile's) is refused as well: a
+/// writable one lets the bottle put a link to `~/.git-credentials` there
+/// between the yes and the read, and a `file:` in any of them hands the
+/// bottle the real value.
+pub fn credential_paths(
+    c: &Credential,
+    dir: &Path,
+    volumes: &[Volume],
+) -> Result<CredentialPaths, Error> {
     let dir = &folder(dir);
+    // Each volume by its words and resolved (one that cannot be resolved
+    // is refused where volumes are).
+    let lexical = |written: &str| -> PathBuf { dir.join(written).components().collect() };
+    let mounted: Vec<(&Volume, Vec<PathBuf>)> = volumes
+        .iter()
+        .map(|v| {
+            let resolved = resolve_in(dir, &v.host).ok().map(|(p, _)| p);
+            (v, resolved.into_iter().chain([lexical(&v.host)]).collect())
+        })
+        .collect();
+    let in_volume = |field: &str, written: &str, resolved: &Path| {
+        let places = [resolved.to_path_buf(), lexical(written)];
+        let secret = field == "file";
+        let (i, v) = mounted
+            .iter()
+            .enumerate()
+            .find(|(_, (v, hosts))| {
+                (secret || !v.read_only)
+                    && hosts
+                        .iter()
+                        .any(|h| places.iter().any(|p| p.starts_with(h)))
+            })
+            .map(|(i, (v, _))| (i, *v))?;
+        let (why, fix) = if v.read_only {
+            (
+                "the bottle could read the real value there",
+                "move the file out of the folder the bottle gets (e.g. beside it)",
+            )
+        } else {
+            (
+                "the bottle may write there and could put a link to another file of yours in its place before rbm-launch reads it",
+                "move the file out of the folder the bottle gets (e.g. beside it), or mount that volume read-only",
+            )
+        };
+        Some(Error::Credential {
+            env: c.env.clone(),
+            message: format!(
+                "its {field} {written} lies inside the folder {} that the bottle gets (bottle.volumes[{i}]): {why}",
+                v.host
+            ),
+            fix: fix.into(),
+        })
+    };
     let mut paths = CredentialPaths::default();
     let mut check = |field: &str, written: &str| {
         let (resolved, _) = resolve_in(dir, written).map_err(|e| Error::Credential {
@@ -186,6 +240,9 @@ pub fn credential_paths(c: &Credential, dir: &Path) -> Result<CredentialPaths, E
                 ),
                 fix: "put the file itself in the profile's folder, or add `outside = true` to this credential if you mean it (rbm-launch then names the file and asks you before it reads it)".into(),
             });
+        }
+        if let Some(err) = in_volume(field, written, &resolved) {
+            return Err(err);
         }
         paths.outside |= !inside;
         Ok(resolved)

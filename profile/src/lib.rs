@@ -21,7 +21,9 @@ use credential::RawCredential;
 pub use credential::{Credential, Source};
 pub use rule::{normalize, DomainRule, Mode, Ports, RuleError};
 use validate::Validator;
-pub use volume::{resolve_in, ResolvedVolume, Volume};
+pub use volume::{
+    profile_outside, resolve_in, volume_holding, volumes_apart, ResolvedVolume, Volume,
+};
 
 /// One thing wrong with a profile: where, what, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,7 +246,10 @@ impl Profile {
             file: file.to_path_buf(),
             message: syntax_message(&e),
         })?;
-        let mut v = Validator::default();
+        let mut v = Validator {
+            profile_file: file.file_name().map(Into::into),
+            ..Validator::default()
+        };
         // The same text as a plain table: every string in it, whatever
         // field it belongs to, is checked for control characters.
         if let Ok(table) = text.parse::<toml::Table>() {
@@ -263,15 +268,17 @@ impl Profile {
 
     /// The volumes with their host paths resolved against `folder` (the
     /// folder holding the profile file), symbolic links included; the
-    /// first one that leaves the folder without saying `outside = true`
-    /// is a problem. Touches nothing.
+    /// first one that leaves the folder without saying `outside = true`,
+    /// or that lies inside another the bottle may write, is a problem.
+    /// Touches nothing.
     pub fn resolve_volumes(&self, folder: &Path) -> Result<Vec<ResolvedVolume>, Problem> {
         self.bottle
             .volumes
             .iter()
             .enumerate()
             .map(|(i, v)| v.resolve(folder, &format!("bottle.volumes[{i}]")))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|vols| volumes_apart(&vols).map(|()| vols))
     }
 
     /// Names of what rbm creates for this profile.

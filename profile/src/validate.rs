@@ -14,6 +14,9 @@ use super::{
 #[derive(Default)]
 pub(super) struct Validator {
     pub(super) problems: Vec<Problem>,
+    /// The profile file's name, for the rule that the bottle may not
+    /// write it (`bottle.volumes`).
+    pub(super) profile_file: Option<std::ffi::OsString>,
 }
 
 impl Validator {
@@ -95,12 +98,8 @@ impl Validator {
                 );
             }
         }
-        let volumes = raw
-            .volumes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, vol)| self.volume(i, vol))
-            .collect();
+        let file = self.profile_file.clone();
+        let volumes = self.volumes(&raw.volumes, file.as_deref());
         if let Some(w) = &raw.workdir {
             if !w.starts_with('/') {
                 self.fail(

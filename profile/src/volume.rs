@@ -5,6 +5,7 @@
 //! no option that changes the host's files (`:U` chowns the host tree,
 //! `:z`/`:Z` relabel it).
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -228,6 +229,44 @@ impl Validator {
         })
     }
 
+    /// Every volume of `raw` (`bottle.volumes`), then the rules between
+    /// them: none lies inside another that the bottle may write, and none
+    /// the bottle may write holds the profile file (named `profile_file`,
+    /// in the profile's folder). By their words; `Profile::resolve_volumes`
+    /// and [`profile_outside`] apply the same rules to resolved paths.
+    pub(crate) fn volumes(
+        &mut self,
+        raw: &[toml::Value],
+        profile_file: Option<&OsStr>,
+    ) -> Vec<Volume> {
+        let vols: Vec<(usize, Volume)> = raw
+            .iter()
+            .enumerate()
+            .filter_map(|(i, vol)| self.volume(i, vol).map(|v| (i, v)))
+            .collect();
+        let lexical: Vec<PathBuf> = vols.iter().map(|(_, v)| lexical(&v.host)).collect();
+        for (a, (j, inner)) in vols.iter().enumerate() {
+            let outer = vols
+                .iter()
+                .zip(&lexical)
+                .find(|((_, o), path)| !o.read_only && strictly_inside(&lexical[a], path));
+            if let Some(((i, o), _)) = outer {
+                let p = nested_problem(*i, &o.host, *j, &inner.host);
+                self.fail(&p.field, p.message, p.fix);
+            }
+        }
+        if let Some(name) = profile_file {
+            for ((i, v), path) in vols.iter().zip(&lexical) {
+                let holds = path.as_os_str().is_empty() || path.as_os_str() == name;
+                if !v.read_only && path.is_relative() && holds {
+                    let p = profile_problem(*i, v, &Path::new(name).display().to_string());
+                    self.fail(&p.field, p.message, p.fix);
+                }
+            }
+        }
+        vols.into_iter().map(|(_, v)| v).collect()
+    }
+
     /// What both forms share: paths podman's `-v` can carry.
     fn volume_paths(&mut self, field: &str, vol: &Volume) -> bool {
         if !vol.bottle.starts_with('/') {
@@ -315,6 +354,114 @@ impl Volume {
             missing,
         })
     }
+}
+
+/// A host path by its words: `.` dropped, `..` taking back the name
+/// before it where there is one.
+fn lexical(host: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in Path::new(host).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether `inner` lies strictly inside `outer`; a relative path (from the
+/// profile's folder) is only compared with a relative one.
+fn strictly_inside(inner: &Path, outer: &Path) -> bool {
+    inner.is_absolute() == outer.is_absolute() && inner != outer && inner.starts_with(outer)
+}
+
+fn nested_problem(outer: usize, outer_host: &str, inner: usize, inner_host: &str) -> Problem {
+    Problem {
+        field: format!("bottle.volumes[{inner}]"),
+        message: format!(
+            "host path {inner_host:?} lies inside {outer_host:?} (bottle.volumes[{outer}]), which the bottle may write: it could put a symbolic link where {inner_host:?} is, and the next start would mount what the link names (the host's / as well)"
+        ),
+        fix: format!(
+            "keep the folders apart (e.g. \"./work\" and \"./cache\", side by side), or drop bottle.volumes[{inner}] (the bottle reaches it through bottle.volumes[{outer}]), or make bottle.volumes[{outer}] read-only"
+        ),
+    }
+}
+
+fn profile_problem(i: usize, v: &Volume, file: &str) -> Problem {
+    Problem {
+        field: format!("bottle.volumes[{i}]"),
+        message: format!(
+            "host path {:?} holds the profile file {file} and the bottle may write it: it could rewrite the profile that the next `up` runs",
+            v.host
+        ),
+        fix: format!(
+            "mount it read-only (\"{}:{}:ro\"), or keep the profile beside the folder the bottle gets, not in it (e.g. \"./work:{}\")",
+            v.host, v.bottle, v.bottle
+        ),
+    }
+}
+
+/// The resolved volumes (all of a profile's, in its order) keep apart:
+/// none lies strictly inside another the bottle may write (the bottle
+/// could put a symbolic link in its place between the check and the
+/// mount, or before the next boot of a Quadlet unit).
+pub fn volumes_apart(volumes: &[ResolvedVolume]) -> Result<(), Problem> {
+    for (j, inner) in volumes.iter().enumerate() {
+        if let Some((i, outer)) = volumes
+            .iter()
+            .enumerate()
+            .find(|(_, o)| !o.read_only && strictly_inside(&inner.host, &o.host))
+        {
+            return Err(nested_problem(
+                i,
+                &outer.host.display().to_string(),
+                j,
+                &inner.host.display().to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// None of the resolved `volumes` that the bottle may write holds the
+/// profile `file` (as named, and what it resolves to): the bottle would
+/// rewrite the profile the next `up` runs. The volumes are in the
+/// profile's order.
+pub fn profile_outside(volumes: &[ResolvedVolume], file: &Path) -> Result<(), Problem> {
+    let named = match (file.parent().map(Path::canonicalize), file.file_name()) {
+        (Some(Ok(dir)), Some(name)) => Some(dir.join(name)),
+        _ => None,
+    };
+    let places: Vec<PathBuf> = named.into_iter().chain(file.canonicalize().ok()).collect();
+    for (i, v) in volumes.iter().enumerate() {
+        if !v.read_only && places.iter().any(|p| p.starts_with(&v.host)) {
+            let written = Volume {
+                host: v.host.display().to_string(),
+                bottle: v.bottle.clone(),
+                read_only: false,
+                outside: v.outside,
+            };
+            return Err(profile_problem(i, &written, &file.display().to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// The first of the resolved `volumes` that holds `path` (resolved) and
+/// that the bottle may write (`writable_only`) or may read; its index.
+pub fn volume_holding(
+    volumes: &[ResolvedVolume],
+    path: &Path,
+    writable_only: bool,
+) -> Option<usize> {
+    volumes
+        .iter()
+        .position(|v| (!writable_only || !v.read_only) && path.starts_with(&v.host))
 }
 
 /// A path as a profile whose folder is `folder` (resolved) writes it,

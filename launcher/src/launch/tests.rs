@@ -5,6 +5,7 @@ use super::*;
 use crate::podman::host::Host;
 use crate::podman::host::Mode;
 use crate::testing::fake_program;
+use std::path::Path;
 
 const PROFILE: &str = r#"
 moniker = "demo"

@@ -66,7 +66,7 @@ fn volumes_outside_the_folder_are_marked_and_a_link_out_is_refused() {
     let f = folder();
     let l = loaded(
         &f,
-        "volumes = [\"./work:/w\", \"work/new:/n:ro\", { host = \"/etc\", bottle = \"/e\", read_only = true, outside = true }, { host = \"../elsewhere\", bottle = \"/x\", outside = true }, { host = \"home\", bottle = \"/h\", outside = true }]",
+        "volumes = [\"./work:/w:ro\", \"work/new:/n:ro\", { host = \"/etc\", bottle = \"/e\", read_only = true, outside = true }, { host = \"../elsewhere\", bottle = \"/x\", outside = true }, { host = \"home\", bottle = \"/h\", outside = true }]",
         "",
     );
     let takes = Takes::of(&l).unwrap();
@@ -195,4 +195,52 @@ fn entry_ports_are_listed() {
         ["entry       127.0.0.1:5432/tcp on this machine -> the bottle's port 8888"]
     );
     assert!(!takes.needs_yes(), "listed, not asked for");
+}
+
+#[test]
+fn a_credential_file_inside_a_folder_the_bottle_gets_is_refused() {
+    let f = folder();
+    std::fs::write(f.dir.join("work/token"), "sk-3\n").unwrap();
+    std::fs::write(f.dir.join("work/ca.pem"), "pem\n").unwrap();
+    let refused = |volumes: &str, cred: &str, needle: &str| {
+        let err = Takes::of(&loaded(&f, volumes, cred)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("credential API_KEY")
+                && text.contains("bottle.volumes[0]")
+                && text.contains(needle)
+                && text.contains("move the file out"),
+            "{volumes} {cred}: {text}"
+        );
+        assert_eq!(err.exit_code(), 2);
+    };
+    let rw = "volumes = [\"./work:/w\"]";
+    let ro = "volumes = [\"./work:/w:ro\"]";
+    refused(rw, &credential("file:work/token", ""), "read-only");
+    refused(rw, &credential("file:./work/token", ""), "may write");
+    // Read-only, the bottle still reads the real value there.
+    refused(
+        ro,
+        &credential("file:work/token", ""),
+        "read the real value",
+    );
+    refused(
+        rw,
+        &credential("file:own-key", "upstream_ca = \"work/ca.pem\""),
+        "upstream_ca",
+    );
+    // The volume given through a link to its folder: the same folder.
+    let err = Takes::of(&loaded(
+        &f,
+        "volumes = [\"./home:/h\"]",
+        &credential("file:key", "outside = true"),
+    ));
+    assert!(err.is_err(), "{err:?}");
+    // A CA in a read-only volume, a key beside the volume: fine.
+    let ok = loaded(
+        &f,
+        ro,
+        &credential("file:own-key", "upstream_ca = \"work/ca.pem\""),
+    );
+    assert!(Takes::of(&ok).is_ok(), "{:?}", Takes::of(&ok));
 }

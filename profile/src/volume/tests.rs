@@ -219,3 +219,102 @@ fn an_outside_path_resolves_as_the_profile_says() {
         .unwrap();
     assert!(!r.outside);
 }
+
+#[test]
+fn a_volume_inside_another_the_bottle_may_write_is_refused_by_its_words() {
+    for list in [
+        r#"["./work:/w", "./work/cache:/root/.cache"]"#,
+        r#"[".:/src", "./work:/workspace:ro"]"#,
+        r#"["./work:/w:rw", "work/./cache:/c"]"#,
+    ] {
+        let p = volumes(list).unwrap_err();
+        assert!(
+            has(&p, "bottle.volumes[1]", "lies inside")
+                && has(&p, "bottle.volumes[1]", "keep the folders apart"),
+            "{list}: {p:?}"
+        );
+    }
+    // Side by side, the same folder twice, or inside a read-only one: fine.
+    for list in [
+        r#"["./work:/w", "./cache:/root/.cache"]"#,
+        r#"["./work:/w", "./work:/w2:ro"]"#,
+        r#"["./work:/w:ro", "./work/cache:/root/.cache"]"#,
+        r#"["./workspace:/w", "./work:/x"]"#,
+    ] {
+        assert!(volumes(list).is_ok(), "{list}: {:?}", volumes(list));
+    }
+}
+
+#[test]
+fn a_read_write_volume_holding_the_profile_file_is_refused() {
+    for list in [
+        r#"[".:/src"]"#,
+        r#"["./:/src:rw"]"#,
+        r#"["./x.toml:/p.toml"]"#,
+    ] {
+        let p = volumes(list).unwrap_err();
+        assert!(
+            has(&p, "bottle.volumes[0]", "holds the profile file")
+                && has(&p, "bottle.volumes[0]", ":ro\""),
+            "{list}: {p:?}"
+        );
+    }
+    assert!(volumes(r#"[".:/src:ro"]"#).is_ok());
+    assert!(volumes(r#"["./y.toml:/p.toml"]"#).is_ok());
+}
+
+fn resolved(host: PathBuf, read_only: bool) -> ResolvedVolume {
+    ResolvedVolume {
+        host,
+        bottle: "/b".into(),
+        read_only,
+        outside: false,
+        missing: false,
+    }
+}
+
+#[test]
+fn resolved_volumes_inside_a_writable_one_and_the_profile_file_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().canonicalize().unwrap();
+    std::fs::create_dir_all(dir.join("work/cache")).unwrap();
+    std::fs::create_dir(dir.join("other")).unwrap();
+    // `./cache` is a link into `./work`: apart by their words, not on disk.
+    symlink(dir.join("work/cache"), dir.join("cache")).unwrap();
+    let text = with(
+        "volumes = [\"./work:/workspace\"]",
+        "volumes = [\"./work:/w\", \"./cache:/c\"]",
+    );
+    let p = parse(&text).unwrap();
+    let err = p.resolve_volumes(&dir).unwrap_err();
+    assert_eq!(err.field, "bottle.volumes[1]", "{err:?}");
+    assert!(err.message.contains("lies inside"), "{err:?}");
+
+    let file = dir.join("rbm.toml");
+    std::fs::write(&file, "").unwrap();
+    let folder = resolved(dir.clone(), false);
+    let err = profile_outside(&[resolved(dir.join("other"), false), folder], &file).unwrap_err();
+    assert_eq!(err.field, "bottle.volumes[1]", "{err:?}");
+    assert!(profile_outside(&[resolved(dir.clone(), true)], &file).is_ok());
+    // A profile that is a link into a writable volume is refused as well.
+    let link = dir.join("other/rbm.toml");
+    symlink(&file, &link).unwrap();
+    assert!(profile_outside(&[resolved(dir.join("work"), false)], &link).is_ok());
+    assert!(profile_outside(&[resolved(dir.clone(), false)], &link).is_err());
+    assert_eq!(
+        volume_holding(
+            &[resolved(dir.join("work"), true)],
+            &dir.join("work/k"),
+            true
+        ),
+        None
+    );
+    assert_eq!(
+        volume_holding(
+            &[resolved(dir.join("work"), true)],
+            &dir.join("work/k"),
+            false
+        ),
+        Some(0)
+    );
+}

@@ -6,8 +6,16 @@
 //! a volume that says `outside = true` leaves the folder, and `up` then
 //! says so. A missing workspace is created private (0700).
 //!
-//! Monikers hpa5..hpa8; the networks 10.250.71.0/24 and 10.251.71.0/24,
-//! one pair up at a time and stopped after it; nothing is sent anywhere.
+//! Volumes that the bottle could turn against the host later: one inside
+//! another it may write (it puts a link to `/` where the inner folder
+//! was, and the next start mounts `/`), a writable one that holds the
+//! profile file (it rewrites what the next `up` runs), and a credential's
+//! file in a writable volume (it swaps the file for a link to another
+//! secret between the yes and the read).
+//!
+//! Monikers hpa5..hpa8 and hpe1..hpe3; the networks 10.250.71.0/24 and
+//! 10.251.71.0/24 (10.250.78.0/24 and 10.251.78.0/24 for hpe), one pair
+//! up at a time and stopped after it; nothing is sent anywhere.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -26,6 +34,7 @@ pub fn cases(ctx: &Ctx) -> Result<Vec<Row>> {
     rows.extend(refused_by_check(ctx)?);
     rows.push(created(ctx)?);
     rows.push(declared(ctx)?);
+    rows.extend(apart(ctx)?);
     Ok(rows)
 }
 
@@ -206,4 +215,92 @@ fn declared(ctx: &Ctx) -> Result<Row> {
         observed,
         out.success() && out.stdout.contains(&stated) && mounted,
     ))
+}
+
+/// `check` of a profile whose `[bottle]` holds `bottle` after its image,
+/// in a folder of its own for `case` (with `work/cache` and `work/token`),
+/// with `credential` appended (it needs the uplink its host). The file and
+/// rbm-launch's output.
+fn check(
+    ctx: &Ctx,
+    case: &str,
+    bottle: &str,
+    credential: &str,
+) -> Result<(String, rbm_tests::Output)> {
+    let dir = ctx.dir(case)?;
+    std::fs::create_dir_all(dir.join("work/cache"))?;
+    write_file(&dir.join("work"), "token", "hpe-real-token-0001\n")?;
+    let mut text = profile("hpe1", 78, &format!("{SERVE}\n{bottle}"));
+    if !credential.is_empty() {
+        text = text.replace(
+            "dns = \"disabled\"\naccess = \"disabled\"",
+            "dns = \"allowlist\"\naccess = \"allowlist\"\ndomains = [\"collect.hpe.test\"]\nupstream_dns = [\"10.251.78.53\"]",
+        ) + credential;
+    }
+    let file = path(&write_file(&dir, "rbm.toml", &text)?);
+    let out = ctx.launch(&["check", &file])?;
+    Ok((file, out))
+}
+
+/// Whether `out` is `check`'s refusal naming `file`, `field` and `needle`
+/// with a fix.
+fn refused(out: &rbm_tests::Output, file: &str, field: &str, needle: &str) -> bool {
+    out.status.code() == Some(2)
+        && out.stderr.contains(file)
+        && out.stderr.contains(field)
+        && out.stderr.contains(needle)
+        && out.stderr.contains("fix:")
+}
+
+/// Volumes the bottle could use against the host at a later start.
+fn apart(ctx: &Ctx) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+
+    let case = "nested-volume-refused";
+    let (file, out) = check(
+        ctx,
+        case,
+        "volumes = [\"./work:/w\", \"./work/cache:/root/.cache\"]",
+        "",
+    )?;
+    rows.push(Row::new(
+        "volumes",
+        case,
+        "`[\"./work:/w\", \"./work/cache:/root/.cache\"]`: the bottle may replace `cache` by a link to `/` before the mount or the next boot",
+        "`check` refuses it (exit 2), naming the file, bottle.volumes[1] and the fix",
+        said(&out, "bottle.volumes[1]"),
+        refused(&out, &file, "field `bottle.volumes[1]`", "lies inside"),
+    ));
+
+    let case = "profile-folder-mounted-read-write";
+    let (file, out) = check(ctx, case, "volumes = [\".:/src\"]", "")?;
+    let (_, ro) = check(ctx, &format!("{case}-ro"), "volumes = [\".:/src:ro\"]", "")?;
+    rows.push(Row::new(
+        "volumes",
+        case,
+        "`.:/src`: the bottle may write the profile file that the next `up` runs",
+        "`check` refuses it (exit 2) naming the file, bottle.volumes[0] and the fix (`:ro`); `.:/src:ro` is accepted",
+        format!("{}; with :ro: {}", said(&out, "bottle.volumes[0]"), if ro.success() { "accepted".to_string() } else { first_error(&ro) }),
+        refused(&out, &file, "field `bottle.volumes[0]`", ":ro") && ro.success(),
+    ));
+
+    let case = "credential-file-in-a-read-write-volume";
+    let (_, out) = check(
+        ctx,
+        case,
+        "volumes = [\"./work:/w\"]",
+        "[[credential]]\nenv = \"API_KEY\"\nfrom = \"file:work/token\"\nhosts = [\"collect.hpe.test\"]\n",
+    )?;
+    rows.push(Row::new(
+        "volumes",
+        case,
+        "`from = \"file:work/token\"` with `./work` mounted read-write: the bottle may swap the file for a link to `~/.git-credentials` between the yes and the read",
+        "`check` refuses it (exit 2) naming the credential, the volume and the fix",
+        if out.success() { format!("accepted: {}", out.stdout.trim()) } else { first_error(&out) },
+        out.status.code() == Some(2)
+            && ["credential API_KEY", "work/token", "bottle.volumes[0]", "fix:"]
+                .iter()
+                .all(|n| out.stderr.contains(n)),
+    ));
+    Ok(rows)
 }

@@ -140,7 +140,7 @@ pub fn profile_hash(loaded: &Loaded, takes: &Takes) -> String {
     for c in &takes.credentials {
         if let Some(ca) = &c.paths.upstream_ca {
             h.update(b"\0");
-            h.update(&std::fs::read(ca).unwrap_or_default());
+            h.update(std::fs::read(ca).unwrap_or_default());
         }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()

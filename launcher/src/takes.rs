@@ -80,10 +80,14 @@ impl Takes {
         })
     }
 
-    /// Whether the user must say yes first: the profile reads a secret, or
-    /// gives the bottle a host path outside its folder.
+    /// Whether the user must say yes first: the profile reads a secret,
+    /// gives the bottle a host path outside its folder, or one that exists
+    /// already in it (what is there is the user's: a profile saved in the
+    /// home folder could name `./.ssh`, a repository's `./.git`, whose
+    /// hooks run on the next `git status`). A folder rbm creates for the
+    /// bottle needs none; the yes `trust` then remembers keeps it so.
     pub fn needs_yes(&self) -> bool {
-        !self.credentials.is_empty() || self.volumes.iter().any(|v| v.outside)
+        !self.credentials.is_empty() || self.volumes.iter().any(|v| v.outside || !v.missing)
     }
 
     /// One line per thing taken, e.g. `credential API_KEY: from

@@ -42,10 +42,14 @@ fn consent(
     store: &Store,
     ask: impl FnOnce() -> Option<bool>,
 ) -> Result<(), Error> {
+    let hash = profile_hash(loaded, takes);
     if !takes.needs_yes() {
+        // Nothing of the user's yet; the folders rbm is about to create
+        // will exist next time, and this profile as it is needs no yes
+        // for them then. Best effort: without it, the user is asked.
+        let _ = store.add(&hash);
         return Ok(());
     }
-    let hash = profile_hash(loaded, takes);
     match decide(store.holds(&hash), yes, ask) {
         Decision::Remembered => {
             eprintln!(
@@ -316,6 +320,27 @@ mod tests {
         go(&other_host, false, None).expect("remembered too");
         let no_credential = TEXT.split("[[credential]]").next().unwrap();
         go(no_credential, false, None).expect("nothing to say yes to");
+    }
+
+    #[test]
+    fn a_folder_rbm_creates_needs_no_yes_now_nor_once_it_exists() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::at(&t.path().join("state/rbm/trusted"));
+        let text = TEXT.split("[[credential]]").next().unwrap().replace(
+            "image = \"i\"\n",
+            "image = \"i\"\nvolumes = [\"./work:/w\"]\n",
+        );
+        let go = |text: &str| {
+            let l = loaded(t.path(), text);
+            let takes = Takes::of(&l).unwrap();
+            consent(&l, &takes, "again", false, &store, || None)
+        };
+        go(&text).expect("./work is rbm's to create");
+        std::fs::create_dir(t.path().join("work")).unwrap();
+        go(&text).expect("the same profile: remembered");
+        // Another profile naming what exists there asks.
+        let other = text.replace("./work:/w", "./work:/x");
+        assert!(go(&other).is_err(), "an existing folder asks");
     }
 
     #[test]

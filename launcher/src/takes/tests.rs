@@ -98,11 +98,14 @@ fn volumes_outside_the_folder_are_marked_and_a_link_out_is_refused() {
 }
 
 #[test]
-fn a_profile_that_keeps_to_its_folder_needs_no_yes() {
+fn a_profile_that_keeps_to_a_new_folder_needs_no_yes_one_that_exists_does() {
     let f = folder();
-    let l = loaded(&f, "volumes = [\"./work:/workspace\"]", "");
+    let l = loaded(&f, "volumes = [\"./new:/workspace\"]", "");
     let takes = Takes::of(&l).unwrap();
-    assert!(!takes.needs_yes());
+    assert!(!takes.needs_yes(), "rbm creates ./new for the bottle");
+    // What exists is the user's: ./work here, `./.git` or `./.ssh` elsewhere.
+    let existing = Takes::of(&loaded(&f, "volumes = [\"./work:/w:ro\"]", "")).unwrap();
+    assert!(existing.needs_yes());
     assert!(
         takes
             .to_string()

@@ -48,7 +48,7 @@ pub fn cases(ctx: &Ctx) -> Result<Vec<Row>> {
         launcher: Launcher::find(ctx.podman.clone())?,
         profile: profile.clone(),
     };
-    let up = ctx.launch(&["up", &profile])?;
+    let up = ctx.launch(&["up", "--yes", &profile])?;
     if !up.success() {
         let why = format!("rbm-launch up failed: {}", first_error(&up));
         return Ok(every_case(&why));

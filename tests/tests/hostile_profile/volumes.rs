@@ -35,6 +35,7 @@ pub fn cases(ctx: &Ctx) -> Result<Vec<Row>> {
     rows.push(created(ctx)?);
     rows.push(declared(ctx)?);
     rows.extend(apart(ctx)?);
+    rows.push(existing_git_folder(ctx)?);
     Ok(rows)
 }
 
@@ -303,4 +304,41 @@ fn apart(ctx: &Ctx) -> Result<Vec<Row>> {
                 .all(|n| out.stderr.contains(n)),
     ));
     Ok(rows)
+}
+
+/// A repository's profile that gives its bottle the repository's own
+/// `.git` (whose hooks and `core.fsmonitor` run on the next `git status`
+/// there): it exists, so it is the user's, and `up` wants a yes for it.
+fn existing_git_folder(ctx: &Ctx) -> Result<Row> {
+    let dir = ctx.dir("volume-existing-git")?;
+    std::fs::create_dir_all(dir.join(".git/hooks"))?;
+    let bottle = "command = [\"/rbm-probe\", \"serve\"]\nvolumes = [\"./.git:/g\"]";
+    let file = write_file(&dir, "rbm.toml", &profile("hpa9", 71, bottle))?;
+    let state = dir.join("state").to_string_lossy().into_owned();
+    let guard = Launched {
+        launcher: Launcher::find(ctx.podman.clone())?,
+        profile: path(&file),
+    };
+    let out = ctx.launcher.run_with_env(
+        &[("XDG_STATE_HOME", &state)],
+        &["up", &path(&file)],
+        crate::common::LAUNCH_TIMEOUT,
+    )?;
+    let started = ctx.podman.is_running("rbm-hpa9-bottle").unwrap_or(false);
+    drop(guard);
+    let refused =
+        out.status.code() == Some(2) && out.stderr.contains("takes what no one said yes to");
+    Ok(Row::new(
+        "volumes",
+        "existing-git-folder-without-a-yes",
+        "`volumes = [\"./.git:/g\"]` in a repository's profile, started without a terminal and without --yes",
+        "refused (exit 2): a folder that exists is the user's, and wants a yes; nothing starts",
+        format!(
+            "exit {:?}: {}{}",
+            out.status.code(),
+            first_error(&out),
+            if started { "; the bottle runs with .git" } else { "" }
+        ),
+        refused && !started,
+    ))
 }

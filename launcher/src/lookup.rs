@@ -195,6 +195,10 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// The names of the profiles rbm ships (`profiles/*.toml`): a profile of
+/// the current directory's `profiles/` may not pass for one of them.
+pub const BUILT_IN: &[&str] = &["demo"];
+
 /// A profile argument is a path if it contains `/` or ends in `.toml`;
 /// otherwise a name looked up as `profiles/<name>.toml` in `places`.
 pub fn find_profile(arg: &str, places: &Places) -> Result<PathBuf, Error> {
@@ -204,6 +208,21 @@ pub fn find_profile(arg: &str, places: &Places) -> Result<PathBuf, Error> {
     let dirs = places.profile_dirs();
     let looked: Vec<PathBuf> = dirs.iter().map(|d| d.join(format!("{arg}.toml"))).collect();
     let found: Vec<&PathBuf> = looked.iter().filter(|p| p.is_file()).collect();
+    let here = places.cwd.join("profiles");
+    if BUILT_IN.contains(&arg) && found.first().is_some_and(|f| f.starts_with(&here)) {
+        // Even where rbm's own profiles are not at hand (a bare
+        // `cargo install`): `rbm-launch demo` is rbm's demo or nothing.
+        return Err(Error::ProfileArg {
+            arg: arg.to_string(),
+            what: format!(
+                "{} in the current directory has the name of a profile rbm ships",
+                found[0].display()
+            ),
+            fix: format!(
+                "give its path (`./profiles/{arg}.toml`) if you mean that one; rbm's own is found beside rbm-launch, or with --rbm-files DIR"
+            ),
+        });
+    }
     if let [here, shipped, ..] = found[..] {
         // A repository's own profiles/demo.toml must not pass for the
         // demo rbm ships when someone types `rbm-launch demo` in it.
@@ -282,6 +301,22 @@ pub fn load(arg: &str, places: &Places) -> Result<Loaded, Error> {
             ),
             fix: "save the profile as a file in the folder it is meant for, and give that file's path".into(),
         })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // A second name of the same file could lie in a folder the
+        // bottle writes: it would rewrite the profile the next `up` runs.
+        if std::fs::metadata(&canonical).is_ok_and(|m| m.nlink() > 1) {
+            return Err(Error::ProfileArg {
+                arg: arg.to_string(),
+                what: format!(
+                    "{} has other hard links, and one could lie in a folder the bottle may write",
+                    canonical.display()
+                ),
+                fix: "copy it to a file of its own (`cp p.toml p2.toml`) and give that one".into(),
+            });
+        }
+    }
     let dir = canonical
         .parent()
         .map(Path::to_path_buf)
@@ -396,6 +431,32 @@ mod tests {
                 && text.contains("./profiles/demo.toml"),
             "{text}"
         );
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn the_built_in_names_are_the_shipped_profiles_and_none_passes_from_here() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+        assert_eq!(available(&[shipped]), BUILT_IN);
+        // No rbm files at hand: cwd's profiles/demo.toml is still not the demo.
+        let (t, _) = setup();
+        let bare = Places::new(t.path().join("cwd"), None, None);
+        let err = find_profile("demo", &bare).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("has the name of a profile rbm ships"),
+            "{err}"
+        );
+        assert!(find_profile("work", &bare).is_ok());
+    }
+
+    #[test]
+    fn a_profile_with_another_hard_link_is_refused() {
+        let (t, places) = setup();
+        let work = t.path().join("cwd/profiles/work.toml");
+        std::fs::hard_link(&work, t.path().join("cwd/copy.toml")).unwrap();
+        let err = load("work", &places).unwrap_err();
+        assert!(err.to_string().contains("has other hard links"), "{err}");
         assert_eq!(err.exit_code(), 2);
     }
 

@@ -21,6 +21,7 @@
 //! (about 2 s and the image's size on disk for a 195 MB image), after
 //! which a start costs what it did.
 
+#[cfg(unix)]
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -50,7 +51,14 @@ impl BottleRoot {
     /// The owner for the Podman `host` describes and a profile in `dir`,
     /// from rbm-launch's own environment (never from the profile).
     pub fn of(host: &Host, dir: &Path) -> BottleRoot {
+        // Elsewhere (macOS, Windows) Podman runs in a machine: no local user.
+        #[cfg(unix)]
         let folder = std::fs::metadata(dir).ok().map(|m| (m.uid(), m.gid()));
+        #[cfg(not(unix))]
+        let folder = {
+            let _ = dir;
+            None
+        };
         BottleRoot::decide(
             host.mode,
             host.remote,
@@ -140,6 +148,7 @@ impl BottleRoot {
     /// (fchmod, fchown), never a path: a path could meanwhile lead through
     /// a symbolic link to a folder of the host's (`launch::volumes::make_dirs`
     /// opens it without following one).
+    #[cfg(unix)]
     pub fn give(self, dir: &std::fs::File) -> std::io::Result<()> {
         dir.set_permissions(std::fs::Permissions::from_mode(0o700))?;
         match self.host_ids() {
@@ -149,7 +158,7 @@ impl BottleRoot {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

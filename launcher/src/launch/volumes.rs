@@ -4,12 +4,18 @@
 //! before the bottle's `podman run`, which mounts them by path: what is
 //! mounted is what was checked.
 
+#[cfg(unix)]
 use std::ffi::{CString, OsStr};
+#[cfg(unix)]
 use std::fs::File;
 use std::io;
+#[cfg(unix)]
 use std::os::fd::{AsRawFd, FromRawFd};
+#[cfg(unix)]
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+#[cfg(unix)]
+use std::path::Component;
+use std::path::Path;
 
 use rbm_profile::{profile_outside, Problem, Profile, ProfileError, ResolvedVolume};
 
@@ -113,6 +119,7 @@ fn invalid(file: &Path, problem: Problem) -> Error {
 /// way (put there since `path` was resolved) is an error, so nothing is
 /// made, chmodded or chowned anywhere else. Only folders this call
 /// created are given; one that appears meanwhile is an error too.
+#[cfg(unix)]
 pub fn make_dirs(path: &Path, root: BottleRoot) -> io::Result<()> {
     let mut at = open_dir(None, OsStr::new("/"), false)?;
     let mut created = false;
@@ -149,6 +156,14 @@ pub fn make_dirs(path: &Path, root: BottleRoot) -> io::Result<()> {
     Ok(())
 }
 
+/// Elsewhere (macOS, Windows: a launcher for a Podman machine), the
+/// folders are made as they are; no bottle runs as a local user there.
+#[cfg(not(unix))]
+pub fn make_dirs(path: &Path, _root: BottleRoot) -> io::Result<()> {
+    std::fs::create_dir_all(path)
+}
+
+#[cfg(unix)]
 fn c_name(name: &OsStr) -> io::Result<CString> {
     CString::new(name.as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
@@ -157,13 +172,17 @@ fn c_name(name: &OsStr) -> io::Result<CString> {
 /// following a symbolic link: one there fails (ELOOP, or ENOTDIR). To
 /// `change` it (fchmod, fchown) it is opened for reading; else, on Linux,
 /// only as a place (O_PATH), which needs no read permission.
+#[cfg(unix)]
 fn open_dir(at: Option<&File>, name: &OsStr, change: bool) -> io::Result<File> {
     let name = c_name(name)?;
     let dirfd = at.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
     #[cfg(target_os = "linux")]
     let place = if change { libc::O_RDONLY } else { libc::O_PATH };
     #[cfg(not(target_os = "linux"))]
-    let place = libc::O_RDONLY;
+    let place = {
+        let _ = change;
+        libc::O_RDONLY
+    };
     let flags = place | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     // SAFETY: a valid NUL-terminated name and a directory fd we hold.
     let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags) };
@@ -175,6 +194,7 @@ fn open_dir(at: Option<&File>, name: &OsStr, change: bool) -> io::Result<File> {
 }
 
 /// `mkdir NAME` in `at`, 0700; an existing entry is an error.
+#[cfg(unix)]
 fn mkdir_at(at: &File, name: &OsStr) -> io::Result<()> {
     let name = c_name(name)?;
     // SAFETY: a valid NUL-terminated name and a directory fd we hold.
@@ -184,7 +204,7 @@ fn mkdir_at(at: &File, name: &OsStr) -> io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 

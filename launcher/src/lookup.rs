@@ -209,7 +209,19 @@ pub fn find_profile(arg: &str, places: &Places) -> Result<PathBuf, Error> {
     let looked: Vec<PathBuf> = dirs.iter().map(|d| d.join(format!("{arg}.toml"))).collect();
     let found: Vec<&PathBuf> = looked.iter().filter(|p| p.is_file()).collect();
     let here = places.cwd.join("profiles");
-    if BUILT_IN.contains(&arg) && found.first().is_some_and(|f| f.starts_with(&here)) {
+    // rbm's own profiles, unless the current directory is where they are
+    // (rbm's checkout, as scripts/demo runs it).
+    let ours = |f: &Path| {
+        places
+            .shipped
+            .as_ref()
+            .is_some_and(|s| f.parent().is_some_and(|d| same_dir(d, &s.profiles())))
+    };
+    if BUILT_IN.contains(&arg)
+        && found
+            .first()
+            .is_some_and(|f| f.starts_with(&here) && !ours(f))
+    {
         // Even where rbm's own profiles are not at hand (a bare
         // `cargo install`): `rbm-launch demo` is rbm's demo or nothing.
         return Err(Error::ProfileArg {
@@ -448,6 +460,13 @@ mod tests {
             "{err}"
         );
         assert!(find_profile("work", &bare).is_ok());
+        // In rbm's checkout itself, its demo is rbm's.
+        let exe = t.path().join("repo/target/debug/rbm-launch");
+        let in_repo = Places::new(t.path().join("repo"), Some(&exe), None);
+        assert_eq!(
+            find_profile("demo", &in_repo).unwrap(),
+            t.path().join("repo/profiles/demo.toml")
+        );
     }
 
     #[test]

@@ -29,6 +29,26 @@ pub enum Error {
         available: Vec<String>,
     },
 
+    #[error("recipe {arg}: {what}; fix: {fix}")]
+    Recipe {
+        arg: String,
+        what: String,
+        fix: String,
+    },
+
+    #[error("no recipe named {name:?}; built in: {}; fix: pass one of those names, or the path of a folder holding a Containerfile and a profile.toml (`./my-recipe`)", names(.available))]
+    UnknownRecipe {
+        name: String,
+        available: Vec<String>,
+    },
+
+    #[error("building recipe {} failed ({status}; podman's output is above); nothing started; fix: {fix}", .dir.display())]
+    RecipeBuild {
+        dir: PathBuf,
+        status: String,
+        fix: String,
+    },
+
     #[error("cannot run podman program {program:?}: {source}; fix: correct --podman (or RBM_PODMAN), or leave both unset and rbm-launch finds a Podman 5 by itself; Podman 5 is needed (older podman lacks `network create --route`): {PODMAN5_FIX}")]
     PodmanMissing {
         program: PathBuf,
@@ -158,6 +178,8 @@ impl Error {
             Error::Profile(_)
             | Error::UnknownProfile { .. }
             | Error::ProfileArg { .. }
+            | Error::Recipe { .. }
+            | Error::UnknownRecipe { .. }
             | Error::VolumeMissing { .. }
             | Error::ReloadNeedsRestart { .. }
             | Error::Credential { .. }

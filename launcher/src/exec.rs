@@ -73,6 +73,40 @@ pub fn shell(
     podman.passthrough(&args::shell(&names.bottle, terminal, command))
 }
 
+/// Runs a recipe's agent (`command`) in the bottle in `workdir`, the
+/// terminal attached if there is one; returns its exit code. rbm-launch
+/// itself outlives an interrupt meanwhile (Ctrl-C, a closed terminal:
+/// they reach the agent), so the caller can still stop the pair.
+pub fn attach(
+    podman: &Podman,
+    names: &Names,
+    workdir: &str,
+    command: &[String],
+    profile_arg: &str,
+) -> Result<u8, Error> {
+    require_running(podman, "bottle", &names.bottle, profile_arg)?;
+    let terminal = std::io::stdin().is_terminal();
+    outlive_interrupts();
+    podman.passthrough(&args::attach(&names.bottle, terminal, workdir, command))
+}
+
+/// SIGINT, SIGTERM and SIGHUP no longer end this process; a child it
+/// starts still gets them as usual (a handler, unlike an ignored signal,
+/// is not inherited across exec).
+#[cfg(unix)]
+fn outlive_interrupts() {
+    extern "C" fn noted(_: libc::c_int) {}
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installs a handler that does nothing, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, noted as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn outlive_interrupts() {}
+
 fn require_running(
     podman: &Podman,
     what: &'static str,

@@ -207,7 +207,7 @@ fn start(
     volumes::unchanged(p, &loaded.dir, &loaded.path, volumes)?;
     progress(&format!("sentry ready; starting bottle {}", n.bottle));
     let mut bottle_extra = creds::bottle_args(&planned, &n);
-    bottle_extra.extend(root.podman_args());
+    bottle_extra.extend(root.podman_args(p.bottle.user));
     let volumes: Vec<String> = volumes.iter().map(ResolvedVolume::podman_arg).collect();
     podman.run_env(
         &args::bottle_run(p, &owner, &volumes, &bottle_extra),
@@ -457,7 +457,7 @@ pub fn summary(p: &Profile, volumes: &[ResolvedVolume], on: &str, profile_arg: &
     s
 }
 
-fn progress(msg: &str) {
+pub fn progress(msg: &str) {
     eprintln!("rbm-launch: {msg}");
 }
 

@@ -20,6 +20,7 @@ pub mod lookup;
 pub mod owner;
 pub mod podman;
 pub mod quadlet;
+pub mod recipe;
 pub mod takes;
 pub mod trust;
 

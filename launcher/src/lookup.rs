@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use rbm_profile::{Profile, ProfileError};
 
 use crate::error::Error;
+use crate::recipe::Recipe;
 
 /// rbm's files in an install, relative to PREFIX.
 pub const LIB_IN_PREFIX: &str = "lib/rbm";
@@ -290,14 +291,30 @@ pub struct Loaded {
     pub profile: Profile,
 }
 
-/// Finds, reads and validates a profile. Touches nothing.
+/// Finds, reads and validates a profile (or a recipe's: `recipe`).
+/// Touches nothing.
 pub fn load(arg: &str, places: &Places) -> Result<Loaded, Error> {
+    if let Some(recipe) = Recipe::find(arg, places)? {
+        return recipe.load(places);
+    }
     let path = find_profile(arg, places)?;
     let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Read {
         file: path.clone(),
         source,
     })?;
     let profile = Profile::parse(&text, &path)?;
+    loaded(arg, path, text, profile, places)
+}
+
+/// The profile read from `path` (`text`, validated as `profile`), once
+/// its file is seen to be one a bottle cannot rewrite.
+pub fn loaded(
+    arg: &str,
+    path: PathBuf,
+    text: String,
+    profile: Profile,
+    places: &Places,
+) -> Result<Loaded, Error> {
     // The profile's folder is what its volumes and files are relative to,
     // and what they may not leave: it must be a real file's folder. A
     // pipe (`curl ... | rbm-launch up /dev/stdin`) would make it /dev.

@@ -13,6 +13,7 @@ use rbm_launch::owner::BottleRoot;
 use rbm_launch::podman::find::{self, PROVISIONED};
 use rbm_launch::podman::host::{hardening, Engine, Host, Mode, DEVCONF_INHERIT};
 use rbm_launch::podman::{Podman, Remote};
+use rbm_launch::recipe::{self, Recipe};
 use rbm_launch::takes::{self, Takes};
 use rbm_launch::{exec, hostnets, quadlet, trust, Error};
 use rbm_profile::{ProfileError, ResolvedVolume};
@@ -130,6 +131,12 @@ enum Command {
     Check(ProfileArg),
     /// Tell which Podman (version, rootful or rootless) and which agent rbm-launch uses
     Info,
+    /// Run a recipe: build its bottle image (once, again when the recipe changes), start the
+    /// pair with DIR as the agent's workspace, attach the terminal to the agent; leaving the
+    /// agent stops the pair
+    Run(RunArgs),
+    /// List the recipes rbm ships, a line each
+    Recipes,
     /// Run a command in the bottle (default /bin/sh), e.g. `shell demo -- rbm-probe dns example.com`
     Shell {
         #[command(flatten)]
@@ -157,6 +164,13 @@ struct UpArgs {
     #[arg(value_name = "PROFILE")]
     profile: String,
 
+    #[command(flatten)]
+    start: StartArgs,
+}
+
+/// What `up`, `quadlet` and `run` share.
+#[derive(Args)]
+struct StartArgs {
     /// The static rbm-agent binary for the sentry image [default: the one shipped with rbm for
     /// the Podman host's architecture: PREFIX/lib/rbm/ARCH/rbm-agent of an install, or what
     /// scripts/build-static built in the checkout]
@@ -172,6 +186,34 @@ struct UpArgs {
     /// remembered for this profile as it is
     #[arg(long)]
     yes: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A recipe rbm ships (`rbm-launch recipes` lists them) or the path of a folder holding a
+    /// Containerfile and a profile.toml (`./my-recipe`)
+    #[arg(value_name = "RECIPE")]
+    recipe: String,
+
+    /// The folder the agent works on, mounted read-write at /workspace [default: the current
+    /// directory]
+    #[arg(value_name = "DIR")]
+    dir: Option<PathBuf>,
+
+    /// Leave the pair running when the agent exits (`rbm-launch stop RECIPE` removes it)
+    #[arg(long)]
+    keep: bool,
+
+    /// Start the pair and return without attaching (`rbm-launch shell RECIPE` gets in)
+    #[arg(long, conflicts_with = "keep")]
+    detach: bool,
+
+    #[command(flatten)]
+    start: StartArgs,
+
+    /// Arguments for the agent, after `--` (e.g. `-- -p "say hi"`)
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -205,6 +247,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Info => info(chosen, &places),
+        Command::Run(a) => run_recipe(chosen, &places, a),
+        Command::Recipes => {
+            let all = recipe::built_in(&places);
+            if all.is_empty() {
+                println!("no recipes beside rbm-launch; name rbm's files with --rbm-files DIR (or RBM_FILES)");
+            }
+            let width = all.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+            for (name, description) in &all {
+                println!("{name:width$}  {description}");
+            }
+            println!("\nrun one with `rbm-launch run NAME [DIR]` (DIR: the folder it works on, default here); your own: `rbm-launch run ./FOLDER` (a Containerfile and a profile.toml)");
+            Ok(0)
+        }
         Command::Stop { profile: p, force } => {
             let l = lookup::load(&p.profile, &places)?;
             let podman = find_podman(chosen, &places)?;
@@ -298,8 +353,8 @@ fn ready(chosen: Chosen, places: &Places, arg: &str) -> Result<(Podman, Host, Lo
 /// Podman that runs containers on `arch`.
 fn up_options(places: &Places, arch: &str, a: UpArgs) -> Result<UpOptions, Error> {
     Ok(UpOptions {
-        agent: places.agent(a.agent, arch)?,
-        ready_timeout: Duration::from_secs(a.ready_timeout),
+        agent: places.agent(a.start.agent, arch)?,
+        ready_timeout: Duration::from_secs(a.start.ready_timeout),
         profile_arg: a.profile,
     })
 }
@@ -311,13 +366,93 @@ fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
     trust::before_start(
         &loaded,
         &format!("rbm-launch up --yes {}", a.profile),
-        a.yes,
+        a.start.yes,
     )?;
     let podman = find_podman(chosen, places)?;
     launch::up(&podman, &loaded, |engine| {
         up_options(places, &engine.arch, a)
     })?;
     Ok(0)
+}
+
+/// `rbm-launch run`: the recipe and its workspace, the yes, the image,
+/// `up`, then the agent on the terminal; the pair stops when it exits
+/// (unless --keep or --detach). Exits with the agent's code.
+fn run_recipe(chosen: Chosen, places: &Places, a: RunArgs) -> anyhow::Result<u8> {
+    let found = Recipe::named(&a.recipe, places)?;
+    let mut loaded = found.load(places)?;
+    let dir = a.dir.unwrap_or_else(|| places.cwd.clone());
+    let dir = places
+        .cwd
+        .join(&dir)
+        .canonicalize()
+        .ok()
+        .filter(|d| d.is_dir())
+        .ok_or_else(|| Error::Recipe {
+            arg: a.recipe.clone(),
+            what: format!("the workspace {} is not a folder", dir.display()),
+            fix:
+                "name an existing folder for the agent to work on (default: the current directory)"
+                    .into(),
+        })?;
+    recipe::add_workspace(&mut loaded, &dir);
+    let again = format!(
+        "rbm-launch run --yes {} {}",
+        a.recipe,
+        shell_word(&dir.to_string_lossy())
+    );
+    trust::before_start(&loaded, &again, a.start.yes)?;
+    let podman = find_podman(chosen, places)?;
+    recipe::build(&podman, &found, &loaded.profile.bottle.image)?;
+    let up = UpArgs {
+        profile: a.recipe.clone(),
+        start: a.start,
+    };
+    launch::up(&podman, &loaded, |engine| {
+        up_options(places, &engine.arch, up)
+    })?;
+    let names = loaded.profile.names();
+    let arg = &a.recipe;
+    if a.detach {
+        println!("rbm: get in with `rbm-launch shell {arg}`; remove the pair with `rbm-launch stop {arg}`");
+        return Ok(0);
+    }
+    let mut command = loaded
+        .profile
+        .bottle
+        .attach
+        .clone()
+        .unwrap_or_else(|| vec!["/bin/sh".into()]);
+    command.extend(a.args);
+    let workdir = loaded
+        .profile
+        .bottle
+        .workdir
+        .as_deref()
+        .unwrap_or(recipe::WORKSPACE);
+    let code = exec::attach(&podman, &names, workdir, &command, arg);
+    if a.keep {
+        println!("rbm: {arg} keeps running; `rbm-launch shell {arg}` gets in, `rbm-launch stop {arg}` removes it");
+    } else {
+        launch::stop(&podman, &names, arg)?;
+        println!(
+            "rbm: {arg} stopped; nothing of moniker {} remains",
+            loaded.profile.moniker
+        );
+    }
+    Ok(code?)
+}
+
+/// `s` as one word for a shell command line (quoted if it needs to be).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:=@".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// `rbm-launch quadlet`: the units, the profile beside them, and the
@@ -337,7 +472,7 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
         dir.display(),
         a.profile
     );
-    trust::before_start(&loaded, &again, a.yes)?;
+    trust::before_start(&loaded, &again, a.start.yes)?;
     let (podman, host) = podman(chosen, places)?;
     let opts = up_options(places, &host.arch, a)?;
     let images = launch::Images::ask(&podman, &loaded.profile);
@@ -497,14 +632,14 @@ mod tests {
             ))
         };
         assert!(
-            matches!(parse("rbm-launch demo").unwrap().command, Command::Up(ref a) if a.profile == "demo" && a.ready_timeout == 30 && !a.yes)
+            matches!(parse("rbm-launch demo").unwrap().command, Command::Up(ref a) if a.profile == "demo" && a.start.ready_timeout == 30 && !a.start.yes)
         );
         assert!(
-            matches!(parse("rbm-launch --yes ./p.toml").unwrap().command, Command::Up(ref a) if a.profile == "./p.toml" && a.yes)
+            matches!(parse("rbm-launch --yes ./p.toml").unwrap().command, Command::Up(ref a) if a.profile == "./p.toml" && a.start.yes)
         );
         assert!(matches!(
             parse("rbm-launch quadlet --yes --dir /d demo").unwrap().command,
-            Command::Quadlet { ref up, .. } if up.yes
+            Command::Quadlet { ref up, .. } if up.start.yes
         ));
         assert!(matches!(
             parse("rbm-launch --podman /p stop demo").unwrap().command,
@@ -554,6 +689,29 @@ mod tests {
             parse("rbm-launch info").unwrap().command,
             Command::Info
         ));
+        match parse("rbm-launch run --yes claude-code /p --keep -- -p hi")
+            .unwrap()
+            .command
+        {
+            Command::Run(r) => {
+                assert_eq!(r.recipe, "claude-code");
+                assert_eq!(r.dir, Some(PathBuf::from("/p")));
+                assert!(r.keep && !r.detach && r.start.yes);
+                assert_eq!(r.args, ["-p", "hi"]);
+            }
+            _ => panic!("not run"),
+        }
+        assert!(matches!(
+            parse("rbm-launch run ./mine").unwrap().command,
+            Command::Run(ref r) if r.dir.is_none() && r.args.is_empty()
+        ));
+        assert!(parse("rbm-launch run --keep --detach x").is_err());
+        assert!(matches!(
+            parse("rbm-launch recipes").unwrap().command,
+            Command::Recipes
+        ));
+        assert_eq!(shell_word("/home/me/p"), "/home/me/p");
+        assert_eq!(shell_word("/a b/it's"), "'/a b/it'\\''s'");
         let remote = parse("rbm-launch --connection mac demo").unwrap();
         assert_eq!(remote.connection.as_deref(), Some("mac"));
         assert!(parse("rbm-launch --remote stop demo").unwrap().remote);

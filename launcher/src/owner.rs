@@ -25,7 +25,14 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use rbm_profile::BottleUser;
+
 use crate::podman::host::{Host, Mode};
+
+/// The bottle ids of `user` (root if none).
+fn ids(user: Option<BottleUser>) -> (u32, u32) {
+    user.map_or((0, 0), |u| (u.uid, u.gid))
+}
 
 /// The first host id of the range the bottle's ids fall into: inside the
 /// span systemd sets aside for container ranges (524288 to 1879048191), far
@@ -98,48 +105,84 @@ impl BottleRoot {
         }
     }
 
-    /// Bottle root's uid and gid on the host; None for rootless Podman
-    /// (the user who runs it, who also creates the directories).
-    pub fn host_ids(self) -> Option<(u32, u32)> {
+    /// The host uid and gid of the bottle's `user` (None: bottle root);
+    /// None for rootless Podman (the user who runs it, who also creates
+    /// the directories).
+    pub fn host_ids(self, user: Option<BottleUser>) -> Option<(u32, u32)> {
+        let (uid, gid) = ids(user);
         match self {
             BottleRoot::Podman => None,
             BottleRoot::User { uid, gid } => Some((uid, gid)),
-            BottleRoot::Range => Some((RANGE_START, RANGE_START)),
+            BottleRoot::Range => Some((RANGE_START + uid, RANGE_START + gid)),
         }
     }
 
     /// The mapping as `(flag, value)` pairs: `("uidmap", "0:1000:1")`, ...
-    fn maps(self) -> Vec<(&'static str, String)> {
-        let range = |first: u32| format!("{first}:{}:{}", RANGE_START + first, RANGE_SIZE - first);
+    /// With a `user` (the profile's `bottle.user`), that id, not root, is
+    /// the host user: rootful, root and the other ids fall into the
+    /// range; rootless, `keep-id` puts the user who runs Podman there.
+    fn maps(self, user: Option<BottleUser>) -> Vec<(&'static str, String)> {
+        let (inner_uid, inner_gid) = ids(user);
+        // The bottle's ids `from..to` at the same place in the range.
+        let range = |from: u32, to: u32| format!("{from}:{}:{}", RANGE_START + from, to - from);
+        let around = |flag: &'static str, inner: u32, host: u32| {
+            let mut m = Vec::new();
+            if inner > 0 {
+                m.push((flag, range(0, inner)));
+            }
+            m.push((flag, format!("{inner}:{host}:1")));
+            m.push((flag, range(inner + 1, RANGE_SIZE)));
+            m
+        };
         match self {
-            BottleRoot::Podman => vec![],
-            BottleRoot::User { uid, gid } => vec![
-                ("uidmap", format!("0:{uid}:1")),
-                ("uidmap", range(1)),
-                ("gidmap", format!("0:{gid}:1")),
-                ("gidmap", range(1)),
+            BottleRoot::Podman => match user {
+                Some(u) if u.uid != 0 || u.gid != 0 => {
+                    vec![("userns", format!("keep-id:uid={},gid={}", u.uid, u.gid))]
+                }
+                _ => vec![],
+            },
+            BottleRoot::User { uid, gid } => {
+                let mut m = around("uidmap", inner_uid, uid);
+                m.extend(around("gidmap", inner_gid, gid));
+                m
+            }
+            BottleRoot::Range => vec![
+                ("uidmap", range(0, RANGE_SIZE)),
+                ("gidmap", range(0, RANGE_SIZE)),
             ],
-            BottleRoot::Range => vec![("uidmap", range(0)), ("gidmap", range(0))],
         }
     }
 
-    /// `podman run` arguments for the bottle: `--uidmap`/`--gidmap`.
-    pub fn podman_args(self) -> Vec<String> {
-        self.maps()
+    /// `podman run` arguments for the bottle: `--uidmap`/`--gidmap` (or
+    /// `--userns`) and `--user`, for the profile's `user`.
+    pub fn podman_args(self, user: Option<BottleUser>) -> Vec<String> {
+        let mut a: Vec<String> = self
+            .maps(user)
             .into_iter()
             .flat_map(|(flag, value)| [format!("--{flag}"), value])
-            .collect()
+            .collect();
+        if let Some(u) = user {
+            a.extend(["--user".into(), u.to_string()]);
+        }
+        a
     }
 
-    /// The same as Quadlet lines: `UIDMap=`/`GIDMap=`.
-    pub fn quadlet_lines(self) -> Vec<String> {
-        self.maps()
+    /// The same as Quadlet lines: `UIDMap=`/`GIDMap=`/`UserNS=`, `User=`/`Group=`.
+    pub fn quadlet_lines(self, user: Option<BottleUser>) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .maps(user)
             .into_iter()
             .map(|(flag, value)| match flag {
                 "uidmap" => format!("UIDMap={value}"),
-                _ => format!("GIDMap={value}"),
+                "gidmap" => format!("GIDMap={value}"),
+                _ => format!("UserNS={value}"),
             })
-            .collect()
+            .collect();
+        if let Some(u) = user {
+            lines.push(format!("User={}", u.uid));
+            lines.push(format!("Group={}", u.gid));
+        }
+        lines
     }
 
     /// Makes a directory rbm just created for the bottle private (0700:
@@ -149,9 +192,9 @@ impl BottleRoot {
     /// a symbolic link to a folder of the host's (`launch::volumes::make_dirs`
     /// opens it without following one).
     #[cfg(unix)]
-    pub fn give(self, dir: &std::fs::File) -> std::io::Result<()> {
+    pub fn give(self, dir: &std::fs::File, user: Option<BottleUser>) -> std::io::Result<()> {
         dir.set_permissions(std::fs::Permissions::from_mode(0o700))?;
-        match self.host_ids() {
+        match self.host_ids(user) {
             Some((uid, gid)) => std::os::unix::fs::fchown(dir, Some(uid), Some(gid)),
             None => Ok(()),
         }
@@ -166,7 +209,7 @@ mod tests {
     fn rootless_bottle_root_is_the_user_already() {
         let o = BottleRoot::decide(Mode::Rootless, false, Some("1000"), Some("1000"), None);
         assert_eq!(o, BottleRoot::Podman);
-        assert!(o.podman_args().is_empty() && o.quadlet_lines().is_empty());
+        assert!(o.podman_args(None).is_empty() && o.quadlet_lines(None).is_empty());
         assert_eq!(
             BottleRoot::decide(Mode::Rootless, true, None, None, None),
             BottleRoot::Podman
@@ -190,7 +233,7 @@ mod tests {
             }
         );
         assert_eq!(
-            o.podman_args(),
+            o.podman_args(None),
             [
                 "--uidmap",
                 "0:1000:1",
@@ -203,7 +246,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            o.quadlet_lines(),
+            o.quadlet_lines(None),
             [
                 "UIDMap=0:1000:1",
                 "UIDMap=1:1862270977:65535",
@@ -211,7 +254,7 @@ mod tests {
                 "GIDMap=1:1862270977:65535"
             ]
         );
-        assert_eq!(o.host_ids(), Some((1000, 1001)));
+        assert_eq!(o.host_ids(None), Some((1000, 1001)));
     }
 
     #[test]
@@ -226,7 +269,7 @@ mod tests {
         let root = BottleRoot::decide(Mode::Rootful, false, None, None, Some((0, 0)));
         assert_eq!(root, BottleRoot::Range);
         assert_eq!(
-            root.podman_args(),
+            root.podman_args(None),
             [
                 "--uidmap",
                 "0:1862270976:65536",
@@ -234,7 +277,7 @@ mod tests {
                 "0:1862270976:65536"
             ]
         );
-        assert_eq!(root.host_ids(), Some((RANGE_START, RANGE_START)));
+        assert_eq!(root.host_ids(None), Some((RANGE_START, RANGE_START)));
     }
 
     #[test]
@@ -247,9 +290,9 @@ mod tests {
             (Some("1862270976"), Some("1000"), None),
         ] {
             let o = BottleRoot::decide(Mode::Rootful, false, uid, gid, folder);
-            let (u, g) = o.host_ids().unwrap();
+            let (u, g) = o.host_ids(None).unwrap();
             assert!(u != 0 && g != 0, "{uid:?} {gid:?} {folder:?}: {o:?}");
-            assert!(!o.podman_args().is_empty());
+            assert!(!o.podman_args(None).is_empty());
         }
     }
 
@@ -272,9 +315,60 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         BottleRoot::Podman
-            .give(&std::fs::File::open(&path).unwrap())
+            .give(&std::fs::File::open(&path).unwrap(), None)
             .unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn the_bottles_user_not_its_root_is_the_host_user() {
+        let node = Some(BottleUser {
+            uid: 1000,
+            gid: 1000,
+        });
+        let o = BottleRoot::User { uid: 501, gid: 20 };
+        let r = RANGE_START;
+        assert_eq!(
+            o.podman_args(node).join(" "),
+            format!(
+                "--uidmap 0:{r}:1000 --uidmap 1000:501:1 --uidmap 1001:{}:64535 \
+                 --gidmap 0:{r}:1000 --gidmap 1000:20:1 --gidmap 1001:{}:64535 --user 1000:1000",
+                r + 1001,
+                r + 1001
+            )
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+        );
+        assert_eq!(o.host_ids(node), Some((501, 20)));
+        // Rootless: Podman's keep-id puts the user who runs it there.
+        assert_eq!(
+            BottleRoot::Podman.podman_args(node),
+            [
+                "--userns",
+                "keep-id:uid=1000,gid=1000",
+                "--user",
+                "1000:1000"
+            ]
+        );
+        assert_eq!(
+            BottleRoot::Podman.quadlet_lines(node),
+            [
+                "UserNS=keep-id:uid=1000,gid=1000",
+                "User=1000",
+                "Group=1000"
+            ]
+        );
+        // No user to tell: the range, where the user's files are at its place.
+        assert_eq!(BottleRoot::Range.host_ids(node), Some((r + 1000, r + 1000)));
+        // Every bottle id is mapped once.
+        let total: u32 = o
+            .podman_args(node)
+            .iter()
+            .filter_map(|a| a.rsplit(':').next()?.parse::<u32>().ok())
+            .take(3)
+            .sum();
+        assert_eq!(total, RANGE_SIZE);
     }
 }

@@ -167,7 +167,7 @@ pub fn units(
         "DropCapability=ALL".into(),
         format!("AddCapability={}", BOTTLE_CAPS.join(" ")),
     ];
-    bottle.extend(root.quadlet_lines());
+    bottle.extend(root.quadlet_lines(b.user));
     for (k, v) in &b.env {
         let field = format!("bottle.env.{k}");
         bottle.push(format!(

@@ -97,6 +97,9 @@ struct RawBottle {
     #[serde(default)]
     volumes: Vec<toml::Value>,
     workdir: Option<String>,
+    /// `"UID"` or `"UID:GID"`: read there, for the message.
+    user: Option<String>,
+    attach: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +185,44 @@ pub struct Bottle {
     /// where they are on this machine.
     pub volumes: Vec<Volume>,
     pub workdir: Option<String>,
+    /// The numeric user and group the bottle runs as (`--user`); the
+    /// launcher maps this user, not bottle root, to the host user, so the
+    /// files it writes in a volume are the user's. None: the image's user.
+    pub user: Option<BottleUser>,
+    /// What `rbm-launch run` attaches the terminal to in the bottle (a
+    /// recipe's agent); None: /bin/sh.
+    pub attach: Option<Vec<String>>,
+}
+
+/// A numeric user and group inside the bottle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BottleUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl BottleUser {
+    /// `UID` (the group is the same number) or `UID:GID`, numbers below
+    /// 65536 (the ids a bottle has).
+    pub fn parse(s: &str) -> Option<BottleUser> {
+        let id = |t: &str| {
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            t.parse::<u32>().ok().filter(|n| *n < 65536)
+        };
+        let (uid, gid) = match s.split_once(':') {
+            Some((u, g)) => (id(u)?, id(g)?),
+            None => (id(s)?, id(s)?),
+        };
+        Some(BottleUser { uid, gid })
+    }
+}
+
+impl fmt::Display for BottleUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.uid, self.gid)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +344,7 @@ impl Profile {
             ("bottle.env", a.bottle.env != b.bottle.env),
             ("bottle.volumes", a.bottle.volumes != b.bottle.volumes),
             ("bottle.workdir", a.bottle.workdir != b.bottle.workdir),
+            ("bottle.user", a.bottle.user != b.bottle.user),
             ("enclave.subnet", a.enclave.subnet != b.enclave.subnet),
             (
                 "enclave.sentry_ip",
@@ -688,6 +730,51 @@ protocol = "tcp"
             "bottle.env.1KEY",
             "environment variable"
         ));
+    }
+
+    #[test]
+    fn the_bottles_user_is_numeric_and_attach_a_command() {
+        let user = |u: &str| with("workdir =", &format!("user = {u:?}\nworkdir ="));
+        let p = parse(&user("1000:1001")).unwrap();
+        assert_eq!(
+            p.bottle.user,
+            Some(BottleUser {
+                uid: 1000,
+                gid: 1001
+            })
+        );
+        assert_eq!(
+            parse(&user("1000"))
+                .unwrap()
+                .bottle
+                .user
+                .unwrap()
+                .to_string(),
+            "1000:1000"
+        );
+        for bad in ["node", "1000:", ":1", "-1", "70000", "1000:staff", " 1000"] {
+            assert!(
+                has(&problems(&user(bad)), "bottle.user", "numeric"),
+                "{bad}"
+            );
+        }
+        assert!(parse(GOOD).unwrap().bottle.user.is_none());
+        let attach = with("workdir =", "attach = [\"claude\", \"--x\"]\nworkdir =");
+        assert_eq!(
+            parse(&attach).unwrap().bottle.attach.unwrap(),
+            ["claude", "--x"]
+        );
+        assert!(has(
+            &problems(&with("workdir =", "attach = []\nworkdir =")),
+            "bottle.attach",
+            "empty"
+        ));
+        // A running bottle's user changes only with a restart.
+        let a = parse(GOOD).unwrap();
+        assert_eq!(
+            a.restart_fields(&parse(&user("1")).unwrap()),
+            ["bottle.user"]
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 
 use super::{
-    Bottle, DomainRule, Enclave, Entry, Mode, Problem, Profile, RawBottle, RawEnclave, RawEntry,
-    RawProfile, RawUplink, Uplink, DEFAULT_MIN_TTL, MAX_MIN_TTL,
+    Bottle, BottleUser, DomainRule, Enclave, Entry, Mode, Problem, Profile, RawBottle, RawEnclave,
+    RawEntry, RawProfile, RawUplink, Uplink, DEFAULT_MIN_TTL, MAX_MIN_TTL,
 };
 
 #[derive(Default)]
@@ -109,12 +109,32 @@ impl Validator {
                 );
             }
         }
+        let user = raw.user.as_deref().and_then(|u| {
+            let parsed = BottleUser::parse(u);
+            if parsed.is_none() {
+                self.fail(
+                    "bottle.user",
+                    format!("{u:?} is not a numeric user (and group) below 65536"),
+                    "write the ids the image's USER has, e.g. \"1000:1000\" (names cannot be mapped to your user)",
+                );
+            }
+            parsed
+        });
+        if raw.attach.as_ref().is_some_and(Vec::is_empty) {
+            self.fail(
+                "bottle.attach",
+                "is an empty list",
+                "remove it to attach a shell, or give the program and its arguments",
+            );
+        }
         Bottle {
             image: raw.image,
             command: raw.command,
             env: raw.env,
             volumes,
             workdir: raw.workdir,
+            user,
+            attach: raw.attach,
         }
     }
 

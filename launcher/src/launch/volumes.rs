@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Component;
 use std::path::Path;
 
-use rbm_profile::{profile_outside, Problem, Profile, ProfileError, ResolvedVolume};
+use rbm_profile::{profile_outside, BottleUser, Problem, Profile, ProfileError, ResolvedVolume};
 
 use crate::error::Error;
 use crate::owner::BottleRoot;
@@ -29,7 +29,7 @@ use crate::owner::BottleRoot;
 /// file and the field. A missing host folder inside the profile's folder
 /// (e.g. "./work", the bottle's workspace) is created, 0700 (the bottle's
 /// files are nobody else's business), and what rbm created is given to
-/// bottle root (`root`); rbm never creates one outside it: a missing
+/// the bottle's user (`root` and the profile's `bottle.user`); rbm never creates one outside it: a missing
 /// `outside` path is an error.
 pub fn prepare_volumes(
     profile: &Profile,
@@ -62,7 +62,7 @@ pub fn prepare_volumes(
             fix: "create it yourself, or change bottle.volumes",
             source,
         };
-        make_dirs(&vol.host, root).map_err(io)?;
+        make_dirs(&vol.host, root, profile.bottle.user).map_err(io)?;
         super::progress(&format!("created volume directory {}", vol.host.display()));
         // Resolved again: what was made must still be inside the folder.
         let field = format!("bottle.volumes[{i}]");
@@ -114,13 +114,13 @@ fn invalid(file: &Path, problem: Problem) -> Error {
 }
 
 /// Creates the missing folders of `path` (absolute, resolved), 0700, and
-/// gives each to bottle root (`root`). It walks from `/` one name at a
+/// gives each to the bottle's `user` as `root` maps it. It walks from `/` one name at a
 /// time and opens each with O_NOFOLLOW: a symbolic link anywhere on the
 /// way (put there since `path` was resolved) is an error, so nothing is
 /// made, chmodded or chowned anywhere else. Only folders this call
 /// created are given; one that appears meanwhile is an error too.
 #[cfg(unix)]
-pub fn make_dirs(path: &Path, root: BottleRoot) -> io::Result<()> {
+pub fn make_dirs(path: &Path, root: BottleRoot, user: Option<BottleUser>) -> io::Result<()> {
     let mut at = open_dir(None, OsStr::new("/"), false)?;
     let mut created = false;
     for c in path.components() {
@@ -139,7 +139,7 @@ pub fn make_dirs(path: &Path, root: BottleRoot) -> io::Result<()> {
                 mkdir_at(&at, name)?;
                 created = true;
                 let dir = open_dir(Some(&at), name, true)?;
-                root.give(&dir)?;
+                root.give(&dir, user)?;
                 dir
             }
             Ok(_) if created => {
@@ -159,7 +159,7 @@ pub fn make_dirs(path: &Path, root: BottleRoot) -> io::Result<()> {
 /// Elsewhere (macOS, Windows: a launcher for a Podman machine), the
 /// folders are made as they are; no bottle runs as a local user there.
 #[cfg(not(unix))]
-pub fn make_dirs(path: &Path, _root: BottleRoot) -> io::Result<()> {
+pub fn make_dirs(path: &Path, _root: BottleRoot, _user: Option<BottleUser>) -> io::Result<()> {
     std::fs::create_dir_all(path)
 }
 
@@ -222,12 +222,12 @@ mod tests {
     fn missing_folders_are_made_private_and_given() {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().canonicalize().unwrap();
-        make_dirs(&dir.join("a/b"), BottleRoot::Podman).unwrap();
+        make_dirs(&dir.join("a/b"), BottleRoot::Podman, None).unwrap();
         assert_eq!(mode(&dir.join("a")), 0o700);
         assert_eq!(mode(&dir.join("a/b")), 0o700);
         // What exists is left as it is.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        make_dirs(&dir.join("a/c"), BottleRoot::Podman).unwrap();
+        make_dirs(&dir.join("a/c"), BottleRoot::Podman, None).unwrap();
         assert_eq!(mode(&dir), 0o755);
     }
 
@@ -250,7 +250,7 @@ mod tests {
         };
         // The link as the last name, and on the way to a missing one.
         for path in ["link", "link/work", "link/work/new", "link/new"] {
-            let err = make_dirs(&dir.join(path), root).unwrap_err();
+            let err = make_dirs(&dir.join(path), root, None).unwrap_err();
             assert!(
                 matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)),
                 "{path}: {err}"

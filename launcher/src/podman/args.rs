@@ -338,6 +338,38 @@ pub fn shell(bottle: &str, terminal: bool, command: &[String]) -> Vec<String> {
     a
 }
 
+/// `podman exec` of a recipe's agent in the bottle: stdin always (a
+/// prompt may come through a pipe), a terminal when there is one, in
+/// `workdir`.
+pub fn attach(bottle: &str, terminal: bool, workdir: &str, command: &[String]) -> Vec<String> {
+    let mut a = v(&["exec", "-i"]);
+    if terminal {
+        a.push("-t".into());
+    }
+    a.extend(["-w".into(), workdir.into(), bottle.into()]);
+    a.extend(command.iter().cloned());
+    a
+}
+
+/// `podman build` of a recipe folder `dir` as `image`, labelled with its
+/// contents' `hash`; `extra` are the user's own build options
+/// (RBM_BUILD_ARGS), before the context.
+pub fn build(
+    image: &str,
+    hash_label: &str,
+    hash: &str,
+    dir: &str,
+    containerfile: &str,
+    extra: &[String],
+) -> Vec<String> {
+    let mut a = v(&["build", "--tag", image, "--label"]);
+    a.push(format!("{hash_label}={hash}"));
+    a.extend(["--file".into(), containerfile.into()]);
+    a.extend(extra.iter().cloned());
+    a.push(dir.into());
+    a
+}
+
 pub fn logs(container: &str) -> Vec<String> {
     v(&["logs", container])
 }

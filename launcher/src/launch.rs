@@ -53,7 +53,7 @@ pub fn up(
         version: host.version.clone(),
         arch: host.arch.clone(),
     };
-    let root = BottleRoot::of(&host, &loaded.dir);
+    let root = BottleRoot::of(&host, loaded.owners_folder());
     let (profile_arg, volumes) = options(&engine)
         .and_then(|opts| {
             let volumes = up_surveyed(podman, &engine.arch, root, loaded, &opts, survey)?;

@@ -289,6 +289,18 @@ pub struct Loaded {
     /// The file's text, handed to the agent unchanged.
     pub text: String,
     pub profile: Profile,
+    /// The folder `rbm-launch run` gives the agent to work on: whose
+    /// owner the bottle's user is on the host (`owner::BottleRoot`),
+    /// rather than the profile's folder's.
+    pub workspace: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// The folder whose owner is the bottle's user on the host, when no
+    /// sudo tells who the user is: the workspace, else the profile's folder.
+    pub fn owners_folder(&self) -> &Path {
+        self.workspace.as_deref().unwrap_or(&self.dir)
+    }
 }
 
 /// Finds, reads and validates a profile (or a recipe's: `recipe`).
@@ -355,6 +367,7 @@ pub fn loaded(
         dir,
         text,
         profile,
+        workspace: None,
     })
 }
 

@@ -476,7 +476,7 @@ fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Re
     let (podman, host) = podman(chosen, places)?;
     let opts = up_options(places, &host.arch, a)?;
     let images = launch::Images::ask(&podman, &loaded.profile);
-    let root = BottleRoot::of(&host, &loaded.dir);
+    let root = BottleRoot::of(&host, loaded.owners_folder());
     let volumes: Vec<String> = launch::prepare(&podman, &host.arch, root, &loaded, &opts, images)?
         .iter()
         .map(ResolvedVolume::podman_arg)

@@ -7,7 +7,8 @@
 //! - Rootless Podman: bottle root is already the user who runs Podman
 //!   (Podman's own mapping); nothing to add.
 //! - Rootful, with a user to tell (rbm-launch run through sudo: SUDO_UID
-//!   and SUDO_GID; else the owner of the profile's folder, if not root):
+//!   and SUDO_GID; else the owner of the profile's folder, or of the
+//!   workspace `rbm-launch run` gives a recipe, if not root):
 //!   bottle root is that user, so files the bottle makes in its workspace
 //!   are the user's; the bottle's other ids fall into [`RANGE_START`]'s
 //!   range, which no user owns.

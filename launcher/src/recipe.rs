@@ -273,6 +273,7 @@ pub fn built_in(places: &Places) -> Vec<(String, String)> {
 /// the project the agent works on. Outside the recipe's folder by nature
 /// (`outside = true`), so it is listed and needs a yes for this folder.
 pub fn add_workspace(loaded: &mut Loaded, dir: &Path) {
+    loaded.workspace = Some(dir.to_path_buf());
     let b = &mut loaded.profile.bottle;
     if !b.volumes.iter().any(|v| v.bottle == WORKSPACE) {
         b.volumes.push(Volume {

@@ -238,6 +238,7 @@ mod tests {
             path,
             dir: dir.to_path_buf(),
             text: text.into(),
+            workspace: None,
         }
     }
 

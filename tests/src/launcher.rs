@@ -85,8 +85,9 @@ impl Launcher {
         }
     }
 
-    /// The program and arguments that run `rbm-launch ARGS` from `/`.
-    fn command_line(&self, args: &[&str]) -> (String, Vec<String>) {
+    /// The program and arguments that run `rbm-launch ARGS` from `/`
+    /// (e.g. on a terminal: `pty::Terminal`).
+    pub fn command_line(&self, args: &[&str]) -> (String, Vec<String>) {
         let mut all = vec!["-C", "/", self.program.as_str()];
         let program = match &self.enter {
             Some(enter) => {

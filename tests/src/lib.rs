@@ -18,6 +18,7 @@ pub mod netns;
 pub mod peer;
 pub mod podman;
 pub mod probe;
+pub mod pty;
 pub mod skip;
 pub mod world;
 

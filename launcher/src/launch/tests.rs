@@ -58,6 +58,7 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
         dir: d.to_path_buf(),
         text: PROFILE.into(),
         profile,
+        workspace: None,
     };
     let opts = UpOptions {
         agent: d.join("agent"),

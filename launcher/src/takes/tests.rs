@@ -40,6 +40,7 @@ fn loaded(f: &Folder, volumes: &str, credentials: &str) -> Loaded {
         path,
         dir: f.dir.clone(),
         text,
+        workspace: None,
     }
 }
 

@@ -1,0 +1,125 @@
+//! What the recipe tests share: the Podman and rbm-launch under test, a
+//! recipe folder and a workspace of their own, and who should own what the
+//! agent writes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rbm_tests::launcher::Launcher;
+use rbm_tests::podman::{fresh_dir, require_podman, Podman};
+
+/// How long `rbm-launch run` may take, a first build included.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The Podman and rbm-launch under test.
+pub struct Ctx {
+    pub podman: Podman,
+    pub launcher: Launcher,
+    pub rootless: bool,
+}
+
+impl Ctx {
+    /// None if the test must be skipped (a failure in CI).
+    pub fn new(what: &str) -> Result<Option<Ctx>> {
+        let Ok(podman) = require_podman(what) else {
+            return Ok(None);
+        };
+        let launcher = Launcher::find(podman.clone())?;
+        let rootless = podman.is_rootless()?;
+        Ok(Some(Ctx {
+            podman,
+            launcher,
+            rootless,
+        }))
+    }
+
+    /// The host user and group the agent's files must belong to, and that
+    /// owns the workspace: rootful, a user of the test's choosing (the
+    /// workspace's owner is who the agent is on the host); rootless, the
+    /// user who runs Podman (uid 1000 of scripts/podman5's holder).
+    pub fn owner(&self) -> (u32, u32) {
+        if self.rootless {
+            (1000, 1000)
+        } else {
+            (4242, 4343)
+        }
+    }
+
+    /// A fresh workspace for `name`, owned by [`Ctx::owner`], private.
+    pub fn workspace(&self, name: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = fresh_dir(&format!("recipe-{name}-workspace"))?;
+        let (uid, gid) = self.owner();
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(dir)
+    }
+}
+
+/// A recipe folder for `name`: `files` (name, contents) written into a
+/// fresh folder that the rootless client may read.
+pub fn recipe(name: &str, files: &[(&str, &str)]) -> Result<PathBuf> {
+    let dir = fresh_dir(&format!("recipe-{name}"))?;
+    for (file, text) in files {
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(dir)
+}
+
+/// The owner and group of `path` on the host.
+pub fn owner_of(path: &Path) -> Result<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    Ok((m.uid(), m.gid()))
+}
+
+/// Whether anything of `moniker` (containers, networks) is left.
+pub fn leftovers(podman: &Podman, moniker: &str) -> Result<Vec<String>> {
+    let mut left = Vec::new();
+    for what in ["bottle", "sentry"] {
+        let name = format!("rbm-{moniker}-{what}");
+        if podman.run(&["container", "exists", &name])?.success() {
+            left.push(name);
+        }
+    }
+    for what in ["enclave", "uplink"] {
+        let name = format!("rbm-{moniker}-{what}");
+        if podman.run(&["network", "exists", &name])?.success() {
+            left.push(name);
+        }
+    }
+    Ok(left)
+}
+
+/// A recipe profile for moniker `moniker` on the test's networks `n`
+/// (enclave 10.250.N.0/24, uplink 10.251.N.0/24), its bottle running as
+/// 1000:1000 and attaching `attach`; `rest` is appended (uplink fields,
+/// credentials).
+pub fn profile(moniker: &str, n: u8, attach: &str, domains: &str, rest: &str) -> String {
+    format!(
+        r#"moniker = "{moniker}"
+description = "rbm recipe test"
+
+[bottle]
+command = ["sleep", "infinity"]
+user = "1000:1000"
+attach = {attach}
+
+[enclave]
+subnet = "10.250.{n}.0/24"
+sentry_ip = "10.250.{n}.2"
+bottle_ip = "10.250.{n}.3"
+
+[uplink]
+dns = "allowlist"
+access = "allowlist"
+domains = {domains}
+subnet = "10.251.{n}.0/24"
+{rest}"#
+    )
+}

@@ -395,6 +395,11 @@ fn run_recipe(chosen: Chosen, places: &Places, a: RunArgs) -> anyhow::Result<u8>
                 "name an existing folder for the agent to work on (default: the current directory)"
                     .into(),
         })?;
+    recipe::check_workspace(
+        &a.recipe,
+        &dir,
+        std::env::var_os("HOME").as_deref().map(Path::new),
+    )?;
     recipe::add_workspace(&mut loaded, &dir);
     let again = format!(
         "rbm-launch run --yes {} {}",

@@ -132,7 +132,9 @@ impl BottleRoot {
                 m.push((flag, range(0, inner)));
             }
             m.push((flag, format!("{inner}:{host}:1")));
-            m.push((flag, range(inner + 1, RANGE_SIZE)));
+            if inner + 1 < RANGE_SIZE {
+                m.push((flag, range(inner + 1, RANGE_SIZE)));
+            }
             m
         };
         match self {
@@ -371,5 +373,17 @@ mod tests {
             .take(3)
             .sum();
         assert_eq!(total, RANGE_SIZE);
+        // The last id: nothing after it.
+        let last = Some(BottleUser { uid: 65535, gid: 0 });
+        assert_eq!(
+            o.podman_args(last)[..4],
+            [
+                "--uidmap",
+                &format!("0:{r}:65535"),
+                "--uidmap",
+                "65535:501:1"
+            ]
+        );
+        assert_eq!(o.podman_args(last)[4..6], ["--gidmap", "0:20:1"]);
     }
 }

@@ -88,8 +88,7 @@ impl Recipe {
     }
 
     /// A digest of the folder's contents but its profile: every file's
-    /// path and bytes, in order. Links are followed as `podman build`
-    /// follows them in its context.
+    /// path and bytes (a link's: its target), in order.
     pub fn hash(&self) -> Result<String, Error> {
         let mut files = Vec::new();
         walk(&self.dir, Path::new(""), &mut files).map_err(|source| Error::Io {
@@ -101,7 +100,7 @@ impl Recipe {
         files.sort();
         let mut h = Sha256::new();
         for rel in files.iter().filter(|r| r.as_path() != Path::new(PROFILE)) {
-            let bytes = std::fs::read(self.dir.join(rel)).map_err(|source| Error::Io {
+            let bytes = contents(&self.dir.join(rel)).map_err(|source| Error::Io {
                 what: "cannot read a recipe file",
                 path: self.dir.join(rel),
                 fix: "make the recipe's files readable",
@@ -268,6 +267,25 @@ pub fn built_in(places: &Places) -> Vec<(String, String)> {
     found
 }
 
+/// Refuses a workspace that would hand the agent more than a project:
+/// the root folder, or the user's home or a folder holding it (shell
+/// startup files, ~/.ssh, ~/.config: what runs on the host next).
+pub fn check_workspace(arg: &str, dir: &Path, home: Option<&Path>) -> Result<(), Error> {
+    let home = home.and_then(|h| h.canonicalize().ok());
+    let whole = dir.parent().is_none() || home.as_deref().is_some_and(|h| h.starts_with(dir));
+    if whole {
+        return Err(Error::Recipe {
+            arg: arg.into(),
+            what: format!(
+                "the workspace {} holds your home folder (its shell startup files, ~/.ssh, ~/.config), which the agent could rewrite for the host to run",
+                dir.display()
+            ),
+            fix: "run it in a project's folder, or name one: `rbm-launch run RECIPE ~/src/project`".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The folder `dir` mounted read-write at [`WORKSPACE`] and the bottle's
 /// working directory there, unless the recipe's profile says otherwise:
 /// the project the agent works on. Outside the recipe's folder by nature
@@ -286,17 +304,31 @@ pub fn add_workspace(loaded: &mut Loaded, dir: &Path) {
     b.workdir.get_or_insert_with(|| WORKSPACE.into());
 }
 
+/// Every file under `root/rel`, relative to `root`; a symbolic link is a
+/// file (its target is what `hash` reads), never a folder to walk into,
+/// so a link to a parent folder ends.
 fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(root.join(rel))? {
         let entry = entry?;
         let rel = rel.join(entry.file_name());
-        if std::fs::metadata(root.join(&rel))?.is_dir() {
+        if entry.file_type()?.is_dir() {
             walk(root, &rel, out)?;
         } else {
             out.push(rel);
         }
     }
     Ok(())
+}
+
+/// What `hash` takes of a recipe file: its bytes, or a link's target.
+fn contents(path: &Path) -> std::io::Result<Vec<u8>> {
+    if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+        return Ok(std::fs::read_link(path)?
+            .to_string_lossy()
+            .into_owned()
+            .into_bytes());
+    }
+    std::fs::read(path)
 }
 
 #[cfg(test)]
@@ -375,6 +407,30 @@ mod tests {
         assert!(Recipe::find("./mine", &places).unwrap().is_some());
         // Nor is a profile name a recipe.
         assert!(Recipe::find("demo.toml", &places).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_workspace_holding_the_home_folder_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let home = t.path().join("home/me");
+        std::fs::create_dir_all(home.join("src/p")).unwrap();
+        let home = home.canonicalize().unwrap();
+        let ok = |d: &Path| check_workspace("r", d, Some(&home)).is_ok();
+        assert!(ok(&home.join("src/p")));
+        assert!(!ok(&home));
+        assert!(!ok(home.parent().unwrap()));
+        assert!(!ok(Path::new("/")));
+        assert!(check_workspace("r", Path::new("/"), None).is_err());
+    }
+
+    #[test]
+    fn a_link_in_a_recipe_is_hashed_as_a_link() {
+        let (_t, places) = shipped_with("agent", PROFILE_TEXT);
+        let r = Recipe::named("agent", &places).unwrap();
+        let before = r.hash().unwrap();
+        std::os::unix::fs::symlink("..", r.dir.join("up")).unwrap();
+        let after = r.hash().unwrap();
+        assert_ne!(before, after);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! echoes the Authorization header (`auth: VALUE`), and `/stream` sends it
 //! in three chunks 300 ms apart (a response that must arrive as it comes);
 //! `/gzip` sends it gzip-encoded when the request accepts gzip (as real
-//! servers compress).
+//! servers compress). The model APIs' paths get their stand-ins instead
+//! (`apis`), which answer only the world's real key.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,6 +27,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
+
+use super::apis;
 
 /// Where a request's line goes (the world's log).
 pub type Record = Arc<dyn Fn(&str) + Send + Sync>;
@@ -115,33 +118,44 @@ fn acceptor(server: &HttpsServer) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Binds `server` (errors here, before `ready`) and serves it.
+/// Binds `server` (errors here, before `ready`) and serves it; the API
+/// stand-ins take `api_key` only (none: no key).
 pub async fn bind(
     server: &HttpsServer,
     log: Record,
+    api_key: Option<String>,
 ) -> Result<impl std::future::Future<Output = ()>> {
     let acceptor = acceptor(server)?;
     let listener = TcpListener::bind(server.addr)
         .await
         .with_context(|| format!("cannot bind https {}", server.addr))?;
-    Ok(serve(listener, acceptor, log))
+    Ok(serve(listener, acceptor, log, api_key.map(Arc::from)))
 }
 
-async fn serve(listener: TcpListener, acceptor: TlsAcceptor, log: Record) {
+/// The most of a request body a stand-in reads (an agent's first request
+/// carries its whole system prompt and tool list).
+const API_BODY_MAX: usize = 32 << 20;
+
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    log: Record,
+    api_key: Option<Arc<str>>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, log) = (acceptor.clone(), log.clone());
+        let (acceptor, log, api_key) = (acceptor.clone(), log.clone(), api_key.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
             let service = hyper::service::service_fn(move |req| {
-                let log = log.clone();
-                async move { Ok::<_, Infallible>(answer(&log, req)) }
+                let (log, api_key) = (log.clone(), api_key.clone());
+                async move { Ok::<_, Infallible>(answer(&log, api_key.as_deref(), req).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -150,7 +164,11 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, log: Record) {
     }
 }
 
-fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
+async fn answer(
+    log: &Record,
+    api_key: Option<&str>,
+    mut req: Request<Incoming>,
+) -> Response<BoxBody<Bytes, Infallible>> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -186,6 +204,9 @@ fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, I
         "{HTTPS_LINE}{}",
         serde_json::to_string(&logged).expect("strings serialize")
     ));
+    if let Some(endpoint) = apis::endpoint(req.method(), req.uri().path(), req.headers()) {
+        return stand_in(&endpoint, req, api_key).await;
+    }
     let line = format!("auth: {auth}\n");
     if req.headers().contains_key(hyper::header::UPGRADE) {
         // An upgraded connection echoes every byte (the protocol aside).
@@ -246,6 +267,40 @@ fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, I
         return resp;
     }
     Response::new(Full::new(Bytes::from(line)).boxed())
+}
+
+/// A model API's answer from its stand-in, streamed in its pieces.
+async fn stand_in(
+    endpoint: &apis::Endpoint,
+    req: Request<Incoming>,
+    api_key: Option<&str>,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = Limited::new(body, API_BODY_MAX).collect().await else {
+        let mut resp = Response::new(Full::new(Bytes::new()).boxed());
+        *resp.status_mut() = hyper::StatusCode::PAYLOAD_TOO_LARGE;
+        return resp;
+    };
+    let body = body.to_bytes();
+    let asked = apis::Asked {
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &body,
+    };
+    let reply = apis::reply(endpoint, &asked, api_key);
+    let (tx, rx) = mpsc::channel(reply.body.len().max(1));
+    for piece in reply.body {
+        // The channel holds every piece: this never waits.
+        let _ = tx.try_send(Bytes::from(piece));
+    }
+    let mut resp = Response::new(Chunks(rx).boxed());
+    *resp.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap_or(hyper::StatusCode::OK);
+    for (name, value) in reply.headers {
+        if let Ok(value) = value.parse() {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+    resp
 }
 
 /// A body of chunks as they are sent.

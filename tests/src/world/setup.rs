@@ -28,6 +28,8 @@ pub struct WorldSetup {
     pub answer: Vec<SocketAddr>,
     pub echo: Vec<SocketAddr>,
     pub https: Vec<super::https::HttpsServer>,
+    /// The key the model API stand-ins take.
+    pub api_key: Option<String>,
 }
 
 impl WorldSetup {
@@ -68,6 +70,12 @@ impl WorldSetup {
         self
     }
 
+    /// The real key of the model API stand-ins.
+    pub fn api_key(mut self, key: &str) -> Self {
+        self.api_key = Some(key.to_string());
+        self
+    }
+
     pub fn answer(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
         self.answer.extend(addrs);
         self
@@ -104,6 +112,9 @@ impl WorldSetup {
         for server in &self.https {
             args.push("--https".into());
             args.push(server.to_string());
+        }
+        if let Some(key) = &self.api_key {
+            args.extend(["--api-key".into(), key.clone()]);
         }
         args
     }

@@ -1,11 +1,16 @@
 //! Gemini's generateContent as generativelanguage.googleapis.com answers
 //! it: a GenerateContentResponse, or from `:streamGenerateContent` a JSON
 //! array of them (with `?alt=sse`, one `data:` event each, `\r\n`
-//! separated as Google sends them); and `:countTokens`.
+//! separated as Google sends them); and `:countTokens`. A request for JSON
+//! (`responseMimeType`, as the CLI's model router asks) gets a JSON value
+//! shaped by its schema, with the marker in its strings.
 
 use serde_json::{json, Value};
 
 use super::{id, query_value, Asked, Endpoint, Reply, MARKER, MARKER_DELTAS};
+
+/// Deepest schema nesting followed (a request may nest without end).
+const SCHEMA_DEPTH: usize = 16;
 
 pub(super) fn unauthorized() -> Reply {
     // Google answers a wrong key 400 API_KEY_INVALID; the stand-in says it
@@ -31,14 +36,25 @@ pub(super) fn reply(endpoint: &Endpoint, asked: &Asked) -> Reply {
         Endpoint::GeminiGenerate { model, stream } => {
             let response_id = id("");
             let input = asked.input_tokens();
+            let config = &asked.json()["generationConfig"];
+            let deltas: Vec<String> = if config["responseMimeType"] == "application/json" {
+                let schema = match &config["responseJsonSchema"] {
+                    Value::Null => &config["responseSchema"],
+                    schema => schema,
+                };
+                vec![instance(schema).to_string()]
+            } else {
+                MARKER_DELTAS.iter().map(|d| d.to_string()).collect()
+            };
             if !stream {
-                return Reply::json(200, &chunk(model, &response_id, MARKER, input, true));
+                let text = deltas.concat();
+                return Reply::json(200, &chunk(model, &response_id, &text, input, true));
             }
-            let chunks: Vec<Value> = MARKER_DELTAS
+            let chunks: Vec<Value> = deltas
                 .iter()
                 .enumerate()
                 .map(|(i, text)| {
-                    let last = i + 1 == MARKER_DELTAS.len();
+                    let last = i + 1 == deltas.len();
                     chunk(model, &response_id, text, input, last)
                 })
                 .collect();
@@ -84,6 +100,62 @@ fn chunk(model: &str, response_id: &str, text: &str, input: u64, last: bool) -> 
         "modelVersion": model,
         "responseId": response_id,
     })
+}
+
+/// A value that fits `schema` (JSON Schema, or Gemini's with upper-case
+/// types): the first of an enum, every property of an object, the marker
+/// for a string, the minimum (or 1) for a number.
+fn instance(schema: &Value) -> Value {
+    instance_at(schema, 0)
+}
+
+fn instance_at(schema: &Value, depth: usize) -> Value {
+    if depth > SCHEMA_DEPTH {
+        return Value::Null;
+    }
+    if let Some(first) = schema["enum"].get(0) {
+        return first.clone();
+    }
+    if let Some(value) = schema.get("const") {
+        return value.clone();
+    }
+    for choice in ["anyOf", "oneOf"] {
+        if let Some(first) = schema[choice].get(0) {
+            return instance_at(first, depth + 1);
+        }
+    }
+    let kind = match &schema["type"] {
+        Value::String(t) => t.to_ascii_lowercase(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| !t.eq_ignore_ascii_case("null"))
+            .unwrap_or("null")
+            .to_ascii_lowercase(),
+        _ if schema.get("properties").is_some() => "object".into(),
+        _ => "string".into(),
+    };
+    match kind.as_str() {
+        "object" => Value::Object(
+            schema["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, property)| (name.clone(), instance_at(property, depth + 1)))
+                .collect(),
+        ),
+        "array" => match schema["minItems"].as_u64() {
+            Some(n) if n > 0 => json!([instance_at(&schema["items"], depth + 1)]),
+            _ => json!([]),
+        },
+        "integer" | "number" => schema["minimum"]
+            .as_i64()
+            .or_else(|| schema["minimum"].as_str().and_then(|m| m.parse().ok()))
+            .map_or(json!(1), |m| json!(m)),
+        "boolean" => json!(false),
+        "null" => Value::Null,
+        _ => json!(MARKER),
+    }
 }
 
 fn models() -> Value {
@@ -154,6 +226,56 @@ mod tests {
         let one: serde_json::Value = serde_json::from_str(&ask(false, "").text()).unwrap();
         assert_eq!(text_of(std::slice::from_ref(&one)), MARKER);
         assert_eq!(one["candidates"][0]["finishReason"], "STOP");
+    }
+
+    #[test]
+    fn a_request_for_json_gets_a_value_its_schema_takes() {
+        let h = headers(&[("x-goog-api-key", KEY)]);
+        let body = serde_json::json!({
+            "contents": [],
+            "generationConfig": {
+                "responseMimeType": "application/json",
+                "responseJsonSchema": {
+                    "type": "OBJECT",
+                    "properties": {
+                        "complexity_reasoning": {"type": "STRING"},
+                        "complexity_score": {"type": "INTEGER", "minimum": 1},
+                        "model_choice": {"type": "string", "enum": ["flash", "pro"]},
+                        "steps": {"type": "array", "items": {"type": "string"}},
+                        "ok": {"type": ["boolean", "null"]},
+                    },
+                },
+            },
+        })
+        .to_string();
+        let asked = Asked {
+            query: "",
+            headers: &h,
+            body: body.as_bytes(),
+        };
+        let endpoint = Endpoint::GeminiGenerate {
+            model: "m".into(),
+            stream: false,
+        };
+        let r = answer(&endpoint, &asked, Some(KEY));
+        let v: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+        let text = text_of(std::slice::from_ref(&v));
+        let got: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            got,
+            serde_json::json!({"complexity_reasoning": MARKER, "complexity_score": 1,
+                               "model_choice": "flash", "steps": [], "ok": false})
+        );
+    }
+
+    #[test]
+    fn a_deeply_nested_schema_still_ends() {
+        let mut schema = serde_json::json!({"type": "object"});
+        for _ in 0..40 {
+            schema = serde_json::json!({"type": "object", "properties": {"a": schema}});
+        }
+        let value = super::instance(&schema);
+        assert!(value.is_object());
     }
 
     #[test]

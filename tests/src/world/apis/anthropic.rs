@@ -1,7 +1,7 @@
 //! Anthropic's Messages API as api.anthropic.com answers it: a message, or
 //! with `"stream": true` its server-sent events (message_start,
 //! content_block_start, ping, content_block_delta, content_block_stop,
-//! message_delta, message_stop).
+//! message_delta, message_stop). Claude Code's other paths get 404.
 
 use serde_json::{json, Value};
 
@@ -16,6 +16,16 @@ pub(super) fn unauthorized() -> Reply {
         &json!({
             "type": "error",
             "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+        }),
+    ))
+}
+
+pub(super) fn not_found() -> Reply {
+    with_request_id(Reply::json(
+        404,
+        &json!({
+            "type": "error",
+            "error": {"type": "not_found_error", "message": "Not found"},
         }),
     ))
 }

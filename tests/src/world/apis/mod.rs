@@ -31,8 +31,12 @@ pub enum Endpoint {
     AnthropicMessages,
     /// Anthropic `POST /v1/messages/count_tokens`.
     AnthropicCountTokens,
-    /// Anthropic `GET /v1/models`... (any model listing under it).
+    /// Anthropic `GET /v1/models`.
     AnthropicModels,
+    /// What Claude Code asks api.anthropic.com beside the model (`/api/...`:
+    /// org settings, policy limits, feature flags, event logging; and
+    /// `/mcp-registry/...`): 404, which it takes as "none".
+    AnthropicNotFound,
     /// OpenAI `POST /v1/responses`.
     OpenAiResponses,
     /// OpenAI `GET /v1/models`.
@@ -58,6 +62,9 @@ pub fn endpoint(method: &Method, path: &str, headers: &HeaderMap) -> Option<Endp
         (&Method::GET, "/v1/models") => Some(Endpoint::OpenAiModels),
         (&Method::POST, "/v1/responses") => Some(Endpoint::OpenAiResponses),
         (&Method::GET, "/v1beta/models") => Some(Endpoint::GeminiModels),
+        _ if path.starts_with("/api/") || path.starts_with("/mcp-registry/") => {
+            Some(Endpoint::AnthropicNotFound)
+        }
         (&Method::POST, _) => {
             let (model, method) = path.strip_prefix("/v1beta/models/")?.split_once(':')?;
             match method {
@@ -146,6 +153,7 @@ impl Reply {
 pub fn reply(endpoint: &Endpoint, asked: &Asked, real_key: Option<&str>) -> Reply {
     let is_real = |key: Option<&str>| key.is_some() && key == real_key;
     match endpoint {
+        Endpoint::AnthropicNotFound => anthropic::not_found(),
         Endpoint::AnthropicMessages
         | Endpoint::AnthropicCountTokens
         | Endpoint::AnthropicModels => {
@@ -285,6 +293,10 @@ mod tests {
         );
         assert_eq!(post("/v1beta/models/m:embedContent"), None);
         assert_eq!(post("/stream"), None);
+        assert_eq!(
+            endpoint(&Method::GET, "/api/claude_code/policy_limits", &none),
+            Some(Endpoint::AnthropicNotFound)
+        );
         assert_eq!(endpoint(&Method::GET, "/v1/messages", &none), None);
         let anthropic = headers(&[("anthropic-version", "2023-06-01")]);
         assert_eq!(

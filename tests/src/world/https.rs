@@ -340,4 +340,100 @@ mod tests {
         );
         assert_eq!(parse_https(&log), vec![r]);
     }
+
+    /// POSTs `body` to `path` on a world HTTPS server with `api_key`, over
+    /// TLS as a CLI would; the answer's status and body, and the log.
+    async fn post_to_stand_in(
+        api_key: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, Vec<HttpsRequest>) {
+        let ca = crate::certs::TestCa::new("stand-in test CA").unwrap();
+        let leaf = ca.leaf(&["api.test"]).unwrap();
+        let server = HttpsServer {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            cert: leaf.chain_pem,
+            key: leaf.key_pem,
+        };
+        let listener = TcpListener::bind(server.addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = Arc::clone(&lines);
+        let log: Record = Arc::new(move |l: &str| sink.lock().unwrap().push_str(&format!("{l}\n")));
+        tokio::spawn(serve(
+            listener,
+            acceptor(&server).unwrap(),
+            log,
+            Some(api_key.into()),
+        ));
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("api.test").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::post(path).header("host", "api.test");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = send
+            .send_request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.into_body().collect().await.unwrap().to_bytes();
+        let logged = parse_https(&lines.lock().unwrap());
+        (status, String::from_utf8_lossy(&text).into_owned(), logged)
+    }
+
+    #[tokio::test]
+    async fn a_model_api_path_gets_its_stand_in_streamed_and_logged() {
+        let (status, body, logged) = post_to_stand_in(
+            "sk-real",
+            "/v1/messages",
+            &[
+                ("x-api-key", "sk-real"),
+                ("content-type", "application/json"),
+            ],
+            r#"{"model":"claude-x","stream":true,"max_tokens":5,"messages":[]}"#,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(body.starts_with("event: message_start\n"), "{body}");
+        assert!(body.contains("\"text\":\"says hi\""));
+        assert_eq!(logged.len(), 1);
+        assert_eq!(logged[0].path, "/v1/messages");
+        assert_eq!(logged[0].headers["x-api-key"], "sk-real");
+    }
+
+    #[tokio::test]
+    async fn a_placeholder_key_gets_the_apis_refusal_and_is_logged() {
+        let (status, body, logged) = post_to_stand_in(
+            "sk-real",
+            "/v1/responses",
+            &[("authorization", "Bearer placeholder")],
+            r#"{"model":"gpt-x","stream":true,"input":[]}"#,
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert!(body.contains("invalid_api_key"), "{body}");
+        assert!(!body.contains(apis::MARKER));
+        assert_eq!(logged[0].authorization, "Bearer placeholder");
+    }
 }

@@ -172,3 +172,22 @@ impl RunningWorld {
         Ok(was_asked(&self.queries()?, name))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_key_reaches_the_world_with_or_without_files() {
+        let setup = WorldSetup::new("a.test A 60 192.0.2.1").api_key("sk-real");
+        for args in [
+            setup.args(Path::new("z"), Path::new("q")),
+            setup.args_without_files(),
+        ] {
+            let at = args.iter().position(|a| a == "--api-key").unwrap();
+            assert_eq!(args[at + 1], "sk-real");
+        }
+        let none = WorldSetup::new("").args_without_files();
+        assert!(!none.iter().any(|a| a == "--api-key"));
+    }
+}

@@ -1,7 +1,8 @@
 //! rbm-world: the tests' "internet" in one process. Authoritative DNS for a
 //! zone file (UDP and TCP on each --dns address, every query logged), and
-//! TCP/UDP servers that answer `world LOCAL sees PEER`. Prints `ready` once
-//! every socket is bound; exits on SIGTERM or SIGINT.
+//! TCP/UDP servers that answer `world LOCAL sees PEER`, and HTTPS servers
+//! (with stand-ins for the model APIs). Prints `ready` once every socket is
+//! bound; exits on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +55,11 @@ struct Cli {
     /// Authorization header (repeatable).
     #[arg(long)]
     https: Vec<rbm_tests::world::https::HttpsServer>,
+    /// The real API key: the HTTPS servers' stand-ins for the model APIs
+    /// (Anthropic, OpenAI, Gemini) answer only requests that carry it, and
+    /// refuse every key without it.
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
     /// Append one line `PROTO QNAME QTYPE` per DNS query received; `-`:
     /// print `query PROTO QNAME QTYPE` on stdout instead.
     #[arg(long)]
@@ -76,6 +82,7 @@ fn main() -> Result<()> {
         answer: cli.answer,
         echo: cli.echo,
         https: cli.https,
+        api_key: cli.api_key,
     };
     raise_nofile_limit();
     tokio::runtime::Builder::new_multi_thread()

@@ -5,7 +5,8 @@
 //! echoes the Authorization header (`auth: VALUE`), and `/stream` sends it
 //! in three chunks 300 ms apart (a response that must arrive as it comes);
 //! `/gzip` sends it gzip-encoded when the request accepts gzip (as real
-//! servers compress).
+//! servers compress). The model APIs' paths get their stand-ins instead
+//! (`apis`), which answer only the world's real key.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,6 +27,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
+
+use super::apis;
 
 /// Where a request's line goes (the world's log).
 pub type Record = Arc<dyn Fn(&str) + Send + Sync>;
@@ -115,33 +118,44 @@ fn acceptor(server: &HttpsServer) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Binds `server` (errors here, before `ready`) and serves it.
+/// Binds `server` (errors here, before `ready`) and serves it; the API
+/// stand-ins take `api_key` only (none: no key).
 pub async fn bind(
     server: &HttpsServer,
     log: Record,
+    api_key: Option<String>,
 ) -> Result<impl std::future::Future<Output = ()>> {
     let acceptor = acceptor(server)?;
     let listener = TcpListener::bind(server.addr)
         .await
         .with_context(|| format!("cannot bind https {}", server.addr))?;
-    Ok(serve(listener, acceptor, log))
+    Ok(serve(listener, acceptor, log, api_key.map(Arc::from)))
 }
 
-async fn serve(listener: TcpListener, acceptor: TlsAcceptor, log: Record) {
+/// The most of a request body a stand-in reads (an agent's first request
+/// carries its whole system prompt and tool list).
+const API_BODY_MAX: usize = 32 << 20;
+
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    log: Record,
+    api_key: Option<Arc<str>>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, log) = (acceptor.clone(), log.clone());
+        let (acceptor, log, api_key) = (acceptor.clone(), log.clone(), api_key.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
             let service = hyper::service::service_fn(move |req| {
-                let log = log.clone();
-                async move { Ok::<_, Infallible>(answer(&log, req)) }
+                let (log, api_key) = (log.clone(), api_key.clone());
+                async move { Ok::<_, Infallible>(answer(&log, api_key.as_deref(), req).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -150,7 +164,11 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, log: Record) {
     }
 }
 
-fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
+async fn answer(
+    log: &Record,
+    api_key: Option<&str>,
+    mut req: Request<Incoming>,
+) -> Response<BoxBody<Bytes, Infallible>> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -186,6 +204,9 @@ fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, I
         "{HTTPS_LINE}{}",
         serde_json::to_string(&logged).expect("strings serialize")
     ));
+    if let Some(endpoint) = apis::endpoint(req.method(), req.uri().path(), req.headers()) {
+        return stand_in(&endpoint, req, api_key).await;
+    }
     let line = format!("auth: {auth}\n");
     if req.headers().contains_key(hyper::header::UPGRADE) {
         // An upgraded connection echoes every byte (the protocol aside).
@@ -248,6 +269,40 @@ fn answer(log: &Record, mut req: Request<Incoming>) -> Response<BoxBody<Bytes, I
     Response::new(Full::new(Bytes::from(line)).boxed())
 }
 
+/// A model API's answer from its stand-in, streamed in its pieces.
+async fn stand_in(
+    endpoint: &apis::Endpoint,
+    req: Request<Incoming>,
+    api_key: Option<&str>,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = Limited::new(body, API_BODY_MAX).collect().await else {
+        let mut resp = Response::new(Full::new(Bytes::new()).boxed());
+        *resp.status_mut() = hyper::StatusCode::PAYLOAD_TOO_LARGE;
+        return resp;
+    };
+    let body = body.to_bytes();
+    let asked = apis::Asked {
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &body,
+    };
+    let reply = apis::reply(endpoint, &asked, api_key);
+    let (tx, rx) = mpsc::channel(reply.body.len().max(1));
+    for piece in reply.body {
+        // The channel holds every piece: this never waits.
+        let _ = tx.try_send(Bytes::from(piece));
+    }
+    let mut resp = Response::new(Chunks(rx).boxed());
+    *resp.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap_or(hyper::StatusCode::OK);
+    for (name, value) in reply.headers {
+        if let Ok(value) = value.parse() {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+    resp
+}
+
 /// A body of chunks as they are sent.
 struct Chunks(mpsc::Receiver<Bytes>);
 
@@ -284,5 +339,101 @@ mod tests {
             serde_json::to_string(&r).unwrap()
         );
         assert_eq!(parse_https(&log), vec![r]);
+    }
+
+    /// POSTs `body` to `path` on a world HTTPS server with `api_key`, over
+    /// TLS as a CLI would; the answer's status and body, and the log.
+    async fn post_to_stand_in(
+        api_key: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, Vec<HttpsRequest>) {
+        let ca = crate::certs::TestCa::new("stand-in test CA").unwrap();
+        let leaf = ca.leaf(&["api.test"]).unwrap();
+        let server = HttpsServer {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            cert: leaf.chain_pem,
+            key: leaf.key_pem,
+        };
+        let listener = TcpListener::bind(server.addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = Arc::clone(&lines);
+        let log: Record = Arc::new(move |l: &str| sink.lock().unwrap().push_str(&format!("{l}\n")));
+        tokio::spawn(serve(
+            listener,
+            acceptor(&server).unwrap(),
+            log,
+            Some(api_key.into()),
+        ));
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("api.test").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::post(path).header("host", "api.test");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = send
+            .send_request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.into_body().collect().await.unwrap().to_bytes();
+        let logged = parse_https(&lines.lock().unwrap());
+        (status, String::from_utf8_lossy(&text).into_owned(), logged)
+    }
+
+    #[tokio::test]
+    async fn a_model_api_path_gets_its_stand_in_streamed_and_logged() {
+        let (status, body, logged) = post_to_stand_in(
+            "sk-real",
+            "/v1/messages",
+            &[
+                ("x-api-key", "sk-real"),
+                ("content-type", "application/json"),
+            ],
+            r#"{"model":"claude-x","stream":true,"max_tokens":5,"messages":[]}"#,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(body.starts_with("event: message_start\n"), "{body}");
+        assert!(body.contains("\"text\":\"says hi\""));
+        assert_eq!(logged.len(), 1);
+        assert_eq!(logged[0].path, "/v1/messages");
+        assert_eq!(logged[0].headers["x-api-key"], "sk-real");
+    }
+
+    #[tokio::test]
+    async fn a_placeholder_key_gets_the_apis_refusal_and_is_logged() {
+        let (status, body, logged) = post_to_stand_in(
+            "sk-real",
+            "/v1/responses",
+            &[("authorization", "Bearer placeholder")],
+            r#"{"model":"gpt-x","stream":true,"input":[]}"#,
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert!(body.contains("invalid_api_key"), "{body}");
+        assert!(!body.contains(apis::MARKER));
+        assert_eq!(logged[0].authorization, "Bearer placeholder");
     }
 }

@@ -1,7 +1,9 @@
 //! rbm-world, the tests' "internet": an authoritative DNS server for a small
-//! zone that logs every query, and servers that report who they see.
+//! zone that logs every query, servers that report who they see, and
+//! HTTPS servers that stand in for the model APIs.
 //! [`setup`] starts it from a test.
 
+pub mod apis;
 pub mod dns;
 pub mod gzip;
 pub mod https;

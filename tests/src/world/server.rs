@@ -34,6 +34,8 @@ pub struct WorldConfig {
     pub echo: Vec<SocketAddr>,
     /// HTTPS servers that log each request.
     pub https: Vec<super::https::HttpsServer>,
+    /// The key the HTTPS servers' model API stand-ins take (none: no key).
+    pub api_key: Option<String>,
 }
 
 /// How long a "what did you get" server waits for more bytes.
@@ -78,7 +80,7 @@ pub async fn serve(config: WorldConfig) -> Result<()> {
     for server in &config.https {
         let log = Arc::clone(&dns);
         let record: super::https::Record = Arc::new(move |line: &str| log.log.record(line));
-        tokio::spawn(super::https::bind(server, record).await?);
+        tokio::spawn(super::https::bind(server, record, config.api_key.clone()).await?);
     }
     for addr in &config.recv {
         tokio::spawn(recv_tcp(bind_tcp(*addr).await?, Arc::clone(&dns)));

@@ -28,6 +28,8 @@ pub struct WorldSetup {
     pub answer: Vec<SocketAddr>,
     pub echo: Vec<SocketAddr>,
     pub https: Vec<super::https::HttpsServer>,
+    /// The key the model API stand-ins take.
+    pub api_key: Option<String>,
 }
 
 impl WorldSetup {
@@ -68,6 +70,12 @@ impl WorldSetup {
         self
     }
 
+    /// The real key of the model API stand-ins.
+    pub fn api_key(mut self, key: &str) -> Self {
+        self.api_key = Some(key.to_string());
+        self
+    }
+
     pub fn answer(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
         self.answer.extend(addrs);
         self
@@ -104,6 +112,9 @@ impl WorldSetup {
         for server in &self.https {
             args.push("--https".into());
             args.push(server.to_string());
+        }
+        if let Some(key) = &self.api_key {
+            args.extend(["--api-key".into(), key.clone()]);
         }
         args
     }
@@ -159,5 +170,24 @@ impl RunningWorld {
     /// Whether `name` was ever asked (case-insensitive).
     pub fn was_asked(&self, name: &str) -> Result<bool> {
         Ok(was_asked(&self.queries()?, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_key_reaches_the_world_with_or_without_files() {
+        let setup = WorldSetup::new("a.test A 60 192.0.2.1").api_key("sk-real");
+        for args in [
+            setup.args(Path::new("z"), Path::new("q")),
+            setup.args_without_files(),
+        ] {
+            let at = args.iter().position(|a| a == "--api-key").unwrap();
+            assert_eq!(args[at + 1], "sk-real");
+        }
+        let none = WorldSetup::new("").args_without_files();
+        assert!(!none.iter().any(|a| a == "--api-key"));
     }
 }

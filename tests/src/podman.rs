@@ -318,6 +318,7 @@ impl RecipeBase {
         match self {
             RecipeBase::Node => &[
                 "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                r#"ENTRYPOINT ["docker-entrypoint.sh"]"#,
                 r#"CMD ["node"]"#,
             ],
             RecipeBase::Python => &[

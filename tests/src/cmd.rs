@@ -60,12 +60,13 @@ pub fn command_line<S: AsRef<str>>(program: &str, args: &[S]) -> String {
 }
 
 /// Starts `program args` in its own process group with stdout and stderr
-/// piped; returns the command line (for messages) and the child.
-fn start<S: AsRef<str>>(program: &str, args: &[S]) -> Result<(String, Child)> {
+/// piped and `stdin` as its input; returns the command line (for
+/// messages) and the child.
+fn start<S: AsRef<str>>(program: &str, args: &[S], stdin: Stdio) -> Result<(String, Child)> {
     let command = command_line(program, args);
     let child = Command::new(program)
         .args(args.iter().map(AsRef::as_ref))
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -78,7 +79,18 @@ fn start<S: AsRef<str>>(program: &str, args: &[S]) -> Result<(String, Child)> {
 /// whatever the exit status. Fails if it cannot start or runs too long
 /// (then its whole process group is killed).
 pub fn run<S: AsRef<str>>(program: &str, args: &[S], timeout: Duration) -> Result<Output> {
-    let (command, mut child) = start(program, args)?;
+    run_with_input(program, args, Stdio::null(), timeout)
+}
+
+/// Like [`run`], with `input` as the command's stdin (e.g. an open file:
+/// `podman import -` reads a tar the podman itself may not see).
+pub fn run_with_input<S: AsRef<str>>(
+    program: &str,
+    args: &[S],
+    input: impl Into<Stdio>,
+    timeout: Duration,
+) -> Result<Output> {
+    let (command, mut child) = start(program, args, input.into())?;
     let stdout = read_all(child.stdout.take());
     let stderr = read_all(child.stderr.take());
     let status = wait_until(&mut child, Instant::now() + timeout);
@@ -161,7 +173,7 @@ pub struct Spawned {
 
 /// Starts `program args` in the background with stdout and stderr captured.
 pub fn spawn<S: AsRef<str>>(program: &str, args: &[S]) -> Result<Spawned> {
-    let (command, mut child) = start(program, args)?;
+    let (command, mut child) = start(program, args, Stdio::null())?;
     let (tx, lines) = mpsc::channel();
     let stdout = child.stdout.take().expect("stdout is piped");
     thread::spawn(move || {

@@ -13,7 +13,7 @@ use std::env;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -280,6 +280,117 @@ pub fn attacker_image(podman: &Podman) -> Result<()> {
     })();
     let _ = fs::remove_dir_all(&context);
     built
+}
+
+/// An official image a recipe starts FROM, which this machine cannot pull
+/// (no image registry is reachable): the tests import a stand-in that
+/// `scripts/recipe-bases` makes from Debian packages, under the official
+/// name, so the recipe stays the Containerfile a user builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipeBase {
+    /// Node.js 24 (a current LTS) with npm 11 and user `node` (1000:1000).
+    Node,
+    /// Python 3.13 with pip and venv; `pip install` as root works.
+    Python,
+}
+
+impl RecipeBase {
+    /// The official image's name, as a recipe's `FROM` says it.
+    pub fn image(self) -> &'static str {
+        match self {
+            RecipeBase::Node => "docker.io/library/node:24-trixie-slim",
+            RecipeBase::Python => "docker.io/library/python:3.13-slim-trixie",
+        }
+    }
+
+    /// Its name for `scripts/recipe-bases`.
+    fn script_name(self) -> &'static str {
+        match self {
+            RecipeBase::Node => "node",
+            RecipeBase::Python => "python",
+        }
+    }
+
+    /// The official image's configuration, as `podman import --change`s.
+    /// Neither sets USER: both build and run as root unless a recipe says
+    /// otherwise.
+    fn config(self) -> &'static [&'static str] {
+        match self {
+            RecipeBase::Node => &[
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                r#"ENTRYPOINT ["docker-entrypoint.sh"]"#,
+                r#"CMD ["node"]"#,
+            ],
+            RecipeBase::Python => &[
+                "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "ENV LANG=C.UTF-8",
+                r#"CMD ["python3"]"#,
+            ],
+        }
+    }
+}
+
+/// Label on an imported stand-in: the tar it came from (name and time), so
+/// a new recipe of `scripts/recipe-bases` is imported again.
+const RECIPE_BASE_LABEL: &str = "rbm.recipe-base";
+
+/// Makes `base.image()` present in `podman`: imports the stand-in's tar
+/// (made once by `scripts/recipe-bases`) unless an image of that name is
+/// there already, imported from the same tar or without the label (the
+/// official image itself, where it can be pulled). The tar goes over
+/// stdin: a rootless or remote Podman need not see the cache.
+pub fn recipe_base_image(podman: &Podman, base: RecipeBase) -> Result<()> {
+    // Parallel tests would import the same tar twice.
+    static IMPORTING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = IMPORTING.lock().unwrap_or_else(|e| e.into_inner());
+    let script = workspace_root().join("scripts/recipe-bases");
+    let out = cmd::run_ok(
+        &script.to_string_lossy(),
+        &[base.script_name()],
+        Duration::from_secs(900),
+    )
+    .context("scripts/recipe-bases")?;
+    let tar = PathBuf::from(out.stdout.trim());
+    // The tar's name and time: a tar made again (its cache was emptied) is
+    // imported again too.
+    let name = tar
+        .file_name()
+        .with_context(|| format!("scripts/recipe-bases printed no tar: {:?}", out.stdout))?
+        .to_string_lossy();
+    let made = fs::metadata(&tar)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("cannot stat {}", tar.display()))?
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let made_from = format!("{name}@{made}");
+    let format = format!("{{{{.Id}}}} {{{{index .Labels \"{RECIPE_BASE_LABEL}\"}}}}");
+    let found = podman.run(&["image", "inspect", "--format", &format, base.image()])?;
+    let mut outdated = None;
+    if found.success() {
+        let (id, label) = found
+            .stdout
+            .trim()
+            .split_once(' ')
+            .unwrap_or((found.stdout.trim(), ""));
+        if label.is_empty() || label == "<no value>" || label == made_from {
+            return Ok(());
+        }
+        outdated = Some(id.to_string());
+    }
+    let mut args = vec!["import".to_string(), "--quiet".to_string()];
+    let label = format!("LABEL {RECIPE_BASE_LABEL}={made_from}");
+    for change in base.config().iter().copied().chain([label.as_str()]) {
+        args.extend(["--change".to_string(), change.to_string()]);
+    }
+    args.extend(["-".to_string(), base.image().to_string()]);
+    let input = fs::File::open(&tar).with_context(|| format!("cannot open {}", tar.display()))?;
+    cmd::run_with_input(podman.program(), &args, input, Duration::from_secs(600))?.check()?;
+    if let Some(id) = outdated {
+        // Only a disk-space matter: an image built on the old one keeps it.
+        let _ = podman.run(&["image", "rm", &id]);
+    }
+    Ok(())
 }
 
 /// The real client the bottle image carries besides rbm-probe.

@@ -259,6 +259,41 @@ impl Spawned {
         }
     }
 
+    /// Waits until the process exits (killing it after `timeout`) and
+    /// returns what it printed to stdout meanwhile (the lines not taken by
+    /// `wait_for` yet) and how it ended.
+    pub fn finish(&mut self, timeout: Duration) -> Result<Output> {
+        let deadline = Instant::now() + timeout;
+        let mut stdout = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    stdout.push_str(&line);
+                    stdout.push('\n');
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.stop(Duration::from_secs(3));
+                    bail!(
+                        "`{}` did not end within {timeout:?}\nstdout: {}\nstderr: {}",
+                        self.command,
+                        stdout.trim(),
+                        self.stderr().trim()
+                    )
+                }
+            }
+        }
+        let status = self.child.wait()?;
+        thread::sleep(Duration::from_millis(50)); // let stderr drain
+        Ok(Output {
+            command: self.command.clone(),
+            status,
+            stdout,
+            stderr: self.stderr(),
+        })
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

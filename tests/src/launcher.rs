@@ -59,8 +59,30 @@ impl Launcher {
         args: &[&str],
         timeout: Duration,
     ) -> Result<Output> {
+        let (program, all) = self.command_line_with_env(env, args);
+        cmd::run(&program, &all, timeout)
+    }
+
+    /// `rbm-launch ARGS` in the background (e.g. `watch`), stopped on drop.
+    pub fn spawn(&self, args: &[&str]) -> Result<Spawned> {
+        self.spawn_with_env(&[], args)
+    }
+
+    /// `spawn` with `env` (name, value) added to rbm-launch's environment.
+    pub fn spawn_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> Result<Spawned> {
+        let (program, all) = self.command_line_with_env(env, args);
+        cmd::spawn(&program, &all)
+    }
+
+    /// `command_line` with `env` (name, value) added to rbm-launch's
+    /// environment: after `env`'s own options (`-u NAME`, `-C /`), before
+    /// the program.
+    pub fn command_line_with_env(
+        &self,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> (String, Vec<String>) {
         let (program, mut all) = self.command_line(args);
-        // After `env`'s own options (`-u NAME`, `-C /`), before the program.
         let at = all
             .iter()
             .position(|a| *a == self.program)
@@ -68,13 +90,7 @@ impl Launcher {
         for (i, (name, value)) in env.iter().enumerate() {
             all.insert(at + i, format!("{name}={value}"));
         }
-        cmd::run(&program, &all, timeout)
-    }
-
-    /// `rbm-launch ARGS` in the background (e.g. `watch`), stopped on drop.
-    pub fn spawn(&self, args: &[&str]) -> Result<Spawned> {
-        let (program, all) = self.command_line(args);
-        cmd::spawn(&program, &all)
+        (program, all)
     }
 
     /// `ARGS` where Podman runs (through RBM_ENTER, else here).

@@ -11,6 +11,8 @@
 //! Needs root and RBM_PODMAN (like tests/e2e.rs); scripts/test runs it on
 //! the first flavour (Podman 5.4 rootful) and on 5.8 rootless.
 
+#[path = "recipes/agents.rs"]
+mod agents;
 #[path = "recipes/common.rs"]
 mod common;
 #[path = "recipes/terminal.rs"]

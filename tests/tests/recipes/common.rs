@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rbm_tests::launcher::Launcher;
-use rbm_tests::podman::{fresh_dir, require_podman, Podman};
+use rbm_tests::podman::{fresh_dir, require_podman, test_images, Podman};
+
+/// This machine's CA bundle (see `Ctx::build_args`).
+const HOST_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// How long `rbm-launch run` may take, a first build included.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(900);
@@ -25,6 +28,7 @@ impl Ctx {
         let Ok(podman) = require_podman(what) else {
             return Ok(None);
         };
+        test_images(&podman)?;
         let launcher = Launcher::find(podman.clone())?;
         let rootless = podman.is_rootless()?;
         Ok(Some(Ctx {
@@ -44,6 +48,43 @@ impl Ctx {
         } else {
             (4242, 4343)
         }
+    }
+
+    /// RBM_BUILD_ARGS for a recipe build on this machine, whose package
+    /// registries' TLS only the host's CA bundle trusts (PODMAN5.md): the
+    /// bundle over the build's system bundle (Node's npm and Debian's pip
+    /// read it) and an npm cache of its own per mode (a rootless build
+    /// cannot use a cache a rootful one wrote), in RBM_BUILD_CACHE (CI:
+    /// under /var/cache/rbm, kept between runs, visible to the Podman
+    /// holders through RBM_PODMAN5_BINDS) or under target/. A user's own
+    /// machine needs none of it: the recipes stay plain Containerfiles.
+    pub fn build_args(&self) -> Result<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let cache = match std::env::var_os("RBM_BUILD_CACHE") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => rbm_tests::bins::workspace_root().join("target/recipe-build"),
+        };
+        let mode = if self.rootless { "rootless" } else { "rootful" };
+        let npm = cache.join(format!("npm-{mode}"));
+        std::fs::create_dir_all(&npm)?;
+        let (uid, gid) = self.owner();
+        if self.rootless {
+            std::os::unix::fs::chown(&npm, Some(uid), Some(gid))?;
+        }
+        let ca = cache.join("ca.crt");
+        std::fs::copy(HOST_BUNDLE, &ca).with_context(|| format!("copying {HOST_BUNDLE}"))?;
+        std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644))?;
+        for dir in cache
+            .ancestors()
+            .take_while(|d| d.starts_with("/var/cache/rbm"))
+        {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+        Ok(format!(
+            "--volume={}:/etc/ssl/certs/ca-certificates.crt:ro --volume={}:/root/.npm",
+            ca.display(),
+            npm.display()
+        ))
     }
 
     /// A fresh workspace for `name`, owned by [`Ctx::owner`], private.

@@ -28,6 +28,8 @@ own files (the sentry's agent, scripts/podman5) are never taken from the
 current directory, nor is a profile from a pipe (/dev/stdin).
 
 `rbm-launch PROFILE` is `rbm-launch up PROFILE`. Examples:
+  rbm-launch run claude-code           Claude Code on this folder, its key held by the sentry
+  rbm-launch recipes                   the built-in recipes (an agent in a bottle, one command)
   rbm-launch demo                      start the built-in demo profile
   rbm-launch status demo --json        the sentry agent's state
   rbm-launch shell demo -- rbm-probe dns example.com

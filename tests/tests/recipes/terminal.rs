@@ -69,3 +69,47 @@ fn run_attaches_a_terminal_and_leaving_stops_the_pair() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_recipe_that_does_not_build_starts_nothing() -> Result<()> {
+    let Some(ctx) = Ctx::new("runs a broken recipe through rbm-launch run")? else {
+        return Ok(());
+    };
+    let moniker = "rcbroken";
+    let dir = recipe(
+        "broken",
+        &[
+            (
+                "Containerfile",
+                &format!("FROM {ATTACKER_IMAGE}\nRUN exit 3\n"),
+            ),
+            (
+                "profile.toml",
+                &profile(moniker, 85, r#"["/bin/sh"]"#, r#"["none.e2e.test"]"#, ""),
+            ),
+        ],
+    )?;
+    attacker_image(&ctx.podman)?;
+    let ws = ctx.workspace("broken")?;
+    let out = ctx.launcher.run(
+        &[
+            "run",
+            "--yes",
+            &dir.to_string_lossy(),
+            &ws.to_string_lossy(),
+        ],
+        RUN_TIMEOUT,
+    )?;
+    let containerfile = dir.join("Containerfile");
+    ensure!(
+        !out.success()
+            && out.stderr.contains("building recipe")
+            && out.stderr.contains(&*containerfile.to_string_lossy()),
+        "a failed build was not reported with its Containerfile ({}):\n{}",
+        out.status,
+        out.stderr
+    );
+    let left = leftovers(&ctx.podman, moniker)?;
+    ensure!(left.is_empty(), "a failed build left {left:?}");
+    Ok(())
+}

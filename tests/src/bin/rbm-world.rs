@@ -1,8 +1,8 @@
 //! rbm-world: the tests' "internet" in one process. Authoritative DNS for a
 //! zone file (UDP and TCP on each --dns address, every query logged), and
 //! TCP/UDP servers that answer `world LOCAL sees PEER`, and HTTPS servers
-//! (with stand-ins for the model APIs). Prints `ready` once every socket is
-//! bound; exits on SIGTERM or SIGINT.
+//! (with stand-ins for the model APIs and for PyPI). Prints `ready` once
+//! every socket is bound; exits on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

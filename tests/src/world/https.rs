@@ -6,7 +6,8 @@
 //! in three chunks 300 ms apart (a response that must arrive as it comes);
 //! `/gzip` sends it gzip-encoded when the request accepts gzip (as real
 //! servers compress). The model APIs' paths get their stand-ins instead
-//! (`apis`), which answer only the world's real key.
+//! (`apis`), which answer only the world's real key, and PyPI's (the
+//! index on pypi.org, the files on files.pythonhosted.org) get `pypi`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -204,6 +205,15 @@ async fn answer(
         "{HTTPS_LINE}{}",
         serde_json::to_string(&logged).expect("strings serialize")
     ));
+    if let Some(page) = super::pypi::page(&logged.host, req.uri().path()) {
+        let mut resp = Response::new(Full::new(Bytes::from(page.body)).boxed());
+        *resp.status_mut() = hyper::StatusCode::from_u16(page.status).unwrap_or_default();
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(page.content_type),
+        );
+        return resp;
+    }
     if let Some(endpoint) = apis::endpoint(req.method(), req.uri().path(), req.headers()) {
         return stand_in(&endpoint, req, api_key).await;
     }

@@ -1,6 +1,6 @@
 //! rbm-world, the tests' "internet": an authoritative DNS server for a small
 //! zone that logs every query, servers that report who they see, and
-//! HTTPS servers that stand in for the model APIs.
+//! HTTPS servers that stand in for the model APIs and PyPI.
 //! [`setup`] starts it from a test.
 
 pub mod apis;
@@ -8,6 +8,7 @@ pub mod dns;
 pub mod gzip;
 pub mod https;
 pub mod log;
+pub mod pypi;
 pub mod server;
 pub mod setup;
 pub mod zone;

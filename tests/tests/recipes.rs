@@ -15,5 +15,7 @@
 mod agents;
 #[path = "recipes/common.rs"]
 mod common;
+#[path = "recipes/jupyter.rs"]
+mod jupyter;
 #[path = "recipes/terminal.rs"]
 mod terminal;

@@ -293,6 +293,8 @@ pub struct Loaded {
     /// owner the bottle's user is on the host (`owner::BottleRoot`),
     /// rather than the profile's folder's.
     pub workspace: Option<PathBuf>,
+    /// A recipe's Containerfile, which `rbm-launch run` builds.
+    pub recipe: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -368,6 +370,7 @@ pub fn loaded(
         text,
         profile,
         workspace: None,
+        recipe: None,
     })
 }
 

@@ -397,12 +397,8 @@ fn run_recipe(chosen: Chosen, places: &Places, a: RunArgs) -> anyhow::Result<u8>
                 "name an existing folder for the agent to work on (default: the current directory)"
                     .into(),
         })?;
-    recipe::check_workspace(
-        &a.recipe,
-        &dir,
-        std::env::var_os("HOME").as_deref().map(Path::new),
-    )?;
-    recipe::add_workspace(&mut loaded, &dir);
+    recipe::check_workspace(&a.recipe, &dir, &homes())?;
+    recipe::add_workspace(&mut loaded, &dir)?;
     let again = format!(
         "rbm-launch run --yes {} {}",
         a.recipe,
@@ -448,6 +444,20 @@ fn run_recipe(chosen: Chosen, places: &Places, a: RunArgs) -> anyhow::Result<u8>
         );
     }
     Ok(code?)
+}
+
+/// The home folders a workspace may not hold: $HOME, and under sudo
+/// (where $HOME is root's) the home of the user sudo names.
+fn homes() -> Vec<PathBuf> {
+    let mut homes: Vec<PathBuf> = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    #[cfg(unix)]
+    if let Some(uid) = std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()) {
+        homes.extend(rbm_launch::owner::home_of(uid));
+    }
+    homes
 }
 
 /// `s` as one word for a shell command line (quoted if it needs to be).

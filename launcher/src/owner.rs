@@ -30,6 +30,33 @@ use rbm_profile::BottleUser;
 
 use crate::podman::host::{Host, Mode};
 
+/// The primary group and home folder of host user `uid`, from the user
+/// database (getpwuid_r).
+#[cfg(unix)]
+fn user_entry(uid: u32) -> Option<(u32, std::path::PathBuf)> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: zeroed passwd is a valid out-parameter; getpwuid_r writes
+    // into it and `buf`, both alive for the call and the reads below.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found);
+        if rc != 0 || found.is_null() || pw.pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::OsStr::from_bytes(CStr::from_ptr(pw.pw_dir).to_bytes());
+        Some((pw.pw_gid, std::path::PathBuf::from(dir)))
+    }
+}
+
+/// Host user `uid`'s home folder, if the user database knows it.
+#[cfg(unix)]
+pub fn home_of(uid: u32) -> Option<std::path::PathBuf> {
+    user_entry(uid).map(|(_, home)| home)
+}
+
 /// The bottle ids of `user` (root if none).
 fn ids(user: Option<BottleUser>) -> (u32, u32) {
     user.map_or((0, 0), |u| (u.uid, u.gid))
@@ -60,8 +87,12 @@ impl BottleRoot {
     /// from rbm-launch's own environment (never from the profile).
     pub fn of(host: &Host, dir: &Path) -> BottleRoot {
         // Elsewhere (macOS, Windows) Podman runs in a machine: no local user.
+        // The folder owner's own group, not the folder's: a folder of
+        // group `docker` must not make the bottle's files that group's.
         #[cfg(unix)]
-        let folder = std::fs::metadata(dir).ok().map(|m| (m.uid(), m.gid()));
+        let folder = std::fs::metadata(dir)
+            .ok()
+            .map(|m| (m.uid(), user_entry(m.uid()).map_or(m.gid(), |(gid, _)| gid)));
         #[cfg(not(unix))]
         let folder = {
             let _ = dir;

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rbm_profile::{Profile, ProfileError, Volume};
+use rbm_profile::{resolve_in, Profile, ProfileError, Source, Volume};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
@@ -63,10 +63,13 @@ impl Recipe {
             fix: "name an existing folder".into(),
         })?;
         for file in [CONTAINERFILE, PROFILE] {
-            if !dir.join(file).is_file() {
+            // Not a link: the hash reads a link's target path, podman
+            // would read the file it leads to.
+            let regular = std::fs::symlink_metadata(dir.join(file)).is_ok_and(|m| m.is_file());
+            if !regular {
                 return Err(Error::Recipe {
                     arg: arg.into(),
-                    what: format!("{} has no {file}", dir.display()),
+                    what: format!("{} has no {file} (a file of its own, not a link)", dir.display()),
                     fix: format!(
                         "a recipe is a folder holding a {CONTAINERFILE} (its image) and a {PROFILE} (what it may reach, without bottle.image); add it, or name another folder"
                     ),
@@ -112,11 +115,9 @@ impl Recipe {
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(&bytes);
         }
-        Ok(h.finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect())
+        // All of it: a recipe must not be able to pass for another one
+        // whose image is built already (a shorter name could be matched).
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// The image a recipe of profile `moniker` and contents `hash` is built as.
@@ -176,7 +177,45 @@ impl Recipe {
             fix: "simplify the profile".into(),
         })?;
         let profile = Profile::parse(&text, &path)?;
-        lookup::loaded(&self.arg, path, text, profile, places)
+        self.credentials_outside(&profile)?;
+        containerfile_allowed(&self.dir.join(CONTAINERFILE))
+            .map_err(|what| self.refused(what, "remove it: a recipe's build gets the network Podman gives any build, its own folder as context, and nothing else of this machine"))?;
+        let mut loaded = lookup::loaded(&self.arg, path, text, profile, places)?;
+        loaded.recipe = Some(self.dir.join(CONTAINERFILE));
+        Ok(loaded)
+    }
+
+    fn refused(&self, what: String, fix: &str) -> Error {
+        Error::Recipe {
+            arg: self.arg.clone(),
+            what,
+            fix: fix.into(),
+        }
+    }
+
+    /// A credential's `file:` may not lie in the recipe's folder: the
+    /// folder is the build's context, which the Containerfile reads (a
+    /// `COPY` or a `RUN --mount=type=bind` would hand the real value to
+    /// the build and its image).
+    fn credentials_outside(&self, profile: &Profile) -> Result<(), Error> {
+        for c in &profile.credentials {
+            if let Source::File(written) = &c.from {
+                let inside = resolve_in(&self.dir, written)
+                    .map(|(p, _)| p.starts_with(&self.dir))
+                    .unwrap_or(true);
+                if inside {
+                    return Err(Error::Credential {
+                        env: c.env.clone(),
+                        message: format!(
+                            "its file:{written} lies in the recipe's folder {}, which is what the image is built from: the build could read the real value",
+                            self.dir.display()
+                        ),
+                        fix: "keep the key outside the recipe (e.g. `from = \"env:NAME\"`, or a file elsewhere with `outside = true`)".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The recipe's name in messages: a built-in's name, or its folder.
@@ -229,6 +268,56 @@ pub fn build(podman: &Podman, recipe: &Recipe, image: &str) -> Result<bool, Erro
     Ok(true)
 }
 
+/// Refuses what a Containerfile's `RUN` could ask of the build beyond its
+/// network and its folder: another network (`--network=host`: the host's
+/// loopback services), `--security=insecure`, a `--mount` of the build
+/// cache shared with the user's other builds or of another image
+/// (`type=cache`, `from=`). Instructions are read as the builder reads
+/// them: continued lines joined, comments skipped, case ignored.
+pub fn containerfile_allowed(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut instruction = String::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if instruction.is_empty() && t.starts_with('#') {
+            continue;
+        }
+        instruction.push_str(t.strip_suffix('\\').unwrap_or(t));
+        instruction.push(' ');
+        if t.ends_with('\\') {
+            continue;
+        }
+        let words: Vec<String> = instruction
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect();
+        instruction.clear();
+        // ONBUILD RUN runs in a later build, but is read here all the same.
+        let run = match words.first().map(String::as_str) {
+            Some("onbuild") => &words[1.min(words.len())..],
+            _ => &words[..],
+        };
+        if run.first().map(String::as_str) != Some("run") {
+            continue;
+        }
+        for flag in run[1..].iter().take_while(|w| w.starts_with("--")) {
+            let bad = flag.starts_with("--network")
+                || flag.starts_with("--security")
+                || flag.starts_with("--device")
+                || (flag.starts_with("--mount")
+                    && (flag.contains("type=cache") || flag.contains("from=")));
+            if bad {
+                return Err(format!(
+                    "{} asks `RUN {flag}`: more of this machine than a recipe's build gets",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A built-in recipe's name: lowercase letters, digits and `-`.
 fn is_name(s: &str) -> bool {
     !s.is_empty()
@@ -270,9 +359,12 @@ pub fn built_in(places: &Places) -> Vec<(String, String)> {
 /// Refuses a workspace that would hand the agent more than a project:
 /// the root folder, or the user's home or a folder holding it (shell
 /// startup files, ~/.ssh, ~/.config: what runs on the host next).
-pub fn check_workspace(arg: &str, dir: &Path, home: Option<&Path>) -> Result<(), Error> {
-    let home = home.and_then(|h| h.canonicalize().ok());
-    let whole = dir.parent().is_none() || home.as_deref().is_some_and(|h| h.starts_with(dir));
+pub fn check_workspace(arg: &str, dir: &Path, homes: &[PathBuf]) -> Result<(), Error> {
+    let whole = dir.parent().is_none()
+        || homes
+            .iter()
+            .filter_map(|h| h.canonicalize().ok())
+            .any(|h| h.starts_with(dir));
     if whole {
         return Err(Error::Recipe {
             arg: arg.into(),
@@ -290,18 +382,34 @@ pub fn check_workspace(arg: &str, dir: &Path, home: Option<&Path>) -> Result<(),
 /// working directory there, unless the recipe's profile says otherwise:
 /// the project the agent works on. Outside the recipe's folder by nature
 /// (`outside = true`), so it is listed and needs a yes for this folder.
-pub fn add_workspace(loaded: &mut Loaded, dir: &Path) {
-    loaded.workspace = Some(dir.to_path_buf());
+pub fn add_workspace(loaded: &mut Loaded, dir: &Path) -> Result<(), Error> {
     let b = &mut loaded.profile.bottle;
-    if !b.volumes.iter().any(|v| v.bottle == WORKSPACE) {
-        b.volumes.push(Volume {
-            host: dir.to_string_lossy().into_owned(),
-            bottle: WORKSPACE.into(),
-            read_only: false,
-            outside: true,
-        });
+    let under = |p: &str| Path::new(p).starts_with(WORKSPACE);
+    if let Some(v) = b.volumes.iter().find(|v| under(&v.bottle)) {
+        // The workspace is the folder the user names, nothing else: a
+        // recipe's own volume there would stand in for it unseen.
+        return Err(ProfileError::Invalid {
+            file: loaded.path.clone(),
+            problems: vec![rbm_profile::Problem {
+                field: "bottle.volumes".into(),
+                message: format!(
+                    "{} -> {} is at or under {WORKSPACE}, where `rbm-launch run` mounts the folder you name",
+                    v.host, v.bottle
+                ),
+                fix: format!("mount it elsewhere than {WORKSPACE}"),
+            }],
+        }
+        .into());
     }
+    loaded.workspace = Some(dir.to_path_buf());
+    b.volumes.push(Volume {
+        host: dir.to_string_lossy().into_owned(),
+        bottle: WORKSPACE.into(),
+        read_only: false,
+        outside: true,
+    });
     b.workdir.get_or_insert_with(|| WORKSPACE.into());
+    Ok(())
 }
 
 /// Every file under `root/rel`, relative to `root`; a symbolic link is a
@@ -359,7 +467,7 @@ mod tests {
         let r = Recipe::named("agent", &places).unwrap();
         let l = r.load(&places).unwrap();
         let hash = r.hash().unwrap();
-        assert_eq!(hash.len(), 12);
+        assert_eq!(hash.len(), 64);
         assert_eq!(
             l.profile.bottle.image,
             format!("localhost/rbm-recipe-agent:{hash}")
@@ -410,17 +518,90 @@ mod tests {
     }
 
     #[test]
+    fn a_containerfile_may_not_ask_the_build_for_more_of_the_machine() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join(CONTAINERFILE);
+        let check = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            containerfile_allowed(&f)
+        };
+        assert!(check(
+            "FROM x\nRUN --mount=type=bind,source=a,target=/a npm ci\nRUN echo --network=host\n"
+        )
+        .is_ok());
+        for bad in [
+            "FROM x\nRUN --network=host curl 127.0.0.1\n",
+            "FROM x\nrun   --NETWORK host true\n",
+            "FROM x\nRUN \\\n  --network=host true\n",
+            "FROM x\nRUN --mount=type=cache,target=/root/.npm npm ci\n",
+            "FROM x\nRUN --mount=from=localhost/rbm-sentry,source=/,target=/s true\n",
+            "FROM x\nRUN --security=insecure true\n",
+            "FROM x\nONBUILD RUN --network=host true\n",
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_credential_file_in_the_recipe_or_a_volume_at_the_workspace_is_refused() {
+        let with_file = PROFILE_TEXT.to_string()
+            + "[[credential]]\nenv = \"K\"\nfrom = \"file:key.txt\"\nhosts = [\"api.example.com\"]\n";
+        let (_t, places) = shipped_with("agent", &with_file);
+        let r = Recipe::named("agent", &places).unwrap();
+        std::fs::write(r.dir.join("key.txt"), "secret").unwrap();
+        let e = r.load(&places).unwrap_err().to_string();
+        assert!(
+            e.contains("recipe's folder") && e.contains("build could read"),
+            "{e}"
+        );
+        let ws_volume = PROFILE_TEXT.replace(
+            "attach = [\"agent\"]\n",
+            "attach = [\"agent\"]\nvolumes = [{ host = \"/\", bottle = \"/workspace/x\", outside = true, read_only = true }]\n",
+        );
+        let (_t, places) = shipped_with("agent", &ws_volume);
+        let mut l = Recipe::named("agent", &places)
+            .unwrap()
+            .load(&places)
+            .unwrap();
+        let e = add_workspace(&mut l, Path::new("/p"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/workspace") && e.contains("bottle.volumes"),
+            "{e}"
+        );
+        // What it takes names the build.
+        let l = Recipe::named("agent", &places)
+            .unwrap()
+            .load(&places)
+            .unwrap();
+        let takes = crate::takes::Takes::of(&l).unwrap();
+        assert!(takes.needs_yes());
+        assert!(takes.lines()[0].starts_with("build"), "{:?}", takes.lines());
+    }
+
+    #[test]
+    fn a_linked_containerfile_is_no_recipe() {
+        let (_t, places) = shipped_with("agent", PROFILE_TEXT);
+        let r = Recipe::named("agent", &places).unwrap();
+        std::fs::rename(r.dir.join(CONTAINERFILE), r.dir.join("real")).unwrap();
+        std::os::unix::fs::symlink("real", r.dir.join(CONTAINERFILE)).unwrap();
+        let e = Recipe::named("agent", &places).unwrap_err().to_string();
+        assert!(e.contains("not a link"), "{e}");
+    }
+
+    #[test]
     fn a_workspace_holding_the_home_folder_is_refused() {
         let t = tempfile::tempdir().unwrap();
         let home = t.path().join("home/me");
         std::fs::create_dir_all(home.join("src/p")).unwrap();
         let home = home.canonicalize().unwrap();
-        let ok = |d: &Path| check_workspace("r", d, Some(&home)).is_ok();
+        let ok = |d: &Path| check_workspace("r", d, std::slice::from_ref(&home)).is_ok();
         assert!(ok(&home.join("src/p")));
         assert!(!ok(&home));
         assert!(!ok(home.parent().unwrap()));
         assert!(!ok(Path::new("/")));
-        assert!(check_workspace("r", Path::new("/"), None).is_err());
+        assert!(check_workspace("r", Path::new("/"), &[]).is_err());
     }
 
     #[test]
@@ -440,7 +621,7 @@ mod tests {
             .unwrap()
             .load(&places)
             .unwrap();
-        add_workspace(&mut l, Path::new("/home/me/project"));
+        add_workspace(&mut l, Path::new("/home/me/project")).unwrap();
         let v = &l.profile.bottle.volumes[0];
         assert_eq!(
             (v.host.as_str(), v.bottle.as_str(), v.read_only, v.outside),

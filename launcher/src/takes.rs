@@ -23,6 +23,9 @@ pub struct Takes {
     /// a local service would use gets the bottle's answers instead).
     pub entries: Vec<Entry>,
     pub credentials: Vec<Taken>,
+    /// A recipe's Containerfile: `run` builds it, its RUN lines with
+    /// Podman's network, not the sentry's filter.
+    pub build: Option<PathBuf>,
 }
 
 /// A credential: where rbm-launch reads its real value, and where it goes.
@@ -77,6 +80,7 @@ impl Takes {
             volumes,
             entries: loaded.profile.entries.clone(),
             credentials,
+            build: loaded.recipe.clone(),
         })
     }
 
@@ -87,13 +91,21 @@ impl Takes {
     /// hooks run on the next `git status`). A folder rbm creates for the
     /// bottle needs none; the yes `trust` then remembers keeps it so.
     pub fn needs_yes(&self) -> bool {
-        !self.credentials.is_empty() || self.volumes.iter().any(|v| v.outside || !v.missing)
+        !self.credentials.is_empty()
+            || self.build.is_some()
+            || self.volumes.iter().any(|v| v.outside || !v.missing)
     }
 
     /// One line per thing taken, e.g. `credential API_KEY: from
     /// env:ANTHROPIC_API_KEY, sent only to api.anthropic.com`.
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(file) = &self.build {
+            out.push(format!(
+                "build       {}: its RUN lines run with Podman's network (not through the sentry) before the pair starts",
+                file.display()
+            ));
+        }
         for v in &self.volumes {
             let options = if v.read_only { " (ro)" } else { "" };
             out.push(format!(

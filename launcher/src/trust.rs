@@ -239,6 +239,7 @@ mod tests {
             dir: dir.to_path_buf(),
             text: text.into(),
             workspace: None,
+            recipe: None,
         }
     }
 

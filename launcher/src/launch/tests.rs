@@ -59,6 +59,7 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
         text: PROFILE.into(),
         profile,
         workspace: None,
+        recipe: None,
     };
     let opts = UpOptions {
         agent: d.join("agent"),

@@ -364,6 +364,9 @@ pub fn build(
 ) -> Vec<String> {
     let mut a = v(&["build", "--tag", image, "--label"]);
     a.push(format!("{hash_label}={hash}"));
+    // The build's RUN lines get the bottle's capabilities, no more.
+    a.push("--cap-drop=ALL".into());
+    a.extend(BOTTLE_CAPS.iter().map(|c| format!("--cap-add={c}")));
     a.extend(["--file".into(), containerfile.into()]);
     a.extend(extra.iter().cloned());
     a.push(dir.into());

@@ -41,6 +41,7 @@ fn loaded(f: &Folder, volumes: &str, credentials: &str) -> Loaded {
         dir: f.dir.clone(),
         text,
         workspace: None,
+        recipe: None,
     }
 }
 

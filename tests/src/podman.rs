@@ -236,6 +236,16 @@ pub const ATTACKER_IMAGE: &str = "localhost/rbm-attacker:latest";
 /// makes once (and caches), rbm-probe and the attacks. Podman's layer
 /// cache keeps the root's layer between runs.
 pub fn attacker_image(podman: &Podman) -> Result<()> {
+    // Once per test process: tests that run at once must not build over
+    // the image another one is building FROM.
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_attacker_image(podman).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!("building the attacker image failed: {e}"))
+}
+
+fn build_attacker_image(podman: &Podman) -> Result<()> {
     let root = workspace_root();
     let tar = cmd::run_ok(
         &root.join("scripts/attacker-rootfs").to_string_lossy(),

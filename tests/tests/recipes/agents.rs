@@ -16,7 +16,6 @@
 //! own agent command.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use rbm_tests::bins::workspace_root;
@@ -26,7 +25,7 @@ use rbm_tests::world::apis::MARKER;
 use rbm_tests::world::https::HttpsServer;
 use rbm_tests::world::setup::WorldSetup;
 
-use crate::common::{leftovers, Ctx, RUN_TIMEOUT};
+use crate::common::{wait_for_uplink, Ctx, Stop, RUN_TIMEOUT};
 
 /// The key the sentry holds and the stand-in wants.
 const REAL_KEY: &str = "sk-real-7f3a9c2e41d8b6a0";
@@ -104,17 +103,17 @@ fn answers(agent: &Agent) -> Result<()> {
     args.push(&ws_arg);
     args.push("--");
     args.extend(agent.prompt.iter().copied());
-    let _cleanup = Stop(&ctx, recipe.clone(), agent.moniker);
+    let _cleanup = Stop {
+        ctx: &ctx,
+        recipe: recipe.clone(),
+        moniker: agent.moniker,
+    };
     let build = ctx.build_args()?;
     let mut run = ctx
         .launcher
         .spawn_with_env(&[("RBM_BUILD_ARGS", &build)], &args)?;
     // The world joins the uplink network as soon as `run` has made it.
-    let uplink = format!("rbm-{}-uplink", agent.moniker);
-    wait_until(RUN_TIMEOUT, || {
-        Ok(ctx.podman.run(&["network", "exists", &uplink])?.success())
-    })
-    .with_context(|| format!("{uplink} never appeared\nstderr: {}", run.stderr()))?;
+    let uplink = wait_for_uplink(&ctx, &mut run, agent.moniker)?;
     let zone = format!(
         "{api}. A 60 {world_ip}\n{REFUSED}. A 60 {world_ip}\n",
         api = agent.api
@@ -221,10 +220,12 @@ fn test_recipe(agent: &Agent, ca_pem: &str, world_ip: Ipv4Addr) -> Result<std::p
         let name = path.file_name().unwrap_or_default();
         std::fs::copy(&path, dir.join(name))?;
     }
-    std::fs::write(dir.join("world-ca.pem"), ca_pem)?;
-    std::fs::write(dir.join("key.txt"), REAL_KEY)?;
-    // The world's files must not change the image: ignore them in the build.
-    std::fs::write(dir.join(".containerignore"), "world-ca.pem\nkey.txt\n")?;
+    // The key and the world's CA beside the recipe, never in it: the
+    // recipe's folder is its build's context (rbm-launch refuses a key there).
+    let outside = rbm_tests::podman::fresh_dir(&format!("recipe-{}-key", agent.moniker))?;
+    let (key, ca) = (outside.join("key.txt"), outside.join("world-ca.pem"));
+    std::fs::write(&ca, ca_pem)?;
+    std::fs::write(&key, REAL_KEY)?;
     let text = std::fs::read_to_string(from.join("profile.toml"))?;
     let mut p: toml::Table = text.parse()?;
     p.insert("moniker".into(), agent.moniker.into());
@@ -276,43 +277,10 @@ fn test_recipe(agent: &Agent, ca_pem: &str, world_ip: Ipv4Addr) -> Result<std::p
     };
     for c in creds.iter_mut() {
         let c = c.as_table_mut().context("a credential is a table")?;
-        c.insert("from".into(), "file:key.txt".into());
-        c.insert("upstream_ca".into(), "world-ca.pem".into());
+        c.insert("from".into(), format!("file:{}", key.display()).into());
+        c.insert("upstream_ca".into(), ca.display().to_string().into());
+        c.insert("outside".into(), true.into());
     }
     std::fs::write(dir.join("profile.toml"), toml::to_string(&p)?)?;
     Ok(dir)
-}
-
-/// `rbm-launch stop` of the recipe on drop, and nothing of it is left.
-struct Stop<'a>(&'a Ctx, String, &'static str);
-
-impl Drop for Stop<'_> {
-    fn drop(&mut self) {
-        let stop = self.0.launcher.run(&["stop", &self.1], RUN_TIMEOUT);
-        if let Ok(out) = &stop {
-            if !out.success() {
-                eprintln!("cleanup: {}", out.stderr.trim());
-            }
-        }
-        let _ = self
-            .0
-            .podman
-            .remove_container(&format!("rbm-{}-world", self.2));
-        match leftovers(&self.0.podman, self.2) {
-            Ok(left) if left.is_empty() => {}
-            Ok(left) => eprintln!("cleanup: left behind: {left:?}"),
-            Err(e) => eprintln!("cleanup: {e:#}"),
-        }
-    }
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !done()? {
-        if Instant::now() >= deadline {
-            bail!("not within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
 }

@@ -164,3 +164,61 @@ subnet = "10.251.{n}.0/24"
 {rest}"#
     )
 }
+
+/// Polls `done` every 100 ms until it says yes, or fails after `timeout`.
+pub fn poll(timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done()? {
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("not within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// On drop, even after a panic: the world container `rbm-MONIKER-world`
+/// removed, `rbm-launch stop` of the recipe, and whatever of the moniker
+/// is left reported.
+pub struct Stop<'a> {
+    pub ctx: &'a Ctx,
+    pub recipe: String,
+    pub moniker: &'static str,
+}
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .ctx
+            .podman
+            .remove_container(&format!("rbm-{}-world", self.moniker));
+        match self.ctx.launcher.run(&["stop", &self.recipe], RUN_TIMEOUT) {
+            Ok(out) if !out.success() => eprintln!("cleanup: {}", out.stderr.trim()),
+            Err(e) => eprintln!("cleanup: {e:#}"),
+            Ok(_) => {}
+        }
+        match leftovers(&self.ctx.podman, self.moniker) {
+            Ok(left) if left.is_empty() => {}
+            Ok(left) => eprintln!("cleanup: left behind: {left:?}"),
+            Err(e) => eprintln!("cleanup: {e:#}"),
+        }
+    }
+}
+
+/// Waits until the `run` in the background has made the uplink network of
+/// `moniker` (where the test's world then joins), failing at once, with
+/// what it said, if `run` ends first.
+pub fn wait_for_uplink(ctx: &Ctx, run: &mut rbm_tests::Spawned, moniker: &str) -> Result<String> {
+    let uplink = format!("rbm-{moniker}-uplink");
+    poll(RUN_TIMEOUT, || {
+        Ok(!run.is_running() || ctx.podman.run(&["network", "exists", &uplink])?.success())
+    })?;
+    if !ctx.podman.run(&["network", "exists", &uplink])?.success() {
+        anyhow::bail!(
+            "`{}` ended before it made {uplink}\nstderr: {}",
+            run.command(),
+            run.stderr()
+        );
+    }
+    Ok(uplink)
+}

@@ -39,7 +39,7 @@ use rbm_tests::world::pypi::{self, GREETING, MODULE, PACKAGE, VERSION};
 use rbm_tests::world::setup::WorldSetup;
 use serde_json::{json, Value};
 
-use crate::common::{leftovers, owner_of, Ctx, RUN_TIMEOUT};
+use crate::common::{leftovers, owner_of, poll, wait_for_uplink, Ctx, Stop, RUN_TIMEOUT};
 
 const MONIKER: &str = "rcjupyter";
 /// The test's networks: enclave 10.250.N.0/24, uplink 10.251.N.0/24.
@@ -72,17 +72,19 @@ fn jupyter_serves_the_host_and_installs_from_pypi_through_the_sentry() -> Result
     let dir = test_recipe(&ca.cert_pem, world_ip, port)?;
     let ws = ctx.workspace(MONIKER)?;
     let recipe = dir.to_string_lossy().into_owned();
-    let cleanup = Stop(&ctx, recipe.clone());
+    let cleanup = Stop {
+        ctx: &ctx,
+        recipe: recipe.clone(),
+        moniker: MONIKER,
+    };
     let ws_arg = ws.to_string_lossy().into_owned();
-    let mut run = ctx
-        .launcher
-        .spawn(&["run", "--yes", "--keep", &recipe, &ws_arg])?;
+    let build = ctx.build_args()?;
+    let mut run = ctx.launcher.spawn_with_env(
+        &[("RBM_BUILD_ARGS", &build)],
+        &["run", "--yes", "--keep", &recipe, &ws_arg],
+    )?;
     // The world joins the uplink network as soon as `run` has made it.
-    let uplink = format!("rbm-{MONIKER}-uplink");
-    poll(RUN_TIMEOUT, || {
-        Ok(ctx.podman.run(&["network", "exists", &uplink])?.success())
-    })
-    .with_context(|| format!("{uplink} never appeared\nstderr: {}", run.stderr()))?;
+    let uplink = wait_for_uplink(&ctx, &mut run, MONIKER)?;
     let zone: String = [pypi::INDEX_HOST, pypi::FILES_HOST, REFUSED]
         .map(|name| format!("{name}. A 60 {world_ip}\n"))
         .concat();
@@ -586,34 +588,4 @@ fn test_recipe(ca_pem: &str, world_ip: Ipv4Addr, port: u16) -> Result<PathBuf> {
     entry.insert("host_port".into(), i64::from(port).into());
     std::fs::write(dir.join("profile.toml"), toml::to_string(&p)?)?;
     Ok(dir)
-}
-
-/// `rbm-launch stop` of the recipe and the world's removal if the test
-/// ends early.
-struct Stop<'a>(&'a Ctx, String);
-
-impl Drop for Stop<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .podman
-            .remove_container(&format!("rbm-{MONIKER}-world"));
-        match self.0.launcher.run(&["stop", &self.1], RUN_TIMEOUT) {
-            Ok(out) if !out.success() => eprintln!("cleanup: {}", out.stderr.trim()),
-            Err(e) => eprintln!("cleanup: {e:#}"),
-            Ok(_) => {}
-        }
-    }
-}
-
-/// Polls `done` every 100 ms until it says yes, or fails after `timeout`.
-fn poll(timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !done()? {
-        if Instant::now() >= deadline {
-            bail!("not within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
 }

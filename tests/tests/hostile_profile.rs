@@ -2,7 +2,7 @@
 //! reach the host through rbm-launch itself, one named case each: unit
 //! injection through Quadlet, host root over the bottle's files, volumes
 //! that leave the profile's folder, credentials read without a yes, rbm's
-//! own pieces taken from the current directory. A case passes when
+//! own pieces taken from the current directory, and recipes (issue 22). A case passes when
 //! rbm-launch refused it (naming the file, the field and the fix) or when
 //! what it did stayed harmless (checked on the host). Every case ran and
 //! failed before the fix that made it pass.
@@ -23,6 +23,8 @@ mod common;
 mod credentials;
 #[path = "hostile_profile/pieces.rs"]
 mod pieces;
+#[path = "hostile_profile/recipes.rs"]
+mod recipes;
 #[path = "hostile_profile/root.rs"]
 mod root;
 #[path = "hostile_profile/syntax.rs"]
@@ -43,6 +45,7 @@ fn a_hostile_profile_does_not_reach_the_host() -> Result<()> {
     rows.extend(volumes::cases(&ctx).context("volume cases")?);
     rows.extend(credentials::cases(&ctx).context("credential cases")?);
     rows.extend(pieces::cases(&ctx).context("pieces cases")?);
+    rows.extend(recipes::cases(&ctx).context("recipe cases")?);
     let label = ctx.label()?;
     let text = table(&label, &rows);
     let out = workspace_root().join(format!("tests/battery/hostile-profile-{label}.md"));

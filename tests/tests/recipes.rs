@@ -2,7 +2,8 @@
 //! the pair with a workspace, attaches a terminal to the recipe's agent and
 //! stops the pair when it exits; the real agent CLIs from npm answer a
 //! prompt through the sentry against stand-ins of their APIs in the test
-//! world, their key held by the sentry.
+//! world, their key held by the sentry; JupyterLab serves the host through
+//! its entry port, runs a kernel and installs from the world's PyPI.
 //!
 //! Network safety: the profiles' networks are the test's own
 //! (10.250.80-89.0/24 and 10.251.80-89.0/24); the agents reach only the

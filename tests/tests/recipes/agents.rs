@@ -18,14 +18,13 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{bail, ensure, Context, Result};
-use rbm_tests::bins::workspace_root;
 use rbm_tests::certs::TestCa;
 use rbm_tests::podman::{recipe_base_image, RecipeBase, WorldContainer};
 use rbm_tests::world::apis::MARKER;
 use rbm_tests::world::https::HttpsServer;
 use rbm_tests::world::setup::WorldSetup;
 
-use crate::common::{wait_for_uplink, Ctx, Stop, RUN_TIMEOUT};
+use crate::common::{built_in_copy, wait_for_uplink, write_profile, Ctx, Stop, RUN_TIMEOUT};
 
 /// The key the sentry holds and the stand-in wants.
 const REAL_KEY: &str = "sk-real-7f3a9c2e41d8b6a0";
@@ -213,42 +212,13 @@ fn refused_inside(ctx: &Ctx, bottle: &str) -> Result<()> {
 /// A copy of the built-in recipe `agent.recipe` with the test's changes to
 /// its profile (see the module's documentation).
 fn test_recipe(agent: &Agent, ca_pem: &str, world_ip: Ipv4Addr) -> Result<std::path::PathBuf> {
-    let from = workspace_root().join("recipes").join(agent.recipe);
-    let dir = rbm_tests::podman::fresh_dir(&format!("recipe-{}", agent.moniker))?;
-    for entry in std::fs::read_dir(&from)? {
-        let path = entry?.path();
-        let name = path.file_name().unwrap_or_default();
-        std::fs::copy(&path, dir.join(name))?;
-    }
+    let (dir, mut bottle, mut p) = built_in_copy(agent.recipe, agent.moniker, agent.n, world_ip)?;
     // The key and the world's CA beside the recipe, never in it: the
     // recipe's folder is its build's context (rbm-launch refuses a key there).
     let outside = rbm_tests::podman::fresh_dir(&format!("recipe-{}-key", agent.moniker))?;
     let (key, ca) = (outside.join("key.txt"), outside.join("world-ca.pem"));
     std::fs::write(&ca, ca_pem)?;
     std::fs::write(&key, REAL_KEY)?;
-    let text = std::fs::read_to_string(from.join("profile.toml"))?;
-    let mut p: toml::Table = text.parse()?;
-    p.insert("moniker".into(), agent.moniker.into());
-    let n = agent.n;
-    let table = |v: &mut toml::Table, key: &str| -> Result<toml::Table> {
-        match v.remove(key) {
-            Some(toml::Value::Table(t)) => Ok(t),
-            _ => bail!("the recipe's profile has no [{key}]"),
-        }
-    };
-    let mut enclave = table(&mut p, "enclave")?;
-    enclave.insert("subnet".into(), format!("10.250.{n}.0/24").into());
-    enclave.insert("sentry_ip".into(), format!("10.250.{n}.2").into());
-    enclave.insert("bottle_ip".into(), format!("10.250.{n}.3").into());
-    p.insert("enclave".into(), enclave.into());
-    let mut uplink = table(&mut p, "uplink")?;
-    uplink.insert("subnet".into(), format!("10.251.{n}.0/24").into());
-    uplink.insert(
-        "upstream_dns".into(),
-        toml::Value::Array(vec![world_ip.to_string().into()]),
-    );
-    p.insert("uplink".into(), uplink.into());
-    let mut bottle = table(&mut p, "bottle")?;
     let command: Vec<toml::Value> = match bottle.get("attach") {
         Some(toml::Value::Array(a)) => a.clone(),
         _ => bail!("the recipe's profile has no bottle.attach"),
@@ -270,7 +240,6 @@ fn test_recipe(agent: &Agent, ca_pem: &str, world_ip: Ipv4Addr) -> Result<std::p
     ];
     attach.extend(command);
     bottle.insert("attach".into(), attach.into());
-    p.insert("bottle".into(), bottle.into());
     let creds = match p.get_mut("credential") {
         Some(toml::Value::Array(c)) => c,
         _ => bail!("the recipe's profile has no [[credential]]"),
@@ -281,6 +250,6 @@ fn test_recipe(agent: &Agent, ca_pem: &str, world_ip: Ipv4Addr) -> Result<std::p
         c.insert("upstream_ca".into(), ca.display().to_string().into());
         c.insert("outside".into(), true.into());
     }
-    std::fs::write(dir.join("profile.toml"), toml::to_string(&p)?)?;
+    write_profile(&dir, bottle, p)?;
     Ok(dir)
 }

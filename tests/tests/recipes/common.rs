@@ -222,3 +222,53 @@ pub fn wait_for_uplink(ctx: &Ctx, run: &mut rbm_tests::Spawned, moniker: &str) -
     }
     Ok(uplink)
 }
+
+/// A copy of built-in recipe `name` in a fresh folder, and its profile
+/// retargeted at the test's own moniker and networks `n` (enclave
+/// 10.250.N.0/24, uplink 10.251.N.0/24) with the world at `world_ip` as
+/// its DNS upstream: the folder, and the profile's `[bottle]` (taken out,
+/// for the caller's changes) and the rest. `write_profile` puts them back.
+pub fn built_in_copy(
+    name: &str,
+    moniker: &str,
+    n: u8,
+    world_ip: std::net::Ipv4Addr,
+) -> Result<(PathBuf, toml::Table, toml::Table)> {
+    let from = rbm_tests::bins::workspace_root().join("recipes").join(name);
+    let dir = fresh_dir(&format!("recipe-{moniker}"))?;
+    for entry in std::fs::read_dir(&from)? {
+        let path = entry?.path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap_or_default()))?;
+    }
+    let mut p: toml::Table = std::fs::read_to_string(from.join("profile.toml"))?.parse()?;
+    p.insert("moniker".into(), moniker.into());
+    let mut enclave = take_table(&mut p, "enclave")?;
+    enclave.insert("subnet".into(), format!("10.250.{n}.0/24").into());
+    enclave.insert("sentry_ip".into(), format!("10.250.{n}.2").into());
+    enclave.insert("bottle_ip".into(), format!("10.250.{n}.3").into());
+    p.insert("enclave".into(), enclave.into());
+    let mut uplink = take_table(&mut p, "uplink")?;
+    uplink.insert("subnet".into(), format!("10.251.{n}.0/24").into());
+    uplink.insert(
+        "upstream_dns".into(),
+        toml::Value::Array(vec![world_ip.to_string().into()]),
+    );
+    p.insert("uplink".into(), uplink.into());
+    let bottle = take_table(&mut p, "bottle")?;
+    Ok((dir, bottle, p))
+}
+
+/// The profile `rest` with `bottle` as its `[bottle]`, written to `dir`.
+pub fn write_profile(dir: &Path, bottle: toml::Table, mut rest: toml::Table) -> Result<()> {
+    rest.insert("bottle".into(), bottle.into());
+    std::fs::write(dir.join("profile.toml"), toml::to_string(&rest)?)?;
+    Ok(())
+}
+
+/// Table `key` of `p`, taken out of it.
+fn take_table(p: &mut toml::Table, key: &str) -> Result<toml::Table> {
+    match p.remove(key) {
+        Some(toml::Value::Table(t)) => Ok(t),
+        _ => anyhow::bail!("the recipe's profile has no [{key}]"),
+    }
+}

@@ -30,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
-use rbm_tests::bins::workspace_root;
 use rbm_tests::certs::TestCa;
 use rbm_tests::encode::base64;
 use rbm_tests::podman::{fresh_dir, recipe_base_image, test_images, RecipeBase, WorldContainer};
@@ -39,7 +38,10 @@ use rbm_tests::world::pypi::{self, GREETING, MODULE, PACKAGE, VERSION};
 use rbm_tests::world::setup::WorldSetup;
 use serde_json::{json, Value};
 
-use crate::common::{leftovers, owner_of, poll, wait_for_uplink, Ctx, Stop, RUN_TIMEOUT};
+use crate::common::{
+    built_in_copy, leftovers, owner_of, poll, wait_for_uplink, write_profile, Ctx, Stop,
+    RUN_TIMEOUT,
+};
 
 const MONIKER: &str = "rcjupyter";
 /// The test's networks: enclave 10.250.N.0/24, uplink 10.251.N.0/24.
@@ -534,38 +536,10 @@ fn free_port() -> Result<u16> {
 /// A copy of the built-in recipe with the test's profile (see the module's
 /// documentation); the world's CA in a folder beside it.
 fn test_recipe(ca_pem: &str, world_ip: Ipv4Addr, port: u16) -> Result<PathBuf> {
-    let from = workspace_root().join("recipes/jupyter");
-    let dir = fresh_dir(&format!("recipe-{MONIKER}"))?;
-    for entry in std::fs::read_dir(&from)? {
-        let path = entry?.path();
-        std::fs::copy(&path, dir.join(path.file_name().unwrap_or_default()))?;
-    }
+    let (dir, mut bottle, mut p) = built_in_copy("jupyter", MONIKER, N, world_ip)?;
     let ca_dir = fresh_dir(&format!("recipe-{MONIKER}-world"))?;
     let ca_file = ca_dir.join("world-ca.pem");
     std::fs::write(&ca_file, ca_pem)?;
-
-    let text = std::fs::read_to_string(from.join("profile.toml"))?;
-    let mut p: toml::Table = text.parse()?;
-    p.insert("moniker".into(), MONIKER.into());
-    let table = |p: &mut toml::Table, key: &str| -> Result<toml::Table> {
-        match p.remove(key) {
-            Some(toml::Value::Table(t)) => Ok(t),
-            _ => bail!("the recipe's profile has no [{key}]"),
-        }
-    };
-    let mut enclave = table(&mut p, "enclave")?;
-    enclave.insert("subnet".into(), format!("10.250.{N}.0/24").into());
-    enclave.insert("sentry_ip".into(), format!("10.250.{N}.2").into());
-    enclave.insert("bottle_ip".into(), format!("10.250.{N}.3").into());
-    p.insert("enclave".into(), enclave.into());
-    let mut uplink = table(&mut p, "uplink")?;
-    uplink.insert("subnet".into(), format!("10.251.{N}.0/24").into());
-    uplink.insert(
-        "upstream_dns".into(),
-        toml::Value::Array(vec![world_ip.to_string().into()]),
-    );
-    p.insert("uplink".into(), uplink.into());
-    let mut bottle = table(&mut p, "bottle")?;
     let mut env = toml::Table::new();
     env.insert("PIP_CERT".into(), CA_IN_BOTTLE.into());
     bottle.insert("env".into(), env.into());
@@ -575,7 +549,6 @@ fn test_recipe(ca_pem: &str, world_ip: Ipv4Addr, port: u16) -> Result<PathBuf> {
     volume.insert("read_only".into(), true.into());
     volume.insert("outside".into(), true.into());
     bottle.insert("volumes".into(), toml::Value::Array(vec![volume.into()]));
-    p.insert("bottle".into(), bottle.into());
     let entries = match p.get_mut("entry") {
         Some(toml::Value::Array(e)) if e.len() == 1 => e,
         _ => bail!("the recipe's profile has not one [[entry]]"),
@@ -586,6 +559,6 @@ fn test_recipe(ca_pem: &str, world_ip: Ipv4Addr, port: u16) -> Result<PathBuf> {
         "the recipe's entry is not Jupyter's port 8888: {entry:?}"
     );
     entry.insert("host_port".into(), i64::from(port).into());
-    std::fs::write(dir.join("profile.toml"), toml::to_string(&p)?)?;
+    write_profile(&dir, bottle, p)?;
     Ok(dir)
 }

@@ -208,7 +208,12 @@ fn start(
     progress(&format!("sentry ready; starting bottle {}", n.bottle));
     let mut bottle_extra = creds::bottle_args(&planned, &n);
     bottle_extra.extend(root.podman_args(p.bottle.user));
-    let volumes: Vec<String> = volumes.iter().map(ResolvedVolume::podman_arg).collect();
+    let mut volumes: Vec<String> = volumes.iter().map(ResolvedVolume::podman_arg).collect();
+    if let Some(name) = &loaded.workspace_volume {
+        // `U`: the volume is the bottle user's, as a folder of the
+        // user's would be.
+        volumes.push(format!("{name}:{}:U", crate::recipe::WORKSPACE));
+    }
     podman.run_env(
         &args::bottle_run(p, &owner, &volumes, &bottle_extra),
         &creds::bottle_env(&planned),

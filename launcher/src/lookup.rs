@@ -295,6 +295,10 @@ pub struct Loaded {
     pub workspace: Option<PathBuf>,
     /// A recipe's Containerfile, which `rbm-launch run` builds.
     pub recipe: Option<PathBuf>,
+    /// The Podman volume `rbm-launch run --workspace-volume` gives the
+    /// agent to work on instead of a folder (a remote Podman that shares
+    /// no folder of this machine).
+    pub workspace_volume: Option<String>,
 }
 
 impl Loaded {
@@ -371,6 +375,7 @@ pub fn loaded(
         profile,
         workspace: None,
         recipe: None,
+        workspace_volume: None,
     })
 }
 

@@ -202,6 +202,11 @@ struct RunArgs {
     #[arg(value_name = "DIR")]
     dir: Option<PathBuf>,
 
+    /// A Podman volume as the workspace instead of a folder (created if missing): for a remote
+    /// Podman that shares no folder of this machine
+    #[arg(long, value_name = "NAME", conflicts_with = "dir")]
+    workspace_volume: Option<String>,
+
     /// Leave the pair running when the agent exits (`rbm-launch stop RECIPE` removes it)
     #[arg(long)]
     keep: bool,
@@ -383,7 +388,24 @@ fn up(chosen: Chosen, places: &Places, a: UpArgs) -> anyhow::Result<u8> {
 fn run_recipe(chosen: Chosen, places: &Places, a: RunArgs) -> anyhow::Result<u8> {
     let found = Recipe::named(&a.recipe, places)?;
     let mut loaded = found.load(places)?;
-    let dir = a.dir.unwrap_or_else(|| places.cwd.clone());
+    let again = match &a.workspace_volume {
+        Some(name) => {
+            recipe::add_workspace_volume(&mut loaded, &a.recipe, name)?;
+            format!(
+                "rbm-launch run --yes --workspace-volume {name} {}",
+                a.recipe
+            )
+        }
+        None => workspace_folder(&mut loaded, &a, places)?,
+    };
+    trust::before_start(&loaded, &again, a.start.yes)?;
+    run_built(chosen, places, a, &found, &loaded)
+}
+
+/// The folder the workspace is (DIR, default the current one), checked
+/// and added to `loaded`; the command line that says yes to it.
+fn workspace_folder(loaded: &mut Loaded, a: &RunArgs, places: &Places) -> Result<String, Error> {
+    let dir = a.dir.clone().unwrap_or_else(|| places.cwd.clone());
     let dir = places
         .cwd
         .join(&dir)
@@ -398,20 +420,29 @@ fn run_recipe(chosen: Chosen, places: &Places, a: RunArgs) -> anyhow::Result<u8>
                     .into(),
         })?;
     recipe::check_workspace(&a.recipe, &dir, &homes())?;
-    recipe::add_workspace(&mut loaded, &dir)?;
-    let again = format!(
+    recipe::add_workspace(loaded, &dir)?;
+    Ok(format!(
         "rbm-launch run --yes {} {}",
         a.recipe,
         shell_word(&dir.to_string_lossy())
-    );
-    trust::before_start(&loaded, &again, a.start.yes)?;
+    ))
+}
+
+/// The rest of `run_recipe`: the image, the pair, the agent.
+fn run_built(
+    chosen: Chosen,
+    places: &Places,
+    a: RunArgs,
+    found: &Recipe,
+    loaded: &Loaded,
+) -> anyhow::Result<u8> {
     let podman = find_podman(chosen, places)?;
-    recipe::build(&podman, &found, &loaded.profile.bottle.image)?;
+    recipe::build(&podman, found, &loaded.profile.bottle.image)?;
     let up = UpArgs {
         profile: a.recipe.clone(),
         start: a.start,
     };
-    launch::up(&podman, &loaded, |engine| {
+    launch::up(&podman, loaded, |engine| {
         up_options(places, &engine.arch, up)
     })?;
     let names = loaded.profile.names();

@@ -383,7 +383,46 @@ pub fn check_workspace(arg: &str, dir: &Path, homes: &[PathBuf]) -> Result<(), E
 /// the project the agent works on. Outside the recipe's folder by nature
 /// (`outside = true`), so it is listed and needs a yes for this folder.
 pub fn add_workspace(loaded: &mut Loaded, dir: &Path) -> Result<(), Error> {
+    nothing_at_the_workspace(loaded)?;
+    loaded.workspace = Some(dir.to_path_buf());
     let b = &mut loaded.profile.bottle;
+    b.volumes.push(Volume {
+        host: dir.to_string_lossy().into_owned(),
+        bottle: WORKSPACE.into(),
+        read_only: false,
+        outside: true,
+    });
+    b.workdir.get_or_insert_with(|| WORKSPACE.into());
+    Ok(())
+}
+
+/// The Podman volume `name` as the workspace, instead of a folder (for a
+/// remote Podman that shares none of this machine's): created by Podman
+/// if missing, the bottle user's.
+pub fn add_workspace_volume(loaded: &mut Loaded, arg: &str, name: &str) -> Result<(), Error> {
+    let valid = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !valid {
+        return Err(Error::Recipe {
+            arg: arg.into(),
+            what: format!("{name:?} is not a Podman volume name"),
+            fix: "name the volume with letters, digits, `_`, `.` and `-`, starting with a letter or digit".into(),
+        });
+    }
+    nothing_at_the_workspace(loaded)?;
+    loaded.workspace_volume = Some(name.into());
+    loaded
+        .profile
+        .bottle
+        .workdir
+        .get_or_insert_with(|| WORKSPACE.into());
+    Ok(())
+}
+
+fn nothing_at_the_workspace(loaded: &Loaded) -> Result<(), Error> {
+    let b = &loaded.profile.bottle;
     let under = |p: &str| Path::new(p).starts_with(WORKSPACE);
     if let Some(v) = b.volumes.iter().find(|v| under(&v.bottle)) {
         // The workspace is the folder the user names, nothing else: a
@@ -401,14 +440,6 @@ pub fn add_workspace(loaded: &mut Loaded, dir: &Path) -> Result<(), Error> {
         }
         .into());
     }
-    loaded.workspace = Some(dir.to_path_buf());
-    b.volumes.push(Volume {
-        host: dir.to_string_lossy().into_owned(),
-        bottle: WORKSPACE.into(),
-        read_only: false,
-        outside: true,
-    });
-    b.workdir.get_or_insert_with(|| WORKSPACE.into());
     Ok(())
 }
 
@@ -612,6 +643,25 @@ mod tests {
         std::os::unix::fs::symlink("..", r.dir.join("up")).unwrap();
         let after = r.hash().unwrap();
         assert_ne!(before, after);
+    }
+
+    #[test]
+    fn a_podman_volume_can_be_the_workspace() {
+        let (_t, places) = shipped_with("agent", PROFILE_TEXT);
+        let mut l = Recipe::named("agent", &places)
+            .unwrap()
+            .load(&places)
+            .unwrap();
+        assert!(add_workspace_volume(&mut l, "agent", "-v").is_err());
+        assert!(add_workspace_volume(&mut l, "agent", "a/b").is_err());
+        add_workspace_volume(&mut l, "agent", "my-project_1.0").unwrap();
+        assert!(l.profile.bottle.volumes.is_empty());
+        assert_eq!(l.profile.bottle.workdir.as_deref(), Some(WORKSPACE));
+        let takes = crate::takes::Takes::of(&l).unwrap();
+        assert!(takes
+            .lines()
+            .iter()
+            .any(|t| t.contains("Podman volume my-project_1.0 -> /workspace")));
     }
 
     #[test]

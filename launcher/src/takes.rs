@@ -26,6 +26,8 @@ pub struct Takes {
     /// A recipe's Containerfile: `run` builds it, its RUN lines with
     /// Podman's network, not the sentry's filter.
     pub build: Option<PathBuf>,
+    /// The Podman volume `run` mounts as the workspace.
+    pub workspace_volume: Option<String>,
 }
 
 /// A credential: where rbm-launch reads its real value, and where it goes.
@@ -81,6 +83,7 @@ impl Takes {
             entries: loaded.profile.entries.clone(),
             credentials,
             build: loaded.recipe.clone(),
+            workspace_volume: loaded.workspace_volume.clone(),
         })
     }
 
@@ -113,6 +116,12 @@ impl Takes {
                 v.host.display(),
                 v.bottle,
                 place(v.outside)
+            ));
+        }
+        if let Some(name) = &self.workspace_volume {
+            out.push(format!(
+                "volume      Podman volume {name} -> {} (read-write)",
+                crate::recipe::WORKSPACE
             ));
         }
         for c in &self.credentials {

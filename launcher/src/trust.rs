@@ -240,6 +240,7 @@ mod tests {
             text: text.into(),
             workspace: None,
             recipe: None,
+            workspace_volume: None,
         }
     }
 

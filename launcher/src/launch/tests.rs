@@ -60,6 +60,7 @@ fn fake(status: &str, running: &str, fail: &str) -> Fake {
         profile,
         workspace: None,
         recipe: None,
+        workspace_volume: None,
     };
     let opts = UpOptions {
         agent: d.join("agent"),

@@ -42,6 +42,7 @@ fn loaded(f: &Folder, volumes: &str, credentials: &str) -> Loaded {
         text,
         workspace: None,
         recipe: None,
+        workspace_volume: None,
     }
 }
 

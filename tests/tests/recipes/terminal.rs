@@ -113,3 +113,66 @@ fn a_recipe_that_does_not_build_starts_nothing() -> Result<()> {
     ensure!(left.is_empty(), "a failed build left {left:?}");
     Ok(())
 }
+
+/// What `rbm-launch run --workspace-volume` names: the Podman volume is
+/// the workspace, for a remote Podman that shares no folder of this
+/// machine (scripts/test runs this one on the remote flavours too).
+#[test]
+fn named_volume_is_the_workspace_where_no_folder_is_shared() -> Result<()> {
+    let Some(ctx) = Ctx::new("runs a recipe on a Podman volume")? else {
+        return Ok(());
+    };
+    attacker_image(&ctx.podman)?;
+    let moniker = "rcvolume";
+    let volume = "rbm-test-recipe-workspace";
+    let _ = ctx.podman.run(&["volume", "rm", "--force", volume]);
+    let dir = recipe(
+        "volume",
+        &[
+            ("Containerfile", &format!("FROM {ATTACKER_IMAGE}\n")),
+            (
+                "profile.toml",
+                &profile(moniker, 86, r#"["/bin/sh"]"#, r#"["none.e2e.test"]"#, ""),
+            ),
+        ],
+    )?;
+    let out = ctx.launcher.run(
+        &[
+            "run",
+            "--yes",
+            "--workspace-volume",
+            volume,
+            &dir.to_string_lossy(),
+            "--",
+            "-c",
+            "echo written-$((6*7)) > f; pwd; id -u",
+        ],
+        RUN_TIMEOUT,
+    )?;
+    let read = ctx.podman.run(&[
+        "run",
+        "--rm",
+        "--pull=never",
+        "-v",
+        &format!("{volume}:/w"),
+        ATTACKER_IMAGE,
+        "cat",
+        "/w/f",
+    ]);
+    let _ = ctx.podman.run(&["volume", "rm", "--force", volume]);
+    let out = out.check()?;
+    ensure!(
+        out.stdout.contains("/workspace\n1000\n"),
+        "the agent did not run as 1000 in /workspace:\n{}",
+        out.stdout
+    );
+    let read = read?.check()?;
+    ensure!(
+        read.stdout.trim() == "written-42",
+        "the volume holds {:?}",
+        read.stdout
+    );
+    let left = leftovers(&ctx.podman, moniker)?;
+    ensure!(left.is_empty(), "left after the agent exited: {left:?}");
+    Ok(())
+}

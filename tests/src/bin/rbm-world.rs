@@ -1,7 +1,7 @@
 //! rbm-world: the tests' "internet" in one process. Authoritative DNS for a
 //! zone file (UDP and TCP on each --dns address, every query logged), and
 //! TCP/UDP servers that answer `world LOCAL sees PEER`, and HTTPS servers
-//! (with stand-ins for the model APIs and for PyPI). Prints `ready` once
+//! (with stand-ins for the model APIs and for PyPI, and git sites). Prints `ready` once
 //! every socket is bound; exits on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
@@ -60,6 +60,12 @@ struct Cli {
     /// refuse every key without it.
     #[arg(long, value_name = "KEY")]
     api_key: Option<String>,
+    /// Serve the bare repositories under DIR (`DIR/ORG/REPO.git`) as git
+    /// smart HTTP (`git http-backend`, pushes allowed) to every HTTPS
+    /// request whose host is HOST, on any of the --https servers
+    /// (repeatable). Needs `git` on PATH.
+    #[arg(long, value_name = "HOST=DIR")]
+    git: Vec<rbm_tests::world::git_http::GitSite>,
     /// Append one line `PROTO QNAME QTYPE` per DNS query received; `-`:
     /// print `query PROTO QNAME QTYPE` on stdout instead.
     #[arg(long)]
@@ -83,6 +89,7 @@ fn main() -> Result<()> {
         echo: cli.echo,
         https: cli.https,
         api_key: cli.api_key,
+        git: cli.git,
     };
     raise_nofile_limit();
     tokio::runtime::Builder::new_multi_thread()

@@ -8,17 +8,15 @@
 //! servers compress). The model APIs' paths get their stand-ins instead
 //! (`apis`), which answer only the world's real key, and PyPI's (the
 //! index on pypi.org, the files on files.pythonhosted.org) get `pypi`.
+//! A git site's host gets `git http-backend` on every path (`git_http`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
-use http_body::{Body, Frame};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -30,6 +28,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use super::apis;
+use super::chunks::Chunks;
+use super::git_http::{self, GitSite};
 
 /// Where a request's line goes (the world's log).
 pub type Record = Arc<dyn Fn(&str) + Send + Sync>;
@@ -119,44 +119,48 @@ fn acceptor(server: &HttpsServer) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Binds `server` (errors here, before `ready`) and serves it; the API
-/// stand-ins take `api_key` only (none: no key).
+/// What answers behind the servers' TLS besides the echo.
+#[derive(Debug, Clone, Default)]
+pub struct Backends {
+    /// The key the model API stand-ins take (none: no key).
+    pub api_key: Option<String>,
+    /// The hosts whose every request `git http-backend` answers.
+    pub git: Vec<GitSite>,
+}
+
+/// Binds `server` (errors here, before `ready`) and serves it, with
+/// `backends` behind it.
 pub async fn bind(
     server: &HttpsServer,
     log: Record,
-    api_key: Option<String>,
+    backends: Backends,
 ) -> Result<impl std::future::Future<Output = ()>> {
     let acceptor = acceptor(server)?;
     let listener = TcpListener::bind(server.addr)
         .await
         .with_context(|| format!("cannot bind https {}", server.addr))?;
-    Ok(serve(listener, acceptor, log, api_key.map(Arc::from)))
+    Ok(serve(listener, acceptor, log, Arc::new(backends)))
 }
 
 /// The most of a request body a stand-in reads (an agent's first request
 /// carries its whole system prompt and tool list).
 const API_BODY_MAX: usize = 32 << 20;
 
-async fn serve(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    log: Record,
-    api_key: Option<Arc<str>>,
-) {
+async fn serve(listener: TcpListener, acceptor: TlsAcceptor, log: Record, backends: Arc<Backends>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
+        let Ok((tcp, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, log, api_key) = (acceptor.clone(), log.clone(), api_key.clone());
+        let (acceptor, log, backends) = (acceptor.clone(), log.clone(), backends.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
             let service = hyper::service::service_fn(move |req| {
-                let (log, api_key) = (log.clone(), api_key.clone());
-                async move { Ok::<_, Infallible>(answer(&log, api_key.as_deref(), req).await) }
+                let (log, backends) = (log.clone(), backends.clone());
+                async move { Ok::<_, Infallible>(answer(&log, &backends, peer, req).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -167,7 +171,8 @@ async fn serve(
 
 async fn answer(
     log: &Record,
-    api_key: Option<&str>,
+    backends: &Backends,
+    peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<BoxBody<Bytes, Infallible>> {
     let header = |name: &str| {
@@ -205,6 +210,9 @@ async fn answer(
         "{HTTPS_LINE}{}",
         serde_json::to_string(&logged).expect("strings serialize")
     ));
+    if let Some(site) = git_http::site_for(&backends.git, &logged.host) {
+        return git_http::answer(site, req, peer).await;
+    }
     if let Some(page) = super::pypi::page(&logged.host, req.uri().path()) {
         let mut resp = Response::new(Full::new(Bytes::from(page.body)).boxed());
         *resp.status_mut() = hyper::StatusCode::from_u16(page.status).unwrap_or_default();
@@ -215,7 +223,7 @@ async fn answer(
         return resp;
     }
     if let Some(endpoint) = apis::endpoint(req.method(), req.uri().path(), req.headers()) {
-        return stand_in(&endpoint, req, api_key).await;
+        return stand_in(&endpoint, req, backends.api_key.as_deref()).await;
     }
     let line = format!("auth: {auth}\n");
     if req.headers().contains_key(hyper::header::UPGRADE) {
@@ -313,23 +321,6 @@ async fn stand_in(
     resp
 }
 
-/// A body of chunks as they are sent.
-struct Chunks(mpsc::Receiver<Bytes>);
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,11 +362,15 @@ mod tests {
         let lines = Arc::new(std::sync::Mutex::new(String::new()));
         let sink = Arc::clone(&lines);
         let log: Record = Arc::new(move |l: &str| sink.lock().unwrap().push_str(&format!("{l}\n")));
+        let backends = Backends {
+            api_key: Some(api_key.into()),
+            git: vec![],
+        };
         tokio::spawn(serve(
             listener,
             acceptor(&server).unwrap(),
             log,
-            Some(api_key.into()),
+            Arc::new(backends),
         ));
 
         let mut roots = rustls::RootCertStore::empty();

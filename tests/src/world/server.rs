@@ -36,6 +36,8 @@ pub struct WorldConfig {
     pub https: Vec<super::https::HttpsServer>,
     /// The key the HTTPS servers' model API stand-ins take (none: no key).
     pub api_key: Option<String>,
+    /// The git sites every HTTPS server serves.
+    pub git: Vec<super::git_http::GitSite>,
 }
 
 /// How long a "what did you get" server waits for more bytes.
@@ -77,10 +79,14 @@ pub async fn serve(config: WorldConfig) -> Result<()> {
     for addr in &config.echo {
         tokio::spawn(echo_tcp(bind_tcp(*addr).await?));
     }
+    let backends = super::https::Backends {
+        api_key: config.api_key,
+        git: config.git,
+    };
     for server in &config.https {
         let log = Arc::clone(&dns);
         let record: super::https::Record = Arc::new(move |line: &str| log.log.record(line));
-        tokio::spawn(super::https::bind(server, record, config.api_key.clone()).await?);
+        tokio::spawn(super::https::bind(server, record, backends.clone()).await?);
     }
     for addr in &config.recv {
         tokio::spawn(recv_tcp(bind_tcp(*addr).await?, Arc::clone(&dns)));

@@ -30,6 +30,8 @@ pub struct WorldSetup {
     pub https: Vec<super::https::HttpsServer>,
     /// The key the model API stand-ins take.
     pub api_key: Option<String>,
+    /// The git sites the HTTPS servers serve.
+    pub git: Vec<super::git_http::GitSite>,
 }
 
 impl WorldSetup {
@@ -76,6 +78,17 @@ impl WorldSetup {
         self
     }
 
+    /// Serves the bare repositories under `root` (`root/ORG/REPO.git`,
+    /// see `world::git`) as git smart HTTP to every HTTPS request for
+    /// `host`; `root` must be a path the world sees.
+    pub fn git(mut self, host: &str, root: &Path) -> Self {
+        self.git.push(super::git_http::GitSite {
+            host: host.to_string(),
+            root: root.to_path_buf(),
+        });
+        self
+    }
+
     pub fn answer(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
         self.answer.extend(addrs);
         self
@@ -115,6 +128,9 @@ impl WorldSetup {
         }
         if let Some(key) = &self.api_key {
             args.extend(["--api-key".into(), key.clone()]);
+        }
+        for site in &self.git {
+            args.extend(["--git".into(), site.to_string()]);
         }
         args
     }
@@ -189,5 +205,19 @@ mod tests {
         }
         let none = WorldSetup::new("").args_without_files();
         assert!(!none.iter().any(|a| a == "--api-key"));
+    }
+
+    #[test]
+    fn each_git_site_reaches_the_world_as_host_and_root() {
+        let args = WorldSetup::new("")
+            .git("github.test", Path::new("/srv/git"))
+            .git("gitlab.test", Path::new("/srv/lab"))
+            .args_without_files();
+        let sites: Vec<&str> = args
+            .windows(2)
+            .filter(|w| w[0] == "--git")
+            .map(|w| w[1].as_str())
+            .collect();
+        assert_eq!(sites, ["github.test=/srv/git", "gitlab.test=/srv/lab"]);
     }
 }

@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use ipnet::IpNet;
 
-use crate::profile::{normalize, DomainRule, Enclave, Entry, Mode, Ports, Profile};
+use crate::profile::{
+    normalize, DomainRule, Enclave, Entry, Mode, Ports, Profile, RequestRule, RequestRules,
+};
 
 /// What the DNS proxy does with one question name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +40,12 @@ pub struct Policy {
     /// Podman network's subnet and gateway, the uplink's gateway): no DNS
     /// answer may open them either, unless a range in `cidrs` holds them.
     pub host: Vec<IpNet>,
-    /// The credential hosts: their TLS goes through the credential proxy.
+    /// The credential hosts and the hosts with request rules: their TLS
+    /// goes through the sentry's proxy.
     pub intercept_hosts: Vec<String>,
+    /// The profile's `[[requests]]`: each request to their hosts must
+    /// match a rule.
+    pub requests: Vec<RequestRules>,
     /// Each credential's variable and the placeholder the bottle got: seen
     /// in the clear, they are refused.
     pub placeholders: Vec<(String, Vec<u8>)>,
@@ -122,14 +128,29 @@ impl Policy {
             protected: protected_ranges(&p.enclave),
             host: vec![],
             intercept_hosts: {
-                let mut hosts: Vec<String> =
-                    p.credentials.iter().flat_map(|c| c.hosts.clone()).collect();
+                let mut hosts: Vec<String> = p
+                    .credentials
+                    .iter()
+                    .flat_map(|c| c.hosts.clone())
+                    .chain(p.requests.iter().flat_map(|r| r.hosts.clone()))
+                    .collect();
                 hosts.sort();
                 hosts.dedup();
                 hosts
             },
+            requests: p.requests.clone(),
             placeholders: vec![],
         }
+    }
+
+    /// The request rules of `host`, if it has any: then every request to
+    /// it must match one, and it is reached only through the proxy.
+    pub fn rules_for(&self, host: &str) -> Option<Vec<&RequestRule>> {
+        let host = normalize(host);
+        self.requests
+            .iter()
+            .find(|r| r.hosts.contains(&host))
+            .map(|r| r.allow.iter().collect())
     }
 
     /// The variable of the credential whose placeholder `data` carries.
@@ -164,15 +185,24 @@ impl Policy {
     /// The ports the domain rules give `qname`, if any rule matches.
     pub fn grant_for(&self, qname: &str) -> Option<Ports> {
         let qname = normalize(qname);
-        self.domains
-            .iter()
-            .filter(|r| r.matches(&qname))
-            .fold(None, |acc: Option<Ports>, r| {
+        let grant = self.domains.iter().filter(|r| r.matches(&qname)).fold(
+            None,
+            |acc: Option<Ports>, r| {
                 Some(match acc {
                     None => r.ports.clone(),
                     Some(p) => p.union(&r.ports),
                 })
-            })
+            },
+        );
+        // A host with request rules is reached on 443 only, through the
+        // proxy that checks them: any other port (SSH for git, plain HTTP)
+        // would carry its requests past the rules.
+        match grant {
+            Some(_) if self.rules_for(&qname).is_some() => {
+                Some(Ports::Only(std::iter::once(443).collect()))
+            }
+            other => other,
+        }
     }
 
     pub fn verdict(&self, qname: &str) -> Verdict {

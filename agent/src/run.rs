@@ -75,6 +75,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         std::env::var(creds::ENV).ok().as_deref(),
         &opts.secrets,
     )?;
+    let extra_cas = creds::upstream_cas(std::env::var(creds::UPSTREAM_CAS_ENV).ok().as_deref())?;
     // What the launcher saw of the Podman host; a value it cannot read is
     // a broken launcher, and guessing would leave the host open: stop.
     let host_nets = match std::env::var(policy::HOST_ENV) {
@@ -181,7 +182,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     drop(links);
     // The credential proxy listens as soon as the bottle can reach the
     // sentry (before, a redirected connection is reset: fail closed).
-    let _proxy = if credentials.is_empty() {
+    let _proxy = if cell.get().intercept_hosts.is_empty() {
         None
     } else {
         let (cert, key) = ca::paths(&opts.control);
@@ -191,6 +192,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let count = credentials.len();
         let proxy = Proxy::new(
             credentials,
+            &extra_cas,
             Arc::new(authority),
             cell.clone(),
             shared.clone(),
@@ -205,7 +207,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             .serve(listen)
             .await
             .with_context(|| format!("binding the credential proxy on {listen}"))?;
-        tracing::info!(credentials = count, hosts = ?hosts, "credential proxy in force");
+        tracing::info!(credentials = count, hosts = ?hosts, "proxy in force for the credential hosts and the hosts with request rules");
         Some(handle)
     };
 

@@ -198,6 +198,45 @@ pub fn create_secret(name: &str, profile: &Profile, owner: &str) -> Vec<String> 
     a
 }
 
+/// The variable that carries the `[[requests]]` hosts' extra CAs to the
+/// agent (JSON: host name to PEM).
+pub const UPSTREAM_CAS_ENV: &str = "RBM_UPSTREAM_CAS";
+
+/// The extra CA each `[[requests]]` host's real certificate is verified
+/// against (read now, before anything starts), as the sentry's
+/// environment: none, or `UPSTREAM_CAS_ENV` with its JSON.
+pub fn request_cas(
+    profile: &Profile,
+    file: &Path,
+    dir: &Path,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut cas = serde_json::Map::new();
+    for (i, r) in profile.requests.iter().enumerate() {
+        if r.upstream_ca.is_none() {
+            continue;
+        }
+        let path = takes::request_ca_path(r, i, file, dir)?;
+        let pem = std::fs::read_to_string(&path).map_err(|e| {
+            takes::problem(
+                file,
+                format!("requests[{i}].upstream_ca"),
+                format!("cannot read {ca}: {e}", ca = path.display()),
+                "correct the path (relative to the profile's directory)",
+            )
+        })?;
+        for host in &r.hosts {
+            cas.insert(host.clone(), serde_json::Value::String(pem.clone()));
+        }
+    }
+    if cas.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(vec![(
+        UPSTREAM_CAS_ENV.to_string(),
+        serde_json::Value::Object(cas).to_string(),
+    )])
+}
+
 /// The variable that carries the credentials' placeholders to the agent.
 pub const CREDENTIALS_ENV: &str = "RBM_CREDENTIALS";
 
@@ -288,8 +327,10 @@ pub fn bundle(ca_pem: &str) -> String {
 /// The bottle's `podman run` arguments: placeholders (named only; their
 /// values in [`bottle_env`]), the CA files and the variables that make
 /// Node, Python, curl and git trust them.
-pub fn bottle_args(planned: &[Planned], names: &Names) -> Vec<String> {
-    if planned.is_empty() {
+/// `inspects`: the sentry terminates some hosts' TLS (credentials, or
+/// `[[requests]]` without any credential), so the bottle trusts its CA.
+pub fn bottle_args(planned: &[Planned], inspects: bool, names: &Names) -> Vec<String> {
+    if planned.is_empty() && !inspects {
         return vec![];
     }
     let mut a = Vec::new();
@@ -332,7 +373,7 @@ mod tests {
     #[test]
     fn the_bottle_gets_placeholders_and_trust_the_sentry_the_secret() {
         let names = Names::new("demo");
-        let bottle = bottle_args(&planned(), &names).join(" ");
+        let bottle = bottle_args(&planned(), true, &names).join(" ");
         assert!(bottle.starts_with("-e API_KEY --secret"), "{bottle}");
         assert_eq!(
             bottle_env(&planned()),
@@ -350,14 +391,20 @@ mod tests {
         let env = sentry_env(&planned());
         assert_eq!(env[0].0, "RBM_CREDENTIALS");
         assert!(env[0].1.contains("\"placeholder\":\"rbm-0123\""));
-        assert!(bottle_args(&[], &names).is_empty() && sentry_args(&[]).is_empty());
+        assert!(bottle_args(&[], false, &names).is_empty() && sentry_args(&[]).is_empty());
+        let ruled_only = bottle_args(&[], true, &names).join(" ");
+        assert!(ruled_only.contains("--secret rbm-demo-ca-bundle,target=/etc/rbm/ca-bundle.pem"));
         assert!(bottle_env(&[]).is_empty() && sentry_env(&[]).is_empty());
     }
 
     #[test]
     fn no_placeholder_is_in_an_argument_vector() {
         let names = Names::new("demo");
-        let all = [bottle_args(&planned(), &names), sentry_args(&planned())].concat();
+        let all = [
+            bottle_args(&planned(), true, &names),
+            sentry_args(&planned()),
+        ]
+        .concat();
         assert!(all.iter().all(|a| !a.contains("rbm-0123")), "{all:?}");
     }
 

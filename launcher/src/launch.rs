@@ -163,6 +163,10 @@ fn start(
     let n = p.names();
     let owner = loaded.owner();
     let planned = creds::prepare(podman, p, &loaded.dir, &owner)?;
+    let request_cas = creds::request_cas(p, &loaded.path, &loaded.dir)?;
+    // The sentry terminates TLS for credential hosts and hosts with
+    // request rules: the bottle gets its CA for either.
+    let inspects = !planned.is_empty() || !p.requests.is_empty();
     progress(&format!("creating networks {} and {}", n.enclave, n.uplink));
     // Two independent calls: at once.
     let (uplink, enclave) = survey::at_once(
@@ -177,12 +181,16 @@ fn start(
     // not its argument vector, which any local user can read in /proc.
     let mut sentry_env = args::sentry_env(&loaded.text);
     sentry_env.extend(creds::sentry_env(&planned));
+    for (name, _) in &request_cas {
+        sentry_extra.extend(["-e".to_string(), name.clone()]);
+    }
+    sentry_env.extend(request_cas);
     podman.run_env(
         &args::sentry_run(p, &owner, SENTRY_IMAGE, &sentry_extra),
         &sentry_env,
     )?;
     wait_ready(podman, &n.sentry, opts)?;
-    if !planned.is_empty() {
+    if inspects {
         // The CA was made in the sentry; the bottle gets its certificate.
         let ca = podman.run(&args::agent_ca(&n.sentry))?;
         podman.run_with_input(
@@ -193,20 +201,22 @@ fn start(
             &creds::create_secret(&creds::bundle_secret(&n), p, &owner),
             creds::bundle(&ca).as_bytes(),
         )?;
-        progress(&format!(
-            "credentials {} held by the sentry; the bottle gets placeholders",
-            planned
-                .iter()
-                .map(|c| c.env.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        if !planned.is_empty() {
+            progress(&format!(
+                "credentials {} held by the sentry; the bottle gets placeholders",
+                planned
+                    .iter()
+                    .map(|c| c.env.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
     // The old pair is gone and the sentry is ready: what the bottle mounts
     // (by path) must be what was listed and checked.
     volumes::unchanged(p, &loaded.dir, &loaded.path, volumes)?;
     progress(&format!("sentry ready; starting bottle {}", n.bottle));
-    let mut bottle_extra = creds::bottle_args(&planned, &n);
+    let mut bottle_extra = creds::bottle_args(&planned, inspects, &n);
     bottle_extra.extend(root.podman_args(p.bottle.user));
     let mut volumes: Vec<String> = volumes.iter().map(ResolvedVolume::podman_arg).collect();
     if let Some(name) = &loaded.workspace_volume {
@@ -279,7 +289,7 @@ fn secrets_free(present: &Present, p: &Profile, arg: &str) -> Result<(), Error> 
         .filter(|c| !matches!(c.from, rbm_profile::Source::PodmanSecret(_)))
         .map(|c| creds::cred_secret(&n, &c.env))
         .collect();
-    if !p.credentials.is_empty() {
+    if !p.credentials.is_empty() || !p.requests.is_empty() {
         wanted.extend([creds::ca_secret(&n), creds::bundle_secret(&n)]);
     }
     let foreign = present.foreign_secrets(&n);

@@ -8,7 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use rbm_profile::{
-    leaves_folder, resolve_in, Credential, Entry, ProfileError, ResolvedVolume, Source, Volume,
+    leaves_folder, resolve_in, Credential, Entry, Problem, ProfileError, RequestRules,
+    ResolvedVolume, Source, Volume,
 };
 
 use crate::error::Error;
@@ -23,6 +24,9 @@ pub struct Takes {
     /// a local service would use gets the bottle's answers instead).
     pub entries: Vec<Entry>,
     pub credentials: Vec<Taken>,
+    /// Hosts whose TLS the sentry opens to check each request, with the
+    /// extra CA (resolved) it trusts for them.
+    pub requests: Vec<(Vec<String>, Option<PathBuf>)>,
     /// A recipe's Containerfile: `run` builds it, its RUN lines with
     /// Podman's network, not the sentry's filter.
     pub build: Option<PathBuf>,
@@ -78,10 +82,24 @@ impl Takes {
                 })
             })
             .collect::<Result<_, Error>>()?;
+        let requests = loaded
+            .profile
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let ca = match &r.upstream_ca {
+                    Some(_) => Some(request_ca_path(r, i, &loaded.path, dir)?),
+                    None => None,
+                };
+                Ok((r.hosts.clone(), ca))
+            })
+            .collect::<Result<_, Error>>()?;
         Ok(Takes {
             volumes,
             entries: loaded.profile.entries.clone(),
             credentials,
+            requests,
             build: loaded.recipe.clone(),
             workspace_volume: loaded.workspace_volume.clone(),
         })
@@ -141,6 +159,16 @@ impl Takes {
             }
             out.push(line);
         }
+        for (hosts, ca) in &self.requests {
+            let mut line = format!(
+                "requests    {}: the sentry opens their TLS and checks each request against the profile's rules",
+                hosts.join(", ")
+            );
+            if let Some(ca) = ca {
+                line += &format!("; trusts the CA {} for them", ca.display());
+            }
+            out.push(line);
+        }
         for e in &self.entries {
             out.push(format!(
                 "entry       127.0.0.1:{}/{} on this machine -> the bottle's port {}",
@@ -180,6 +208,49 @@ pub fn shown(loaded: &Loaded) -> PathBuf {
         .path
         .canonicalize()
         .unwrap_or_else(|_| loaded.path.clone())
+}
+
+/// A profile error at `field` of `file`, as `check` reports one.
+pub fn problem(file: &Path, field: String, message: String, fix: impl Into<String>) -> Error {
+    Error::Profile(ProfileError::Invalid {
+        file: file.to_path_buf(),
+        problems: vec![Problem {
+            field,
+            message,
+            fix: fix.into(),
+        }],
+    })
+}
+
+/// The `upstream_ca` of `requests[i]`, resolved: in the profile's folder,
+/// symlinks followed, unless the table says `outside = true` (the rule
+/// its text already passed).
+pub fn request_ca_path(
+    r: &RequestRules,
+    i: usize,
+    file: &Path,
+    dir: &Path,
+) -> Result<PathBuf, Error> {
+    let dir = &folder(dir);
+    let written = r.upstream_ca.as_deref().unwrap_or_default();
+    let field = format!("requests[{i}].upstream_ca");
+    let (resolved, _) = resolve_in(dir, written).map_err(|e| {
+        problem(
+            file,
+            field.clone(),
+            format!("{written} cannot be resolved: {e}"),
+            "check that the file exists and that you may read it",
+        )
+    })?;
+    if !r.outside && (leaves_folder(written) || !resolved.starts_with(dir)) {
+        return Err(problem(
+            file,
+            field,
+            format!("{written} leads outside the profile's folder (to {})", resolved.display()),
+            "put the CA file in the profile's folder, or add `outside = true` to this table if you mean it",
+        ));
+    }
+    Ok(resolved)
 }
 
 fn place(outside: bool) -> &'static str {

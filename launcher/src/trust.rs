@@ -141,11 +141,15 @@ pub fn profile_hash(loaded: &Loaded, takes: &Takes) -> String {
     h.update(takes.lines().join("\n").as_bytes());
     // The CA the sentry trusts for a credential's hosts is what the key's
     // safety rests on: a changed CA file asks again, as a changed text does.
-    for c in &takes.credentials {
-        if let Some(ca) = &c.paths.upstream_ca {
-            h.update(b"\0");
-            h.update(std::fs::read(ca).unwrap_or_default());
-        }
+    let request_cas = takes.requests.iter().filter_map(|(_, ca)| ca.as_ref());
+    for ca in takes
+        .credentials
+        .iter()
+        .filter_map(|c| c.paths.upstream_ca.as_ref())
+        .chain(request_cas)
+    {
+        h.update(b"\0");
+        h.update(std::fs::read(ca).unwrap_or_default());
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -151,45 +151,7 @@ impl Validator {
                     "list the names the real value is sent to, e.g. [\"api.anthropic.com\"]",
                 );
             }
-            let hosts: Vec<String> = c.hosts.iter().map(|h| normalize(h)).collect();
-            for (j, host) in hosts.iter().enumerate() {
-                let field = format!("credential[{i}].hosts[{j}]");
-                match DomainRule::parse(host) {
-                    Ok(rule)
-                        if !rule.wildcard && rule.ports == Ports::All && !host.contains(':') => {}
-                    _ => {
-                        self.fail(
-                            &field,
-                            format!("{host:?} is not an exact DNS name"),
-                            "write one name, without a wildcard or port, e.g. \"api.anthropic.com\"",
-                        );
-                        continue;
-                    }
-                }
-                let granted =
-                    uplink
-                        .domains
-                        .iter()
-                        .filter(|r| r.matches(host))
-                        .any(|r| match &r.ports {
-                            Ports::All => true,
-                            Ports::Only(p) => p.contains(&443),
-                        });
-                if !granted {
-                    self.fail(
-                        &field,
-                        format!("{host} is not allowed on port 443 by uplink.domains"),
-                        format!("add \"{host}\" (or \"{host}:443\") to uplink.domains"),
-                    );
-                }
-            }
-            if uplink.access != Mode::Allowlist || uplink.dns == Mode::Disabled {
-                self.fail(
-                    &field("hosts"),
-                    "needs uplink.access = \"allowlist\" and DNS through the sentry: the sentry finds the hosts' connections by the addresses their names answer",
-                    "set uplink.access = \"allowlist\" and uplink.dns to \"allowlist\" or \"global\"",
-                );
-            }
+            let hosts = self.inspected_hosts(&field("hosts"), &c.hosts, uplink);
             if let Some(from) = from {
                 out.push(Credential {
                     env: c.env.clone(),
@@ -203,6 +165,57 @@ impl Validator {
             }
         }
         out
+    }
+
+    /// The hosts of a `[[credential]]` or `[[requests]]` table (`field`),
+    /// normalised: the sentry terminates their TLS, so each must be one
+    /// exact name the domain rules allow on port 443, and the sentry must
+    /// find their connections by the addresses their names answer.
+    pub(crate) fn inspected_hosts(
+        &mut self,
+        field: &str,
+        raw: &[String],
+        uplink: &Uplink,
+    ) -> Vec<String> {
+        let hosts: Vec<String> = raw.iter().map(|h| normalize(h)).collect();
+        for (j, host) in hosts.iter().enumerate() {
+            let field = format!("{field}[{j}]");
+            match DomainRule::parse(host) {
+                Ok(rule) if !rule.wildcard && rule.ports == Ports::All && !host.contains(':') => {}
+                _ => {
+                    self.fail(
+                        &field,
+                        format!("{host:?} is not an exact DNS name"),
+                        "write one name, without a wildcard or port, e.g. \"api.anthropic.com\"",
+                    );
+                    continue;
+                }
+            }
+            let granted =
+                uplink
+                    .domains
+                    .iter()
+                    .filter(|r| r.matches(host))
+                    .any(|r| match &r.ports {
+                        Ports::All => true,
+                        Ports::Only(p) => p.contains(&443),
+                    });
+            if !granted {
+                self.fail(
+                    &field,
+                    format!("{host} is not allowed on port 443 by uplink.domains"),
+                    format!("add \"{host}\" (or \"{host}:443\") to uplink.domains"),
+                );
+            }
+        }
+        if uplink.access != Mode::Allowlist || uplink.dns == Mode::Disabled {
+            self.fail(
+                field,
+                "needs uplink.access = \"allowlist\" and DNS through the sentry: the sentry finds the hosts' connections by the addresses their names answer",
+                "set uplink.access = \"allowlist\" and uplink.dns to \"allowlist\" or \"global\"",
+            );
+        }
+        hosts
     }
 
     /// What a shared profile must not reach without saying so: a `file:`

@@ -13,12 +13,17 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 mod credential;
+mod requests;
 mod rule;
 mod validate;
 mod volume;
 
 use credential::RawCredential;
 pub use credential::{Credential, Source};
+use requests::RawRequests;
+pub use requests::{
+    decide, normalize_path, Decision, PathPattern, RequestRule, RequestRules, Segment,
+};
 pub use rule::{normalize, DomainRule, Mode, Ports, RuleError};
 use validate::Validator;
 pub use volume::{
@@ -83,6 +88,8 @@ struct RawProfile {
     entry: Vec<RawEntry>,
     #[serde(default)]
     credential: Vec<RawCredential>,
+    #[serde(default)]
+    requests: Vec<RawRequests>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +181,8 @@ pub struct Profile {
     pub uplink: Uplink,
     pub entries: Vec<Entry>,
     pub credentials: Vec<Credential>,
+    /// Hosts whose requests the sentry checks one by one.
+    pub requests: Vec<RequestRules>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,7 +338,7 @@ impl Profile {
 
     /// What a reload applies, in words (the fields `restart_fields` leaves).
     pub const RELOADABLE: &'static str =
-        "the [uplink] policy (domains, cidrs, dns, access, min_ttl, name_binding)";
+        "the [uplink] policy (domains, cidrs, dns, access, min_ttl, name_binding) and the rules of [[requests]]";
 
     /// The fields that differ between the running profile (`self`) and
     /// `new` and that a live reload cannot apply: they shape the bottle,
@@ -361,6 +370,18 @@ impl Profile {
             ),
             ("entry", a.entries != b.entries),
             ("credential", a.credentials != b.credentials),
+            // Their hosts are in the CA's name constraints and the
+            // sentry's upstream trust; their rules reload.
+            (
+                "requests.hosts",
+                a.requests
+                    .iter()
+                    .map(|r| (&r.hosts, &r.upstream_ca, r.outside))
+                    .ne(b
+                        .requests
+                        .iter()
+                        .map(|r| (&r.hosts, &r.upstream_ca, r.outside))),
+            ),
         ];
         differs
             .into_iter()

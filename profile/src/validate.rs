@@ -35,6 +35,7 @@ impl Validator {
         let uplink = self.uplink(raw.uplink, enclave.as_ref());
         let entries = self.entries(&raw.entry);
         let credentials = self.credentials(&raw.credential, &uplink, &bottle, &raw.moniker);
+        let requests = self.requests(&raw.requests, &uplink);
         let enclave = enclave.unwrap_or(Enclave {
             subnet: Ipv4Net::default(),
             sentry_ip: Ipv4Addr::UNSPECIFIED,
@@ -48,6 +49,7 @@ impl Validator {
             uplink,
             entries,
             credentials,
+            requests,
         }
     }
 

@@ -37,6 +37,9 @@ mod inuse;
 mod names;
 #[path = "kernel/reload.rs"]
 mod reload;
+
+#[path = "kernel/requests.rs"]
+mod requests;
 #[path = "kernel/restart.rs"]
 mod restart;
 

@@ -1,6 +1,7 @@
-//! One request inside a credential host's TLS: the checks on it, the
-//! placeholders swapped in its head, its trip to the real host over the
-//! sentry's own connection, and the answer's way back through redaction.
+//! One request inside an inspected host's TLS: the checks on it (its
+//! host, the host's request rules), the placeholders swapped in its head,
+//! its trip to the real host over the sentry's own connection, and the
+//! answer's way back through redaction.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::head::{self, Upgrade};
 use super::redact::{BoxError, Redacting, Redactor};
 use super::swap::{self, Secret};
+use crate::policy::PolicyCell;
+use crate::profile::{decide, Decision};
 use crate::state::{unix_now, Denied, Shared};
 
 pub(super) type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -72,6 +75,8 @@ pub(super) struct Exchange {
     pub(super) others: Vec<Secret>,
     pub(super) host: String,
     pub(super) dst: SocketAddr,
+    /// The host's request rules, as the last reload left them.
+    pub(super) policy: Arc<PolicyCell>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -79,10 +84,14 @@ impl Exchange {
     /// Records a credential denial (status and deny log) and answers the
     /// bottle with `status` and the reason.
     fn deny(&self, status: StatusCode, reason: String) -> Response<ProxyBody> {
+        self.deny_as("credential", status, reason)
+    }
+
+    fn deny_as(&self, kind: &str, status: StatusCode, reason: String) -> Response<ProxyBody> {
         let body = format!("rbm: {reason}\n");
         self.shared.record_denied(Denied {
             at: unix_now(),
-            kind: "credential".into(),
+            kind: kind.into(),
             proto: Some("https".into()),
             dst: Some(self.dst),
             name: Some(self.host.clone()),
@@ -98,6 +107,10 @@ impl Exchange {
             let shown = crate::shown::shown(&reason);
             tracing::warn!(host = %self.host, reason = %shown, "credential: request for another host refused");
             return self.deny(StatusCode::FORBIDDEN, reason);
+        }
+        if let Some(refused) = self.check_rules(&mut req) {
+            drain(req.into_body()).await;
+            return refused;
         }
         let upgrade = match head::upgrade(req.method(), req.headers()) {
             Ok(upgrade) => upgrade,
@@ -118,7 +131,9 @@ impl Exchange {
             return self.deny(StatusCode::FORBIDDEN, reason);
         }
         let made = self.swap(&mut req);
-        ask_uncompressed(req.headers_mut());
+        if !self.here.is_empty() {
+            ask_uncompressed(req.headers_mut());
+        }
         let client_upgrade = (upgrade == Upgrade::WebSocket).then(|| hyper::upgrade::on(&mut req));
         let mut resp = match self.sender.send(req).await {
             Ok(resp) => resp,
@@ -130,7 +145,9 @@ impl Exchange {
                 );
             }
         };
-        if let Some(encoding) = unreadable_encoding(resp.headers()) {
+        if let Some(encoding) =
+            unreadable_encoding(resp.headers()).filter(|_| !self.here.is_empty())
+        {
             let reason = format!(
                 "{} answered with Content-Encoding {encoding}, from which the real value could not be redacted",
                 self.host
@@ -178,6 +195,55 @@ impl Exchange {
         }
         let resp = Response::from_parts(head, body);
         resp.map(|body| Redacting::new(body, redactor).boxed())
+    }
+
+    /// The host's request rules on `req`: if it has rules and none allows
+    /// the request, the 403 for the bottle (and the deny log);
+    /// if one does, the request's path becomes the normalised path the
+    /// rule matched, so the real host reads what was checked.
+    fn check_rules(&self, req: &mut Request<Incoming>) -> Option<Response<ProxyBody>> {
+        let policy = self.policy.get();
+        let rules = policy.rules_for(&self.host)?;
+        let method = req.method().as_str().to_string();
+        let refuse = |reason: String| {
+            let listed: Vec<String> = rules.iter().map(|r| format!("{:?}", r.text)).collect();
+            let shown = crate::shown::shown(&reason);
+            tracing::warn!(host = %self.host, reason = %shown, "request refused by the rules");
+            self.deny_as(
+                "request",
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{method} to {} refused: {reason}; the profile's [[requests]] rules for {} allow only {}",
+                    self.host,
+                    self.host,
+                    listed.join(", ")
+                ),
+            )
+        };
+        let path = match decide(&rules, &method, req.uri().path(), req.uri().query()) {
+            Decision::Allow { path } => path,
+            Decision::Deny { reason } => return Some(refuse(reason)),
+        };
+        let target = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let Ok(path_and_query) = target.parse() else {
+            return Some(refuse(format!(
+                "its target {target:?} cannot be sent as checked"
+            )));
+        };
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = Some(path_and_query);
+        match Uri::from_parts(parts) {
+            Ok(uri) if parts_kept(req.uri(), &uri) => {
+                *req.uri_mut() = uri;
+                None
+            }
+            _ => Some(refuse(format!(
+                "its target {target:?} cannot be sent as checked"
+            ))),
+        }
     }
 
     /// The env name of another host's credential whose placeholder the
@@ -236,6 +302,11 @@ impl Exchange {
     }
 }
 
+/// Whether a rewritten target kept the original's scheme and authority.
+fn parts_kept(before: &Uri, after: &Uri) -> bool {
+    before.scheme() == after.scheme() && before.authority() == after.authority()
+}
+
 /// Asks the real host for its answer uncompressed: the redactor reads plain
 /// bytes, and a real value the host reflects in a compressed body would
 /// reach the bottle unseen.
@@ -261,6 +332,30 @@ fn unreadable_encoding(headers: &http::HeaderMap) -> Option<String> {
         .find(|e| !e.is_empty() && e != "identity")
 }
 
+/// How much of a refused request's body is read and dropped, and for how
+/// long, before the refusal is sent.
+const DRAIN_MAX: usize = 1 << 20;
+const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what is left of a refused request's body (a little of
+/// it, briefly): a client still sending takes an answer that comes first
+/// as a broken stream (curl over HTTP/2), and would show that instead of
+/// the reason. Nothing read goes anywhere.
+async fn drain(mut body: Incoming) {
+    let _ = tokio::time::timeout(DRAIN_WITHIN, async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > DRAIN_MAX {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// An answer of the sentry's own: plain text, which clients show (git
+/// prints a text/plain error body as `remote: ...`).
 fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
     let mut resp = Response::new(
         Full::new(Bytes::from(text.to_string()))
@@ -268,6 +363,10 @@ fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
             .boxed(),
     );
     *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 

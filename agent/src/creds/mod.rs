@@ -29,6 +29,23 @@ use swap::{Places, Secret};
 /// this environment variable: the placeholder the bottle got, and the
 /// extra CA for the hosts' real certificates (PEM). Nothing secret.
 pub const ENV: &str = "RBM_CREDENTIALS";
+/// For hosts with request rules, the extra CAs their profile gave for
+/// their real certificates: JSON, host name to PEM (the launcher reads the
+/// files). Nothing secret.
+pub const UPSTREAM_CAS_ENV: &str = "RBM_UPSTREAM_CAS";
+
+/// `UPSTREAM_CAS_ENV`'s value (none: no extra CA).
+pub fn upstream_cas(
+    passed: Option<&str>,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    match passed {
+        None => Ok(Default::default()),
+        Some(json) => {
+            serde_json::from_str(json).with_context(|| format!("{UPSTREAM_CAS_ENV} is not valid"))
+        }
+    }
+}
+
 /// Where the real values are: one file per credential, `rbm-cred-ENV`
 /// (Podman mounts secrets there).
 pub const SECRETS_DIR: &str = "/run/secrets";

@@ -1,12 +1,14 @@
-//! The credential proxy: the bottle's TCP connections to port 443 of
-//! addresses that credential hosts' names answered are redirected here
-//! (nat prerouting). For each one it reads the ClientHello:
-//! - a credential host: TLS is terminated with the profile CA's
+//! The sentry's proxy: the bottle's TCP connections to port 443 of
+//! addresses that inspected hosts' names answered (credential hosts and
+//! hosts with request rules) are redirected here (nat prerouting). For
+//! each one it reads the ClientHello:
+//! - an inspected host: TLS is terminated with the profile CA's
 //!   certificate for that host, the sentry opens its own TLS connection to
 //!   the real host (verified against the public roots and the profile's
-//!   extra CA) and passes HTTP/1.1 or HTTP/2 exchanges between them, the
-//!   placeholder swapped for the real value on the way out and the real
-//!   value redacted on the way back (streamed);
+//!   extra CA) and passes HTTP/1.1 or HTTP/2 exchanges between them, each
+//!   request checked against the host's rules, the placeholder swapped
+//!   for the real value on the way out and the real value redacted on the
+//!   way back (streamed);
 //! - another allowed name on the same address: the bytes pass untouched
 //!   to where the bottle was going (still end to end);
 //! - a name not allowed: the connection is closed.
@@ -69,38 +71,49 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 impl Proxy {
+    /// `extra_cas`: for hosts with request rules, the extra CA (PEM) the
+    /// profile gave for their real certificates. Every inspected host
+    /// (`policy.intercept_hosts`) is verified against the public roots and
+    /// the extra CAs given for it.
     pub fn new(
         creds: Vec<Credential>,
+        extra_cas: &HashMap<String, String>,
         authority: Arc<Authority>,
         policy: Arc<PolicyCell>,
         shared: Arc<Shared>,
         mark: u32,
     ) -> anyhow::Result<Proxy> {
         let mut upstream = HashMap::new();
-        for c in &creds {
+        for host in &policy.get().intercept_hosts {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            if let Some(pem) = &c.upstream_ca {
+            let given = creds
+                .iter()
+                .filter(|c| c.hosts.contains(host))
+                .filter_map(|c| {
+                    c.upstream_ca
+                        .as_ref()
+                        .map(|pem| (c.secret.env.clone(), pem))
+                })
+                .chain(
+                    extra_cas
+                        .get(host)
+                        .map(|pem| (format!("the requests of {host}"), pem)),
+                );
+            for (whose, pem) in given {
                 for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                    let cert = cert.map_err(|e| {
-                        anyhow!(
-                            "credential {}: its upstream_ca is not PEM: {e}",
-                            c.secret.env
-                        )
-                    })?;
-                    roots.add(cert).with_context(|| {
-                        format!("credential {}: its upstream_ca is not a CA", c.secret.env)
-                    })?;
+                    let cert =
+                        cert.map_err(|e| anyhow!("{whose}: its upstream_ca is not PEM: {e}"))?;
+                    roots
+                        .add(cert)
+                        .with_context(|| format!("{whose}: its upstream_ca is not a CA"))?;
                 }
             }
             let config = rustls::ClientConfig::builder_with_provider(provider())
                 .with_safe_default_protocol_versions()?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            let config = Arc::new(config);
-            for host in &c.hosts {
-                upstream.insert(host.clone(), config.clone());
-            }
+            upstream.insert(host.clone(), Arc::new(config));
         }
         Ok(Proxy {
             creds,
@@ -283,6 +296,7 @@ impl Proxy {
             others,
             host,
             dst,
+            policy: self.policy.clone(),
             shared: self.shared.clone(),
         });
         let service = hyper::service::service_fn(move |req| {

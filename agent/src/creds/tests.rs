@@ -14,6 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::exchange::{Exchange, Sender};
 use super::swap::{Places, Secret};
+use crate::policy::PolicyCell;
+use crate::profile::{Mode, RequestRule, RequestRules};
 use crate::state::Shared;
 
 const HOST: &str = "api.a.test";
@@ -66,6 +68,27 @@ async fn read_all(s: &mut TcpStream) -> Vec<u8> {
 /// `request` from the bottle through the exchange; the real host answers
 /// what `answer` makes of the request head it got.
 async fn trip(request: &str, answer: impl FnOnce(&str) -> String + Send + 'static) -> Trip {
+    trip_ruled(&[], request, answer).await
+}
+
+/// `trip`, with `rules` as HOST's `[[requests]]` (none: no rules).
+async fn trip_ruled(
+    rules: &[&str],
+    request: &str,
+    answer: impl FnOnce(&str) -> String + Send + 'static,
+) -> Trip {
+    let mut policy = crate::dns::tests::policy(Mode::Allowlist, Mode::Allowlist, &[HOST]);
+    if !rules.is_empty() {
+        policy.requests = vec![RequestRules {
+            hosts: vec![HOST.into()],
+            allow: rules
+                .iter()
+                .map(|r| RequestRule::parse(r).unwrap())
+                .collect(),
+            upstream_ca: None,
+            outside: false,
+        }];
+    }
     let real_host = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let real_addr = real_host.local_addr().unwrap();
     let host_side = tokio::spawn(async move {
@@ -92,6 +115,7 @@ async fn trip(request: &str, answer: impl FnOnce(&str) -> String + Send + 'stati
         others: vec![secret("KEY_B", OTHER_PLACEHOLDER, "sk-real-value-of-b")],
         host: HOST.into(),
         dst: SocketAddr::from(([127, 0, 0, 1], 443)),
+        policy: Arc::new(PolicyCell::new(policy)),
         shared: Arc::new(Shared::default()),
     });
     let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -385,4 +409,71 @@ async fn a_placeholder_outside_where_the_credential_goes_reaches_the_host_as_the
     assert_eq!(t.host.matches(REAL).count(), 4, "{}", t.host);
     // What the host echoes comes back as the placeholder everywhere.
     assert!(!t.bottle.contains(REAL), "{}", t.bottle);
+}
+
+const READ_ONLY: &[&str] = &[
+    "GET *",
+    "POST /*/*/git-upload-pack",
+    "POST /my-org/*/git-receive-pack",
+];
+
+#[tokio::test]
+async fn a_push_the_rules_refuse_never_reaches_the_host() {
+    let push = format!(
+        "POST /other-org/tool.git/git-receive-pack HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 4\r\nConnection: close\r\n\r\n0000"
+    );
+    let trip = trip_ruled(READ_ONLY, &push, echo).await;
+    assert!(status(&trip).contains("403"), "{}", trip.bottle);
+    assert!(
+        trip.bottle
+            .contains("no rule allows POST /other-org/tool.git/git-receive-pack"),
+        "{}",
+        trip.bottle
+    );
+    assert_eq!(trip.host, "", "the host got the push");
+}
+
+#[tokio::test]
+async fn a_second_request_on_a_kept_alive_connection_is_checked_too() {
+    let two = format!(
+        "GET /my-org/tool.git/info/refs HTTP/1.1\r\nHost: {HOST}\r\n\r\n\
+         POST /my-org/../other-org/tool.git/git-receive-pack HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let trip = trip_ruled(READ_ONLY, &two, |head| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}",
+            head.len()
+        )
+    })
+    .await;
+    assert!(status(&trip).contains("200"), "{}", trip.bottle);
+    assert!(
+        trip.bottle.contains("403 Forbidden")
+            && trip
+                .bottle
+                .contains("POST /other-org/tool.git/git-receive-pack"),
+        "{}",
+        trip.bottle
+    );
+    assert!(
+        trip.host.starts_with("GET /my-org/tool.git/info/refs"),
+        "{}",
+        trip.host
+    );
+    assert!(!trip.host.contains("receive-pack"), "{}", trip.host);
+}
+
+#[tokio::test]
+async fn the_host_reads_the_path_the_rules_checked() {
+    let get = format!(
+        "GET /my-org/%74ool.git//./info/refs?service=git-upload-pack HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+    );
+    let trip = trip_ruled(READ_ONLY, &get, echo).await;
+    assert!(status(&trip).contains("200"), "{}", trip.bottle);
+    assert!(
+        trip.host
+            .starts_with("GET /my-org/tool.git/info/refs?service=git-upload-pack HTTP/1.1"),
+        "{}",
+        trip.host
+    );
 }

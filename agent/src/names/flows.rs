@@ -322,7 +322,27 @@ fn judge_held(
     if outcome == Outcome::Hold && held.bytes > MAX_BYTES {
         return denial("no complete name in the first 48 KiB");
     }
-    outcome
+    unchecked_requests(policy, outcome)
+}
+
+/// A connection the name check would allow, refused if its name has
+/// request rules: those hosts' connections go to the proxy that checks
+/// each request (their addresses are redirected there), so one that comes
+/// here was aimed at another name's address, or fronted (`SNI: github.com`
+/// to another allowed host's address that GitHub's front end also serves),
+/// and its requests would pass unchecked.
+fn unchecked_requests(policy: &Policy, outcome: Outcome) -> Outcome {
+    match &outcome {
+        Outcome::Allow { name: Some(name) } if policy.rules_for(name).is_some() => {
+            Outcome::Deny(Denial {
+                reason: format!(
+                    "{name} has request rules, and this connection does not go through the sentry's request check (another name's address)"
+                ),
+                name: Some(name.clone()),
+            })
+        }
+        _ => outcome,
+    }
 }
 
 /// The contiguous bytes from `start` (the first byte after the SYN).

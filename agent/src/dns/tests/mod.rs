@@ -38,6 +38,7 @@ pub(crate) fn policy(dns: Mode, access: Mode, domains: &[&str]) -> Policy {
         protected: crate::policy::protected_ranges(&ENCLAVE),
         host: vec![],
         intercept_hosts: vec![],
+        requests: vec![],
         placeholders: vec![],
     }
 }

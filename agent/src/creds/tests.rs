@@ -477,3 +477,23 @@ async fn the_host_reads_the_path_the_rules_checked() {
         trip.host
     );
 }
+
+#[tokio::test]
+async fn a_key_for_reading_only_cannot_write() {
+    let auth = format!("Authorization: Bearer {PLACEHOLDER}");
+    let post = format!(
+        "POST /v1/things HTTP/1.1\r\nHost: {HOST}\r\n{auth}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let trip = trip_ruled(&["GET /v1/**"], &post, echo).await;
+    assert!(status(&trip).contains("403"), "{}", trip.bottle);
+    assert_eq!(trip.host, "", "the write reached the host");
+    let get =
+        format!("GET /v1/things HTTP/1.1\r\nHost: {HOST}\r\n{auth}\r\nConnection: close\r\n\r\n");
+    let trip = trip_ruled(&["GET /v1/**"], &get, echo).await;
+    assert!(status(&trip).contains("200"), "{}", trip.bottle);
+    assert!(
+        trip.host.contains(&format!("Bearer {REAL}")),
+        "{}",
+        trip.host
+    );
+}

@@ -18,6 +18,8 @@ use rbm_launch::takes::{self, Takes};
 use rbm_launch::{exec, hostnets, quadlet, trust, Error};
 use rbm_profile::{ProfileError, ResolvedVolume};
 
+mod allow;
+
 const AFTER_HELP: &str = "\
 PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
 profiles/NAME.toml, looked up in the current directory, then among the
@@ -34,6 +36,7 @@ current directory, nor is a profile from a pipe (/dev/stdin).
   rbm-launch status demo --json        the sentry agent's state
   rbm-launch shell demo -- rbm-probe dns example.com
   rbm-launch reload demo               apply the profile's changed [uplink] policy now
+  rbm-launch allow ./my.toml pypi.org:443   add it to uplink.domains and reload
   rbm-launch stop demo                 remove bottle, sentry and networks
   rbm-launch up --yes ./rbm.toml       for scripts: say yes to what the profile takes
   rbm-launch info                      which Podman and agent rbm-launch uses
@@ -119,6 +122,14 @@ enum Command {
     /// without restarting the bottle: added names work at once, connections to what only removed
     /// names opened are cut
     Reload(ProfileArg),
+    /// Add domain rules to the profile file's uplink.domains (comments kept), reload the pair
+    Allow {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// An exact name or a `*.` wildcard, with `:PORT[,PORT...]` or all ports
+        #[arg(value_name = "NAME[:PORTS]", required = true)]
+        names: Vec<String>,
+    },
     /// Write the profile as Quadlet units (two networks, sentry and bottle) so systemd runs the
     /// pair at boot; makes the sentry image as `up` does
     Quadlet {
@@ -295,6 +306,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let (podman, _, l) = ready(chosen, &places, &p.profile)?;
             exec::reload(&podman, &l.profile.names(), &l.text, &p.profile)?;
             Ok(0)
+        }
+        Command::Allow { profile: p, names } => {
+            Ok(allow::run(&places, &p.profile, &names, || {
+                podman(chosen, &places).map(|(p, _)| p)
+            })?)
         }
         Command::Shell {
             profile: p,
@@ -758,6 +774,11 @@ mod tests {
             parse("rbm-launch recipes").unwrap().command,
             Command::Recipes
         ));
+        assert!(
+            matches!(parse("rbm-launch allow p.toml a.test *.b.test:443").unwrap().command,
+            Command::Allow { ref profile, ref names } if profile.profile == "p.toml" && names == &["a.test", "*.b.test:443"])
+        );
+        assert!(parse("rbm-launch allow p.toml").is_err());
         assert_eq!(shell_word("/home/me/p"), "/home/me/p");
         assert_eq!(shell_word("/a b/it's"), "'/a b/it'\\''s'");
         let remote = parse("rbm-launch --connection mac demo").unwrap();

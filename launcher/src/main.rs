@@ -19,6 +19,7 @@ use rbm_launch::{exec, hostnets, quadlet, trust, Error};
 use rbm_profile::{ProfileError, ResolvedVolume};
 
 mod allow;
+mod suggest;
 
 const AFTER_HELP: &str = "\
 PROFILE is a path if it contains '/' or ends in .toml; otherwise NAME means
@@ -36,6 +37,7 @@ current directory, nor is a profile from a pipe (/dev/stdin).
   rbm-launch status demo --json        the sentry agent's state
   rbm-launch shell demo -- rbm-probe dns example.com
   rbm-launch reload demo               apply the profile's changed [uplink] policy now
+  rbm-launch suggest ./my.toml         the domain lines what the sentry refused would need
   rbm-launch allow ./my.toml pypi.org:443   add it to uplink.domains and reload
   rbm-launch stop demo                 remove bottle, sentry and networks
   rbm-launch up --yes ./rbm.toml       for scripts: say yes to what the profile takes
@@ -130,6 +132,8 @@ enum Command {
         #[arg(value_name = "NAME[:PORTS]", required = true)]
         names: Vec<String>,
     },
+    /// Print the uplink.domains lines that what the sentry refused would need, most refused first
+    Suggest(ProfileArg),
     /// Write the profile as Quadlet units (two networks, sentry and bottle) so systemd runs the
     /// pair at boot; makes the sentry image as `up` does
     Quadlet {
@@ -311,6 +315,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(allow::run(&places, &p.profile, &names, || {
                 podman(chosen, &places).map(|(p, _)| p)
             })?)
+        }
+        Command::Suggest(p) => {
+            let (podman, _, l) = ready(chosen, &places, &p.profile)?;
+            Ok(suggest::run(&podman, &l, &places, &p.profile)?)
         }
         Command::Shell {
             profile: p,
@@ -779,6 +787,10 @@ mod tests {
             Command::Allow { ref profile, ref names } if profile.profile == "p.toml" && names == &["a.test", "*.b.test:443"])
         );
         assert!(parse("rbm-launch allow p.toml").is_err());
+        assert!(matches!(
+            parse("rbm-launch suggest demo").unwrap().command,
+            Command::Suggest(_)
+        ));
         assert_eq!(shell_word("/home/me/p"), "/home/me/p");
         assert_eq!(shell_word("/a b/it's"), "'/a b/it'\\''s'");
         let remote = parse("rbm-launch --connection mac demo").unwrap();

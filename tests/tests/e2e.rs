@@ -39,6 +39,10 @@ use rbm_tests::world::setup::WorldSetup;
 use rbm_tests::{parse_json, probe_json, run_ok, static_bin, Output};
 use serde_json::Value;
 
+/// `suggest` and `allow` on a running pair.
+#[path = "e2e/allow.rs"]
+mod allow;
+
 /// The image rbm-launch builds for every sentry.
 const SENTRY_IMAGE: &str = "localhost/rbm-sentry:latest";
 /// Allowed by every profile here; answers the world at .10.

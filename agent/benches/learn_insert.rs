@@ -53,6 +53,7 @@ fn ruleset() -> Ruleset {
         name_binding: true,
         generation: 0,
         intercept: None,
+        only_via_proxy: false,
     })
 }
 

@@ -79,6 +79,7 @@ fn input() -> FirewallInput {
         name_binding: true,
         generation: 0,
         intercept: None,
+        only_via_proxy: false,
     }
 }
 

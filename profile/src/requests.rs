@@ -168,6 +168,14 @@ pub fn normalize_path(path: &str) -> Result<String, String> {
     let raw: Vec<&str> = decoded.split('/').skip(1).collect();
     let mut segs: Vec<&str> = Vec::new();
     for seg in &raw {
+        // `..;x` is `..` to servers that cut path parameters (Tomcat,
+        // Jetty): a segment that is a dot segment before its `;`.
+        if seg.contains(';') && matches!(seg.split(';').next(), Some("." | "..")) {
+            return Err(format!(
+                "a dot segment with a parameter ({seg:?}), which some servers read as {:?}",
+                seg.split(';').next().unwrap_or_default()
+            ));
+        }
         match *seg {
             "" | "." => {}
             ".." => {
@@ -200,6 +208,12 @@ fn decode_unreserved(text: &str) -> Result<String, String> {
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| "a % that is not an escape (%XX)".to_string())?;
             match hex {
+                b'%' => {
+                    return Err(
+                        "an encoded % (%25) in the path, which servers that decode twice read as another escape"
+                            .into(),
+                    )
+                }
                 b'/' | b'\\' | 0 => {
                     return Err(format!(
                         "an encoded {:?} (%{hex:02X}) in the path, which servers read differently",
@@ -510,6 +524,9 @@ mod tests {
             "/my-org/t/%00/git-receive-pack",
             "/my-org/t\\..\\x/git-receive-pack",
             "/my-org/%zz/git-receive-pack",
+            "/my-org/..;/other-org/t/git-receive-pack",
+            "/my-org/.;x/t/git-receive-pack",
+            "/my-org/%252e%252e/other-org/t/git-receive-pack",
         ] {
             match allow("POST", target) {
                 Decision::Deny { reason } => {

@@ -220,6 +220,9 @@ impl Exchange {
                 ),
             )
         };
+        if let Some(reason) = unruly(&method, req) {
+            return Some(refuse(reason));
+        }
         let path = match decide(&rules, &method, req.uri().path(), req.uri().query()) {
             Decision::Allow { path } => path,
             Decision::Deny { reason } => return Some(refuse(reason)),
@@ -300,6 +303,47 @@ impl Exchange {
             .filter(|v| !swap::placeholders_in(v, &self.here).is_empty())
             .count()
     }
+}
+
+/// Headers that some servers and frameworks read as another method or
+/// target than the request line's: the rules would check one request and
+/// the host do another.
+const OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+];
+
+/// Why a request to a host with rules is refused before its rules are
+/// read, if it is: what would make the host do more than the request line
+/// the rules check. A change of protocol (after a 101 the bytes go both
+/// ways unchecked), a header that overrides the method or target, or a
+/// body on a method that has none (a server that answers without reading
+/// it would read it as the next request on the sentry's connection).
+fn unruly(method: &str, req: &Request<Incoming>) -> Option<String> {
+    use http_body::Body;
+    if req.headers().contains_key(http::header::UPGRADE) || method == "CONNECT" {
+        return Some(format!(
+            "{method} {}: a change of protocol, whose bytes the rules could not check",
+            req.uri().path()
+        ));
+    }
+    if let Some(name) = OVERRIDES.iter().find(|h| req.headers().contains_key(**h)) {
+        return Some(format!(
+            "a {name} header, which could make the host do another request than the rules checked"
+        ));
+    }
+    let body = req.body();
+    let bodiless = matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
+    if bodiless && !body.is_end_stream() && body.size_hint().exact() != Some(0) {
+        return Some(format!(
+            "a {method} with a body, which a host could read as another request"
+        ));
+    }
+    None
 }
 
 /// Whether a rewritten target kept the original's scheme and authority.

@@ -192,8 +192,25 @@ impl Proxy {
             }
             Outcome::Hold => unreachable!("read_hello reads until a decision"),
         };
-        match name.filter(|n| self.upstream.contains_key(n)) {
+        let name = name.map(|n| crate::profile::normalize(&n));
+        match name.clone().filter(|n| self.upstream.contains_key(n)) {
             Some(host) => self.intercept(client, head, dst, host).await,
+            // Another name, passed untouched, may ask the front end behind
+            // a ruled host's address for that host (Host inside): not at
+            // such an address.
+            None if self.shared.is_ruled(dst.ip()) => {
+                self.shared.record_name_denial(NameDenial {
+                    at: unix_now(),
+                    proto: "tcp".into(),
+                    dst,
+                    name: name.clone(),
+                    reason: format!(
+                        "{} at an address of a host with request rules, which the sentry would not see inside",
+                        name.as_deref().unwrap_or("a connection without a name")
+                    ),
+                });
+                Ok(())
+            }
             None => splice(client, head, dst, self.mark).await,
         }
     }

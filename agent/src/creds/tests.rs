@@ -497,3 +497,25 @@ async fn a_key_for_reading_only_cannot_write() {
         trip.host
     );
 }
+
+#[tokio::test]
+async fn what_would_make_a_ruled_host_do_more_than_the_checked_request_is_refused() {
+    for (what, extra) in [
+        ("an upgrade", "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n"),
+        ("a method override", "X-HTTP-Method-Override: POST\r\n"),
+        ("a target override", "X-Original-URL: /other-org/tool.git/git-receive-pack\r\n"),
+        ("a GET with a body", "Content-Length: 60\r\n"),
+    ] {
+        let body = if extra.starts_with("Content-Length") {
+            "POST /other-org/tool.git/git-receive-pack HTTP/1.1\r\nHost: x\r\n\r\n".to_string() + "0000000000000"
+        } else {
+            String::new()
+        };
+        let get = format!(
+            "GET /my-org/tool.git/info/refs HTTP/1.1\r\nHost: {HOST}\r\n{extra}Connection: close\r\n\r\n{body}"
+        );
+        let trip = trip_ruled(READ_ONLY, &get, echo).await;
+        assert!(status(&trip).contains("403"), "{what}: {}", trip.bottle);
+        assert_eq!(trip.host, "", "{what} reached the host");
+    }
+}

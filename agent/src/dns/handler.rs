@@ -169,7 +169,22 @@ impl<U: Resolve> Proxy<U> {
         ports: &Ports,
         policy: &Policy,
     ) -> Result<(), String> {
+        // An alias of an inspected host (a CNAME to it) is that host: its
+        // addresses go to the proxy, and a ruled one's on 443 only.
+        let chain = chain_names(answers);
+        let inspected = chain.iter().find(|n| policy.intercepts(n));
+        let ruled =
+            chain.iter().any(|n| policy.rules_for(n).is_some()) || policy.rules_for(name).is_some();
+        let https_only = Ports::Only(std::iter::once(443).collect());
+        let ports = if ruled { &https_only } else { ports };
+        let name = match inspected {
+            Some(host) if !policy.intercepts(name) => host.as_str(),
+            _ => name,
+        };
         let mut items = learn_items(answers, ports, policy);
+        if ruled {
+            self.shared.mark_ruled(items.iter().map(|i| i.addr));
+        }
         // A credential host's addresses must reach the credential proxy's
         // set even if another name opened them first.
         let intercepted = policy.intercepts(name);
@@ -290,6 +305,25 @@ fn response_edns(request: &Request) -> Option<Edns> {
         edns.set_max_payload(request.max_payload());
         edns
     })
+}
+
+/// The names an answer's records are for and lead to (owners and CNAME
+/// targets), normalised.
+fn chain_names(answers: &[Record]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for r in answers {
+        let owner = crate::profile::normalize(&r.name.to_ascii());
+        let target = match &r.data {
+            hickory_proto::rr::RData::CNAME(c) => Some(crate::profile::normalize(&c.0.to_ascii())),
+            _ => None,
+        };
+        for n in std::iter::once(owner).chain(target) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    names
 }
 
 #[cfg(test)]

@@ -182,6 +182,7 @@ mod tests {
             name_binding: true,
             generation: 0,
             intercept: None,
+            only_via_proxy: false,
         });
         let decoded: Vec<RuleCounter> = encode::ruleset(&rs)
             .iter()

@@ -598,6 +598,7 @@ mod tests {
             name_binding: true,
             generation: 0,
             intercept: None,
+            only_via_proxy: false,
         })
     }
 

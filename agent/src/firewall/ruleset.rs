@@ -38,6 +38,9 @@ pub struct FirewallInput {
     /// Credential hosts' connections (TCP 443 to the addresses in
     /// `sets::CRED4`) go to the sentry's credential proxy on this port.
     pub intercept: Option<u16>,
+    /// Hosts have request rules: the addresses in `sets::CRED4` are
+    /// reached through the proxy only, nothing is forwarded to them.
+    pub only_via_proxy: bool,
 }
 
 impl FirewallInput {
@@ -56,6 +59,7 @@ impl FirewallInput {
             name_binding: policy.name_binding,
             generation: 0,
             intercept: (!policy.intercept_hosts.is_empty()).then_some(PROXY_PORT),
+            only_via_proxy: !policy.requests.is_empty(),
         }
     }
 }
@@ -830,7 +834,16 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
             rules.push(rule(out_of_enclave(), Action::Accept, "accept:global").marking(plain))
         }
         Mode::Allowlist => {
-            if input.intercept.is_some() {
+            if input.intercept.is_some() && input.only_via_proxy {
+                // A host with request rules answered these addresses:
+                // SSH, plain HTTP, QUIC or TLS under another name to them
+                // (an alias that opened them on every port) would carry
+                // its requests past the rules. TCP 443 to them never gets
+                // here: it is redirected to the proxy.
+                let mut m = out_of_enclave();
+                m.push(Match::InSet(sets::CRED4, SetKey::Addr4));
+                rules.push(rule(m, Action::Drop, "drop:inspected-elsewhere"));
+            } else if input.intercept.is_some() {
                 // QUIC would pass the credential proxy by: the client
                 // falls back to TCP, which the proxy gets.
                 let mut m = out_of_enclave();
@@ -1143,6 +1156,7 @@ mod tests {
             name_binding: true,
             generation: 0,
             intercept: None,
+            only_via_proxy: false,
         }
     }
 

@@ -108,6 +108,14 @@ pub fn names(policy: &Policy, port: u16, proto: &str, seen: Seen) -> Outcome {
         Seen::NotThis => return deny(format!("not {proto}"), None),
     };
     for name in &names {
+        if name.ends_with('.') {
+            // One trailing dot is cut before this; a second would be cut
+            // by the rules' lookup, not by the proxy's (`github.com..`).
+            return deny(
+                format!("{proto} name {name} ends in two dots"),
+                Some(name.clone()),
+            );
+        }
         match policy.grant_for(name) {
             None => {
                 return deny(
@@ -153,6 +161,16 @@ mod tests {
             Outcome::Deny(d) => d.reason,
             other => panic!("expected a denial, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_name_with_a_second_trailing_dot_is_denied() {
+        // `a.test..` passed as `a.test.` (one dot cut), which the domain
+        // rules read as a.test but the proxy did not know: spliced past
+        // a.test's request rules.
+        let p = p();
+        let hello = hello("a.test..", 0, false);
+        assert!(denied(tcp(&p, 443, &records(&hello, 4096))).contains("two dots"));
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct Shared {
     learned_full: AtomicU64,
     refused: Mutex<VecDeque<String>>,
     learned: Mutex<Learned>,
+    /// Addresses a host with request rules answered (or a name whose
+    /// answer led to one): the proxy never passes another name's
+    /// connection to them untouched.
+    ruled: Mutex<std::collections::HashSet<std::net::IpAddr>>,
     reloads: AtomicU64,
     generation: AtomicU64,
     names_allowed: AtomicU64,
@@ -72,6 +76,7 @@ impl Default for Shared {
             learned_full: AtomicU64::default(),
             refused: Mutex::default(),
             learned: Mutex::default(),
+            ruled: Mutex::default(),
             reloads: AtomicU64::default(),
             generation: AtomicU64::default(),
             names_allowed: AtomicU64::default(),
@@ -262,6 +267,14 @@ impl Shared {
     /// had the same ports and keeps it open for at least half of
     /// `item.timeout`: then the kernel need not be asked again, and the
     /// answer's TTL must not exceed what is left.
+    pub fn mark_ruled(&self, addrs: impl IntoIterator<Item = std::net::IpAddr>) {
+        self.ruled.lock().unwrap().extend(addrs);
+    }
+
+    pub fn is_ruled(&self, addr: std::net::IpAddr) -> bool {
+        self.ruled.lock().unwrap().contains(&addr)
+    }
+
     pub fn still_open(&self, item: &Learn) -> Option<Duration> {
         let learned = self.learned.lock().unwrap();
         learned.still_open(item, Instant::now())

@@ -17,6 +17,9 @@ const GH_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 90);
 const ALT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 91);
 const GH: &str = "github.test";
 const ALT: &str = "alt.test";
+/// Allowed, no rules, a CNAME of github.test: an alias that would open
+/// github's address on every port.
+const ALIAS: &str = "www.github.test";
 
 struct GitLab {
     lab: Lab,
@@ -32,7 +35,7 @@ fn rules_profile() -> String {
 [uplink]
 dns = "allowlist"
 access = "allowlist"
-domains = ["{GH}", "{ALT}"]
+domains = ["{GH}", "{ALT}", "{ALIAS}"]
 upstream_dns = ["{DNS}"]
 
 [[requests]]
@@ -56,7 +59,7 @@ fn git_lab() -> Result<Option<GitLab>> {
     let key = topo.write_file("world.key", &leaf.key_pem)?;
     let repos = topo.dir().join("repos");
     git::make_repos(&repos, &[("my-org", "tool"), ("other-org", "tool")])?;
-    let zone = format!("{GH}. A 60 {GH_ADDR}\n{ALT}. A 60 {ALT_ADDR}\n");
+    let zone = format!("{GH}. A 60 {GH_ADDR}\n{ALT}. A 60 {ALT_ADDR}\n{ALIAS}. CNAME 60 {GH}.\n");
     let server = |addr| HttpsServer {
         addr: sock(addr, 443),
         cert: cert.to_string_lossy().into(),
@@ -65,6 +68,7 @@ fn git_lab() -> Result<Option<GitLab>> {
     let world = WorldSetup::new(&zone)
         .dns(sock(DNS, 53))
         .https([server(GH_ADDR), server(ALT_ADDR)])
+        .recv([sock(GH_ADDR, 80), sock(GH_ADDR, 22)])
         .git(GH, &repos)
         .start(&topo)?;
     topo.set_resolv_conf(Ns::Bottle, &format!("nameserver {SENTRY_ENCLAVE_V4}\n"))?;
@@ -346,6 +350,81 @@ fn github_fronted_through_another_allowed_names_address_is_refused() -> Result<(
         "-w",
         "%{http_code}",
         &format!("https://{ALT}/"),
+    ])?;
+    assert_eq!(out.check()?.stdout, "200");
+    Ok(())
+}
+
+#[test]
+fn another_name_at_githubs_address_is_not_passed_on_untouched() -> Result<()> {
+    let Some(g) = git_lab()? else {
+        return Ok(());
+    };
+    // github.test's address is the proxy's; a connection there that
+    // names alt.test (allowed, no rules) and asks for github.test inside
+    // would be passed on untouched, and the world's front end routes by
+    // Host: a push past the rules.
+    g.curl(&[
+        "-o",
+        "/dev/null",
+        &format!("https://{GH}/my-org/tool.git/HEAD"),
+    ])?
+    .check()?;
+    let to_github = format!("{ALT}:443:{GH_ADDR}:443");
+    let url = format!("https://{ALT}/other-org/tool.git/info/refs?service=git-receive-pack");
+    let host = format!("Host: {GH}");
+    let out = g.curl(&[
+        "-k",
+        "--connect-to",
+        &to_github,
+        "-H",
+        &host,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ])?;
+    ensure!(
+        !out.status.success(),
+        "the request got an answer: {}",
+        out.stdout
+    );
+    assert_eq!(
+        g.pushes_seen("other-org")?,
+        0,
+        "the request reached the world"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_alias_of_github_does_not_open_its_address_on_other_ports() -> Result<()> {
+    let Some(g) = git_lab()? else {
+        return Ok(());
+    };
+    // www.github.test is a CNAME of github.test: its answer is github's
+    // address, which must not open for plain HTTP or SSH (a git push over
+    // SSH would pass no rule).
+    for url in [format!("http://{ALIAS}/"), format!("telnet://{ALIAS}:22")] {
+        let out = g.curl(&["--connect-timeout", "2", "-o", "/dev/null", &url])?;
+        ensure!(!out.status.success(), "{url} connected");
+    }
+    let reached: Vec<_> = g
+        .lab
+        .world
+        .receipts()?
+        .into_iter()
+        .filter(|r| r.local.ip() == IpAddr::V4(GH_ADDR))
+        .collect();
+    assert!(reached.is_empty(), "{reached:?}");
+    // Its TLS goes to the proxy, whose rules hold for github.test's name.
+    let out = g.curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("https://{GH}/my-org/tool.git/HEAD"),
     ])?;
     assert_eq!(out.check()?.stdout, "200");
     Ok(())

@@ -531,6 +531,7 @@ fn shell_word(s: &str) -> String {
 /// commands that start them.
 fn quadlet(chosen: Chosen, places: &Places, a: UpArgs, dir: &Path) -> anyhow::Result<u8> {
     let loaded = lookup::load(&a.profile, places)?;
+    quadlet::carries(&loaded, &a.profile)?;
     if let Some(c) = loaded.profile.credentials.first() {
         return Err(Error::Credential {
             env: c.env.clone(),

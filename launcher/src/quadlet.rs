@@ -315,6 +315,20 @@ fn exec_word(field: &str, w: &str) -> Result<String, Problem> {
     word(field, w)
 }
 
+/// Refuses a profile with `[[requests]]`: the bottle must trust the
+/// sentry's CA for their hosts, which `up` makes and hands it.
+pub fn carries(loaded: &crate::lookup::Loaded, arg: &str) -> Result<(), crate::Error> {
+    match loaded.profile.requests.first() {
+        None => Ok(()),
+        Some(r) => Err(crate::takes::problem(
+            &loaded.path,
+            "requests[0]".into(),
+            format!("Quadlet units do not carry [[requests]] yet: the sentry's CA, which the bottle must trust for {}, is made at `up`", r.hosts.join(", ")),
+            format!("start this profile with `rbm-launch up {arg}`"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,13 @@ pub struct StatusReport {
     /// How many were refused in all since the agent started.
     #[serde(default)]
     pub denied_total: u64,
+    /// Every name refused since the agent started, counted, most refused
+    /// first (`rbm-launch suggest` reads it).
+    #[serde(default)]
+    pub refusals: Vec<crate::state::tally::Refusal>,
+    /// Refusals of names beyond the ones counted one by one.
+    #[serde(default)]
+    pub refusals_overflow: u64,
     /// How often the sentry's supervisor restarted the agent.
     #[serde(default)]
     pub restarts: u64,
@@ -101,6 +108,7 @@ impl StatusSource {
             }
         };
         let denied = self.shared.denied();
+        let (refusals, refusals_overflow) = self.shared.refusals();
         let policy = self.policy.get();
         let (generation, reloads) = self.shared.generation();
         StatusReport {
@@ -124,6 +132,8 @@ impl StatusSource {
             name_denials: self.shared.name_denials(),
             denied: denied.0,
             denied_total: denied.1,
+            refusals,
+            refusals_overflow,
             restarts: self.restarts,
             reloads,
             generation,
@@ -402,6 +412,8 @@ mod tests {
                 reason: "never resolved".into(),
             }],
             denied_total: 7,
+            refusals: vec![],
+            refusals_overflow: 0,
             restarts: 2,
             reloads: 1,
             generation: 1,

@@ -30,6 +30,8 @@ pub struct Proposal {
     /// place of the name among the DNS refusals (later: higher).
     latest: u64,
     dns_rank: usize,
+    /// How often DNS refused it, where the agent counts (else 0).
+    dns_count: u64,
 }
 
 impl Proposal {
@@ -88,6 +90,9 @@ pub struct Suggestions {
     /// What the counts cover: refusals on the wire kept and in all, names
     /// DNS refused kept, and DNS refusals in all.
     pub kept: (usize, u64, usize, u64),
+    /// The counts are the agent's of every name refused since it started,
+    /// with this many refusals of names beyond the ones it counts.
+    pub since_start: Option<u64>,
 }
 
 /// A refused name as it may be proposed, if it is a plain DNS name: the
@@ -140,6 +145,66 @@ fn wire_refusals(status: &Value) -> Vec<&Value> {
     }
 }
 
+/// The proposals from the agent's count of every name refused since it
+/// started (`refusals`): each name with the ports it was refused on, and
+/// whether DNS refused it; a name the profile allows there already is
+/// lifted.
+fn from_tally(
+    tally: &[Value],
+    domains: &[DomainRule],
+    s: &mut Suggestions,
+    found: &mut BTreeMap<String, Proposal>,
+    not_names: &mut BTreeSet<String>,
+) {
+    for (rank, r) in tally.iter().rev().enumerate() {
+        let Some(raw) = r["name"].as_str() else {
+            continue;
+        };
+        let Some(name) = proposable(raw) else {
+            not_names.insert(raw.to_string());
+            continue;
+        };
+        let dns = r["dns"].as_u64().unwrap_or(0);
+        let mut wire = BTreeMap::new();
+        for (key, n) in r["wire"].as_object().into_iter().flatten() {
+            let n = n.as_u64().unwrap_or(0);
+            match key
+                .split_once(' ')
+                .map(|(p, port)| (p, port.parse::<u16>()))
+            {
+                Some((proto @ ("tcp" | "udp"), Ok(port)))
+                    if !allowed(domains, &name, Some(port)) =>
+                {
+                    wire.insert((proto.to_string(), port), n);
+                }
+                _ => s.lifted += n,
+            }
+        }
+        let dns_wanted = dns > 0 && !allowed(domains, &name, None);
+        if !dns_wanted {
+            s.lifted += if allowed(domains, &name, None) {
+                dns
+            } else {
+                0
+            };
+        }
+        if wire.is_empty() && !dns_wanted {
+            continue;
+        }
+        found.insert(
+            name.clone(),
+            Proposal {
+                name,
+                wire,
+                dns: dns_wanted,
+                latest: 0,
+                dns_rank: if dns_wanted { rank + 1 } else { 0 },
+                dns_count: if dns_wanted { dns } else { 0 },
+            },
+        );
+    }
+}
+
 /// The proposals for `status` (`rbm-agent status --json`) against the
 /// profile's `domains`: names refused that they do not allow yet.
 pub fn from_status(status: &Value, domains: &[DomainRule]) -> Suggestions {
@@ -153,10 +218,17 @@ pub fn from_status(status: &Value, domains: &[DomainRule]) -> Suggestions {
             dns: false,
             latest: 0,
             dns_rank: 0,
+            dns_count: 0,
         })
     }
     let wire = wire_refusals(status);
-    for d in &wire {
+    if let Some(tally) = status["refusals"].as_array() {
+        // The agent counts every name refused since it started: from there.
+        s.by_address = wire.iter().filter(|d| d["name"].is_null()).count() as u64;
+        s.since_start = Some(status["refusals_overflow"].as_u64().unwrap_or(0));
+        from_tally(tally, domains, &mut s, &mut found, &mut not_names);
+    }
+    for d in wire.iter().filter(|_| status["refusals"].is_null()) {
         let Some(raw) = d["name"].as_str() else {
             s.by_address += 1;
             continue;
@@ -182,7 +254,8 @@ pub fn from_status(status: &Value, domains: &[DomainRule]) -> Suggestions {
     let dns = status["refused_names"]
         .as_array()
         .map_or(&[][..], Vec::as_slice);
-    for (rank, raw) in dns.iter().filter_map(Value::as_str).enumerate() {
+    let dns_listed = dns.iter().filter(|_| status["refusals"].is_null());
+    for (rank, raw) in dns_listed.filter_map(Value::as_str).enumerate() {
         match proposable(raw) {
             None => {
                 not_names.insert(raw.to_string());
@@ -204,7 +277,8 @@ pub fn from_status(status: &Value, domains: &[DomainRule]) -> Suggestions {
     );
     let mut proposals: Vec<Proposal> = found.into_values().collect();
     proposals.sort_by(|a, b| {
-        (b.count(), b.latest, b.dns_rank, &a.name).cmp(&(a.count(), a.latest, a.dns_rank, &b.name))
+        let (ta, tb) = (a.count() + a.dns_count, b.count() + b.dns_count);
+        (tb, b.latest, b.dns_rank, &a.name).cmp(&(ta, a.latest, a.dns_rank, &b.name))
     });
     s.proposals = proposals;
     s
@@ -227,12 +301,24 @@ pub struct Target<'a> {
 pub fn render(s: &Suggestions, t: &Target) -> String {
     let (wire_kept, wire_all, dns_kept, dns_all) = s.kept;
     let names = if dns_kept == 1 { "name" } else { "names" };
-    let mut out = format!(
-        "# Names the sentry {} refused that {} does not allow, most refused first,\n\
-         # counted over the refusals it keeps: the latest {wire_kept} of {wire_all} on the wire, \
-         the latest {dns_kept} {names} of {dns_all} DNS refusals.\n",
-        t.sentry, t.file
-    );
+    let mut out = match s.since_start {
+        Some(beyond) => format!(
+            "# Names the sentry {} refused since it started that {} does not allow, most refused first{}.\n",
+            t.sentry,
+            t.file,
+            if beyond > 0 {
+                format!(" ({beyond} refusals of names beyond the {} it counts are not)", "1024")
+            } else {
+                String::new()
+            }
+        ),
+        None => format!(
+            "# Names the sentry {} refused that {} does not allow, most refused first,\n\
+             # counted over the refusals it keeps: the latest {wire_kept} of {wire_all} on the wire, \
+             the latest {dns_kept} {names} of {dns_all} DNS refusals.\n",
+            t.sentry, t.file
+        ),
+    };
     if s.proposals.is_empty() {
         out.push_str("# Nothing to propose.\n");
     } else {
@@ -428,6 +514,50 @@ mod tests {
                 && !text.contains("rbm-launch allow")
                 && text.contains("\n  \"n.test\",  # refused by DNS"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_agents_count_since_its_start_wins_over_the_recent_lists() {
+        // 500 refusals of many.test on 443 long ago (pushed out of the
+        // recent lists), then a few of few.test; DNS refused dns.test 40
+        // times and only-once.test once; allowed.test is allowed by now.
+        let status = serde_json::json!({
+            "denied": [{"at": 9, "kind": "name", "proto": "tcp", "dst": "192.0.2.1:443",
+                "name": "few.test", "reason": "r"},
+                {"at": 9, "kind": "connection", "proto": "tcp", "dst": "192.0.2.9:22", "reason": "r"}],
+            "refused_names": ["only-once.test"],
+            "refusals": [
+                {"name": "many.test", "dns": 0, "wire": {"tcp 443": 500}},
+                {"name": "dns.test", "dns": 40, "wire": {}},
+                {"name": "few.test", "dns": 0, "wire": {"tcp 443": 3, "udp 443": 1}},
+                {"name": "allowed.test", "dns": 7, "wire": {"tcp 443": 2}},
+                {"name": "a*b.test", "dns": 0, "wire": {"tcp 80": 9}},
+                {"name": "only-once.test", "dns": 1, "wire": {}}
+            ],
+            "refusals_overflow": 0,
+        });
+        let s = from_status(&status, &[rule("allowed.test")]);
+        let rules: Vec<String> = s.proposals.iter().map(|p| p.rule().to_string()).collect();
+        assert_eq!(
+            rules,
+            [
+                "many.test:443",
+                "dns.test",
+                "few.test:443",
+                "only-once.test"
+            ]
+        );
+        assert_eq!(s.proposals[0].count(), 500);
+        assert_eq!((s.not_names, s.by_address, s.lifted), (1, 1, 9));
+        let t = Target {
+            arg: "p.toml",
+            file: "p.toml",
+            sentry: "rbm-p-sentry",
+            not_editable: None,
+        };
+        assert!(
+            render(&s, &t).starts_with("# Names the sentry rbm-p-sentry refused since it started")
         );
     }
 }

@@ -4,6 +4,7 @@
 
 mod learned;
 mod names;
+pub mod tally;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -51,6 +52,7 @@ pub struct Shared {
     learned_full: AtomicU64,
     refused: Mutex<VecDeque<String>>,
     learned: Mutex<Learned>,
+    tally: Mutex<tally::Tally>,
     /// Addresses a host with request rules answered (or a name whose
     /// answer led to one): the proxy never passes another name's
     /// connection to them untouched.
@@ -76,6 +78,7 @@ impl Default for Shared {
             learned_full: AtomicU64::default(),
             refused: Mutex::default(),
             learned: Mutex::default(),
+            tally: Mutex::default(),
             ruled: Mutex::default(),
             reloads: AtomicU64::default(),
             generation: AtomicU64::default(),
@@ -210,6 +213,7 @@ impl Shared {
             name: Some(name.to_string()),
             reason: "name not allowed: REFUSED".into(),
         });
+        self.tally.lock().unwrap().dns(name);
         let mut r = self.refused.lock().unwrap();
         r.retain(|n| n != name);
         r.push_back(name.to_string());
@@ -353,6 +357,12 @@ impl Shared {
     /// Counts a name-check denial and remembers it (most recent last).
     pub fn record_name_denial(&self, denial: NameDenial) {
         self.names_denied.fetch_add(1, Ordering::Relaxed);
+        if let Some(name) = &denial.name {
+            self.tally
+                .lock()
+                .unwrap()
+                .wire(name, &denial.proto, denial.dst.port());
+        }
         self.record_denied(Denied {
             at: denial.at,
             kind: "name".into(),
@@ -377,6 +387,13 @@ impl Shared {
 
     pub fn name_denials(&self) -> Vec<NameDenial> {
         self.name_denials.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// Every name refused since the start, most refused first, and the
+    /// refusals of names beyond the bound.
+    pub fn refusals(&self) -> (Vec<tally::Refusal>, u64) {
+        let t = self.tally.lock().unwrap();
+        (t.list(), t.overflow)
     }
 
     pub fn refused_names(&self) -> Vec<String> {

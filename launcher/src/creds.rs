@@ -215,7 +215,7 @@ pub fn request_cas(
         if r.upstream_ca.is_none() {
             continue;
         }
-        let path = takes::request_ca_path(r, i, file, dir)?;
+        let (path, _) = takes::request_ca_path(r, i, file, dir)?;
         let pem = std::fs::read_to_string(&path).map_err(|e| {
             takes::problem(
                 file,

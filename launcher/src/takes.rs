@@ -25,14 +25,19 @@ pub struct Takes {
     pub entries: Vec<Entry>,
     pub credentials: Vec<Taken>,
     /// Hosts whose TLS the sentry opens to check each request, with the
-    /// extra CA (resolved) it trusts for them.
-    pub requests: Vec<(Vec<String>, Option<PathBuf>)>,
+    /// extra CA (resolved) it trusts for them and whether that CA lies
+    /// outside the profile's folder.
+    pub requests: Vec<(Vec<String>, Option<PlacedCa>)>,
     /// A recipe's Containerfile: `run` builds it, its RUN lines with
     /// Podman's network, not the sentry's filter.
     pub build: Option<PathBuf>,
     /// The Podman volume `run` mounts as the workspace.
     pub workspace_volume: Option<String>,
 }
+
+/// An extra CA file, resolved, and whether it lies outside the profile's
+/// folder.
+pub type PlacedCa = (PathBuf, bool);
 
 /// A credential: where rbm-launch reads its real value, and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +119,10 @@ impl Takes {
     pub fn needs_yes(&self) -> bool {
         !self.credentials.is_empty()
             || self.build.is_some()
+            || self
+                .requests
+                .iter()
+                .any(|(_, ca)| ca.as_ref().is_some_and(|c| c.1))
             || self.volumes.iter().any(|v| v.outside || !v.missing)
     }
 
@@ -164,8 +173,12 @@ impl Takes {
                 "requests    {}: the sentry opens their TLS and checks each request against the profile's rules",
                 hosts.join(", ")
             );
-            if let Some(ca) = ca {
-                line += &format!("; trusts the CA {} for them", ca.display());
+            if let Some((ca, outside)) = ca {
+                line += &format!(
+                    "; trusts the CA {} ({}) for them",
+                    ca.display(),
+                    place(*outside)
+                );
             }
             out.push(line);
         }
@@ -222,15 +235,16 @@ pub fn problem(file: &Path, field: String, message: String, fix: impl Into<Strin
     })
 }
 
-/// The `upstream_ca` of `requests[i]`, resolved: in the profile's folder,
-/// symlinks followed, unless the table says `outside = true` (the rule
-/// its text already passed).
+/// The `upstream_ca` of `requests[i]`, resolved, and whether it lies
+/// outside the profile's folder (symlinks followed), which only a table
+/// that says `outside = true` may (the rule its text already passed); it
+/// then needs the user's yes, as a credential's file does.
 pub fn request_ca_path(
     r: &RequestRules,
     i: usize,
     file: &Path,
     dir: &Path,
-) -> Result<PathBuf, Error> {
+) -> Result<(PathBuf, bool), Error> {
     let dir = &folder(dir);
     let written = r.upstream_ca.as_deref().unwrap_or_default();
     let field = format!("requests[{i}].upstream_ca");
@@ -242,7 +256,8 @@ pub fn request_ca_path(
             "check that the file exists and that you may read it",
         )
     })?;
-    if !r.outside && (leaves_folder(written) || !resolved.starts_with(dir)) {
+    let outside = leaves_folder(written) || !resolved.starts_with(dir);
+    if !r.outside && outside {
         return Err(problem(
             file,
             field,
@@ -250,7 +265,7 @@ pub fn request_ca_path(
             "put the CA file in the profile's folder, or add `outside = true` to this table if you mean it",
         ));
     }
-    Ok(resolved)
+    Ok((resolved, outside))
 }
 
 fn place(outside: bool) -> &'static str {

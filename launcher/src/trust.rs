@@ -141,7 +141,10 @@ pub fn profile_hash(loaded: &Loaded, takes: &Takes) -> String {
     h.update(takes.lines().join("\n").as_bytes());
     // The CA the sentry trusts for a credential's hosts is what the key's
     // safety rests on: a changed CA file asks again, as a changed text does.
-    let request_cas = takes.requests.iter().filter_map(|(_, ca)| ca.as_ref());
+    let request_cas = takes
+        .requests
+        .iter()
+        .filter_map(|(_, ca)| ca.as_ref().map(|c| &c.0));
     for ca in takes
         .credentials
         .iter()

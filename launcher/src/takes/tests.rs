@@ -250,3 +250,44 @@ fn a_credential_file_inside_a_folder_the_bottle_gets_is_refused() {
     );
     assert!(Takes::of(&ok).is_ok(), "{:?}", Takes::of(&ok));
 }
+
+#[test]
+fn a_request_hosts_ca_outside_the_folder_needs_saying_so_and_a_yes() {
+    let f = folder();
+    std::fs::write(f.elsewhere.join("ca.pem"), "not read here").unwrap();
+    std::fs::write(f.dir.join("ca.pem"), "not read here").unwrap();
+    symlink(f.elsewhere.join("ca.pem"), f.dir.join("linked-ca.pem")).unwrap();
+    let requests = |ca: &str, extra: &str| {
+        format!("[[requests]]\nhosts = [\"a.test\"]\nallow = [\"GET *\"]\nupstream_ca = \"{ca}\"\n{extra}")
+    };
+    // Inside: listed, no yes needed for it.
+    let takes = Takes::of(&loaded(&f, "", &requests("ca.pem", ""))).unwrap();
+    assert!(!takes.needs_yes(), "{:?}", takes.lines());
+    assert!(
+        takes.lines()[0].starts_with("requests    a.test: "),
+        "{:?}",
+        takes.lines()
+    );
+    assert!(takes.lines()[0].contains("in the profile's folder"));
+    // A link that leads out: refused unless the table says so.
+    let err = Takes::of(&loaded(&f, "", &requests("linked-ca.pem", "")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("requests[0].upstream_ca") && err.contains("outside = true"),
+        "{err}"
+    );
+    // Said so: listed as outside, and a yes is needed.
+    let takes = Takes::of(&loaded(
+        &f,
+        "",
+        &requests("linked-ca.pem", "outside = true\n"),
+    ))
+    .unwrap();
+    assert!(takes.needs_yes());
+    assert!(
+        takes.lines()[0].contains("OUTSIDE the profile's folder"),
+        "{:?}",
+        takes.lines()
+    );
+}

@@ -88,6 +88,15 @@ impl Carried {
         by_set
     }
 
+    /// The proxy's carried addresses (`sets::CRED4`).
+    pub fn intercepted(&self) -> Vec<IpAddr> {
+        self.elements
+            .iter()
+            .filter(|(set, _)| *set == sets::CRED4)
+            .flat_map(|(_, elems)| elems.iter().filter_map(|(key, _)| addr(key)))
+            .collect()
+    }
+
     /// The carried addresses as the agent's records hold them: all ports,
     /// or the ports their elements open; each for the least time one of
     /// its elements has left (as of the read).
@@ -242,6 +251,9 @@ mod tests {
             "the proxy's too"
         );
         assert_eq!(elements.get(sets::LEARNED4_PORTS).unwrap().len(), 3);
+        // A restart does not forget that the proxy's addresses may be a
+        // ruled host's (never spliced to).
+        assert_eq!(carried.intercepted(), [IpAddr::from([198, 51, 100, 10])]);
     }
 
     #[test]

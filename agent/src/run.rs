@@ -161,6 +161,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         reloads,
         "filter in force"
     );
+    if !policy.requests.is_empty() {
+        // Which host answered them is not carried: any of them may be a
+        // ruled host's, whose address the proxy never splices to.
+        shared.mark_ruled(carried.intercepted());
+    }
     if !carried.is_empty() {
         let learns = carried.learns();
         shared.record_learned(BEFORE_RESTART, &learns, read_at);

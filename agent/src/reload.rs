@@ -261,9 +261,12 @@ impl Enforcer {
             .relearn
             .iter()
             .filter(|l| {
+                // A ruled host's address stays the proxy's even if another
+                // name answered it last (a shared address).
                 self.shared
                     .learned_record(l.addr)
                     .is_some_and(|r| policy.intercepts(&r.name))
+                    || (!policy.requests.is_empty() && self.shared.is_ruled(l.addr))
             })
             .cloned()
             .collect();

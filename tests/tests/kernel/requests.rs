@@ -20,6 +20,9 @@ const ALT: &str = "alt.test";
 /// Allowed, no rules, a CNAME of github.test: an alias that would open
 /// github's address on every port.
 const ALIAS: &str = "www.github.test";
+/// Allowed, no rules, its own A record to github.test's address (a
+/// shared front end's address under another name).
+const SHARED: &str = "shared.test";
 
 struct GitLab {
     lab: Lab,
@@ -35,7 +38,7 @@ fn rules_profile() -> String {
 [uplink]
 dns = "allowlist"
 access = "allowlist"
-domains = ["{GH}", "{ALT}", "{ALIAS}"]
+domains = ["{GH}", "{ALT}", "{ALIAS}", "{SHARED}"]
 upstream_dns = ["{DNS}"]
 
 [[requests]]
@@ -59,7 +62,7 @@ fn git_lab() -> Result<Option<GitLab>> {
     let key = topo.write_file("world.key", &leaf.key_pem)?;
     let repos = topo.dir().join("repos");
     git::make_repos(&repos, &[("my-org", "tool"), ("other-org", "tool")])?;
-    let zone = format!("{GH}. A 60 {GH_ADDR}\n{ALT}. A 60 {ALT_ADDR}\n{ALIAS}. CNAME 60 {GH}.\n");
+    let zone = format!("{GH}. A 60 {GH_ADDR}\n{ALT}. A 60 {ALT_ADDR}\n{ALIAS}. CNAME 60 {GH}.\n{SHARED}. A 60 {GH_ADDR}\n");
     let server = |addr| HttpsServer {
         addr: sock(addr, 443),
         cert: cert.to_string_lossy().into(),
@@ -427,5 +430,58 @@ fn an_alias_of_github_does_not_open_its_address_on_other_ports() -> Result<()> {
         &format!("https://{GH}/my-org/tool.git/HEAD"),
     ])?;
     assert_eq!(out.check()?.stdout, "200");
+    Ok(())
+}
+
+#[test]
+fn a_shared_address_stays_with_the_proxy_across_a_reload() -> Result<()> {
+    let Some(g) = git_lab()? else {
+        return Ok(());
+    };
+    // github.test's address, then the same address answered for
+    // shared.test (no rules) last; a reload rebuilds the proxy's set.
+    g.curl(&[
+        "-o",
+        "/dev/null",
+        &format!("https://{GH}/my-org/tool.git/HEAD"),
+    ])?
+    .check()?;
+    let probe = static_bin("rbm-probe")?.to_string_lossy().into_owned();
+    let server = SENTRY_ENCLAVE_V4.to_string();
+    g.lab
+        .topo
+        .exec(
+            Ns::Bottle,
+            &probe,
+            &["dns", SHARED, "--server", &server],
+            CMD_TIMEOUT,
+        )?
+        .check()?;
+    let more = rules_profile().replace("\"HEAD *\",", "\"HEAD *\", \"OPTIONS *\",");
+    let out = g.lab.agent.reload(&g.lab.topo, &more)?;
+    ensure!(out.status.success(), "reload: {}{}", out.stdout, out.stderr);
+    // shared.test's TLS with github.test inside: never past the rules.
+    let url = format!("https://{SHARED}/other-org/tool.git/info/refs?service=git-receive-pack");
+    let host = format!("Host: {GH}");
+    let out = g.curl(&[
+        "-k",
+        "-H",
+        &host,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ])?;
+    ensure!(
+        !out.status.success(),
+        "the request got an answer: {}",
+        out.stdout
+    );
+    assert_eq!(
+        g.pushes_seen("other-org")?,
+        0,
+        "the request reached the world"
+    );
     Ok(())
 }

@@ -43,6 +43,10 @@ use serde_json::Value;
 #[path = "e2e/allow.rs"]
 mod allow;
 
+/// A profile with request rules and no credential.
+#[path = "e2e/requests.rs"]
+mod requests;
+
 /// The image rbm-launch builds for every sentry.
 const SENTRY_IMAGE: &str = "localhost/rbm-sentry:latest";
 /// Allowed by every profile here; answers the world at .10.
@@ -95,6 +99,9 @@ struct Spec {
     /// A credential for `CRED_NAME`, served over HTTPS by the world at
     /// `CRED_HOST`.
     creds: bool,
+    /// Request rules for `CRED_NAME` (`GET /e2e/**` only), without a
+    /// credential.
+    requests: bool,
 }
 
 impl Spec {
@@ -104,6 +111,7 @@ impl Spec {
             n,
             entry: None,
             creds: false,
+            requests: false,
         }
     }
 
@@ -136,6 +144,11 @@ impl Spec {
             (
                 format!("\"{API_NAME}\", \"{CRED_NAME}\""),
                 format!("\n[[credential]]\nenv = \"API_KEY\"\nfrom = \"file:api-key.txt\"\nhosts = [\"{CRED_NAME}\"]\nupstream_ca = \"world-ca.pem\"\n"),
+            )
+        } else if self.requests {
+            (
+                format!("\"{API_NAME}\", \"{CRED_NAME}\""),
+                format!("\n[[requests]]\nhosts = [\"{CRED_NAME}\"]\nallow = [\"GET /e2e/**\"]\nupstream_ca = \"world-ca.pem\"\n"),
             )
         } else {
             (format!("\"{API_NAME}\""), String::new())
@@ -244,6 +257,9 @@ impl Lab {
         let launcher = Launcher::find(podman.clone())?;
         let dir = fresh_dir(spec.moniker)?;
         let profile = write_file(&dir, "profile.toml", &spec.profile())?;
+        if spec.requests {
+            write_file(&dir, "world-ca.pem", &world_certs().0.cert_pem)?;
+        }
         if spec.creds {
             write_file(&dir, "api-key.txt", &format!("{REAL_KEY}\n"))?;
             write_file(&dir, "world-ca.pem", &world_certs().0.cert_pem)?;

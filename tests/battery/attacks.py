@@ -78,6 +78,7 @@ def run(config):
             "id": cid, "group": group, "tries": tries, "expected": expected,
             "observed": observed, "ok": bool(ok), "limit": limit, "t0": t0, "t1": t1,
             "egress": [e.replace("API", CFG["api"]).replace("CRED", CFG["cred"]).replace("FRONT", CFG["front"])
+                       .replace("RULED", CFG["ruled"])
                        .replace("SHORT", CFG["short"])
                        .replace("DNS", f"{CFG['resolver']}:53") for e in egress],
         }), flush=True)

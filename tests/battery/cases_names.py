@@ -103,6 +103,31 @@ def http_keep_alive_second_host():
     return (got == len(first) + len(second), f"tcp {r}; the world got {got} of {len(first) + len(second)} bytes")
 
 
+# The two limits above, closed for a host with request rules ([[requests]]:
+# ruled.battery.test allows only GET /allowed/**): the sentry opens its TLS
+# and checks every request, its Host included.
+
+
+@case("names", "domain fronting on a host with request rules: TLS to ruled.battery.test (trusting the sentry's CA), "
+      "a foreign Host inside, on a path the rules allow",
+      "403 from the sentry; the world never gets it (battery.rs checks its log)", egress=["DNS", "RULED:443"])
+def fronting_inside_ruled_tls():
+    a = dns_query(CFG["ruled_name"], timeout=2)
+    r = https_get(CFG["ruled"], CFG["ruled_name"], path="/allowed/fronted", host=CFG["other_name"])
+    return (r.startswith("403 rbm: "), f"dns {shown(a)}; https {r}")
+
+
+@case("names", "HTTPS kept alive to a host with request rules: GET /allowed/kept-alive, then GET /forbidden on the same connection",
+      "the first answered (200), the second 403 from the sentry; the world gets the first only (battery.rs checks its log)",
+      egress=["DNS", "RULED:443"])
+def http_keep_alive_second_request_on_ruled_host():
+    a = dns_query(CFG["ruled_name"], timeout=2)
+    name = CFG["ruled_name"]
+    r = https_kept_alive(CFG["ruled"], name, [("/allowed/kept-alive", name), ("/forbidden", name)])
+    ok = len(r) == 2 and r[0].startswith("200 ") and r[1].startswith("403 rbm: ")
+    return (ok, f"dns {shown(a)}; https " + "; then ".join(r))
+
+
 # Found by reading the agent as an attacker would (issue 21): a verdict
 # kept for a 4-tuple, a QUIC flow checked once, HTTP a lenient server reads.
 

@@ -4,6 +4,7 @@ the registry the `case` decorator fills (CASES). attacks.py runs them."""
 
 import base64
 import gzip
+import http.client
 import json
 import os
 import random
@@ -240,6 +241,32 @@ def https_get(ip, name, path="/", bearer=None, host=None, verify=True, timeout=3
         body = gzip.decompress(body)
     status = head.split(" ", 2)[1] if head.startswith("HTTP/") else head[:40]
     return f"{status} {body.decode(errors='replace').strip()}"
+
+
+def https_kept_alive(ip, name, requests, timeout=3):
+    """HTTP/1.1 GETs one after the other on ONE kept-alive TLS connection to
+    ip:443 with server name `name`, trusting what the bottle trusts, each
+    (path, Host): "STATUS BODY" for each answer, then what failed or
+    "closed after N" if the connection ended before the last request
+    (never a second connection)."""
+    ctx = ssl.create_default_context()
+    out = []
+    try:
+        with socket.create_connection((ip, 443), timeout=timeout) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name) as tls:
+                for i, (path, host) in enumerate(requests):
+                    tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                    # Read one whole answer (Content-Length or chunked) and no
+                    # more: the next request goes out only after it.
+                    answer = http.client.HTTPResponse(tls)
+                    answer.begin()
+                    out.append(f"{answer.status} {answer.read().decode(errors='replace').strip()}")
+                    if answer.will_close and i + 1 < len(requests):
+                        out.append(f"closed after {i + 1}")
+                        break
+    except (OSError, ssl.SSLError, http.client.HTTPException) as e:
+        out.append(f"failed: {type(e).__name__}: {e}")
+    return out
 
 
 def dechunk(body):

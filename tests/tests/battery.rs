@@ -5,10 +5,12 @@
 //! its uplink (tcpdump). A case passes when the bottle saw the blocked
 //! outcome AND nothing left the sentry in its time window but what the
 //! case allows (the DNS upstream for an allowed name, a bare TCP handshake
-//! for a name check). The profile holds a credential: after the attacks,
-//! its real value is looked for in every byte the witness captured and in
-//! every world's log. The lifecycle cases (a reload that removes a name, a
-//! killed agent, a killed sentry) run last, with a sender busy throughout.
+//! for a name check). The profile holds a credential and a host with
+//! request rules (`[[requests]]`: its world's log shows what the rules let
+//! through). After the attacks, the credential's real value is looked for
+//! in every byte the witness captured and in every world's log. The
+//! lifecycle cases (a reload that removes a name, a killed agent, a killed
+//! sentry) run last, with a sender busy throughout.
 //! Writes the table tests/battery/results-podman-VERSION-MODE.md.
 //!
 //! Network safety: every address is the test's own: enclave 10.250.60.0/24,
@@ -66,13 +68,20 @@ const SHORT_TTL: u32 = 2;
 /// allowed HTTPS host that is not the credential's.
 const CRED_NAME: &str = "cred.battery.test";
 const FRONT_NAME: &str = "front.battery.test";
+/// A host with request rules (`[[requests]]`): the sentry opens its TLS
+/// and lets only `GET /allowed/**` through, so the two limits that a name
+/// check leaves open (fronting inside the TLS, a second request on a
+/// kept-alive connection) are closed for it.
+const RULED_NAME: &str = "ruled.battery.test";
+const RULED_ALLOW: &str = "GET /allowed/**";
 /// The credential's real value (a file beside the profile): it may reach
 /// the credential host's world and nothing else.
 const REAL_KEY: &str = "sk-battery-real-value-never-in-the-bottle";
 /// Uplink hosts: the upstream resolver (no allowed name points at it), the
 /// allowed name, the trap (never allowed: what every blocked case aims
 /// at), the allowed CIDR, the name allowed only on 443, the short-TTL name,
-/// the credential's host and the other HTTPS host.
+/// the credential's host, the other HTTPS host and the host with request
+/// rules.
 const RESOLVER: u8 = 5;
 const API: u8 = 10;
 const TRAP: u8 = 20;
@@ -81,6 +90,7 @@ const PORTS: u8 = 40;
 const SHORT: u8 = 50;
 const CRED: u8 = 60;
 const FRONT: u8 = 70;
+const RULED: u8 = 80;
 /// Every world but the resolver logs what it got here (plain HTTP on a
 /// port that is neither 80 nor 443).
 const RECV_HTTP: u16 = 8080;
@@ -142,7 +152,7 @@ bottle_ip = "{bottle}"
 [uplink]
 dns = "allowlist"
 access = "allowlist"
-domains = [{api}"{PORTS_NAME}:443", "{SHORT_NAME}", "{CRED_NAME}", "{FRONT_NAME}", "{HOST_NAME}"]
+domains = [{api}"{PORTS_NAME}:443", "{SHORT_NAME}", "{CRED_NAME}", "{FRONT_NAME}", "{HOST_NAME}", "{RULED_NAME}"]
 cidrs = ["{cidr}/32"]
 upstream_dns = ["{resolver}"]
 subnet = "{uplink}/24"
@@ -152,6 +162,11 @@ min_ttl = 0
 env = "API_KEY"
 from = "file:api-key.txt"
 hosts = ["{CRED_NAME}"]
+upstream_ca = "world-ca.pem"
+
+[[requests]]
+hosts = ["{RULED_NAME}"]
+allow = ["{RULED_ALLOW}"]
 upstream_ca = "world-ca.pem"
 "#,
         enclave = enclave(0),
@@ -164,28 +179,41 @@ upstream_ca = "world-ca.pem"
 }
 
 /// The world's CA (the model internet's public roots, which only the
-/// sentry trusts) and the certificates of the credential host and the
-/// other HTTPS host, made once per run.
-fn world_certs() -> &'static (TestCa, Leaf, Leaf) {
-    static CERTS: OnceLock<(TestCa, Leaf, Leaf)> = OnceLock::new();
+/// sentry trusts) and the certificates of its HTTPS hosts.
+struct WorldCerts {
+    ca: TestCa,
+    cred: Leaf,
+    front: Leaf,
+    ruled: Leaf,
+}
+
+/// Made once per run.
+fn world_certs() -> &'static WorldCerts {
+    static CERTS: OnceLock<WorldCerts> = OnceLock::new();
     CERTS.get_or_init(|| {
         let ca = TestCa::new("rbm battery world CA").expect("a CA");
-        let cred = ca.leaf(&[CRED_NAME]).expect("a certificate");
-        let front = ca.leaf(&[FRONT_NAME]).expect("a certificate");
-        (ca, cred, front)
+        let leaf = |name| ca.leaf(&[name]).expect("a certificate");
+        WorldCerts {
+            cred: leaf(CRED_NAME),
+            front: leaf(FRONT_NAME),
+            ruled: leaf(RULED_NAME),
+            ca,
+        }
     })
 }
 
 fn world_setup(host: u8) -> WorldSetup {
     let zone = format!(
         "{API_NAME}. A 60 {}\n{OTHER_NAME}. A 60 {}\n{PORTS_NAME}. A 60 {}\n{SHORT_NAME}. A {SHORT_TTL} {}\n\
-         {CRED_NAME}. A 60 {}\n{FRONT_NAME}. A 60 {}\n{HOST_NAME}. A 60 {NEIGHBOUR_GATEWAY}\n",
+         {CRED_NAME}. A 60 {}\n{FRONT_NAME}. A 60 {}\n{HOST_NAME}. A 60 {NEIGHBOUR_GATEWAY}\n\
+         {RULED_NAME}. A 60 {}\n",
         uplink(API),
         uplink(TRAP),
         uplink(PORTS),
         uplink(SHORT),
         uplink(CRED),
-        uplink(FRONT)
+        uplink(FRONT),
+        uplink(RULED)
     );
     let at = |port| SocketAddr::from((uplink(host), port));
     let setup = WorldSetup::new(&zone);
@@ -194,12 +222,13 @@ fn world_setup(host: u8) -> WorldSetup {
         cert: leaf.chain_pem.clone(),
         key: leaf.key_pem.clone(),
     };
-    let (_, cred, front) = world_certs();
+    let certs = world_certs();
     match host {
         RESOLVER => setup.dns(at(53)),
         // Plain HTTP to the credential's host: what it got, counted.
-        CRED => setup.https([https(cred)]).recv([at(80)]),
-        FRONT => setup.https([https(front)]),
+        CRED => setup.https([https(&certs.cred)]).recv([at(80)]),
+        FRONT => setup.https([https(&certs.front)]),
+        RULED => setup.https([https(&certs.ruled)]),
         _ => setup
             .tcp([at(80)])
             .udp([at(80)])
@@ -300,8 +329,8 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
     let path = write_file(&dir, "profile.toml", &profile(true))?;
     let reloaded = write_file(&dir, "reloaded.toml", &profile(false))?;
     write_file(&dir, "api-key.txt", &format!("{REAL_KEY}\n"))?;
-    write_file(&dir, "world-ca.pem", &world_certs().0.cert_pem)?;
-    let hosts = [RESOLVER, API, TRAP, CIDR, PORTS, SHORT, CRED, FRONT];
+    write_file(&dir, "world-ca.pem", &world_certs().ca.cert_pem)?;
+    let hosts = [RESOLVER, API, TRAP, CIDR, PORTS, SHORT, CRED, FRONT, RULED];
     for host in hosts {
         podman.remove_container(&format!("{MONIKER}-world{host}"))?;
     }
@@ -415,6 +444,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         "short": uplink(SHORT).to_string(),
         "cred": uplink(CRED).to_string(),
         "front": uplink(FRONT).to_string(),
+        "ruled": uplink(RULED).to_string(),
         "zone": ZONE,
         "api_name": API_NAME,
         "other_name": OTHER_NAME,
@@ -424,6 +454,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
         "neighbour_gateway": NEIGHBOUR_GATEWAY,
         "cred_name": CRED_NAME,
         "front_name": FRONT_NAME,
+        "ruled_name": RULED_NAME,
         "short_ttl": SHORT_TTL,
         "rootless": rootless,
         "only": std::env::var("RBM_BATTERY_ONLY").ok().map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>()),
@@ -457,6 +488,7 @@ fn the_hostile_bottle_finds_no_way_out() -> Result<()> {
     }
 
     fronting_seen(&b, &mut cases)?;
+    ruled_world_saw(&b, &mut cases)?;
     published_kept_the_placeholder(&b, &mut cases)?;
     let key_case = real_key_stayed(&b, &cases)?;
     cases.push(key_case);
@@ -545,6 +577,41 @@ fn fronting_seen(b: &Battery, cases: &mut [Case]) -> Result<()> {
         c.observed,
         "; {FRONT_NAME}'s world logged a request for Host {OTHER_NAME}: {served}"
     );
+    Ok(())
+}
+
+/// The closed twins of the fronting and kept-alive limits, on the host
+/// with request rules: its world never logged the foreign Host that the
+/// bottle put inside its TLS, and of the two requests on one kept-alive
+/// connection it logged the allowed one only.
+fn ruled_world_saw(b: &Battery, cases: &mut [Case]) -> Result<()> {
+    let requests = b.world(RULED)?.https_requests()?;
+    if let Some(c) = cases
+        .iter_mut()
+        .find(|c| c.id == "fronting-inside-ruled-tls")
+    {
+        let fronted = requests
+            .iter()
+            .filter(|r| r.host.contains(OTHER_NAME) || r.path == "/allowed/fronted")
+            .count();
+        c.bottle_ok &= fronted == 0;
+        let _ = write!(
+            c.observed,
+            "; {RULED_NAME}'s world logged {fronted} requests for Host {OTHER_NAME}"
+        );
+    }
+    if let Some(c) = cases
+        .iter_mut()
+        .find(|c| c.id == "http-keep-alive-second-request-on-ruled-host")
+    {
+        let logged = |path: &str| requests.iter().filter(|r| r.path == path).count();
+        let (allowed, forbidden) = (logged("/allowed/kept-alive"), logged("/forbidden"));
+        c.bottle_ok &= allowed == 1 && forbidden == 0;
+        let _ = write!(
+            c.observed,
+            "; {RULED_NAME}'s world logged /allowed/kept-alive {allowed} times, /forbidden {forbidden} times"
+        );
+    }
     Ok(())
 }
 

@@ -30,7 +30,7 @@ const RULES: &[&str] = &[
 
 /// The same rules in mitmproxy: the path normalised (unreserved escapes
 /// decoded, dot segments and double slashes resolved), `*` within a
-/// segment, 403 for the rest.
+/// segment, 403 for the rest; bodies streamed, as rbm streams them.
 const RULES_ADDON: &str = r#"
 import fnmatch, os, posixpath, re
 from mitmproxy import http
@@ -55,9 +55,15 @@ def allowed(method, path):
             return True
     return False
 
+def requestheaders(flow):
+    flow.request.stream = True
+
 def request(flow):
     if not allowed(flow.request.method, normalise(flow.request.path)):
         flow.response = http.Response.make(403, b"refused\n", {"content-type": "text/plain"})
+
+def responseheaders(flow):
+    flow.response.stream = True
 "#;
 
 fn profile() -> String {

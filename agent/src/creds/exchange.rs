@@ -227,6 +227,10 @@ impl Exchange {
             Decision::Allow { path } => path,
             Decision::Deny { reason } => return Some(refuse(reason)),
         };
+        if path == req.uri().path() {
+            // Already as checked (the usual case): nothing to rewrite.
+            return None;
+        }
         let target = match req.uri().query() {
             Some(q) => format!("{path}?{q}"),
             None => path,

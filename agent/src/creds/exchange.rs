@@ -105,7 +105,11 @@ impl Exchange {
         {
             // The reason quotes the bottle's Host: escaped for the log.
             let shown = crate::shown::shown(&reason);
-            tracing::warn!(host = %self.host, reason = %shown, "credential: request for another host refused");
+            tracing::warn!(host = %self.host, reason = %shown, "request for another host refused");
+            if self.here.is_empty() {
+                return self.deny_as("request", StatusCode::FORBIDDEN, reason);
+            }
+            let reason = format!("{reason} (the real value goes to {} only)", self.host);
             return self.deny(StatusCode::FORBIDDEN, reason);
         }
         if let Some(refused) = self.check_rules(&mut req) {

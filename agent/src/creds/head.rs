@@ -35,7 +35,7 @@ pub fn names_only(host: &str, port: u16, uri: &Uri, headers: &HeaderMap) -> Resu
         named = true;
         if !names(host, port, value) {
             return Err(format!(
-                "a request whose {what} names {value:?}, not {host} (the real value goes to {host} only)"
+                "a request whose {what} names {value:?}, not {host}"
             ));
         }
     }

@@ -380,6 +380,12 @@ impl Exprs<'_> {
                 self.payload(PAYLOAD_TRANSPORT, 2, 2, REG_1);
                 self.cmp(CMP_EQ, &port.to_be_bytes());
             }
+            Match::Tcp4PortNot(port) => {
+                self.nfproto(NFPROTO_IPV4);
+                self.l4proto(TCP);
+                self.payload(PAYLOAD_TRANSPORT, 2, 2, REG_1);
+                self.cmp(CMP_NEQ, &port.to_be_bytes());
+            }
             Match::Daddr(ip) => {
                 self.daddr(ip.is_ipv6(), REG_1);
                 self.cmp(CMP_EQ, &addr_bytes(*ip));

@@ -231,6 +231,8 @@ pub enum Match {
     CtStatusDnat,
     /// The packet's destination TCP port, over IPv4.
     Tcp4Port(u16),
+    /// A TCP packet over IPv4 whose destination port is not this one.
+    Tcp4PortNot(u16),
     /// Layer-4 protocol (6 tcp, 17 udp), then `th dport`.
     ProtoPort(u8, u16),
     Daddr(IpAddr),
@@ -835,14 +837,22 @@ fn forward_chain(input: &FirewallInput) -> ChainDef {
         }
         Mode::Allowlist => {
             if input.intercept.is_some() && input.only_via_proxy {
-                // A host with request rules answered these addresses:
-                // SSH, plain HTTP, QUIC or TLS under another name to them
-                // (an alias that opened them on every port) would carry
-                // its requests past the rules. TCP 443 to them never gets
-                // here: it is redirected to the proxy.
-                let mut m = out_of_enclave();
-                m.push(Match::InSet(sets::CRED4, SetKey::Addr4));
-                rules.push(rule(m, Action::Drop, "drop:inspected-elsewhere"));
+                // A host with request rules may have answered these
+                // addresses: SSH or any other protocol to them under
+                // another name that opened them on every port (a shared
+                // address) would carry a push past the rules. So only TCP
+                // 443 (redirected to the proxy, never here) and TCP 80
+                // reach them: on 80 the name check wants an allowed name
+                // on port 80, which a ruled host never is. UDP (QUIC
+                // included) is dropped.
+                for last in [
+                    Match::L4Proto(Protocol::Udp.number()),
+                    Match::Tcp4PortNot(80),
+                ] {
+                    let mut m = out_of_enclave();
+                    m.extend([Match::InSet(sets::CRED4, SetKey::Addr4), last]);
+                    rules.push(rule(m, Action::Drop, "drop:inspected-elsewhere"));
+                }
             } else if input.intercept.is_some() {
                 // QUIC would pass the credential proxy by: the client
                 // falls back to TCP, which the proxy gets.
